@@ -1,0 +1,30 @@
+// Package errdefs holds the few error values shared by every layer.
+//
+// Libraries wrap one of these (fmt.Errorf("deploy %s: %w", name, ErrInvalid))
+// so that the API layer can map an error to a status code in one place
+// (internal/api) without knowing where it came from. Test with errors.Is.
+package errdefs
+
+import "errors"
+
+var (
+	// ErrInvalid: the caller's input is wrong (bad JSON, unknown runtime,
+	// missing handler file, unsafe tarball). HTTP 400.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrNotFound: the named thing does not exist. HTTP 404.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the operation clashes with current state. HTTP 409.
+	ErrConflict = errors.New("conflict")
+	// ErrTooLarge: a body or archive exceeds a documented limit. HTTP 413.
+	ErrTooLarge = errors.New("too large")
+	// ErrUnavailable: capacity is exhausted (max_instances reached). HTTP 429.
+	ErrUnavailable = errors.New("too many concurrent invocations")
+	// ErrNotImplemented: a feature that is not built yet (a boot mode whose
+	// engine has not landed). HTTP 501.
+	ErrNotImplemented = errors.New("not implemented")
+	// ErrFunction: the function itself failed (handler raised, crashed,
+	// timed out, ran out of memory). HTTP 502.
+	ErrFunction = errors.New("function error")
+	// ErrNotSupported: the kernel or machine lacks a needed feature.
+	ErrNotSupported = errors.New("not supported on this system")
+)
