@@ -1,0 +1,200 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+
+	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/sandbox/seccomp"
+)
+
+// initEnv marks the re-executed init helper; its value is the number of
+// caller ExtraFiles (fds 3..3+n-1). The config pipe is fd 3+n, the status
+// pipe fd 3+n+1.
+const initEnv = "_CATALYZER_SANDBOX_INIT"
+
+// initConfig is what the daemon sends the helper (JSON over a pipe).
+type initConfig struct {
+	Argv       []string
+	Env        []string
+	Cwd        string
+	Lower      string // overlay lower layer
+	Dir        string // instance run dir (host path)
+	Prepared   bool   // the daemon already mounted the overlay on Dir/merged (UserNS)
+	UpperBytes int64
+	Binds      []Bind
+	Hostname   string
+	NewNet     bool
+	Rlimits    []Rlimit
+	Caps       []string
+	NoSeccomp  bool
+	NExtra     int
+}
+
+func helperConfig(cfg Config, dir string) initConfig {
+	return initConfig{
+		Argv: cfg.Argv, Env: cfg.Env, Cwd: cfg.Cwd, Lower: lowerDir(cfg), Dir: dir,
+		Prepared: cfg.UserNS, UpperBytes: cfg.UpperBytes, Binds: cfg.Binds,
+		Hostname: cfg.Hostname, NewNet: cfg.Network != NetworkHost, Rlimits: cfg.Rlimits,
+		Caps: cfg.Caps, NoSeccomp: cfg.NoSeccomp, NExtra: len(cfg.ExtraFiles),
+	}
+}
+
+// MaybeInit must be the first call in main (and in TestMain of packages
+// that start sandboxes). In the daemon it returns at once; in the init
+// helper re-executed by Start it builds the sandbox and execs the program,
+// never returning.
+func MaybeInit() {
+	v, ok := os.LookupEnv(initEnv)
+	if !ok {
+		return
+	}
+	// Capabilities, no_new_privs and seccomp are per thread: do all of it,
+	// and the execve, on this one.
+	runtime.LockOSThread()
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		os.Exit(126)
+	}
+	status := 3 + n + 1
+	unix.CloseOnExec(status)
+	err = runInit(3+n, status)
+	var ie *InitError
+	if !errors.As(err, &ie) {
+		ie = &InitError{Step: "init", Msg: err.Error()}
+	}
+	b, _ := json.Marshal(report{Error: ie})
+	_, _ = unix.Write(status, append(b, '\n'))
+	os.Exit(127)
+}
+
+func stepErr(step string, err error, format string, a ...any) error {
+	msg := fmt.Sprintf(format, a...)
+	ie := &InitError{Step: step, Msg: msg + ": " + err.Error()}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		ie.Errno = en
+	}
+	return ie
+}
+
+func runInit(cfgFD, status int) error {
+	f := os.NewFile(uintptr(cfgFD), "config")
+	var cfg initConfig
+	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+		return stepErr("config", err, "read config")
+	}
+	f.Close()
+	sendMark := func(name string) {
+		b, _ := json.Marshal(report{Mark: &mark{name, monoNow()}})
+		_, _ = unix.Write(status, append(b, '\n'))
+	}
+	sendMark("config")
+
+	if err := buildRootfs(&cfg); err != nil {
+		return err
+	}
+	sendMark("rootfs")
+
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		return stepErr("net", err, "sethostname %q", cfg.Hostname)
+	}
+	if cfg.NewNet {
+		if err := loopbackUp(); err != nil {
+			return stepErr("net", err, "bring lo up")
+		}
+	}
+	sendMark("net")
+
+	for _, r := range cfg.Rlimits {
+		// syscall.Setrlimit (not x/sys) so that exec does not restore the
+		// NOFILE limit the Go runtime saved at start.
+		if err := syscall.Setrlimit(r.Resource, &syscall.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
+			return stepErr("security", err, "setrlimit %d", r.Resource)
+		}
+	}
+	if err := unix.Chdir(cfg.Cwd); err != nil {
+		return stepErr("security", err, "chdir %s", cfg.Cwd)
+	}
+	if err := dropCaps(cfg.Caps); err != nil {
+		return stepErr("security", err, "drop capabilities")
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return stepErr("security", err, "no_new_privs")
+	}
+	if !cfg.NoSeccomp {
+		names := make([]string, len(cfg.Caps))
+		for i, c := range cfg.Caps {
+			names[i] = "CAP_" + trimCap(c)
+		}
+		prog, err := seccomp.DefaultProgram(seccomp.Options{Caps: names})
+		if err != nil {
+			return stepErr("security", err, "seccomp program")
+		}
+		if err := seccomp.Install(prog); err != nil {
+			return stepErr("security", err, "seccomp install")
+		}
+	}
+	// Everything but 0-2 and the caller's files closes at exec (the status
+	// pipe included: EOF tells the daemon exec succeeded).
+	if err := unix.CloseRange(uint(3+cfg.NExtra), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return stepErr("security", err, "close_range")
+	}
+	sendMark("security")
+	err := syscall.Exec(cfg.Argv[0], cfg.Argv, cfg.Env)
+	return stepErr("exec", err, "exec %s", cfg.Argv[0])
+}
+
+func trimCap(c string) string {
+	if len(c) > 4 && (c[:4] == "CAP_" || c[:4] == "cap_") {
+		c = c[4:]
+	}
+	b := []byte(c)
+	for i := range b {
+		if b[i] >= 'a' && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// dropCaps limits the calling thread's bounding, inheritable, permitted
+// and effective sets to names and clears the ambient set.
+func dropCaps(names []string) error {
+	caps, err := parseCaps(names)
+	if err != nil {
+		return err
+	}
+	c, err := capability.NewPid2(0)
+	if err != nil {
+		return err
+	}
+	c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
+	c.Set(capability.BOUNDING|capability.INHERITABLE|capability.PERMITTED|capability.EFFECTIVE, caps...)
+	return c.Apply(capability.CAPS | capability.BOUNDS | capability.AMBS)
+}
+
+// loopbackUp sets IFF_UP on lo in the current network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}

@@ -1,0 +1,379 @@
+package sandbox
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/cleanup"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+)
+
+// Phase is one named, measured step of Start.
+type Phase struct {
+	Name string
+	D    time.Duration
+}
+
+// Exit is how the sandboxed process ended.
+type Exit struct {
+	Code      int            // exit status; -1 when killed by a signal
+	Signal    syscall.Signal // the killing signal, 0 when it exited
+	OOMKilled bool           // killed by the kernel's OOM killer in the sandbox's memory cgroup
+}
+
+// InitError is a setup step of the init helper that failed inside the
+// sandbox (Step is e.g. "rootfs", "exec"). It unwraps to the errno, so
+// errors.Is(err, fs.ErrNotExist) works for a missing argv[0].
+type InitError struct {
+	Step  string
+	Msg   string
+	Errno syscall.Errno
+}
+
+func (e *InitError) Error() string { return e.Msg }
+
+func (e *InitError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
+
+// Sandbox is one running sandboxed process and the resources around it.
+type Sandbox struct {
+	id     string
+	cmd    *exec.Cmd
+	cg     *cgroup.Group
+	dir    string
+	phases []Phase
+
+	done chan struct{}
+	exit Exit
+	werr error
+
+	destroyOnce sync.Once
+	destroyErr  error
+}
+
+// mark is a point in time (CLOCK_MONOTONIC ns, comparable across the
+// daemon and the init helper) at which the named phase ended.
+type mark struct {
+	Phase string `json:"phase"`
+	T     int64  `json:"t"`
+}
+
+func monoNow() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return ts.Nano()
+}
+
+// report is one line the init helper writes on the status pipe: a phase
+// mark, or (last) the error that stopped it.
+type report struct {
+	Mark  *mark      `json:"mark,omitempty"`
+	Error *InitError `json:"error,omitempty"`
+}
+
+func instanceDir(parent, id string) string { return filepath.Join(RunDir, parent, id) }
+
+// Start builds the sandbox described by cfg and starts cfg.Argv in it. It
+// returns once the program has been exec'd, or with the init helper's
+// error; whatever was half-built is undone on failure.
+func Start(cfg Config) (*Sandbox, error) {
+	t0 := monoNow()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	marks := []mark{}
+	markNow := func(name string) { marks = append(marks, mark{name, monoNow()}) }
+	var c cleanup.Cleanup
+	defer c.Clean()
+
+	dir := instanceDir(cfg.CgroupParent, cfg.ID)
+	// 0711: root of a user namespace (unmapped on the host) must traverse
+	// to its overlay; the instance dirs themselves list nothing.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("sandbox %s: already exists: %w", cfg.ID, errdefs.ErrConflict)
+		}
+		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
+	}
+	c.Add(func() { _ = os.Remove(dir) })
+
+	cg, err := cgroup.New(cfg.CgroupParent, cfg.ID, cfg.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: cgroup: %w", cfg.ID, err)
+	}
+	c.Add(func() { _ = cg.Kill(); _ = cg.Delete() })
+	markNow("cgroup")
+
+	if cfg.UserNS {
+		// Real root builds the overlay here, in the initial mount and user
+		// namespaces (see doc.go); the helper pivots into its copy.
+		if err := mountOverlay(dir, lowerDir(cfg), cfg.UpperBytes, UIDMapBase); err != nil {
+			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
+		}
+		c.Add(func() { unmountOverlay(dir) })
+		markNow("rootfs-host")
+	}
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	c.Add(func() { cfgR.Close(); cfgW.Close() })
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	c.Add(func() { stR.Close(); stW.Close() })
+
+	cmd := &exec.Cmd{
+		Path:       "/proc/self/exe",
+		Args:       []string{"catalyzer-sandbox-init"},
+		Env:        []string{initEnv + "=" + strconv.Itoa(len(cfg.ExtraFiles))},
+		ExtraFiles: append(append([]*os.File{}, cfg.ExtraFiles...), cfgR, stW),
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
+	if cfg.Stdout != nil {
+		cmd.Stdout = cfg.Stdout
+	}
+	if cfg.Stderr != nil {
+		cmd.Stderr = cfg.Stderr
+	}
+	if cfg.Network != NetworkHost {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
+	}
+	if cfg.UserNS {
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
+		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: UIDMapBase, Size: UIDMapSize}}
+		cmd.SysProcAttr.UidMappings = m
+		cmd.SysProcAttr.GidMappings = m
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become root of the new namespace (host uid 0 is unmapped there).
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: spawn init helper: %w", cfg.ID, err)
+	}
+	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cfgR.Close()
+	stW.Close()
+	markNow("spawn")
+
+	// The helper is blocked reading its config: account it before it runs.
+	if err := cg.Add(cmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("sandbox %s: cgroup add: %w", cfg.ID, err)
+	}
+	if err := json.NewEncoder(cfgW).Encode(helperConfig(cfg, dir)); err != nil {
+		return nil, fmt.Errorf("sandbox %s: send config: %w", cfg.ID, err)
+	}
+	cfgW.Close()
+	markNow("join")
+
+	// Phase marks, then EOF (exec succeeded: the pipe is close-on-exec) or
+	// an error report.
+	sc := bufio.NewScanner(stR)
+	for sc.Scan() {
+		var r report
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("sandbox %s: bad report from init helper %q: %w", cfg.ID, sc.Text(), err)
+		}
+		if r.Error != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, r.Error)
+		}
+		if r.Mark != nil {
+			marks = append(marks, *r.Mark)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: read status: %w", cfg.ID, err)
+	}
+	markNow("exec")
+	stR.Close()
+
+	if cfg.UserNS {
+		// The helper holds its own copy now; drop the daemon's.
+		unmountOverlay(dir)
+	}
+
+	s := &Sandbox{id: cfg.ID, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
+	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
+	prev := t0
+	for _, m := range marks {
+		s.phases = append(s.phases, Phase{m.Phase, time.Duration(m.T - prev)})
+		prev = m.T
+	}
+	c.Release()
+	go s.reap()
+	return s, nil
+}
+
+// reap waits for the sandboxed process (PID 1 of the sandbox: when it
+// dies, the kernel kills every other process of its PID namespace).
+func (s *Sandbox) reap() {
+	err := s.cmd.Wait()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		err = nil
+	default:
+		s.werr = err
+	}
+	ws, _ := s.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	s.exit.Code = ws.ExitStatus()
+	if ws.Signaled() {
+		s.exit.Signal = ws.Signal()
+		if s.exit.Signal == syscall.SIGKILL {
+			if oom, oerr := s.cg.OOMKilled(); oerr == nil {
+				s.exit.OOMKilled = oom
+			}
+		}
+	}
+	close(s.done)
+}
+
+// Pid is the host pid of the sandboxed process.
+func (s *Sandbox) Pid() int { return s.cmd.Process.Pid }
+
+// ID is the instance id the sandbox was started with.
+func (s *Sandbox) ID() string { return s.id }
+
+// Phases returns the measured setup phases of Start, in order: "cgroup"
+// (validate, run dir, cgroup created), "rootfs-host" (UserNS only: overlay
+// built by the daemon), "spawn" (clone+exec of the init helper), "join"
+// (helper added to the cgroup, config sent), "config" (the helper's Go
+// runtime started and read its config), "rootfs", "net" (hostname,
+// loopback), "security" (rlimits, cwd, caps, no_new_privs, seccomp, fds),
+// "exec" (execve until the daemon saw the status pipe close).
+func (s *Sandbox) Phases() []Phase { return append([]Phase(nil), s.phases...) }
+
+// Done is closed when the sandboxed process has exited and been reaped.
+func (s *Sandbox) Done() <-chan struct{} { return s.done }
+
+// Wait blocks until the sandboxed process exits and returns how it ended.
+// Any number of callers may wait.
+func (s *Sandbox) Wait() (Exit, error) {
+	<-s.done
+	return s.exit, s.werr
+}
+
+// Destroy kills everything in the sandbox, reaps it, deletes its cgroup
+// and run dir. It is idempotent and safe to call after the process exited.
+func (s *Sandbox) Destroy() error {
+	s.destroyOnce.Do(func() {
+		select {
+		case <-s.done:
+		default:
+			_ = s.cmd.Process.Signal(syscall.SIGKILL)
+			<-s.done
+		}
+		var errs []error
+		if err := s.cg.Kill(); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup kill: %w", err))
+		}
+		if err := s.cg.Delete(); err != nil {
+			errs = append(errs, fmt.Errorf("cgroup delete: %w", err))
+		}
+		unmountOverlay(s.dir)
+		if err := os.Remove(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+		if err := errors.Join(errs...); err != nil {
+			s.destroyErr = fmt.Errorf("sandbox %s: destroy: %w", s.id, err)
+		}
+	})
+	return s.destroyErr
+}
+
+// Sweep kills and removes whatever a killed daemon left under
+// cgroupParent: cgroups (with their processes) and per-instance run dirs
+// (with any mount the daemon made there). It returns the number of
+// instances removed.
+func Sweep(cgroupParent string) (int, error) {
+	if cgroupParent == "" {
+		cgroupParent = DefaultCgroupParent
+	}
+	n, err := cgroup.Sweep(cgroupParent)
+	base := filepath.Join(RunDir, cgroupParent)
+	ents, rerr := os.ReadDir(base)
+	if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return n, errors.Join(err, rerr)
+	}
+	dirs := 0
+	for _, e := range ents {
+		d := filepath.Join(base, e.Name())
+		unmountOverlay(d)
+		if rmErr := os.Remove(d); rmErr != nil {
+			err = errors.Join(err, rmErr)
+			continue
+		}
+		dirs++
+	}
+	_ = os.Remove(base)
+	return max(n, dirs), err
+}
+
+// lowerDir is the overlay's lower layer.
+func lowerDir(cfg Config) string {
+	if cfg.Rootfs == "" {
+		return "/"
+	}
+	return cfg.Rootfs
+}
+
+// mountOverlay mounts, in the caller's mount namespace, a size-limited
+// tmpfs on dir holding the overlay's upper and work dirs, and the overlay
+// (lower, that upper) on dir/merged. rootUID owns the upper's root.
+func mountOverlay(dir, lower string, size int64, rootUID int) error {
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV,
+		fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
+	}
+	for _, d := range []string{"upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+			return err
+		}
+	}
+	if rootUID != 0 {
+		// Root inside a user namespace must own "/" to write there, and
+		// must be able to reach the merged dir through dir.
+		_ = os.Chown(filepath.Join(dir, "upper"), rootUID, rootUID)
+		_ = os.Chmod(dir, 0o711)
+	}
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir)
+	if err := unix.Mount("overlay", filepath.Join(dir, "merged"), "overlay", 0, opts); err != nil {
+		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		return fmt.Errorf("mount overlay (%s): %w", opts, err)
+	}
+	return nil
+}
+
+// unmountOverlay lazily unmounts what mountOverlay mounted, if mounted.
+func unmountOverlay(dir string) {
+	_ = unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
+	_ = unix.Unmount(dir, unix.MNT_DETACH)
+}
