@@ -1,0 +1,212 @@
+// Package runtimes knows the function runtimes: how to check a handler
+// name against a code directory, the argv that starts an instance's agent,
+// and the embedded in-sandbox agents (python/agent.py, node/agent.js) that
+// InstallAgents writes out. Native functions have no agent: the function
+// binary links an SDK (sdk/go/function, sdk/c/catalyzer.h) and speaks the
+// protocol itself.
+//
+// Errors: Lookup and CheckHandler return errors wrapping errdefs.ErrInvalid.
+package runtimes
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+//go:embed python/agent.py node/agent.js
+var agents embed.FS
+
+// Interpreters used by Command. The sandbox's rootfs provides the same
+// paths.
+const (
+	Python = "/usr/bin/python3"
+	Node   = "/usr/bin/node"
+)
+
+// Runtime is one kind of function runtime.
+type Runtime struct {
+	Name      string // "python", "node", "native"
+	AgentFile string // agent file name inside the agent dir ("" for native)
+	Ext       string // module file extension (".py", ".js"; "" for native)
+}
+
+var all = []Runtime{
+	{Name: "python", AgentFile: "agent.py", Ext: ".py"},
+	{Name: "node", AgentFile: "agent.js", Ext: ".js"},
+	{Name: "native"},
+}
+
+// Names returns the valid runtime names.
+func Names() []string {
+	n := make([]string, len(all))
+	for i, r := range all {
+		n[i] = r.Name
+	}
+	return n
+}
+
+// Lookup returns the runtime called name.
+func Lookup(name string) (Runtime, error) {
+	for _, r := range all {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return Runtime{}, fmt.Errorf("unknown runtime %q (valid: %s): %w", name, strings.Join(Names(), ", "), errdefs.ErrInvalid)
+}
+
+// A module path is identifiers separated by dots or slashes; the handler is
+// module path "." function name.
+var handlerRE = regexp.MustCompile(`^([A-Za-z_$][A-Za-z0-9_$-]*(?:[./][A-Za-z_$][A-Za-z0-9_$-]*)*)\.([A-Za-z_$][A-Za-z0-9_$]*)$`)
+
+// CheckHandler checks that handler is well formed for r and that the file it
+// names exists in codeDir. For python and node the handler is
+// "module.function" where module may contain dots or slashes as package
+// separators ("main.handler" is main.py / main.js, "pkg.mod.fn" is
+// pkg/mod.py); for native it is a relative path to an executable regular
+// file inside codeDir (no "..", symlinks may not leave codeDir).
+func (r Runtime) CheckHandler(codeDir, handler string) error {
+	if r.Name == "native" {
+		return checkNative(codeDir, handler)
+	}
+	m := handlerRE.FindStringSubmatch(handler)
+	if m == nil || strings.Contains(m[1], "-") && r.Name == "python" {
+		return fmt.Errorf("%s handler %q: want the form module.function, e.g. main.handler: %w", r.Name, handler, errdefs.ErrInvalid)
+	}
+	mod := strings.ReplaceAll(m[1], ".", "/")
+	candidates := []string{mod + r.Ext}
+	switch r.Name {
+	case "python":
+		candidates = append(candidates, mod+"/__init__.py")
+	case "node":
+		candidates = append(candidates, mod+"/index.js")
+	}
+	for _, c := range candidates {
+		fi, err := os.Stat(filepath.Join(codeDir, filepath.FromSlash(c)))
+		if err == nil && fi.Mode().IsRegular() {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s handler %q: module file %s not found in the code directory: %w", r.Name, handler, candidates[0], errdefs.ErrInvalid)
+}
+
+func checkNative(codeDir, handler string) error {
+	if handler == "" || !filepath.IsLocal(handler) || strings.Contains(handler, "\\") ||
+		slices.Contains(strings.Split(filepath.ToSlash(handler), "/"), "..") {
+		return fmt.Errorf("native handler %q: want a relative path to an executable inside the code directory, without \"..\": %w", handler, errdefs.ErrInvalid)
+	}
+	root, err := os.OpenRoot(codeDir)
+	if err != nil {
+		return fmt.Errorf("native handler %q: code directory: %v: %w", handler, err, errdefs.ErrInvalid)
+	}
+	defer root.Close()
+	fi, err := root.Stat(handler) // follows symlinks, but not out of codeDir
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("native handler %q: no such file in the code directory: %w", handler, errdefs.ErrInvalid)
+		}
+		return fmt.Errorf("native handler %q: %v: %w", handler, err, errdefs.ErrInvalid)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("native handler %q: not an executable regular file (mode %v): %w", handler, fi.Mode(), errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// Command returns the argv that starts an instance of r. codeDir and
+// agentDir are paths as the instance sees them (/var/task and /opt/catalyzer
+// in a sandbox, host paths without one). The agent learns codeDir and the
+// handler from the init message, not from argv.
+//
+// Python runs with -I (isolated mode: PYTHON* variables, the user site
+// directory and the script's own directory are ignored, so the host's or
+// image's environment cannot inject code before the agent runs; the system
+// site-packages stay available) and -B (no .pyc files written into the
+// read-only code directory). The agent itself puts code_dir first on
+// sys.path so the function imports its own modules.
+func (r Runtime) Command(codeDir, agentDir, handler string) []string {
+	switch r.Name {
+	case "python":
+		return []string{Python, "-I", "-B", path.Join(agentDir, r.AgentFile)}
+	case "node":
+		return []string{Node, path.Join(agentDir, r.AgentFile)}
+	case "native":
+		return []string{path.Join(codeDir, handler)}
+	}
+	return nil
+}
+
+// InstallAgents writes the embedded agents into dir (created if needed)
+// with mode 0644. Each file is written to a temporary name and renamed, so
+// a concurrent reader sees either the old or the new file; an agent that is
+// already identical is left alone.
+func InstallAgents(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("install agents: %w", err)
+	}
+	for _, r := range all {
+		if r.AgentFile == "" {
+			continue
+		}
+		data, err := agents.ReadFile(r.Name + "/" + r.AgentFile)
+		if err != nil {
+			return fmt.Errorf("install agents: %w", err)
+		}
+		dst := filepath.Join(dir, r.AgentFile)
+		if old, err := os.ReadFile(dst); err == nil && string(old) == string(data) {
+			if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm() == 0o644 {
+				continue
+			}
+		}
+		if err := writeAtomic(dst, data); err != nil {
+			return fmt.Errorf("install agents: %w", err)
+		}
+	}
+	return nil
+}
+
+// Agent returns the embedded agent source of runtime name ("python",
+// "node"); nil for native.
+func Agent(name string) []byte {
+	r, err := Lookup(name)
+	if err != nil || r.AgentFile == "" {
+		return nil
+	}
+	b, _ := agents.ReadFile(r.Name + "/" + r.AgentFile)
+	return b
+}
+
+func writeAtomic(dst string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after a successful rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
