@@ -7,6 +7,8 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/moby/sys/capability"
@@ -34,7 +36,7 @@ type initConfig struct {
 	NewNet     bool
 	Rlimits    []Rlimit
 	Caps       []string
-	NoSeccomp  bool
+	Seccomp    []unix.SockFilter // nil: no filter
 	NExtra     int
 }
 
@@ -43,8 +45,29 @@ func helperConfig(cfg Config, dir string) initConfig {
 		Argv: cfg.Argv, Env: cfg.Env, Cwd: cfg.Cwd, Lower: lowerDir(cfg), Dir: dir,
 		Prepared: cfg.UserNS, UpperBytes: cfg.UpperBytes, Binds: cfg.Binds,
 		Hostname: cfg.Hostname, NewNet: cfg.Network != NetworkHost, Rlimits: cfg.Rlimits,
-		Caps: cfg.Caps, NoSeccomp: cfg.NoSeccomp, NExtra: len(cfg.ExtraFiles),
+		Caps: cfg.Caps, NExtra: len(cfg.ExtraFiles),
 	}
+}
+
+// seccompCache holds compiled default programs by capability set: the
+// daemon compiles once, helpers only install.
+var seccompCache sync.Map // string -> []unix.SockFilter
+
+func seccompProgram(caps []string) ([]unix.SockFilter, error) {
+	names := make([]string, len(caps))
+	for i, c := range caps {
+		names[i] = "CAP_" + trimCap(c)
+	}
+	key := strings.Join(names, ",")
+	if p, ok := seccompCache.Load(key); ok {
+		return p.([]unix.SockFilter), nil
+	}
+	prog, err := seccomp.DefaultProgram(seccomp.Options{Caps: names})
+	if err != nil {
+		return nil, err
+	}
+	seccompCache.Store(key, prog)
+	return prog, nil
 }
 
 // MaybeInit must be the first call in main (and in TestMain of packages
@@ -129,16 +152,8 @@ func runInit(cfgFD, status int) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return stepErr("security", err, "no_new_privs")
 	}
-	if !cfg.NoSeccomp {
-		names := make([]string, len(cfg.Caps))
-		for i, c := range cfg.Caps {
-			names[i] = "CAP_" + trimCap(c)
-		}
-		prog, err := seccomp.DefaultProgram(seccomp.Options{Caps: names})
-		if err != nil {
-			return stepErr("security", err, "seccomp program")
-		}
-		if err := seccomp.Install(prog); err != nil {
+	if cfg.Seccomp != nil {
+		if err := seccomp.Install(cfg.Seccomp); err != nil {
 			return stepErr("security", err, "seccomp install")
 		}
 	}

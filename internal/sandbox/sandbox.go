@@ -104,6 +104,13 @@ func Start(cfg Config) (*Sandbox, error) {
 	var c cleanup.Cleanup
 	defer c.Clean()
 
+	var prog []unix.SockFilter
+	if !cfg.NoSeccomp {
+		if prog, err = seccompProgram(cfg.Caps); err != nil {
+			return nil, fmt.Errorf("sandbox %s: seccomp: %w", cfg.ID, err)
+		}
+	}
+
 	dir := instanceDir(cfg.CgroupParent, cfg.ID)
 	// 0711: root of a user namespace (unmapped on the host) must traverse
 	// to its overlay; the instance dirs themselves list nothing.
@@ -186,7 +193,9 @@ func Start(cfg Config) (*Sandbox, error) {
 	if err := cg.Add(cmd.Process.Pid); err != nil {
 		return nil, fmt.Errorf("sandbox %s: cgroup add: %w", cfg.ID, err)
 	}
-	if err := json.NewEncoder(cfgW).Encode(helperConfig(cfg, dir)); err != nil {
+	hc := helperConfig(cfg, dir)
+	hc.Seccomp = prog
+	if err := json.NewEncoder(cfgW).Encode(hc); err != nil {
 		return nil, fmt.Errorf("sandbox %s: send config: %w", cfg.ID, err)
 	}
 	cfgW.Close()

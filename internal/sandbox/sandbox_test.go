@@ -481,6 +481,40 @@ func TestNoLeaks(t *testing.T) {
 	}
 }
 
+func TestSweep(t *testing.T) {
+	requireRoot(t)
+	parent := testParent + "-sweep"
+	var ss []*Sandbox
+	for range 2 {
+		cfg := baseConfig(sh, "-c", "sleep 100")
+		cfg.CgroupParent = parent
+		s, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ss = append(ss, s)
+	}
+	// As if the daemon died: nobody calls Destroy.
+	n, err := Sweep(parent)
+	if err != nil || n != 2 {
+		t.Errorf("Sweep = %d, %v; want 2", n, err)
+	}
+	for _, s := range ss {
+		select {
+		case <-s.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("sandbox survived Sweep")
+		}
+		_ = s.Destroy()
+	}
+	if _, err := os.Stat(filepath.Join(RunDir, parent)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("run dir left after Sweep: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/pids", parent)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("cgroup parent left after Sweep: %v", err)
+	}
+}
+
 func TestPhases(t *testing.T) {
 	requireRoot(t)
 	s, err := Start(baseConfig("/bin/true"))
