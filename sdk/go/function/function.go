@@ -1,0 +1,302 @@
+// Package function is the Go SDK for native Catalyzer functions. A native
+// function is an executable that calls Start with its handler; Start speaks
+// the control protocol (docs/PROTOCOL.md) on the fd named by
+// CATALYZER_CONTROL_FD (default 3):
+//
+//	func main() {
+//		function.Start(func(ctx context.Context, event json.RawMessage) (any, error) {
+//			return map[string]string{"hello": "world"}, nil
+//		})
+//	}
+//
+// Per invocation:
+//   - ctx carries the invocation's deadline (Invoke.deadline_ms; none when
+//     0), its id (InvocationID) and the function name (FunctionName). The
+//     SDK does not stop a handler that ignores ctx; the daemon kills the
+//     instance when the deadline passes.
+//   - fds 1 and 2 are redirected to memfds for the duration of the call, so
+//     fmt.Print, os.Stdout, log (to stderr) and cgo code are all captured,
+//     each bounded by the init's output_limit. Goroutines that outlive the
+//     call write to the real fds again.
+//   - The return value is encoded with encoding/json; if that fails the
+//     error type is "SerializationError". A returned error becomes an error
+//     frame whose type is the error's Go type (fmt's %T, e.g.
+//     "*errors.errorString"); a panic becomes type "panic" with the stack
+//     as the trace. The instance keeps serving after either.
+//
+// Forked (the instance is a clone): nothing is reseeded. crypto/rand reads
+// the kernel (getrandom; its vDSO state is wiped on fork by the kernel).
+// Known gap: the runtime's per-thread ChaCha8 state behind math/rand/v2's
+// global functions (and math/rand's unseeded global) is seeded once at
+// process start and Go offers no way to reseed it, so clones of one
+// template draw the same math/rand sequence. Use crypto/rand, or a
+// generator you seed in your handler after Forked, where clones must differ.
+package function
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/agent"
+)
+
+// Handler is a native function's entry point.
+type Handler func(ctx context.Context, event json.RawMessage) (any, error)
+
+// Start serves invocations until the daemon closes the control channel,
+// then exits the process with code 0 (2 on a protocol error, after telling
+// the daemon why). It never returns.
+func Start(h Handler) {
+	if err := Serve(h); err != nil {
+		os.Exit(2)
+	}
+	os.Exit(0)
+}
+
+// Serve is Start without the exit: it returns nil on EOF of the control
+// channel and the error otherwise.
+func Serve(h Handler) error {
+	fd := 3
+	if s := os.Getenv("CATALYZER_CONTROL_FD"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("CATALYZER_CONTROL_FD=%q: not a file descriptor", s)
+		}
+		fd = n
+	}
+	unix.CloseOnExec(fd) // not inherited by the handler's subprocesses
+	s := &server{h: h, ctl: os.NewFile(uintptr(fd), "catalyzer-control"), limit: agent.DefaultOutputLimit}
+	err := s.serve()
+	if errors.Is(err, agent.ErrProtocol) {
+		s.send(agent.TypeError, agent.ErrorMsg{Type: "ProtocolError", Message: err.Error()})
+	}
+	return err
+}
+
+type ctxKey int
+
+const (
+	keyID ctxKey = iota
+	keyFunction
+	keyServer
+)
+
+// InvocationID returns the id of the invocation ctx belongs to.
+func InvocationID(ctx context.Context) string { s, _ := ctx.Value(keyID).(string); return s }
+
+// FunctionName returns the function's name from the init message.
+func FunctionName(ctx context.Context) string { s, _ := ctx.Value(keyFunction).(string); return s }
+
+// Log sends message to the daemon as a log frame right away (out of band,
+// not part of the captured stdout/stderr).
+func Log(ctx context.Context, message string) {
+	if s, ok := ctx.Value(keyServer).(*server); ok {
+		s.send(agent.TypeLog, agent.Log{ID: InvocationID(ctx), Message: message})
+	}
+}
+
+type server struct {
+	h        Handler
+	ctl      *os.File
+	wmu      sync.Mutex // frames may be sent by Log from any goroutine
+	function string
+	limit    int
+	capture  *capture
+}
+
+func (s *server) send(t agent.Type, m any) error {
+	f, err := agent.Encode(t, m)
+	if err != nil {
+		return err
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return agent.WriteFrame(s.ctl, f)
+}
+
+func (s *server) ready() error {
+	return s.send(agent.TypeReady, agent.Ready{Version: agent.ProtocolVersion, PID: os.Getpid(), ReadyNS: agent.Monotonic()})
+}
+
+func (s *server) serve() error {
+	inited := false
+	for {
+		f, err := agent.ReadFrame(s.ctl)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch f.Type {
+		case agent.TypeInit:
+			var m agent.Init
+			if err := agent.Decode(f, agent.TypeInit, &m); err != nil {
+				return err
+			}
+			if inited {
+				return fmt.Errorf("%w: second init", agent.ErrProtocol)
+			}
+			if m.Version != agent.ProtocolVersion {
+				return fmt.Errorf("%w: init for protocol version %d, agent speaks version %d", agent.ErrProtocol, m.Version, agent.ProtocolVersion)
+			}
+			s.function = m.Function
+			if m.OutputLimit > 0 {
+				s.limit = m.OutputLimit
+			}
+			if s.capture, err = newCapture(); err != nil {
+				if err := s.send(agent.TypeError, agent.ErrorMsg{Type: "CaptureError", Message: err.Error()}); err != nil {
+					return err
+				}
+				continue
+			}
+			inited = true
+			if err := s.ready(); err != nil {
+				return err
+			}
+		case agent.TypeInvoke:
+			var m agent.Invoke
+			if err := agent.Decode(f, agent.TypeInvoke, &m); err != nil {
+				return err
+			}
+			if !inited {
+				return fmt.Errorf("%w: invoke before a successful init", agent.ErrProtocol)
+			}
+			if err := s.invoke(m); err != nil {
+				return err
+			}
+		case agent.TypeForked:
+			if err := s.ready(); err != nil { // nothing to reseed: see the package doc
+				return err
+			}
+		default:
+			return fmt.Errorf("%w: unexpected %s frame", agent.ErrProtocol, f.Type)
+		}
+	}
+}
+
+func (s *server) invoke(m agent.Invoke) error {
+	ctx := context.WithValue(context.Background(), keyID, m.ID)
+	ctx = context.WithValue(ctx, keyFunction, s.function)
+	ctx = context.WithValue(ctx, keyServer, s)
+	cancel := context.CancelFunc(func() {})
+	if m.DeadlineMS > 0 {
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(m.DeadlineMS)*time.Millisecond)
+	}
+	defer cancel()
+
+	if err := s.capture.start(); err != nil {
+		return s.send(agent.TypeError, agent.ErrorMsg{ID: m.ID, Type: "CaptureError", Message: err.Error()})
+	}
+	entry := agent.Monotonic()
+	out, herr := call(ctx, s.h, m.Event)
+	exit := agent.Monotonic()
+	stdout, stderr, truncated := s.capture.stop(s.limit)
+
+	if herr == nil {
+		b, err := json.Marshal(out)
+		if err == nil {
+			r := agent.Result{ID: m.ID, Output: b, EntryNS: entry, ExitNS: exit, Stdout: stdout, Stderr: stderr, Truncated: truncated}
+			f, err := agent.Encode(agent.TypeResult, r)
+			if err != nil {
+				herr = &callError{typ: "ResultTooLarge", msg: err.Error()}
+			} else {
+				s.wmu.Lock()
+				defer s.wmu.Unlock()
+				return agent.WriteFrame(s.ctl, f)
+			}
+		} else {
+			herr = &callError{typ: "SerializationError", msg: "handler result is not JSON-serialisable: " + err.Error()}
+		}
+	}
+	e := agent.ErrorMsg{ID: m.ID, Type: fmt.Sprintf("%T", herr), Message: herr.Error(), EntryNS: entry, ExitNS: exit, Stdout: stdout, Stderr: stderr, Truncated: truncated}
+	if ce, ok := herr.(*callError); ok {
+		e.Type, e.Message, e.Trace = ce.typ, ce.msg, ce.trace
+	}
+	return s.send(agent.TypeError, e)
+}
+
+// callError is an error the SDK makes itself (panic, serialisation).
+type callError struct{ typ, msg, trace string }
+
+func (e *callError) Error() string { return e.msg }
+
+func call(ctx context.Context, h Handler, event json.RawMessage) (out any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, &callError{typ: "panic", msg: fmt.Sprint(r), trace: string(debug.Stack())}
+		}
+	}()
+	return h(ctx, event)
+}
+
+// capture redirects fds 1 and 2 into memfds during a call.
+type capture struct {
+	saved [2]int // duplicates of the original fds 1 and 2
+	files [2]int // memfds
+}
+
+func newCapture() (*capture, error) {
+	c := &capture{}
+	for i, name := range []string{"stdout", "stderr"} {
+		saved, err := unix.FcntlInt(uintptr(i+1), unix.F_DUPFD_CLOEXEC, 10)
+		if err != nil {
+			return nil, fmt.Errorf("save fd %d: %w", i+1, err)
+		}
+		c.saved[i] = saved
+		m, err := unix.MemfdCreate("catalyzer-"+name, unix.MFD_CLOEXEC)
+		if err != nil {
+			return nil, fmt.Errorf("memfd for %s: %w", name, err)
+		}
+		c.files[i] = m
+	}
+	return c, nil
+}
+
+func (c *capture) start() error {
+	for i, m := range c.files {
+		if err := unix.Ftruncate(m, 0); err != nil {
+			return err
+		}
+		if _, err := unix.Seek(m, 0, io.SeekStart); err != nil {
+			return err
+		}
+		if err := unix.Dup3(m, i+1, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *capture) stop(limit int) (stdout, stderr string, truncated bool) {
+	var out [2]string
+	for i, m := range c.files {
+		unix.Dup3(c.saved[i], i+1, 0)
+		var st unix.Stat_t
+		if unix.Fstat(m, &st) != nil {
+			continue
+		}
+		n := int(st.Size)
+		if n > limit {
+			n, truncated = limit, true
+		}
+		buf := make([]byte, n)
+		got, _ := unix.Pread(m, buf, 0)
+		if got < 0 {
+			got = 0
+		}
+		out[i] = string(buf[:got])
+		unix.Ftruncate(m, 0)
+	}
+	return out[0], out[1], truncated
+}
