@@ -122,8 +122,8 @@ func (o *asmOp) size() int {
 
 // assemble resolves the labels and returns the program.
 func (a *assembler) assemble() ([]unix.SockFilter, error) {
-	pos := make([]int, len(a.ops))    // position of each op's first instruction
-	where := make([]int, a.labels)    // position of each label
+	pos := make([]int, len(a.ops)) // position of each op's first instruction
+	where := make([]int, a.labels) // position of each label
 	for {
 		for i := range where {
 			where[i] = -1
