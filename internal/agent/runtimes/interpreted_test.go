@@ -201,7 +201,8 @@ func TestInvokeBehaviour(t *testing.T) {
 		t.Run(rt, func(t *testing.T) {
 			t.Run("echo", func(t *testing.T) {
 				in := mustInit(t, rt, "main.echo", 0)
-				for _, ev := range []string{`{"a":[1,2,{"b":"\u00e9"}]}`, `null`, `"s"`, `12.5`} {
+				big := `"` + strings.Repeat("y", 3<<20) + `"` // arrives in many reads
+				for _, ev := range []string{`{"a":[1,2,{"b":"\u00e9"}]}`, `null`, `"s"`, `12.5`, big} {
 					res, err := in.conn.Invoke(ctx(t), agent.Invoke{ID: "e", Event: json.RawMessage(ev)})
 					if err != nil {
 						t.Fatal(err)
