@@ -1,0 +1,39 @@
+# catalyzer — see README.md. Everything here runs as root on Linux.
+SHELL := /bin/bash
+GO ?= go
+export GOTOOLCHAIN ?= auto
+BIN := bin/catalyzer
+
+.PHONY: all build deps examples test test-short demo bench fuzz clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build:
+	$(GO) build -o $(BIN) ./cmd/catalyzer
+
+examples: build
+	@bash examples/build.sh
+
+# The whole suite, as CI runs it: unit tests, and the kernel-facing tests
+# for real (they need root; without it they skip and say why).
+test: deps build examples
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+test-short: build examples
+	$(GO) test -short -count=1 ./...
+
+# Build, start the daemon on embedded defaults, deploy and invoke the
+# bundled examples, print a latency table, stop.
+demo: deps build examples
+	@bash scripts/demo.sh
+
+# Fuzz each parser for a short while.
+fuzz:
+	$(GO) test ./internal/agent -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
+
+clean:
+	rm -rf bin

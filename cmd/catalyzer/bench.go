@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"os"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/catalyzer/catalyzer/internal/bench"
+	"github.com/catalyzer/catalyzer/internal/client"
+)
+
+func benchCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "bench",
+		Usage: "boot N fresh instances of a deployed function and report latency percentiles, phases and baselines",
+		Flags: []cli.Flag{
+			addrFlag(),
+			&cli.StringFlag{Name: "function", Usage: "deployed function to boot", Required: true},
+			&cli.StringFlag{Name: "boot", Usage: "scratch, fork, cold or warm", Value: "scratch"},
+			&cli.IntFlag{Name: "n", Aliases: []string{"N"}, Usage: "number of boots", Value: 50},
+			&cli.IntFlag{Name: "concurrency", Usage: "boots in flight at once", Value: 1},
+			&cli.StringFlag{Name: "data", Usage: "event JSON", Value: "{}"},
+			&cli.StringFlag{Name: "baselines", Usage: "comma list of local baselines to measure in the same run (direct, bwrap) or none", Value: "direct,bwrap"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			r, err := bench.Run(ctx, bench.Options{
+				Client:      client.New(cmd.String("addr")),
+				Function:    cmd.String("function"),
+				Boot:        cmd.String("boot"),
+				N:           int(cmd.Int("n")),
+				Concurrency: int(cmd.Int("concurrency")),
+				Event:       []byte(cmd.String("data")),
+				Baselines:   bench.ParseBaselines(cmd.String("baselines")),
+			})
+			if err != nil {
+				return err
+			}
+			if cmd.Bool("json") {
+				return r.WriteJSON(os.Stdout)
+			}
+			r.WriteText(os.Stdout)
+			return nil
+		},
+	}
+}

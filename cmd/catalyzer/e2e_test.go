@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/client"
+	"github.com/catalyzer/catalyzer/internal/testutil"
+)
+
+// The end-to-end tests drive the real binary: built once, run as a
+// daemon, killed with SIGKILL, restarted.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "catalyzer-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "catalyzer")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type daemon struct {
+	cmd  *exec.Cmd
+	addr string
+}
+
+func startDaemon(t *testing.T, state, parent string) *daemon {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, addr: addr}
+	t.Cleanup(func() { d.stop() })
+	c := client.New(addr)
+	for i := 0; i < 200; i++ {
+		if _, err := c.List(context.Background()); err == nil {
+			return d
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not come up on %s", addr)
+	return nil
+}
+
+func (d *daemon) stop() {
+	if d.cmd.ProcessState == nil {
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		d.cmd.Wait()
+	}
+}
+
+func runCLI(t *testing.T, addr string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+addr)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("catalyzer %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func repoExamples() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "examples")
+}
+
+// TestDaemonKilled: after SIGKILL of the daemon, its instances die with
+// it, and a restarted daemon still has every function and cleans up the
+// cgroups the dead one left.
+func TestDaemonKilled(t *testing.T) {
+	testutil.RequiresRoot(t)
+	state := t.TempDir()
+	parent := fmt.Sprintf("catalyzer-test-e2e-%d", os.Getpid())
+	before := testutil.Take(t, parent)
+
+	d := startDaemon(t, state, parent)
+	runCLI(t, d.addr, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
+	out := runCLI(t, d.addr, "fn", "invoke", "hello", "--boot", "scratch", "--data", `{"name":"e2e"}`)
+	if !strings.Contains(out, `"hello": "e2e"`) && !strings.Contains(out, `"hello":"e2e"`) {
+		t.Fatalf("invoke output: %s", out)
+	}
+	instances := testutil.Descendants(d.cmd.Process.Pid)
+	if len(instances) == 0 {
+		t.Fatal("no live instance after invoke (keep-alive should keep one)")
+	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	// The instance dies with the daemon (Pdeathsig)...
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range instances {
+		for syscall.Kill(pid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if syscall.Kill(pid, 0) == nil {
+			t.Errorf("instance process %d survived the daemon's SIGKILL", pid)
+		}
+	}
+
+	// ...and the restarted daemon sweeps its cgroup and still has the function.
+	d2 := startDaemon(t, state, parent)
+	if n := testutil.Take(t, parent).Cgroups; n != before.Cgroups {
+		t.Errorf("%d cgroups under %s after restart, want %d", n, parent, before.Cgroups)
+	}
+	if out := runCLI(t, d2.addr, "fn", "ls"); !strings.Contains(out, "hello") {
+		t.Fatalf("function lost across SIGKILL: %s", out)
+	}
+	runCLI(t, d2.addr, "fn", "invoke", "hello")
+	runCLI(t, d2.addr, "fn", "rm", "hello")
+	d2.stop()
+	after := testutil.Take(t, parent)
+	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
+		t.Fatalf("leak: before %+v after %+v", before, after)
+	}
+}

@@ -1,0 +1,306 @@
+// Package api is the daemon's HTTP/JSON API. It holds handlers only: the
+// work is the platform's, and every error is mapped to a status code in
+// one place (errorStatus).
+//
+//	PUT    /v1/functions/{name}          deploy (201 created, 200 replaced)
+//	GET    /v1/functions                 list
+//	GET    /v1/functions/{name}          show
+//	DELETE /v1/functions/{name}          delete (204)
+//	POST   /v1/functions/{name}/invoke   invoke: ?boot=scratch|fork|cold|warm|auto
+//	GET    /metrics                      Prometheus
+//	GET    /healthz                      liveness
+//
+// Errors are always {"error": {"type": ..., "message": ...}}.
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/boot"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/platform"
+)
+
+// Body limits: a deploy carries code (base64 inflates it by a third), an
+// invocation carries an event.
+const (
+	MaxDeployBody = 64 << 20
+	MaxEventBody  = 6 << 20
+	// MaxLogHeader bounds each of the X-Catalyzer-Stdout/-Stderr headers
+	// (the tail of the output, base64).
+	MaxLogHeader = 4 << 10
+)
+
+// Response headers of an invocation.
+const (
+	HeaderBoot      = "X-Catalyzer-Boot"      // boot mode of the serving instance
+	HeaderBootUs    = "X-Catalyzer-Boot-Us"   // boot start to handler entry, µs; 0 when reused
+	HeaderReused    = "X-Catalyzer-Reused"    // "true" when a live instance served it
+	HeaderPhases    = "X-Catalyzer-Phases"    // name=µs,... of the boot
+	HeaderAcceptUs  = "X-Catalyzer-Accept-Us" // accept to response, µs (taken as the response is written)
+	HeaderInstance  = "X-Catalyzer-Instance"
+	HeaderStdout    = "X-Catalyzer-Stdout" // base64 tail of the handler's stdout
+	HeaderStderr    = "X-Catalyzer-Stderr"
+	HeaderTruncated = "X-Catalyzer-Truncated"
+)
+
+// Server serves the API over a platform.
+type Server struct {
+	p   *platform.Platform
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns the API handler for p.
+func New(p *platform.Platform, log *slog.Logger) *Server {
+	s := &Server{p: p, log: log, mux: http.NewServeMux()}
+	s.mux.HandleFunc("PUT /v1/functions/{name}", s.deploy)
+	s.mux.HandleFunc("GET /v1/functions", s.list)
+	s.mux.HandleFunc("GET /v1/functions/{name}", s.get)
+	s.mux.HandleFunc("DELETE /v1/functions/{name}", s.delete)
+	s.mux.HandleFunc("POST /v1/functions/{name}/invoke", s.invoke)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(p.Metrics().Registry, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
+	})
+	return s
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("panic in handler", "path", r.URL.Path, "panic", v)
+			s.fail(w, r, fmt.Errorf("internal error"))
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+// FunctionView is a function as the API shows it.
+type FunctionView struct {
+	platform.Function
+	CodePath string `json:"code_path"`
+}
+
+func (s *Server) view(f platform.Function) FunctionView {
+	return FunctionView{Function: f, CodePath: s.p.CodeDir(f)}
+}
+
+func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
+	var req platform.DeployRequest
+	if err := decodeBody(w, r, MaxDeployBody, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	f, created, err := s.p.Deploy(r.PathValue("name"), req)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, s.view(f))
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	fns := s.p.List()
+	out := make([]FunctionView, 0, len(fns))
+	for _, f := range fns {
+		out = append(out, s.view(f))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"functions": out})
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) {
+	f, err := s.p.Get(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(f))
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request) {
+	if err := s.p.Delete(r.PathValue("name")); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
+	accept := time.Now()
+	name := r.PathValue("name")
+	mode, err := boot.ParseMode(r.URL.Query().Get("boot"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	event, err := readBody(w, r, MaxEventBody)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	res, err := s.p.Invoke(r.Context(), name, mode, event)
+	h := w.Header()
+	if res.Boot != "" && res.InstanceID != "" {
+		h.Set(HeaderBoot, string(res.Boot))
+		h.Set(HeaderBootUs, strconv.FormatInt(res.BootUs, 10))
+		h.Set(HeaderReused, strconv.FormatBool(res.Reused))
+		h.Set(HeaderInstance, res.InstanceID)
+		if len(res.Phases) > 0 {
+			parts := make([]string, len(res.Phases))
+			for i, ph := range res.Phases {
+				parts[i] = fmt.Sprintf("%s=%d", ph.Name, ph.D.Microseconds())
+			}
+			h.Set(HeaderPhases, strings.Join(parts, ","))
+		}
+		setLogHeader(h, HeaderStdout, res.Stdout)
+		setLogHeader(h, HeaderStderr, res.Stderr)
+		if res.Truncated {
+			h.Set(HeaderTruncated, "true")
+		}
+	}
+	label := string(res.Boot)
+	if res.Reused {
+		label = "reuse"
+	}
+	elapsed := time.Since(accept)
+	h.Set(HeaderAcceptUs, strconv.FormatInt(elapsed.Microseconds(), 10))
+	if err != nil {
+		s.fail(w, r, err)
+		s.p.Metrics().ObserveRequest(name, label, time.Since(accept).Seconds())
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(res.Output)
+	s.p.Metrics().ObserveRequest(name, label, time.Since(accept).Seconds())
+}
+
+// setLogHeader puts the tail of out, base64, in header k.
+func setLogHeader(h http.Header, k, out string) {
+	if out == "" {
+		return
+	}
+	if max := MaxLogHeader * 3 / 4; len(out) > max {
+		out = out[len(out)-max:]
+	}
+	h.Set(k, base64.StdEncoding.EncodeToString([]byte(out)))
+}
+
+// ErrorBody is the shape of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names an error's type and says what happened.
+type ErrorDetail struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+	Trace   string `json:"trace,omitempty"`
+	Stdout  string `json:"stdout,omitempty"`
+	Stderr  string `json:"stderr,omitempty"`
+}
+
+// errorStatus maps an error to its status code and type: the one place
+// where errors become HTTP.
+func errorStatus(err error) (int, ErrorDetail) {
+	d := ErrorDetail{Message: err.Error()}
+	var fe *agent.FunctionError
+	switch {
+	case errors.As(err, &fe):
+		d = ErrorDetail{Type: fe.Type, Message: fe.Message, Trace: fe.Trace, Stdout: fe.Stdout, Stderr: fe.Stderr}
+		return http.StatusBadGateway, d
+	case errors.Is(err, errdefs.ErrInvalid):
+		d.Type = "InvalidRequest"
+		return http.StatusBadRequest, d
+	case errors.Is(err, errdefs.ErrNotFound):
+		d.Type = "NotFound"
+		return http.StatusNotFound, d
+	case errors.Is(err, errdefs.ErrConflict):
+		d.Type = "Conflict"
+		return http.StatusConflict, d
+	case errors.Is(err, errdefs.ErrTooLarge):
+		d.Type = "TooLarge"
+		return http.StatusRequestEntityTooLarge, d
+	case errors.Is(err, errdefs.ErrUnavailable):
+		d.Type = "TooManyRequests"
+		return http.StatusTooManyRequests, d
+	case errors.Is(err, errdefs.ErrNotImplemented):
+		d.Type = "NotImplemented"
+		return http.StatusNotImplemented, d
+	case errors.Is(err, errdefs.ErrFunction):
+		d.Type = "FunctionError"
+		return http.StatusBadGateway, d
+	}
+	d.Type = "InternalError"
+	return http.StatusInternalServerError, d
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code, d := errorStatus(err)
+	lvl := slog.LevelInfo
+	if code >= 500 && code != http.StatusBadGateway && code != http.StatusNotImplemented {
+		lvl = slog.LevelError
+	}
+	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", code, "type", d.Type, "err", err)
+	writeJSON(w, code, ErrorBody{Error: d})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// readBody reads at most limit bytes; more is ErrTooLarge.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, fmt.Errorf("request body is larger than the limit of %d bytes: %w", limit, errdefs.ErrTooLarge)
+		}
+		return nil, fmt.Errorf("read request body: %v: %w", err, errdefs.ErrInvalid)
+	}
+	return b, nil
+}
+
+// decodeBody decodes one JSON object, refusing unknown fields (a typo in
+// a field name is an error, not a silent default).
+func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any) error {
+	b, err := readBody(w, r, limit)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("request body is not valid JSON for this endpoint: %v: %w", err, errdefs.ErrInvalid)
+	}
+	if dec.More() {
+		return fmt.Errorf("request body has trailing data after the JSON object: %w", errdefs.ErrInvalid)
+	}
+	return nil
+}

@@ -1,0 +1,411 @@
+package api_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/api"
+	"github.com/catalyzer/catalyzer/internal/client"
+	"github.com/catalyzer/catalyzer/internal/platform"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/testutil"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeInit()
+	os.Exit(m.Run())
+}
+
+type env struct {
+	t      *testing.T
+	p      *platform.Platform
+	srv    *httptest.Server
+	c      *client.Client
+	state  string
+	parent string
+}
+
+func newEnv(t *testing.T, cfg platform.Config) *env {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = fmt.Sprintf("catalyzer-test-api-%d", os.Getpid())
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = time.Hour
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	p, err := platform.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(p, cfg.Logger))
+	e := &env{t: t, p: p, srv: srv, c: client.New(srv.URL), state: cfg.StateDir, parent: cfg.CgroupParent}
+	t.Cleanup(func() {
+		srv.Close()
+		p.Close()
+	})
+	return e
+}
+
+// writeCode writes files into a fresh code dir.
+func writeCode(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func (e *env) deploy(name string, r platform.DeployRequest) {
+	e.t.Helper()
+	if _, err := e.c.Deploy(context.Background(), name, r); err != nil {
+		e.t.Fatalf("deploy %s: %v", name, err)
+	}
+}
+
+func apiStatus(err error) (int, string) {
+	var ae *client.APIError
+	if errors.As(err, &ae) {
+		return ae.Status, ae.Type
+	}
+	return 0, ""
+}
+
+func examples(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "examples")
+}
+
+func TestDeployInvokeReuse(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	ctx := context.Background()
+	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+
+	inv, err := e.c.Invoke(ctx, "hello", "scratch", []byte(`{"name":"ci"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(inv.Output, &out); err != nil || out["hello"] != "ci" {
+		t.Fatalf("output %s (%v)", inv.Output, err)
+	}
+	if inv.Boot != "scratch" || inv.Reused || inv.BootUs <= 0 || len(inv.Phases) == 0 {
+		t.Fatalf("boot headers: %+v", inv)
+	}
+	var sum int64
+	for _, v := range inv.Phases {
+		sum += v
+	}
+	// Each phase is truncated to whole µs on its own.
+	if d := inv.BootUs - sum; d < 0 || d > int64(len(inv.Phases)) {
+		t.Errorf("phases add up to %d µs, boot took %d µs", sum, inv.BootUs)
+	}
+	if !strings.Contains(inv.Stdout, "hello from python: ci") {
+		t.Errorf("stdout not captured: %q", inv.Stdout)
+	}
+	// auto reuses the live instance.
+	inv2, err := e.c.Invoke(ctx, "hello", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !inv2.Reused || inv2.BootUs != 0 || inv2.Instance != inv.Instance {
+		t.Fatalf("second invocation did not reuse: %+v", inv2)
+	}
+
+	// The registry lists it; show has the code path.
+	fns, err := e.c.List(ctx)
+	if err != nil || len(fns) != 1 || fns[0].Name != "hello" || fns[0].MemoryMB != platform.DefaultMemoryMB {
+		t.Fatalf("list: %+v %v", fns, err)
+	}
+	// Metrics mention the function.
+	resp, err := http.Get(e.srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`catalyzer_invocations_total{boot="scratch",function="hello",outcome="ok"} 1`, `catalyzer_boot_phase_seconds_count{boot="scratch",function="hello",phase="init"}`} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if err := e.c.Delete(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Get(ctx, "hello"); !isStatus(err, 404) {
+		t.Fatalf("get after delete: %v", err)
+	}
+}
+
+func isStatus(err error, code int) bool {
+	s, _ := apiStatus(err)
+	return s == code
+}
+
+func TestNodeAndNative(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	ex := examples(t)
+	cases := []struct {
+		name string
+		req  platform.DeployRequest
+	}{
+		{"node", platform.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(ex, "node", "hello")}},
+		{"native-go", platform.DeployRequest{Runtime: "native", Handler: "hello", CodePath: filepath.Join(ex, "native", "hello")}},
+		{"native-c", platform.DeployRequest{Runtime: "native", Handler: "hello", CodePath: filepath.Join(ex, "native-c")}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := os.Stat(filepath.Join(c.req.CodePath, c.req.Handler)); c.req.Runtime == "native" && err != nil {
+				t.Skipf("example not built (run make examples): %v", err)
+			}
+			e.deploy(c.name, c.req)
+			inv, err := e.c.Invoke(context.Background(), c.name, "scratch", []byte(`{"name":"x"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(inv.Output, []byte(`"x"`)) {
+				t.Fatalf("output %s", inv.Output)
+			}
+		})
+	}
+}
+
+func TestFunctionFailures(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	ctx := context.Background()
+	code := writeCode(t, map[string]string{"main.py": `
+import os, time
+def raises(event, context):
+    print("about to fail")
+    raise ValueError("bad input: " + str(event.get("x")))
+def sleeps(event, context):
+    time.sleep(10)
+def exits(event, context):
+    os._exit(3)
+def hog(event, context):
+    b = []
+    while True:
+        b.append(bytearray(16 << 20))
+def ok(event, context):
+    return {"pid": os.getpid()}
+`})
+	for _, h := range []string{"raises", "sleeps", "exits", "hog", "ok"} {
+		e.deploy(h, platform.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, TimeoutMs: 1500, MemoryMB: 64})
+	}
+	_, err := e.c.Invoke(ctx, "raises", "", []byte(`{"x":1}`))
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 502 || ae.Type != "ValueError" || ae.Message != "bad input: 1" || !strings.Contains(ae.Stdout, "about to fail") {
+		t.Fatalf("handler exception: %#v", err)
+	}
+	// The instance survives its handler's exception and is reused.
+	if inv, err := e.c.Invoke(ctx, "raises", "", []byte(`{}`)); !isStatus(err, 502) || !inv.Reused {
+		t.Fatalf("after exception: %+v %v", inv, err)
+	}
+	start := time.Now()
+	if _, err := e.c.Invoke(ctx, "sleeps", "", nil); !isStatus(err, 502) || !errors.As(err, &ae) || ae.Type != "TimeoutError" {
+		t.Fatalf("timeout: %v", err)
+	}
+	if d := time.Since(start); d > 8*time.Second {
+		t.Fatalf("timeout took %v", d)
+	}
+	if _, err := e.c.Invoke(ctx, "exits", "", nil); !errors.As(err, &ae) || ae.Status != 502 || ae.Type != "RuntimeExit" || !strings.Contains(ae.Message, "code 3") {
+		t.Fatalf("exit: %v", err)
+	}
+	if _, err := e.c.Invoke(ctx, "hog", "", nil); !errors.As(err, &ae) || ae.Status != 502 || ae.Type != "OutOfMemory" {
+		t.Fatalf("oom: %v", err)
+	}
+	// The daemon is fine and so are other functions.
+	if _, err := e.c.Invoke(ctx, "ok", "", nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestBootModesNotBuilt(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	for _, m := range []string{"fork", "cold", "warm"} {
+		if _, err := e.c.Invoke(context.Background(), "hello", m, nil); !isStatus(err, 501) {
+			t.Errorf("boot=%s: %v, want 501", m, err)
+		}
+	}
+	if _, err := e.c.Invoke(context.Background(), "hello", "bogus", nil); !isStatus(err, 400) {
+		t.Errorf("boot=bogus: %v, want 400", err)
+	}
+}
+
+func TestMaxInstances(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	code := writeCode(t, map[string]string{"main.py": "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"})
+	e.deploy("slow", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MaxInstances: 1})
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = e.c.Invoke(context.Background(), "slow", "", nil)
+		}()
+		time.Sleep(50 * time.Millisecond)
+	}
+	wg.Wait()
+	ok, busy := 0, 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case isStatus(err, 429):
+			busy++
+		default:
+			t.Errorf("unexpected: %v", err)
+		}
+	}
+	if ok != 1 || busy != 2 {
+		t.Fatalf("ok=%d 429=%d, want 1 and 2", ok, busy)
+	}
+}
+
+func tgz(t *testing.T, entries []tar.Header, bodies map[string]string) string {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, h := range entries {
+		h := h
+		body := bodies[h.Name]
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(body))
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(body))
+	}
+	tw.Close()
+	zw.Close()
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+func TestBadInput(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	good := writeCode(t, map[string]string{"main.py": "def handler(e, c):\n    return 1\n"})
+	mainPy := tar.Header{Name: "main.py", Typeflag: tar.TypeReg}
+	bodies := map[string]string{"main.py": "def handler(e, c):\n    return 1\n"}
+	cases := []struct {
+		name string
+		body string
+		code int
+	}{
+		{"malformed json", `{"runtime": "python",`, 400},
+		{"unknown field", `{"runtime": "python", "handler": "main.handler", "code_path": "` + good + `", "memroy_mb": 1}`, 400},
+		{"unknown runtime", `{"runtime": "cobol", "handler": "main.handler", "code_path": "` + good + `"}`, 400},
+		{"missing handler file", `{"runtime": "python", "handler": "nothere.handler", "code_path": "` + good + `"}`, 400},
+		{"no code", `{"runtime": "python", "handler": "main.handler"}`, 400},
+		{"relative code path", `{"runtime": "python", "handler": "main.handler", "code_path": "examples"}`, 400},
+		{"memory out of range", `{"runtime": "python", "handler": "main.handler", "code_path": "` + good + `", "memory_mb": 1}`, 400},
+		{"bad network", `{"runtime": "python", "handler": "main.handler", "code_path": "` + good + `", "network": "bridge"}`, 400},
+		{"tar dotdot", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "../evil", Typeflag: tar.TypeReg}}, bodies) + `"}`, 400},
+		{"tar absolute", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "/etc/evil", Typeflag: tar.TypeReg}}, bodies) + `"}`, 400},
+		{"tar escaping link", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "l", Typeflag: tar.TypeSymlink, Linkname: "../../etc"}}, bodies) + `"}`, 400},
+		{"tar absolute link", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "l", Typeflag: tar.TypeSymlink, Linkname: "/etc"}}, bodies) + `"}`, 400},
+		{"tar write through link", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "d", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "d/x", Typeflag: tar.TypeReg}}, bodies) + `"}`, 400},
+		{"tar hard link", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "h", Typeflag: tar.TypeLink, Linkname: "main.py"}}, bodies) + `"}`, 400},
+		{"not base64", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "!!!"}`, 400},
+		{"oversized body", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + strings.Repeat("A", api.MaxDeployBody) + `"}`, 413},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodPut, e.srv.URL+"/v1/functions/f", strings.NewReader(c.body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var eb api.ErrorBody
+			json.NewDecoder(resp.Body).Decode(&eb)
+			resp.Body.Close()
+			if resp.StatusCode != c.code || eb.Error.Type == "" || eb.Error.Message == "" {
+				t.Fatalf("status %d body %+v, want %d with an error body", resp.StatusCode, eb, c.code)
+			}
+		})
+	}
+	// Nothing was written: no function, no code, no staging left.
+	if fns, _ := e.c.List(context.Background()); len(fns) != 0 {
+		t.Fatalf("functions after bad deploys: %+v", fns)
+	}
+	for _, d := range []string{"functions", "code", "tmp"} {
+		if ents, _ := os.ReadDir(filepath.Join(e.state, d)); len(ents) != 0 {
+			t.Errorf("%s/ is not empty after bad deploys: %d entries", d, len(ents))
+		}
+	}
+	// Bad names, bad events, unknown functions.
+	if _, err := e.c.Deploy(context.Background(), "Bad..Name", platform.DeployRequest{}); !isStatus(err, 400) {
+		t.Errorf("bad name: %v", err)
+	}
+	e.deploy("f", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: good})
+	if _, err := e.c.Invoke(context.Background(), "f", "", []byte(`{not json`)); !isStatus(err, 400) {
+		t.Errorf("bad event: %v", err)
+	}
+	if _, err := e.c.Invoke(context.Background(), "f", "", bytes.Repeat([]byte(" "), api.MaxEventBody+1)); !isStatus(err, 413) {
+		t.Errorf("oversized event: %v", err)
+	}
+	if _, err := e.c.Invoke(context.Background(), "nope", "", nil); !isStatus(err, 404) {
+		t.Errorf("unknown function: %v", err)
+	}
+}
+
+func TestRestartKeepsFunctionsAndLeavesNothing(t *testing.T) {
+	testutil.RequiresRoot(t)
+	state := t.TempDir()
+	parent := fmt.Sprintf("catalyzer-test-restart-%d", os.Getpid())
+	before := testutil.Take(t, parent)
+	e := newEnv(t, platform.Config{StateDir: state, CgroupParent: parent})
+	code := writeCode(t, map[string]string{"main.py": "def handler(e, c):\n    return {'ok': True}\n"})
+	var b bytes.Buffer
+	_ = b
+	e.deploy("keep", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+	for i := 0; i < 3; i++ {
+		if _, err := e.c.Invoke(context.Background(), "keep", "scratch", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Close()
+	e.p.Close()
+	if after := testutil.Take(t, parent); after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
+		t.Fatalf("leak after close: before %+v after %+v", before, after)
+	}
+	e2 := newEnv(t, platform.Config{StateDir: state, CgroupParent: parent})
+	fns, err := e2.c.List(context.Background())
+	if err != nil || len(fns) != 1 || fns[0].Name != "keep" {
+		t.Fatalf("after restart: %+v %v", fns, err)
+	}
+	if _, err := e2.c.Invoke(context.Background(), "keep", "", nil); err != nil {
+		t.Fatal(err)
+	}
+}

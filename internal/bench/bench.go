@@ -1,0 +1,211 @@
+// Package bench measures boot latency through the daemon's API and, in
+// the same run, the baselines it must be compared with: the same runtime
+// and handler fork+exec'd with no sandbox at all ("direct"), and under
+// bubblewrap and runc when they are installed. Numbers are medians and
+// tails of many runs, reported next to ratios against the baselines —
+// never absolute thresholds (DESIGN.md §6).
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/catalyzer/catalyzer/internal/client"
+)
+
+// Options of one benchmark run.
+type Options struct {
+	Client      *client.Client
+	Function    string
+	Boot        string // scratch, fork, cold, warm: every invocation boots a fresh instance
+	N           int
+	Concurrency int
+	Event       []byte
+	// Baselines to run locally (the daemon must be on this host):
+	// "direct", "bwrap", "runc"; those not installed are skipped and
+	// listed in Report.Skipped.
+	Baselines []string
+}
+
+// Report is the result of a run. Field names are the --json contract.
+type Report struct {
+	Function    string           `json:"function"`
+	Runtime     string           `json:"runtime"`
+	Boot        string           `json:"boot"`
+	N           int              `json:"n"`
+	Concurrency int              `json:"concurrency"`
+	Errors      int              `json:"errors"`
+	P50         int64            `json:"p50_us"` // accept to response
+	P90         int64            `json:"p90_us"`
+	P99         int64            `json:"p99_us"`
+	Max         int64            `json:"max_us"`
+	Entry       Summary          `json:"start_to_entry"` // boot start to handler entry
+	Client      Summary          `json:"client_round_trip"`
+	Phases      map[string]int64 `json:"phases"` // phase → p50 µs
+	PhaseOrder  []string         `json:"phase_order"`
+	Baselines   map[string]int64 `json:"baselines"` // name → start-to-entry p50 µs
+	BaselineRun map[string]BaselineResult `json:"baseline_detail,omitempty"`
+	Ratios      map[string]float64 `json:"ratio_vs_baseline"` // baseline p50 / our start-to-entry p50
+	Skipped     map[string]string  `json:"skipped_baselines,omitempty"`
+}
+
+// BaselineResult is one baseline's distributions.
+type BaselineResult struct {
+	Entry Summary `json:"start_to_entry"`
+	Total Summary `json:"start_to_response"`
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, o Options) (Report, error) {
+	if o.N <= 0 {
+		return Report{}, fmt.Errorf("bench: -n must be positive")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 1
+	}
+	if o.Boot == "" || o.Boot == "auto" {
+		return Report{}, fmt.Errorf("bench: --boot must name a mode (scratch, fork, cold, warm): auto would reuse live instances and measure no boot")
+	}
+	fn, err := o.Client.Get(ctx, o.Function)
+	if err != nil {
+		return Report{}, err
+	}
+	// One untimed invocation first so a missing template or a broken
+	// function fails fast with the daemon's own error.
+	if _, err := o.Client.Invoke(ctx, o.Function, o.Boot, o.Event); err != nil {
+		return Report{}, fmt.Errorf("bench: warm-up invocation: %w", err)
+	}
+
+	var (
+		mu                   sync.Mutex
+		accept, entry, round []int64
+		phases               = map[string][]int64{}
+		order                []string
+		errs                 int
+		firstErr             error
+	)
+	work := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < o.Concurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				inv, err := o.Client.Invoke(ctx, o.Function, o.Boot, o.Event)
+				mu.Lock()
+				if err != nil || inv.Reused {
+					errs++
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					continue
+				}
+				accept = append(accept, inv.AcceptUs)
+				entry = append(entry, inv.BootUs)
+				round = append(round, inv.ClientUs)
+				if order == nil {
+					order = inv.Order
+				}
+				for k, v := range inv.Phases {
+					phases[k] = append(phases[k], v)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := 0; i < o.N; i++ {
+		select {
+		case work <- struct{}{}:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	if len(accept) == 0 {
+		return Report{}, fmt.Errorf("bench: every invocation failed; first error: %v", firstErr)
+	}
+	a := Summarize(accept)
+	r := Report{
+		Function: o.Function, Runtime: fn.Runtime, Boot: o.Boot, N: len(accept), Concurrency: o.Concurrency, Errors: errs,
+		P50: a.P50, P90: a.P90, P99: a.P99, Max: a.Max,
+		Entry: Summarize(entry), Client: Summarize(round),
+		Phases: map[string]int64{}, PhaseOrder: order,
+		Baselines: map[string]int64{}, BaselineRun: map[string]BaselineResult{},
+		Ratios: map[string]float64{}, Skipped: map[string]string{},
+	}
+	for k, v := range phases {
+		r.Phases[k] = Summarize(v).P50
+	}
+	for _, b := range o.Baselines {
+		res, err := runBaseline(ctx, b, fn.Runtime, fn.Handler, fn.CodePath, o.Event, o.N)
+		if err != nil {
+			r.Skipped[b] = err.Error()
+			continue
+		}
+		r.BaselineRun[b] = res
+		r.Baselines[b] = res.Entry.P50
+		if r.Entry.P50 > 0 {
+			r.Ratios[b] = float64(res.Entry.P50) / float64(r.Entry.P50)
+		}
+	}
+	return r, nil
+}
+
+// WriteText prints r as a table.
+func (r Report) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "function %s (%s), boot=%s, n=%d, concurrency=%d, errors=%d\n\n", r.Function, r.Runtime, r.Boot, r.N, r.Concurrency, r.Errors)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "measure\tp50 µs\tp90 µs\tp99 µs\tmax µs\t")
+	fmt.Fprintf(tw, "accept to response\t%d\t%d\t%d\t%d\t\n", r.P50, r.P90, r.P99, r.Max)
+	e := r.Entry
+	fmt.Fprintf(tw, "boot start to handler entry\t%d\t%d\t%d\t%d\t\n", e.P50, e.P90, e.P99, e.Max)
+	c := r.Client
+	fmt.Fprintf(tw, "client round trip\t%d\t%d\t%d\t%d\t\n", c.P50, c.P90, c.P99, c.Max)
+	names := make([]string, 0, len(r.BaselineRun))
+	for k := range r.BaselineRun {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		b := r.BaselineRun[k]
+		fmt.Fprintf(tw, "baseline %s: start to entry\t%d\t%d\t%d\t%d\t\n", k, b.Entry.P50, b.Entry.P90, b.Entry.P99, b.Entry.Max)
+	}
+	tw.Flush()
+	if len(r.PhaseOrder) > 0 {
+		fmt.Fprintln(w, "\nphases (p50 µs):")
+		for _, k := range r.PhaseOrder {
+			fmt.Fprintf(w, "  %-12s %8d\n", k, r.Phases[k])
+		}
+	}
+	if len(names) > 0 {
+		fmt.Fprintln(w, "\nbaseline p50 / our start-to-entry p50 (>1 means we are faster):")
+		for _, k := range names {
+			fmt.Fprintf(w, "  %-8s %.2fx\n", k, r.Ratios[k])
+		}
+	}
+	for k, why := range r.Skipped {
+		fmt.Fprintf(w, "baseline %s skipped: %s\n", k, why)
+	}
+}
+
+// WriteJSON prints r as one JSON object.
+func (r Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// ParseBaselines splits a comma list ("direct,bwrap"); "none" is empty.
+func ParseBaselines(s string) []string {
+	if s == "" || s == "none" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}

@@ -1,0 +1,96 @@
+// Package boot holds the boot engines: the ways an instance of a function
+// comes to life. Every engine returns the same *Instance, ready to be
+// invoked, so the platform above does not care how it was made.
+//
+// Modes (DESIGN.md §2):
+//
+//	scratch  exec the runtime in a fresh sandbox env and run init (import the
+//	         handler) — the baseline every other mode must beat
+//	fork     sfork from a live, frozen template            (not built yet)
+//	cold     restore from a checkpoint image on disk       (not built yet)
+//	warm     restore from a resident checkpoint image      (not built yet)
+//
+// An engine owns nothing after Boot returns: the Instance owns its sandbox
+// and control channel, and Instance.Destroy releases all of it. A Boot that
+// fails has already undone whatever it built.
+package boot
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+// Mode names a boot mode.
+type Mode string
+
+const (
+	ModeScratch Mode = "scratch"
+	ModeFork    Mode = "fork"
+	ModeCold    Mode = "cold"
+	ModeWarm    Mode = "warm"
+	// ModeAuto is not an engine: the platform resolves it to the best
+	// available engine (or to a live instance).
+	ModeAuto Mode = "auto"
+)
+
+// Modes lists every mode a client may ask for, in the order auto prefers.
+var Modes = []Mode{ModeFork, ModeWarm, ModeCold, ModeScratch}
+
+// ParseMode validates a client-supplied boot mode; "" means auto.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(s); m {
+	case "":
+		return ModeAuto, nil
+	case ModeScratch, ModeFork, ModeCold, ModeWarm, ModeAuto:
+		return m, nil
+	}
+	return "", fmt.Errorf("unknown boot mode %q (want scratch, fork, cold, warm or auto): %w", s, errdefs.ErrInvalid)
+}
+
+// Function is what an engine needs to know about a function. It is the
+// platform's record reduced to the boot layer's concerns.
+type Function struct {
+	Name      string
+	Runtime   string // "python", "node", "native"
+	Handler   string
+	CodeDir   string // host path of the function's code (read-only inside)
+	Env       map[string]string
+	MemoryMB  int
+	TimeoutMs int
+	// PidsMax bounds the number of tasks in the instance (0 = default).
+	PidsMax int64
+	// CPUMillis bounds CPU time (1000 = one CPU; 0 = unlimited).
+	CPUMillis int64
+	// NetworkHost shares the host's network namespace (explicit opt-in).
+	NetworkHost bool
+	// UserNS maps root inside to an unprivileged range outside.
+	UserNS bool
+	// OutputLimit bounds each of stdout/stderr captured per invocation.
+	OutputLimit int
+}
+
+// Engine boots instances in one mode.
+type Engine interface {
+	Mode() Mode
+	// Boot returns an initialized instance of f (its handler loaded).
+	Boot(ctx context.Context, f Function) (*Instance, error)
+}
+
+// Phase is one named, measured step of a boot.
+type Phase struct {
+	Name string
+	D    time.Duration
+}
+
+// NotImplemented is the engine of a mode whose issue has not landed: it
+// refuses with a clear error instead of falling back silently.
+type NotImplemented struct{ M Mode }
+
+func (n NotImplemented) Mode() Mode { return n.M }
+
+func (n NotImplemented) Boot(context.Context, Function) (*Instance, error) {
+	return nil, fmt.Errorf("boot mode %q is not available yet; use boot=scratch or boot=auto: %w", n.M, errdefs.ErrNotImplemented)
+}

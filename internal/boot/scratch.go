@@ -1,0 +1,204 @@
+package boot
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/agent/runtimes"
+	"github.com/catalyzer/catalyzer/internal/cleanup"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+)
+
+// Paths inside every sandbox.
+const (
+	CodeMount  = "/var/task"      // the function's code, read-only
+	AgentMount = "/opt/catalyzer" // our agents, read-only
+)
+
+// Scratch boots by exec'ing the runtime in a fresh sandbox env and running
+// the function's init there: the cost every other mode removes.
+type Scratch struct {
+	// AgentDir is the host directory holding the installed agents
+	// (runtimes.InstallAgents).
+	AgentDir string
+	// CgroupParent names the parent cgroup of every instance.
+	CgroupParent string
+	// Rootfs is the lower layer of every instance's root ("" = host /).
+	Rootfs string
+}
+
+func (s *Scratch) Mode() Mode { return ModeScratch }
+
+// Boot starts a sandbox running f's runtime and waits until the handler
+// is loaded.
+func (s *Scratch) Boot(ctx context.Context, f Function) (*Instance, error) {
+	start := agent.Monotonic()
+	rt, err := runtimes.Lookup(f.Runtime)
+	if err != nil {
+		return nil, err
+	}
+	id := NewID("sc")
+	cl := cleanup.Cleanup{}
+	defer cl.Clean()
+
+	parent, child, err := ControlPair()
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
+	}
+	cl.Add(func() { parent.Close() })
+	defer child.Close()
+
+	stdout, stderr := newTail(4096), newTail(4096)
+	outR, outW, err := drainPipe(stdout)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
+	}
+	defer outW.Close()
+	cl.Add(func() { outR.Close() })
+	errR, errW, err := drainPipe(stderr)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
+	}
+	defer errW.Close()
+	cl.Add(func() { errR.Close() })
+
+	cfg := sandbox.Config{
+		ID:   id,
+		Argv: rt.Command(CodeMount, AgentMount, f.Handler),
+		Env:  InstanceEnv(f),
+		Cwd:  CodeMount,
+		Binds: []sandbox.Bind{
+			{Source: f.CodeDir, Target: CodeMount},
+			{Source: s.AgentDir, Target: AgentMount},
+		},
+		Rootfs:       s.Rootfs,
+		Network:      sandbox.NetworkNone,
+		UserNS:       f.UserNS,
+		Limits:       Limits(f),
+		CgroupParent: s.CgroupParent,
+		ExtraFiles:   []*os.File{child},
+		Stdout:       outW,
+		Stderr:       errW,
+	}
+	if f.NetworkHost {
+		cfg.Network = sandbox.NetworkHost
+	}
+	sb, err := sandbox.Start(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
+	}
+	cl.Add(func() { sb.Destroy() })
+	execDone := time.Now()
+	phases := []Phase{}
+	for _, p := range sb.Phases() {
+		phases = append(phases, Phase{Name: p.Name, D: p.D})
+	}
+
+	conn := agent.NewConn(parent)
+	if _, err := conn.Init(ctx, InitMsg(f, CodeMount)); err != nil {
+		return nil, fmt.Errorf("boot %s: init: %w%s", f.Name, err, stderrHint(stderr))
+	}
+	phases = append(phases, Phase{Name: "init", D: time.Since(execDone)})
+	cl.Release()
+	inst := newInstance(id, ModeScratch, f, start, phases, sb, conn, stdout, stderr)
+	return inst, nil
+}
+
+// InitMsg is the agent's init message for f with its code at codeDir.
+func InitMsg(f Function, codeDir string) agent.Init {
+	return agent.Init{
+		Version:     agent.ProtocolVersion,
+		Function:    f.Name,
+		Runtime:     f.Runtime,
+		Handler:     f.Handler,
+		CodeDir:     codeDir,
+		OutputLimit: f.OutputLimit,
+	}
+}
+
+// InstanceEnv is the environment of f's runtime: a fixed base, then the
+// function's own variables (which may not override the control fd).
+func InstanceEnv(f Function) []string {
+	env := map[string]string{
+		"PATH":     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME":     "/tmp",
+		"LANG":     "C.UTF-8",
+		"TMPDIR":   "/tmp",
+		"PYTHONDONTWRITEBYTECODE": "1",
+	}
+	for k, v := range f.Env {
+		env[k] = v
+	}
+	env["CATALYZER_CONTROL_FD"] = "3"
+	env["CATALYZER_FUNCTION"] = f.Name
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Limits turns f's limits into cgroup limits.
+func Limits(f Function) cgroup.Limits {
+	pids := f.PidsMax
+	if pids == 0 {
+		pids = 256
+	}
+	return cgroup.Limits{MemoryBytes: int64(f.MemoryMB) << 20, PidsMax: pids, CPUMillis: f.CPUMillis}
+}
+
+// NewID returns a fresh instance id: prefix, dash, 12 hex digits.
+func NewID(prefix string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return prefix + "-" + hex.EncodeToString(b[:])
+}
+
+// ControlPair returns a connected AF_UNIX stream pair: the daemon's end
+// (as a net.Conn) and the instance's end (as a file to pass as fd 3).
+func ControlPair() (net.Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("control socketpair: %w", err)
+	}
+	pf := os.NewFile(uintptr(fds[0]), "control")
+	defer pf.Close()
+	c, err := net.FileConn(pf)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, fmt.Errorf("control conn: %w", err)
+	}
+	return c, os.NewFile(uintptr(fds[1]), "control-instance"), nil
+}
+
+// drainPipe returns a pipe whose read end is copied into w until EOF.
+func drainPipe(w io.Writer) (r, wr *os.File, err error) {
+	r, wr, err = os.Pipe()
+	if err != nil {
+		return nil, nil, fmt.Errorf("output pipe: %w", err)
+	}
+	go func() {
+		io.Copy(w, r)
+		r.Close()
+	}()
+	return r, wr, nil
+}
+
+func stderrHint(t *tail) string {
+	if s := t.String(); s != "" {
+		return "; runtime stderr: " + s
+	}
+	return ""
+}

@@ -1,0 +1,173 @@
+// Package client is the Go client of the daemon's HTTP API, used by the
+// CLI and the benchmark. Errors from the daemon come back as *APIError
+// carrying the status code and the server's error type and message.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/api"
+	"github.com/catalyzer/catalyzer/internal/platform"
+)
+
+// Client talks to one daemon.
+type Client struct {
+	Base string // e.g. "http://127.0.0.1:8470"
+	HTTP *http.Client
+}
+
+// New returns a client for addr ("host:port" or a URL).
+func New(addr string) *Client {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	return &Client{Base: strings.TrimRight(addr, "/"), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+}
+
+// APIError is an error answered by the daemon.
+type APIError struct {
+	Status int
+	api.ErrorDetail
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("%s (HTTP %d): %s", e.Type, e.Status, e.Message)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, body io.Reader, out any) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.Base+path, body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w (is `catalyzer serve` running there? set --addr)", method, c.Base+path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp, nil, err
+	}
+	if resp.StatusCode >= 400 {
+		var eb api.ErrorBody
+		if json.Unmarshal(b, &eb) != nil || eb.Error.Type == "" {
+			eb.Error = api.ErrorDetail{Type: "HTTPError", Message: strings.TrimSpace(string(b))}
+		}
+		return resp, b, &APIError{Status: resp.StatusCode, ErrorDetail: eb.Error}
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			return resp, b, fmt.Errorf("decode response of %s %s: %w", method, path, err)
+		}
+	}
+	return resp, b, nil
+}
+
+// Deploy creates or replaces a function.
+func (c *Client) Deploy(ctx context.Context, name string, r platform.DeployRequest) (api.FunctionView, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return api.FunctionView{}, err
+	}
+	var f api.FunctionView
+	_, _, err = c.do(ctx, http.MethodPut, "/v1/functions/"+url.PathEscape(name), bytes.NewReader(b), &f)
+	return f, err
+}
+
+// List lists the deployed functions.
+func (c *Client) List(ctx context.Context) ([]api.FunctionView, error) {
+	var out struct {
+		Functions []api.FunctionView `json:"functions"`
+	}
+	_, _, err := c.do(ctx, http.MethodGet, "/v1/functions", nil, &out)
+	return out.Functions, err
+}
+
+// Get shows one function.
+func (c *Client) Get(ctx context.Context, name string) (api.FunctionView, error) {
+	var f api.FunctionView
+	_, _, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name), nil, &f)
+	return f, err
+}
+
+// Delete removes a function.
+func (c *Client) Delete(ctx context.Context, name string) error {
+	_, _, err := c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name), nil, nil)
+	return err
+}
+
+// Invocation is what one invoke returned.
+type Invocation struct {
+	Output   json.RawMessage
+	Boot     string
+	Reused   bool
+	BootUs   int64
+	AcceptUs int64
+	Phases   map[string]int64 // µs
+	Order    []string         // phase names in order
+	Instance string
+	Stdout   string
+	Stderr   string
+	ClientUs int64 // round trip measured by the client
+}
+
+// Invoke invokes name with event (nil = {}) in boot mode ("" = auto). A
+// function error is an *APIError with Status 502; the Invocation still
+// carries the boot headers.
+func (c *Client) Invoke(ctx context.Context, name, boot string, event []byte) (Invocation, error) {
+	path := "/v1/functions/" + url.PathEscape(name) + "/invoke"
+	if boot != "" {
+		path += "?boot=" + url.QueryEscape(boot)
+	}
+	start := time.Now()
+	resp, body, err := c.do(ctx, http.MethodPost, path, bytes.NewReader(event), nil)
+	inv := Invocation{ClientUs: time.Since(start).Microseconds()}
+	if resp == nil {
+		return inv, err
+	}
+	h := resp.Header
+	inv.Boot = h.Get(api.HeaderBoot)
+	inv.Reused = h.Get(api.HeaderReused) == "true"
+	inv.BootUs, _ = strconv.ParseInt(h.Get(api.HeaderBootUs), 10, 64)
+	inv.AcceptUs, _ = strconv.ParseInt(h.Get(api.HeaderAcceptUs), 10, 64)
+	inv.Instance = h.Get(api.HeaderInstance)
+	inv.Stdout = decodeLog(h.Get(api.HeaderStdout))
+	inv.Stderr = decodeLog(h.Get(api.HeaderStderr))
+	if ph := h.Get(api.HeaderPhases); ph != "" {
+		inv.Phases = map[string]int64{}
+		for _, kv := range strings.Split(ph, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			inv.Phases[k] = n
+			inv.Order = append(inv.Order, k)
+		}
+	}
+	if err == nil {
+		inv.Output = body
+	}
+	return inv, err
+}
+
+func decodeLog(s string) string {
+	if s == "" {
+		return ""
+	}
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}

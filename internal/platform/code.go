@@ -1,0 +1,254 @@
+package platform
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+// Limits on a function's code, whichever way it arrives.
+const (
+	MaxCodeBytes = 256 << 20 // unpacked size of all files
+	MaxCodeFiles = 10_000    // files, directories and links
+)
+
+// codeEntry is one thing in a staged code tree, for the digest.
+type codeEntry struct {
+	path   string // slash-separated, relative
+	kind   byte   // 'f' file, 'd' dir, 'l' symlink
+	mode   fs.FileMode
+	sum    string // sha256 of contents (files) or the target (links)
+}
+
+// stager builds a code tree under dir, enforcing the limits, and records
+// what it wrote for the digest.
+type stager struct {
+	dir     string
+	entries []codeEntry
+	bytes   int64
+	links   map[string]bool // staged symlinks: nothing may be written through one
+}
+
+// count enforces the file limit and that rel is not under a staged link
+// (a later member written through a link could land outside the root).
+func (s *stager) count(rel string) error {
+	for p := path.Dir(rel); p != "." && p != "/"; p = path.Dir(p) {
+		if s.links[p] {
+			return fmt.Errorf("code member %q lies under the link %q: %w", rel, p, errdefs.ErrInvalid)
+		}
+	}
+	if len(s.entries) >= MaxCodeFiles {
+		return fmt.Errorf("code has more than %d files: %w", MaxCodeFiles, errdefs.ErrTooLarge)
+	}
+	return nil
+}
+
+// cleanRel validates an archive or tree member name: relative, no "..",
+// and returns its clean slash form ("" for the root itself).
+func cleanRel(name string) (string, error) {
+	if strings.HasPrefix(name, "/") {
+		return "", fmt.Errorf("code member %q: absolute paths are not allowed: %w", name, errdefs.ErrInvalid)
+	}
+	c := path.Clean(name)
+	if c == "." {
+		return "", nil
+	}
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("code member %q escapes the code root: %w", name, errdefs.ErrInvalid)
+	}
+	return c, nil
+}
+
+func (s *stager) mkdir(rel string, mode fs.FileMode) error {
+	if err := s.count(rel); err != nil {
+		return err
+	}
+	p := filepath.Join(s.dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(p, 0o755); err != nil {
+		return err
+	}
+	s.entries = append(s.entries, codeEntry{path: rel, kind: 'd', mode: mode.Perm() | 0o555})
+	return nil
+}
+
+func (s *stager) file(rel string, mode fs.FileMode, r io.Reader) error {
+	if err := s.count(rel); err != nil {
+		return err
+	}
+	p := filepath.Join(s.dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	// Code is read-only inside the sandbox; keep exec bits, drop setuid
+	// and friends, make it readable by any uid (user namespaces).
+	perm := fs.FileMode(0o444)
+	if mode&0o111 != 0 {
+		perm = 0o555
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return fmt.Errorf("code member %q: %w", rel, err)
+	}
+	h := sha256.New()
+	left := MaxCodeBytes - s.bytes
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, left+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("code member %q: %w", rel, err)
+	}
+	if n > left {
+		return fmt.Errorf("code is larger than %d MiB: %w", MaxCodeBytes>>20, errdefs.ErrTooLarge)
+	}
+	s.bytes += n
+	s.entries = append(s.entries, codeEntry{path: rel, kind: 'f', mode: perm, sum: hex.EncodeToString(h.Sum(nil))})
+	return nil
+}
+
+// symlink accepts only links whose target stays inside the code root.
+func (s *stager) symlink(rel, target string) error {
+	if err := s.count(rel); err != nil {
+		return err
+	}
+	if filepath.IsAbs(target) {
+		return fmt.Errorf("code link %q -> %q: absolute link targets are not allowed: %w", rel, target, errdefs.ErrInvalid)
+	}
+	resolved := path.Join(path.Dir(rel), target)
+	if resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return fmt.Errorf("code link %q -> %q escapes the code root: %w", rel, target, errdefs.ErrInvalid)
+	}
+	p := filepath.Join(s.dir, filepath.FromSlash(rel))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.Symlink(target, p); err != nil {
+		return fmt.Errorf("code link %q: %w", rel, err)
+	}
+	if s.links == nil {
+		s.links = map[string]bool{}
+	}
+	s.links[rel] = true
+	s.entries = append(s.entries, codeEntry{path: rel, kind: 'l', sum: target})
+	return nil
+}
+
+// digest is the content address of the staged tree: sha256 over a sorted
+// listing of every entry's kind, mode, path and content hash.
+func (s *stager) digest() string {
+	sort.Slice(s.entries, func(i, j int) bool { return s.entries[i].path < s.entries[j].path })
+	h := sha256.New()
+	for _, e := range s.entries {
+		fmt.Fprintf(h, "%c %o %q %s\n", e.kind, e.mode, e.path, e.sum)
+	}
+	return "sha256-" + hex.EncodeToString(h.Sum(nil))
+}
+
+// stageDir copies the tree at src into s. Links must stay inside src;
+// devices, sockets and fifos are refused.
+func (s *stager) stageDir(src string) error {
+	if !filepath.IsAbs(src) {
+		return fmt.Errorf("code_path %q must be absolute: %w", src, errdefs.ErrInvalid)
+	}
+	st, err := os.Stat(src)
+	if err != nil {
+		return fmt.Errorf("code_path %q: %v: %w", src, errors.Unwrap(err), errdefs.ErrInvalid)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("code_path %q is not a directory: %w", src, errdefs.ErrInvalid)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("read code: %w", err)
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if rel == "." {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return s.mkdir(rel, info.Mode())
+		case d.Type()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return s.symlink(rel, target)
+		case d.Type().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return s.file(rel, info.Mode(), f)
+		default:
+			return fmt.Errorf("code member %q is a %v; only files, directories and links are allowed: %w", rel, d.Type(), errdefs.ErrInvalid)
+		}
+	})
+}
+
+// stageTgz unpacks a base64 gzip tarball into s, refusing absolute
+// paths, "..", links that escape, hard links and special files.
+func (s *stager) stageTgz(b64 string) error {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return fmt.Errorf("code_tgz_b64 is not valid base64: %v: %w", err, errdefs.ErrInvalid)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("code_tgz_b64 is not a gzip stream: %v: %w", err, errdefs.ErrInvalid)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("code_tgz_b64 is not a valid tar: %v: %w", err, errdefs.ErrInvalid)
+		}
+		rel, err := cleanRel(hdr.Name)
+		if err != nil {
+			return err
+		}
+		if rel == "" {
+			continue
+		}
+		mode := hdr.FileInfo().Mode()
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			err = s.mkdir(rel, mode)
+		case tar.TypeReg:
+			err = s.file(rel, mode, tr)
+		case tar.TypeSymlink:
+			err = s.symlink(rel, hdr.Linkname)
+		default:
+			err = fmt.Errorf("code member %q: tar entry type %q is not allowed (only files, directories and relative links): %w", hdr.Name, string(hdr.Typeflag), errdefs.ErrInvalid)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,466 @@
+// Package platform is the function platform: the registry of deployed
+// functions (persisted in a state dir), their instance pools with
+// keep-alive, the choice of boot mode, and the metrics.
+//
+// Contract:
+//   - Deploy validates everything before it writes anything; invalid input
+//     is an error wrapping errdefs.ErrInvalid or errdefs.ErrTooLarge and
+//     leaves no trace on disk.
+//   - State survives a SIGKILL of the daemon: New reloads every function
+//     and sweeps whatever a killed daemon left (instances' processes and
+//     cgroups, staging dirs).
+//   - An invocation either reuses a live idle instance (boot=auto) or boots
+//     a fresh one in the requested mode; at most max_instances live
+//     instances exist per function and a request beyond that fails with
+//     errdefs.ErrUnavailable rather than queueing.
+//   - A function's failure (handler error, crash, timeout, OOM) is an
+//     *agent.FunctionError and never affects other instances or the daemon.
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/agent/runtimes"
+	"github.com/catalyzer/catalyzer/internal/boot"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
+)
+
+// Config configures a Platform.
+type Config struct {
+	StateDir string
+	// CgroupParent is the parent cgroup of every instance (default
+	// "catalyzer"). Everything under it belongs to this daemon and is
+	// swept at start.
+	CgroupParent string
+	// KeepAlive is how long an idle instance is kept for reuse (default 60s;
+	// negative disables reuse).
+	KeepAlive time.Duration
+	// InitTimeout bounds a boot including the function's init (default 30s).
+	InitTimeout time.Duration
+	// Rootfs is the lower layer of every instance's root ("" = host /).
+	Rootfs string
+	// UserNS runs every instance in a user namespace.
+	UserNS bool
+	// OutputLimit bounds captured stdout and stderr per invocation
+	// (default 64 KiB each).
+	OutputLimit int
+	Logger      *slog.Logger
+}
+
+// Platform is the function platform. It is safe for concurrent use.
+type Platform struct {
+	cfg     Config
+	store   *store
+	metrics *Metrics
+	log     *slog.Logger
+	engines map[boot.Mode]boot.Engine
+
+	deployMu sync.Mutex // serializes registry writes
+	mu       sync.Mutex
+	fns      map[string]*entry
+	retired  map[*pool]bool // pools of deleted or replaced functions still draining
+	closed   bool
+
+	invocationID atomic.Uint64
+	stop         chan struct{}
+	reaperDone   chan struct{}
+}
+
+type entry struct {
+	fn   Function
+	pool *pool
+}
+
+// New opens (or creates) the state dir, cleans up after a killed daemon,
+// and loads the registry.
+func New(cfg Config) (*Platform, error) {
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = "catalyzer"
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = 60 * time.Second
+	}
+	if cfg.InitTimeout == 0 {
+		cfg.InitTimeout = 30 * time.Second
+	}
+	if cfg.OutputLimit == 0 {
+		cfg.OutputLimit = 64 << 10
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	st, err := openStore(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	n, err := sandbox.Sweep(cfg.CgroupParent)
+	if err != nil {
+		return nil, fmt.Errorf("clean up after previous daemon: %w", err)
+	}
+	if n > 0 {
+		cfg.Logger.Info("cleaned up instances left by a previous daemon", "count", n)
+	}
+	if err := runtimes.InstallAgents(st.path("agents")); err != nil {
+		return nil, fmt.Errorf("install agents: %w", err)
+	}
+	p := &Platform{
+		cfg:        cfg,
+		store:      st,
+		metrics:    newMetrics(),
+		log:        cfg.Logger,
+		fns:        map[string]*entry{},
+		retired:    map[*pool]bool{},
+		stop:       make(chan struct{}),
+		reaperDone: make(chan struct{}),
+	}
+	p.engines = map[boot.Mode]boot.Engine{
+		boot.ModeScratch: &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs},
+		boot.ModeFork:    boot.NotImplemented{M: boot.ModeFork},
+		boot.ModeCold:    boot.NotImplemented{M: boot.ModeCold},
+		boot.ModeWarm:    boot.NotImplemented{M: boot.ModeWarm},
+	}
+	fns, err := st.load()
+	if err != nil {
+		// Keep serving what is readable; say loudly what is not.
+		p.log.Error("some function records could not be loaded", "err", err)
+	}
+	for _, f := range fns {
+		p.fns[f.Name] = &entry{fn: f, pool: p.newPool(f)}
+	}
+	if err := p.gcCode(); err != nil {
+		p.log.Warn("code garbage collection", "err", err)
+	}
+	go p.reaper()
+	return p, nil
+}
+
+// Metrics returns the platform's metrics.
+func (p *Platform) Metrics() *Metrics { return p.metrics }
+
+// CodeDir is where f's code is stored on the host.
+func (p *Platform) CodeDir(f Function) string { return p.store.codeDir(f.CodeDigest) }
+
+// AgentDir is where the in-sandbox agents are installed on the host.
+func (p *Platform) AgentDir() string { return p.store.path("agents") }
+
+// Deploy creates or replaces function name. It returns the stored record
+// and whether it was created.
+func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) {
+	if err := ValidateName(name); err != nil {
+		return Function{}, false, err
+	}
+	if err := r.normalize(); err != nil {
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	staged, digest, err := p.store.stage(&r)
+	if err != nil {
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	rt, _ := runtimes.Lookup(r.Runtime)
+	if err := rt.CheckHandler(staged, r.Handler); err != nil {
+		removeTree(staged)
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+
+	p.deployMu.Lock()
+	defer p.deployMu.Unlock()
+	if err := p.store.commitCode(staged, digest); err != nil {
+		removeTree(staged)
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	now := time.Now().UTC()
+	f := Function{
+		Name: name, Runtime: r.Runtime, Handler: r.Handler, CodeDigest: digest,
+		MemoryMB: r.MemoryMB, TimeoutMs: r.TimeoutMs, Env: r.Env,
+		MaxInstances: r.MaxInstances, Network: r.Network,
+		CreatedAt: now, UpdatedAt: now,
+	}
+	p.mu.Lock()
+	old := p.fns[name]
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return Function{}, false, fmt.Errorf("deploy %s: platform is shut down: %w", name, errdefs.ErrUnavailable)
+	}
+	if old != nil {
+		f.CreatedAt = old.fn.CreatedAt
+	}
+	if err := p.store.put(f); err != nil {
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	p.mu.Lock()
+	p.fns[name] = &entry{fn: f, pool: p.newPool(f)}
+	if old != nil {
+		p.retired[old.pool] = true
+	}
+	p.mu.Unlock()
+	if old != nil {
+		old.pool.retire()
+	}
+	p.log.Info("deployed", "function", name, "runtime", f.Runtime, "code", digest, "created", old == nil)
+	return f, old == nil, nil
+}
+
+// Get returns function name.
+func (p *Platform) Get(name string) (Function, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.fns[name]
+	if !ok {
+		return Function{}, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+	}
+	return e.fn, nil
+}
+
+// List returns every function, sorted by name.
+func (p *Platform) List() []Function {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Function, 0, len(p.fns))
+	for _, e := range p.fns {
+		out = append(out, e.fn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Delete removes function name and destroys its instances (busy ones when
+// their invocation ends).
+func (p *Platform) Delete(name string) error {
+	p.deployMu.Lock()
+	defer p.deployMu.Unlock()
+	p.mu.Lock()
+	e, ok := p.fns[name]
+	p.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+	}
+	if err := p.store.remove(name); err != nil {
+		return fmt.Errorf("delete %s: %w", name, err)
+	}
+	p.mu.Lock()
+	delete(p.fns, name)
+	p.retired[e.pool] = true
+	p.mu.Unlock()
+	e.pool.retire()
+	p.metrics.forget(name)
+	p.log.Info("deleted", "function", name)
+	return nil
+}
+
+// InvokeResult is what one invocation produced besides its error.
+type InvokeResult struct {
+	Output     json.RawMessage
+	Boot       boot.Mode // how the serving instance was booted
+	Reused     bool      // a live instance served it: no boot
+	BootUs     int64     // boot start to handler entry, µs (0 when reused)
+	Phases     []boot.Phase
+	InstanceID string
+	Stdout     string
+	Stderr     string
+	Truncated  bool
+}
+
+// Invoke runs function name once on event. mode auto reuses a live idle
+// instance or boots in the best available mode; any other mode boots a
+// fresh instance in exactly that mode (never a silent fallback).
+func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, event json.RawMessage) (InvokeResult, error) {
+	p.mu.Lock()
+	e, ok := p.fns[name]
+	closed := p.closed
+	p.mu.Unlock()
+	if !ok {
+		return InvokeResult{}, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+	}
+	if closed {
+		return InvokeResult{}, fmt.Errorf("platform is shut down: %w", errdefs.ErrUnavailable)
+	}
+	if len(event) == 0 {
+		event = json.RawMessage("{}")
+	}
+	if !json.Valid(event) {
+		return InvokeResult{}, fmt.Errorf("event is not valid JSON: %w", errdefs.ErrInvalid)
+	}
+	pl := e.pool
+	inst, reused, err := pl.acquire(ctx, mode)
+	if err != nil {
+		outcome := "error"
+		if errors.Is(err, errdefs.ErrUnavailable) {
+			outcome = "rejected"
+		}
+		p.metrics.invocations.WithLabelValues(name, string(mode), outcome).Inc()
+		p.countError(name, err)
+		return InvokeResult{Boot: mode}, err
+	}
+	res := InvokeResult{Boot: inst.Mode, Reused: reused, InstanceID: inst.ID}
+
+	timeout := time.Duration(e.fn.TimeoutMs) * time.Millisecond
+	deadline := time.Now().Add(timeout)
+	ictx, cancel := context.WithDeadlineCause(ctx, deadline, fmt.Errorf("function timed out after %v", timeout))
+	out, err := inst.Invoke(ictx, p.invocationID.Add(1), event, deadline)
+	cancel()
+	pl.release(inst)
+
+	res.Output, res.Stdout, res.Stderr, res.Truncated = out.Output, out.Stdout, out.Stderr, out.Truncated
+	if !reused && out.EntryNS > 0 {
+		res.BootUs, res.Phases = bootBreakdown(inst, out.EntryNS)
+		p.metrics.bootLatency.WithLabelValues(name, string(inst.Mode)).Observe(float64(res.BootUs) / 1e6)
+		for _, ph := range res.Phases {
+			p.metrics.bootPhase.WithLabelValues(name, string(inst.Mode), ph.Name).Observe(ph.D.Seconds())
+		}
+	}
+	label := string(inst.Mode)
+	if reused {
+		label = "reuse"
+	}
+	if err != nil {
+		var fe *agent.FunctionError
+		if errors.As(err, &fe) {
+			res.Stdout, res.Stderr = fe.Stdout, fe.Stderr
+		}
+		p.metrics.invocations.WithLabelValues(name, label, "error").Inc()
+		p.countError(name, err)
+		return res, err
+	}
+	p.metrics.invocations.WithLabelValues(name, label, "ok").Inc()
+	return res, nil
+}
+
+// bootBreakdown gives start-to-entry in µs and the phases that make it
+// up; the last phase, "invoke", is whatever the named phases do not cover
+// (dispatching the first invocation to the handler), so the phases always
+// add up to the total.
+func bootBreakdown(inst *boot.Instance, entryNs int64) (int64, []boot.Phase) {
+	total := time.Duration(entryNs - inst.BootStart)
+	phases := append([]boot.Phase(nil), inst.Phases...)
+	var sum time.Duration
+	for _, ph := range phases {
+		sum += ph.D
+	}
+	phases = append(phases, boot.Phase{Name: "invoke", D: max(total-sum, 0)})
+	return total.Microseconds(), phases
+}
+
+func (p *Platform) countError(name string, err error) {
+	typ := "InternalError"
+	var fe *agent.FunctionError
+	switch {
+	case errors.As(err, &fe):
+		typ = fe.Type
+	case errors.Is(err, errdefs.ErrUnavailable):
+		typ = "TooManyRequests"
+	case errors.Is(err, errdefs.ErrNotImplemented):
+		typ = "NotImplemented"
+	}
+	p.metrics.errors.WithLabelValues(name, typ).Inc()
+}
+
+// engineFor resolves mode to an engine. auto picks the first mode in
+// boot.Modes whose engine is built; explicit modes are taken as asked.
+func (p *Platform) engineFor(mode boot.Mode) boot.Engine {
+	if mode != boot.ModeAuto {
+		return p.engines[mode]
+	}
+	for _, m := range boot.Modes {
+		if _, stub := p.engines[m].(boot.NotImplemented); !stub {
+			return p.engines[m]
+		}
+	}
+	return p.engines[boot.ModeScratch]
+}
+
+// bootFunction is the boot layer's view of f.
+func (p *Platform) bootFunction(f Function) boot.Function {
+	return boot.Function{
+		Name: f.Name, Runtime: f.Runtime, Handler: f.Handler,
+		CodeDir: p.store.codeDir(f.CodeDigest), Env: f.Env,
+		MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs,
+		NetworkHost: f.Network == "host", UserNS: p.cfg.UserNS,
+		OutputLimit: p.cfg.OutputLimit,
+	}
+}
+
+// gcCode removes code no function and no draining pool uses.
+func (p *Platform) gcCode() error {
+	p.mu.Lock()
+	keep := map[string]bool{}
+	for _, e := range p.fns {
+		keep[e.fn.CodeDigest] = true
+	}
+	for pl := range p.retired {
+		keep[pl.fn.CodeDigest] = true
+	}
+	p.mu.Unlock()
+	return p.store.gcCode(keep)
+}
+
+// poolDrained is called by a retired pool once its last instance is gone.
+func (p *Platform) poolDrained(pl *pool) {
+	p.mu.Lock()
+	delete(p.retired, pl)
+	p.mu.Unlock()
+	if err := p.gcCode(); err != nil {
+		p.log.Warn("code garbage collection", "err", err)
+	}
+}
+
+// reaper destroys instances idle for longer than the keep-alive.
+func (p *Platform) reaper() {
+	defer close(p.reaperDone)
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			return
+		case now := <-t.C:
+			p.mu.Lock()
+			pools := make([]*pool, 0, len(p.fns))
+			for _, e := range p.fns {
+				pools = append(pools, e.pool)
+			}
+			p.mu.Unlock()
+			for _, pl := range pools {
+				pl.reap(now)
+			}
+		}
+	}
+}
+
+// Close destroys every instance. In-flight invocations fail.
+func (p *Platform) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	pools := []*pool{}
+	for _, e := range p.fns {
+		pools = append(pools, e.pool)
+	}
+	for pl := range p.retired {
+		pools = append(pools, pl)
+	}
+	p.mu.Unlock()
+	close(p.stop)
+	<-p.reaperDone
+	for _, pl := range pools {
+		pl.shutdown()
+	}
+	return nil
+}
+
+// StateDir is the absolute state dir.
+func (p *Platform) StateDir() string { return p.store.dir }
+

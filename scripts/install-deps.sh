@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what catalyzer needs to build, test and demo on Debian/Ubuntu,
+# skipping what is already there. Run as root.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+[ -x /usr/bin/python3 ] || need+=(python3)
+[ -x /usr/bin/node ] || need+=(nodejs)
+have gcc || need+=(gcc libc6-dev)
+have make || need+=(make)
+have bwrap || need+=(bubblewrap)   # a baseline for `catalyzer bench`
+have git || need+=(git)
+have go || need+=(golang-go)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" ca-certificates >/dev/null
+fi
+# go.mod names the Go version; an older go (>= 1.21) fetches that
+# toolchain from the module proxy by itself.
+export GOTOOLCHAIN=auto
+go version
