@@ -35,24 +35,24 @@ type Options struct {
 
 // Report is the result of a run. Field names are the --json contract.
 type Report struct {
-	Function    string           `json:"function"`
-	Runtime     string           `json:"runtime"`
-	Boot        string           `json:"boot"`
-	N           int              `json:"n"`
-	Concurrency int              `json:"concurrency"`
-	Errors      int              `json:"errors"`
-	P50         int64            `json:"p50_us"` // accept to response
-	P90         int64            `json:"p90_us"`
-	P99         int64            `json:"p99_us"`
-	Max         int64            `json:"max_us"`
-	Entry       Summary          `json:"start_to_entry"` // boot start to handler entry
-	Client      Summary          `json:"client_round_trip"`
-	Phases      map[string]int64 `json:"phases"` // phase → p50 µs
-	PhaseOrder  []string         `json:"phase_order"`
-	Baselines   map[string]int64 `json:"baselines"` // name → start-to-entry p50 µs
+	Function    string                    `json:"function"`
+	Runtime     string                    `json:"runtime"`
+	Boot        string                    `json:"boot"`
+	N           int                       `json:"n"`
+	Concurrency int                       `json:"concurrency"`
+	Errors      int                       `json:"errors"`
+	P50         int64                     `json:"p50_us"` // accept to response
+	P90         int64                     `json:"p90_us"`
+	P99         int64                     `json:"p99_us"`
+	Max         int64                     `json:"max_us"`
+	Entry       Summary                   `json:"start_to_entry"` // boot start to handler entry
+	Client      Summary                   `json:"client_round_trip"`
+	Phases      map[string]int64          `json:"phases"` // phase → p50 µs
+	PhaseOrder  []string                  `json:"phase_order"`
+	Baselines   map[string]int64          `json:"baselines"` // name → start-to-entry p50 µs
 	BaselineRun map[string]BaselineResult `json:"baseline_detail,omitempty"`
-	Ratios      map[string]float64 `json:"ratio_vs_baseline"` // baseline p50 / our start-to-entry p50
-	Skipped     map[string]string  `json:"skipped_baselines,omitempty"`
+	Ratios      map[string]float64        `json:"ratio_vs_baseline"` // baseline p50 / our start-to-entry p50
+	Skipped     map[string]string         `json:"skipped_baselines,omitempty"`
 }
 
 // BaselineResult is one baseline's distributions.

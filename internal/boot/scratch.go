@@ -131,10 +131,10 @@ func InitMsg(f Function, codeDir string) agent.Init {
 // function's own variables (which may not override the control fd).
 func InstanceEnv(f Function) []string {
 	env := map[string]string{
-		"PATH":     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME":     "/tmp",
-		"LANG":     "C.UTF-8",
-		"TMPDIR":   "/tmp",
+		"PATH":                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME":                    "/tmp",
+		"LANG":                    "C.UTF-8",
+		"TMPDIR":                  "/tmp",
 		"PYTHONDONTWRITEBYTECODE": "1",
 	}
 	for k, v := range f.Env {

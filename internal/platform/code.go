@@ -28,10 +28,10 @@ const (
 
 // codeEntry is one thing in a staged code tree, for the digest.
 type codeEntry struct {
-	path   string // slash-separated, relative
-	kind   byte   // 'f' file, 'd' dir, 'l' symlink
-	mode   fs.FileMode
-	sum    string // sha256 of contents (files) or the target (links)
+	path string // slash-separated, relative
+	kind byte   // 'f' file, 'd' dir, 'l' symlink
+	mode fs.FileMode
+	sum  string // sha256 of contents (files) or the target (links)
 }
 
 // stager builds a code tree under dir, enforcing the limits, and records

@@ -463,4 +463,3 @@ func (p *Platform) Close() error {
 
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }
-
