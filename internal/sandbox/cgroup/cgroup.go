@@ -571,8 +571,9 @@ func hierarchyRoots() (map[string]string, error) {
 
 // Sweep kills and deletes every group under parent, in every hierarchy:
 // what a killed daemon left behind. It returns how many groups (distinct
-// names) it removed; a parent that does not exist yields 0. The parent
-// itself stays.
+// names) it removed; a parent that does not exist yields 0. The parent's
+// own directory (its last path element) is removed when left empty; call
+// Sweep before creating groups under parent, not concurrently.
 func Sweep(parent string) (int, error) {
 	if err := checkParent(parent); err != nil {
 		return 0, err
@@ -610,6 +611,17 @@ func Sweep(parent string) (int, error) {
 			continue
 		}
 		n++
+	}
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("sweep cgroup %s: %w", parent, err)
+	}
+	// The parent goes too when empty (New recreates it on demand); one a
+	// concurrent New has just used stays (EBUSY).
+	for _, root := range roots {
+		if err := unix.Rmdir(filepath.Join(root, parent)); err != nil &&
+			!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY) {
+			errs = append(errs, fmt.Errorf("rmdir %s: %w", filepath.Join(root, parent), err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return n, fmt.Errorf("sweep cgroup %s: %w", parent, err)

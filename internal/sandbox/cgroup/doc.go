@@ -17,7 +17,8 @@
 // until the group is empty (v2: cgroup.kill when present; v1 and older v2:
 // freeze, signal every pid, thaw, repeat). Delete kills, then removes every
 // hierarchy's directory, and is idempotent. Sweep, for a restarted daemon,
-// kills and deletes every group left under a parent.
+// kills and deletes every group left under a parent, then the
+// parent's directory itself.
 //
 // Errors: an invalid parent or name (empty, "/", ".", "..", a name with a
 // slash) wraps errdefs.ErrInvalid; a host without cgroups or without a
