@@ -458,6 +458,11 @@ func (p *Platform) Close() error {
 	for _, pl := range pools {
 		pl.shutdown()
 	}
+	// Every instance is gone; remove the parent cgroup and run dir too so
+	// that a stopped daemon leaves nothing on the host.
+	if _, err := sandbox.Sweep(p.cfg.CgroupParent); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
 	return nil
 }
 
