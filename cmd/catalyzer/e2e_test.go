@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -142,5 +143,34 @@ func TestDaemonKilled(t *testing.T) {
 	after := testutil.Take(t, parent)
 	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
 		t.Fatalf("leak: before %+v after %+v", before, after)
+	}
+}
+
+// TestBenchJSON runs the benchmark verb against a daemon and checks the
+// --json contract.
+func TestBenchJSON(t *testing.T) {
+	testutil.RequiresRoot(t)
+	d := startDaemon(t, t.TempDir(), fmt.Sprintf("catalyzer-test-bench-%d", os.Getpid()))
+	runCLI(t, d.addr, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
+	out := runCLI(t, d.addr, "bench", "--function", "hello", "--boot", "scratch", "-n", "4", "--baselines", "direct", "--json")
+	var r struct {
+		Function  string           `json:"function"`
+		Boot      string           `json:"boot"`
+		N         int              `json:"n"`
+		P50       int64            `json:"p50_us"`
+		P99       int64            `json:"p99_us"`
+		Phases    map[string]int64 `json:"phases"`
+		Baselines map[string]int64 `json:"baselines"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --json: %v\n%s", err, out)
+	}
+	if r.Function != "hello" || r.Boot != "scratch" || r.N != 4 || r.P50 <= 0 || r.P99 < r.P50 || r.Phases["init"] <= 0 || r.Baselines["direct"] <= 0 {
+		t.Fatalf("bench --json: %+v", r)
+	}
+	// auto would reuse instead of booting: refused with a reason.
+	cmd := exec.Command(binary, "bench", "--addr", d.addr, "--function", "hello", "--boot", "auto")
+	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "must name a mode") {
+		t.Fatalf("bench --boot auto: %v %s", err, b)
 	}
 }

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -407,5 +409,121 @@ func TestRestartKeepsFunctionsAndLeavesNothing(t *testing.T) {
 	}
 	if _, err := e2.c.Invoke(context.Background(), "keep", "", nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestIsolation checks, through the API, what a function can see and do:
+// no host processes, no writes to the host's root, no network, its own
+// limits.
+func TestIsolation(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	marker := fmt.Sprintf("/etc/catalyzer-isolation-%d", os.Getpid())
+	code := writeCode(t, map[string]string{"main.py": `
+import os, socket
+def handler(event, context):
+    out = {}
+    out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    try:
+        with open(event["marker"], "w") as f:
+            f.write("x")
+        out["wrote"] = True
+    except OSError as e:
+        out["wrote"] = str(e)
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect(("127.0.0.1", event["port"]))
+        out["connected"] = True
+    except OSError as e:
+        out["connected"] = False
+    out["ifaces"] = sorted(os.listdir("/sys/class/net"))
+    for line in open("/proc/self/status"):
+        if line.startswith(("CapEff", "Seccomp:", "NoNewPrivs")):
+            k, v = line.split(":", 1)
+            out[k] = v.strip()
+    out["hostname"] = socket.gethostname()
+    import ctypes
+    out["unshare"] = ctypes.CDLL(None, use_errno=True).unshare(0x00020000) == 0
+    return out
+`})
+	e.deploy("iso", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
+	port := ln.Addr().(*net.TCPAddr).Port
+	inv, err := e.c.Invoke(context.Background(), "iso", "scratch", []byte(fmt.Sprintf(`{"marker": %q, "port": %d}`, marker, port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Pids       []int    `json:"pids"`
+		Wrote      any      `json:"wrote"`
+		Connected  bool     `json:"connected"`
+		Ifaces     []string `json:"ifaces"`
+		CapEff     string   `json:"CapEff"`
+		Seccomp    string   `json:"Seccomp"`
+		NoNewPrivs string   `json:"NoNewPrivs"`
+		Hostname   string   `json:"hostname"`
+		Unshare    bool     `json:"unshare"`
+	}
+	if err := json.Unmarshal(inv.Output, &out); err != nil {
+		t.Fatalf("%s: %v", inv.Output, err)
+	}
+	if len(out.Pids) != 1 || out.Pids[0] != 1 {
+		t.Errorf("function sees pids %v, want only itself as 1", out.Pids)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		os.Remove(marker)
+		t.Errorf("function wrote %s on the host", marker)
+	}
+	if out.Connected {
+		t.Error("function reached a host listener with network none")
+	}
+	if len(out.Ifaces) != 1 || out.Ifaces[0] != "lo" {
+		t.Errorf("interfaces %v, want [lo]", out.Ifaces)
+	}
+	if out.CapEff != "00000000a80425fb" || out.Seccomp != "2" || out.NoNewPrivs != "1" || out.Unshare {
+		t.Errorf("security: CapEff=%s Seccomp=%s NoNewPrivs=%s unshare=%v", out.CapEff, out.Seccomp, out.NoNewPrivs, out.Unshare)
+	}
+	if h, _ := os.Hostname(); out.Hostname == h {
+		t.Errorf("function sees the host's hostname %q", h)
+	}
+	// Its memory limit is the function's.
+	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.parent, inv.Instance, "memory.limit_in_bytes"))
+	if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
+		t.Errorf("memory limit %s, want %d", limit, 96<<20)
+	}
+}
+
+// TestKeepAlive: an idle instance is reused within the keep-alive and
+// destroyed after it.
+func TestKeepAlive(t *testing.T) {
+	e := newEnv(t, platform.Config{KeepAlive: time.Second})
+	e.deploy("ka", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	ctx := context.Background()
+	first, err := e.c.Invoke(ctx, "ka", "", nil)
+	if err != nil || first.Reused {
+		t.Fatalf("first: %+v %v", first, err)
+	}
+	if again, err := e.c.Invoke(ctx, "ka", "", nil); err != nil || !again.Reused {
+		t.Fatalf("within keep-alive: %+v %v", again, err)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if testutil.Take(t, e.parent).Descendants != 0 {
+		t.Error("idle instance still alive after the keep-alive")
+	}
+	if late, err := e.c.Invoke(ctx, "ka", "", nil); err != nil || late.Reused {
+		t.Fatalf("after keep-alive: %+v %v", late, err)
 	}
 }

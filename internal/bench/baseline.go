@@ -28,7 +28,7 @@ func runBaseline(ctx context.Context, b, runtime, handler, codeDir string, event
 		// bubblewrap's usual container: read-only host root, own /dev,
 		// /proc and /tmp, every namespace unshared.
 		wrap = []string{path, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-			"--unshare-all", "--die-with-parent", "--chdir", codeDir, "--"}
+			"--unshare-all", "--die-with-parent", "--chdir", codeDir}
 	default:
 		return BaselineResult{}, fmt.Errorf("unknown baseline %q (want direct or bwrap)", b)
 	}
@@ -45,7 +45,11 @@ func runBaseline(ctx context.Context, b, runtime, handler, codeDir string, event
 		return BaselineResult{}, err
 	}
 	f := boot.Function{Name: "baseline", Runtime: runtime, Handler: handler, CodeDir: codeDir, TimeoutMs: 30000}
-	argv := append(append([]string(nil), wrap...), rt.Command(codeDir, agentDir, handler)...)
+	if wrap != nil {
+		// The code and agents may live under /tmp, which bwrap replaces.
+		wrap = append(wrap, "--ro-bind", codeDir, codeDir, "--ro-bind", agentDir, agentDir, "--")
+	}
+	argv := append(wrap, rt.Command(codeDir, agentDir, handler)...)
 	var entry, total []int64
 	for i := 0; i < n; i++ {
 		e, t, err := bootOnce(ctx, argv, f, event)

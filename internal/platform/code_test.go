@@ -1,0 +1,124 @@
+package platform
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/base64"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+func tgzOf(t testing.TB, hdrs []tar.Header, body string) string {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, h := range hdrs {
+		h := h
+		if h.Typeflag == tar.TypeReg {
+			h.Size = int64(len(body))
+		}
+		h.Mode = 0o644
+		tw.WriteHeader(&h)
+		if h.Typeflag == tar.TypeReg {
+			tw.Write([]byte(body))
+		}
+	}
+	tw.Close()
+	zw.Close()
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// checkStaged is the invariant every staging must keep, whatever the
+// input: nothing lands outside dir, and a refusal is an input error.
+func checkStaged(t testing.TB, dir string, err error) {
+	t.Helper()
+	if err != nil && !errors.Is(err, errdefs.ErrInvalid) && !errors.Is(err, errdefs.ErrTooLarge) {
+		t.Fatalf("staging failed with a non-input error: %v", err)
+	}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			target, _ := os.Readlink(p)
+			if filepath.IsAbs(target) {
+				t.Fatalf("absolute link staged: %s -> %s", p, target)
+			}
+			rel, _ := filepath.Rel(dir, filepath.Join(filepath.Dir(p), target))
+			if rel == ".." || strings.HasPrefix(rel, "../") {
+				t.Fatalf("escaping link staged: %s -> %s", p, target)
+			}
+		}
+		return nil
+	})
+}
+
+func stageB64(t testing.TB, b64 string) (string, error) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "code")
+	os.Mkdir(dir, 0o755)
+	s := &stager{dir: dir}
+	err := s.stageTgz(b64)
+	// Nothing may appear beside the staging dir.
+	if ents, _ := os.ReadDir(parent); len(ents) != 1 {
+		t.Fatalf("staging wrote outside its dir: %d entries in parent", len(ents))
+	}
+	return dir, err
+}
+
+func TestStageTgz(t *testing.T) {
+	ok := tgzOf(t, []tar.Header{{Name: "main.py", Typeflag: tar.TypeReg}, {Name: "lib/", Typeflag: tar.TypeDir}, {Name: "lib/x.py", Typeflag: tar.TypeReg}, {Name: "l", Typeflag: tar.TypeSymlink, Linkname: "lib/x.py"}}, "pass\n")
+	dir, err := stageB64(t, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "l")); err != nil || string(b) != "pass\n" {
+		t.Fatalf("staged link: %q %v", b, err)
+	}
+	// The digest depends on content only, not on the way code arrived.
+	s1 := &stager{dir: filepath.Join(t.TempDir(), "a")}
+	os.Mkdir(s1.dir, 0o755)
+	s1.stageTgz(ok)
+	s2 := &stager{dir: filepath.Join(t.TempDir(), "b")}
+	os.Mkdir(s2.dir, 0o755)
+	if err := s2.stageDir(s1.dir); err != nil {
+		t.Fatal(err)
+	}
+	if s1.digest() != s2.digest() {
+		t.Fatalf("digest differs between tarball and directory of the same code")
+	}
+	for name, hdrs := range map[string][]tar.Header{
+		"dotdot":        {{Name: "../x", Typeflag: tar.TypeReg}},
+		"absolute":      {{Name: "/x", Typeflag: tar.TypeReg}},
+		"escaping link": {{Name: "a/l", Typeflag: tar.TypeSymlink, Linkname: "../../x"}},
+		"through link":  {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "l/x", Typeflag: tar.TypeReg}},
+		"hard link":     {{Name: "main.py", Typeflag: tar.TypeReg}, {Name: "h", Typeflag: tar.TypeLink, Linkname: "main.py"}},
+		"device":        {{Name: "d", Typeflag: tar.TypeChar}},
+	} {
+		dir, err := stageB64(t, tgzOf(t, hdrs, "x"))
+		if !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+		checkStaged(t, dir, err)
+	}
+}
+
+// FuzzStageTgz feeds arbitrary archives to the stager: it must never
+// panic, never write outside its directory and never stage an escaping
+// link.
+func FuzzStageTgz(f *testing.F) {
+	raw := func(b64 string) []byte { b, _ := base64.StdEncoding.DecodeString(b64); return b }
+	f.Add(raw(tgzOf(f, []tar.Header{{Name: "main.py", Typeflag: tar.TypeReg}}, "pass")))
+	f.Add(raw(tgzOf(f, []tar.Header{{Name: "a/", Typeflag: tar.TypeDir}, {Name: "a/l", Typeflag: tar.TypeSymlink, Linkname: ".."}, {Name: "a/l/x", Typeflag: tar.TypeReg}}, "x")))
+	f.Add([]byte("not gzip"))
+	f.Fuzz(func(t *testing.T, archive []byte) {
+		dir, err := stageB64(t, base64.StdEncoding.EncodeToString(archive))
+		checkStaged(t, dir, err)
+	})
+}
