@@ -62,7 +62,7 @@ func Mode() string {
 // v1 controllers: required ones must be mounted, optional ones are used
 // when they are.
 var (
-	v1Required = []cgroup1.Name{cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu}
+	v1Required = []cgroup1.Name{cgroup1.Memory, cgroup1.Pids, cgroup1.Cpu, cgroup1.Devices}
 	v1Optional = []cgroup1.Name{cgroup1.Cpuacct, cgroup1.Freezer}
 )
 
@@ -100,6 +100,34 @@ func checkParent(parent string) error {
 	return nil
 }
 
+// DeviceRules is the device access every group gets, runc's default: no
+// device may be read or written except the few a sandbox's /dev holds;
+// mknod is allowed (as in Docker) but the node cannot then be opened.
+// Without it a process with CAP_MKNOD could create and open the host's
+// disks.
+var DeviceRules = []specs.LinuxDeviceCgroup{
+	{Allow: false, Access: "rwm"},
+	{Allow: true, Type: "c", Access: "m"},
+	{Allow: true, Type: "b", Access: "m"},
+	devRule(1, 3),    // null
+	devRule(1, 5),    // zero
+	devRule(1, 7),    // full
+	devRule(1, 8),    // random
+	devRule(1, 9),    // urandom
+	devRule(5, 0),    // tty
+	devRule(5, 1),    // console
+	devRule(5, 2),    // ptmx
+	devRule(136, -1), // pts/*
+}
+
+func devRule(major, minor int64) specs.LinuxDeviceCgroup {
+	r := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: "rwm"}
+	if minor >= 0 {
+		r.Minor = &minor
+	}
+	return r
+}
+
 func mounted(dir string) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(dir, &st) == nil && (st.Type == unix.CGROUP_SUPER_MAGIC || st.Type == unix.CGROUP2_SUPER_MAGIC)
@@ -134,6 +162,8 @@ func v1Subsystem(n cgroup1.Name) cgroup1.Subsystem {
 		return cgroup1.NewCpuacct(Root)
 	case cgroup1.Freezer:
 		return cgroup1.NewFreezer(Root)
+	case cgroup1.Devices:
+		return cgroup1.NewDevices(Root)
 	}
 	panic("cgroup: unexpected v1 controller " + n)
 }
@@ -181,6 +211,7 @@ func New(parent, name string, l Limits) (*Group, error) {
 			period := uint64(cpuPeriod)
 			res.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}
 		}
+		res.Devices = DeviceRules
 		m, err := cgroup2.NewManager(Root, rel, res)
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", rel, wrapErr(err))
@@ -215,6 +246,7 @@ func New(parent, name string, l Limits) (*Group, error) {
 		period := uint64(cpuPeriod)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
+	res.Devices = DeviceRules
 	hier := func() ([]cgroup1.Subsystem, error) {
 		var s []cgroup1.Subsystem
 		for _, n := range names {

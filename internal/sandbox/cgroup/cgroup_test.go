@@ -138,6 +138,9 @@ func TestLimits(t *testing.T) {
 	}
 	check("pids", "pids.max", "16")
 	check("cpu", "cpu.cfs_quota_us", "50000")
+	// Devices: only the sandbox's own nodes may be opened (mknod allowed).
+	want := "c *:* m\nb *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\nc 5:0 rwm\nc 5:1 rwm\nc 5:2 rwm\nc 136:* rwm"
+	check("devices", "devices.list", want)
 	check("cpu", "cpu.cfs_period_us", "100000")
 
 	// Unlimited by default.

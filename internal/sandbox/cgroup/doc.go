@@ -3,10 +3,12 @@
 // through github.com/containerd/cgroups/v3.
 //
 // A Group is <parent>/<name>, created in every hierarchy it needs: memory,
-// pids, cpu, and cpuacct and freezer when mounted, on v1; the unified tree
-// on v2 (parent's subtree_control gains memory, pids and cpu). The parent
-// is created on demand. Limits of 0 mean unlimited; CPUMillis 1000 is one
-// CPU (CFS quota over a 100 ms period).
+// pids, cpu and devices, and cpuacct and freezer when mounted, on v1; the
+// unified tree on v2 (parent's subtree_control gains memory, pids and cpu;
+// devices are an eBPF program). The parent is created on demand. Every
+// group gets DeviceRules (runc's default: only the sandbox's own /dev nodes
+// may be opened). Limits of 0 mean unlimited; CPUMillis 1000 is one CPU
+// (CFS quota over a 100 ms period).
 //
 // Memory limits are real: on v1 memsw.limit_in_bytes is set to the limit
 // when the kernel accounts swap, swappiness is 0 and oom_kill_disable 0, so
