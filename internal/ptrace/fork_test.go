@@ -33,31 +33,40 @@ func forkBatch(reap bool) (b *Batch, clone, mark Ref) {
 // the batch, loads the template's (normalised) registers into it and lets
 // it go. It returns the child's pid and the stops the child cost.
 func sfork(tb testing.TB, tc *Tracee, b *Batch, clone, mark Ref, regs Regs) (int, uint64) {
+	pid, trips, err := sforkErr(tc, b, clone, mark, regs)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pid, trips
+}
+
+// sforkErr is sfork returning errors, safe to run inside Tracer.Do.
+func sforkErr(tc *Tracee, b *Batch, clone, mark Ref, regs Regs) (int, uint64, error) {
 	res, err := tc.Exec(b)
 	if err != nil {
-		tb.Fatalf("fork batch: %v", err)
+		return 0, 0, fmt.Errorf("fork batch: %w", err)
 	}
 	if res.Status != StatusForkParent || len(res.Children) != 1 || int64(res.Children[0]) != res.Value(clone) {
-		tb.Fatalf("fork batch: status %v, clone %d, children %v", res.Status, res.Value(clone), res.Children)
+		return 0, 0, fmt.Errorf("fork batch: status %v, clone %d, children %v", res.Status, res.Value(clone), res.Children)
 	}
 	child, err := tc.Adopt(res.Children[0])
 	if err != nil {
-		tb.Fatal(err)
+		return 0, 0, err
 	}
 	cres, err := child.Resume(b)
 	if err != nil {
-		tb.Fatalf("child part of the batch: %v", err)
+		return 0, 0, fmt.Errorf("child part of the batch: %w", err)
 	}
 	if cres.Status != StatusPaused || cres.Index != mark.Index() || cres.Value(mark) != 7 || cres.Value(clone) != 0 {
-		tb.Fatalf("child: status %v at %d, results %v", cres.Status, cres.Index, cres.Values)
+		return 0, 0, fmt.Errorf("child: status %v at %d, results %v", cres.Status, cres.Index, cres.Values)
 	}
 	if err := child.SetRegs(regs); err != nil {
-		tb.Fatal(err)
+		return 0, 0, err
 	}
 	if err := child.Detach(); err != nil {
-		tb.Fatal(err)
+		return 0, 0, err
 	}
-	return child.Pid(), child.RoundTrips()
+	return child.Pid(), child.RoundTrips(), nil
 }
 
 type forkRig struct {
@@ -143,32 +152,54 @@ func TestForkThroughBatch(t *testing.T) {
 
 // BenchmarkForkViaBatch: sfork of a frozen C template (fork batch with
 // zombie reaping, child adopts its pipes and writes a marker, registers
-// loaded, detached) until the marker arrives. Compare with BenchmarkRawFork
-// on the same machine, in the same run.
+// loaded, detached) until the marker arrives. perCall makes each Tracee
+// call on its own (one tracer-thread hand-off each); oneDo runs the whole
+// sfork inside one Tracer.Do, as the fork engine should. Compare with
+// BenchmarkRawFork on the same machine, in the same run.
 func BenchmarkForkViaBatch(b *testing.B) {
-	requireTracing(b)
-	rig := newForkRig(b)
-	batch, clone, mark := forkBatch(true)
-	if err := rig.tc.InstallExecutor(); err != nil {
-		b.Fatal(err)
-	}
-	marker := make([]byte, 7)
-	var childTrips uint64
-	parentBefore, callsBefore := rig.tc.RoundTrips(), rig.tc.PtraceCalls()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		cpid, ct := sfork(b, rig.tc, batch, clone, mark, rig.regs)
-		childTrips += ct
-		if _, err := io.ReadFull(rig.childOut, marker); err != nil {
-			b.Fatal(err)
+	for _, oneDo := range []bool{false, true} {
+		name := "perCall"
+		if oneDo {
+			name = "oneDo"
 		}
-		unix.Kill(cpid, unix.SIGKILL)
+		b.Run(name, func(b *testing.B) {
+			requireTracing(b)
+			rig := newForkRig(b)
+			batch, clone, mark := forkBatch(true)
+			if err := rig.tc.InstallExecutor(); err != nil {
+				b.Fatal(err)
+			}
+			marker := make([]byte, 7)
+			var childTrips uint64
+			parentBefore, callsBefore := rig.tc.RoundTrips(), rig.tc.PtraceCalls()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				var cpid int
+				var ct uint64
+				var err error
+				if oneDo {
+					err = rig.tc.Tracer().Do(func() (err error) {
+						cpid, ct, err = sforkErr(rig.tc, batch, clone, mark, rig.regs)
+						return err
+					})
+				} else {
+					cpid, ct, err = sforkErr(rig.tc, batch, clone, mark, rig.regs)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				childTrips += ct
+				if _, err := io.ReadFull(rig.childOut, marker); err != nil {
+					b.Fatal(err)
+				}
+				unix.Kill(cpid, unix.SIGKILL)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(rig.tc.RoundTrips()-parentBefore)/float64(b.N), "template-stops/op")
+			b.ReportMetric(float64(childTrips)/float64(b.N), "child-stops/op")
+			b.ReportMetric(float64(rig.tc.PtraceCalls()-callsBefore)/float64(b.N), "template-ptrace/op")
+		})
 	}
-	b.StopTimer()
-	pt := rig.tc.RoundTrips() - parentBefore
-	b.ReportMetric(float64(pt)/float64(b.N), "template-stops/op")
-	b.ReportMetric(float64(childTrips)/float64(b.N), "child-stops/op")
-	b.ReportMetric(float64(rig.tc.PtraceCalls()-callsBefore)/float64(b.N), "template-ptrace-calls/op")
 }
 
 // BenchmarkRawFork: the floor: the same C program forks itself; the child

@@ -3,6 +3,7 @@ package ptrace
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -96,7 +97,7 @@ const ntX86XState = 0x202 // NT_X86_XSTATE
 
 // xstateSize is the kernel's XSAVE buffer size for ptrace, learned once by
 // offering a large buffer (the kernel shortens iov_len to what it wrote).
-var xstateSize int
+var xstateSize atomic.Int64
 
 // XState reads the full XSAVE area (x87, SSE, AVX, ... as enabled in XCR0;
 // the legacy FXSAVE part holds xmm0-15 at offset 160) of the stopped
@@ -107,7 +108,7 @@ func (t *Tracee) XState() ([]byte, error) {
 		if err := t.stopped("get xstate of"); err != nil {
 			return err
 		}
-		n := xstateSize
+		n := int(xstateSize.Load())
 		if n == 0 {
 			n = 1 << 16
 		}
@@ -117,7 +118,7 @@ func (t *Tracee) XState() ([]byte, error) {
 		if err := t.ptrace(unix.PTRACE_GETREGSET, ntX86XState, uintptr(unsafe.Pointer(&iov))); err != nil {
 			return fmt.Errorf("get xstate of %d: %w", t.pid, err)
 		}
-		xstateSize = int(iov.Len)
+		xstateSize.Store(int64(iov.Len))
 		out = buf[:iov.Len]
 		return nil
 	})
@@ -142,10 +143,9 @@ func (t *Tracee) SetXState(buf []byte) error {
 	})
 }
 
-// ReadMem reads len(p) bytes at addr through /proc/PID/mem (works on
-// read-only and PROT_NONE-less private pages, as the kernel's
-// access_remote_vm does). Safe from any goroutine while the tracee is
-// attached.
+// ReadMem reads len(p) bytes at addr through /proc/PID/mem (one pread;
+// read-only mappings too, as a debugger reads them). It needs no
+// particular thread, but must not race with Detach.
 func (t *Tracee) ReadMem(addr uintptr, p []byte) error {
 	if t.mem == nil {
 		return fmt.Errorf("read memory of %d: %w", t.pid, ErrState)

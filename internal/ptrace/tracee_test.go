@@ -44,6 +44,7 @@ func TestSeizeInterruptDetach(t *testing.T) {
 	}
 	waitBlockedInRead(t, v.pid)
 	tr := newTracer(t)
+	fds := countFDs(t)
 	for round := 0; round < 3; round++ {
 		tc := seize(t, tr, v.pid)
 		r, err := tc.Regs()
@@ -77,6 +78,17 @@ func TestSeizeInterruptDetach(t *testing.T) {
 		}
 		waitBlockedInRead(t, v.pid)
 	}
+	if n := countFDs(t); n != fds {
+		t.Errorf("%d fds open after three seize/detach rounds, %d before: /proc/PID/mem leaked", n, fds)
+	}
+}
+
+func countFDs(t testing.TB) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func TestNormalizeRestartCases(t *testing.T) {
@@ -258,5 +270,20 @@ func TestRegsXStateRoundTrip(t *testing.T) {
 	tc.Detach()
 	if got := v.ask(t); got != "xmm8=cafecafedeadbeef" {
 		t.Fatalf("after setting xmm8: %q", got)
+	}
+}
+
+func TestTracerDoPanics(t *testing.T) {
+	tr := newTracer(t)
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Fatalf("recovered %v, want boom", r)
+			}
+		}()
+		tr.Do(func() error { panic("boom") })
+	}()
+	if err := tr.Do(func() error { return nil }); err != nil {
+		t.Fatalf("tracer dead after a panic: %v", err)
 	}
 }

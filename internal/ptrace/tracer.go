@@ -43,9 +43,12 @@ func NewTracer() *Tracer {
 // TID is the tracer thread's id.
 func (t *Tracer) TID() int { return t.tid }
 
-// Do runs f on the tracer thread and returns its error. Called from the
-// tracer thread itself (inside another Do), it runs f directly, so Tracee
-// methods may be composed inside one Do.
+// Do runs f on the tracer thread and returns its error; a panic in f is
+// re-raised in the caller. Called from the tracer thread itself (inside
+// another Do), it runs f directly, so Tracee methods compose inside one Do
+// — which also saves the thread hand-off (~20 µs on this VM) that each
+// top-level call pays. f must not call runtime.Goexit (t.Fatal): that
+// would end the tracer thread. Do not call Close from inside Do.
 func (t *Tracer) Do(f func() error) error {
 	if unix.Gettid() == t.tid {
 		return f()
@@ -55,9 +58,29 @@ func (t *Tracer) Do(f func() error) error {
 	if t.closed {
 		return ErrClosed
 	}
-	errc := make(chan error, 1)
-	t.reqs <- func() { errc <- f() }
-	return <-errc
+	type result struct {
+		err      error
+		panicked bool
+		p        any
+	}
+	resc := make(chan result, 1)
+	t.reqs <- func() {
+		r := result{panicked: true}
+		defer func() {
+			if r.panicked {
+				r.p = recover()
+			}
+			resc <- r
+		}()
+		r.err = f()
+		r.panicked = false
+	}
+	r := <-resc
+	if r.panicked {
+		// Re-panic in the caller: the tracer thread lives on.
+		panic(r.p)
+	}
+	return r.err
 }
 
 // Close ends the tracer thread after the running Do. The kernel detaches
