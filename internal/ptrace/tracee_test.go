@@ -287,3 +287,62 @@ func TestTracerDoPanics(t *testing.T) {
 		t.Fatalf("tracer dead after a panic: %v", err)
 	}
 }
+
+// TestWaitStops walks a tracee through every kind of stop Wait reports.
+func TestWaitStops(t *testing.T) {
+	v := startVictim(t, "echo")
+	tr := newTracer(t)
+	tc := seize(t, tr, v.pid)
+	next := func(cont func() error, want StopKind, sig unix.Signal) {
+		t.Helper()
+		if err := cont(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := tc.Wait()
+		if err != nil || s.Kind != want || s.Signal != sig {
+			t.Fatalf("stop %v, %v; want %v %v", s, err, want, sig)
+		}
+	}
+	sys := func() error { return tc.ContSyscall(0) }
+	// The interrupted read is restarted: syscall-entry stop.
+	next(sys, StopSyscall, unix.SIGTRAP)
+	v.in.Write([]byte("?\n"))
+	next(sys, StopSyscall, unix.SIGTRAP) // read returns: exit stop
+	r, _ := tc.Regs()
+	if r.Orig_rax != unix.SYS_READ || r.Rax != 2 {
+		t.Fatalf("read exit: orig_rax %d rax %d", r.Orig_rax, r.Rax)
+	}
+	cont := func() error { return tc.Cont(0) }
+	usr1 := func() error {
+		if err := tc.Cont(0); err != nil {
+			return err
+		}
+		return unix.Kill(v.pid, unix.SIGUSR1)
+	}
+	next(usr1, StopSignal, unix.SIGUSR1) // signal-delivery stop
+	stop := func() error {
+		if err := tc.Cont(0); err != nil { // suppresses SIGUSR1
+			return err
+		}
+		return unix.Kill(v.pid, unix.SIGSTOP)
+	}
+	next(stop, StopSignal, unix.SIGSTOP)
+	next(func() error { return tc.Cont(unix.SIGSTOP) }, StopGroup, unix.SIGSTOP)
+	if got := v.ask(t); got != "pong "+fmt.Sprint(v.pid) {
+		// The answer to the request read above was written before.
+		t.Fatalf("answer %q", got)
+	}
+	if err := cont(); err != nil {
+		t.Fatal(err)
+	}
+	unix.Kill(v.pid, unix.SIGKILL)
+	s, err := tc.Wait()
+	for err == nil && s.Kind != StopKilled { // a pending stop may come first
+		t.Logf("stop before the kill: %v", s)
+		tc.Cont(0)
+		s, err = tc.Wait()
+	}
+	if err != nil || s.Signal != unix.SIGKILL {
+		t.Fatalf("after SIGKILL: %v, %v", s, err)
+	}
+}
