@@ -299,6 +299,27 @@ func (t *Tracee) installExecutor() error {
 	return nil
 }
 
+// RemoveExecutor unmaps the executor region from the stopped tracee (the
+// munmap runs through the vDSO, not from the page being unmapped). Forked
+// children keep their own copy until they remove it themselves.
+func (t *Tracee) RemoveExecutor() error {
+	return t.tr.Do(func() error {
+		if t.exec == 0 {
+			return nil
+		}
+		if t.inBatch != nil {
+			return fmt.Errorf("remove executor from %d: a batch is paused: %w", t.pid, ErrState)
+		}
+		addr := t.exec
+		t.exec = 0
+		if _, err := t.syscall(unix.SYS_MUNMAP, addr, ExecutorRegionSize); err != nil {
+			t.exec = addr
+			return fmt.Errorf("remove executor: %w", err)
+		}
+		return nil
+	})
+}
+
 // Results is what a batch run reported.
 type Results struct {
 	Status Status

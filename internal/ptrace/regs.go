@@ -32,8 +32,8 @@ const (
 //     number);
 //   - rax = -ERESTART_RESTARTBLOCK: rip -= 2, rax = __NR_restart_syscall
 //     (the kernel continues nanosleep/poll/... from the thread's restart
-//     block; a copy of the thread in another process lacks that block, so
-//     such a copy returns EINTR from restart_syscall instead);
+//     block; a fork child inherits the block, a process restored from an
+//     image does not and gets EINTR from restart_syscall instead);
 //
 // ERESTARTSYS and ERESTARTNOHAND would become EINTR if a handler ran; we
 // always choose "restart" (the handler, if the signal is re-raised, runs

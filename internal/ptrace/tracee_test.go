@@ -206,6 +206,17 @@ func TestInjectedSyscall(t *testing.T) {
 	}
 	t.Logf("error text: %v", err)
 
+	if err := tc.RemoveExecutor(); err != nil {
+		t.Fatal(err)
+	}
+	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", v.pid))
+	if strings.Contains(string(maps), fmt.Sprintf("%x-", addr)) {
+		t.Fatalf("executor region %#x still mapped:\n%s", addr, maps)
+	}
+	if pid, err := tc.Syscall(unix.SYS_GETPID); err != nil || int(pid) != v.pid {
+		t.Fatalf("getpid after RemoveExecutor: %d, %v", pid, err)
+	}
+
 	if err := tc.Detach(); err != nil {
 		t.Fatal(err)
 	}
