@@ -80,6 +80,7 @@ type Config struct {
 	Hostname     string // default: ID
 	Network      Network
 	UserNS       bool          // map root inside to UIDMapBase.. outside
+	Template     bool          // a template for sfork: CAP_SYS_ADMIN kept in bounding+permitted, upper layer host-visible (see doc.go)
 	Limits       cgroup.Limits // memory, pids, cpu
 	CgroupParent string        // default DefaultCgroupParent
 	Rlimits      []Rlimit      // nil = DefaultRlimits
@@ -123,6 +124,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	bad := func(f string, a ...any) (Config, error) {
 		return Config{}, fmt.Errorf("sandbox config: "+f+": %w", append(a, errdefs.ErrInvalid)...)
 	}
+	var err error
 	if !idRE.MatchString(cfg.ID) {
 		return bad("id %q must match %s", cfg.ID, idRE)
 	}
@@ -136,39 +138,25 @@ func (cfg Config) withDefaults() (Config, error) {
 		return bad("cwd %q is not absolute", cfg.Cwd)
 	}
 	if cfg.Rootfs != "" {
-		st, err := os.Stat(cfg.Rootfs)
-		if err != nil || !st.IsDir() {
-			return bad("rootfs %q is not a directory", cfg.Rootfs)
+		if cfg.Rootfs, err = checkLayer("rootfs", cfg.Rootfs); err != nil {
+			return Config{}, err
 		}
-		abs, err := filepath.Abs(cfg.Rootfs)
-		if err != nil {
-			return bad("rootfs %q: %v", cfg.Rootfs, err)
-		}
-		if strings.ContainsAny(abs, ",:\\") {
-			return bad("rootfs %q: ',', ':' and '\\' are not allowed in overlay layer paths", abs)
-		}
-		cfg.Rootfs = abs
 	}
-	for _, b := range cfg.Binds {
-		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) || filepath.Clean(b.Target) == "/" {
-			return bad("bind %q -> %q: paths must be absolute, target not /", b.Source, b.Target)
-		}
-		if _, err := os.Stat(b.Source); err != nil {
-			return bad("bind source %q: %v", b.Source, err)
-		}
+	if err := checkBinds(cfg.Binds); err != nil {
+		return Config{}, err
 	}
 	if cfg.Hostname == "" {
 		cfg.Hostname = cfg.ID
 	}
-	switch cfg.Network {
-	case "":
-		cfg.Network = NetworkNone
-	case NetworkNone, NetworkHost:
-	default:
-		return bad("network %q (want %q or %q)", cfg.Network, NetworkNone, NetworkHost)
+	if cfg.Network, err = checkNetwork(cfg.Network); err != nil {
+		return Config{}, err
 	}
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = DefaultCgroupParent
+	}
+	if cfg.Template && cfg.UserNS {
+		// Forked instances join envs without a user namespace.
+		return bad("a template cannot use a user namespace (sfork envs have none)")
 	}
 	if cfg.Rlimits == nil {
 		cfg.Rlimits = DefaultRlimits
@@ -178,6 +166,97 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if _, err := parseCaps(cfg.Caps); err != nil {
 		return Config{}, fmt.Errorf("sandbox config: %w", err)
+	}
+	if cfg.UpperBytes <= 0 {
+		cfg.UpperBytes = DefaultUpperBytes
+	}
+	return cfg, nil
+}
+
+// checkLayer validates an overlay layer directory and returns its absolute
+// path.
+func checkLayer(what, dir string) (string, error) {
+	bad := func(f string, a ...any) (string, error) {
+		return "", fmt.Errorf("sandbox config: "+f+": %w", append(a, errdefs.ErrInvalid)...)
+	}
+	st, err := os.Stat(dir)
+	if err != nil || !st.IsDir() {
+		return bad("%s %q is not a directory", what, dir)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return bad("%s %q: %v", what, dir, err)
+	}
+	if strings.ContainsAny(abs, ",:\\") {
+		return bad("%s %q: ',', ':' and '\\' are not allowed in overlay layer paths", what, abs)
+	}
+	return abs, nil
+}
+
+func checkBinds(binds []Bind) error {
+	for _, b := range binds {
+		if !filepath.IsAbs(b.Source) || !filepath.IsAbs(b.Target) || filepath.Clean(b.Target) == "/" {
+			return fmt.Errorf("sandbox config: bind %q -> %q: paths must be absolute, target not /: %w", b.Source, b.Target, errdefs.ErrInvalid)
+		}
+		if _, err := os.Stat(b.Source); err != nil {
+			return fmt.Errorf("sandbox config: bind source %q: %v: %w", b.Source, err, errdefs.ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func checkNetwork(n Network) (Network, error) {
+	switch n {
+	case "":
+		return NetworkNone, nil
+	case NetworkNone, NetworkHost:
+		return n, nil
+	}
+	return "", fmt.Errorf("sandbox config: network %q (want %q or %q): %w", n, NetworkNone, NetworkHost, errdefs.ErrInvalid)
+}
+
+// EnvConfig describes a pre-built sandbox env (see Env). The zero values
+// of optional fields select the same defaults as Config.
+type EnvConfig struct {
+	ID           string   // [a-z0-9-]{1,64}; names the cgroup and the run dir (and the instance adopted into it)
+	Lowers       []string // extra read-only lower layers above Rootfs, topmost first (e.g. a template's UpperDir)
+	Rootfs       string   // "" = host "/"
+	Binds        []Bind
+	Hostname     string // default: ID
+	Network      Network
+	Limits       cgroup.Limits
+	CgroupParent string // default DefaultCgroupParent
+	UpperBytes   int64  // size of the overlay upper tmpfs; default DefaultUpperBytes
+}
+
+func (cfg EnvConfig) withDefaults() (EnvConfig, error) {
+	var err error
+	if !idRE.MatchString(cfg.ID) {
+		return EnvConfig{}, fmt.Errorf("sandbox env config: id %q must match %s: %w", cfg.ID, idRE, errdefs.ErrInvalid)
+	}
+	lowers := make([]string, len(cfg.Lowers))
+	for i, l := range cfg.Lowers {
+		if lowers[i], err = checkLayer("lower", l); err != nil {
+			return EnvConfig{}, err
+		}
+	}
+	cfg.Lowers = lowers
+	if cfg.Rootfs != "" {
+		if cfg.Rootfs, err = checkLayer("rootfs", cfg.Rootfs); err != nil {
+			return EnvConfig{}, err
+		}
+	}
+	if err := checkBinds(cfg.Binds); err != nil {
+		return EnvConfig{}, err
+	}
+	if cfg.Hostname == "" {
+		cfg.Hostname = cfg.ID
+	}
+	if cfg.Network, err = checkNetwork(cfg.Network); err != nil {
+		return EnvConfig{}, err
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = DefaultCgroupParent
 	}
 	if cfg.UpperBytes <= 0 {
 		cfg.UpperBytes = DefaultUpperBytes

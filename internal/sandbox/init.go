@@ -38,6 +38,8 @@ type initConfig struct {
 	Caps       []string
 	Seccomp    []unix.SockFilter // nil: no filter
 	NExtra     int
+	Template   bool // keep CAP_SYS_ADMIN in the bounding and permitted sets
+	Hold       bool // an Env's holder: build the env, report ready, block (no proc, no exec)
 }
 
 func helperConfig(cfg Config, dir string) initConfig {
@@ -45,7 +47,20 @@ func helperConfig(cfg Config, dir string) initConfig {
 		Argv: cfg.Argv, Env: cfg.Env, Cwd: cfg.Cwd, Lower: lowerDir(cfg), Dir: dir,
 		Prepared: cfg.UserNS, UpperBytes: cfg.UpperBytes, Binds: cfg.Binds,
 		Hostname: cfg.Hostname, NewNet: cfg.Network != NetworkHost, Rlimits: cfg.Rlimits,
-		Caps: cfg.Caps, NExtra: len(cfg.ExtraFiles),
+		Caps: cfg.Caps, NExtra: len(cfg.ExtraFiles), Template: cfg.Template,
+	}
+}
+
+// holderConfig is the config of an Env's holder.
+func holderConfig(cfg EnvConfig, dir string) initConfig {
+	lower := "/"
+	if cfg.Rootfs != "" {
+		lower = cfg.Rootfs
+	}
+	return initConfig{
+		Lower: strings.Join(append(append([]string{}, cfg.Lowers...), lower), ":"), Dir: dir,
+		UpperBytes: cfg.UpperBytes, Binds: cfg.Binds, Hostname: cfg.Hostname,
+		NewNet: cfg.Network != NetworkHost, Hold: true,
 	}
 }
 
@@ -114,7 +129,9 @@ func runInit(cfgFD, status int) error {
 	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
 		return stepErr("config", err, "read config")
 	}
-	f.Close()
+	if !cfg.Hold {
+		f.Close()
+	}
 	sendMark := func(name string) {
 		b, _ := json.Marshal(report{Mark: &mark{name, monoNow()}})
 		_, _ = unix.Write(status, append(b, '\n'))
@@ -136,6 +153,10 @@ func runInit(cfgFD, status int) error {
 	}
 	sendMark("net")
 
+	if cfg.Hold {
+		return hold(f, status)
+	}
+
 	for _, r := range cfg.Rlimits {
 		// syscall.Setrlimit (not x/sys) so that exec does not restore the
 		// NOFILE limit the Go runtime saved at start.
@@ -146,7 +167,7 @@ func runInit(cfgFD, status int) error {
 	if err := unix.Chdir(cfg.Cwd); err != nil {
 		return stepErr("security", err, "chdir %s", cfg.Cwd)
 	}
-	if err := dropCaps(cfg.Caps); err != nil {
+	if err := dropCaps(cfg.Caps, cfg.Template); err != nil {
 		return stepErr("security", err, "drop capabilities")
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -181,8 +202,11 @@ func trimCap(c string) string {
 }
 
 // dropCaps limits the calling thread's bounding, inheritable, permitted
-// and effective sets to names and clears the ambient set.
-func dropCaps(names []string) error {
+// and effective sets to names and clears the ambient set. A template also
+// keeps CAP_SYS_ADMIN in its bounding and permitted sets (not in the
+// inheritable and effective ones; but see doc.go: execve as uid 0 makes
+// the effective set equal to the permitted one).
+func dropCaps(names []string, template bool) error {
 	caps, err := parseCaps(names)
 	if err != nil {
 		return err
@@ -193,7 +217,28 @@ func dropCaps(names []string) error {
 	}
 	c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
 	c.Set(capability.BOUNDING|capability.INHERITABLE|capability.PERMITTED|capability.EFFECTIVE, caps...)
+	if template {
+		c.Set(capability.BOUNDING|capability.PERMITTED, capability.CAP_SYS_ADMIN)
+	}
 	return c.Apply(capability.CAPS | capability.BOUNDS | capability.AMBS)
+}
+
+// hold is the rest of an Env holder's life: report ready, close the
+// status pipe, then block reading the config pipe; the daemon retires the
+// holder with SIGKILL, and EOF (the daemon closed its end, or died) ends
+// it too. It keeps every capability: it runs no user code.
+func hold(cfgPipe *os.File, status int) error {
+	b, _ := json.Marshal(report{Ready: true})
+	if _, err := unix.Write(status, append(b, '\n')); err != nil {
+		return stepErr("ready", err, "report ready")
+	}
+	_ = unix.Close(status)
+	buf := make([]byte, 64)
+	for {
+		if _, err := cfgPipe.Read(buf); err != nil {
+			os.Exit(0)
+		}
+	}
 }
 
 // loopbackUp sets IFF_UP on lo in the current network namespace.

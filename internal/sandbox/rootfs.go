@@ -10,12 +10,17 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Masked and read-only paths: runc's defaults.
+// MaskedPaths and ReadonlyPaths are runc's defaults: every sandbox gets
+// /dev/null (files) or an empty read-only tmpfs (directories) over each
+// masked path that exists, and a read-only bind over each read-only path.
+// Start applies them after pivot_root; an Env applies the /sys entries
+// and leaves /proc to the process that joins it, which must apply the
+// /proc entries over the proc it mounts (the sfork batch does).
 var (
-	maskedPaths = []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
+	MaskedPaths = []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
 		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
 		"/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"}
-	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	ReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 	devNodes      = []string{"null", "zero", "full", "random", "urandom", "tty"}
 )
 
@@ -58,13 +63,22 @@ func buildRootfs(cfg *initConfig) error {
 		data             string
 	}
 	nsd := uintptr(unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-	for _, m := range []mnt{
+	mounts := []mnt{
 		{"proc", "/proc", "proc", nsd, ""},
 		{"tmpfs", "/dev", "tmpfs", unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k"},
 		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"},
 		{"shm", "/dev/shm", "tmpfs", nsd, fmt.Sprintf("mode=1777,size=%d", DefaultShmBytes)},
 		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, fmt.Sprintf("mode=1777,size=%d", DefaultTmpBytes)},
-	} {
+	}
+	if cfg.Hold {
+		// An env's /proc stays an empty directory: the process that joins
+		// mounts proc for its own PID namespace there.
+		if err := os.MkdirAll(filepath.Join(root, "proc"), 0o555); err != nil {
+			return fail(err, "mkdir /proc")
+		}
+		mounts = mounts[1:]
+	}
+	for _, m := range mounts {
 		dst := filepath.Join(root, m.dst)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return fail(err, "mkdir %s", m.dst)
@@ -128,12 +142,12 @@ func buildRootfs(cfg *initConfig) error {
 		return fail(err, "chdir /")
 	}
 
-	for _, p := range maskedPaths {
+	for _, p := range MaskedPaths {
 		if err := maskPath(p); err != nil {
 			return fail(err, "mask %s", p)
 		}
 	}
-	for _, p := range readonlyPaths {
+	for _, p := range ReadonlyPaths {
 		if _, err := os.Lstat(p); err != nil {
 			continue
 		}

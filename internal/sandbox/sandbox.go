@@ -52,12 +52,18 @@ func (e *InitError) Unwrap() error {
 	return e.Errno
 }
 
-// Sandbox is one running sandboxed process and the resources around it.
+// Sandbox is one running sandboxed process and the resources around it:
+// one started by Start (our child), or one adopted into an Env (not our
+// child: watched through a pidfd).
 type Sandbox struct {
 	id     string
-	cmd    *exec.Cmd
+	pid    int
+	cmd    *exec.Cmd // Start; nil when adopted
+	pidfd  *os.File  // adopted: a pollable pidfd of the process
+	env    *Env      // adopted: the env whose holder must be retired
 	cg     *cgroup.Group
 	dir    string
+	upper  string // Template: host path of the upper layer
 	phases []Phase
 
 	done chan struct{}
@@ -86,6 +92,7 @@ func monoNow() int64 {
 type report struct {
 	Mark  *mark      `json:"mark,omitempty"`
 	Error *InitError `json:"error,omitempty"`
+	Ready bool       `json:"ready,omitempty"` // an Env's holder is built and blocks
 }
 
 func instanceDir(parent, id string) string { return filepath.Join(RunDir, parent, id) }
@@ -132,10 +139,15 @@ func Start(cfg Config) (*Sandbox, error) {
 	c.Add(func() { _ = cg.Kill(); _ = cg.Delete() })
 	markNow("cgroup")
 
-	if cfg.UserNS {
+	if cfg.UserNS || cfg.Template {
 		// Real root builds the overlay here, in the initial mount and user
-		// namespaces (see doc.go); the helper pivots into its copy.
-		if err := mountOverlay(dir, lowerDir(cfg), cfg.UpperBytes, UIDMapBase); err != nil {
+		// namespaces (see doc.go); the helper pivots into its copy. A
+		// template's upper layer stays visible here for forked envs.
+		rootUID := 0
+		if cfg.UserNS {
+			rootUID = UIDMapBase
+		}
+		if err := mountOverlay(dir, lowerDir(cfg), cfg.UpperBytes, rootUID); err != nil {
 			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
 		}
 		c.Add(func() { unmountOverlay(dir) })
@@ -194,6 +206,7 @@ func Start(cfg Config) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox %s: cgroup add: %w", cfg.ID, err)
 	}
 	hc := helperConfig(cfg, dir)
+	hc.Prepared = cfg.UserNS || cfg.Template
 	hc.Seccomp = prog
 	if err := json.NewEncoder(cfgW).Encode(hc); err != nil {
 		return nil, fmt.Errorf("sandbox %s: send config: %w", cfg.ID, err)
@@ -222,12 +235,17 @@ func Start(cfg Config) (*Sandbox, error) {
 	markNow("exec")
 	stR.Close()
 
-	if cfg.UserNS {
+	s := &Sandbox{id: cfg.ID, pid: cmd.Process.Pid, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
+	switch {
+	case cfg.Template:
+		// The helper holds its own copy of the overlay: drop the
+		// daemon's, but keep the tmpfs (its upper dir) until Destroy.
+		_ = unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
+		s.upper = filepath.Join(dir, "upper")
+	case cfg.UserNS:
 		// The helper holds its own copy now; drop the daemon's.
 		unmountOverlay(dir)
 	}
-
-	s := &Sandbox{id: cfg.ID, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
 	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
 	prev := t0
 	for _, m := range marks {
@@ -252,6 +270,12 @@ func (s *Sandbox) reap() {
 		s.werr = err
 	}
 	ws, _ := s.cmd.ProcessState.Sys().(syscall.WaitStatus)
+	s.setExit(ws)
+	close(s.done)
+}
+
+// setExit records how the process ended from its wait status.
+func (s *Sandbox) setExit(ws syscall.WaitStatus) {
 	s.exit.Code = ws.ExitStatus()
 	if ws.Signaled() {
 		s.exit.Signal = ws.Signal()
@@ -261,16 +285,22 @@ func (s *Sandbox) reap() {
 			}
 		}
 	}
-	close(s.done)
 }
 
 // Pid is the host pid of the sandboxed process.
-func (s *Sandbox) Pid() int { return s.cmd.Process.Pid }
+func (s *Sandbox) Pid() int { return s.pid }
+
+// UpperDir is the host path of the overlay upper layer of a Template
+// sandbox (what the template wrote under /, overlay whiteouts included),
+// for use as an EnvConfig.Lowers entry of its forks; "" for other
+// sandboxes. It stays until Destroy (or Sweep).
+func (s *Sandbox) UpperDir() string { return s.upper }
 
 // ID is the instance id the sandbox was started with.
 func (s *Sandbox) ID() string { return s.id }
 
-// Phases returns the measured setup phases of Start, in order: "cgroup"
+// Phases returns the measured setup phases of Start (for an adopted
+// sandbox: of NewEnv, see Env.Phases), in order: "cgroup"
 // (validate, run dir, cgroup created), "rootfs-host" (UserNS only: overlay
 // built by the daemon), "spawn" (clone+exec of the init helper), "join"
 // (helper added to the cgroup, config sent), "config" (the helper's Go
@@ -296,10 +326,15 @@ func (s *Sandbox) Destroy() error {
 		select {
 		case <-s.done:
 		default:
-			_ = s.cmd.Process.Signal(syscall.SIGKILL)
+			s.kill()
 			<-s.done
 		}
 		var errs []error
+		if s.env != nil {
+			if err := s.env.retire(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.cg.Kill(); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup kill: %w", err))
 		}
@@ -309,6 +344,9 @@ func (s *Sandbox) Destroy() error {
 		unmountOverlay(s.dir)
 		if err := os.Remove(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
+		}
+		if s.pidfd != nil {
+			s.pidfd.Close()
 		}
 		if err := errors.Join(errs...); err != nil {
 			s.destroyErr = fmt.Errorf("sandbox %s: destroy: %w", s.id, err)

@@ -1,0 +1,404 @@
+package sandbox
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/cleanup"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+)
+
+// EnvNamespaces are the namespaces an Env holds; a joining process
+// enters them with setns(Env.PidFD(), EnvNamespaces).
+const EnvNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+
+// JoinTimeout bounds how long an adopted sandbox keeps the env's holder
+// alive waiting for the adopted process to join (Adopt called before the
+// join batch ran). Past it the holder is retired anyway.
+var JoinTimeout = 10 * time.Second
+
+// Env is a pre-built sandbox env: mount (overlay root, binds, /dev, /tmp,
+// /sys, an empty /proc), network, UTS and IPC namespaces held by a small
+// holder process, and a cgroup. A process joins it with setns on the
+// holder's pidfd; Adopt then makes it a Sandbox. See doc.go, "Envs".
+type Env struct {
+	id     string
+	cmd    *exec.Cmd
+	pidfd  *os.File // holder's pidfd
+	cfgW   *os.File // the holder blocks reading the other end
+	cg     *cgroup.Group
+	dir    string
+	phases []Phase
+	ns     map[string]nsID // holder's namespaces by /proc/pid/ns name
+
+	mu         sync.Mutex
+	adopted    bool
+	released   bool
+	retireOnce sync.Once
+	retireErr  error
+}
+
+type nsID struct{ dev, ino uint64 }
+
+var envNSNames = []string{"mnt", "net", "uts", "ipc"}
+
+func readNS(pid int) (map[string]nsID, error) {
+	out := make(map[string]nsID, len(envNSNames))
+	for _, n := range envNSNames {
+		var st unix.Stat_t
+		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, n), &st); err != nil {
+			return nil, err
+		}
+		out[n] = nsID{st.Dev, st.Ino}
+	}
+	return out, nil
+}
+
+// NewEnv builds the env described by cfg now (a pool calls it off the
+// critical path). It returns once the holder reported the env ready, or
+// with the holder's error (an *InitError); whatever was half-built is
+// undone on failure.
+func NewEnv(cfg EnvConfig) (*Env, error) {
+	t0 := monoNow()
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	marks := []mark{}
+	markNow := func(name string) { marks = append(marks, mark{name, monoNow()}) }
+	var c cleanup.Cleanup
+	defer c.Clean()
+
+	dir := instanceDir(cfg.CgroupParent, cfg.ID)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("sandbox env %s: already exists: %w", cfg.ID, errdefs.ErrConflict)
+		}
+		return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
+	}
+	c.Add(func() { _ = os.Remove(dir) })
+
+	// The holder never joins the cgroup: only the adopted process counts.
+	cg, err := cgroup.New(cfg.CgroupParent, cfg.ID, cfg.Limits)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox env %s: cgroup: %w", cfg.ID, err)
+	}
+	c.Add(func() { _ = cg.Delete() })
+	markNow("cgroup")
+
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	c.Add(func() { cfgR.Close(); cfgW.Close() })
+	stR, stW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer stR.Close()
+	c.Add(func() { stW.Close() })
+
+	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
+	if cfg.Network != NetworkHost {
+		flags |= syscall.CLONE_NEWNET
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{"catalyzer-sandbox-env"},
+		Env:         []string{initEnv + "=0"},
+		ExtraFiles:  []*os.File{cfgR, stW},
+		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("sandbox env %s: spawn holder: %w", cfg.ID, err)
+	}
+	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cfgR.Close()
+	stW.Close()
+	pfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox env %s: pidfd_open: %w", cfg.ID, err)
+	}
+	pidfd := os.NewFile(uintptr(pfd), "pidfd")
+	c.Add(func() { pidfd.Close() })
+	markNow("spawn")
+
+	if err := json.NewEncoder(cfgW).Encode(holderConfig(cfg, dir)); err != nil {
+		return nil, fmt.Errorf("sandbox env %s: send config: %w", cfg.ID, err)
+	}
+	markNow("send")
+
+	ready := false
+	sc := bufio.NewScanner(stR)
+	for sc.Scan() {
+		var r report
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+			return nil, fmt.Errorf("sandbox env %s: bad report from holder %q: %w", cfg.ID, sc.Text(), err)
+		}
+		switch {
+		case r.Error != nil:
+			return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, r.Error)
+		case r.Mark != nil:
+			marks = append(marks, *r.Mark)
+		case r.Ready:
+			ready = true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("sandbox env %s: read status: %w", cfg.ID, err)
+	}
+	if !ready {
+		return nil, fmt.Errorf("sandbox env %s: holder exited before it was ready", cfg.ID)
+	}
+	ns, err := readNS(cmd.Process.Pid)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox env %s: holder namespaces: %w", cfg.ID, err)
+	}
+	markNow("ready")
+
+	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cfgW: cfgW, cg: cg, dir: dir, ns: ns}
+	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
+	prev := t0
+	for _, m := range marks {
+		e.phases = append(e.phases, Phase{m.Phase, time.Duration(m.T - prev)})
+		prev = m.T
+	}
+	c.Release()
+	return e, nil
+}
+
+// ID is the env's id (its cgroup's and run dir's name, and the adopted
+// sandbox's ID).
+func (e *Env) ID() string { return e.id }
+
+// PidFD is a pidfd of the holder, to pass to a template over SCM_RIGHTS:
+// setns(fd, EnvNamespaces) joins the env. It is closed by Release, by
+// Destroy of the adopted sandbox, or once the adopted process has joined.
+func (e *Env) PidFD() *os.File { return e.pidfd }
+
+// Phases returns the measured phases of NewEnv, in order: "cgroup"
+// (validate, run dir, cgroup), "spawn" (clone+exec of the holder, pidfd),
+// "send" (config sent), "config" (the holder's Go runtime started and read
+// it), "rootfs" (overlay, binds, /dev, /tmp, /sys, pivot_root, masks),
+// "net" (hostname, lo up), "ready" (until the daemon saw the ready report).
+func (e *Env) Phases() []Phase { return append([]Phase(nil), e.phases...) }
+
+// Adopt makes pid (a host pid) the env's instance: it adds pid to the
+// env's cgroup and returns a Sandbox for it, whose ID is the env's. The
+// process is not our child (its parent is the template): Wait reads its
+// exit status through a pidfd. Once pid has joined the env (its mount,
+// network, UTS and IPC namespaces are the holder's) the holder is
+// retired: killed and reaped, the joined process keeps the namespaces
+// alive. If pid has not joined yet, a goroutine retires the holder when
+// it has (or when it exits, or after JoinTimeout). An env is adopted at
+// most once (errdefs.ErrConflict); a pid that is gone is
+// errdefs.ErrNotFound, and the env stays usable.
+func (e *Env) Adopt(pid int) (*Sandbox, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.adopted || e.released {
+		return nil, fmt.Errorf("sandbox env %s: already adopted or released: %w", e.id, errdefs.ErrConflict)
+	}
+	if pid <= 0 {
+		return nil, fmt.Errorf("sandbox env %s: adopt pid %d: %w", e.id, pid, errdefs.ErrInvalid)
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			err = fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("sandbox env %s: adopt pid %d: %w", e.id, pid, err)
+	}
+	// Non-blocking: the runtime's poller tells us when it exits.
+	pidfd := os.NewFile(uintptr(fd), "pidfd")
+	if err := e.cg.Add(pid); err != nil {
+		pidfd.Close()
+		return nil, fmt.Errorf("sandbox env %s: adopt pid %d: %w", e.id, pid, err)
+	}
+	e.adopted = true
+	s := &Sandbox{id: e.id, pid: pid, pidfd: pidfd, env: e, cg: e.cg, dir: e.dir,
+		phases: e.phases, done: make(chan struct{})}
+	go s.watch()
+	if e.joined(pid) {
+		_ = e.retire()
+	} else {
+		go func() {
+			deadline := time.Now().Add(JoinTimeout)
+			delay := 100 * time.Microsecond
+			for !e.joined(pid) && time.Now().Before(deadline) {
+				select {
+				case <-s.done:
+					_ = e.retire()
+					return
+				case <-time.After(delay):
+				}
+				delay = min(2*delay, 20*time.Millisecond)
+			}
+			_ = e.retire()
+		}()
+	}
+	return s, nil
+}
+
+// joined reports whether pid is in every namespace of the holder.
+func (e *Env) joined(pid int) bool {
+	ns, err := readNS(pid)
+	if err != nil {
+		return false
+	}
+	for n, id := range e.ns {
+		if ns[n] != id {
+			return false
+		}
+	}
+	return true
+}
+
+// retire kills and reaps the holder and closes its pidfd and pipe. It is
+// idempotent.
+func (e *Env) retire() error {
+	e.retireOnce.Do(func() {
+		_ = unix.PidfdSendSignal(int(e.pidfd.Fd()), unix.SIGKILL, nil, 0)
+		e.cfgW.Close()
+		err := e.cmd.Wait()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			e.retireErr = fmt.Errorf("sandbox env %s: reap holder: %w", e.id, err)
+		}
+		e.pidfd.Close()
+	})
+	return e.retireErr
+}
+
+// Release destroys an env that was never adopted: it kills the holder,
+// deletes the cgroup and the run dir. It is idempotent, and does nothing
+// once the env was adopted (the Sandbox owns it then).
+func (e *Env) Release() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.adopted || e.released {
+		return nil
+	}
+	e.released = true
+	errs := []error{e.retire()}
+	if err := e.cg.Delete(); err != nil {
+		errs = append(errs, fmt.Errorf("cgroup delete: %w", err))
+	}
+	if err := os.Remove(e.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("sandbox env %s: release: %w", e.id, err)
+	}
+	return nil
+}
+
+// kill sends SIGKILL to the sandboxed process.
+func (s *Sandbox) kill() {
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		return
+	}
+	if rc, err := s.pidfd.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.PidfdSendSignal(int(fd), unix.SIGKILL, nil, 0) })
+	}
+}
+
+// watch waits for an adopted process to exit (its pidfd turns readable:
+// the process is a zombie or reaped), records its exit and closes done.
+func (s *Sandbox) watch() {
+	defer close(s.done)
+	rc, err := s.pidfd.SyscallConn()
+	if err == nil {
+		err = rc.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, perr := unix.Poll(fds, 0)
+			return perr == nil && n > 0
+		})
+	}
+	if err != nil {
+		s.exit.Code = -1
+		s.werr = fmt.Errorf("sandbox %s: wait for pid %d: %w", s.id, s.pid, err)
+		return
+	}
+	var ws syscall.WaitStatus
+	_ = rc.Control(func(fd uintptr) { ws, err = exitStatus(int(fd), s.pid) })
+	if err != nil {
+		s.exit.Code = -1
+		s.werr = fmt.Errorf("sandbox %s: pid %d exited, status unknown: %w", s.id, s.pid, err)
+		return
+	}
+	s.setExit(ws)
+}
+
+// exitStatus returns the wait status of the exited process behind pidfd
+// (pid in our PID namespace). Reaped: PIDFD_GET_INFO with PIDFD_INFO_EXIT
+// (kernel 6.15+). Still a zombie (its parent, the template, has not
+// reaped it): the exit_code field of /proc/pid/stat, checked to be our
+// process by signalling the pidfd (a reaped process is ESRCH).
+func exitStatus(pidfd, pid int) (syscall.WaitStatus, error) {
+	var unsupported error
+	for range 3 {
+		info := unix.PidfdInfo{Mask: unix.PIDFD_INFO_EXIT}
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), unix.PIDFD_GET_INFO, uintptr(unsafe.Pointer(&info)))
+		switch {
+		case errno == 0 && info.Mask&unix.PIDFD_INFO_EXIT != 0:
+			return syscall.WaitStatus(info.Exit_code), nil
+		case errno != 0 && errno != unix.ESRCH:
+			unsupported = fmt.Errorf("PIDFD_GET_INFO: %w (kernel 6.15+ needed): %w", errno, errdefs.ErrNotSupported)
+		}
+		if ws, ok := zombieStatus(pid); ok && unix.PidfdSendSignal(pidfd, 0, nil, 0) == nil {
+			return ws, nil
+		}
+		if unsupported != nil {
+			break
+		}
+		// Reaped between the two looks: PIDFD_INFO_EXIT has it now.
+	}
+	if unsupported == nil {
+		unsupported = fmt.Errorf("no exit information: %w", errdefs.ErrNotSupported)
+	}
+	return 0, unsupported
+}
+
+// zombieStatus reads the exit status of pid from /proc/pid/stat if pid is
+// a zombie.
+func zombieStatus(pid int) (syscall.WaitStatus, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	// f[0] is field 3 (state); exit_code is field 52.
+	if len(f) < 50 || f[0] != "Z" {
+		return 0, false
+	}
+	code, err := strconv.Atoi(f[49])
+	if err != nil {
+		return 0, false
+	}
+	return syscall.WaitStatus(code), true
+}

@@ -1,0 +1,181 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+// Pool backoff after a failed build: doubling from the first to the max.
+var (
+	PoolBackoffMin = 10 * time.Millisecond
+	PoolBackoffMax = 5 * time.Second
+)
+
+// PoolStats is a snapshot of a Pool's counters.
+type PoolStats struct {
+	Ready     int           // envs ready now
+	Built     uint64        // envs built in the background
+	Taken     uint64        // Gets served from the pool
+	OnDemand  uint64        // Gets that built an env on the spot (pool empty)
+	Failures  uint64        // failed builds, background and on demand
+	MeanBuild time.Duration // mean duration of a successful build (the refill cost per env)
+}
+
+// Pool keeps size envs ready, built by build in a background goroutine,
+// one at a time, with backoff (PoolBackoffMin doubling to PoolBackoffMax)
+// after a failure. Its methods are safe for concurrent use.
+type Pool struct {
+	size  int
+	build func() (*Env, error)
+
+	mu         sync.Mutex
+	ready      []*Env
+	closed     bool
+	st         PoolStats
+	buildTotal time.Duration
+	builds     uint64
+
+	wake chan struct{} // a Get took one: refill
+	stop chan struct{}
+	done chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewPool starts a pool that keeps size envs ready (size 0: every Get
+// builds on demand).
+func NewPool(size int, build func() (*Env, error)) *Pool {
+	p := &Pool{size: max(size, 0), build: build, wake: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go p.refill()
+	return p
+}
+
+// timedBuild builds one env and accounts for it.
+func (p *Pool) timedBuild() (*Env, error) {
+	t := time.Now()
+	e, err := p.build()
+	d := time.Since(t)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.st.Failures++
+		return nil, err
+	}
+	p.builds++
+	p.buildTotal += d
+	return e, nil
+}
+
+func (p *Pool) refill() {
+	defer close(p.done)
+	backoff := time.Duration(0)
+	for {
+		p.mu.Lock()
+		need := !p.closed && len(p.ready) < p.size
+		p.mu.Unlock()
+		if !need {
+			select {
+			case <-p.stop:
+				return
+			case <-p.wake:
+				continue
+			}
+		}
+		if backoff > 0 {
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
+		}
+		e, err := p.timedBuild()
+		if err != nil {
+			backoff = min(max(2*backoff, PoolBackoffMin), PoolBackoffMax)
+			continue
+		}
+		backoff = 0
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			_ = e.Release()
+			return
+		}
+		p.ready = append(p.ready, e)
+		p.st.Built++
+		p.mu.Unlock()
+	}
+}
+
+// Get returns a ready env (fromPool true), or builds one on the spot when
+// the pool is empty (fromPool false: count it as a cold env in metrics).
+// A closed pool is errdefs.ErrUnavailable. The caller owns the env: Adopt
+// or Release it.
+func (p *Pool) Get() (e *Env, fromPool bool, err error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, false, fmt.Errorf("env pool: closed: %w", errdefs.ErrUnavailable)
+	}
+	if n := len(p.ready); n > 0 {
+		e = p.ready[0]
+		p.ready[0] = nil
+		p.ready = p.ready[1:]
+		p.st.Taken++
+		p.mu.Unlock()
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
+		return e, true, nil
+	}
+	p.st.OnDemand++
+	p.mu.Unlock()
+	e, err = p.timedBuild()
+	if err != nil {
+		return nil, false, fmt.Errorf("env pool: build on demand: %w", err)
+	}
+	return e, false, nil
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.st
+	s.Ready = len(p.ready)
+	if p.builds > 0 {
+		s.MeanBuild = p.buildTotal / time.Duration(p.builds)
+	}
+	return s
+}
+
+// Close stops refilling (waiting for a build in progress) and releases
+// every ready env. Envs already handed out are the callers'. It is
+// idempotent.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		close(p.stop)
+		<-p.done
+		p.mu.Lock()
+		ready := p.ready
+		p.ready = nil
+		p.mu.Unlock()
+		var errs []error
+		for _, e := range ready {
+			errs = append(errs, e.Release())
+		}
+		if err := errors.Join(errs...); err != nil {
+			p.closeErr = fmt.Errorf("env pool: close: %w", err)
+		}
+	})
+	return p.closeErr
+}
