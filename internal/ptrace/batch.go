@@ -192,6 +192,17 @@ func (b *Batch) Bytes(p []byte) Arg {
 	return Arg{RelocData, uint64(off)}
 }
 
+// SetBytes overwrites the data at a (made by Bytes, String or Space) with
+// p, which must fit: for structs that hold pointers into the data area,
+// patched once the batch's address is known (see Tracee.DataAddr).
+func (b *Batch) SetBytes(a Arg, p []byte) {
+	off, ok := a.DataOffset()
+	if !ok || off+len(p) > len(b.data) {
+		panic("ptrace: SetBytes outside the data area")
+	}
+	copy(b.data[off:], p)
+}
+
 // String stores s NUL-terminated in the data area.
 func (b *Batch) String(s string) Arg { return b.Bytes(append([]byte(s), 0)) }
 

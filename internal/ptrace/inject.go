@@ -41,6 +41,22 @@ const (
 	MaxBatchSize = ExecutorRegionSize - execBatchOff
 )
 
+// DataAddr is the address that a (made by b's Bytes, String or Space)
+// will have in the tracee when Exec runs b: for pointers stored inside the
+// data area (a msghdr's iovec and control buffer), which relocations cannot
+// reach. Add every entry first: entries move the data area. The executor
+// must be installed.
+func (t *Tracee) DataAddr(b *Batch, a Arg) (uintptr, error) {
+	off, ok := a.DataOffset()
+	if !ok {
+		return 0, fmt.Errorf("data address: argument is not in the data area: %w", errdefs.ErrInvalid)
+	}
+	if t.exec == 0 {
+		return 0, fmt.Errorf("data address: executor not installed: %w", ErrState)
+	}
+	return t.exec + execBatchOff + uintptr(b.layout().dataOff+off), nil
+}
+
 // ExecutorRegion returns the address and size of the executor mapping in
 // the tracee (0, 0 if none): checkpoint code must leave it out.
 func (t *Tracee) ExecutorRegion() (addr uintptr, size int) {

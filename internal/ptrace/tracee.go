@@ -63,6 +63,15 @@ func TraceFork(on bool) Option {
 // ExitKill kills the tracee if the tracer thread exits (default on).
 func ExitKill(on bool) Option { return setOpt(unix.PTRACE_O_EXITKILL, on) }
 
+// SuspendSeccomp suspends the tracee's seccomp filters while it is traced
+// (PTRACE_O_SUSPEND_SECCOMP, default off): injected syscalls that its
+// filter would deny (setns, mount, clone with namespace flags) then run,
+// and auto-attached children inherit the suspension until they are
+// detached, when the inherited filter applies again. The tracer needs
+// CAP_SYS_ADMIN in the initial user namespace and a kernel built with
+// CONFIG_CHECKPOINT_RESTORE.
+func SuspendSeccomp(on bool) Option { return setOpt(unix.PTRACE_O_SUSPEND_SECCOMP, on) }
+
 const defaultOpts = unix.PTRACE_O_TRACESYSGOOD | unix.PTRACE_O_TRACECLONE |
 	unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_EXITKILL
 

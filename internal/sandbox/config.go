@@ -100,6 +100,20 @@ func Capabilities() []string {
 		"KILL", "AUDIT_WRITE"}
 }
 
+// CapMask returns the capability set names as a bit mask (bit n is
+// capability n), for capset(2) done by injected code.
+func CapMask(names []string) (uint64, error) {
+	caps, err := parseCaps(names)
+	if err != nil {
+		return 0, err
+	}
+	var m uint64
+	for _, c := range caps {
+		m |= 1 << uint(c)
+	}
+	return m, nil
+}
+
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
 // parseCaps maps capability names to values; unknown names are ErrInvalid.

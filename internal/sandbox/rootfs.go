@@ -245,3 +245,44 @@ func unescapeMount(s string) string {
 	}
 	return b.String()
 }
+
+// MountCall is one mount(2) call, as data: what a process that joins an
+// Env (a forked instance, from an injected batch) must still do itself.
+type MountCall struct {
+	Source, Target, FSType string
+	Flags                  uintptr
+	Data                   string
+	// Optional calls may fail (a path this kernel lacks).
+	Optional bool
+}
+
+// ProcMounts is what a process that joined an Env does to get the /proc
+// of Start: a fresh proc for its own PID namespace, then runc's masked
+// and read-only paths under /proc, decided from the host's /proc (same
+// kernel, same entries) exactly as Start's helper decides from its own.
+func ProcMounts() []MountCall {
+	calls := []MountCall{{Source: "proc", Target: "/proc", FSType: "proc",
+		Flags: unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC}}
+	for _, p := range MaskedPaths {
+		if !strings.HasPrefix(p, "/proc/") {
+			continue
+		}
+		st, err := os.Lstat(p)
+		switch {
+		case err != nil:
+		case st.IsDir():
+			calls = append(calls, MountCall{Source: "tmpfs", Target: p, FSType: "tmpfs", Flags: unix.MS_RDONLY, Data: "size=0", Optional: true})
+		default:
+			calls = append(calls, MountCall{Source: "/dev/null", Target: p, Flags: unix.MS_BIND, Optional: true})
+		}
+	}
+	for _, p := range ReadonlyPaths {
+		if _, err := os.Lstat(p); err != nil || !strings.HasPrefix(p, "/proc/") {
+			continue
+		}
+		calls = append(calls,
+			MountCall{Source: p, Target: p, Flags: unix.MS_BIND | unix.MS_REC, Optional: true},
+			MountCall{Target: p, Flags: unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RELATIME, Optional: true})
+	}
+	return calls
+}

@@ -252,6 +252,20 @@ func Start(cfg Config) (*Sandbox, error) {
 		s.phases = append(s.phases, Phase{m.Phase, time.Duration(m.T - prev)})
 		prev = m.T
 	}
+	if cfg.Template {
+		// A template is frozen under ptrace by its owner, and a wait4
+		// from any other thread of this process would steal the
+		// tracer's stops: watch its exit through a pidfd instead and
+		// leave the reaping to the tracer (or to Destroy).
+		fd, err := unix.PidfdOpen(s.pid, unix.PIDFD_NONBLOCK)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: pidfd: %w", cfg.ID, err)
+		}
+		s.pidfd = os.NewFile(uintptr(fd), "pidfd")
+		c.Release()
+		go s.watch()
+		return s, nil
+	}
 	c.Release()
 	go s.reap()
 	return s, nil
@@ -328,6 +342,12 @@ func (s *Sandbox) Destroy() error {
 		default:
 			s.kill()
 			<-s.done
+		}
+		if s.cmd != nil && s.pidfd != nil {
+			// A template: dead now; reap it unless its tracer did.
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(s.pid, &ws, unix.WNOHANG|unix.WALL, nil)
+			s.pidfd.Close()
 		}
 		var errs []error
 		if s.env != nil {

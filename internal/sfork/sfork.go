@@ -1,0 +1,402 @@
+// Package sfork forks a live, frozen process — a template — into a new
+// process that then finishes becoming a sandbox of its own, with no
+// cooperation from the template: it works on any single-threaded process.
+//
+// # Algorithm
+//
+// Freeze seizes the template with ptrace (seccomp suspended, clone events
+// traced), records its registers normalised so that a copy resumes by
+// re-issuing the syscall it was blocked in, and maps the batch executor
+// (package ptrace). The template then stays stopped for its whole life.
+//
+// Fork, per child, costs one sendmsg and two ptrace batches:
+//
+//  1. The daemon sends the child's files (its I/O, the pidfd of the sandbox
+//     env to join) over the fork channel, a unix socket whose other end the
+//     template inherited but never reads.
+//  2. Template batch: close the files the previous fork left in the
+//     template, reap dead children (wait4 WNOHANG|__WALL until none), recvmsg
+//     the files, clone(CLONE_NEWPID, exit signal 0) as a ForkPoint. The
+//     template stops at once after the clone; the kernel reports the child
+//     (auto-attached) by a clone event.
+//  3. Child batch (the entries after the ForkPoint, run by the child on its
+//     copy of the executor): raise capabilities it holds in its permitted
+//     set, setns into the env (one call with a pidfd), chdir, mounts (its own
+//     /proc, masks), dup2 its files onto their final numbers and close the
+//     originals, close template fds it must not keep, drop capabilities. It
+//     stops at the executor's final int3.
+//  4. The caller's Ready hook runs (put the child in its cgroup: it must be
+//     accounted before it runs any of the template's code), then the child
+//     gets the template's saved registers and is detached: it resumes the
+//     template's code where the template was frozen.
+//
+// Children are created with exit signal 0 so that their deaths send the
+// template no SIGCHLD (which would stop it under ptrace); the next Fork
+// reaps them. Forks of one template are serialised: the template runs one
+// batch at a time.
+//
+// Seccomp: the template's filter is suspended while traced
+// (PTRACE_O_SUSPEND_SECCOMP) so the injected setns/mount/clone work; the
+// child inherits the filter, which applies again the moment it is detached.
+package sfork
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+)
+
+// ErrTemplateDead is returned by Fork when the template has exited.
+var ErrTemplateDead = errors.New("template is dead")
+
+// Template is a frozen process that Fork copies.
+type Template struct {
+	tr     *ptrace.Tracer
+	tracee *ptrace.Tracee
+	pid    int
+	regs   ptrace.Regs // normalised: children resume from these
+	cwd    string
+
+	chanFD int           // the template's fd of the fork channel
+	conn   *net.UnixConn // our end
+
+	mu   sync.Mutex
+	held []int // fds the last fork received into the template
+	dead bool
+}
+
+// Freeze seizes pid and keeps it stopped as a template. chanFD is the
+// template's fd number of the fork channel whose other end is conn. The
+// tracer must stay dedicated to templates of this process tree.
+func Freeze(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Template, error) {
+	t := &Template{tr: tr, pid: pid, conn: conn, chanFD: chanFD}
+	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	if err != nil {
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	t.cwd = cwd
+	err = tr.Do(func() error {
+		tc, err := tr.Seize(pid, ptrace.SuspendSeccomp(true), ptrace.TraceClone(true), ptrace.TraceFork(true), ptrace.ExitKill(true))
+		if err != nil {
+			return err
+		}
+		regs, err := tc.Regs()
+		if err != nil {
+			tc.Detach()
+			return err
+		}
+		ptrace.NormalizeRestart(&regs)
+		if err := tc.InstallExecutor(); err != nil {
+			tc.Detach()
+			return err
+		}
+		t.tracee, t.regs = tc, regs
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+// Pid is the template's host pid.
+func (t *Template) Pid() int { return t.pid }
+
+// Cwd is the template's working directory (in its own root).
+func (t *Template) Cwd() string { return t.cwd }
+
+// Caps is a capability set for capset(2): bit n is capability n.
+type Caps struct{ Effective, Permitted, Inheritable uint64 }
+
+// Mount is one mount(2) call the child makes after joining its env.
+type Mount struct {
+	Source, Target, FSType string
+	Flags                  uintptr
+	Data                   string
+	// Optional mounts may fail (a path this kernel does not have).
+	Optional bool
+}
+
+// Dup puts received file Files[File] on fd Target in the child.
+type Dup struct{ File, Target int }
+
+// Child says what the child must do before it runs the template's code.
+type Child struct {
+	// Files are sent to the template (and so to the child) in order.
+	Files []*os.File
+	// Dups place received files on their final numbers; every received
+	// file is closed at its original number afterwards.
+	Dups []Dup
+	// Join is the index in Files of a pidfd whose namespaces
+	// (JoinFlags) the child enters; -1 for none.
+	Join      int
+	JoinFlags int
+	// NewPID makes the child PID 1 of a new PID namespace.
+	NewPID bool
+	// Chdir, when set, is the child's working directory after the join
+	// (a join resets it to the new root).
+	Chdir string
+	// Mounts run after the join and chdir.
+	Mounts []Mount
+	// Close lists template fds the child must not keep.
+	Close []int
+	// Raise, if set, is applied before the join (to raise what the join
+	// needs from the permitted set); DropBounding and Final at the end.
+	Raise        *Caps
+	DropBounding []int
+	Final        *Caps
+	// Ready runs once the child has finished its batch and before it runs
+	// any template code (e.g. put it in its cgroup). An error kills it.
+	Ready func(pid int) error
+}
+
+// Phase is one measured step of a fork.
+type Phase struct {
+	Name string
+	D    time.Duration
+}
+
+// Forked describes a successful fork.
+type Forked struct {
+	Pid        int // host pid of the child
+	Phases     []Phase
+	RoundTrips uint64 // ptrace stops, template and child together
+}
+
+// Fork copies the template into a new child set up by c. On error nothing
+// of the child survives and the template is as before.
+func (t *Template) Fork(c Child) (Forked, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dead {
+		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, ErrTemplateDead)
+	}
+	var out Forked
+	mark := time.Now()
+	phase := func(name string) {
+		now := time.Now()
+		out.Phases = append(out.Phases, Phase{name, now.Sub(mark)})
+		mark = now
+	}
+
+	// 1. Files over the fork channel.
+	fds := make([]int, len(c.Files))
+	for i, f := range c.Files {
+		fds[i] = int(f.Fd())
+	}
+	if _, _, err := t.conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
+		return Forked{}, fmt.Errorf("fork %d: send files: %w", t.pid, err)
+	}
+	phase("send")
+
+	var child *ptrace.Tracee
+	err := t.tr.Do(func() error {
+		b, cbuf, msg := t.batch(c)
+		before := t.tracee.RoundTrips()
+		res, err := t.tracee.Exec(b)
+		out.RoundTrips += t.tracee.RoundTrips() - before
+		if err != nil {
+			if errors.Is(err, ptrace.ErrExited) {
+				t.dead = true
+				return fmt.Errorf("%w: %w", ErrTemplateDead, err)
+			}
+			return fmt.Errorf("template batch: %w", err)
+		}
+		if flags := binary.LittleEndian.Uint32(res.Data(msg, 56)[48:]); flags&unix.MSG_CTRUNC != 0 {
+			return fmt.Errorf("template batch: received files truncated (MSG_CTRUNC)")
+		}
+		held := res.Data(cbuf, unix.CmsgSpace(4*len(fds)))
+		t.held = t.held[:0]
+		for i := range fds {
+			t.held = append(t.held, int(int32(binary.LittleEndian.Uint32(held[unix.CmsgLen(0)+4*i:]))))
+		}
+		if res.Status != ptrace.StatusForkParent || len(res.Children) != 1 {
+			return fmt.Errorf("template batch ended with %v and children %v, want a fork parent with one child", res.Status, res.Children)
+		}
+		phase("clone")
+		child, err = t.tracee.Adopt(res.Children[0])
+		if err != nil {
+			unix.Kill(res.Children[0], unix.SIGKILL)
+			return fmt.Errorf("attach child %d: %w", res.Children[0], err)
+		}
+		phase("attach")
+		before = child.RoundTrips()
+		_, err = child.Resume(b)
+		out.RoundTrips += child.RoundTrips() - before
+		if err != nil {
+			return fmt.Errorf("child %d setup: %w", child.Pid(), err)
+		}
+		phase("join")
+		return nil
+	})
+	if err != nil {
+		t.killChild(child)
+		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+	}
+	out.Pid = child.Pid()
+	if c.Ready != nil {
+		if err := c.Ready(out.Pid); err != nil {
+			t.killChild(child)
+			return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, out.Pid, err)
+		}
+		phase("ready")
+	}
+	err = t.tr.Do(func() error {
+		if err := child.SetRegs(t.regs); err != nil {
+			return err
+		}
+		return child.Detach()
+	})
+	if err != nil {
+		t.killChild(child)
+		return Forked{}, fmt.Errorf("fork %d: resume child %d: %w", t.pid, out.Pid, err)
+	}
+	phase("resume")
+	return out, nil
+}
+
+func (t *Template) killChild(child *ptrace.Tracee) {
+	if child == nil {
+		return
+	}
+	unix.Kill(child.Pid(), unix.SIGKILL)
+	t.tr.Do(func() error {
+		child.Wait()
+		return nil
+	})
+}
+
+// batch builds the fork batch: the template's part, the ForkPoint, the
+// child's part. It returns the batch and the data-area arguments holding
+// the received control message and the msghdr.
+func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
+	b = ptrace.NewBatch()
+	for _, fd := range t.held {
+		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
+	}
+	b.Add(unix.SYS_WAIT4, ptrace.Lit(-1), ptrace.Lit(0), ptrace.Lit(unix.WNOHANG|unix.WALL), ptrace.Lit(0)).
+		With(ptrace.RepeatWhilePositive | ptrace.IgnoreError)
+	n := len(c.Files)
+	iobuf := b.Space(8)
+	cbuf = b.Space(unix.CmsgSpace(4 * n))
+	iov := b.Space(16)
+	msg = b.Space(56)
+	b.Add(unix.SYS_RECVMSG, ptrace.Lit(int64(t.chanFD)), msg, ptrace.Lit(unix.MSG_CMSG_CLOEXEC))
+	flags := int64(0) // exit signal 0: no SIGCHLD to the frozen template
+	if c.NewPID {
+		flags |= unix.CLONE_NEWPID
+	}
+	b.Add(unix.SYS_CLONE, ptrace.Lit(flags), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0)).With(ptrace.ForkPoint)
+
+	// The child.
+	recv := func(i int) ptrace.Arg { return ptrace.Load32(cbuf, unix.CmsgLen(0)+4*i) }
+	if c.Raise != nil {
+		capset(b, *c.Raise)
+	}
+	if c.Join >= 0 {
+		b.Add(unix.SYS_SETNS, recv(c.Join), ptrace.Lit(int64(c.JoinFlags)))
+	}
+	if c.Chdir != "" {
+		b.Add(unix.SYS_CHDIR, b.String(c.Chdir))
+	}
+	for _, m := range c.Mounts {
+		args := []ptrace.Arg{b.String(m.Source), b.String(m.Target), b.String(m.FSType), ptrace.Lit(int64(m.Flags)), ptrace.Lit(0)}
+		if m.Data != "" {
+			args[4] = b.String(m.Data)
+		}
+		ref := b.Add(unix.SYS_MOUNT, args...)
+		if m.Optional {
+			ref.With(ptrace.IgnoreError)
+		}
+	}
+	for _, d := range c.Dups {
+		b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
+	}
+	for i := 0; i < n; i++ {
+		b.Add(unix.SYS_CLOSE, recv(i)).With(ptrace.IgnoreError)
+	}
+	for _, fd := range c.Close {
+		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
+	}
+	for _, cp := range c.DropBounding {
+		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
+	}
+	if c.Final != nil {
+		capset(b, *c.Final)
+	}
+
+	// Pointers inside the msghdr and iovec: known once every entry is in.
+	must := func(a ptrace.Arg) uint64 {
+		addr, err := t.tracee.DataAddr(b, a)
+		if err != nil {
+			panic(err) // the executor is installed by Freeze
+		}
+		return uint64(addr)
+	}
+	le := binary.LittleEndian
+	iv := make([]byte, 16)
+	le.PutUint64(iv[0:], must(iobuf))
+	le.PutUint64(iv[8:], 1)
+	b.SetBytes(iov, iv)
+	m := make([]byte, 56) // struct msghdr
+	le.PutUint64(m[16:], must(iov))
+	le.PutUint64(m[24:], 1)
+	le.PutUint64(m[32:], must(cbuf))
+	le.PutUint64(m[40:], uint64(unix.CmsgSpace(4*n)))
+	b.SetBytes(msg, m)
+	return b, cbuf, msg
+}
+
+// capset adds capset(2) with caps (version 3: two 32-bit halves).
+func capset(b *ptrace.Batch, c Caps) {
+	hdr := make([]byte, 8)
+	binary.LittleEndian.PutUint32(hdr, unix.LINUX_CAPABILITY_VERSION_3)
+	data := make([]byte, 24)
+	for i, v := range []uint64{c.Effective, c.Permitted, c.Inheritable} {
+		binary.LittleEndian.PutUint32(data[4*i:], uint32(v))
+		binary.LittleEndian.PutUint32(data[12+4*i:], uint32(v>>32))
+	}
+	b.Add(unix.SYS_CAPSET, b.Bytes(hdr), b.Bytes(data))
+}
+
+// Close kills and reaps the template (it must not outlive its forks'
+// engine). Children already forked live on.
+func (t *Template) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.tracee == nil {
+		return nil
+	}
+	unix.Kill(t.pid, unix.SIGKILL)
+	err := t.tr.Do(func() error {
+		for {
+			st, err := t.tracee.Wait()
+			if err != nil || st.Kind == ptrace.StopExited || st.Kind == ptrace.StopKilled {
+				return nil
+			}
+			// A stop reported before the kill landed: let it go on to die.
+			t.tracee.Cont(0)
+		}
+	})
+	t.tracee, t.dead = nil, true
+	t.conn.Close()
+	return err
+}
+
+// Alive reports whether the template is still there to fork.
+func (t *Template) Alive() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.dead && unix.Kill(t.pid, 0) == nil
+}
+
+var _ = errdefs.ErrInvalid

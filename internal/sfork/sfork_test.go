@@ -1,0 +1,321 @@
+package sfork
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/testutil"
+)
+
+// victim is a plain C program that knows nothing about us: it answers
+// each byte on stdin with its pid and a counter on stdout.
+const victimC = `
+#include <stdio.h>
+#include <unistd.h>
+#include <stdlib.h>
+static char heap_marker[64] = "template-data";
+int main(void) {
+	char c; int n = 0;
+	char *p = malloc(1 << 20); p[0] = 'x';
+	setvbuf(stdout, NULL, _IONBF, 0);
+	while (read(0, &c, 1) == 1) {
+		if (c == 'q') return 0;
+		printf("pong %d %d %s\n", (int)getpid(), n++, heap_marker);
+	}
+	return 0;
+}
+`
+
+const victimGo = `package main
+import ("bufio"; "fmt"; "os")
+func main() { r := bufio.NewReader(os.Stdin); for { if _, err := r.ReadByte(); err != nil { return }; fmt.Println("pong", os.Getpid()) } }
+`
+
+func build(t *testing.T, name, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, name)
+	var cmd *exec.Cmd
+	if strings.HasSuffix(name, ".go") {
+		os.WriteFile(out, []byte(src), 0o644)
+		bin := strings.TrimSuffix(out, ".go")
+		cmd = exec.Command("go", "build", "-o", bin, out)
+		out = bin
+	} else {
+		if _, err := exec.LookPath("gcc"); err != nil {
+			t.Skip("needs gcc to build the victim")
+		}
+		os.WriteFile(out+".c", []byte(src), 0o644)
+		cmd = exec.Command("gcc", "-O1", "-o", out, out+".c")
+	}
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build %s: %v\n%s", name, err, b)
+	}
+	return out
+}
+
+type victim struct {
+	cmd  *exec.Cmd
+	in   *os.File // write end of its stdin
+	out  *bufio.Reader
+	conn *net.UnixConn
+}
+
+// startVictim runs bin with a fork channel on fd 3.
+func startVictim(t *testing.T, bin string) *victim {
+	t.Helper()
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "chan"), os.NewFile(uintptr(fds[1]), "chan-template")
+	cmd := exec.Command(bin)
+	cmd.Stdin, cmd.Stdout, cmd.ExtraFiles = inR, outW, []*os.File{theirs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	inR.Close()
+	outW.Close()
+	theirs.Close()
+	c, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &victim{cmd: cmd, in: inW, out: bufio.NewReader(outR), conn: c.(*net.UnixConn)}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return v
+}
+
+func ask(t *testing.T, in *os.File, out *bufio.Reader) string {
+	t.Helper()
+	if _, err := in.Write([]byte{'p'}); err != nil {
+		t.Fatal(err)
+	}
+	line, err := out.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(line)
+}
+
+// fingerprint hashes what must not change in a template: its mappings,
+// the contents of its writable mappings (but the executor's), its fds.
+func fingerprint(t *testing.T, pid int, skip uintptr, held []int) string {
+	t.Helper()
+	h := sha256.New()
+	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	h.Write(maps)
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[1][1] != 'w' || strings.Contains(line, "[stack]") {
+			continue
+		}
+		var lo, hi uintptr
+		fmt.Sscanf(f[0], "%x-%x", &lo, &hi)
+		// The executor's region (its stack and batch area change with
+		// every fork) may have merged with a neighbouring mapping.
+		for _, r := range [][2]uintptr{{lo, min(hi, skip)}, {max(lo, skip+ptrace.ExecutorRegionSize), hi}} {
+			if r[0] < r[1] {
+				buf := make([]byte, r[1]-r[0])
+				mem.ReadAt(buf, int64(r[0]))
+				h.Write(buf)
+			}
+		}
+	}
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	isHeld := map[string]bool{}
+	for _, fd := range held {
+		isHeld[fmt.Sprint(fd)] = true
+	}
+	for _, e := range ents {
+		if isHeld[e.Name()] {
+			// The last fork's files, closed by the next fork.
+			fmt.Fprintln(h, e.Name(), "held")
+			continue
+		}
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		fmt.Fprintln(h, e.Name(), l)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+type forkedIO struct {
+	in  *os.File
+	out *bufio.Reader
+}
+
+func forkOne(t testing.TB, tpl *Template) (Forked, forkedIO) {
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	defer inR.Close()
+	defer outW.Close()
+	f, err := tpl.Fork(Child{
+		Files:  []*os.File{inR, outW},
+		Dups:   []Dup{{0, 0}, {1, 1}},
+		Join:   -1,
+		NewPID: true,
+		Close:  []int{3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, forkedIO{inW, bufio.NewReader(outR)}
+}
+
+func TestForkPlainC(t *testing.T) {
+	testutil.RequiresRoot(t)
+	v := startVictim(t, build(t, "victim", victimC))
+	before := ask(t, v.in, v.out) // "pong PID 0 template-data"
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tpl, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpl.Close()
+
+	f, io := forkOne(t, tpl)
+	// The child is PID 1 of its own PID namespace, has the template's
+	// memory (its counter goes on from 1) and its own I/O.
+	if got := ask(t, io.in, io.out); got != "pong 1 1 template-data" {
+		t.Fatalf("child answered %q (template said %q)", got, before)
+	}
+	if got := ask(t, io.in, io.out); got != "pong 1 2 template-data" {
+		t.Fatalf("child's second answer %q", got)
+	}
+	if f.Pid == v.cmd.Process.Pid || f.RoundTrips == 0 || len(f.Phases) == 0 {
+		t.Fatalf("forked: %+v", f)
+	}
+	// A second child starts from the template's state, not the first child's.
+	_, io2 := forkOne(t, tpl)
+	if got := ask(t, io2.in, io2.out); got != "pong 1 1 template-data" {
+		t.Fatalf("second child answered %q", got)
+	}
+	// The template never ran: its counter is where it was.
+	io.in.Write([]byte{'q'})
+	io2.in.Write([]byte{'q'})
+	tpl.Close()
+	t.Logf("fork phases: %v, round trips %d", f.Phases, f.RoundTrips)
+}
+
+// TestTemplateUnchanged: after many forks (children exiting), the
+// template's mappings, writable memory and fds are as before.
+func TestTemplateUnchanged(t *testing.T) {
+	testutil.RequiresRoot(t)
+	n := 1000
+	if testing.Short() {
+		n = 100
+	}
+	v := startVictim(t, build(t, "victim", victimC))
+	ask(t, v.in, v.out)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tpl, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpl.Close()
+	forkOne(t, tpl) // the first fork leaves the held fds and the executor's data
+	var exec uintptr
+	tr.Do(func() error { exec, _ = tpl.tracee.ExecutorRegion(); return nil })
+	before := fingerprint(t, tpl.Pid(), exec, tpl.held)
+	for i := 0; i < n; i++ {
+		_, io := forkOne(t, tpl)
+		io.in.Write([]byte{'q'}) // the child exits; the next fork reaps it
+		io.in.Close()
+	}
+	forkOne(t, tpl)
+	if after := fingerprint(t, tpl.Pid(), exec, tpl.held); after != before {
+		t.Fatalf("template changed after %d forks", n)
+	}
+	if z := zombies(tpl.Pid()); z > 2 {
+		t.Fatalf("%d zombie children of the template after reaping", z)
+	}
+}
+
+func zombies(ppid int) int {
+	n := 0
+	for _, pid := range testutil.Descendants(ppid) {
+		_ = pid
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[0] == "Z" && f[1] == fmt.Sprint(ppid) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestRefuseMultiThreaded(t *testing.T) {
+	testutil.RequiresRoot(t)
+	bin := build(t, "victim.go", victimGo)
+	v := startVictim(t, bin)
+	ask(t, v.in, v.out)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	_, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3)
+	if !errors.Is(err, ptrace.ErrMultiThreaded) {
+		t.Fatalf("Freeze of a Go program: %v, want ErrMultiThreaded (the Go runtime always runs several threads)", err)
+	}
+	// It is left running, unharmed.
+	time.Sleep(10 * time.Millisecond)
+	if got := ask(t, v.in, v.out); !strings.HasPrefix(got, "pong") {
+		t.Fatalf("victim after refusal: %q", got)
+	}
+}
+
+// BenchmarkTemplateFork times Template.Fork of a plain C program, to the
+// child's first answer; compare with ptrace's BenchmarkRawFork (the same
+// kind of program forking itself) run in the same go test invocation.
+func BenchmarkTemplateFork(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	t := &testing.T{}
+	v := startVictim(t, build(t, "victim", victimC))
+	ask(t, v.in, v.out)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tpl, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tpl.Close()
+	var trips uint64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		f, io := forkOne(b, tpl)
+		ask(t, io.in, io.out)
+		io.in.Write([]byte{'q'})
+		io.in.Close()
+		trips += f.RoundTrips
+	}
+	b.ReportMetric(float64(trips)/float64(b.N), "roundtrips/op")
+}
