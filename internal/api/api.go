@@ -248,6 +248,9 @@ func errorStatus(err error) (int, ErrorDetail) {
 	case errors.Is(err, errdefs.ErrNotImplemented):
 		d.Type = "NotImplemented"
 		return http.StatusNotImplemented, d
+	case errors.Is(err, errdefs.ErrNotSupported):
+		d.Type = "NotSupported"
+		return http.StatusNotImplemented, d
 	case errors.Is(err, errdefs.ErrFunction):
 		d.Type = "FunctionError"
 		return http.StatusBadGateway, d

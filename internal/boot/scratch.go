@@ -43,12 +43,22 @@ func (s *Scratch) Mode() Mode { return ModeScratch }
 // Boot starts a sandbox running f's runtime and waits until the handler
 // is loaded.
 func (s *Scratch) Boot(ctx context.Context, f Function) (*Instance, error) {
+	return s.boot(ctx, f, false, nil)
+}
+
+// boot is Boot, optionally as a template (sandbox.Config.Template) with
+// extra files after the control channel (fd 4, 5, ...).
+func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*os.File) (*Instance, error) {
 	start := agent.Monotonic()
 	rt, err := runtimes.Lookup(f.Runtime)
 	if err != nil {
 		return nil, err
 	}
-	id := NewID("sc")
+	prefix := "sc"
+	if template {
+		prefix = "tpl"
+	}
+	id := NewID(prefix)
 	cl := cleanup.Cleanup{}
 	defer cl.Clean()
 
@@ -87,7 +97,8 @@ func (s *Scratch) Boot(ctx context.Context, f Function) (*Instance, error) {
 		UserNS:       f.UserNS,
 		Limits:       Limits(f),
 		CgroupParent: s.CgroupParent,
-		ExtraFiles:   []*os.File{child},
+		ExtraFiles:   append([]*os.File{child}, extra...),
+		Template:     template,
 		Stdout:       outW,
 		Stderr:       errW,
 	}

@@ -54,6 +54,12 @@ type Config struct {
 	// OutputLimit bounds captured stdout and stderr per invocation
 	// (default 64 KiB each).
 	OutputLimit int
+	// EnvPoolSize is how many pre-built sandbox envs each function's fork
+	// template keeps ready (default 2).
+	EnvPoolSize int
+	// NoTemplates turns off building fork templates (fork boot then fails
+	// with "no template").
+	NoTemplates bool
 	Logger      *slog.Logger
 }
 
@@ -64,6 +70,7 @@ type Platform struct {
 	metrics *Metrics
 	log     *slog.Logger
 	engines map[boot.Mode]boot.Engine
+	fork    *boot.Fork
 
 	deployMu sync.Mutex // serializes registry writes
 	mu       sync.Mutex
@@ -123,9 +130,28 @@ func New(cfg Config) (*Platform, error) {
 		stop:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
+	scratch := &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs}
+	p.fork = &boot.Fork{
+		Scratch:  scratch,
+		PoolSize: cfg.EnvPoolSize,
+		OnEnv: func(function string, fromPool bool) {
+			how := "pool"
+			if !fromPool {
+				how = "on_demand"
+			}
+			p.metrics.envBuilt.WithLabelValues(how).Inc()
+		},
+		OnTemplate: func(function string, err error) {
+			if err != nil {
+				p.log.Warn("template failed: fork boot unavailable for this function", "function", function, "err", err)
+				return
+			}
+			p.log.Info("template ready", "function", function)
+		},
+	}
 	p.engines = map[boot.Mode]boot.Engine{
-		boot.ModeScratch: &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs},
-		boot.ModeFork:    boot.NotImplemented{M: boot.ModeFork},
+		boot.ModeScratch: scratch,
+		boot.ModeFork:    p.fork,
 		boot.ModeCold:    boot.NotImplemented{M: boot.ModeCold},
 		boot.ModeWarm:    boot.NotImplemented{M: boot.ModeWarm},
 	}
@@ -136,6 +162,7 @@ func New(cfg Config) (*Platform, error) {
 	}
 	for _, f := range fns {
 		p.fns[f.Name] = &entry{fn: f, pool: p.newPool(f)}
+		p.prepare(f)
 	}
 	if err := p.gcCode(); err != nil {
 		p.log.Warn("code garbage collection", "err", err)
@@ -207,6 +234,7 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 	if old != nil {
 		old.pool.retire()
 	}
+	p.prepare(f)
 	p.log.Info("deployed", "function", name, "runtime", f.Runtime, "code", digest, "created", old == nil)
 	return f, old == nil, nil
 }
@@ -253,6 +281,7 @@ func (p *Platform) Delete(name string) error {
 	p.retired[e.pool] = true
 	p.mu.Unlock()
 	e.pool.retire()
+	p.fork.Drop(name)
 	p.metrics.forget(name)
 	p.log.Info("deleted", "function", name)
 	return nil
@@ -365,18 +394,24 @@ func (p *Platform) countError(name string, err error) {
 	p.metrics.errors.WithLabelValues(name, typ).Inc()
 }
 
-// engineFor resolves mode to an engine. auto picks the first mode in
-// boot.Modes whose engine is built; explicit modes are taken as asked.
-func (p *Platform) engineFor(mode boot.Mode) boot.Engine {
+// engineFor resolves mode to an engine for function name. auto prefers
+// fork when the function's template is ready, else scratch; explicit
+// modes are taken as asked (never a silent fallback).
+func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 	if mode != boot.ModeAuto {
 		return p.engines[mode]
 	}
-	for _, m := range boot.Modes {
-		if _, stub := p.engines[m].(boot.NotImplemented); !stub {
-			return p.engines[m]
-		}
+	if p.fork.Ready(name) {
+		return p.fork
 	}
 	return p.engines[boot.ModeScratch]
+}
+
+// prepare starts building f's fork template in the background.
+func (p *Platform) prepare(f Function) {
+	if !p.cfg.NoTemplates {
+		p.fork.Prepare(p.bootFunction(f))
+	}
 }
 
 // bootFunction is the boot layer's view of f.
@@ -455,6 +490,7 @@ func (p *Platform) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.reaperDone
+	p.fork.Close()
 	for _, pl := range pools {
 		pl.shutdown()
 	}

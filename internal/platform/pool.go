@@ -77,7 +77,7 @@ func (pl *pool) acquire(ctx context.Context, mode boot.Mode) (*boot.Instance, bo
 		pl.destroy(evict)
 	}
 
-	eng := pl.p.engineFor(mode)
+	eng := pl.p.engineFor(mode, pl.fn.Name)
 	bctx, cancel := context.WithTimeout(ctx, pl.p.cfg.InitTimeout)
 	inst, err := eng.Boot(bctx, pl.bf)
 	cancel()

@@ -238,7 +238,9 @@ func (e *Env) Adopt(pid int) (*Sandbox, error) {
 		phases: e.phases, done: make(chan struct{})}
 	go s.watch()
 	if e.joined(pid) {
-		_ = e.retire()
+		// Killing and reaping the holder takes about a millisecond; the
+		// joined process needs none of it, so it is not waited for.
+		go e.retire()
 	} else {
 		go func() {
 			deadline := time.Now().Add(JoinTimeout)

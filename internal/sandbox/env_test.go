@@ -297,6 +297,10 @@ func TestEnvJoinAdopt(t *testing.T) {
 		if s.Pid() != j.child || s.ID() != cfg.ID {
 			t.Errorf("Pid %d ID %s", s.Pid(), s.ID())
 		}
+		// The holder is retired in the background, off the boot path.
+		for i := 0; i < 200 && alive(holder); i++ {
+			time.Sleep(5 * time.Millisecond)
+		}
 		if alive(holder) {
 			t.Errorf("holder %d not retired after Adopt of a joined process", holder)
 		}

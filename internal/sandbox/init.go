@@ -89,6 +89,15 @@ func seccompProgram(caps []string) ([]unix.SockFilter, error) {
 // that start sandboxes). In the daemon it returns at once; in the init
 // helper re-executed by Start it builds the sandbox and execs the program,
 // never returning.
+// init keeps the init helper's main goroutine on the main thread (the
+// thread-group leader): credentials are per thread, and the kernel checks
+// the leader's when another process joins an env by the holder's pidfd.
+func init() {
+	if _, ok := os.LookupEnv(initEnv); ok {
+		runtime.LockOSThread()
+	}
+}
+
 func MaybeInit() {
 	v, ok := os.LookupEnv(initEnv)
 	if !ok {
@@ -228,6 +237,19 @@ func dropCaps(names []string, template bool) error {
 // holder with SIGKILL, and EOF (the daemon closed its end, or died) ends
 // it too. It keeps every capability: it runs no user code.
 func hold(cfgPipe *os.File, status int) error {
+	// A process joins the env with setns(pidfd of the holder), which the
+	// kernel allows only if it may ptrace-read the holder: the holder's
+	// permitted capabilities must be a subset of the joiner's. It needs
+	// none from here on. The kernel looks at the thread-group leader,
+	// which this is (see init).
+	c, err := capability.NewPid2(0)
+	if err == nil {
+		c.Clear(capability.CAPS | capability.AMBS)
+		err = c.Apply(capability.CAPS | capability.AMBS)
+	}
+	if err != nil {
+		return stepErr("ready", err, "drop capabilities")
+	}
 	b, _ := json.Marshal(report{Ready: true})
 	if _, err := unix.Write(status, append(b, '\n')); err != nil {
 		return stepErr("ready", err, "report ready")

@@ -176,7 +176,25 @@ type Forked struct {
 // of the child survives and the template is as before.
 func (t *Template) Fork(c Child) (Forked, error) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	out, err := t.fork(c)
+	// The template holds the child's files since its recvmsg: close them
+	// (off the child's path when it worked: the child is running), or the
+	// child's peers would never see EOF when it dies. The next Fork waits
+	// for this.
+	if err != nil {
+		t.closeHeld()
+		t.mu.Unlock()
+		return out, err
+	}
+	go func() {
+		defer t.mu.Unlock()
+		t.closeHeld()
+	}()
+	return out, nil
+}
+
+// fork is Fork with t.mu held.
+func (t *Template) fork(c Child) (Forked, error) {
 	if t.dead {
 		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, ErrTemplateDead)
 	}
@@ -262,6 +280,25 @@ func (t *Template) Fork(c Child) (Forked, error) {
 	}
 	phase("resume")
 	return out, nil
+}
+
+// closeHeld closes, in the template, the files the last fork received.
+// Called with t.mu held.
+func (t *Template) closeHeld() {
+	if len(t.held) == 0 || t.dead {
+		return
+	}
+	b := ptrace.NewBatch()
+	for _, fd := range t.held {
+		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
+	}
+	t.held = t.held[:0]
+	t.tr.Do(func() error {
+		if _, err := t.tracee.Exec(b); errors.Is(err, ptrace.ErrExited) {
+			t.dead = true
+		}
+		return nil
+	})
 }
 
 func (t *Template) killChild(child *ptrace.Tracee) {

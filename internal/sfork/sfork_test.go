@@ -238,14 +238,19 @@ func TestTemplateUnchanged(t *testing.T) {
 	forkOne(t, tpl) // the first fork leaves the held fds and the executor's data
 	var exec uintptr
 	tr.Do(func() error { exec, _ = tpl.tracee.ExecutorRegion(); return nil })
+	tpl.mu.Lock() // the fork's files are closed in the template in the background
 	before := fingerprint(t, tpl.Pid(), exec, tpl.held)
+	tpl.mu.Unlock()
 	for i := 0; i < n; i++ {
 		_, io := forkOne(t, tpl)
 		io.in.Write([]byte{'q'}) // the child exits; the next fork reaps it
 		io.in.Close()
 	}
 	forkOne(t, tpl)
-	if after := fingerprint(t, tpl.Pid(), exec, tpl.held); after != before {
+	tpl.mu.Lock()
+	after := fingerprint(t, tpl.Pid(), exec, tpl.held)
+	tpl.mu.Unlock()
+	if after != before {
 		t.Fatalf("template changed after %d forks", n)
 	}
 	if z := zombies(tpl.Pid()); z > 2 {

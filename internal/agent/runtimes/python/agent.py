@@ -12,6 +12,7 @@ import os
 import random
 import struct
 import sys
+import tempfile  # imported here, in the template, not on the fork path
 import time
 import traceback
 
@@ -243,11 +244,7 @@ class Agent:
         """This process is a clone of a template: reseed the RNGs a clone
         would otherwise share with its siblings."""
         random.seed(os.urandom(32))
-        try:
-            import tempfile
-            tempfile._name_sequence = None  # its Random is keyed on the pid, which clones share
-        except Exception:
-            pass
+        tempfile._name_sequence = None  # its Random is keyed on the pid, which clones share
         np = sys.modules.get("numpy")
         if np is not None:
             try:

@@ -1,0 +1,387 @@
+package boot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/cleanup"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/sfork"
+)
+
+// forkChannelFD is the template's fd of its fork channel (after the
+// control channel on fd 3).
+const forkChannelFD = 4
+
+// Fork boots instances by forking a live, frozen template of the
+// function (package sfork) into a sandbox env taken from a pool of
+// pre-built envs. Templates are built in the background by Prepare and
+// rebuilt when they die.
+type Fork struct {
+	// Scratch boots the templates.
+	Scratch *Scratch
+	// PoolSize is how many envs are kept ready per function (default 2).
+	PoolSize int
+	// OnEnv, if set, is told how each fork got its env (from the pool or
+	// built on the spot because the pool was empty).
+	OnEnv func(function string, fromPool bool)
+	// OnTemplate, if set, is told when a template is ready or failed.
+	OnTemplate func(function string, err error)
+
+	initOnce sync.Once
+	tr       *ptrace.Tracer
+	mu       sync.Mutex
+	tpls     map[string]*template
+	closed   bool
+}
+
+// template is one function's frozen template and its env pool.
+type template struct {
+	fn    Function
+	built chan struct{} // closed once inst/tpl/pool or err are set
+	inst  *Instance
+	tpl   *sfork.Template
+	pool  *sandbox.Pool
+	err   error
+	stop  chan struct{} // closed by Drop
+}
+
+// ErrNoTemplate: the function has no template (not prepared, or its build
+// failed — the error says why).
+var ErrNoTemplate = errors.New("no template")
+
+func (f *Fork) Mode() Mode { return ModeFork }
+
+func (f *Fork) init() {
+	f.initOnce.Do(func() {
+		f.tr = ptrace.NewTracer()
+		f.tpls = map[string]*template{}
+	})
+}
+
+// Prepare builds fn's template in the background (replacing any older
+// one) and keeps it alive: a template that dies is rebuilt.
+func (f *Fork) Prepare(fn Function) {
+	f.init()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return
+	}
+	if old := f.tpls[fn.Name]; old != nil {
+		go old.close()
+	}
+	t := &template{fn: fn, built: make(chan struct{}), stop: make(chan struct{})}
+	f.tpls[fn.Name] = t
+	go f.keep(t)
+}
+
+// Drop destroys fn's template.
+func (f *Fork) Drop(name string) {
+	f.init()
+	f.mu.Lock()
+	t := f.tpls[name]
+	delete(f.tpls, name)
+	f.mu.Unlock()
+	if t != nil {
+		t.close()
+	}
+}
+
+// Ready reports whether name has a live template to fork now.
+func (f *Fork) Ready(name string) bool {
+	f.init()
+	f.mu.Lock()
+	t := f.tpls[name]
+	f.mu.Unlock()
+	if t == nil {
+		return false
+	}
+	select {
+	case <-t.built:
+		return t.err == nil && t.tpl.Alive()
+	default:
+		return false
+	}
+}
+
+// keep builds t, and rebuilds it whenever its process dies, until Drop.
+func (f *Fork) keep(t *template) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := f.build(t)
+		if f.OnTemplate != nil {
+			f.OnTemplate(t.fn.Name, err)
+		}
+		if errors.Is(err, errdefs.ErrNotSupported) || errors.Is(err, errdefs.ErrFunction) {
+			return // a multi-threaded runtime or a broken init: retrying will not help
+		}
+		if err == nil {
+			backoff = 100 * time.Millisecond
+			select {
+			case <-t.stop:
+				return
+			case <-t.inst.Dead():
+			}
+		} else {
+			select {
+			case <-t.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
+		// Dead or failed: start over with a fresh template record so that
+		// waiters of the old one see its error.
+		f.mu.Lock()
+		if f.tpls[t.fn.Name] != t || f.closed {
+			f.mu.Unlock()
+			return
+		}
+		nt := &template{fn: t.fn, built: make(chan struct{}), stop: t.stop}
+		f.tpls[t.fn.Name] = nt
+		f.mu.Unlock()
+		t.release()
+		t = nt
+	}
+}
+
+// build boots t's template instance, freezes it and starts its env pool.
+func (f *Fork) build(t *template) (err error) {
+	defer func() {
+		t.err = err
+		close(t.built)
+	}()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("template %s: fork channel: %w", t.fn.Name, err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "fork-channel"), os.NewFile(uintptr(fds[1]), "fork-channel-template")
+	defer theirs.Close()
+	c, err := net.FileConn(ours)
+	ours.Close()
+	if err != nil {
+		return fmt.Errorf("template %s: fork channel: %w", t.fn.Name, err)
+	}
+	cl := cleanup.Make(func() { c.Close() })
+	defer cl.Clean()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	inst, err := f.Scratch.boot(ctx, t.fn, true, []*os.File{theirs})
+	if err != nil {
+		return fmt.Errorf("template %s: %w", t.fn.Name, err)
+	}
+	cl.Add(func() { inst.Destroy() })
+	tpl, err := sfork.Freeze(f.tr, inst.Pid(), c.(*net.UnixConn), forkChannelFD)
+	if err != nil {
+		return fmt.Errorf("template %s: %w", t.fn.Name, err)
+	}
+	cl.Add(func() { tpl.Close() })
+	upper := inst.sb.UpperDir()
+	fn := t.fn
+	pool := sandbox.NewPool(f.poolSize(), func() (*sandbox.Env, error) {
+		id := NewID("fk")
+		cfg := sandbox.EnvConfig{
+			ID:           id,
+			Hostname:     id,
+			Lowers:       []string{upper},
+			Rootfs:       f.Scratch.Rootfs,
+			Binds:        []sandbox.Bind{{Source: fn.CodeDir, Target: CodeMount}, {Source: f.Scratch.AgentDir, Target: AgentMount}},
+			Network:      sandbox.NetworkNone,
+			Limits:       Limits(fn),
+			CgroupParent: f.Scratch.CgroupParent,
+		}
+		if fn.NetworkHost {
+			cfg.Network = sandbox.NetworkHost
+		}
+		return sandbox.NewEnv(cfg)
+	})
+	cl.Release()
+	t.inst, t.tpl, t.pool = inst, tpl, pool
+	return nil
+}
+
+func (f *Fork) poolSize() int {
+	if f.PoolSize > 0 {
+		return f.PoolSize
+	}
+	return 2
+}
+
+// release frees what t holds (template process, env pool).
+func (t *template) release() {
+	select {
+	case <-t.built:
+	default:
+		return // still building: build's own cleanup or the next release
+	}
+	if t.pool != nil {
+		t.pool.Close()
+	}
+	if t.tpl != nil {
+		t.tpl.Close()
+	}
+	if t.inst != nil {
+		t.inst.Destroy()
+	}
+}
+
+func (t *template) close() {
+	select {
+	case <-t.stop:
+	default:
+		close(t.stop)
+	}
+	<-t.built
+	t.release()
+}
+
+// Caps of a forked child: it raises CAP_SYS_ADMIN (held in its permitted
+// set as a template) to join its env, then drops it for good.
+var (
+	dockerCaps, _ = sandbox.CapMask(sandbox.Capabilities())
+	sysAdmin      = uint64(1) << uint(capability.CAP_SYS_ADMIN)
+	raiseCaps     = sfork.Caps{Effective: dockerCaps | sysAdmin, Permitted: dockerCaps | sysAdmin, Inheritable: dockerCaps}
+	finalCaps     = sfork.Caps{Effective: dockerCaps, Permitted: dockerCaps, Inheritable: dockerCaps}
+)
+
+// procMounts is the /proc a child builds after joining its env.
+var procMounts = func() []sfork.Mount {
+	var out []sfork.Mount
+	for _, m := range sandbox.ProcMounts() {
+		out = append(out, sfork.Mount{Source: m.Source, Target: m.Target, FSType: m.FSType, Flags: m.Flags, Data: m.Data, Optional: m.Optional})
+	}
+	return out
+}()
+
+// Boot forks fn's template into a fresh env and waits until the agent in
+// the child has reseeded its runtime's random generators.
+func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
+	f.init()
+	start := agent.Monotonic()
+	f.mu.Lock()
+	t := f.tpls[fn.Name]
+	f.mu.Unlock()
+	if t == nil {
+		return nil, fmt.Errorf("boot %s: %w: deploy it again or use boot=scratch: %w", fn.Name, ErrNoTemplate, errdefs.ErrUnavailable)
+	}
+	select {
+	case <-t.built:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("boot %s: waiting for its template: %w", fn.Name, ctx.Err())
+	}
+	if t.err != nil {
+		return nil, fmt.Errorf("boot %s: %w: %w", fn.Name, ErrNoTemplate, t.err)
+	}
+	mark := time.Now()
+	phases := []Phase{}
+	phase := func(name string, d time.Duration) { phases = append(phases, Phase{name, d}) }
+
+	env, fromPool, err := t.pool.Get()
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: sandbox env: %w", fn.Name, err)
+	}
+	if f.OnEnv != nil {
+		f.OnEnv(fn.Name, fromPool)
+	}
+	cl := cleanup.Make(func() { env.Release() })
+	defer cl.Clean()
+	phase("env", time.Since(mark))
+
+	parent, child, err := ControlPair()
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	cl.Add(func() { parent.Close() })
+	defer child.Close()
+	stdout, stderr := newTail(4096), newTail(4096)
+	outR, outW, err := drainPipe(stdout)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	defer outW.Close()
+	cl.Add(func() { outR.Close() })
+	errR, errW, err := drainPipe(stderr)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	defer errW.Close()
+	cl.Add(func() { errR.Close() })
+
+	var sb *sandbox.Sandbox
+	forked, err := t.tpl.Fork(sfork.Child{
+		Files:        []*os.File{child, outW, errW, env.PidFD()},
+		Dups:         []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 2, Target: 2}},
+		Join:         3,
+		JoinFlags:    sandbox.EnvNamespaces,
+		NewPID:       true,
+		Chdir:        t.tpl.Cwd(),
+		Mounts:       procMounts,
+		Close:        []int{forkChannelFD},
+		Raise:        &raiseCaps,
+		DropBounding: []int{int(capability.CAP_SYS_ADMIN)},
+		Final:        &finalCaps,
+		Ready: func(pid int) error {
+			var err error
+			sb, err = env.Adopt(pid)
+			return err
+		},
+	})
+	if err != nil {
+		if errors.Is(err, sfork.ErrTemplateDead) {
+			return nil, fmt.Errorf("boot %s: its template died; it is being rebuilt, retry: %w: %w", fn.Name, err, errdefs.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	cl = cleanup.Make(func() { sb.Destroy() })
+	cl.Add(func() { parent.Close() })
+	for _, p := range forked.Phases {
+		phase(p.Name, p.D)
+	}
+	mark = time.Now()
+	conn := agent.NewConn(parent)
+	if _, err := conn.Forked(ctx); err != nil {
+		return nil, fmt.Errorf("boot %s: forked instance: %w%s", fn.Name, err, stderrHint(stderr))
+	}
+	phase("reseed", time.Since(mark))
+	cl.Release()
+	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, stdout, stderr), nil
+}
+
+// Close destroys every template. Forked instances live on.
+func (f *Fork) Close() error {
+	f.init()
+	f.mu.Lock()
+	f.closed = true
+	tpls := f.tpls
+	f.tpls = map[string]*template{}
+	f.mu.Unlock()
+	for _, t := range tpls {
+		t.close()
+	}
+	return f.tr.Close()
+}
+
+// PoolStats returns the env pool statistics of name's template.
+func (f *Fork) PoolStats(name string) (sandbox.PoolStats, bool) {
+	f.init()
+	f.mu.Lock()
+	t := f.tpls[name]
+	f.mu.Unlock()
+	if t == nil || !f.Ready(name) {
+		return sandbox.PoolStats{}, false
+	}
+	return t.pool.Stats(), true
+}
