@@ -96,10 +96,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type FunctionView struct {
 	platform.Function
 	CodePath string `json:"code_path"`
+	// Template is the state of its fork template: "building", "ready",
+	// "failed: <why>" (fork boot is then unavailable) or "none".
+	Template string `json:"template"`
 }
 
 func (s *Server) view(f platform.Function) FunctionView {
-	return FunctionView{Function: f, CodePath: s.p.CodeDir(f)}
+	return FunctionView{Function: f, CodePath: s.p.CodeDir(f), Template: s.p.TemplateStatus(f.Name)}
 }
 
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
@@ -245,6 +248,9 @@ func errorStatus(err error) (int, ErrorDetail) {
 	case errors.Is(err, errdefs.ErrUnavailable):
 		d.Type = "TooManyRequests"
 		return http.StatusTooManyRequests, d
+	case errors.Is(err, errdefs.ErrNotReady):
+		d.Type = "NotReady"
+		return http.StatusServiceUnavailable, d
 	case errors.Is(err, errdefs.ErrNotImplemented):
 		d.Type = "NotImplemented"
 		return http.StatusNotImplemented, d

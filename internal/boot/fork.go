@@ -99,6 +99,30 @@ func (f *Fork) Drop(name string) {
 	}
 }
 
+// Status describes name's template: "none", "building", "ready", or
+// "failed: <why>".
+func (f *Fork) Status(name string) string {
+	f.init()
+	f.mu.Lock()
+	t := f.tpls[name]
+	f.mu.Unlock()
+	if t == nil {
+		return "none"
+	}
+	select {
+	case <-t.built:
+	default:
+		return "building"
+	}
+	switch {
+	case t.err != nil:
+		return "failed: " + t.err.Error()
+	case !t.tpl.Alive():
+		return "building" // dead; keep is rebuilding it
+	}
+	return "ready"
+}
+
 // Ready reports whether name has a live template to fork now.
 func (f *Fork) Ready(name string) bool {
 	f.init()
@@ -275,7 +299,7 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	t := f.tpls[fn.Name]
 	f.mu.Unlock()
 	if t == nil {
-		return nil, fmt.Errorf("boot %s: %w: deploy it again or use boot=scratch: %w", fn.Name, ErrNoTemplate, errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("boot %s: %w: deploy it again or use boot=scratch: %w", fn.Name, ErrNoTemplate, errdefs.ErrNotReady)
 	}
 	select {
 	case <-t.built:
@@ -341,7 +365,7 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	})
 	if err != nil {
 		if errors.Is(err, sfork.ErrTemplateDead) {
-			return nil, fmt.Errorf("boot %s: its template died; it is being rebuilt, retry: %w: %w", fn.Name, err, errdefs.ErrUnavailable)
+			return nil, fmt.Errorf("boot %s: its template died; it is being rebuilt, retry: %w: %w", fn.Name, err, errdefs.ErrNotReady)
 		}
 		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 	}

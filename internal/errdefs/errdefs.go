@@ -19,6 +19,9 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable: capacity is exhausted (max_instances reached). HTTP 429.
 	ErrUnavailable = errors.New("too many concurrent invocations")
+	// ErrNotReady: something the request needs is being (re)built (a fork
+	// template); retrying soon will work. HTTP 503.
+	ErrNotReady = errors.New("not ready")
 	// ErrNotImplemented: a feature that is not built yet (a boot mode whose
 	// engine has not landed). HTTP 501.
 	ErrNotImplemented = errors.New("not implemented")

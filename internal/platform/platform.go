@@ -390,6 +390,8 @@ func (p *Platform) countError(name string, err error) {
 		typ = "TooManyRequests"
 	case errors.Is(err, errdefs.ErrNotImplemented):
 		typ = "NotImplemented"
+	case errors.Is(err, errdefs.ErrNotReady):
+		typ = "NotReady"
 	}
 	p.metrics.errors.WithLabelValues(name, typ).Inc()
 }
@@ -501,6 +503,10 @@ func (p *Platform) Close() error {
 	}
 	return nil
 }
+
+// TemplateStatus describes the fork template of function name ("none",
+// "building", "ready", "failed: ...").
+func (p *Platform) TemplateStatus(name string) string { return p.fork.Status(name) }
 
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }

@@ -46,12 +46,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -223,7 +223,7 @@ func (t *Template) fork(c Child) (Forked, error) {
 		res, err := t.tracee.Exec(b)
 		out.RoundTrips += t.tracee.RoundTrips() - before
 		if err != nil {
-			if errors.Is(err, ptrace.ErrExited) {
+			if errors.Is(err, ptrace.ErrExited) || gone(t.pid) {
 				t.dead = true
 				return fmt.Errorf("%w: %w", ErrTemplateDead, err)
 			}
@@ -429,11 +429,25 @@ func (t *Template) Close() error {
 	return err
 }
 
+// gone reports whether pid has exited (a zombie or reaped).
+func gone(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X' {
+		return true
+	}
+	// Exiting but not yet a zombie: its memory is already gone.
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	return err != nil || len(maps) == 0
+}
+
 // Alive reports whether the template is still there to fork.
 func (t *Template) Alive() bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return !t.dead && unix.Kill(t.pid, 0) == nil
+	return !t.dead && !gone(t.pid)
 }
-
-var _ = errdefs.ErrInvalid

@@ -1,0 +1,321 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/catalyzer/catalyzer/internal/platform"
+	"github.com/catalyzer/catalyzer/internal/testutil"
+)
+
+// waitTemplate waits until name's fork template is ready (or fails).
+func (e *env) waitTemplate(name string) string {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := e.c.Get(context.Background(), name)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if f.Template != "building" && f.Template != "none" {
+			return f.Template
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("template of %s not built within 60s", name)
+	return ""
+}
+
+const isoPy = `
+import os, socket, random, uuid, ctypes
+open("/etc/written-at-init", "w").write("init")
+def handler(event, context):
+    out = {}
+    out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    out["pid"] = os.getpid()
+    for path in ("/etc/x-" + event.get("tag", ""), "/tmp/x-" + event.get("tag", "")):
+        try:
+            open(path, "w").write("x")
+        except OSError as e:
+            out["write_err"] = str(e)
+    out["seen"] = sorted(p for p in os.listdir("/etc") if p.startswith("x-")) + sorted(os.listdir("/tmp"))
+    out["init_file"] = os.path.exists("/etc/written-at-init")
+    s = socket.socket()
+    s.settimeout(1)
+    try:
+        s.connect(("127.0.0.1", event.get("port", 1)))
+        out["connected"] = True
+    except OSError:
+        out["connected"] = False
+    out["ifaces"] = sorted(os.listdir("/sys/class/net"))
+    for line in open("/proc/self/status"):
+        if line.startswith(("CapEff", "CapPrm", "CapBnd", "Seccomp:", "NoNewPrivs")):
+            k, v = line.split(":", 1)
+            out[k] = v.strip()
+    out["hostname"] = socket.gethostname()
+    out["unshare"] = ctypes.CDLL(None, use_errno=True).unshare(0x00020000) == 0
+    out["random"] = random.random()
+    out["urandom"] = os.urandom(16).hex()
+    out["uuid"] = str(uuid.uuid4())
+    out["kcore"] = open("/proc/kcore", "rb").read(16).hex() if os.path.exists("/proc/kcore") else ""
+    return out
+`
+
+type isoOut struct {
+	Pids       []int    `json:"pids"`
+	Pid        int      `json:"pid"`
+	WriteErr   string   `json:"write_err"`
+	Seen       []string `json:"seen"`
+	InitFile   bool     `json:"init_file"`
+	Connected  bool     `json:"connected"`
+	Ifaces     []string `json:"ifaces"`
+	CapEff     string   `json:"CapEff"`
+	CapPrm     string   `json:"CapPrm"`
+	CapBnd     string   `json:"CapBnd"`
+	Seccomp    string   `json:"Seccomp"`
+	NoNewPrivs string   `json:"NoNewPrivs"`
+	Hostname   string   `json:"hostname"`
+	Unshare    bool     `json:"unshare"`
+	Random     float64  `json:"random"`
+	Urandom    string   `json:"urandom"`
+	UUID       string   `json:"uuid"`
+	Kcore      string   `json:"kcore"`
+}
+
+// TestForkIsolation: a forked instance has every isolation property of a
+// scratch boot, its own filesystem layer, and fresh entropy.
+func TestForkIsolation(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+	code := writeCode(t, map[string]string{"main.py": isoPy})
+	e.deploy("iso", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
+	if st := e.waitTemplate("iso"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	const docker = "00000000a80425fb"
+	var outs []isoOut
+	var instances []string
+	for i := 0; i < 4; i++ {
+		inv, err := e.c.Invoke(context.Background(), "iso", "fork", []byte(fmt.Sprintf(`{"tag": "%d", "port": %d}`, i, port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if inv.Boot != "fork" || inv.Reused || inv.BootUs <= 0 || inv.Phases["clone"] <= 0 {
+			t.Fatalf("fork headers: %+v", inv)
+		}
+		var o isoOut
+		if err := json.Unmarshal(inv.Output, &o); err != nil {
+			t.Fatal(err)
+		}
+		outs = append(outs, o)
+		instances = append(instances, inv.Instance)
+		// Its memory limit is the function's.
+		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.parent, inv.Instance, "memory.limit_in_bytes"))
+		if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
+			t.Errorf("fork %d memory limit %s", i, limit)
+		}
+	}
+	host, _ := os.Hostname()
+	seen := map[string]bool{}
+	for i, o := range outs {
+		if o.Pid != 1 || len(o.Pids) != 1 || o.Pids[0] != 1 {
+			t.Errorf("fork %d: pid %d sees %v, want only itself as 1", i, o.Pid, o.Pids)
+		}
+		if o.Connected || len(o.Ifaces) != 1 || o.Ifaces[0] != "lo" {
+			t.Errorf("fork %d: network: connected=%v ifaces=%v", i, o.Connected, o.Ifaces)
+		}
+		if o.CapEff != docker || o.CapPrm != docker || o.CapBnd != docker || o.Seccomp != "2" || o.NoNewPrivs != "1" || o.Unshare {
+			t.Errorf("fork %d: security: eff=%s prm=%s bnd=%s seccomp=%s nnp=%s unshare=%v", i, o.CapEff, o.CapPrm, o.CapBnd, o.Seccomp, o.NoNewPrivs, o.Unshare)
+		}
+		if o.Hostname == host || o.Hostname == "" {
+			t.Errorf("fork %d: hostname %q", i, o.Hostname)
+		}
+		if o.Kcore != "" {
+			t.Errorf("fork %d: /proc/kcore readable: %s", i, o.Kcore)
+		}
+		// Writes stay in the fork's own layer: it sees its own, not its
+		// siblings'; it sees what the template wrote during init.
+		want := []string{"x-" + strconv.Itoa(i), "x-" + strconv.Itoa(i)}
+		if strings.Join(o.Seen, ",") != strings.Join(want, ",") || o.WriteErr != "" || !o.InitFile {
+			t.Errorf("fork %d: sees %v (write err %q, init file %v), want %v", i, o.Seen, o.WriteErr, o.InitFile, want)
+		}
+		for _, v := range []string{fmt.Sprint(o.Random), o.Urandom, o.UUID} {
+			if seen[v] {
+				t.Errorf("fork %d repeats random output %s of a sibling", i, v)
+			}
+			seen[v] = true
+		}
+		if _, err := os.Stat("/etc/x-" + strconv.Itoa(i)); err == nil {
+			t.Errorf("fork %d wrote the host's /etc", i)
+		}
+	}
+	// The template's own layer has only what init wrote.
+	ups, _ := filepath.Glob(filepath.Join("/run/catalyzer/sandbox", e.parent, "tpl-*", "upper", "etc", "x-*"))
+	if len(ups) != 0 {
+		t.Errorf("forks wrote into the template's layer: %v", ups)
+	}
+}
+
+// TestForkFailures: a forked instance that crashes or runs out of memory
+// is reported and cleaned up without touching the template; a template
+// that dies is rebuilt.
+func TestForkFailures(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	code := writeCode(t, map[string]string{"main.py": `
+import os
+def exits(event, context):
+    os._exit(7)
+def hog(event, context):
+    b = []
+    while True:
+        b.append(bytearray(8 << 20))
+def ok(event, context):
+    return "ok"
+`})
+	for _, h := range []string{"exits", "hog", "ok"} {
+		e.deploy(h, platform.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, MemoryMB: 64, TimeoutMs: 5000})
+		if st := e.waitTemplate(h); st != "ready" {
+			t.Fatalf("%s template: %s", h, st)
+		}
+	}
+	ctx := context.Background()
+	_, err := e.c.Invoke(ctx, "exits", "fork", nil)
+	if s, typ := apiStatus(err); s != 502 || typ != "RuntimeExit" || !strings.Contains(err.Error(), "code 7") {
+		t.Fatalf("crashing fork: %v", err)
+	}
+	_, err = e.c.Invoke(ctx, "hog", "fork", nil)
+	if s, typ := apiStatus(err); s != 502 || typ != "OutOfMemory" {
+		t.Fatalf("OOM fork: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := e.c.Invoke(ctx, "exits", "fork", nil); !strings.Contains(fmt.Sprint(err), "code 7") {
+			t.Fatalf("fork after a crash: %v", err)
+		}
+	}
+	// Kill the template of "ok": the next forks fail clearly or use the
+	// rebuilt template; soon fork works again.
+	pids := templatePids(t, e.parent)
+	if len(pids) == 0 {
+		t.Fatal("no template processes found")
+	}
+	for _, pid := range pids {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		inv, err := e.c.Invoke(ctx, "ok", "fork", nil)
+		if err == nil && string(inv.Output) == `"ok"` {
+			break
+		}
+		if s, _ := apiStatus(err); err != nil && s != 429 && s != 503 {
+			t.Logf("while the template is rebuilt: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fork never recovered after the template died: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// templatePids finds the processes of every template under parent.
+func templatePids(t *testing.T, parent string) []int {
+	var pids []int
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/pids", parent, "tpl-*"))
+	for _, d := range dirs {
+		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// TestForkConcurrent boots forks from one template in parallel.
+func TestForkConcurrent(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello"), MaxInstances: 20})
+	if st := e.waitTemplate("hello"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			inv, err := e.c.Invoke(context.Background(), "hello", "fork", []byte(`{"name":"c"}`))
+			if err == nil && !strings.Contains(string(inv.Output), `"c"`) {
+				err = fmt.Errorf("output %s", inv.Output)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// TestForkRefusesMultiThreaded: a Node runtime is multi-threaded; its
+// template is refused with a clear error and fork boot says so.
+func TestForkRefusesMultiThreaded(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	e.deploy("node", platform.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "hello")})
+	st := e.waitTemplate("node")
+	if !strings.Contains(st, "threads") {
+		t.Fatalf("template of a node function: %q, want a refusal naming its threads", st)
+	}
+	_, err := e.c.Invoke(context.Background(), "node", "fork", nil)
+	if s, _ := apiStatus(err); s != 501 || !strings.Contains(err.Error(), "multi-threaded") {
+		t.Fatalf("boot=fork of node: %v, want 501 naming multi-threading", err)
+	}
+	// auto still works (scratch).
+	if inv, err := e.c.Invoke(context.Background(), "node", "", nil); err != nil || inv.Boot != "scratch" {
+		t.Fatalf("auto: %+v %v", inv, err)
+	}
+}
+
+// TestForkNoLeaks: forked instances, templates and pooled envs leave
+// nothing once the platform is closed.
+func TestForkNoLeaks(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-forkleak-%d", os.Getpid())
+	before := testutil.Take(t, parent)
+	e := newEnv(t, platform.Config{CgroupParent: parent})
+	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	e.waitTemplate("hello")
+	for i := 0; i < 5; i++ {
+		if _, err := e.c.Invoke(context.Background(), "hello", "fork", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.srv.Close()
+	e.p.Close()
+	after := testutil.Take(t, parent)
+	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
+		t.Fatalf("leak: before %+v after %+v", before, after)
+	}
+	if ents, _ := os.ReadDir(filepath.Join("/run/catalyzer/sandbox", parent)); len(ents) != 0 {
+		t.Fatalf("run dirs left: %d", len(ents))
+	}
+}
