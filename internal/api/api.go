@@ -72,6 +72,8 @@ func New(p *platform.Platform, log *slog.Logger) *Server {
 	s.mux.HandleFunc("GET /v1/functions/{name}", s.get)
 	s.mux.HandleFunc("DELETE /v1/functions/{name}", s.delete)
 	s.mux.HandleFunc("POST /v1/functions/{name}/invoke", s.invoke)
+	s.mux.HandleFunc("GET /v1/functions/{name}/instances", s.instances)
+	s.mux.HandleFunc("POST /v1/functions/{name}/fork-floor", s.forkFloor)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(p.Metrics().Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -139,6 +141,56 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.view(f))
+}
+
+// InstancesView is the body of GET /v1/functions/{name}/instances.
+type InstancesView struct {
+	Instances []platform.InstanceInfo `json:"instances"`
+	Template  boot.TemplateInfo       `json:"template"`
+}
+
+func (s *Server) instances(w http.ResponseWriter, r *http.Request) {
+	insts, tpl, err := s.p.Instances(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if insts == nil {
+		insts = []platform.InstanceInfo{}
+	}
+	writeJSON(w, http.StatusOK, InstancesView{Instances: insts, Template: tpl})
+}
+
+// FloorView is the body of POST /v1/functions/{name}/fork-floor.
+type FloorView struct {
+	SamplesUs []int64 `json:"samples_us"`
+}
+
+// forkFloor measures the fork floor (?n=, default 20; body = event).
+func (s *Server) forkFloor(w http.ResponseWriter, r *http.Request) {
+	n := 20
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			s.fail(w, r, fmt.Errorf("n %q is not a number: %w", v, errdefs.ErrInvalid))
+			return
+		}
+	}
+	event, err := readBody(w, r, MaxEventBody)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ds, err := s.p.ForkFloor(r.Context(), r.PathValue("name"), event, n)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	v := FloorView{SamplesUs: make([]int64, len(ds))}
+	for i, d := range ds {
+		v.SamplesUs[i] = d.Microseconds()
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) delete(w http.ResponseWriter, r *http.Request) {

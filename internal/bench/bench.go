@@ -53,6 +53,20 @@ type Report struct {
 	BaselineRun map[string]BaselineResult `json:"baseline_detail,omitempty"`
 	Ratios      map[string]float64        `json:"ratio_vs_baseline"` // baseline p50 / our start-to-entry p50
 	Skipped     map[string]string         `json:"skipped_baselines,omitempty"`
+	// Fork boot only: the template, its env pool, and the proportional
+	// set size of the idle forked instances the run left.
+	Template *TemplateReport `json:"template,omitempty"`
+}
+
+// TemplateReport describes the template behind a fork-boot run.
+type TemplateReport struct {
+	PSSKB         int64   `json:"pss_kb"`
+	IdleForkPSSKB int64   `json:"idle_fork_pss_kb"` // median over the idle forked instances
+	PoolReady     int     `json:"pool_ready"`
+	PoolOnDemand  uint64  `json:"pool_on_demand"`
+	PoolTaken     uint64  `json:"pool_taken"`
+	EnvBuildUs    int64   `json:"env_build_us"`   // mean cost of one pre-built env
+	RefillPerSec  float64 `json:"refill_per_sec"` // envs one refill goroutine builds per second
 }
 
 // BaselineResult is one baseline's distributions.
@@ -143,6 +157,23 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	for k, v := range phases {
 		r.Phases[k] = Summarize(v).P50
 	}
+	if o.Boot == "fork" {
+		if r.Template, err = templateReport(ctx, o.Client, o.Function); err != nil {
+			r.Skipped["template"] = err.Error()
+		}
+		// The floor: the same template forked with no sandbox work.
+		samples, err := o.Client.ForkFloor(ctx, o.Function, o.Event, o.N)
+		if err != nil {
+			r.Skipped["fork-floor"] = err.Error()
+		} else {
+			s := Summarize(samples)
+			r.BaselineRun["fork-floor"] = BaselineResult{Entry: s}
+			r.Baselines["fork-floor"] = s.P50
+			if r.Entry.P50 > 0 {
+				r.Ratios["fork-floor"] = float64(s.P50) / float64(r.Entry.P50)
+			}
+		}
+	}
 	for _, b := range o.Baselines {
 		res, err := runBaseline(ctx, b, fn.Runtime, fn.Handler, fn.CodePath, o.Event, o.N)
 		if err != nil {
@@ -156,6 +187,30 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 	}
 	return r, nil
+}
+
+func templateReport(ctx context.Context, c *client.Client, name string) (*TemplateReport, error) {
+	v, err := c.Instances(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if v.Template.Status != "ready" || v.Template.Pool == nil {
+		return nil, fmt.Errorf("template is %s", v.Template.Status)
+	}
+	t := &TemplateReport{PSSKB: v.Template.PSSKB, PoolReady: v.Template.Pool.Ready,
+		PoolOnDemand: v.Template.Pool.OnDemand, PoolTaken: v.Template.Pool.Taken,
+		EnvBuildUs: v.Template.Pool.MeanBuild.Microseconds()}
+	if t.EnvBuildUs > 0 {
+		t.RefillPerSec = 1e6 / float64(t.EnvBuildUs)
+	}
+	var pss []int64
+	for _, in := range v.Instances {
+		if in.Boot == "fork" && in.State == "ready" && in.PSSKB >= 0 {
+			pss = append(pss, in.PSSKB)
+		}
+	}
+	t.IdleForkPSSKB = Summarize(pss).P50
+	return t, nil
 }
 
 // WriteText prints r as a table.
@@ -189,6 +244,10 @@ func (r Report) WriteText(w io.Writer) {
 		for _, k := range names {
 			fmt.Fprintf(w, "  %-8s %.2fx\n", k, r.Ratios[k])
 		}
+	}
+	if t := r.Template; t != nil {
+		fmt.Fprintf(w, "\ntemplate: PSS %d KiB; idle forked instance PSS (p50) %d KiB\n", t.PSSKB, t.IdleForkPSSKB)
+		fmt.Fprintf(w, "env pool: %d ready, %d taken, %d built on demand; one env costs %d µs (refill %.0f envs/s)\n", t.PoolReady, t.PoolTaken, t.PoolOnDemand, t.EnvBuildUs, t.RefillPerSec)
 	}
 	for k, why := range r.Skipped {
 		fmt.Fprintf(w, "baseline %s skipped: %s\n", k, why)

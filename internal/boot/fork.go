@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -408,4 +409,112 @@ func (f *Fork) PoolStats(name string) (sandbox.PoolStats, bool) {
 		return sandbox.PoolStats{}, false
 	}
 	return t.pool.Stats(), true
+}
+
+// Floor measures the floor of fork boot for fn, n times: the template
+// forked with no sandbox work at all (no env to join, no new PID
+// namespace, no mounts, no capability changes, no cgroup), the child
+// reseeded and invoked with event exactly as a forked instance is. Each
+// sample is fork start to handler entry. The children are killed at once.
+func (f *Fork) Floor(ctx context.Context, fn Function, event []byte, n int) ([]time.Duration, error) {
+	f.init()
+	f.mu.Lock()
+	t := f.tpls[fn.Name]
+	f.mu.Unlock()
+	if t == nil {
+		return nil, fmt.Errorf("floor %s: %w: %w", fn.Name, ErrNoTemplate, errdefs.ErrNotReady)
+	}
+	select {
+	case <-t.built:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if t.err != nil {
+		return nil, fmt.Errorf("floor %s: %w: %w", fn.Name, ErrNoTemplate, t.err)
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer devnull.Close()
+	var out []time.Duration
+	for i := 0; i < n; i++ {
+		d, err := f.floorOnce(ctx, t, devnull, event)
+		if err != nil {
+			return out, fmt.Errorf("floor %s: %w", fn.Name, err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func (f *Fork) floorOnce(ctx context.Context, t *template, devnull *os.File, event []byte) (time.Duration, error) {
+	start := agent.Monotonic()
+	parent, child, err := ControlPair()
+	if err != nil {
+		return 0, err
+	}
+	defer parent.Close()
+	defer child.Close()
+	forked, err := t.tpl.Fork(sfork.Child{
+		Files: []*os.File{child, devnull},
+		Dups:  []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 1, Target: 2}},
+		Join:  -1,
+		Close: []int{forkChannelFD},
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Kill(forked.Pid, unix.SIGKILL)
+	conn := agent.NewConn(parent)
+	if _, err := conn.Forked(ctx); err != nil {
+		return 0, err
+	}
+	res, err := conn.Invoke(ctx, agent.Invoke{ID: "floor", Event: event})
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(res.EntryNS - start), nil
+}
+
+// TemplateInfo describes a function's template for operators.
+type TemplateInfo struct {
+	Status string             `json:"status"`
+	Pid    int                `json:"pid,omitempty"`
+	PSSKB  int64              `json:"pss_kb,omitempty"`
+	Pool   *sandbox.PoolStats `json:"pool,omitempty"`
+}
+
+// Info describes name's template.
+func (f *Fork) Info(name string) TemplateInfo {
+	info := TemplateInfo{Status: f.Status(name)}
+	if info.Status != "ready" {
+		return info
+	}
+	f.mu.Lock()
+	t := f.tpls[name]
+	f.mu.Unlock()
+	if t == nil {
+		return info
+	}
+	st := t.pool.Stats()
+	info.Pid, info.PSSKB, info.Pool = t.tpl.Pid(), PSS(t.tpl.Pid()), &st
+	return info
+}
+
+// PSS is the proportional set size of pid in KiB (from smaps_rollup), or
+// -1 when it cannot be read.
+func PSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb
+		}
+	}
+	return -1
 }

@@ -171,3 +171,18 @@ func decodeLog(s string) string {
 	}
 	return string(b)
 }
+
+// Instances lists a function's live instances and its template.
+func (c *Client) Instances(ctx context.Context, name string) (api.InstancesView, error) {
+	var v api.InstancesView
+	_, _, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/instances", nil, &v)
+	return v, err
+}
+
+// ForkFloor asks the daemon to measure the fork floor of a function n
+// times (see boot.Fork.Floor) and returns the samples in µs.
+func (c *Client) ForkFloor(ctx context.Context, name string, event []byte, n int) ([]int64, error) {
+	var v api.FloorView
+	_, _, err := c.do(ctx, http.MethodPost, fmt.Sprintf("/v1/functions/%s/fork-floor?n=%d", url.PathEscape(name), n), bytes.NewReader(event), &v)
+	return v.SamplesUs, err
+}

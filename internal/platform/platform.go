@@ -504,6 +504,46 @@ func (p *Platform) Close() error {
 	return nil
 }
 
+// InstanceInfo describes one live instance.
+type InstanceInfo struct {
+	ID    string `json:"id"`
+	Boot  string `json:"boot"`
+	State string `json:"state"`
+	Pid   int    `json:"pid"`
+	PSSKB int64  `json:"pss_kb"`
+}
+
+// Instances lists function name's live instances and its template.
+func (p *Platform) Instances(name string) ([]InstanceInfo, boot.TemplateInfo, error) {
+	p.mu.Lock()
+	e, ok := p.fns[name]
+	p.mu.Unlock()
+	if !ok {
+		return nil, boot.TemplateInfo{}, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+	}
+	var out []InstanceInfo
+	for _, inst := range e.pool.list() {
+		out = append(out, InstanceInfo{ID: inst.ID, Boot: string(inst.Mode), State: inst.State().String(), Pid: inst.Pid(), PSSKB: boot.PSS(inst.Pid())})
+	}
+	return out, p.fork.Info(name), nil
+}
+
+// ForkFloor measures the floor of fork boot for function name n times:
+// its template forked with no sandbox work (see boot.Fork.Floor).
+func (p *Platform) ForkFloor(ctx context.Context, name string, event json.RawMessage, n int) ([]time.Duration, error) {
+	f, err := p.Get(name)
+	if err != nil {
+		return nil, err
+	}
+	if n < 1 || n > 10000 {
+		return nil, fmt.Errorf("n %d out of range [1, 10000]: %w", n, errdefs.ErrInvalid)
+	}
+	if len(event) == 0 {
+		event = json.RawMessage("{}")
+	}
+	return p.fork.Floor(ctx, p.bootFunction(f), event, n)
+}
+
 // TemplateStatus describes the fork template of function name ("none",
 // "building", "ready", "failed: ...").
 func (p *Platform) TemplateStatus(name string) string { return p.fork.Status(name) }

@@ -187,6 +187,20 @@ func (pl *pool) maybeDrained() {
 	}
 }
 
+// list returns the live instances (busy and idle).
+func (pl *pool) list() []*boot.Instance {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	out := make([]*boot.Instance, 0, len(pl.busy)+len(pl.idle))
+	for inst := range pl.busy {
+		out = append(out, inst)
+	}
+	for _, it := range pl.idle {
+		out = append(out, it.inst)
+	}
+	return out
+}
+
 // gauges publishes the instance counts; call with pl.mu held.
 func (pl *pool) gauges() {
 	if pl.retired {
