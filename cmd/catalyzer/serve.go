@@ -27,6 +27,8 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "cgroup-parent", Usage: "parent cgroup of every instance (swept at start)", Value: "catalyzer"},
 			&cli.StringFlag{Name: "rootfs", Usage: "lower layer of every instance's root (default: the host's / read-only)"},
 			&cli.BoolFlag{Name: "userns", Usage: "run instances in a user namespace (root inside maps to an unprivileged range outside)"},
+			&cli.IntFlag{Name: "env-pool", Usage: "pre-built sandbox envs kept ready per fork template (size it to the fork concurrency you expect)", Value: 4},
+			&cli.BoolFlag{Name: "no-templates", Usage: "do not build fork templates (boot=fork then fails; auto uses scratch)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -44,6 +46,8 @@ func serveCommand() *cli.Command {
 				KeepAlive:    cmd.Duration("keep-alive"),
 				Rootfs:       cmd.String("rootfs"),
 				UserNS:       cmd.Bool("userns"),
+				EnvPoolSize:  int(cmd.Int("env-pool")),
+				NoTemplates:  cmd.Bool("no-templates"),
 				Logger:       log,
 			})
 			if err != nil {

@@ -106,26 +106,24 @@ func checkParent(parent string) error {
 // Without it a process with CAP_MKNOD could create and open the host's
 // disks.
 var DeviceRules = []specs.LinuxDeviceCgroup{
-	{Allow: false, Access: "rwm"},
-	{Allow: true, Type: "c", Access: "m"},
-	{Allow: true, Type: "b", Access: "m"},
-	devRule(1, 3),    // null
-	devRule(1, 5),    // zero
-	devRule(1, 7),    // full
-	devRule(1, 8),    // random
-	devRule(1, 9),    // urandom
-	devRule(5, 0),    // tty
-	devRule(5, 1),    // console
-	devRule(5, 2),    // ptmx
-	devRule(136, -1), // pts/*
+	devRule(false, "a", -1, -1, "rwm"),
+	devRule(true, "c", -1, -1, "m"),
+	devRule(true, "b", -1, -1, "m"),
+	devRule(true, "c", 1, 3, "rwm"),    // null
+	devRule(true, "c", 1, 5, "rwm"),    // zero
+	devRule(true, "c", 1, 7, "rwm"),    // full
+	devRule(true, "c", 1, 8, "rwm"),    // random
+	devRule(true, "c", 1, 9, "rwm"),    // urandom
+	devRule(true, "c", 5, 0, "rwm"),    // tty
+	devRule(true, "c", 5, 1, "rwm"),    // console
+	devRule(true, "c", 5, 2, "rwm"),    // ptmx
+	devRule(true, "c", 136, -1, "rwm"), // pts/*
 }
 
-func devRule(major, minor int64) specs.LinuxDeviceCgroup {
-	r := specs.LinuxDeviceCgroup{Allow: true, Type: "c", Major: &major, Access: "rwm"}
-	if minor >= 0 {
-		r.Minor = &minor
-	}
-	return r
+// devRule is one device rule; -1 is the wildcard major or minor. Type,
+// Major and Minor are always set: the v2 (eBPF) filter requires them.
+func devRule(allow bool, typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+	return specs.LinuxDeviceCgroup{Allow: allow, Type: typ, Major: &major, Minor: &minor, Access: access}
 }
 
 func mounted(dir string) bool {
