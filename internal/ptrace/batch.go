@@ -181,6 +181,33 @@ func (b *Batch) Add(nr uintptr, args ...Arg) Ref {
 	return Ref{b, len(b.entries) - 1}
 }
 
+// Clone returns a deep copy of b: a cached plan is cloned before each
+// run patches it (SetArg, SetBytes).
+func (b *Batch) Clone() *Batch {
+	return &Batch{entries: append([]Entry(nil), b.entries...), data: append([]byte(nil), b.data...)}
+}
+
+// SetArg overwrites literal argument k of entry i with v: values only known
+// at run time (an address in the tracee, an fd it received). It panics if
+// the argument is not a literal (RelocLit).
+func (b *Batch) SetArg(i, k int, v uint64) {
+	e := &b.entries[i]
+	if k < 0 || k >= 6 || (e.Reloc>>(2*k))&3 != RelocLit {
+		panic("ptrace: SetArg of an argument that is not a literal")
+	}
+	e.Args[k] = v
+}
+
+// DataAt is an argument pointing at offset off of the data area: for a
+// decoded batch (whose Bytes/Space arguments are gone) to use with
+// SetBytes and Tracee.DataAddr. It panics if off is past the data area.
+func (b *Batch) DataAt(off int) Arg {
+	if off < 0 || off > len(b.data) {
+		panic("ptrace: DataAt outside the data area")
+	}
+	return Arg{RelocData, uint64(off)}
+}
+
 // Bytes copies p into the data area (8-byte aligned) and returns its
 // address as an argument.
 func (b *Batch) Bytes(p []byte) Arg {

@@ -292,14 +292,43 @@ func (t *Tracee) InstallExecutor() error {
 	return t.tr.Do(t.installExecutor)
 }
 
+// InstallExecutorAt is InstallExecutor at a chosen, page-aligned address
+// (MAP_FIXED_NOREPLACE: it fails with EEXIST if anything is mapped there):
+// a restore plan must know where its executor lives, away from the
+// mappings it creates. An executor already installed elsewhere is an
+// error.
+func (t *Tracee) InstallExecutorAt(addr uintptr) error {
+	return t.tr.Do(func() error {
+		if t.exec != 0 {
+			if t.exec == addr {
+				return nil
+			}
+			return fmt.Errorf("install executor at %#x: already at %#x: %w", addr, t.exec, ErrState)
+		}
+		return t.installExecutorAt(addr)
+	})
+}
+
 func (t *Tracee) installExecutor() error {
 	if t.exec != 0 {
 		return nil
 	}
-	addr, err := t.syscall(unix.SYS_MMAP, 0, ExecutorRegionSize, unix.PROT_READ|unix.PROT_WRITE,
-		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uintptr(0), 0)
+	return t.installExecutorAt(0)
+}
+
+func (t *Tracee) installExecutorAt(hint uintptr) error {
+	flags := uintptr(unix.MAP_PRIVATE | unix.MAP_ANONYMOUS)
+	if hint != 0 {
+		flags |= unix.MAP_FIXED_NOREPLACE
+	}
+	addr, err := t.syscall(unix.SYS_MMAP, hint, ExecutorRegionSize, unix.PROT_READ|unix.PROT_WRITE,
+		flags, ^uintptr(0), 0)
 	if err != nil {
 		return fmt.Errorf("install executor: %w", err)
+	}
+	if hint != 0 && addr != hint {
+		t.syscall(unix.SYS_MUNMAP, addr, ExecutorRegionSize)
+		return fmt.Errorf("install executor at %#x: kernel chose %#x: %w", hint, addr, errdefs.ErrNotSupported)
 	}
 	fail := func(err error) error {
 		t.syscall(unix.SYS_MUNMAP, addr, ExecutorRegionSize)
@@ -328,6 +357,9 @@ func (t *Tracee) RemoveExecutor() error {
 		}
 		addr := t.exec
 		t.exec = 0
+		// Look for the vDSO's syscall instruction again: a restore plan
+		// may have moved the vDSO (mremap) since we last used it.
+		t.vdsoSys = 0
 		if _, err := t.syscall(unix.SYS_MUNMAP, addr, ExecutorRegionSize); err != nil {
 			t.exec = addr
 			return fmt.Errorf("remove executor: %w", err)

@@ -1,0 +1,660 @@
+package image
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+)
+
+// Leave says what Checkpoint does with a process it seized.
+type Leave int
+
+const (
+	// LeaveKilled kills the process after the dump (as CRIU does).
+	LeaveKilled Leave = iota
+	// LeaveRunning detaches: the process goes on.
+	LeaveRunning
+	// LeaveStopped detaches it in a group stop (SIGSTOP): SIGCONT resumes it.
+	LeaveStopped
+)
+
+// Options tune a checkpoint.
+type Options struct {
+	// Reconnect lists fds (pipes, unix sockets: the agent's control
+	// channel, stdio) that are not dumped: Restore puts a descriptor the
+	// caller gives in their place (Restorer.Reconnect).
+	Reconnect []int
+	// Leave applies to Checkpoint only (CheckpointTracee leaves the tracee
+	// to its caller).
+	Leave Leave
+}
+
+// UnsupportedError is a checkpoint refusal: something of the process that
+// the image cannot restore faithfully. errors.Is matches
+// errdefs.ErrNotSupported.
+type UnsupportedError struct {
+	Pid  int
+	What string // "fd 5 (socket:[1234])", "mapping 7f..-7f.. /memfd:x (deleted)", ...
+	Why  string
+}
+
+func (e *UnsupportedError) Error() string {
+	return fmt.Sprintf("checkpoint %d: %s: %s", e.Pid, e.What, e.Why)
+}
+
+func (e *UnsupportedError) Is(target error) bool { return target == errdefs.ErrNotSupported }
+
+// Checkpoint seizes pid, dumps it into dir (created if needed) and then
+// kills, detaches or stops it as opts.Leave says. Multi-threaded processes
+// are refused (ptrace.ErrMultiThreaded).
+func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, error) {
+	t, err := tr.Seize(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	img, err := CheckpointTracee(t, dir, opts)
+	if err != nil || opts.Leave == LeaveKilled {
+		if err == nil || opts.Leave == LeaveKilled {
+			unix.Kill(pid, unix.SIGKILL)
+		}
+		t.Detach()
+		return img, err
+	}
+	if opts.Leave == LeaveStopped {
+		unix.Kill(pid, unix.SIGSTOP)
+	}
+	if derr := t.Detach(); derr != nil {
+		return img, derr
+	}
+	return img, nil
+}
+
+// state is everything a checkpoint collects before it compiles the plan.
+type state struct {
+	pid      int
+	regs     ptrace.Regs
+	xstate   []byte
+	execLo   uint64
+	execHi   uint64
+	vmas     []vma
+	sigact   [65][32]byte
+	hasAct   [65]bool
+	altstack [24]byte
+	tidAddr  uint64
+	brk      uint64
+	robust   [2]uint64
+	itimers  [3][32]byte
+	sigmask  uint64
+	rseq     rseqConfig
+	stat     []string
+	status   map[string]string
+	auxv     []byte
+	vdsoBase uint64
+	persona  uint64
+	cwd      string
+	exe      string
+	comm     string
+	rlimits  [numRlimits]unix.Rlimit
+	fds      []fdState
+}
+
+type rseqConfig struct {
+	Ptr       uint64
+	Size      uint32
+	Signature uint32
+	Flags     uint32
+	_         uint32
+}
+
+type fdState struct {
+	fd     int
+	link   string
+	kind   uint32
+	info   fdInfo
+	ino    uint64 // pipes
+	write  bool   // pipes: the write end
+	data   []byte // pipes: contents
+	pipeSz int
+}
+
+// CheckpointTracee dumps a stopped, single-threaded tracee into dir. The
+// tracee is left as it was (stopped, its executor, if it had one, still
+// mapped; one is installed and removed again otherwise).
+func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error) {
+	pid := t.Pid()
+	if n, err := ptrace.Threads(pid); err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+	} else if n > 1 {
+		return nil, &ptrace.MultiThreadedError{Pid: pid, Threads: n}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	s := &state{pid: pid}
+	var err error
+	had, _ := t.ExecutorRegion()
+	err = t.Tracer().Do(func() error {
+		if err := s.collectTracee(t); err != nil {
+			return err
+		}
+		if had == 0 {
+			return t.RemoveExecutor()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	if err := s.collectProc(opts); err != nil {
+		return nil, err
+	}
+	return s.write(t, dir, opts)
+}
+
+func (s *state) collectTracee(t *ptrace.Tracee) error {
+	regs, err := t.Regs()
+	if err != nil {
+		return err
+	}
+	ptrace.NormalizeRestart(&regs)
+	// The restored thread is not inside a syscall: no restart logic may
+	// apply to the registers we load.
+	regs.Orig_rax = ^uint64(0)
+	s.regs = regs
+	if s.xstate, err = t.XState(); err != nil {
+		return err
+	}
+
+	b := ptrace.NewBatch()
+	var acts [65]ptrace.Arg
+	for sig := 1; sig <= 64; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		acts[sig] = b.Space(32)
+		b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), ptrace.Lit(0), acts[sig], ptrace.Lit(8)).With(ptrace.IgnoreError)
+	}
+	ss := b.Space(24)
+	b.Add(unix.SYS_SIGALTSTACK, ptrace.Lit(0), ss)
+	tid := b.Space(8)
+	b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_GET_TID_ADDRESS), tid)
+	brk := b.Add(unix.SYS_BRK, ptrace.Lit(0))
+	rh, rl := b.Space(8), b.Space(8)
+	b.Add(unix.SYS_GET_ROBUST_LIST, ptrace.Lit(0), rh, rl)
+	var its [3]ptrace.Arg
+	for w := range its {
+		its[w] = b.Space(32)
+		b.Add(unix.SYS_GETITIMER, ptrace.Lit(int64(w)), its[w])
+	}
+	mask := b.Space(8)
+	b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_BLOCK), ptrace.Lit(0), mask, ptrace.Lit(8))
+	res, err := t.Exec(b)
+	if err != nil {
+		return fmt.Errorf("query batch: %w", err)
+	}
+	for sig := 1; sig <= 64; sig++ {
+		if d := res.Data(acts[sig], 32); d != nil {
+			copy(s.sigact[sig][:], d)
+			s.hasAct[sig] = true
+		}
+	}
+	le := binary.LittleEndian
+	copy(s.altstack[:], res.Data(ss, 24))
+	s.tidAddr = le.Uint64(res.Data(tid, 8))
+	s.brk = uint64(res.Value(brk))
+	s.robust = [2]uint64{le.Uint64(res.Data(rh, 8)), le.Uint64(res.Data(rl, 8))}
+	for w := range its {
+		copy(s.itimers[w][:], res.Data(its[w], 32))
+	}
+	s.sigmask = le.Uint64(res.Data(mask, 8))
+
+	// rseq: PTRACE_GET_RSEQ_CONFIGURATION, on the tracer thread (we are on it).
+	const ptraceGetRseqConfiguration = 0x420f
+	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, ptraceGetRseqConfiguration, uintptr(s.pid),
+		unsafe.Sizeof(s.rseq), uintptr(unsafe.Pointer(&s.rseq)), 0, 0); e != 0 {
+		return fmt.Errorf("rseq configuration: %w", e)
+	}
+	if os.Getenv("CZ_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "rseq %+v\n", s.rseq)
+	}
+	if s.rseq.Flags != 0 {
+		return &UnsupportedError{s.pid, "rseq", fmt.Sprintf("registration flags %#x", s.rseq.Flags)}
+	}
+
+	addr, size := t.ExecutorRegion()
+	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
+	// Maps last: after the executor went in, so that it is left out.
+	s.vmas, err = readMaps(s.pid)
+	return err
+}
+
+func (s *state) collectProc(opts Options) error {
+	pid := s.pid
+	refuse := func(what, why string) error { return &UnsupportedError{pid, what, why} }
+	var err error
+	if s.status, err = statusFields(pid); err != nil {
+		return err
+	}
+	for _, k := range []string{"Uid", "Gid"} {
+		f := strings.Fields(s.status[k])
+		if len(f) != 4 || f[0] != f[1] || f[0] != f[2] || f[0] != f[3] {
+			return refuse("credentials", fmt.Sprintf("%s %q are not all equal", k, s.status[k]))
+		}
+	}
+	if v := s.status["Seccomp"]; v != "" && v != "0" {
+		return refuse("seccomp", "seccomp filters are not checkpointed yet (mode "+v+")")
+	}
+	for _, k := range []string{"SigPnd", "ShdPnd"} {
+		if m, err := parseSigMask(s.status[k]); err != nil || m != 0 {
+			return refuse("pending signals", fmt.Sprintf("%s %s: queued signals are not checkpointed", k, s.status[k]))
+		}
+	}
+	if b, err := os.ReadFile(procPath(pid, "timers")); err == nil && len(bytes.TrimSpace(b)) > 0 {
+		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
+	}
+	if root, err := os.Readlink(procPath(pid, "root")); err != nil || root != "/" {
+		return refuse("root", fmt.Sprintf("root %q: only processes rooted at / are checkpointed", root))
+	}
+	if s.stat, err = statFields(pid); err != nil {
+		return err
+	}
+	if s.auxv, s.vdsoBase, err = readAuxv(pid); err != nil {
+		return err
+	}
+	if b, err := os.ReadFile(procPath(pid, "personality")); err != nil {
+		return err
+	} else if s.persona, err = strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64); err != nil {
+		return err
+	}
+	if s.cwd, err = os.Readlink(procPath(pid, "cwd")); err != nil {
+		return err
+	}
+	if strings.HasSuffix(s.cwd, " (deleted)") {
+		return refuse("cwd", "deleted directory")
+	}
+	s.exe, _ = os.Readlink(procPath(pid, "exe"))
+	if b, err := os.ReadFile(procPath(pid, "comm")); err == nil {
+		s.comm = strings.TrimSuffix(string(b), "\n")
+	}
+	for r := 0; r < numRlimits; r++ {
+		if err := unix.Prlimit(pid, r, nil, &s.rlimits[r]); err != nil {
+			return fmt.Errorf("checkpoint %d: rlimit %d: %w", pid, r, err)
+		}
+	}
+	return s.collectFDs(opts)
+}
+
+var allowedDevices = map[string]bool{
+	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true, "/dev/urandom": true,
+}
+
+func (s *state) collectFDs(opts Options) error {
+	pid := s.pid
+	ents, err := os.ReadDir(procPath(pid, "fd"))
+	if err != nil {
+		return err
+	}
+	reconnect := map[int]bool{}
+	for _, fd := range opts.Reconnect {
+		reconnect[fd] = true
+	}
+	pipes := map[uint64][2]int{} // inode -> count of read, write ends
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		f := fdState{fd: fd}
+		if f.link, err = os.Readlink(procPath(pid, "fd/"+e.Name())); err != nil {
+			return err
+		}
+		if f.info, err = readFdInfo(pid, fd); err != nil {
+			return err
+		}
+		what := fmt.Sprintf("fd %d (%s)", fd, f.link)
+		switch {
+		case reconnect[fd]:
+			f.kind = FDReconnect
+			delete(reconnect, fd)
+		case strings.HasPrefix(f.link, "/"):
+			if strings.HasSuffix(f.link, " (deleted)") {
+				return &UnsupportedError{pid, what, "the file was deleted"}
+			}
+			if strings.HasPrefix(f.link, "/memfd:") {
+				return &UnsupportedError{pid, what, "memfd is not checkpointed"}
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(procPath(pid, "fd/"+e.Name()), &st); err != nil {
+				return err
+			}
+			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFREG, unix.S_IFDIR:
+			case unix.S_IFCHR:
+				if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
+					return &UnsupportedError{pid, what, "character device not on the allow-list"}
+				}
+			default:
+				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
+			}
+			f.kind = FDFile
+		case strings.HasPrefix(f.link, "pipe:["):
+			f.ino, _ = strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(f.link, "pipe:["), "]"), 10, 64)
+			f.write = f.info.Flags&unix.O_ACCMODE == unix.O_WRONLY
+			c := pipes[f.ino]
+			if f.write {
+				c[1]++
+			} else {
+				c[0]++
+			}
+			pipes[f.ino] = c
+			f.kind = FDPipe
+		case strings.HasPrefix(f.link, "socket:["):
+			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
+		case strings.HasPrefix(f.link, "anon_inode:"):
+			return &UnsupportedError{pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
+		default:
+			return &UnsupportedError{pid, what, "unknown kind of descriptor"}
+		}
+		s.fds = append(s.fds, f)
+	}
+	for fd := range reconnect {
+		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
+	}
+	// Pipes need both ends inside the process; read their contents (and
+	// put them back: the process may go on).
+	var pidfd = -1
+	defer func() {
+		if pidfd >= 0 {
+			unix.Close(pidfd)
+		}
+	}()
+	done := map[uint64]bool{}
+	for i := range s.fds {
+		f := &s.fds[i]
+		if f.kind != FDPipe {
+			continue
+		}
+		if c := pipes[f.ino]; c[0] == 0 || c[1] == 0 {
+			return &UnsupportedError{pid, fmt.Sprintf("fd %d (%s)", f.fd, f.link),
+				"a pipe whose other end is outside the process (declare it reconnect)"}
+		}
+		if f.write || done[f.ino] {
+			continue
+		}
+		done[f.ino] = true
+		if pidfd < 0 {
+			if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
+				return fmt.Errorf("checkpoint %d: pidfd: %w", pid, err)
+			}
+		}
+		if f.data, f.pipeSz, err = drainPipe(pidfd, f.fd, s.fds, f.ino); err != nil {
+			return fmt.Errorf("checkpoint %d: fd %d: %w", pid, f.fd, err)
+		}
+	}
+	return nil
+}
+
+// drainPipe reads what the pipe holds through a copy of its read end and
+// writes it back through a copy of its write end.
+func drainPipe(pidfd, rfd int, fds []fdState, ino uint64) ([]byte, int, error) {
+	r, err := unix.PidfdGetfd(pidfd, rfd, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer unix.Close(r)
+	sz, err := unix.FcntlInt(uintptr(r), unix.F_GETPIPE_SZ, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := unix.IoctlGetInt(r, 0x541b)
+	if err != nil || n == 0 {
+		return nil, sz, err
+	}
+	buf := make([]byte, n)
+	if _, err := unix.Read(r, buf); err != nil {
+		return nil, 0, err
+	}
+	for _, f := range fds {
+		if f.kind == FDPipe && f.ino == ino && f.write {
+			w, err := unix.PidfdGetfd(pidfd, f.fd, 0)
+			if err != nil {
+				return nil, 0, err
+			}
+			_, err = unix.Write(w, buf)
+			unix.Close(w)
+			if err != nil {
+				return nil, 0, err
+			}
+			break
+		}
+	}
+	return buf, sz, nil
+}
+
+// dumpVMA is one mapping as the image keeps it.
+type dumpVMA struct {
+	vma
+	kind  uint32
+	runs  [][2]uint64 // dumped page runs [start, end) (addresses)
+	pages uint64      // pages.img offset of the region, or noPages
+}
+
+// classify turns maps into the image's VMAs, refusing what it cannot restore.
+func (s *state) classify() ([]dumpVMA, error) {
+	var out []dumpVMA
+	var vmas []vma
+	for _, v := range s.vmas {
+		if v.Start < s.execHi && s.execLo < v.End {
+			// The executor region, maybe merged by the kernel with an
+			// adjacent anonymous mapping: keep what lies outside it.
+			if v.Start < s.execLo {
+				w := v
+				w.End = s.execLo
+				vmas = append(vmas, w)
+			}
+			if v.End > s.execHi {
+				w := v
+				if w.Path == "" || strings.HasPrefix(w.Path, "/") {
+					w.Offset += s.execHi - v.Start
+				}
+				w.Start = s.execHi
+				vmas = append(vmas, w)
+			}
+			continue
+		}
+		vmas = append(vmas, v)
+	}
+	for _, v := range vmas {
+		what := fmt.Sprintf("mapping %x-%x %s", v.Start, v.End, v.Path)
+		d := dumpVMA{vma: v, pages: noPages}
+		switch {
+		case v.Path == "[vsyscall]":
+			continue
+		case v.Path == "[vvar]" || v.Path == "[vvar_vclock]" || v.Path == "[vdso]":
+			d.kind = VMAVDSO
+		case v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || strings.HasPrefix(v.Path, "[anon:"):
+			if v.shared() {
+				return nil, &UnsupportedError{s.pid, what, "shared anonymous memory is not checkpointed"}
+			}
+			d.kind = VMAAnon
+		case strings.HasPrefix(v.Path, "/") && !strings.HasSuffix(v.Path, " (deleted)") &&
+			!strings.HasPrefix(v.Path, "/memfd:") && !strings.HasPrefix(v.Path, "/SYSV"):
+			if v.shared() {
+				d.kind = VMAFileShared
+			} else {
+				d.kind = VMAFilePriv
+			}
+		default:
+			return nil, &UnsupportedError{s.pid, what, "this kind of mapping is not checkpointed"}
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// dumpPages finds the pages to dump (pagemap) and writes them to pages.img.
+func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64, uint64, error) {
+	pm, err := os.Open(procPath(s.pid, "pagemap"))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer pm.Close()
+	out, err := os.Create(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer out.Close()
+	var cursor, written uint64
+	zero := make([]byte, pageSize)
+	for i := range vmas {
+		d := &vmas[i]
+		if d.kind != VMAAnon && d.kind != VMAFilePriv {
+			continue
+		}
+		n := d.Len() / pageSize
+		ents := make([]byte, 8*n)
+		if _, err := pm.ReadAt(ents, int64(d.Start/pageSize*8)); err != nil {
+			return 0, 0, fmt.Errorf("pagemap of %d at %#x: %w", s.pid, d.Start, err)
+		}
+		var runStart uint64 = noPages
+		for p := uint64(0); p <= n; p++ {
+			dump := false
+			if p < n {
+				e := binary.LittleEndian.Uint64(ents[8*p:])
+				present, swapped, filePage := e&(1<<63) != 0, e&(1<<62) != 0, e&(1<<61) != 0
+				if d.kind == VMAAnon {
+					dump = present || swapped
+				} else {
+					dump = (present && !filePage) || swapped
+				}
+			}
+			addr := d.Start + p*pageSize
+			if dump && runStart == noPages {
+				runStart = addr
+			} else if !dump && runStart != noPages {
+				d.runs = append(d.runs, [2]uint64{runStart, addr})
+				runStart = noPages
+			}
+		}
+		if len(d.runs) == 0 {
+			continue
+		}
+		d.pages = cursor
+		// One page of gap between regions: adjacent VMAs mapped from
+		// contiguous offsets would merge into one.
+		cursor += d.Len() + pageSize
+		for _, r := range d.runs {
+			buf := make([]byte, r[1]-r[0])
+			if err := t.ReadMem(uintptr(r[0]), buf); err != nil {
+				return 0, 0, err
+			}
+			for off := uint64(0); off < uint64(len(buf)); off += pageSize {
+				pg := buf[off : off+pageSize]
+				if bytes.Equal(pg, zero) {
+					continue // a hole reads as zeros
+				}
+				if _, err := out.WriteAt(pg, int64(d.pages+r[0]-d.Start+off)); err != nil {
+					return 0, 0, err
+				}
+				written += pageSize
+			}
+		}
+	}
+	if err := out.Truncate(int64(cursor)); err != nil {
+		return 0, 0, err
+	}
+	return cursor, written, out.Close()
+}
+
+// pickExecAddr finds a hole of need bytes at or above 4 GiB in the image's
+// layout: the restorer (a tiny static ELF low in memory, its stack and vDSO
+// at the top) has nothing there either.
+func pickExecAddr(vmas []dumpVMA, need uint64) (uint64, error) {
+	cand := uint64(1 << 32)
+	for _, v := range vmas {
+		if v.End <= cand {
+			continue
+		}
+		if cand+need <= v.Start {
+			return cand, nil
+		}
+		cand = (v.End + (1 << 20) - 1) &^ ((1 << 20) - 1)
+	}
+	if cand+need <= taskSize {
+		return cand, nil
+	}
+	return 0, errors.New("no room for the executor region")
+}
+
+type debugImage struct {
+	FormatVersion int
+	Pid           int
+	Kernel        string
+	ExecAddr      string
+	PagesSize     uint64
+	PagesWritten  uint64
+	Entries       int
+	VMAs          []string
+	FDs           []string
+	Relocations   int
+}
+
+func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error) {
+	vmas, err := s.classify()
+	if err != nil {
+		return nil, err
+	}
+	pagesPath := filepath.Join(dir, PagesFile)
+	size, written, err := s.dumpPages(t, vmas, pagesPath)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %d: pages: %w", s.pid, err)
+	}
+	c, err := s.compile(vmas)
+	if err != nil {
+		return nil, err
+	}
+	c.hdr.PagesSize = size
+	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate)
+	plan := c.b.Encode()
+	if len(plan) > ptrace.MaxBatchSize {
+		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)
+	}
+	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan} {
+		if err := writeFileSync(filepath.Join(dir, name), b); err != nil {
+			return nil, err
+		}
+	}
+	os.Remove(filepath.Join(dir, WSFile))
+	if err := writeManifest(dir, []string{MetaFile, PlanFile, PagesFile}); err != nil {
+		return nil, err
+	}
+	dbg := debugImage{FormatVersion: FormatVersion, Pid: s.pid, Kernel: cstring(c.hdr.Kernel[:]),
+		ExecAddr: fmt.Sprintf("%#x", c.hdr.ExecAddr), PagesSize: size, PagesWritten: written,
+		Entries: c.b.Len(), Relocations: len(c.relocs)}
+	for _, v := range vmas {
+		dbg.VMAs = append(dbg.VMAs, fmt.Sprintf("%x-%x %s kind=%d runs=%d pages=%#x %s", v.Start, v.End, v.Perms, v.kind, len(v.runs), v.pages, v.Path))
+	}
+	for _, f := range s.fds {
+		dbg.FDs = append(dbg.FDs, fmt.Sprintf("%d kind=%d flags=%#o pos=%d %s", f.fd, f.kind, f.info.Flags, f.info.Pos, f.link))
+	}
+	if j, err := json.MarshalIndent(dbg, "", "  "); err == nil {
+		writeFileSync(filepath.Join(dir, DebugFile), j)
+	}
+	return Open(dir)
+}
+
+// sortFDs orders fds by number.
+func sortFDs(fds []fdState) { sort.Slice(fds, func(i, j int) bool { return fds[i].fd < fds[j].fd }) }

@@ -1,0 +1,469 @@
+package image
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+)
+
+// FormatVersion is the version of the image format (docs/IMAGE.md). It
+// changes only when the format does, never with the binary's version.
+const FormatVersion = 1
+
+// File names inside an image directory.
+const (
+	ManifestFile = "manifest.bin"
+	MetaFile     = "meta.bin"
+	PlanFile     = "plan.bin"
+	PagesFile    = "pages.img"
+	WSFile       = "ws.bin"
+	DebugFile    = "image.json" // never read by restore
+)
+
+var (
+	manifestMagic = [8]byte{'C', 'Z', 'I', 'M', 'A', 'G', 'E', 0}
+	metaMagic     = [8]byte{'C', 'Z', 'M', 'E', 'T', 'A', 0, 0}
+	wsMagic       = [8]byte{'C', 'Z', 'W', 'S', 'E', 'T', 0, 0}
+)
+
+const (
+	pageSize = 4096
+	// taskSize is the end of the x86-64 47-bit user address space.
+	taskSize = 0x7ffffffff000
+	// Limits that bound what Open accepts (and so what it allocates).
+	maxVMAs      = 1 << 16
+	maxRelocs    = 1 << 12
+	maxFDs       = 1 << 12
+	maxXState    = 1 << 16
+	maxMetaSize  = 16 << 20
+	maxPlanSize  = ptrace.MaxBatchSize
+	maxWSRanges  = 1 << 20
+	maxManifestN = 8
+)
+
+// manifest.bin: the header of an image.
+type manifestHeader struct {
+	Magic   [8]byte
+	Version uint32
+	Count   uint32
+}
+
+type manifestEntry struct {
+	Name   [16]byte
+	Size   uint64
+	SHA256 [32]byte
+}
+
+// Kinds of VMA in the meta table.
+const (
+	VMAAnon       = 1 // private anonymous (heap, stack, bss): mapped from pages.img or anonymous
+	VMAFilePriv   = 2 // private file mapping: the file, plus its CoW'ed pages copied from pages.img
+	VMAFileShared = 3 // shared file mapping: the file
+	VMAVDSO       = 4 // [vvar], [vvar_vclock], [vdso]: moved into place with mremap
+)
+
+// noPages marks a VMA without a region in pages.img.
+const noPages = ^uint64(0)
+
+// metaHeader is the fixed head of meta.bin; the tables follow it in this
+// order: VMAs, relocations, fds, then XStateLen bytes of xstate.
+type metaHeader struct {
+	Magic     [8]byte
+	Version   uint32
+	Flags     uint32
+	ExecAddr  uint64 // executor region at restore (ptrace.ExecutorRegionSize bytes)
+	TempAddr  uint64 // where the vDSO waits while the restorer's mappings go
+	TempSize  uint64
+	VDSOBase  uint64 // the image's [vdso] (AT_SYSINFO_EHDR)
+	PagesSize uint64 // exact size of pages.img
+	NVMA      uint32
+	NReloc    uint32
+	NFD       uint32
+	XStateLen uint32
+	Pid       uint32 // the checkpointed pid (informational)
+	_         uint32
+	Kernel    [128]byte // uname release + " " + version: the vDSO layout depends on it
+	Regs      ptrace.Regs
+}
+
+// VMA is one mapping of the checkpointed process.
+type VMA struct {
+	Start, End uint64
+	PagesOff   uint64 // offset of the region of pages.img that backs [Start, End), or ^0
+	Prot       uint32
+	Kind       uint32
+}
+
+// Relocation kinds: values only known at restore, patched into a copy of
+// the plan before it runs.
+const (
+	// RelocVDSO: entry Entry, argument Arg := the restorer's vDSO base + int64(Value).
+	RelocVDSO = 1
+	// RelocPagesPath: the absolute path of pages.img, NUL-terminated, at
+	// data offset DataOff (Value bytes reserved).
+	RelocPagesPath = 2
+	// RelocDataPtr: the u64 at data offset DataOff := the address of data offset Value.
+	RelocDataPtr = 3
+	// RelocFD: entry Entry, argument Arg := the restorer's fd that
+	// replaces the image's fd Value (Restorer.Reconnect).
+	RelocFD = 4
+)
+
+// Reloc is one entry of the relocation table.
+type Reloc struct {
+	Kind    uint32
+	Entry   uint32
+	Arg     uint32
+	DataOff uint32
+	Value   uint64
+}
+
+// FD kinds in the meta table.
+const (
+	FDFile      = 1 // regular file, directory or allowed char device: reopened by path
+	FDPipe      = 2 // pipe whose both ends are in the process: recreated with its contents
+	FDReconnect = 3 // the caller gives a fresh fd at restore
+)
+
+// FD describes one descriptor of the checkpointed process.
+type FD struct {
+	Fd    int32
+	Kind  uint32
+	Flags uint32
+	_     uint32
+	Pos   int64
+}
+
+// Image is an opened, validated image.
+type Image struct {
+	Dir    string
+	hdr    metaHeader
+	VMAs   []VMA
+	Relocs []Reloc
+	FDs    []FD
+	XState []byte
+	// WorkingSet lists the pages.img ranges recorded by RecordWorkingSet
+	// (nil if the image has no ws.bin).
+	WorkingSet []Range
+
+	planBuf  []byte
+	planOnce sync.Once
+	plan     *ptrace.Batch
+	planErr  error
+}
+
+// Range is a byte range of pages.img.
+type Range struct{ Off, Len uint64 }
+
+// Regs returns the registers the restored process resumes with.
+func (img *Image) Regs() ptrace.Regs { return img.hdr.Regs }
+
+// ExecAddr is where the plan expects the executor in the restorer.
+func (img *Image) ExecAddr() uintptr { return uintptr(img.hdr.ExecAddr) }
+
+// PagesSize is the (apparent) size of pages.img.
+func (img *Image) PagesSize() uint64 { return img.hdr.PagesSize }
+
+// Pid is the pid the image was taken from.
+func (img *Image) Pid() int { return int(img.hdr.Pid) }
+
+// Plan returns the decoded restore plan, decoded once and shared: Restore
+// clones it before patching relocations.
+func (img *Image) Plan() (*ptrace.Batch, error) {
+	img.planOnce.Do(func() {
+		img.plan, img.planErr = ptrace.Decode(img.planBuf)
+	})
+	return img.plan, img.planErr
+}
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("image: %s: %w", fmt.Sprintf(format, a...), errdefs.ErrInvalid)
+}
+
+// ErrChecksum is wrapped when a file does not match the manifest.
+var ErrChecksum = errors.New("checksum mismatch")
+
+// Open reads and validates the image in dir: the manifest (format
+// version, sizes and sha256 of meta.bin, plan.bin and ws.bin; the size of
+// pages.img — hashing it would read every page, see Verify), meta.bin and
+// plan.bin (Validate). Nothing runs; a hostile or corrupt image is an
+// error wrapping errdefs.ErrInvalid.
+func Open(dir string) (*Image, error) {
+	mb, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, fmt.Errorf("open image: %w", err)
+	}
+	ents, err := parseManifest(mb)
+	if err != nil {
+		return nil, err
+	}
+	files := map[string][]byte{}
+	var pagesSize int64 = -1
+	for _, e := range ents {
+		name := entryName(e)
+		if name == PagesFile {
+			st, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				return nil, fmt.Errorf("open image: %w", err)
+			}
+			if uint64(st.Size()) != e.Size {
+				return nil, invalid("%s is %d bytes, the manifest says %d (truncated?)", name, st.Size(), e.Size)
+			}
+			pagesSize = st.Size()
+			continue
+		}
+		b, err := readLimited(filepath.Join(dir, name), maxMetaSize)
+		if err != nil {
+			return nil, fmt.Errorf("open image: %w", err)
+		}
+		if uint64(len(b)) != e.Size {
+			return nil, invalid("%s is %d bytes, the manifest says %d", name, len(b), e.Size)
+		}
+		if sha256.Sum256(b) != e.SHA256 {
+			return nil, fmt.Errorf("image: %s: %w: %w", name, ErrChecksum, errdefs.ErrInvalid)
+		}
+		files[name] = b
+	}
+	if files[MetaFile] == nil || files[PlanFile] == nil || pagesSize < 0 {
+		return nil, invalid("manifest lacks %s, %s or %s", MetaFile, PlanFile, PagesFile)
+	}
+	img, err := decode(files[MetaFile], files[PlanFile], uint64(pagesSize))
+	if err != nil {
+		return nil, err
+	}
+	if ws := files[WSFile]; ws != nil {
+		if img.WorkingSet, err = parseWS(ws, img.hdr.PagesSize); err != nil {
+			return nil, err
+		}
+	}
+	img.Dir = dir
+	return img, nil
+}
+
+func readLimited(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = invalid("%s is larger than %d bytes", filepath.Base(path), max)
+	}
+	return b, err
+}
+
+func entryName(e manifestEntry) string {
+	return string(bytes.TrimRight(e.Name[:], "\x00"))
+}
+
+func parseManifest(b []byte) ([]manifestEntry, error) {
+	r := bytes.NewReader(b)
+	var h manifestHeader
+	if err := binary.Read(r, binary.LittleEndian, &h); err != nil {
+		return nil, invalid("manifest: %v", err)
+	}
+	if h.Magic != manifestMagic {
+		return nil, invalid("manifest: bad magic %q", h.Magic[:])
+	}
+	if h.Version != FormatVersion {
+		return nil, fmt.Errorf("image: format version %d, this binary reads version %d: %w", h.Version, FormatVersion, errdefs.ErrNotSupported)
+	}
+	if h.Count > maxManifestN {
+		return nil, invalid("manifest: %d files (max %d)", h.Count, maxManifestN)
+	}
+	ents := make([]manifestEntry, h.Count)
+	if err := binary.Read(r, binary.LittleEndian, ents); err != nil {
+		return nil, invalid("manifest: %v", err)
+	}
+	if r.Len() != 0 {
+		return nil, invalid("manifest: %d trailing bytes", r.Len())
+	}
+	seen := map[string]bool{}
+	for _, e := range ents {
+		n := entryName(e)
+		switch n {
+		case MetaFile, PlanFile, PagesFile, WSFile:
+		default:
+			return nil, invalid("manifest: unknown file %q", n)
+		}
+		if seen[n] {
+			return nil, invalid("manifest: %s listed twice", n)
+		}
+		seen[n] = true
+	}
+	return ents, nil
+}
+
+// writeManifest hashes the named files of dir and writes manifest.bin.
+func writeManifest(dir string, names []string) error {
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.LittleEndian, manifestHeader{Magic: manifestMagic, Version: FormatVersion, Count: uint32(len(names))})
+	for _, n := range names {
+		f, err := os.Open(filepath.Join(dir, n))
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		sz, err := io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		var e manifestEntry
+		copy(e.Name[:], n)
+		e.Size = uint64(sz)
+		copy(e.SHA256[:], h.Sum(nil))
+		binary.Write(&buf, binary.LittleEndian, e)
+	}
+	return writeFileSync(filepath.Join(dir, ManifestFile), buf.Bytes())
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Verify hashes pages.img and compares it with the manifest (Open checks
+// only its size: hashing reads every page).
+func (img *Image) Verify() error {
+	mb, err := os.ReadFile(filepath.Join(img.Dir, ManifestFile))
+	if err != nil {
+		return err
+	}
+	ents, err := parseManifest(mb)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if entryName(e) != PagesFile {
+			continue
+		}
+		f, err := os.Open(filepath.Join(img.Dir, PagesFile))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		if !bytes.Equal(h.Sum(nil), e.SHA256[:]) {
+			return fmt.Errorf("image: %s: %w: %w", PagesFile, ErrChecksum, errdefs.ErrInvalid)
+		}
+		return nil
+	}
+	return invalid("manifest lacks %s", PagesFile)
+}
+
+// decode parses meta.bin and plan.bin and validates them together.
+func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
+	r := bytes.NewReader(meta)
+	img := &Image{planBuf: plan}
+	if err := binary.Read(r, binary.LittleEndian, &img.hdr); err != nil {
+		return nil, invalid("meta: header: %v", err)
+	}
+	h := &img.hdr
+	if h.Magic != metaMagic {
+		return nil, invalid("meta: bad magic")
+	}
+	if h.Version != FormatVersion {
+		return nil, invalid("meta: version %d (want %d)", h.Version, FormatVersion)
+	}
+	if h.Flags != 0 {
+		return nil, invalid("meta: unknown flags %#x", h.Flags)
+	}
+	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState {
+		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate exceed the limits",
+			h.NVMA, h.NReloc, h.NFD, h.XStateLen)
+	}
+	if h.PagesSize != pagesSize {
+		return nil, invalid("meta: pages.img should be %d bytes, it is %d", h.PagesSize, pagesSize)
+	}
+	img.VMAs = make([]VMA, h.NVMA)
+	img.Relocs = make([]Reloc, h.NReloc)
+	img.FDs = make([]FD, h.NFD)
+	img.XState = make([]byte, h.XStateLen)
+	for _, p := range []any{img.VMAs, img.Relocs, img.FDs, img.XState} {
+		if err := binary.Read(r, binary.LittleEndian, p); err != nil {
+			return nil, invalid("meta: tables: %v", err)
+		}
+	}
+	if r.Len() != 0 {
+		return nil, invalid("meta: %d trailing bytes", r.Len())
+	}
+	if len(plan) > maxPlanSize {
+		return nil, invalid("plan: %d bytes (max %d)", len(plan), maxPlanSize)
+	}
+	b, err := ptrace.Decode(plan)
+	if err != nil {
+		return nil, fmt.Errorf("image: plan: %w", err)
+	}
+	if err := validate(img, b); err != nil {
+		return nil, err
+	}
+	img.planOnce.Do(func() { img.plan = b })
+	return img, nil
+}
+
+func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte) []byte {
+	h.Magic, h.Version = metaMagic, FormatVersion
+	h.NVMA, h.NReloc, h.NFD, h.XStateLen = uint32(len(vmas)), uint32(len(relocs)), uint32(len(fds)), uint32(len(xstate))
+	var buf bytes.Buffer
+	for _, p := range []any{&h, vmas, relocs, fds, xstate} {
+		binary.Write(&buf, binary.LittleEndian, p)
+	}
+	return buf.Bytes()
+}
+
+type wsHeader struct {
+	Magic   [8]byte
+	Version uint32
+	Count   uint32
+}
+
+func parseWS(b []byte, pagesSize uint64) ([]Range, error) {
+	r := bytes.NewReader(b)
+	var h wsHeader
+	if err := binary.Read(r, binary.LittleEndian, &h); err != nil {
+		return nil, invalid("ws: %v", err)
+	}
+	if h.Magic != wsMagic || h.Version != FormatVersion || h.Count > maxWSRanges {
+		return nil, invalid("ws: bad header")
+	}
+	rs := make([]Range, h.Count)
+	if err := binary.Read(r, binary.LittleEndian, rs); err != nil {
+		return nil, invalid("ws: %v", err)
+	}
+	var last uint64
+	for i, x := range rs {
+		if x.Off%pageSize != 0 || x.Len%pageSize != 0 || x.Len == 0 || x.Off+x.Len < x.Off || x.Off+x.Len > pagesSize || (i > 0 && x.Off < last) {
+			return nil, invalid("ws: range %d [%#x, +%#x) is not sorted, aligned and inside pages.img", i, x.Off, x.Len)
+		}
+		last = x.Off + x.Len
+	}
+	return rs, nil
+}
+
+func encodeWS(rs []Range) []byte {
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.LittleEndian, wsHeader{wsMagic, FormatVersion, uint32(len(rs))})
+	binary.Write(&buf, binary.LittleEndian, rs)
+	return buf.Bytes()
+}

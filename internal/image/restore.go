@@ -1,0 +1,301 @@
+package image
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+)
+
+// Restorer is the process an image is restored into: a minimal
+// single-threaded process (StartRestorer runs RestorerBinary) seized and
+// stopped by the caller on the tracer that Restore is given.
+type Restorer struct {
+	Tracee *ptrace.Tracee
+	// Reconnect maps each fd the image declared "reconnect" to the fd
+	// number, in the restorer, of the descriptor that takes its place.
+	Reconnect map[int]int
+	// Prefetch reads the image's working set (ws.bin) in one sequential
+	// pass before the plan runs and populates those pages in the restored
+	// process (MADV_POPULATE_READ), so that they do not fault one by one.
+	Prefetch bool
+	// KeepExecutor leaves the executor region mapped in the restored
+	// process (saves two round trips; the platform may reuse it).
+	KeepExecutor bool
+}
+
+// Phase is one measured step of a restore.
+type Phase struct {
+	Name string
+	D    time.Duration
+}
+
+// Stats describes a restore.
+type Stats struct {
+	Phases     []Phase
+	RoundTrips uint64 // ptrace stops
+	Entries    int    // plan entries run
+	Total      time.Duration
+}
+
+var (
+	kernelOnce sync.Once
+	kernelStr  string
+)
+
+// Restore runs img's plan in the restorer and lets it go: the process
+// resumes exactly where the checkpointed one was frozen. It returns the
+// restored pid (the restorer's: original PIDs are not reused). On error
+// the restorer is killed.
+func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err error) {
+	t := r.Tracee
+	if t == nil {
+		return 0, st, fmt.Errorf("restore: no restorer: %w", errdefs.ErrInvalid)
+	}
+	pid = t.Pid()
+	start := time.Now()
+	mark := start
+	phase := func(name string) {
+		now := time.Now()
+		st.Phases = append(st.Phases, Phase{name, now.Sub(mark)})
+		mark = now
+	}
+	defer func() {
+		st.Total = time.Since(start)
+		if err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			t.Detach()
+			err = fmt.Errorf("restore %s into %d: %w", img.Dir, pid, err)
+		}
+	}()
+	kernelOnce.Do(func() { kernelStr = kernelID() })
+	if k := cstring(img.hdr.Kernel[:]); k != kernelStr {
+		return pid, st, fmt.Errorf("image taken on kernel %q, this is %q (the vDSO layout may differ): %w", k, kernelStr, errdefs.ErrNotSupported)
+	}
+	plan, err := img.Plan()
+	if err != nil {
+		return pid, st, err
+	}
+	b := plan.Clone()
+	_, rvdso, err := readAuxv(pid)
+	if err != nil {
+		return pid, st, err
+	}
+	phase("prepare")
+
+	var prefetched []Range
+	if r.Prefetch && len(img.WorkingSet) > 0 {
+		if err := img.prefetch(); err != nil {
+			return pid, st, err
+		}
+		prefetched = img.WorkingSet
+		img.addPopulate(b, prefetched)
+		phase("prefetch")
+	}
+
+	before := t.RoundTrips()
+	err = tr.Do(func() error {
+		if err := t.InstallExecutorAt(img.ExecAddr()); err != nil {
+			return err
+		}
+		phase("executor")
+		for _, rl := range img.Relocs {
+			switch rl.Kind {
+			case RelocVDSO:
+				if rvdso == 0 {
+					return fmt.Errorf("restorer has no vDSO")
+				}
+				b.SetArg(int(rl.Entry), int(rl.Arg), rvdso+rl.Value)
+			case RelocFD:
+				fd, ok := r.Reconnect[int(rl.Value)]
+				if !ok {
+					return fmt.Errorf("image fd %d must be reconnected: no descriptor given: %w", rl.Value, errdefs.ErrInvalid)
+				}
+				b.SetArg(int(rl.Entry), int(rl.Arg), uint64(fd))
+			case RelocPagesPath:
+				p, err := filepath.Abs(filepath.Join(img.Dir, PagesFile))
+				if err != nil {
+					return err
+				}
+				if uint64(len(p)) >= rl.Value {
+					return fmt.Errorf("path %q longer than %d bytes: %w", p, rl.Value-1, errdefs.ErrInvalid)
+				}
+				b.SetBytes(b.DataAt(int(rl.DataOff)), append([]byte(p), 0))
+			case RelocDataPtr:
+				addr, err := t.DataAddr(b, b.DataAt(int(rl.Value)))
+				if err != nil {
+					return err
+				}
+				b.SetBytes(b.DataAt(int(rl.DataOff)), binary.LittleEndian.AppendUint64(nil, uint64(addr)))
+			}
+		}
+		phase("relocate")
+		if _, err := t.Exec(b); err != nil {
+			return fmt.Errorf("plan: %w", err)
+		}
+		st.Entries = b.Len()
+		phase("plan")
+		if err := t.SetRegs(img.Regs()); err != nil {
+			return err
+		}
+		if len(img.XState) > 0 {
+			if err := t.SetXState(img.XState); err != nil {
+				return err
+			}
+		}
+		phase("registers")
+		if !r.KeepExecutor {
+			if err := t.RemoveExecutor(); err != nil {
+				return err
+			}
+			phase("remove-executor")
+		}
+		st.RoundTrips = t.RoundTrips() - before
+		if err := t.Detach(); err != nil {
+			return err
+		}
+		phase("detach")
+		return nil
+	})
+	return pid, st, err
+}
+
+// prefetch reads the working set of pages.img in one sequential pass, so
+// that the restored process finds those pages in the page cache.
+func (img *Image) prefetch() error {
+	f, err := os.Open(filepath.Join(img.Dir, PagesFile))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	buf := make([]byte, 256<<10)
+	for _, r := range img.WorkingSet {
+		for off := r.Off; off < r.Off+r.Len; {
+			n := min(uint64(len(buf)), r.Off+r.Len-off)
+			if _, err := f.ReadAt(buf[:n], int64(off)); err != nil {
+				return fmt.Errorf("prefetch: %w", err)
+			}
+			off += n
+		}
+	}
+	return nil
+}
+
+const madvPopulateRead = 22
+
+// addPopulate appends MADV_POPULATE_READ entries for the working set's
+// pages, mapped from pages.img (anonymous VMAs), to the plan.
+func (img *Image) addPopulate(b *ptrace.Batch, ws []Range) {
+	for _, v := range img.VMAs {
+		if v.Kind != VMAAnon || v.PagesOff == noPages || v.Prot&protRead == 0 {
+			continue
+		}
+		lo, hi := v.PagesOff, v.PagesOff+(v.End-v.Start)
+		for _, r := range ws {
+			a, z := max(r.Off, lo), min(r.Off+r.Len, hi)
+			if a < z {
+				b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(v.Start+a-lo)), ptrace.Lit(int64(z-a)),
+					ptrace.Lit(madvPopulateRead)).With(ptrace.IgnoreError)
+			}
+		}
+	}
+}
+
+// RestorerBinary returns a minimal static x86-64 ELF that loops on
+// pause(): one PT_LOAD segment at 0x10000 (low, far from where images
+// keep their executor), no libc, no dynamic loader.
+func RestorerBinary() []byte {
+	const base = 0x10000
+	code := []byte{
+		0xb8, 0x22, 0x00, 0x00, 0x00, // mov eax, 34 (pause)
+		0x0f, 0x05, // syscall
+		0xeb, 0xf7, // jmp back to mov
+	}
+	const ehsize, phsize = 64, 56
+	le := binary.LittleEndian
+	b := make([]byte, ehsize+phsize)
+	copy(b, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0})
+	le.PutUint16(b[16:], 2)                        // ET_EXEC
+	le.PutUint16(b[18:], 62)                       // EM_X86_64
+	le.PutUint32(b[20:], 1)                        // EV_CURRENT
+	le.PutUint64(b[24:], base+ehsize+phsize)       // e_entry
+	le.PutUint64(b[32:], ehsize)                   // e_phoff
+	le.PutUint16(b[52:], ehsize)                   // e_ehsize
+	le.PutUint16(b[54:], phsize)                   // e_phentsize
+	le.PutUint16(b[56:], 1)                        // e_phnum
+	p := b[ehsize:]
+	le.PutUint32(p[0:], 1)                               // PT_LOAD
+	le.PutUint32(p[4:], 5)                               // PF_R|PF_X
+	le.PutUint64(p[16:], base)                           // p_vaddr
+	le.PutUint64(p[24:], base)                           // p_paddr
+	le.PutUint64(p[32:], uint64(ehsize+phsize+len(code))) // p_filesz
+	le.PutUint64(p[40:], uint64(ehsize+phsize+len(code))) // p_memsz
+	le.PutUint64(p[48:], 0x1000)                         // p_align
+	return append(b, code...)
+}
+
+// RestorerPath writes RestorerBinary (once) into dir (os.TempDir() if
+// empty) and returns its path.
+func RestorerPath(dir string) (string, error) {
+	if dir == "" {
+		dir = os.TempDir()
+	}
+	bin := RestorerBinary()
+	sum := sha256.Sum256(bin)
+	p := filepath.Join(dir, "catalyzer-restorer-"+hex.EncodeToString(sum[:6]))
+	if b, err := os.ReadFile(p); err == nil && string(b) == string(bin) {
+		return p, nil
+	}
+	tmp, err := os.CreateTemp(dir, "restorer-*")
+	if err != nil {
+		return "", err
+	}
+	_, err = tmp.Write(bin)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o755)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", err
+	}
+	return p, nil
+}
+
+// StartRestorer runs the restorer binary on the host with files as fds 3,
+// 4, ... and seizes it on tr. Wait for the returned command only after
+// Restore (which detaches it).
+func StartRestorer(tr *ptrace.Tracer, files []*os.File, opts ...ptrace.Option) (*exec.Cmd, *ptrace.Tracee, error) {
+	path, err := RestorerPath("")
+	if err != nil {
+		return nil, nil, err
+	}
+	cmd := exec.Command(path)
+	cmd.ExtraFiles = files
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	opts = append([]ptrace.Option{ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(true)}, opts...)
+	t, err := tr.Seize(cmd.Process.Pid, opts...)
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, nil, err
+	}
+	return cmd, t, nil
+}

@@ -1,0 +1,218 @@
+package image
+
+import (
+	"bytes"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+)
+
+// Validate re-checks an opened image (Open already did): the tables of
+// meta.bin and every entry of the plan against the allow-list below.
+func Validate(img *Image) error {
+	b, err := img.Plan()
+	if err != nil {
+		return err
+	}
+	return validate(img, b)
+}
+
+// allowed is the allow-list of syscalls a restore plan may contain.
+// Anything else (execve, ptrace, clone, kill, mount, ...) is refused.
+var allowed = map[uint32]bool{
+	unix.SYS_MMAP: true, unix.SYS_MUNMAP: true, unix.SYS_MREMAP: true, unix.SYS_MPROTECT: true,
+	unix.SYS_MADVISE: true, unix.SYS_PREAD64: true, unix.SYS_OPENAT: true, unix.SYS_CLOSE: true,
+	unix.SYS_CLOSE_RANGE: true, unix.SYS_DUP3: true, unix.SYS_FCNTL: true, unix.SYS_LSEEK: true,
+	unix.SYS_PIPE2: true, unix.SYS_WRITE: true, unix.SYS_RT_SIGACTION: true,
+	unix.SYS_RT_SIGPROCMASK: true, unix.SYS_SIGALTSTACK: true, unix.SYS_PRCTL: true,
+	unix.SYS_SET_TID_ADDRESS: true, unix.SYS_SET_ROBUST_LIST: true, unix.SYS_RSEQ: true,
+	unix.SYS_PRLIMIT64: true, unix.SYS_CHDIR: true, unix.SYS_PERSONALITY: true,
+	unix.SYS_UMASK: true, unix.SYS_SETITIMER: true, unix.SYS_SETGROUPS: true,
+	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true,
+}
+
+const (
+	prSetMM    = 35
+	prSetMMMap = 14
+	prSetName  = 15
+	oTmpfile   = 0o20000000
+)
+
+func validate(img *Image, b *ptrace.Batch) error {
+	h := &img.hdr
+	// The executor region and the vDSO's waiting room: nothing may touch them.
+	if h.ExecAddr%pageSize != 0 || h.ExecAddr < 1<<16 || h.TempAddr != h.ExecAddr+ptrace.ExecutorRegionSize ||
+		h.TempSize%pageSize != 0 || h.TempSize > 1<<20 || h.TempAddr+h.TempSize > taskSize {
+		return invalid("meta: executor region %#x / vDSO area %#x+%#x is not canonical", h.ExecAddr, h.TempAddr, h.TempSize)
+	}
+	resLo, resHi := h.ExecAddr, h.TempAddr+h.TempSize
+	hits := func(lo, hi uint64) bool { return lo < resHi && resLo < hi }
+
+	// VMAs: sorted, disjoint, page-aligned, canonical, away from the executor.
+	type span struct{ off, end uint64 }
+	var regions []span
+	for i, v := range img.VMAs {
+		if v.Start%pageSize != 0 || v.End%pageSize != 0 || v.Start >= v.End || v.End > taskSize || v.Start < 1<<16 {
+			return invalid("VMA %d [%#x, %#x) is not a canonical page-aligned range", i, v.Start, v.End)
+		}
+		if i > 0 && v.Start < img.VMAs[i-1].End {
+			return invalid("VMA %d [%#x, %#x) overlaps or precedes VMA %d", i, v.Start, v.End, i-1)
+		}
+		if hits(v.Start, v.End) {
+			return invalid("VMA %d [%#x, %#x) overlaps the executor region", i, v.Start, v.End)
+		}
+		if v.Kind < VMAAnon || v.Kind > VMAVDSO || v.Prot&^7 != 0 {
+			return invalid("VMA %d: kind %d, prot %#x", i, v.Kind, v.Prot)
+		}
+		if v.PagesOff != noPages {
+			if v.PagesOff%pageSize != 0 || v.PagesOff+(v.End-v.Start) < v.PagesOff || v.PagesOff+(v.End-v.Start) > h.PagesSize {
+				return invalid("VMA %d: pages at %#x+%#x outside pages.img (%d bytes)", i, v.PagesOff, v.End-v.Start, h.PagesSize)
+			}
+			regions = append(regions, span{v.PagesOff, v.PagesOff + v.End - v.Start})
+		}
+	}
+	sort.Slice(regions, func(i, j int) bool { return regions[i].off < regions[j].off })
+	for i := 1; i < len(regions); i++ {
+		if regions[i].off < regions[i-1].end {
+			return invalid("two VMAs share pages.img bytes at %#x", regions[i].off)
+		}
+	}
+	vmaAt := func(lo, hi uint64) int {
+		i := sort.Search(len(img.VMAs), func(i int) bool { return img.VMAs[i].End > lo })
+		if i < len(img.VMAs) && img.VMAs[i].Start <= lo && hi <= img.VMAs[i].End && lo < hi {
+			return i
+		}
+		return -1
+	}
+
+	ents := b.Entries()
+	data := b.Data()
+	// Relocations.
+	pagesEntry := -1
+	for i, r := range img.Relocs {
+		switch r.Kind {
+		case RelocVDSO, RelocFD:
+			if int(r.Entry) >= len(ents) || r.Arg >= 6 || (ents[r.Entry].Reloc>>(2*r.Arg))&3 != ptrace.RelocLit {
+				return invalid("relocation %d: entry %d argument %d is not a literal of the plan", i, r.Entry, r.Arg)
+			}
+		case RelocPagesPath:
+			if r.Value < 2 || r.Value > 4096 || uint64(r.DataOff)+r.Value > uint64(len(data)) {
+				return invalid("relocation %d: path buffer at data %d+%d outside the data area", i, r.DataOff, r.Value)
+			}
+			if int(r.Entry) >= len(ents) || ents[r.Entry].Nr != unix.SYS_OPENAT {
+				return invalid("relocation %d: pages path not used by an openat", i)
+			}
+			if off, kind := ents[r.Entry].Args[1], (ents[r.Entry].Reloc>>2)&3; kind != ptrace.RelocData || off != uint64(r.DataOff) {
+				return invalid("relocation %d: the openat does not open the pages path", i)
+			}
+			if pagesEntry >= 0 {
+				return invalid("relocation %d: a second pages path", i)
+			}
+			pagesEntry = int(r.Entry)
+		case RelocDataPtr:
+			if r.DataOff%8 != 0 || uint64(r.DataOff)+8 > uint64(len(data)) || r.Value > uint64(len(data)) {
+				return invalid("relocation %d: pointer at data %d to %d outside the data area", i, r.DataOff, r.Value)
+			}
+		default:
+			return invalid("relocation %d: unknown kind %d", i, r.Kind)
+		}
+	}
+	isPagesFD := func(e ptrace.Entry, k int) bool {
+		return (e.Reloc>>(2*k))&3 == ptrace.RelocResult && int(e.Args[k]) == pagesEntry && pagesEntry >= 0
+	}
+	lit := func(e ptrace.Entry, k int) bool { return (e.Reloc>>(2*k))&3 == ptrace.RelocLit }
+	mapped := map[int]bool{}
+
+	for i, e := range ents {
+		if !allowed[e.Nr] {
+			return invalid("plan entry %d: syscall %s is not allowed in a restore plan", i, ptrace.SyscallName(uintptr(e.Nr)))
+		}
+		a := e.Args
+		bad := func(why string) error {
+			return invalid("plan entry %d (%s): %s", i, ptrace.SyscallName(uintptr(e.Nr)), why)
+		}
+		switch e.Nr {
+		case unix.SYS_MMAP:
+			if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) || !lit(e, 3) || !lit(e, 5) {
+				return bad("address, length, protection, flags and offset must be literals")
+			}
+			if a[3]&unix.MAP_FIXED == 0 {
+				return bad("mapping without MAP_FIXED")
+			}
+			vi := vmaAt(a[0], a[0]+a[1])
+			if vi < 0 || img.VMAs[vi].Start != a[0] || img.VMAs[vi].End != a[0]+a[1] {
+				return bad("mapping is not one VMA of the image")
+			}
+			if mapped[vi] {
+				return bad("VMA mapped twice (overlapping mappings)")
+			}
+			mapped[vi] = true
+			if isPagesFD(e, 4) && (a[5] != img.VMAs[vi].PagesOff || a[5]+a[1] > h.PagesSize) {
+				return bad("maps pages.img at an offset that is not its VMA's region")
+			}
+		case unix.SYS_MPROTECT, unix.SYS_MADVISE:
+			if !lit(e, 0) || !lit(e, 1) || vmaAt(a[0], a[0]+a[1]) < 0 {
+				return bad("range outside the image's VMAs")
+			}
+		case unix.SYS_PREAD64:
+			if !isPagesFD(e, 0) || !lit(e, 1) || !lit(e, 2) || !lit(e, 3) {
+				return bad("reads other than from pages.img into a literal address")
+			}
+			if vmaAt(a[1], a[1]+a[2]) < 0 || a[3]%pageSize != 0 || a[3]+a[2] < a[3] || a[3]+a[2] > h.PagesSize {
+				return bad("range outside the image's VMAs or pages.img")
+			}
+		case unix.SYS_MUNMAP:
+			if !lit(e, 0) || !lit(e, 1) || a[0]+a[1] < a[0] || hits(a[0], a[0]+a[1]) {
+				return bad("unmaps the executor region")
+			}
+		case unix.SYS_MREMAP:
+			if !lit(e, 1) || !lit(e, 2) || !lit(e, 3) || !lit(e, 4) || a[1] != a[2] || a[3] != unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED {
+				return bad("only same-size fixed moves are allowed")
+			}
+			dst := a[4]
+			inTemp := dst >= h.TempAddr && dst+a[1] <= h.TempAddr+h.TempSize
+			vi := vmaAt(dst, dst+a[1])
+			if !inTemp && (vi < 0 || img.VMAs[vi].Kind != VMAVDSO) {
+				return bad("moves a mapping elsewhere than the vDSO's places")
+			}
+		case unix.SYS_OPENAT:
+			if !lit(e, 0) || int32(a[0]) != unix.AT_FDCWD || (e.Reloc>>2)&3 != ptrace.RelocData || !lit(e, 2) {
+				return bad("open must be relative to the cwd with a path in the data area")
+			}
+			if a[2]&(unix.O_CREAT|unix.O_TRUNC|oTmpfile) != 0 {
+				return bad("creating or truncating files is not allowed")
+			}
+			if p := cstring(data[a[1]:]); strings.HasPrefix(p, "/proc/") && i != pagesEntry {
+				return bad("opens " + p)
+			}
+		case unix.SYS_PRCTL:
+			if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap)) {
+				return bad("only PR_SET_MM_MAP and PR_SET_NAME are allowed")
+			}
+		case unix.SYS_PRLIMIT64:
+			if !lit(e, 0) || a[0] != 0 || !lit(e, 3) || a[3] != 0 {
+				return bad("only prlimit64(0, res, new, NULL) is allowed")
+			}
+		case unix.SYS_FCNTL:
+			if !lit(e, 1) {
+				return bad("command must be a literal")
+			}
+			switch a[1] {
+			case unix.F_DUPFD, unix.F_DUPFD_CLOEXEC, unix.F_SETFD, unix.F_SETFL, unix.F_SETPIPE_SZ:
+			default:
+				return bad("fcntl command not allowed")
+			}
+		}
+	}
+	return nil
+}
+
+func cstring(b []byte) string {
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		return string(b[:i])
+	}
+	return string(b)
+}

@@ -1,0 +1,55 @@
+package image
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// RecordWorkingSet records which pages of pages.img the restored process
+// pid has touched so far (run it after the first invocation of an instance
+// restored from img without prefetch): a page of an anonymous VMA mapped
+// from pages.img is touched when /proc/PID/pagemap shows it present or
+// swapped — read (page-cache page mapped) or written (private copy). The
+// ranges go to ws.bin and the manifest is rewritten; img.WorkingSet is set.
+func RecordWorkingSet(pid int, img *Image) ([]Range, error) {
+	pm, err := os.Open(procPath(pid, "pagemap"))
+	if err != nil {
+		return nil, err
+	}
+	defer pm.Close()
+	var rs []Range
+	add := func(off uint64) {
+		if n := len(rs); n > 0 && rs[n-1].Off+rs[n-1].Len == off {
+			rs[n-1].Len += pageSize
+			return
+		}
+		rs = append(rs, Range{off, pageSize})
+	}
+	for _, v := range img.VMAs {
+		if v.Kind != VMAAnon || v.PagesOff == noPages {
+			continue
+		}
+		n := (v.End - v.Start) / pageSize
+		ents := make([]byte, 8*n)
+		if _, err := pm.ReadAt(ents, int64(v.Start/pageSize*8)); err != nil {
+			return nil, fmt.Errorf("working set: pagemap of %d: %w", pid, err)
+		}
+		for p := uint64(0); p < n; p++ {
+			if e := binary.LittleEndian.Uint64(ents[8*p:]); e&(3<<62) != 0 {
+				add(v.PagesOff + p*pageSize)
+			}
+		}
+	}
+	// VMAs are sorted by address and their regions were laid out in that
+	// order, so rs is sorted by offset.
+	if err := writeFileSync(filepath.Join(img.Dir, WSFile), encodeWS(rs)); err != nil {
+		return nil, err
+	}
+	if err := writeManifest(img.Dir, []string{MetaFile, PlanFile, PagesFile, WSFile}); err != nil {
+		return nil, err
+	}
+	img.WorkingSet = rs
+	return rs, nil
+}
