@@ -227,9 +227,6 @@ func (s *state) collectTracee(t *ptrace.Tracee) error {
 		unsafe.Sizeof(s.rseq), uintptr(unsafe.Pointer(&s.rseq)), 0, 0); e != 0 {
 		return fmt.Errorf("rseq configuration: %w", e)
 	}
-	if os.Getenv("CZ_DEBUG") != "" {
-		fmt.Fprintf(os.Stderr, "rseq %+v\n", s.rseq)
-	}
 	if s.rseq.Flags != 0 {
 		return &UnsupportedError{s.pid, "rseq", fmt.Sprintf("registration flags %#x", s.rseq.Flags)}
 	}

@@ -162,6 +162,37 @@ func field(t testing.TB, line, key string) string {
 	return ""
 }
 
+// layout is what must match before and after: each mapping's range and
+// permissions (the path of anonymous memory changes: it is mapped from
+// pages.img), and each fd's number, kind and offset.
+func layout(t testing.TB, pid int) (maps []string, fds []string) {
+	t.Helper()
+	vs, err := readMaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range vs {
+		name := v.Path
+		if !strings.HasPrefix(name, "/") || strings.HasSuffix(name, "/"+PagesFile) {
+			if name != "[vdso]" && name != "[vvar]" && name != "[vvar_vclock]" && name != "[vsyscall]" {
+				name = "anon"
+			}
+		}
+		maps = append(maps, fmt.Sprintf("%x-%x %s %s", v.Start, v.End, v.Perms, name))
+	}
+	ents, _ := os.ReadDir(procPath(pid, "fd"))
+	for _, e := range ents {
+		link, _ := os.Readlink(procPath(pid, "fd/"+e.Name()))
+		if strings.HasPrefix(link, "pipe:") {
+			link = "pipe"
+		}
+		fi, _ := os.ReadFile(procPath(pid, "fdinfo/"+e.Name()))
+		pos := strings.SplitN(string(fi), "\n", 2)[0]
+		fds = append(fds, e.Name()+" "+link+" "+pos)
+	}
+	return maps, fds
+}
+
 func checkpointVictim(t testing.TB, tr *ptrace.Tracer) (*proc, *Image, string) {
 	t.Helper()
 	testutil.RequiresRoot(t)
@@ -174,6 +205,7 @@ func checkpointVictim(t testing.TB, tr *ptrace.Tracer) (*proc, *Image, string) {
 		time.Sleep(30 * time.Millisecond)
 	}
 	line := v.ask(t, 'p')
+	victimMaps, victimFDs = layout(t, v.pid)
 	dir := filepath.Join(t.TempDir(), "img")
 	img, err := Checkpoint(tr, v.pid, dir, Options{Reconnect: []int{0, 1}, Leave: LeaveKilled})
 	if err != nil {
@@ -183,17 +215,23 @@ func checkpointVictim(t testing.TB, tr *ptrace.Tracer) (*proc, *Image, string) {
 	return v, img, line
 }
 
+var victimMaps, victimFDs []string
+
 func TestCheckpointRestore(t *testing.T) {
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	_, img, before := checkpointVictim(t, tr)
 	t.Logf("before: %s", before)
-	if b, err := os.ReadFile(filepath.Join(img.Dir, DebugFile)); err == nil {
-		t.Logf("%s", b)
-	}
 	r, st := restore(t, tr, img, false)
 	t.Logf("restore: %+v", st)
 	after := r.ask(t, 'p')
+	maps, fds := layout(t, r.pid)
+	if a, b := strings.Join(victimMaps, "\n"), strings.Join(maps, "\n"); a != b {
+		t.Errorf("maps differ:\nbefore:\n%s\nafter:\n%s", a, b)
+	}
+	if a, b := strings.Join(victimFDs, "\n"), strings.Join(fds, "\n"); a != b {
+		t.Errorf("fds differ:\nbefore:\n%s\nafter:\n%s", a, b)
+	}
 	t.Logf("after:  %s", after)
 	for _, k := range []string{"usr1", "off", "pipe", "heap", "brkgrew"} {
 		if a, b := field(t, before, k), field(t, after, k); a != b {

@@ -121,6 +121,7 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 		k++
 	}
 	b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(0), ptrace.Lit(int64(high-1)), ptrace.Lit(0))
+	b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(high+nReconnect)), ptrace.Lit(-1), ptrace.Lit(0))
 
 	// 3. Memory.
 	path := b.Space(4096)
