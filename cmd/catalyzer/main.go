@@ -34,6 +34,8 @@ func main() {
 			fnCommand(),
 			runCommand(),
 			benchCommand(),
+			checkpointCommand(),
+			restoreCommand(),
 		},
 	}
 	if err := app.Run(ctx, os.Args); err != nil {

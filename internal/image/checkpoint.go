@@ -66,12 +66,15 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	img, err := CheckpointTracee(t, dir, opts)
-	if err != nil || opts.Leave == LeaveKilled {
-		if err == nil || opts.Leave == LeaveKilled {
-			unix.Kill(pid, unix.SIGKILL)
-		}
+	if err != nil {
+		// A refused or failed dump leaves the process as it was.
 		t.Detach()
-		return img, err
+		return nil, err
+	}
+	if opts.Leave == LeaveKilled {
+		unix.Kill(pid, unix.SIGKILL)
+		t.Detach()
+		return img, nil
 	}
 	if opts.Leave == LeaveStopped {
 		unix.Kill(pid, unix.SIGSTOP)
