@@ -225,22 +225,22 @@ func RestorerBinary() []byte {
 	le := binary.LittleEndian
 	b := make([]byte, ehsize+phsize)
 	copy(b, []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0})
-	le.PutUint16(b[16:], 2)                        // ET_EXEC
-	le.PutUint16(b[18:], 62)                       // EM_X86_64
-	le.PutUint32(b[20:], 1)                        // EV_CURRENT
-	le.PutUint64(b[24:], base+ehsize+phsize)       // e_entry
-	le.PutUint64(b[32:], ehsize)                   // e_phoff
-	le.PutUint16(b[52:], ehsize)                   // e_ehsize
-	le.PutUint16(b[54:], phsize)                   // e_phentsize
-	le.PutUint16(b[56:], 1)                        // e_phnum
+	le.PutUint16(b[16:], 2)                  // ET_EXEC
+	le.PutUint16(b[18:], 62)                 // EM_X86_64
+	le.PutUint32(b[20:], 1)                  // EV_CURRENT
+	le.PutUint64(b[24:], base+ehsize+phsize) // e_entry
+	le.PutUint64(b[32:], ehsize)             // e_phoff
+	le.PutUint16(b[52:], ehsize)             // e_ehsize
+	le.PutUint16(b[54:], phsize)             // e_phentsize
+	le.PutUint16(b[56:], 1)                  // e_phnum
 	p := b[ehsize:]
-	le.PutUint32(p[0:], 1)                               // PT_LOAD
-	le.PutUint32(p[4:], 5)                               // PF_R|PF_X
-	le.PutUint64(p[16:], base)                           // p_vaddr
-	le.PutUint64(p[24:], base)                           // p_paddr
+	le.PutUint32(p[0:], 1)                                // PT_LOAD
+	le.PutUint32(p[4:], 5)                                // PF_R|PF_X
+	le.PutUint64(p[16:], base)                            // p_vaddr
+	le.PutUint64(p[24:], base)                            // p_paddr
 	le.PutUint64(p[32:], uint64(ehsize+phsize+len(code))) // p_filesz
 	le.PutUint64(p[40:], uint64(ehsize+phsize+len(code))) // p_memsz
-	le.PutUint64(p[48:], 0x1000)                         // p_align
+	le.PutUint64(p[48:], 0x1000)                          // p_align
 	return append(b, code...)
 }
 
