@@ -28,6 +28,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "rootfs", Usage: "lower layer of every instance's root (default: the host's / read-only)"},
 			&cli.BoolFlag{Name: "userns", Usage: "run instances in a user namespace (root inside maps to an unprivileged range outside)"},
 			&cli.IntFlag{Name: "env-pool", Usage: "pre-built sandbox envs kept ready per fork template (size it to the fork concurrency you expect)", Value: 4},
+			&cli.IntFlag{Name: "env-pool-workers", Usage: "envs each pool builds in parallel (default: a quarter of the CPUs)"},
 			&cli.BoolFlag{Name: "no-templates", Usage: "do not build fork templates (boot=fork then fails; auto uses scratch)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
@@ -41,14 +42,15 @@ func serveCommand() *cli.Command {
 				return errors.New("serve needs root (namespaces, mounts, cgroups); run it as root")
 			}
 			p, err := platform.New(platform.Config{
-				StateDir:     cmd.String("state-dir"),
-				CgroupParent: cmd.String("cgroup-parent"),
-				KeepAlive:    cmd.Duration("keep-alive"),
-				Rootfs:       cmd.String("rootfs"),
-				UserNS:       cmd.Bool("userns"),
-				EnvPoolSize:  int(cmd.Int("env-pool")),
-				NoTemplates:  cmd.Bool("no-templates"),
-				Logger:       log,
+				StateDir:       cmd.String("state-dir"),
+				CgroupParent:   cmd.String("cgroup-parent"),
+				KeepAlive:      cmd.Duration("keep-alive"),
+				Rootfs:         cmd.String("rootfs"),
+				UserNS:         cmd.Bool("userns"),
+				EnvPoolSize:    int(cmd.Int("env-pool")),
+				EnvPoolWorkers: int(cmd.Int("env-pool-workers")),
+				NoTemplates:    cmd.Bool("no-templates"),
+				Logger:         log,
 			})
 			if err != nil {
 				return err

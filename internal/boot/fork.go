@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +35,9 @@ type Fork struct {
 	Scratch *Scratch
 	// PoolSize is how many envs are kept ready per function (default 2).
 	PoolSize int
+	// PoolWorkers is how many envs each pool builds in parallel (default:
+	// a quarter of the CPUs, at least one).
+	PoolWorkers int
 	// OnEnv, if set, is told how each fork got its env (from the pool or
 	// built on the spot because the pool was empty).
 	OnEnv func(function string, fromPool bool)
@@ -216,7 +220,7 @@ func (f *Fork) build(t *template) (err error) {
 	cl.Add(func() { tpl.Close() })
 	upper := inst.sb.UpperDir()
 	fn := t.fn
-	pool := sandbox.NewPool(f.poolSize(), func() (*sandbox.Env, error) {
+	pool := sandbox.NewPool(f.poolSize(), f.poolWorkers(), func() (*sandbox.Env, error) {
 		id := NewID("fk")
 		cfg := sandbox.EnvConfig{
 			ID:           id,
@@ -236,6 +240,13 @@ func (f *Fork) build(t *template) (err error) {
 	cl.Release()
 	t.inst, t.tpl, t.pool = inst, tpl, pool
 	return nil
+}
+
+func (f *Fork) poolWorkers() int {
+	if f.PoolWorkers > 0 {
+		return f.PoolWorkers
+	}
+	return max(runtime.NumCPU()/4, 1)
 }
 
 func (f *Fork) poolSize() int {

@@ -57,6 +57,9 @@ type Config struct {
 	// EnvPoolSize is how many pre-built sandbox envs each function's fork
 	// template keeps ready (default 2).
 	EnvPoolSize int
+	// EnvPoolWorkers is how many envs each pool builds in parallel
+	// (default: a quarter of the CPUs).
+	EnvPoolWorkers int
 	// NoTemplates turns off building fork templates (fork boot then fails
 	// with "no template").
 	NoTemplates bool
@@ -132,8 +135,9 @@ func New(cfg Config) (*Platform, error) {
 	}
 	scratch := &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs}
 	p.fork = &boot.Fork{
-		Scratch:  scratch,
-		PoolSize: cfg.EnvPoolSize,
+		Scratch:     scratch,
+		PoolSize:    cfg.EnvPoolSize,
+		PoolWorkers: cfg.EnvPoolWorkers,
 		OnEnv: func(function string, fromPool bool) {
 			how := "pool"
 			if !fromPool {

@@ -25,12 +25,13 @@ type PoolStats struct {
 	MeanBuild time.Duration // mean duration of a successful build (the refill cost per env)
 }
 
-// Pool keeps size envs ready, built by build in a background goroutine,
-// one at a time, with backoff (PoolBackoffMin doubling to PoolBackoffMax)
-// after a failure. Its methods are safe for concurrent use.
+// Pool keeps size envs ready, built by build in background workers (each
+// building one env at a time), with backoff (PoolBackoffMin doubling to
+// PoolBackoffMax) after a failure. Its methods are safe for concurrent use.
 type Pool struct {
-	size  int
-	build func() (*Env, error)
+	size     int
+	build    func() (*Env, error)
+	inflight int // background builds running
 
 	mu         sync.Mutex
 	ready      []*Env
@@ -41,18 +42,24 @@ type Pool struct {
 
 	wake chan struct{} // a Get took one: refill
 	stop chan struct{}
-	done chan struct{}
+	wg   sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // NewPool starts a pool that keeps size envs ready (size 0: every Get
-// builds on demand).
-func NewPool(size int, build func() (*Env, error)) *Pool {
-	p := &Pool{size: max(size, 0), build: build, wake: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go p.refill()
+// builds on demand), refilled by workers builders in parallel (at least
+// one): one builder refills ~130 envs/s on a 16-core host, less than fork
+// boot consumes, so size the workers to the cores that can be spared.
+func NewPool(size, workers int, build func() (*Env, error)) *Pool {
+	workers = max(workers, 1)
+	p := &Pool{size: max(size, 0), build: build, wake: make(chan struct{}, workers),
+		stop: make(chan struct{})}
+	for range workers {
+		p.wg.Add(1)
+		go p.refill()
+	}
 	return p
 }
 
@@ -73,11 +80,14 @@ func (p *Pool) timedBuild() (*Env, error) {
 }
 
 func (p *Pool) refill() {
-	defer close(p.done)
+	defer p.wg.Done()
 	backoff := time.Duration(0)
 	for {
 		p.mu.Lock()
-		need := !p.closed && len(p.ready) < p.size
+		need := !p.closed && len(p.ready)+p.inflight < p.size
+		if need {
+			p.inflight++
+		}
 		p.mu.Unlock()
 		if !need {
 			select {
@@ -90,11 +100,17 @@ func (p *Pool) refill() {
 		if backoff > 0 {
 			select {
 			case <-p.stop:
+				p.mu.Lock()
+				p.inflight--
+				p.mu.Unlock()
 				return
 			case <-time.After(backoff):
 			}
 		}
 		e, err := p.timedBuild()
+		p.mu.Lock()
+		p.inflight--
+		p.mu.Unlock()
 		if err != nil {
 			backoff = min(max(2*backoff, PoolBackoffMin), PoolBackoffMax)
 			continue
@@ -164,7 +180,7 @@ func (p *Pool) Close() error {
 		p.closed = true
 		p.mu.Unlock()
 		close(p.stop)
-		<-p.done
+		p.wg.Wait()
 		p.mu.Lock()
 		ready := p.ready
 		p.ready = nil
