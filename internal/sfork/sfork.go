@@ -25,9 +25,10 @@
 //     /proc, masks), dup2 its files onto their final numbers and close the
 //     originals, close template fds it must not keep, drop capabilities. It
 //     stops at the executor's final int3.
-//  4. The caller's Ready hook runs (put the child in its cgroup: it must be
-//     accounted before it runs any of the template's code), then the child
-//     gets the template's saved registers and is detached: it resumes the
+//  4. The caller's Ready hook (put the child in its cgroup: it must be
+//     accounted before it runs any of the template's code) runs during
+//     step 3, in parallel; once both are done the child gets the
+//     template's saved registers and is detached: it resumes the
 //     template's code where the template was frozen.
 //
 // Children are created with exit signal 0 so that their deaths send the
@@ -154,8 +155,9 @@ type Child struct {
 	Raise        *Caps
 	DropBounding []int
 	Final        *Caps
-	// Ready runs once the child has finished its batch and before it runs
-	// any template code (e.g. put it in its cgroup). An error kills it.
+	// Ready runs while the child runs its setup batch, and must be done
+	// before the child runs any template code (e.g. put it in its
+	// cgroup). An error kills the child.
 	Ready func(pid int) error
 }
 
@@ -217,6 +219,7 @@ func (t *Template) fork(c Child) (Forked, error) {
 	phase("send")
 
 	var child *ptrace.Tracee
+	ready := make(chan error, 1)
 	err := t.tr.Do(func() error {
 		b, cbuf, msg := t.batch(c)
 		before := t.tracee.RoundTrips()
@@ -247,10 +250,19 @@ func (t *Template) fork(c Child) (Forked, error) {
 			return fmt.Errorf("attach child %d: %w", res.Children[0], err)
 		}
 		phase("attach")
+		// Ready (cgroup attach) runs while the child runs its setup
+		// batch: both must be done before it runs template code.
+		if c.Ready != nil {
+			pid := child.Pid()
+			go func() { ready <- c.Ready(pid) }()
+		} else {
+			ready <- nil
+		}
 		before = child.RoundTrips()
 		_, err = child.Resume(b)
 		out.RoundTrips += child.RoundTrips() - before
 		if err != nil {
+			<-ready
 			return fmt.Errorf("child %d setup: %w", child.Pid(), err)
 		}
 		phase("join")
@@ -261,13 +273,11 @@ func (t *Template) fork(c Child) (Forked, error) {
 		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
 	}
 	out.Pid = child.Pid()
-	if c.Ready != nil {
-		if err := c.Ready(out.Pid); err != nil {
-			t.killChild(child)
-			return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, out.Pid, err)
-		}
-		phase("ready")
+	if err := <-ready; err != nil {
+		t.killChild(child)
+		return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, out.Pid, err)
 	}
+	phase("ready")
 	err = t.tr.Do(func() error {
 		if err := child.SetRegs(t.regs); err != nil {
 			return err
