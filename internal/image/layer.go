@@ -1,0 +1,137 @@
+package image
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+// LayerDir is the directory of an image that holds the root filesystem
+// changes the checkpointed process made (an overlayfs upper layer: files,
+// whiteouts, opaque directories), mounted read-only under every restored
+// instance's own upper layer.
+const LayerDir = "rootfs"
+
+// CaptureLayer copies the overlayfs upper directory upper into dir/rootfs,
+// keeping what overlayfs needs to read it as a lower layer: whiteouts
+// (0:0 character devices), trusted.overlay.* xattrs (opaque directories),
+// modes, owners and symlinks. Anything else (other devices, sockets,
+// fifos) is refused.
+func CaptureLayer(upper, dir string) error {
+	dst := filepath.Join(dir, LayerDir)
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return fmt.Errorf("capture layer: %w", err)
+	}
+	return filepath.WalkDir(upper, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return fmt.Errorf("capture layer: %w", err)
+		}
+		rel, err := filepath.Rel(upper, p)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dst, rel)
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return fmt.Errorf("capture layer %s: %w", rel, err)
+		}
+		mode := st.Mode & unix.S_IFMT
+		switch {
+		case rel == ".":
+			// dst exists; copy its metadata below.
+		case mode == unix.S_IFDIR:
+			if err := os.Mkdir(out, 0o700); err != nil {
+				return fmt.Errorf("capture layer %s: %w", rel, err)
+			}
+		case mode == unix.S_IFREG:
+			if err := copyFile(p, out); err != nil {
+				return fmt.Errorf("capture layer %s: %w", rel, err)
+			}
+		case mode == unix.S_IFLNK:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			if err := os.Symlink(target, out); err != nil {
+				return fmt.Errorf("capture layer %s: %w", rel, err)
+			}
+		case mode == unix.S_IFCHR && st.Rdev == 0:
+			// An overlayfs whiteout: the file was deleted.
+			if err := unix.Mknod(out, unix.S_IFCHR|0o000, 0); err != nil {
+				return fmt.Errorf("capture layer %s: whiteout: %w", rel, err)
+			}
+		default:
+			return fmt.Errorf("capture layer: %s is a %s, which an image cannot hold: %w", rel, fs.FileMode(st.Mode).Type(), errdefs.ErrNotSupported)
+		}
+		if err := copyXattrs(p, out); err != nil {
+			return fmt.Errorf("capture layer %s: %w", rel, err)
+		}
+		if err := unix.Lchown(out, int(st.Uid), int(st.Gid)); err != nil {
+			return fmt.Errorf("capture layer %s: %w", rel, err)
+		}
+		if mode != unix.S_IFLNK {
+			if err := unix.Chmod(out, st.Mode&0o7777); err != nil {
+				return fmt.Errorf("capture layer %s: %w", rel, err)
+			}
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// copyXattrs copies the trusted.overlay.* and user.* attributes of src.
+func copyXattrs(src, dst string) error {
+	sz, err := unix.Llistxattr(src, nil)
+	if err != nil || sz == 0 {
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil
+		}
+		return err
+	}
+	buf := make([]byte, sz)
+	sz, err = unix.Llistxattr(src, buf)
+	if err != nil {
+		return err
+	}
+	for _, name := range strings.Split(string(buf[:sz]), "\x00") {
+		if !strings.HasPrefix(name, "trusted.overlay.") && !strings.HasPrefix(name, "user.") {
+			continue
+		}
+		n, err := unix.Lgetxattr(src, name, nil)
+		if err != nil {
+			return err
+		}
+		v := make([]byte, n)
+		if n, err = unix.Lgetxattr(src, name, v); err != nil {
+			return err
+		}
+		if err := unix.Lsetxattr(dst, name, v[:n], 0); err != nil {
+			return fmt.Errorf("xattr %s: %w", name, err)
+		}
+	}
+	return nil
+}
