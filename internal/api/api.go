@@ -101,10 +101,12 @@ type FunctionView struct {
 	// Template is the state of its fork template: "building", "ready",
 	// "failed: <why>" (fork boot is then unavailable) or "none".
 	Template string `json:"template"`
+	// Image is the state of its checkpoint image (cold and warm boot).
+	Image string `json:"image"`
 }
 
 func (s *Server) view(f platform.Function) FunctionView {
-	return FunctionView{Function: f, CodePath: s.p.CodeDir(f), Template: s.p.TemplateStatus(f.Name)}
+	return FunctionView{Function: f, CodePath: s.p.CodeDir(f), Template: s.p.TemplateStatus(f.Name), Image: s.p.ImageStatus(f.Name)}
 }
 
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {

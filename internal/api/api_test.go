@@ -248,16 +248,17 @@ def ok(event, context):
 	}
 }
 
-func TestBootModesNotBuilt(t *testing.T) {
-	e := newEnv(t, platform.Config{})
+func TestBadBootMode(t *testing.T) {
+	e := newEnv(t, platform.Config{NoTemplates: true})
 	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
-	for _, m := range []string{"cold", "warm"} {
-		if _, err := e.c.Invoke(context.Background(), "hello", m, nil); !isStatus(err, 501) {
-			t.Errorf("boot=%s: %v, want 501", m, err)
-		}
-	}
 	if _, err := e.c.Invoke(context.Background(), "hello", "bogus", nil); !isStatus(err, 400) {
 		t.Errorf("boot=bogus: %v, want 400", err)
+	}
+	// Without templates there is nothing to fork or restore: a clear 503.
+	for _, m := range []string{"fork", "warm", "cold"} {
+		if _, err := e.c.Invoke(context.Background(), "hello", m, nil); !isStatus(err, 503) {
+			t.Errorf("boot=%s without templates: %v, want 503", m, err)
+		}
 	}
 }
 

@@ -396,6 +396,22 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, stdout, stderr), nil
 }
 
+// withTemplate runs f with name's ready template.
+func (f *Fork) withTemplate(name string, fn func(*template) error) error {
+	f.init()
+	f.mu.Lock()
+	t := f.tpls[name]
+	f.mu.Unlock()
+	if t == nil {
+		return fmt.Errorf("template %s: %w", name, ErrNoTemplate)
+	}
+	<-t.built
+	if t.err != nil {
+		return t.err
+	}
+	return fn(t)
+}
+
 // Close destroys every template. Forked instances live on.
 func (f *Fork) Close() error {
 	f.init()

@@ -60,6 +60,10 @@ type Instance struct {
 	stderr *tail
 	limitB int64
 
+	// afterFirst, if set, runs (in the background) after the first
+	// successful invocation.
+	afterFirst func()
+
 	mu    sync.Mutex
 	state State
 	exit  *sandbox.Exit
@@ -139,6 +143,10 @@ func (i *Instance) Invoke(ctx context.Context, id uint64, event json.RawMessage,
 		return res, i.deathError(err)
 	}
 	i.setState(StateReady)
+	if f := i.afterFirst; f != nil {
+		i.afterFirst = nil
+		go f()
+	}
 	return res, nil
 }
 

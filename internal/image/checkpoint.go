@@ -37,6 +37,13 @@ type Options struct {
 	// channel, stdio) that are not dumped: Restore puts a descriptor the
 	// caller gives in their place (Restorer.Reconnect).
 	Reconnect []int
+	// Drop lists fds that are not restored at all (a template's fork
+	// channel).
+	Drop []int
+	// SeccompReinstalled accepts a process under a seccomp filter: the
+	// caller installs the same filter again at restore (Restorer.Epilogue);
+	// the image records no filter.
+	SeccompReinstalled bool
 	// Leave applies to Checkpoint only (CheckpointTracee leaves the tracee
 	// to its caller).
 	Leave Leave
@@ -254,7 +261,7 @@ func (s *state) collectProc(opts Options) error {
 			return refuse("credentials", fmt.Sprintf("%s %q are not all equal", k, s.status[k]))
 		}
 	}
-	if v := s.status["Seccomp"]; v != "" && v != "0" {
+	if v := s.status["Seccomp"]; v != "" && v != "0" && !opts.SeccompReinstalled {
 		return refuse("seccomp", "seccomp filters are not checkpointed yet (mode "+v+")")
 	}
 	for _, k := range []string{"SigPnd", "ShdPnd"} {
@@ -311,10 +318,14 @@ func (s *state) collectFDs(opts Options) error {
 	for _, fd := range opts.Reconnect {
 		reconnect[fd] = true
 	}
+	drop := map[int]bool{}
+	for _, fd := range opts.Drop {
+		drop[fd] = true
+	}
 	pipes := map[uint64][2]int{} // inode -> count of read, write ends
 	for _, e := range ents {
 		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || drop[fd] {
 			continue
 		}
 		f := fdState{fd: fd}

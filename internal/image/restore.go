@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -32,6 +33,16 @@ type Restorer struct {
 	// KeepExecutor leaves the executor region mapped in the restored
 	// process (saves two round trips; the platform may reuse it).
 	KeepExecutor bool
+	// PagesPath is where the restorer opens pages.img ("" = the image's
+	// own path on the host): a restorer inside a sandbox sees it elsewhere.
+	PagesPath string
+	// Prelude runs in the restorer before the plan (join a sandbox env);
+	// Epilogue after it, before the registers are loaded (drop
+	// capabilities, install the seccomp filter). Each is one more round
+	// trip. Epilogue may hold pointers into its own data area: it is
+	// handed the tracee so it can patch them (Tracee.DataAddr).
+	Prelude  *ptrace.Batch
+	Epilogue func(t *ptrace.Tracee) (*ptrace.Batch, error)
 }
 
 // Phase is one measured step of a restore.
@@ -109,6 +120,12 @@ func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err 
 			return err
 		}
 		phase("executor")
+		if r.Prelude != nil {
+			if _, err := t.Exec(r.Prelude); err != nil {
+				return fmt.Errorf("prelude: %w", err)
+			}
+			phase("prelude")
+		}
 		for _, rl := range img.Relocs {
 			switch rl.Kind {
 			case RelocVDSO:
@@ -126,6 +143,9 @@ func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err 
 				p, err := filepath.Abs(filepath.Join(img.Dir, PagesFile))
 				if err != nil {
 					return err
+				}
+				if r.PagesPath != "" {
+					p = r.PagesPath
 				}
 				if uint64(len(p)) >= rl.Value {
 					return fmt.Errorf("path %q longer than %d bytes: %w", p, rl.Value-1, errdefs.ErrInvalid)
@@ -145,6 +165,16 @@ func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err 
 		}
 		st.Entries = b.Len()
 		phase("plan")
+		if r.Epilogue != nil {
+			eb, err := r.Epilogue(t)
+			if err != nil {
+				return fmt.Errorf("epilogue: %w", err)
+			}
+			if _, err := t.Exec(eb); err != nil {
+				return fmt.Errorf("epilogue: %w", err)
+			}
+			phase("epilogue")
+		}
 		if err := t.SetRegs(img.Regs()); err != nil {
 			return err
 		}
@@ -281,12 +311,19 @@ func RestorerPath(dir string) (string, error) {
 // 4, ... and seizes it on tr. Wait for the returned command only after
 // Restore (which detaches it).
 func StartRestorer(tr *ptrace.Tracer, files []*os.File, opts ...ptrace.Option) (*exec.Cmd, *ptrace.Tracee, error) {
+	return StartRestorerAttr(tr, files, nil, opts...)
+}
+
+// StartRestorerAttr is StartRestorer with process attributes (a new PID
+// namespace, Pdeathsig).
+func StartRestorerAttr(tr *ptrace.Tracer, files []*os.File, attr *syscall.SysProcAttr, opts ...ptrace.Option) (*exec.Cmd, *ptrace.Tracee, error) {
 	path, err := RestorerPath("")
 	if err != nil {
 		return nil, nil, err
 	}
 	cmd := exec.Command(path)
 	cmd.ExtraFiles = files
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}

@@ -74,6 +74,7 @@ type Platform struct {
 	log     *slog.Logger
 	engines map[boot.Mode]boot.Engine
 	fork    *boot.Fork
+	restore *boot.Restore
 
 	deployMu sync.Mutex // serializes registry writes
 	mu       sync.Mutex
@@ -153,11 +154,25 @@ func New(cfg Config) (*Platform, error) {
 			p.log.Info("template ready", "function", function)
 		},
 	}
+	p.restore = &boot.Restore{
+		Fork:        p.fork,
+		Dir:         st.path("images"),
+		PoolSize:    cfg.EnvPoolSize,
+		PoolWorkers: cfg.EnvPoolWorkers,
+		OnEnv:       p.fork.OnEnv,
+		OnImage: func(function string, err error) {
+			if err != nil {
+				p.log.Warn("image failed: cold and warm boot unavailable for this function", "function", function, "err", err)
+				return
+			}
+			p.log.Info("image ready", "function", function)
+		},
+	}
 	p.engines = map[boot.Mode]boot.Engine{
 		boot.ModeScratch: scratch,
 		boot.ModeFork:    p.fork,
-		boot.ModeCold:    boot.NotImplemented{M: boot.ModeCold},
-		boot.ModeWarm:    boot.NotImplemented{M: boot.ModeWarm},
+		boot.ModeCold:    p.restore.Engine(boot.ModeCold),
+		boot.ModeWarm:    p.restore.Engine(boot.ModeWarm),
 	}
 	fns, err := st.load()
 	if err != nil {
@@ -286,6 +301,7 @@ func (p *Platform) Delete(name string) error {
 	p.mu.Unlock()
 	e.pool.retire()
 	p.fork.Drop(name)
+	p.restore.Drop(name)
 	p.metrics.forget(name)
 	p.log.Info("deleted", "function", name)
 	return nil
@@ -410,13 +426,18 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 	if p.fork.Ready(name) {
 		return p.fork
 	}
+	if p.restore.Status(name) == "ready" {
+		return p.engines[boot.ModeWarm]
+	}
 	return p.engines[boot.ModeScratch]
 }
 
 // prepare starts building f's fork template in the background.
 func (p *Platform) prepare(f Function) {
 	if !p.cfg.NoTemplates {
-		p.fork.Prepare(p.bootFunction(f))
+		bf := p.bootFunction(f)
+		p.fork.Prepare(bf)
+		p.restore.Prepare(bf)
 	}
 }
 
@@ -496,6 +517,7 @@ func (p *Platform) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.reaperDone
+	p.restore.Close()
 	p.fork.Close()
 	for _, pl := range pools {
 		pl.shutdown()
@@ -551,6 +573,10 @@ func (p *Platform) ForkFloor(ctx context.Context, name string, event json.RawMes
 // TemplateStatus describes the fork template of function name ("none",
 // "building", "ready", "failed: ...").
 func (p *Platform) TemplateStatus(name string) string { return p.fork.Status(name) }
+
+// ImageStatus describes the checkpoint image of function name ("none",
+// "building", "ready", "failed: ...").
+func (p *Platform) ImageStatus(name string) string { return p.restore.Status(name) }
 
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }

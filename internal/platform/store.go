@@ -34,7 +34,7 @@ func openStore(dir string) (*store, error) {
 		return nil, err
 	}
 	s := &store{dir: abs}
-	for _, d := range []string{"functions", "code", "agents", "tmp"} {
+	for _, d := range []string{"functions", "code", "agents", "images", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o755); err != nil {
 			return nil, fmt.Errorf("state dir %s: %w", abs, err)
 		}

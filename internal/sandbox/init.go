@@ -68,6 +68,11 @@ func holderConfig(cfg EnvConfig, dir string) initConfig {
 // daemon compiles once, helpers only install.
 var seccompCache sync.Map // string -> []unix.SockFilter
 
+// SeccompProgram is the seccomp program every sandbox holding caps gets
+// (Docker's default profile, compiled once per capability set): for a
+// restored process, which installs it from an injected batch.
+func SeccompProgram(caps []string) ([]unix.SockFilter, error) { return seccompProgram(caps) }
+
 func seccompProgram(caps []string) ([]unix.SockFilter, error) {
 	names := make([]string, len(caps))
 	for i, c := range caps {

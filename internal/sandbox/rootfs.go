@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"fmt"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -285,4 +286,37 @@ func ProcMounts() []MountCall {
 			MountCall{Target: p, Flags: unix.MS_REMOUNT | unix.MS_BIND | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC | unix.MS_RELATIME, Optional: true})
 	}
 	return calls
+}
+
+// Scratch is a tmpfs the daemon mounts for an extra lower layer: overlayfs
+// refuses a lower layer that lies on the same file system as another
+// layer below it (ELOOP, "overlapping layers"), which any directory under
+// the host's "/" does when "/" is the bottom layer. The caller copies the
+// layer in; Release unmounts it; Sweep removes what a killed daemon left.
+type Scratch struct{ Dir string }
+
+// NewScratch mounts a tmpfs of size bytes at RunDir/<parent>/<name>.
+func NewScratch(parent, name string, size int64) (*Scratch, error) {
+	if parent == "" {
+		parent = DefaultCgroupParent
+	}
+	if !idRE.MatchString(name) {
+		return nil, fmt.Errorf("scratch %q: bad name: %w", name, errdefs.ErrInvalid)
+	}
+	dir := filepath.Join(RunDir, parent, name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {
+		os.Remove(dir)
+		return nil, fmt.Errorf("scratch %s: %w", dir, err)
+	}
+	return &Scratch{Dir: dir}, nil
+}
+
+// Release unmounts the scratch tmpfs (lazily: envs built on it keep their
+// copy) and removes its directory.
+func (s *Scratch) Release() error {
+	unmountOverlay(s.Dir)
+	return os.Remove(s.Dir)
 }

@@ -347,7 +347,7 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	// The child.
 	recv := func(i int) ptrace.Arg { return ptrace.Load32(cbuf, unix.CmsgLen(0)+4*i) }
 	if c.Raise != nil {
-		capset(b, *c.Raise)
+		AddCapset(b, *c.Raise)
 	}
 	if c.Join >= 0 {
 		b.Add(unix.SYS_SETNS, recv(c.Join), ptrace.Lit(int64(c.JoinFlags)))
@@ -356,14 +356,7 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		b.Add(unix.SYS_CHDIR, b.String(c.Chdir))
 	}
 	for _, m := range c.Mounts {
-		args := []ptrace.Arg{b.String(m.Source), b.String(m.Target), b.String(m.FSType), ptrace.Lit(int64(m.Flags)), ptrace.Lit(0)}
-		if m.Data != "" {
-			args[4] = b.String(m.Data)
-		}
-		ref := b.Add(unix.SYS_MOUNT, args...)
-		if m.Optional {
-			ref.With(ptrace.IgnoreError)
-		}
+		AddMount(b, m)
 	}
 	for _, d := range c.Dups {
 		b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
@@ -378,7 +371,7 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
 	}
 	if c.Final != nil {
-		capset(b, *c.Final)
+		AddCapset(b, *c.Final)
 	}
 
 	// Pointers inside the msghdr and iovec: known once every entry is in.
@@ -403,8 +396,20 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	return b, cbuf, msg
 }
 
-// capset adds capset(2) with caps (version 3: two 32-bit halves).
-func capset(b *ptrace.Batch, c Caps) {
+// AddMount adds mount(2) as m describes to b.
+func AddMount(b *ptrace.Batch, m Mount) {
+	args := []ptrace.Arg{b.String(m.Source), b.String(m.Target), b.String(m.FSType), ptrace.Lit(int64(m.Flags)), ptrace.Lit(0)}
+	if m.Data != "" {
+		args[4] = b.String(m.Data)
+	}
+	ref := b.Add(unix.SYS_MOUNT, args...)
+	if m.Optional {
+		ref.With(ptrace.IgnoreError)
+	}
+}
+
+// AddCapset adds capset(2) with caps to b (version 3: two 32-bit halves).
+func AddCapset(b *ptrace.Batch, c Caps) {
 	hdr := make([]byte, 8)
 	binary.LittleEndian.PutUint32(hdr, unix.LINUX_CAPABILITY_VERSION_3)
 	data := make([]byte, 24)
@@ -413,6 +418,17 @@ func capset(b *ptrace.Batch, c Caps) {
 		binary.LittleEndian.PutUint32(data[12+4*i:], uint32(v>>32))
 	}
 	b.Add(unix.SYS_CAPSET, b.Bytes(hdr), b.Bytes(data))
+}
+
+// WithTracee runs f with the frozen template's tracee, on its tracer
+// thread, between forks (to checkpoint it).
+func (t *Template) WithTracee(f func(*ptrace.Tracee) error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dead || t.tracee == nil {
+		return fmt.Errorf("template %d: %w", t.pid, ErrTemplateDead)
+	}
+	return t.tr.Do(func() error { return f(t.tracee) })
 }
 
 // Close kills and reaps the template (it must not outlive its forks'

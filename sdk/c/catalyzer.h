@@ -346,9 +346,11 @@ static inline int catalyzer__invoke(int fd, catalyzer_handler h, const char *p, 
     else strcpy(event, "null");
 
     fflush(stdout); fflush(stderr);
+    /* Capture files exist only during a call, so that a frozen process
+     * holds none (a checkpoint image cannot hold a memfd). */
     for (k = 0; k < 2; k++) {
-        if (ftruncate(cap[k], 0) != 0 || lseek(cap[k], 0, SEEK_SET) < 0) { /* keep going: output may be lost */ }
-        dup2(cap[k], k + 1);
+        cap[k] = catalyzer__memfd(k ? "catalyzer-stderr" : "catalyzer-stdout");
+        if (cap[k] >= 0) dup2(cap[k], k + 1);
     }
     entry = catalyzer_monotonic_ns();
     rc = h(event, strlen(event), &out, &outlen, &errmsg);
@@ -363,6 +365,10 @@ static inline int catalyzer__invoke(int fd, catalyzer_handler h, const char *p, 
     catalyzer__puts(&b, ",\"exit_ns\":"); catalyzer__puti(&b, (long long)exitns);
     catalyzer__puts(&b, ",\"stdout\":"); catalyzer__collect(&b, cap[0], limit, &truncated);
     catalyzer__puts(&b, ",\"stderr\":"); catalyzer__collect(&b, cap[1], limit, &truncated);
+    for (k = 0; k < 2; k++) {
+        if (cap[k] >= 0) close(cap[k]);
+        cap[k] = -1;
+    }
     catalyzer__puts(&b, truncated ? ",\"truncated\":true" : ",\"truncated\":false");
     if (rc == 0 && out && !catalyzer__valid(out, outlen)) {
         rc = -1;
@@ -435,8 +441,7 @@ static inline int catalyzer_serve(catalyzer_handler h) {
             if (lim > 0) limit = (size_t)lim;
             for (k = 0; k < 2; k++) {
                 saved[k] = fcntl(k + 1, F_DUPFD_CLOEXEC, 10);
-                cap[k] = catalyzer__memfd(k ? "catalyzer-stderr" : "catalyzer-stdout");
-                if (saved[k] < 0 || cap[k] < 0) rc = 1;
+                if (saved[k] < 0) rc = 1;
             }
             if (rc == 0) inited = 1;
             if (rc == 0 && catalyzer__ready(fd) != 0) rc = 1;

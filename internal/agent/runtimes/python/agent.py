@@ -113,7 +113,10 @@ class Capture:
         self.saved = [os.dup(1), os.dup(2)]
         for fd in self.saved:
             os.set_inheritable(fd, False)
-        self.files = [self._memfd("stdout"), self._memfd("stderr")]
+        # Created per invocation and closed after it: between invocations
+        # the agent holds no memfd, so a frozen template can be
+        # checkpointed (an image cannot hold a memfd).
+        self.files = []
 
     @staticmethod
     def _memfd(name):
@@ -135,9 +138,8 @@ class Capture:
 
     def start(self):
         self._flush()
+        self.files = [self._memfd("stdout"), self._memfd("stderr")]
         for target, f in zip((1, 2), self.files):
-            os.ftruncate(f, 0)
-            os.lseek(f, 0, os.SEEK_SET)
             os.dup2(f, target)
 
     def stop(self, limit):
@@ -150,7 +152,8 @@ class Capture:
             data = os.pread(f, min(size, limit), 0) if size else b""
             truncated = truncated or size > limit
             out.append(data.decode("utf-8", "replace"))
-            os.ftruncate(f, 0)
+            os.close(f)
+        self.files = []
         return out[0], out[1], truncated
 
 

@@ -1,0 +1,558 @@
+package boot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/cleanup"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/image"
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/sfork"
+)
+
+// ImageMount is where a restoring sandbox sees its image (pages.img is
+// mapped from there); it is unmounted before the restored code runs.
+const ImageMount = "/.catalyzer-image"
+
+// Restore boots instances by restoring a checkpoint image of the
+// function's template (package image) into a pre-built sandbox env:
+// init-less boot. Images are taken from the fork templates in the
+// background and kept on disk, so a restarted daemon restores at once.
+// Warm boot uses the image opened once (plan decoded and cached, pages in
+// the page cache); cold boot opens it from disk each time and prefetches
+// its recorded working set.
+type Restore struct {
+	// Fork provides the templates that images are taken from.
+	Fork *Fork
+	// Dir holds the images, one directory per function and image key.
+	Dir         string
+	PoolSize    int
+	PoolWorkers int
+	OnImage     func(function string, err error)
+	OnEnv       func(function string, fromPool bool)
+
+	initOnce sync.Once
+	tr       *ptrace.Tracer
+	mu       sync.Mutex
+	imgs     map[string]*imageEntry
+	closed   bool
+}
+
+type imageEntry struct {
+	fn    Function
+	dir   string
+	built chan struct{}
+	err   error
+	img   *image.Image // warm boot: opened once
+	// reconnect maps image fds to the restorer's (see reconnectFile).
+	reconnect map[int]int
+	pool      *sandbox.Pool
+	layer     *sandbox.Scratch // tmpfs copy of the image's rootfs layer
+	stop      chan struct{}
+	wsMu      sync.Mutex
+	wsSet     bool
+}
+
+// Engine returns the engine of mode (ModeWarm or ModeCold).
+func (r *Restore) Engine(mode Mode) Engine { return restoreEngine{r, mode} }
+
+type restoreEngine struct {
+	r    *Restore
+	mode Mode
+}
+
+func (e restoreEngine) Mode() Mode { return e.mode }
+func (e restoreEngine) Boot(ctx context.Context, f Function) (*Instance, error) {
+	return e.r.boot(ctx, f, e.mode == ModeCold)
+}
+
+func (r *Restore) init() {
+	r.initOnce.Do(func() {
+		r.tr = ptrace.NewTracer()
+		r.imgs = map[string]*imageEntry{}
+	})
+}
+
+// imageKey names what an image depends on: the function's code, runtime,
+// handler and environment (the state its init produced).
+func imageKey(f Function) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00", f.CodeDir, f.Runtime, f.Handler, f.OutputLimit)
+	keys := make([]string, 0, len(f.Env))
+	for k := range f.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\x00", k, f.Env[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:20]
+}
+
+// Prepare makes fn's image available in the background: from disk if a
+// matching one is there, else checkpointed from fn's fork template once
+// it is ready.
+func (r *Restore) Prepare(fn Function) {
+	r.init()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	if old := r.imgs[fn.Name]; old != nil {
+		go old.close()
+	}
+	e := &imageEntry{fn: fn, dir: filepath.Join(r.Dir, fn.Name, imageKey(fn)), built: make(chan struct{}), stop: make(chan struct{})}
+	r.imgs[fn.Name] = e
+	go func() {
+		err := r.build(e)
+		if r.OnImage != nil {
+			r.OnImage(fn.Name, err)
+		}
+	}()
+}
+
+// Drop forgets name's image and deletes its files.
+func (r *Restore) Drop(name string) {
+	r.init()
+	r.mu.Lock()
+	e := r.imgs[name]
+	delete(r.imgs, name)
+	r.mu.Unlock()
+	if e != nil {
+		e.close()
+	}
+	os.RemoveAll(filepath.Join(r.Dir, name))
+}
+
+// Status describes name's image: "none", "building", "ready" or
+// "failed: <why>".
+func (r *Restore) Status(name string) string {
+	r.init()
+	r.mu.Lock()
+	e := r.imgs[name]
+	r.mu.Unlock()
+	if e == nil {
+		return "none"
+	}
+	select {
+	case <-e.built:
+	default:
+		return "building"
+	}
+	if e.err != nil {
+		return "failed: " + e.err.Error()
+	}
+	return "ready"
+}
+
+func (e *imageEntry) close() {
+	select {
+	case <-e.stop:
+	default:
+		close(e.stop)
+	}
+	<-e.built
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	if e.layer != nil {
+		e.layer.Release()
+	}
+}
+
+func (r *Restore) build(e *imageEntry) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("image of %s: %w", e.fn.Name, err)
+		}
+		e.err = err
+		close(e.built)
+	}()
+	img, err := image.Open(e.dir)
+	if err != nil {
+		if img, err = r.checkpoint(e); err != nil {
+			return err
+		}
+	}
+	if e.reconnect, err = readReconnect(e.dir); err != nil {
+		return err
+	}
+	e.img = img
+	// The image's rootfs layer lies on the host's root file system, which
+	// overlayfs refuses as a layer above "/": use a tmpfs copy.
+	layer, err := sandbox.NewScratch(r.Fork.Scratch.CgroupParent, "layer-"+imageKey(e.fn), 64<<20)
+	if err != nil {
+		return err
+	}
+	if err := image.CaptureLayer(filepath.Join(e.dir, image.LayerDir), layer.Dir); err != nil {
+		layer.Release()
+		return err
+	}
+	e.layer = layer
+	fn, dir := e.fn, e.dir
+	e.pool = sandbox.NewPool(r.poolSize(), r.poolWorkers(), func() (*sandbox.Env, error) {
+		id := NewID("rs")
+		cfg := sandbox.EnvConfig{
+			ID:       id,
+			Hostname: id,
+			Lowers:   []string{filepath.Join(layer.Dir, image.LayerDir)},
+			Rootfs:   r.Fork.Scratch.Rootfs,
+			Binds: []sandbox.Bind{
+				{Source: fn.CodeDir, Target: CodeMount},
+				{Source: r.Fork.Scratch.AgentDir, Target: AgentMount},
+				{Source: dir, Target: ImageMount},
+			},
+			Network:      sandbox.NetworkNone,
+			Limits:       Limits(fn),
+			CgroupParent: r.Fork.Scratch.CgroupParent,
+		}
+		if fn.NetworkHost {
+			cfg.Network = sandbox.NetworkHost
+		}
+		return sandbox.NewEnv(cfg)
+	})
+	return nil
+}
+
+// checkpoint waits for fn's fork template and checkpoints it into a
+// fresh image directory, with its rootfs changes.
+func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
+	for {
+		st := r.Fork.Status(e.fn.Name)
+		if st == "ready" {
+			break
+		}
+		if st != "building" {
+			return nil, fmt.Errorf("no template to checkpoint (%s)", st)
+		}
+		select {
+		case <-e.stop:
+			return nil, fmt.Errorf("dropped")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	tmp := e.dir + ".tmp"
+	os.RemoveAll(tmp)
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err != nil {
+		return nil, err
+	}
+	var upper string
+	err := r.Fork.withTemplate(e.fn.Name, func(t *template) error {
+		upper = t.inst.sb.UpperDir()
+		return t.tpl.WithTracee(func(tc *ptrace.Tracee) error {
+			rc, err := reconnectMap(tc.Pid())
+			if err != nil {
+				return err
+			}
+			fds := make([]int, 0, len(rc))
+			for fd := range rc {
+				fds = append(fds, fd)
+			}
+			if _, err := image.CheckpointTracee(tc, tmp, image.Options{
+				Reconnect:          fds,
+				Drop:               []int{forkChannelFD},
+				SeccompReinstalled: true,
+			}); err != nil {
+				return err
+			}
+			return writeReconnect(tmp, rc)
+		})
+	})
+	if err == nil {
+		err = image.CaptureLayer(upper, tmp)
+	}
+	if err == nil {
+		os.RemoveAll(e.dir)
+		err = os.Rename(tmp, e.dir)
+	}
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	return image.Open(e.dir)
+}
+
+func (r *Restore) poolSize() int {
+	if r.PoolSize > 0 {
+		return r.PoolSize
+	}
+	return 2
+}
+
+func (r *Restore) poolWorkers() int {
+	if r.PoolWorkers > 0 {
+		return r.PoolWorkers
+	}
+	return max(runtime.NumCPU()/4, 1)
+}
+
+// reconnectFile lists, in an image made from a template, which of its fds
+// take the instance's control channel, stdout or stderr at restore: the
+// agents keep duplicates of stdout and stderr (to restore them after
+// capturing a call's output), which are the same pipes.
+const reconnectFile = "reconnect"
+
+// reconnectMap maps every fd of the template pid that is its control
+// channel (fd 3) or the same pipe as its stdout or stderr to the
+// restorer's fd for it.
+func reconnectMap(pid int) (map[int]int, error) {
+	link := func(fd string) string {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd))
+		return l
+	}
+	targets := map[string]int{link("1"): rsStdout, link("2"): rsStderr}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return nil, err
+	}
+	out := map[int]int{3: rsControl}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd == 3 || fd == forkChannelFD {
+			continue
+		}
+		if t, ok := targets[link(e.Name())]; ok && strings.HasPrefix(link(e.Name()), "pipe:") {
+			out[fd] = t
+		}
+	}
+	return out, nil
+}
+
+func writeReconnect(dir string, m map[int]int) error {
+	var b strings.Builder
+	for fd, t := range m {
+		fmt.Fprintf(&b, "%d %d\n", fd, t)
+	}
+	return os.WriteFile(filepath.Join(dir, reconnectFile), []byte(b.String()), 0o644)
+}
+
+func readReconnect(dir string) (map[int]int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, reconnectFile))
+	if err != nil {
+		return nil, err
+	}
+	m := map[int]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var fd, t int
+		if _, err := fmt.Sscanf(line, "%d %d", &fd, &t); err != nil || t < rsControl || t > rsStderr {
+			return nil, fmt.Errorf("%s: bad line %q: %w", reconnectFile, line, errdefs.ErrInvalid)
+		}
+		m[fd] = t
+	}
+	return m, nil
+}
+
+// Restorer fds: what the restorer process inherits.
+const (
+	rsControl = 3
+	rsStdout  = 4
+	rsStderr  = 5
+	rsEnv     = 6
+)
+
+func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, error) {
+	r.init()
+	start := agent.Monotonic()
+	mode := ModeWarm
+	if cold {
+		mode = ModeCold
+	}
+	r.mu.Lock()
+	e := r.imgs[fn.Name]
+	r.mu.Unlock()
+	if e == nil {
+		return nil, fmt.Errorf("boot %s: no image: %w", fn.Name, errdefs.ErrNotReady)
+	}
+	select {
+	case <-e.built:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("boot %s: waiting for its image: %w", fn.Name, ctx.Err())
+	}
+	if e.err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, e.err)
+	}
+	mark := time.Now()
+	var phases []Phase
+	phase := func(name string) {
+		now := time.Now()
+		phases = append(phases, Phase{name, now.Sub(mark)})
+		mark = now
+	}
+	img := e.img
+	if cold {
+		var err error
+		if img, err = image.Open(e.dir); err != nil {
+			return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+		}
+		phase("open")
+	}
+	env, fromPool, err := e.pool.Get()
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: sandbox env: %w", fn.Name, err)
+	}
+	if r.OnEnv != nil {
+		r.OnEnv(fn.Name, fromPool)
+	}
+	cl := cleanup.Make(func() { env.Release() })
+	defer cl.Clean()
+	phase("env")
+
+	parent, child, err := ControlPair()
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	cl.Add(func() { parent.Close() })
+	defer child.Close()
+	stdout, stderr := newTail(4096), newTail(4096)
+	outR, outW, err := drainPipe(stdout)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	defer outW.Close()
+	cl.Add(func() { outR.Close() })
+	errR, errW, err := drainPipe(stderr)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	defer errW.Close()
+	cl.Add(func() { errR.Close() })
+
+	cmd, tc, err := image.StartRestorerAttr(r.tr, []*os.File{child, outW, errW, env.PidFD()},
+		&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL},
+		ptrace.SuspendSeccomp(true))
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: restorer: %w", fn.Name, err)
+	}
+	cl.Add(func() { cmd.Process.Kill(); cmd.Wait() })
+	// Accounted from the start: the restored memory faults into its cgroup.
+	sb, err := env.Adopt(tc.Pid())
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	cl.Add(func() { sb.Destroy() })
+	phase("restorer")
+
+	pid, st, err := image.Restore(r.tr, img, image.Restorer{
+		Tracee:    tc,
+		Reconnect: e.reconnect,
+		PagesPath: filepath.Join(ImageMount, image.PagesFile),
+		Prefetch:  cold,
+		Prelude:   joinBatch(),
+		Epilogue:  lockdownBatch,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(stderr))
+	}
+	// Detached: no longer traced, so reaping it is ours again (the
+	// sandbox watches its exit through a pidfd).
+	go cmd.Wait()
+	for _, p := range st.Phases {
+		phases = append(phases, Phase{Name: "restore-" + p.Name, D: p.D})
+	}
+	mark = time.Now()
+	conn := agent.NewConn(parent)
+	if _, err := conn.Forked(ctx); err != nil {
+		return nil, fmt.Errorf("boot %s: restored instance %d: %w%s", fn.Name, pid, err, stderrHint(stderr))
+	}
+	phase("reseed")
+	cl.Release()
+	inst := newInstance(sb.ID(), mode, fn, start, phases, sb, conn, stdout, stderr)
+	if !cold {
+		return inst, nil
+	}
+	// The first invocation of a cold boot that had no working set yet
+	// records one (the pages it touched) for the next cold boots.
+	e.wsMu.Lock()
+	if !e.wsSet && len(img.WorkingSet) == 0 {
+		e.wsSet = true
+		inst.afterFirst = func() { image.RecordWorkingSet(inst.Pid(), img) }
+	}
+	e.wsMu.Unlock()
+	return inst, nil
+}
+
+// joinBatch is the restorer's prelude: join its env (it is PID 1 of a new
+// PID namespace already), then build its /proc.
+func joinBatch() *ptrace.Batch {
+	b := ptrace.NewBatch()
+	b.Add(unix.SYS_SETNS, ptrace.Lit(rsEnv), ptrace.Lit(int64(sandbox.EnvNamespaces)))
+	b.Add(unix.SYS_CLOSE, ptrace.Lit(rsEnv))
+	for _, m := range procMounts {
+		sfork.AddMount(b, m)
+	}
+	return b
+}
+
+// lockdownBatch is the restorer's epilogue, once the image is in place:
+// hide the image, then take the sandbox's security settings (Docker's
+// capabilities in every set, no_new_privs, Docker's seccomp profile).
+func lockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
+	prog, err := sandbox.SeccompProgram(sandbox.Capabilities())
+	if err != nil {
+		return nil, err
+	}
+	b := ptrace.NewBatch()
+	b.Add(unix.SYS_UMOUNT2, b.String(ImageMount), ptrace.Lit(unix.MNT_DETACH))
+	last, err := capability.LastCap()
+	if err != nil {
+		return nil, err
+	}
+	for c := 0; c <= int(last); c++ {
+		if dockerCaps&(1<<uint(c)) == 0 {
+			b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(c))).With(ptrace.IgnoreError)
+		}
+	}
+	sfork.AddCapset(b, finalCaps)
+	b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_NO_NEW_PRIVS), ptrace.Lit(1), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+	filter := make([]byte, 0, 8*len(prog))
+	for _, ins := range prog {
+		filter = binary.LittleEndian.AppendUint16(filter, ins.Code)
+		filter = append(filter, ins.Jt, ins.Jf)
+		filter = binary.LittleEndian.AppendUint32(filter, ins.K)
+	}
+	farg := b.Bytes(filter)
+	fprog := b.Space(16)
+	b.Add(unix.SYS_SECCOMP, ptrace.Lit(unix.SECCOMP_SET_MODE_FILTER), ptrace.Lit(0), fprog)
+	addr, err := t.DataAddr(b, farg)
+	if err != nil {
+		return nil, err
+	}
+	fp := binary.LittleEndian.AppendUint16(nil, uint16(len(prog)))
+	fp = append(fp, 0, 0, 0, 0, 0, 0)
+	fp = binary.LittleEndian.AppendUint64(fp, uint64(addr))
+	b.SetBytes(fprog, fp)
+	return b, nil
+}
+
+// Close drops every image entry (files stay on disk for the next start).
+func (r *Restore) Close() error {
+	r.init()
+	r.mu.Lock()
+	r.closed = true
+	imgs := r.imgs
+	r.imgs = map[string]*imageEntry{}
+	r.mu.Unlock()
+	for _, e := range imgs {
+		e.close()
+	}
+	return r.tr.Close()
+}
