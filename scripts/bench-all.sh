@@ -49,6 +49,10 @@ done
 for f in "${fns[@]}"; do
   grep -q "^$f template: ready" "$OUT/templates.txt" || continue
   for c in 1 2 8; do run "$f" fork "$c" --baselines none; done
+  run "$f" warm 1 --baselines none --pss 1,10,50
+  run "$f" cold 1 --baselines none
+  mv "$OUT/$f-cold-c1.json" "$OUT/$f-cold-prefetch-c1.json"; mv "$OUT/$f-cold-c1.err" "$OUT/$f-cold-prefetch-c1.err"
+  run "$f" cold 1 --baselines none --no-prefetch
 done
 "$BIN" fn ls >"$OUT/functions.txt" 2>&1
 echo done >&2

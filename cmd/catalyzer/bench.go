@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
 
 	"github.com/urfave/cli/v3"
 
@@ -23,16 +25,34 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Usage: "event JSON", Value: "{}"},
 			&cli.StringFlag{Name: "baselines", Usage: "comma list of local baselines to measure in the same run (direct, bwrap) or none", Value: "direct,bwrap"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
+			&cli.BoolFlag{Name: "drop-caches", Usage: "empty the page cache before each boot (default: on for --boot cold)"},
+			&cli.BoolFlag{Name: "no-prefetch", Usage: "cold boot: do not prefetch the recorded working set"},
+			&cli.StringFlag{Name: "pss", Usage: "comma list of live-instance counts at which to report PSS per instance (e.g. 1,10,50)"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
+			var pss []int
+			for _, s := range bench.SplitList(cmd.String("pss")) {
+				n, err := strconv.Atoi(s)
+				if err != nil || n < 1 {
+					return fmt.Errorf("--pss %q: want a comma list of positive counts", cmd.String("pss"))
+				}
+				pss = append(pss, n)
+			}
+			drop := cmd.Bool("drop-caches")
+			if !cmd.IsSet("drop-caches") {
+				drop = cmd.String("boot") == "cold"
+			}
 			r, err := bench.Run(ctx, bench.Options{
+				DropCaches:  drop,
+				NoPrefetch:  cmd.Bool("no-prefetch"),
+				PSSAt:       pss,
 				Client:      client.New(cmd.String("addr")),
 				Function:    cmd.String("function"),
 				Boot:        cmd.String("boot"),
 				N:           int(cmd.Int("n")),
 				Concurrency: int(cmd.Int("concurrency")),
 				Event:       []byte(cmd.String("data")),
-				Baselines:   bench.ParseBaselines(cmd.String("baselines")),
+				Baselines:   bench.SplitList(cmd.String("baselines")),
 			})
 			if err != nil {
 				return err

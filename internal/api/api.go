@@ -149,10 +149,11 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 type InstancesView struct {
 	Instances []platform.InstanceInfo `json:"instances"`
 	Template  boot.TemplateInfo       `json:"template"`
+	Image     boot.ImageInfo          `json:"image"`
 }
 
 func (s *Server) instances(w http.ResponseWriter, r *http.Request) {
-	insts, tpl, err := s.p.Instances(r.PathValue("name"))
+	insts, tpl, img, err := s.p.Instances(r.PathValue("name"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -160,7 +161,7 @@ func (s *Server) instances(w http.ResponseWriter, r *http.Request) {
 	if insts == nil {
 		insts = []platform.InstanceInfo{}
 	}
-	writeJSON(w, http.StatusOK, InstancesView{Instances: insts, Template: tpl})
+	writeJSON(w, http.StatusOK, InstancesView{Instances: insts, Template: tpl, Image: img})
 }
 
 // FloorView is the body of POST /v1/functions/{name}/fork-floor.
@@ -216,7 +217,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	res, err := s.p.Invoke(r.Context(), name, mode, event)
+	ctx := r.Context()
+	if r.URL.Query().Get("prefetch") == "false" {
+		ctx = boot.WithoutPrefetch(ctx) // a benchmark knob: see catalyzer bench --no-prefetch
+	}
+	res, err := s.p.Invoke(ctx, name, mode, event)
 	h := w.Header()
 	if res.Boot != "" && res.InstanceID != "" {
 		h.Set(HeaderBoot, string(res.Boot))

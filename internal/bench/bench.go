@@ -11,10 +11,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/client"
 )
@@ -27,6 +32,15 @@ type Options struct {
 	N           int
 	Concurrency int
 	Event       []byte
+	// DropCaches empties the page cache before each boot (cold boot: the
+	// image comes from disk). Needs root on the daemon's host.
+	DropCaches bool
+	// NoPrefetch turns off the working-set prefetch of cold boots.
+	NoPrefetch bool
+	// PSSAt lists instance counts at which to measure the proportional set
+	// size per instance (booted in this mode, kept alive), before the
+	// latency run.
+	PSSAt []int
 	// Baselines to run locally (the daemon must be on this host):
 	// "direct", "bwrap", "runc"; those not installed are skipped and
 	// listed in Report.Skipped.
@@ -56,6 +70,20 @@ type Report struct {
 	// Fork boot only: the template, its env pool, and the proportional
 	// set size of the idle forked instances the run left.
 	Template *TemplateReport `json:"template,omitempty"`
+	// Cold and warm boot: the image, and PSS per instance (median KiB) at
+	// each count of live instances asked for.
+	Image      *ImageReport     `json:"image,omitempty"`
+	PSS        map[string]int64 `json:"pss_kb_per_instance,omitempty"`
+	DropCaches bool             `json:"drop_caches,omitempty"`
+	Prefetch   *bool            `json:"prefetch,omitempty"`
+}
+
+// ImageReport describes the image behind a cold or warm run.
+type ImageReport struct {
+	PagesBytes    int64 `json:"pages_bytes"`
+	PagesApparent int64 `json:"pages_apparent_bytes"`
+	PlanEntries   int   `json:"plan_entries"`
+	WorkingSet    int64 `json:"working_set_bytes"`
 }
 
 // TemplateReport describes the template behind a fork-boot run.
@@ -90,10 +118,26 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	q := url.Values{"boot": {o.Boot}}
+	if o.NoPrefetch {
+		q.Set("prefetch", "false")
+	}
+	invoke := func() (client.Invocation, error) {
+		if o.DropCaches {
+			if err := dropCaches(); err != nil {
+				return client.Invocation{}, err
+			}
+		}
+		return o.Client.InvokeQuery(ctx, o.Function, q, o.Event)
+	}
 	// One untimed invocation first so a missing template or a broken
 	// function fails fast with the daemon's own error.
-	if _, err := o.Client.Invoke(ctx, o.Function, o.Boot, o.Event); err != nil {
+	if _, err := invoke(); err != nil {
 		return Report{}, fmt.Errorf("bench: warm-up invocation: %w", err)
+	}
+	pss, err := measurePSS(ctx, o, invoke)
+	if err != nil {
+		return Report{}, err
 	}
 
 	var (
@@ -111,7 +155,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		go func() {
 			defer wg.Done()
 			for range work {
-				inv, err := o.Client.Invoke(ctx, o.Function, o.Boot, o.Event)
+				inv, err := invoke()
 				mu.Lock()
 				if err != nil || inv.Reused {
 					errs++
@@ -124,8 +168,10 @@ func Run(ctx context.Context, o Options) (Report, error) {
 				accept = append(accept, inv.AcceptUs)
 				entry = append(entry, inv.BootUs)
 				round = append(round, inv.ClientUs)
-				if order == nil {
-					order = inv.Order
+				for _, k := range inv.Order {
+					if _, ok := phases[k]; !ok {
+						order = append(order, k)
+					}
 				}
 				for k, v := range inv.Phases {
 					phases[k] = append(phases[k], v)
@@ -157,6 +203,16 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	for k, v := range phases {
 		r.Phases[k] = Summarize(v).P50
 	}
+	r.PSS, r.DropCaches = pss, o.DropCaches
+	if o.Boot == "cold" {
+		pf := !o.NoPrefetch
+		r.Prefetch = &pf
+	}
+	if o.Boot == "cold" || o.Boot == "warm" {
+		if v, err := o.Client.Instances(ctx, o.Function); err == nil && v.Image.Status == "ready" {
+			r.Image = &ImageReport{PagesBytes: v.Image.PagesBytes, PagesApparent: v.Image.PagesApparent, PlanEntries: v.Image.PlanEntries, WorkingSet: v.Image.WorkingSet}
+		}
+	}
 	if o.Boot == "fork" {
 		if r.Template, err = templateReport(ctx, o.Client, o.Function); err != nil {
 			r.Skipped["template"] = err.Error()
@@ -187,6 +243,48 @@ func Run(ctx context.Context, o Options) (Report, error) {
 		}
 	}
 	return r, nil
+}
+
+// dropCaches empties the page cache (and dentries and inodes).
+func dropCaches() error {
+	unix.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		return fmt.Errorf("bench: drop caches (needs root on the daemon's host): %w", err)
+	}
+	return nil
+}
+
+// measurePSS boots instances in o.Boot one by one (they stay alive: the
+// daemon keeps them for reuse) and, at each count in o.PSSAt, takes the
+// median PSS of the live instances booted in that mode.
+func measurePSS(ctx context.Context, o Options, invoke func() (client.Invocation, error)) (map[string]int64, error) {
+	if len(o.PSSAt) == 0 {
+		return nil, nil
+	}
+	out := map[string]int64{}
+	booted := 1 // the warm-up invocation
+	for _, k := range o.PSSAt {
+		for ; booted < k; booted++ {
+			if _, err := invoke(); err != nil {
+				return nil, fmt.Errorf("bench: pss: %w", err)
+			}
+		}
+		v, err := o.Client.Instances(ctx, o.Function)
+		if err != nil {
+			return nil, err
+		}
+		var pss []int64
+		for _, in := range v.Instances {
+			if in.Boot == o.Boot && in.PSSKB >= 0 {
+				pss = append(pss, in.PSSKB)
+			}
+		}
+		if len(pss) < k {
+			return nil, fmt.Errorf("bench: pss: %d live %s instances, wanted %d (raise max_instances or the keep-alive)", len(pss), o.Boot, k)
+		}
+		out[strconv.Itoa(k)] = Summarize(pss).P50
+	}
+	return out, nil
 }
 
 func templateReport(ctx context.Context, c *client.Client, name string) (*TemplateReport, error) {
@@ -245,6 +343,12 @@ func (r Report) WriteText(w io.Writer) {
 			fmt.Fprintf(w, "  %-8s %.2fx\n", k, r.Ratios[k])
 		}
 	}
+	if len(r.PSS) > 0 {
+		fmt.Fprintf(w, "\nPSS per live instance (median KiB): %v\n", r.PSS)
+	}
+	if im := r.Image; im != nil {
+		fmt.Fprintf(w, "image: pages.img %d KiB on disk (%d KiB apparent), plan of %d syscalls, working set %d KiB\n", im.PagesBytes>>10, im.PagesApparent>>10, im.PlanEntries, im.WorkingSet>>10)
+	}
 	if t := r.Template; t != nil {
 		fmt.Fprintf(w, "\ntemplate: PSS %d KiB; idle forked instance PSS (p50) %d KiB\n", t.PSSKB, t.IdleForkPSSKB)
 		fmt.Fprintf(w, "env pool: %d ready, %d taken, %d built on demand; one env costs %d µs (refill %.0f envs/s)\n", t.PoolReady, t.PoolTaken, t.PoolOnDemand, t.EnvBuildUs, t.RefillPerSec)
@@ -261,8 +365,8 @@ func (r Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// ParseBaselines splits a comma list ("direct,bwrap"); "none" is empty.
-func ParseBaselines(s string) []string {
+// SplitList splits a comma list ("direct,bwrap"); "" and "none" are empty.
+func SplitList(s string) []string {
 	if s == "" || s == "none" {
 		return nil
 	}

@@ -361,6 +361,56 @@ func readReconnect(dir string) (map[int]int, error) {
 	return m, nil
 }
 
+type noPrefetchKey struct{}
+
+// WithoutPrefetch marks ctx so that a cold boot skips the working-set
+// prefetch (to measure what it buys).
+func WithoutPrefetch(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noPrefetchKey{}, true)
+}
+
+// ImageInfo describes a function's checkpoint image for operators.
+type ImageInfo struct {
+	Status string `json:"status"`
+	Dir    string `json:"dir,omitempty"`
+	// PagesBytes is what pages.img occupies on disk (it is sparse);
+	// PagesApparent its size.
+	PagesBytes    int64 `json:"pages_bytes,omitempty"`
+	PagesApparent int64 `json:"pages_apparent_bytes,omitempty"`
+	PlanEntries   int   `json:"plan_entries,omitempty"`
+	WorkingSet    int64 `json:"working_set_bytes,omitempty"`
+}
+
+// Info describes name's image.
+func (r *Restore) Info(name string) ImageInfo {
+	info := ImageInfo{Status: r.Status(name)}
+	if info.Status != "ready" {
+		return info
+	}
+	r.mu.Lock()
+	e := r.imgs[name]
+	r.mu.Unlock()
+	info.Dir = e.dir
+	var st unix.Stat_t
+	if unix.Stat(filepath.Join(e.dir, image.PagesFile), &st) == nil {
+		info.PagesBytes, info.PagesApparent = st.Blocks*512, st.Size
+	}
+	if plan, err := e.img.Plan(); err == nil {
+		info.PlanEntries = plan.Len()
+	}
+	ws := e.img.WorkingSet
+	if len(ws) == 0 {
+		// Recorded after the image was opened (by the first cold boot).
+		if img, err := image.Open(e.dir); err == nil {
+			ws = img.WorkingSet
+		}
+	}
+	for _, rg := range ws {
+		info.WorkingSet += int64(rg.Len)
+	}
+	return info
+}
+
 // Restorer fds: what the restorer process inherits.
 const (
 	rsControl = 3
@@ -455,7 +505,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		Tracee:    tc,
 		Reconnect: e.reconnect,
 		PagesPath: filepath.Join(ImageMount, image.PagesFile),
-		Prefetch:  cold,
+		Prefetch:  cold && ctx.Value(noPrefetchKey{}) == nil,
 		Prelude:   joinBatch(),
 		Epilogue:  lockdownBatch,
 	})

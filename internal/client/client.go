@@ -128,9 +128,18 @@ type Invocation struct {
 // function error is an *APIError with Status 502; the Invocation still
 // carries the boot headers.
 func (c *Client) Invoke(ctx context.Context, name, boot string, event []byte) (Invocation, error) {
-	path := "/v1/functions/" + url.PathEscape(name) + "/invoke"
+	q := url.Values{}
 	if boot != "" {
-		path += "?boot=" + url.QueryEscape(boot)
+		q.Set("boot", boot)
+	}
+	return c.InvokeQuery(ctx, name, q, event)
+}
+
+// InvokeQuery is Invoke with the query parameters q (boot, prefetch).
+func (c *Client) InvokeQuery(ctx context.Context, name string, q url.Values, event []byte) (Invocation, error) {
+	path := "/v1/functions/" + url.PathEscape(name) + "/invoke"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	start := time.Now()
 	resp, body, err := c.do(ctx, http.MethodPost, path, bytes.NewReader(event), nil)

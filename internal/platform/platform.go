@@ -540,18 +540,18 @@ type InstanceInfo struct {
 }
 
 // Instances lists function name's live instances and its template.
-func (p *Platform) Instances(name string) ([]InstanceInfo, boot.TemplateInfo, error) {
+func (p *Platform) Instances(name string) ([]InstanceInfo, boot.TemplateInfo, boot.ImageInfo, error) {
 	p.mu.Lock()
 	e, ok := p.fns[name]
 	p.mu.Unlock()
 	if !ok {
-		return nil, boot.TemplateInfo{}, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+		return nil, boot.TemplateInfo{}, boot.ImageInfo{}, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
 	}
 	var out []InstanceInfo
 	for _, inst := range e.pool.list() {
 		out = append(out, InstanceInfo{ID: inst.ID, Boot: string(inst.Mode), State: inst.State().String(), Pid: inst.Pid(), PSSKB: boot.PSS(inst.Pid())})
 	}
-	return out, p.fork.Info(name), nil
+	return out, p.fork.Info(name), p.restore.Info(name), nil
 }
 
 // ForkFloor measures the floor of fork boot for function name n times:
