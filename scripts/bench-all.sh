@@ -44,6 +44,9 @@ run() { # name boot concurrency extra...
   sleep 3 # let keep-alive drop the idle instances, pools refill
 }
 for f in "${fns[@]}"; do
+  # Scratch boot from a cold page cache too: the fair reference of cold boot.
+  run "$f" scratch 1 --baselines none --drop-caches
+  mv "$OUT/$f-scratch-c1.json" "$OUT/$f-scratch-dropcaches-c1.json"; mv "$OUT/$f-scratch-c1.err" "$OUT/$f-scratch-dropcaches-c1.err"
   run "$f" scratch 1 --baselines direct,bwrap
 done
 for f in "${fns[@]}"; do

@@ -57,7 +57,7 @@ type template struct {
 	built chan struct{} // closed once inst/tpl/pool or err are set
 	inst  *Instance
 	tpl   *sfork.Template
-	pool  *sandbox.Pool
+	pool  *sandbox.Pool[*sandbox.Env]
 	err   error
 	stop  chan struct{} // closed by Drop
 }
@@ -236,7 +236,7 @@ func (f *Fork) build(t *template) (err error) {
 			cfg.Network = sandbox.NetworkHost
 		}
 		return sandbox.NewEnv(cfg)
-	})
+	}, (*sandbox.Env).Release)
 	cl.Release()
 	t.inst, t.tpl, t.pool = inst, tpl, pool
 	return nil

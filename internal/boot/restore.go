@@ -6,7 +6,9 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -64,7 +66,7 @@ type imageEntry struct {
 	img   *image.Image // warm boot: opened once
 	// reconnect maps image fds to the restorer's (see reconnectFile).
 	reconnect map[int]int
-	pool      *sandbox.Pool
+	pool      *sandbox.Pool[*restorer]
 	layer     *sandbox.Scratch // tmpfs copy of the image's rootfs layer
 	stop      chan struct{}
 	wsMu      sync.Mutex
@@ -208,29 +210,105 @@ func (r *Restore) build(e *imageEntry) (err error) {
 		return err
 	}
 	e.layer = layer
-	fn, dir := e.fn, e.dir
-	e.pool = sandbox.NewPool(r.poolSize(), r.poolWorkers(), func() (*sandbox.Env, error) {
-		id := NewID("rs")
-		cfg := sandbox.EnvConfig{
-			ID:       id,
-			Hostname: id,
-			Lowers:   []string{filepath.Join(layer.Dir, image.LayerDir)},
-			Rootfs:   r.Fork.Scratch.Rootfs,
-			Binds: []sandbox.Bind{
-				{Source: fn.CodeDir, Target: CodeMount},
-				{Source: r.Fork.Scratch.AgentDir, Target: AgentMount},
-				{Source: dir, Target: ImageMount},
-			},
-			Network:      sandbox.NetworkNone,
-			Limits:       Limits(fn),
-			CgroupParent: r.Fork.Scratch.CgroupParent,
-		}
-		if fn.NetworkHost {
-			cfg.Network = sandbox.NetworkHost
-		}
-		return sandbox.NewEnv(cfg)
-	})
+	e.pool = sandbox.NewPool(r.poolSize(), r.poolWorkers(),
+		func() (*restorer, error) { return r.prepare(e) }, r.release)
 	return nil
+}
+
+// envConfig is the sandbox env an instance of e is restored into.
+func (r *Restore) envConfig(e *imageEntry) sandbox.EnvConfig {
+	id := NewID("rs")
+	cfg := sandbox.EnvConfig{
+		ID:       id,
+		Hostname: id,
+		Lowers:   []string{filepath.Join(e.layer.Dir, image.LayerDir)},
+		Rootfs:   r.Fork.Scratch.Rootfs,
+		Binds: []sandbox.Bind{
+			{Source: e.fn.CodeDir, Target: CodeMount},
+			{Source: r.Fork.Scratch.AgentDir, Target: AgentMount},
+			{Source: e.dir, Target: ImageMount},
+		},
+		Network:      sandbox.NetworkNone,
+		Limits:       Limits(e.fn),
+		CgroupParent: r.Fork.Scratch.CgroupParent,
+	}
+	if e.fn.NetworkHost {
+		cfg.Network = sandbox.NetworkHost
+	}
+	return cfg
+}
+
+// restorer is a restore target prepared off the boot path, so that a boot
+// is only the plan: a restorer process (PID 1 of its own PID namespace)
+// seized on the engine's tracer, inside its env (joined, /proc built, in
+// its cgroup), with the executor mapped where the image wants it, and the
+// daemon's ends of its control channel and output pipes.
+type restorer struct {
+	cmd            *exec.Cmd
+	tc             *ptrace.Tracee
+	sb             *sandbox.Sandbox
+	parent         net.Conn
+	stdout, stderr *tail
+}
+
+func (r *Restore) prepare(e *imageEntry) (*restorer, error) {
+	env, err := sandbox.NewEnv(r.envConfig(e))
+	if err != nil {
+		return nil, err
+	}
+	cl := cleanup.Make(func() { env.Release() })
+	defer cl.Clean()
+	parent, child, err := ControlPair()
+	if err != nil {
+		return nil, err
+	}
+	cl.Add(func() { parent.Close() })
+	defer child.Close()
+	x := &restorer{parent: parent, stdout: newTail(4096), stderr: newTail(4096)}
+	outR, outW, err := drainPipe(x.stdout)
+	if err != nil {
+		return nil, err
+	}
+	defer outW.Close()
+	cl.Add(func() { outR.Close() })
+	errR, errW, err := drainPipe(x.stderr)
+	if err != nil {
+		return nil, err
+	}
+	defer errW.Close()
+	cl.Add(func() { errR.Close() })
+	x.cmd, x.tc, err = image.StartRestorerAttr(r.tr, []*os.File{child, outW, errW, env.PidFD()},
+		&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL},
+		ptrace.SuspendSeccomp(true))
+	if err != nil {
+		return nil, fmt.Errorf("restorer: %w", err)
+	}
+	cl.Add(func() { x.cmd.Process.Kill(); r.tr.Do(func() error { x.tc.Wait(); return nil }) })
+	// Accounted from the start: the restored memory faults into its cgroup.
+	if x.sb, err = env.Adopt(x.tc.Pid()); err != nil {
+		return nil, err
+	}
+	cl.Add(func() { x.sb.Destroy() })
+	err = r.tr.Do(func() error {
+		if err := x.tc.InstallExecutorAt(e.img.ExecAddr()); err != nil {
+			return err
+		}
+		_, err := x.tc.Exec(joinBatch())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restorer: join env: %w", err)
+	}
+	cl.Release()
+	return x, nil
+}
+
+// release destroys a prepared restorer that was never used.
+func (r *Restore) release(x *restorer) error {
+	err := x.sb.Destroy()
+	r.tr.Do(func() error { x.tc.Wait(); return nil }) // reap: it is traced
+	x.parent.Close()
+	return err
 }
 
 // checkpoint waits for fn's fork template and checkpoints it into a
@@ -455,63 +533,35 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		}
 		phase("open")
 	}
-	env, fromPool, err := e.pool.Get()
+	x, fromPool, err := e.pool.Get()
 	if err != nil {
 		return nil, fmt.Errorf("boot %s: sandbox env: %w", fn.Name, err)
 	}
 	if r.OnEnv != nil {
 		r.OnEnv(fn.Name, fromPool)
 	}
-	cl := cleanup.Make(func() { env.Release() })
-	defer cl.Clean()
 	phase("env")
-
-	parent, child, err := ControlPair()
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-	}
-	cl.Add(func() { parent.Close() })
-	defer child.Close()
-	stdout, stderr := newTail(4096), newTail(4096)
-	outR, outW, err := drainPipe(stdout)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-	}
-	defer outW.Close()
-	cl.Add(func() { outR.Close() })
-	errR, errW, err := drainPipe(stderr)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-	}
-	defer errW.Close()
-	cl.Add(func() { errR.Close() })
-
-	cmd, tc, err := image.StartRestorerAttr(r.tr, []*os.File{child, outW, errW, env.PidFD()},
-		&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL},
-		ptrace.SuspendSeccomp(true))
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: restorer: %w", fn.Name, err)
-	}
-	cl.Add(func() { cmd.Process.Kill(); cmd.Wait() })
-	// Accounted from the start: the restored memory faults into its cgroup.
-	sb, err := env.Adopt(tc.Pid())
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-	}
-	cl.Add(func() { sb.Destroy() })
-	phase("restorer")
-
 	pid, st, err := image.Restore(r.tr, img, image.Restorer{
-		Tracee:    tc,
+		Tracee:    x.tc,
 		Reconnect: e.reconnect,
 		PagesPath: filepath.Join(ImageMount, image.PagesFile),
 		Prefetch:  cold && ctx.Value(noPrefetchKey{}) == nil,
-		Prelude:   joinBatch(),
 		Epilogue:  lockdownBatch,
+		// The instance keeps the (mostly untouched) executor mapping: its
+		// removal cost two round trips (~0.2 ms); fork children keep theirs
+		// too.
+		KeepExecutor: true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(stderr))
+		// Restore killed it; reap it and free its sandbox.
+		x.sb.Destroy()
+		go x.cmd.Wait()
+		x.parent.Close()
+		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(x.stderr))
 	}
+	cmd, sb, parent, stderr := x.cmd, x.sb, x.parent, x.stderr
+	cl := cleanup.Make(func() { sb.Destroy(); parent.Close() })
+	defer cl.Clean()
 	// Detached: no longer traced, so reaping it is ours again (the
 	// sandbox watches its exit through a pidfd).
 	go cmd.Wait()
@@ -525,7 +575,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 	}
 	phase("reseed")
 	cl.Release()
-	inst := newInstance(sb.ID(), mode, fn, start, phases, sb, conn, stdout, stderr)
+	inst := newInstance(sb.ID(), mode, fn, start, phases, sb, conn, x.stdout, stderr)
 	if !cold {
 		return inst, nil
 	}

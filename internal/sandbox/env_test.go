@@ -476,7 +476,7 @@ func TestPool(t *testing.T) {
 		}
 		return NewEnv(envConfig())
 	}
-	p := NewPool(2, 1, build)
+	p := NewPool(2, 1, build, (*Env).Release)
 	waitReady := func(want int) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)

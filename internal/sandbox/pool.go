@@ -25,16 +25,19 @@ type PoolStats struct {
 	MeanBuild time.Duration // mean duration of a successful build (the refill cost per env)
 }
 
-// Pool keeps size envs ready, built by build in background workers (each
-// building one env at a time), with backoff (PoolBackoffMin doubling to
-// PoolBackoffMax) after a failure. Its methods are safe for concurrent use.
-type Pool struct {
+// Pool keeps size things ready (envs, or restorers already inside their
+// env), built by build in background workers (each building one at a
+// time), with backoff (PoolBackoffMin doubling to PoolBackoffMax) after a
+// failure; release frees one that is never handed out. Its methods are
+// safe for concurrent use.
+type Pool[T any] struct {
 	size     int
-	build    func() (*Env, error)
+	build    func() (T, error)
+	release  func(T) error
 	inflight int // background builds running
 
 	mu         sync.Mutex
-	ready      []*Env
+	ready      []T
 	closed     bool
 	st         PoolStats
 	buildTotal time.Duration
@@ -52,9 +55,9 @@ type Pool struct {
 // builds on demand), refilled by workers builders in parallel (at least
 // one): one builder refills ~130 envs/s on a 16-core host, less than fork
 // boot consumes, so size the workers to the cores that can be spared.
-func NewPool(size, workers int, build func() (*Env, error)) *Pool {
+func NewPool[T any](size, workers int, build func() (T, error), release func(T) error) *Pool[T] {
 	workers = max(workers, 1)
-	p := &Pool{size: max(size, 0), build: build, wake: make(chan struct{}, workers),
+	p := &Pool[T]{size: max(size, 0), build: build, release: release, wake: make(chan struct{}, workers),
 		stop: make(chan struct{})}
 	for range workers {
 		p.wg.Add(1)
@@ -64,7 +67,7 @@ func NewPool(size, workers int, build func() (*Env, error)) *Pool {
 }
 
 // timedBuild builds one env and accounts for it.
-func (p *Pool) timedBuild() (*Env, error) {
+func (p *Pool[T]) timedBuild() (T, error) {
 	t := time.Now()
 	e, err := p.build()
 	d := time.Since(t)
@@ -72,14 +75,15 @@ func (p *Pool) timedBuild() (*Env, error) {
 	defer p.mu.Unlock()
 	if err != nil {
 		p.st.Failures++
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	p.builds++
 	p.buildTotal += d
 	return e, nil
 }
 
-func (p *Pool) refill() {
+func (p *Pool[T]) refill() {
 	defer p.wg.Done()
 	backoff := time.Duration(0)
 	for {
@@ -119,7 +123,7 @@ func (p *Pool) refill() {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
-			_ = e.Release()
+			_ = p.release(e)
 			return
 		}
 		p.ready = append(p.ready, e)
@@ -132,15 +136,16 @@ func (p *Pool) refill() {
 // the pool is empty (fromPool false: count it as a cold env in metrics).
 // A closed pool is errdefs.ErrUnavailable. The caller owns the env: Adopt
 // or Release it.
-func (p *Pool) Get() (e *Env, fromPool bool, err error) {
+func (p *Pool[T]) Get() (e T, fromPool bool, err error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, false, fmt.Errorf("env pool: closed: %w", errdefs.ErrUnavailable)
+		return e, false, fmt.Errorf("env pool: closed: %w", errdefs.ErrUnavailable)
 	}
 	if n := len(p.ready); n > 0 {
+		var zero T
 		e = p.ready[0]
-		p.ready[0] = nil
+		p.ready[0] = zero
 		p.ready = p.ready[1:]
 		p.st.Taken++
 		p.mu.Unlock()
@@ -154,13 +159,13 @@ func (p *Pool) Get() (e *Env, fromPool bool, err error) {
 	p.mu.Unlock()
 	e, err = p.timedBuild()
 	if err != nil {
-		return nil, false, fmt.Errorf("env pool: build on demand: %w", err)
+		return e, false, fmt.Errorf("env pool: build on demand: %w", err)
 	}
 	return e, false, nil
 }
 
 // Stats returns the pool's counters.
-func (p *Pool) Stats() PoolStats {
+func (p *Pool[T]) Stats() PoolStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.st
@@ -174,7 +179,7 @@ func (p *Pool) Stats() PoolStats {
 // Close stops refilling (waiting for a build in progress) and releases
 // every ready env. Envs already handed out are the callers'. It is
 // idempotent.
-func (p *Pool) Close() error {
+func (p *Pool[T]) Close() error {
 	p.closeOnce.Do(func() {
 		p.mu.Lock()
 		p.closed = true
@@ -187,7 +192,7 @@ func (p *Pool) Close() error {
 		p.mu.Unlock()
 		var errs []error
 		for _, e := range ready {
-			errs = append(errs, e.Release())
+			errs = append(errs, p.release(e))
 		}
 		if err := errors.Join(errs...); err != nil {
 			p.closeErr = fmt.Errorf("env pool: close: %w", err)
