@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +26,15 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// Descriptors the test runner inherited (a CI harness's pipes) must
+	// not leak into the processes these tests start and checkpoint.
+	if ents, err := os.ReadDir("/proc/self/fd"); err == nil {
+		for _, e := range ents {
+			if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+				syscall.CloseOnExec(fd)
+			}
+		}
+	}
 	dir, err := os.MkdirTemp("", "catalyzer-e2e-")
 	if err != nil {
 		panic(err)
@@ -184,5 +195,61 @@ func TestBenchJSON(t *testing.T) {
 	cmd := exec.Command(binary, "bench", "--addr", d.addr, "--function", "hello", "--boot", "auto")
 	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "must name a mode") {
 		t.Fatalf("bench --boot auto: %v %s", err, b)
+	}
+}
+
+// TestCheckpointRestoreSandbox: catalyzer checkpoint of a plain Python
+// process, then catalyzer restore --sandbox: it continues where it was, as
+// PID 1 of a sandbox with Docker's seccomp profile, and leaves nothing.
+func TestCheckpointRestoreSandbox(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	script := filepath.Join(dir, "loop.py")
+	os.WriteFile(script, []byte(`import sys, os, socket
+n = 0
+for line in sys.stdin:
+    n += 1
+    status = open("/proc/self/status").read()
+    print(n, os.getpid(), socket.gethostname(), status.split("Seccomp:")[1].split()[0], flush=True)
+`), 0o644)
+	victim := exec.Command("/usr/bin/python3", "-u", script)
+	in, _ := victim.StdinPipe()
+	outR, outW, _ := os.Pipe()
+	victim.Stdout = outW
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close()
+	defer victim.Process.Kill()
+	in.Write([]byte("a\n"))
+	first, _ := bufio.NewReader(outR).ReadString('\n')
+	if !strings.HasPrefix(first, "1 ") {
+		t.Fatalf("victim said %q", first)
+	}
+	img := filepath.Join(dir, "img")
+	if out, err := exec.Command(binary, "checkpoint", "--pid", fmt.Sprint(victim.Process.Pid), "--image", img,
+		"--reconnect", "0", "--reconnect", "1", "--reconnect", "2").CombinedOutput(); err != nil {
+		t.Fatalf("checkpoint: %v\n%s", err, out)
+	}
+	victim.Wait()
+	restore := exec.Command(binary, "restore", "--image", img, "--sandbox")
+	restore.Stdin = strings.NewReader("b\nc\n")
+	out, err := restore.CombinedOutput()
+	if err != nil {
+		t.Fatalf("restore --sandbox: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	host, _ := os.Hostname()
+	if len(lines) != 2 {
+		t.Fatalf("restored process said %q", out)
+	}
+	for i, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 4 || f[0] != fmt.Sprint(i+2) || f[1] != "1" || f[2] == host || f[3] != "2" {
+			t.Errorf("line %q: want counter %d, pid 1, its own hostname, seccomp 2", l, i+2)
+		}
+	}
+	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/catalyzer-cli"); len(dirs) != 0 {
+		t.Errorf("cgroups left: %v", dirs)
 	}
 }

@@ -6,25 +6,29 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/catalyzer/catalyzer/internal/boot"
 	"github.com/catalyzer/catalyzer/internal/image"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
 func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name: "restore",
-		Usage: "restore a process from an image directory on the host, in the host namespaces " +
-			"(it gets a new pid: original PID reuse is not supported)",
+		Usage: "restore a process from an image directory, in the host namespaces or (--sandbox) in a new " +
+			"sandbox (it gets a new pid: original PID reuse is not supported)",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "image", Usage: "image directory", Required: true},
 			&cli.BoolFlag{Name: "detach", Usage: "exit once the process runs (default: wait for it and exit with its status)"},
 			&cli.StringFlag{Name: "pid-file", Usage: "write the restored pid to this file"},
 			&cli.BoolFlag{Name: "prefetch", Usage: "read the image's working set (ws.bin) before resuming"},
 			&cli.BoolFlag{Name: "stats", Usage: "print the restore phases to stderr"},
+			&cli.BoolFlag{Name: "sandbox", Usage: "restore into a new sandbox (namespaces, overlay root, cgroup, Docker's capabilities and seccomp profile); waits for the process"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if os.Geteuid() != 0 {
@@ -50,6 +54,12 @@ func restoreCommand() *cli.Command {
 			}
 			tr := ptrace.NewTracer()
 			defer tr.Close()
+			if cmd.Bool("sandbox") {
+				if cmd.Bool("detach") {
+					return errors.New("--sandbox cannot --detach: the sandbox is torn down when the process exits, by this command")
+				}
+				return restoreInSandbox(tr, img, files, reconnect, cmd.Bool("prefetch"), cmd.Bool("stats"), cmd.String("pid-file"))
+			}
 			c, tc, err := image.StartRestorer(tr, files)
 			if err != nil {
 				return err
@@ -82,4 +92,59 @@ func restoreCommand() *cli.Command {
 			return err
 		},
 	}
+}
+
+// restoreInSandbox restores img into a fresh sandbox env (overlay root
+// with the image's rootfs changes, its own namespaces and cgroup,
+// Docker's capabilities and seccomp profile), waits for the process and
+// tears the sandbox down.
+func restoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, reconnect map[int]int, prefetch, stats bool, pidFile string) error {
+	id := boot.NewID("cli")
+	cfg := sandbox.EnvConfig{ID: id, Hostname: id, CgroupParent: "catalyzer-cli", Network: sandbox.NetworkNone,
+		Binds: []sandbox.Bind{{Source: img.Dir, Target: boot.ImageMount}}}
+	if _, err := os.Stat(filepath.Join(img.Dir, image.LayerDir)); err == nil {
+		layer, err := sandbox.NewScratch(cfg.CgroupParent, "layer-"+id, 64<<20)
+		if err != nil {
+			return err
+		}
+		defer layer.Release()
+		if err := image.CaptureLayer(filepath.Join(img.Dir, image.LayerDir), layer.Dir); err != nil {
+			return err
+		}
+		cfg.Lowers = []string{filepath.Join(layer.Dir, image.LayerDir)}
+	}
+	defer sandbox.Tidy(cfg.CgroupParent)
+	env, err := sandbox.NewEnv(cfg)
+	if err != nil {
+		return err
+	}
+	c, tc, sb, err := boot.StartRestorerIn(tr, env, files, img.ExecAddr())
+	if err != nil {
+		return err
+	}
+	defer sb.Destroy()
+	pid, st, err := image.Restore(tr, img, image.Restorer{Tracee: tc, Reconnect: reconnect, Prefetch: prefetch,
+		PagesPath: filepath.Join(boot.ImageMount, image.PagesFile), Epilogue: boot.LockdownBatch})
+	if err != nil {
+		c.Wait()
+		return err
+	}
+	if stats {
+		for _, p := range st.Phases {
+			fmt.Fprintf(os.Stderr, "%-16s %v\n", p.Name, p.D)
+		}
+		fmt.Fprintf(os.Stderr, "%-16s %v (%d plan entries, %d ptrace stops)\n", "total", st.Total, st.Entries, st.RoundTrips)
+	}
+	if pidFile != "" {
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	err = c.Wait()
+	sb.Destroy()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.ExitCode())
+	}
+	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/agent/runtimes"
 	"github.com/catalyzer/catalyzer/internal/boot"
 	"github.com/catalyzer/catalyzer/internal/platform"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
 func runCommand() *cli.Command {
@@ -60,6 +61,7 @@ func runCommand() *cli.Command {
 				UserNS: cmd.Bool("userns"), NetworkHost: cmd.Bool("network-host"),
 			}
 			eng := &boot.Scratch{AgentDir: agents, CgroupParent: "catalyzer-run"}
+			defer sandbox.Tidy(eng.CgroupParent)
 			inst, err := eng.Boot(ctx, f)
 			if err != nil {
 				return err

@@ -277,30 +277,48 @@ func (r *Restore) prepare(e *imageEntry) (*restorer, error) {
 	}
 	defer errW.Close()
 	cl.Add(func() { errR.Close() })
-	x.cmd, x.tc, err = image.StartRestorerAttr(r.tr, []*os.File{child, outW, errW, env.PidFD()},
-		&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL},
-		ptrace.SuspendSeccomp(true))
-	if err != nil {
-		return nil, fmt.Errorf("restorer: %w", err)
-	}
-	cl.Add(func() { x.cmd.Process.Kill(); r.tr.Do(func() error { x.tc.Wait(); return nil }) })
-	// Accounted from the start: the restored memory faults into its cgroup.
-	if x.sb, err = env.Adopt(x.tc.Pid()); err != nil {
+	if x.cmd, x.tc, x.sb, err = StartRestorerIn(r.tr, env, []*os.File{child, outW, errW}, e.img.ExecAddr()); err != nil {
 		return nil, err
-	}
-	cl.Add(func() { x.sb.Destroy() })
-	err = r.tr.Do(func() error {
-		if err := x.tc.InstallExecutorAt(e.img.ExecAddr()); err != nil {
-			return err
-		}
-		_, err := x.tc.Exec(joinBatch())
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("restorer: join env: %w", err)
 	}
 	cl.Release()
 	return x, nil
+}
+
+// StartRestorerIn starts a restorer process ready to restore an image
+// into env: PID 1 of a new PID namespace, seized on tr (seccomp
+// suspended), with files as its fds 3, 4, ..., adopted by env (in its
+// cgroup), with the executor mapped at execAddr (the image's), and joined
+// to env with its own /proc. On error nothing of it remains (env is
+// released or destroyed with it).
+func StartRestorerIn(tr *ptrace.Tracer, env *sandbox.Env, files []*os.File, execAddr uintptr) (*exec.Cmd, *ptrace.Tracee, *sandbox.Sandbox, error) {
+	cl := cleanup.Make(func() { env.Release() })
+	defer cl.Clean()
+	envFD := 3 + len(files)
+	cmd, tc, err := image.StartRestorerAttr(tr, append(append([]*os.File{}, files...), env.PidFD()),
+		&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL},
+		ptrace.SuspendSeccomp(true))
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("restorer: %w", err)
+	}
+	cl.Add(func() { cmd.Process.Kill(); tr.Do(func() error { tc.Wait(); return nil }) })
+	// Accounted from the start: the restored memory faults into its cgroup.
+	sb, err := env.Adopt(tc.Pid())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cl.Add(func() { sb.Destroy() })
+	err = tr.Do(func() error {
+		if err := tc.InstallExecutorAt(execAddr); err != nil {
+			return err
+		}
+		_, err := tc.Exec(joinBatch(envFD))
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("restorer: join env: %w", err)
+	}
+	cl.Release()
+	return cmd, tc, sb, nil
 }
 
 // release destroys a prepared restorer that was never used.
@@ -489,12 +507,11 @@ func (r *Restore) Info(name string) ImageInfo {
 	return info
 }
 
-// Restorer fds: what the restorer process inherits.
+// Restorer fds: what a platform restorer inherits.
 const (
 	rsControl = 3
 	rsStdout  = 4
 	rsStderr  = 5
-	rsEnv     = 6
 )
 
 func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, error) {
@@ -546,7 +563,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		Reconnect: e.reconnect,
 		PagesPath: filepath.Join(ImageMount, image.PagesFile),
 		Prefetch:  cold && ctx.Value(noPrefetchKey{}) == nil,
-		Epilogue:  lockdownBatch,
+		Epilogue:  LockdownBatch,
 		// The instance keeps the (mostly untouched) executor mapping: its
 		// removal cost two round trips (~0.2 ms); fork children keep theirs
 		// too.
@@ -592,20 +609,20 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 
 // joinBatch is the restorer's prelude: join its env (it is PID 1 of a new
 // PID namespace already), then build its /proc.
-func joinBatch() *ptrace.Batch {
+func joinBatch(envFD int) *ptrace.Batch {
 	b := ptrace.NewBatch()
-	b.Add(unix.SYS_SETNS, ptrace.Lit(rsEnv), ptrace.Lit(int64(sandbox.EnvNamespaces)))
-	b.Add(unix.SYS_CLOSE, ptrace.Lit(rsEnv))
+	b.Add(unix.SYS_SETNS, ptrace.Lit(int64(envFD)), ptrace.Lit(int64(sandbox.EnvNamespaces)))
+	b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(envFD)))
 	for _, m := range procMounts {
 		sfork.AddMount(b, m)
 	}
 	return b
 }
 
-// lockdownBatch is the restorer's epilogue, once the image is in place:
+// LockdownBatch is the restorer's epilogue, once the image is in place:
 // hide the image, then take the sandbox's security settings (Docker's
 // capabilities in every set, no_new_privs, Docker's seccomp profile).
-func lockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
+func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	prog, err := sandbox.SeccompProgram(sandbox.Capabilities())
 	if err != nil {
 		return nil, err

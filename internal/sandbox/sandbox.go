@@ -457,3 +457,17 @@ func unmountOverlay(dir string) {
 	_ = unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
 	_ = unix.Unmount(dir, unix.MNT_DETACH)
 }
+
+// Tidy removes cgroupParent's cgroup and run directories if nothing uses
+// them any more: what a one-shot command (catalyzer run, restore
+// --sandbox) calls when it is done, where a daemon would Sweep at start.
+func Tidy(cgroupParent string) error {
+	if cgroupParent == "" {
+		cgroupParent = DefaultCgroupParent
+	}
+	err := cgroup.RemoveParent(cgroupParent)
+	if rerr := os.Remove(filepath.Join(RunDir, cgroupParent)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && !errors.Is(rerr, unix.ENOTEMPTY) {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}

@@ -692,3 +692,23 @@ func sweepTree(what string, dirs map[string]string) error {
 	}
 	return nil
 }
+
+// RemoveParent removes parent's directory in every hierarchy if it holds
+// no group any more (a one-shot command's parent, once its group is
+// gone); a parent still in use is left alone.
+func RemoveParent(parent string) error {
+	if err := checkParent(parent); err != nil {
+		return err
+	}
+	roots, err := hierarchyRoots()
+	if err != nil {
+		return err
+	}
+	for _, root := range roots {
+		err := os.Remove(filepath.Join(root, strings.Trim(parent, "/")))
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EBUSY) {
+			return fmt.Errorf("remove cgroup parent %s: %w", parent, err)
+		}
+	}
+	return nil
+}
