@@ -16,6 +16,7 @@ type Metrics struct {
 	invokeDur   *prometheus.HistogramVec
 	instances   *prometheus.GaugeVec
 	envBuilt    *prometheus.CounterVec
+	imageBytes  *prometheus.GaugeVec
 }
 
 // latencyBuckets span 50 µs to 10 s: fork boots sit at the bottom,
@@ -52,12 +53,16 @@ func newMetrics() *Metrics {
 			Name: "catalyzer_instances",
 			Help: "Live instances by function and state (busy, idle).",
 		}, []string{"function", "state"}),
+		imageBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "catalyzer_image_bytes",
+			Help: "Size of each function's checkpoint image: pages on disk (pages.img is sparse) and apparent.",
+		}, []string{"function", "kind"}),
 		envBuilt: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catalyzer_sandbox_envs_total",
 			Help: "Sandbox envs built, by how (pool, on_demand).",
 		}, []string{"how"}),
 	}
-	m.Registry.MustRegister(m.invocations, m.errors, m.bootLatency, m.bootPhase, m.invokeDur, m.instances, m.envBuilt,
+	m.Registry.MustRegister(m.invocations, m.errors, m.bootLatency, m.bootPhase, m.invokeDur, m.instances, m.envBuilt, m.imageBytes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -68,7 +73,7 @@ func (m *Metrics) ObserveRequest(function, boot string, seconds float64) {
 }
 
 func (m *Metrics) forget(function string) {
-	for _, v := range []*prometheus.GaugeVec{m.instances} {
+	for _, v := range []*prometheus.GaugeVec{m.instances, m.imageBytes} {
 		v.DeletePartialMatch(prometheus.Labels{"function": function})
 	}
 }

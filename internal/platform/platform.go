@@ -165,7 +165,10 @@ func New(cfg Config) (*Platform, error) {
 				p.log.Warn("image failed: cold and warm boot unavailable for this function", "function", function, "err", err)
 				return
 			}
-			p.log.Info("image ready", "function", function)
+			info := p.restore.Info(function)
+			p.metrics.imageBytes.WithLabelValues(function, "disk").Set(float64(info.PagesBytes))
+			p.metrics.imageBytes.WithLabelValues(function, "apparent").Set(float64(info.PagesApparent))
+			p.log.Info("image ready", "function", function, "pages_bytes", info.PagesBytes, "plan_entries", info.PlanEntries)
 		},
 	}
 	p.engines = map[boot.Mode]boot.Engine{
