@@ -190,6 +190,10 @@ func (r *Restore) build(e *imageEntry) (err error) {
 		close(e.built)
 	}()
 	img, err := image.Open(e.dir)
+	if err == nil {
+		// Found on disk (a restarted daemon): check every page once.
+		err = img.Verify()
+	}
 	if err != nil {
 		if img, err = r.checkpoint(e); err != nil {
 			return err
