@@ -213,6 +213,9 @@ for line in sys.stdin:
     print(n, os.getpid(), socket.gethostname(), status.split("Seccomp:")[1].split()[0], flush=True)
 `), 0o644)
 	victim := exec.Command("/usr/bin/python3", "-u", script)
+	// Its cwd must exist in the sandbox's root (the host's root file
+	// system, without its submounts such as a tmpfs /tmp).
+	victim.Dir = "/"
 	in, _ := victim.StdinPipe()
 	outR, outW, _ := os.Pipe()
 	victim.Stdout = outW
