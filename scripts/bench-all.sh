@@ -53,6 +53,10 @@ for f in "${fns[@]}"; do
   grep -q "^$f template: ready" "$OUT/templates.txt" || continue
   for c in 1 2 8; do run "$f" fork "$c" --baselines none; done
   run "$f" warm 1 --baselines none --pss 1,10,50
+  # Cold: the image from disk (evicted, no live instance mapping it), with
+  # and without the working-set prefetch; then everything cold.
+  run "$f" cold 1 --baselines none --drop-caches
+  mv "$OUT/$f-cold-c1.json" "$OUT/$f-cold-dropcaches-c1.json"; mv "$OUT/$f-cold-c1.err" "$OUT/$f-cold-dropcaches-c1.err"
   run "$f" cold 1 --baselines none
   mv "$OUT/$f-cold-c1.json" "$OUT/$f-cold-prefetch-c1.json"; mv "$OUT/$f-cold-c1.err" "$OUT/$f-cold-prefetch-c1.err"
   run "$f" cold 1 --baselines none --no-prefetch

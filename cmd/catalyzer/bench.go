@@ -25,7 +25,8 @@ func benchCommand() *cli.Command {
 			&cli.StringFlag{Name: "data", Usage: "event JSON", Value: "{}"},
 			&cli.StringFlag{Name: "baselines", Usage: "comma list of local baselines to measure in the same run (direct, bwrap) or none", Value: "direct,bwrap"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
-			&cli.BoolFlag{Name: "drop-caches", Usage: "empty the page cache before each boot (default: on for --boot cold)"},
+			&cli.BoolFlag{Name: "drop-caches", Usage: "empty the whole page cache (the runtime's files too) before each boot"},
+			&cli.BoolFlag{Name: "warm-image", Usage: "--boot cold: keep the image in the page cache (default: evict it and destroy idle instances before each boot)"},
 			&cli.BoolFlag{Name: "no-prefetch", Usage: "cold boot: do not prefetch the recorded working set"},
 			&cli.StringFlag{Name: "pss", Usage: "comma list of live-instance counts at which to report PSS per instance (e.g. 1,10,50)"},
 		},
@@ -38,12 +39,9 @@ func benchCommand() *cli.Command {
 				}
 				pss = append(pss, n)
 			}
-			drop := cmd.Bool("drop-caches")
-			if !cmd.IsSet("drop-caches") {
-				drop = cmd.String("boot") == "cold"
-			}
 			r, err := bench.Run(ctx, bench.Options{
-				DropCaches:  drop,
+				DropCaches:  cmd.Bool("drop-caches"),
+				ColdImage:   cmd.String("boot") == "cold" && !cmd.Bool("warm-image"),
 				NoPrefetch:  cmd.Bool("no-prefetch"),
 				PSSAt:       pss,
 				Client:      client.New(cmd.String("addr")),

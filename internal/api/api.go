@@ -73,6 +73,7 @@ func New(p *platform.Platform, log *slog.Logger) *Server {
 	s.mux.HandleFunc("DELETE /v1/functions/{name}", s.delete)
 	s.mux.HandleFunc("POST /v1/functions/{name}/invoke", s.invoke)
 	s.mux.HandleFunc("GET /v1/functions/{name}/instances", s.instances)
+	s.mux.HandleFunc("DELETE /v1/functions/{name}/instances", s.drain)
 	s.mux.HandleFunc("POST /v1/functions/{name}/fork-floor", s.forkFloor)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(p.Metrics().Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -162,6 +163,16 @@ func (s *Server) instances(w http.ResponseWriter, r *http.Request) {
 		insts = []platform.InstanceInfo{}
 	}
 	writeJSON(w, http.StatusOK, InstancesView{Instances: insts, Template: tpl, Image: img})
+}
+
+// drain destroys the function's idle instances.
+func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
+	n, err := s.p.Drain(r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"drained": n})
 }
 
 // FloorView is the body of POST /v1/functions/{name}/fork-floor.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,8 +33,14 @@ type Options struct {
 	N           int
 	Concurrency int
 	Event       []byte
-	// DropCaches empties the page cache before each boot (cold boot: the
-	// image comes from disk). Needs root on the daemon's host.
+	// ColdImage makes each boot read the image from disk (cold boot):
+	// before it, the function's idle instances are destroyed (they map
+	// the image's pages) and the image's files are evicted from the page
+	// cache. The runtime's own files stay cached, as on a serving host.
+	ColdImage bool
+	// DropCaches empties the whole page cache (and dentries and inodes)
+	// before each boot: everything cold, the runtime's files too. Needs
+	// root on the daemon's host.
 	DropCaches bool
 	// NoPrefetch turns off the working-set prefetch of cold boots.
 	NoPrefetch bool
@@ -75,6 +82,7 @@ type Report struct {
 	Image      *ImageReport     `json:"image,omitempty"`
 	PSS        map[string]int64 `json:"pss_kb_per_instance,omitempty"`
 	DropCaches bool             `json:"drop_caches,omitempty"`
+	ColdImage  bool             `json:"cold_image,omitempty"`
 	Prefetch   *bool            `json:"prefetch,omitempty"`
 }
 
@@ -122,7 +130,27 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if o.NoPrefetch {
 		q.Set("prefetch", "false")
 	}
+	imageDir := ""
+	if o.ColdImage {
+		v, err := o.Client.Instances(ctx, o.Function)
+		if err != nil {
+			return Report{}, err
+		}
+		if imageDir = v.Image.Dir; imageDir == "" {
+			return Report{}, fmt.Errorf("bench: --boot cold: the function's image is %s", v.Image.Status)
+		}
+	}
 	invoke := func() (client.Invocation, error) {
+		if o.ColdImage || o.DropCaches {
+			if err := o.Client.Drain(ctx, o.Function); err != nil {
+				return client.Invocation{}, err
+			}
+		}
+		if o.ColdImage {
+			if err := evict(imageDir); err != nil {
+				return client.Invocation{}, err
+			}
+		}
 		if o.DropCaches {
 			if err := dropCaches(); err != nil {
 				return client.Invocation{}, err
@@ -203,7 +231,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	for k, v := range phases {
 		r.Phases[k] = Summarize(v).P50
 	}
-	r.PSS, r.DropCaches = pss, o.DropCaches
+	r.PSS, r.DropCaches, r.ColdImage = pss, o.DropCaches, o.ColdImage
 	if o.Boot == "cold" {
 		pf := !o.NoPrefetch
 		r.Prefetch = &pf
@@ -245,6 +273,29 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	return r, nil
 }
 
+// evict drops the files of dir (an image) from the page cache.
+func evict(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("bench: evict image: %w", err)
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("bench: evict %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
 // dropCaches empties the page cache (and dentries and inodes).
 func dropCaches() error {
 	unix.Sync()
@@ -260,6 +311,9 @@ func dropCaches() error {
 func measurePSS(ctx context.Context, o Options, invoke func() (client.Invocation, error)) (map[string]int64, error) {
 	if len(o.PSSAt) == 0 {
 		return nil, nil
+	}
+	if o.ColdImage || o.DropCaches {
+		return nil, fmt.Errorf("bench: --pss keeps instances alive; it cannot run with a cold cache (which destroys them before each boot)")
 	}
 	out := map[string]int64{}
 	booted := 1 // the warm-up invocation

@@ -188,6 +188,12 @@ func (c *Client) Instances(ctx context.Context, name string) (api.InstancesView,
 	return v, err
 }
 
+// Drain destroys a function's idle instances.
+func (c *Client) Drain(ctx context.Context, name string) error {
+	_, _, err := c.do(ctx, http.MethodDelete, "/v1/functions/"+url.PathEscape(name)+"/instances", nil, nil)
+	return err
+}
+
 // ForkFloor asks the daemon to measure the fork floor of a function n
 // times (see boot.Fork.Floor) and returns the samples in µs.
 func (c *Client) ForkFloor(ctx context.Context, name string, event []byte, n int) ([]int64, error) {

@@ -557,6 +557,18 @@ func (p *Platform) Instances(name string) ([]InstanceInfo, boot.TemplateInfo, bo
 	return out, p.fork.Info(name), p.restore.Info(name), nil
 }
 
+// Drain destroys function name's idle instances (busy ones finish their
+// invocation) and returns how many it destroyed.
+func (p *Platform) Drain(name string) (int, error) {
+	p.mu.Lock()
+	e, ok := p.fns[name]
+	p.mu.Unlock()
+	if !ok {
+		return 0, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
+	}
+	return e.pool.drain(), nil
+}
+
 // ForkFloor measures the floor of fork boot for function name n times:
 // its template forked with no sandbox work (see boot.Fork.Floor).
 func (p *Platform) ForkFloor(ctx context.Context, name string, event json.RawMessage, n int) ([]time.Duration, error) {

@@ -187,6 +187,20 @@ func (pl *pool) maybeDrained() {
 	}
 }
 
+// drain destroys the idle instances and returns how many.
+func (pl *pool) drain() int {
+	pl.mu.Lock()
+	idle := pl.idle
+	pl.idle = nil
+	pl.live -= len(idle)
+	pl.gauges()
+	pl.mu.Unlock()
+	for _, it := range idle {
+		pl.destroy(it.inst)
+	}
+	return len(idle)
+}
+
 // list returns the live instances (busy and idle).
 func (pl *pool) list() []*boot.Instance {
 	pl.mu.Lock()
