@@ -157,6 +157,13 @@ func TestDeployInvokeReuse(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Draining destroys the idle instance: the next invocation boots.
+	if err := e.c.Drain(ctx, "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if inv3, err := e.c.Invoke(ctx, "hello", "", nil); err != nil || inv3.Reused {
+		t.Fatalf("after drain: %+v %v", inv3, err)
+	}
 	if err := e.c.Delete(ctx, "hello"); err != nil {
 		t.Fatal(err)
 	}
