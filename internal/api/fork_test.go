@@ -14,12 +14,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catalyzer/catalyzer/internal/api"
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // waitTemplate waits until name's fork template is ready (or fails).
 func (e *env) waitTemplate(name string) string {
+	return e.waitBuilt(name, "template", func(f api.FunctionView) string { return f.Template })
+}
+
+// waitImage waits until name's checkpoint image is ready (or fails).
+func (e *env) waitImage(name string) string {
+	return e.waitBuilt(name, "image", func(f api.FunctionView) string { return f.Image })
+}
+
+// waitBuilt waits until the state that field reads is neither
+// "building" nor "none", and returns it.
+func (e *env) waitBuilt(name, what string, field func(api.FunctionView) string) string {
 	e.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -27,12 +39,12 @@ func (e *env) waitTemplate(name string) string {
 		if err != nil {
 			e.t.Fatal(err)
 		}
-		if f.Template != "building" && f.Template != "none" {
-			return f.Template
+		if st := field(f); st != "building" && st != "none" {
+			return st
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.t.Fatalf("template of %s not built within 60s", name)
+	e.t.Fatalf("%s of %s not built within 60s", what, name)
 	return ""
 }
 

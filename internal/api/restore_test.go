@@ -10,29 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
-
-// waitImage waits until name's checkpoint image is ready (or fails).
-func (e *env) waitImage(name string) string {
-	e.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		f, err := e.c.Get(context.Background(), name)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if f.Image != "building" && f.Image != "none" {
-			return f.Image
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	e.t.Fatalf("image of %s not built within 60s", name)
-	return ""
-}
 
 // TestRestoreIsolation: cold and warm boots restore the template's
 // image into a sandbox with every isolation property of a scratch boot,

@@ -336,29 +336,16 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	defer cl.Clean()
 	phase("env", time.Since(mark))
 
-	parent, child, err := ControlPair()
+	pipes, err := newInstanceIO()
 	if err != nil {
 		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 	}
-	cl.Add(func() { parent.Close() })
-	defer child.Close()
-	stdout, stderr := newTail(4096), newTail(4096)
-	outR, outW, err := drainPipe(stdout)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-	}
-	defer outW.Close()
-	cl.Add(func() { outR.Close() })
-	errR, errW, err := drainPipe(stderr)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-	}
-	defer errW.Close()
-	cl.Add(func() { errR.Close() })
+	cl.Add(pipes.close)
+	defer pipes.closeChildEnds()
 
 	var sb *sandbox.Sandbox
 	forked, err := t.tpl.Fork(sfork.Child{
-		Files:        []*os.File{child, outW, errW, env.PidFD()},
+		Files:        []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
 		Dups:         []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 2, Target: 2}},
 		Join:         3,
 		JoinFlags:    sandbox.EnvNamespaces,
@@ -382,18 +369,18 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 	}
 	cl = cleanup.Make(func() { sb.Destroy() })
-	cl.Add(func() { parent.Close() })
+	cl.Add(pipes.close)
 	for _, p := range forked.Phases {
 		phase(p.Name, p.D)
 	}
 	mark = time.Now()
-	conn := agent.NewConn(parent)
+	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Forked(ctx); err != nil {
-		return nil, fmt.Errorf("boot %s: forked instance: %w%s", fn.Name, err, stderrHint(stderr))
+		return nil, fmt.Errorf("boot %s: forked instance: %w%s", fn.Name, err, stderrHint(pipes.stderr))
 	}
 	phase("reseed", time.Since(mark))
 	cl.Release()
-	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, stdout, stderr), nil
+	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr), nil
 }
 
 // withTemplate runs f with name's ready template.

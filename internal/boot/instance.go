@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -221,4 +223,54 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)
+}
+
+// instanceIO is a new instance's I/O: its control channel and its stdout
+// and stderr pipes. The daemon's pipe ends are drained into tails (the
+// last bytes, for crash reports).
+type instanceIO struct {
+	parent            net.Conn // the daemon's end of the control channel
+	child, outW, errW *os.File // the instance's ends: its fds 3, 1, 2
+	outR, errR        *os.File
+	stdout, stderr    *tail
+}
+
+func newInstanceIO() (*instanceIO, error) {
+	io := &instanceIO{stdout: newTail(4096), stderr: newTail(4096)}
+	var err error
+	if io.parent, io.child, err = ControlPair(); err != nil {
+		return nil, err
+	}
+	if io.outR, io.outW, err = drainPipe(io.stdout); err != nil {
+		io.close()
+		return nil, err
+	}
+	if io.errR, io.errW, err = drainPipe(io.stderr); err != nil {
+		io.close()
+		return nil, err
+	}
+	return io, nil
+}
+
+// closeChildEnds closes our copies of the instance's ends, once the
+// instance (or its restorer, or the template passing them on) has its own.
+func (io *instanceIO) closeChildEnds() {
+	for _, f := range []*os.File{io.child, io.outW, io.errW} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// close closes everything (a boot that failed).
+func (io *instanceIO) close() {
+	io.closeChildEnds()
+	if io.parent != nil {
+		io.parent.Close()
+	}
+	for _, f := range []*os.File{io.outR, io.errR} {
+		if f != nil {
+			f.Close()
+		}
+	}
 }

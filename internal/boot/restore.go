@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,11 +247,10 @@ func (r *Restore) envConfig(e *imageEntry) sandbox.EnvConfig {
 // its cgroup), with the executor mapped where the image wants it, and the
 // daemon's ends of its control channel and output pipes.
 type restorer struct {
-	cmd            *exec.Cmd
-	tc             *ptrace.Tracee
-	sb             *sandbox.Sandbox
-	parent         net.Conn
-	stdout, stderr *tail
+	cmd *exec.Cmd
+	tc  *ptrace.Tracee
+	sb  *sandbox.Sandbox
+	io  *instanceIO
 }
 
 func (r *Restore) prepare(e *imageEntry) (*restorer, error) {
@@ -260,31 +258,17 @@ func (r *Restore) prepare(e *imageEntry) (*restorer, error) {
 	if err != nil {
 		return nil, err
 	}
-	cl := cleanup.Make(func() { env.Release() })
-	defer cl.Clean()
-	parent, child, err := ControlPair()
+	pipes, err := newInstanceIO()
 	if err != nil {
+		env.Release()
 		return nil, err
 	}
-	cl.Add(func() { parent.Close() })
-	defer child.Close()
-	x := &restorer{parent: parent, stdout: newTail(4096), stderr: newTail(4096)}
-	outR, outW, err := drainPipe(x.stdout)
-	if err != nil {
+	defer pipes.closeChildEnds()
+	x := &restorer{io: pipes}
+	if x.cmd, x.tc, x.sb, err = StartRestorerIn(r.tr, env, []*os.File{pipes.child, pipes.outW, pipes.errW}, e.img.ExecAddr()); err != nil {
+		pipes.close()
 		return nil, err
 	}
-	defer outW.Close()
-	cl.Add(func() { outR.Close() })
-	errR, errW, err := drainPipe(x.stderr)
-	if err != nil {
-		return nil, err
-	}
-	defer errW.Close()
-	cl.Add(func() { errR.Close() })
-	if x.cmd, x.tc, x.sb, err = StartRestorerIn(r.tr, env, []*os.File{child, outW, errW}, e.img.ExecAddr()); err != nil {
-		return nil, err
-	}
-	cl.Release()
 	return x, nil
 }
 
@@ -329,7 +313,7 @@ func StartRestorerIn(tr *ptrace.Tracer, env *sandbox.Env, files []*os.File, exec
 func (r *Restore) release(x *restorer) error {
 	err := x.sb.Destroy()
 	r.tr.Do(func() error { x.tc.Wait(); return nil }) // reap: it is traced
-	x.parent.Close()
+	x.io.close()
 	return err
 }
 
@@ -577,11 +561,11 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		// Restore killed it; reap it and free its sandbox.
 		x.sb.Destroy()
 		go x.cmd.Wait()
-		x.parent.Close()
-		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(x.stderr))
+		x.io.close()
+		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(x.io.stderr))
 	}
-	cmd, sb, parent, stderr := x.cmd, x.sb, x.parent, x.stderr
-	cl := cleanup.Make(func() { sb.Destroy(); parent.Close() })
+	cmd, sb, pipes := x.cmd, x.sb, x.io
+	cl := cleanup.Make(func() { sb.Destroy(); pipes.close() })
 	defer cl.Clean()
 	// Detached: no longer traced, so reaping it is ours again (the
 	// sandbox watches its exit through a pidfd).
@@ -590,13 +574,13 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		phases = append(phases, Phase{Name: "restore-" + p.Name, D: p.D})
 	}
 	mark = time.Now()
-	conn := agent.NewConn(parent)
+	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Forked(ctx); err != nil {
-		return nil, fmt.Errorf("boot %s: restored instance %d: %w%s", fn.Name, pid, err, stderrHint(stderr))
+		return nil, fmt.Errorf("boot %s: restored instance %d: %w%s", fn.Name, pid, err, stderrHint(pipes.stderr))
 	}
 	phase("reseed")
 	cl.Release()
-	inst := newInstance(sb.ID(), mode, fn, start, phases, sb, conn, x.stdout, stderr)
+	inst := newInstance(sb.ID(), mode, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr)
 	if !cold {
 		return inst, nil
 	}

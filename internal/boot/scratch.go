@@ -62,26 +62,12 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 	cl := cleanup.Cleanup{}
 	defer cl.Clean()
 
-	parent, child, err := ControlPair()
+	pipes, err := newInstanceIO()
 	if err != nil {
 		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
 	}
-	cl.Add(func() { parent.Close() })
-	defer child.Close()
-
-	stdout, stderr := newTail(4096), newTail(4096)
-	outR, outW, err := drainPipe(stdout)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
-	}
-	defer outW.Close()
-	cl.Add(func() { outR.Close() })
-	errR, errW, err := drainPipe(stderr)
-	if err != nil {
-		return nil, fmt.Errorf("boot %s: %w", f.Name, err)
-	}
-	defer errW.Close()
-	cl.Add(func() { errR.Close() })
+	cl.Add(pipes.close)
+	defer pipes.closeChildEnds()
 
 	cfg := sandbox.Config{
 		ID:   id,
@@ -97,10 +83,10 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 		UserNS:       f.UserNS,
 		Limits:       Limits(f),
 		CgroupParent: s.CgroupParent,
-		ExtraFiles:   append([]*os.File{child}, extra...),
+		ExtraFiles:   append([]*os.File{pipes.child}, extra...),
 		Template:     template,
-		Stdout:       outW,
-		Stderr:       errW,
+		Stdout:       pipes.outW,
+		Stderr:       pipes.errW,
 	}
 	if f.NetworkHost {
 		cfg.Network = sandbox.NetworkHost
@@ -116,13 +102,13 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 		phases = append(phases, Phase{Name: p.Name, D: p.D})
 	}
 
-	conn := agent.NewConn(parent)
+	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Init(ctx, InitMsg(f, CodeMount)); err != nil {
-		return nil, fmt.Errorf("boot %s: init: %w%s", f.Name, err, stderrHint(stderr))
+		return nil, fmt.Errorf("boot %s: init: %w%s", f.Name, err, stderrHint(pipes.stderr))
 	}
 	phases = append(phases, Phase{Name: "init", D: time.Since(execDone)})
 	cl.Release()
-	inst := newInstance(id, ModeScratch, f, start, phases, sb, conn, stdout, stderr)
+	inst := newInstance(id, ModeScratch, f, start, phases, sb, conn, pipes.stdout, pipes.stderr)
 	return inst, nil
 }
 

@@ -141,14 +141,8 @@ func (pl *pool) reap(now time.Time) {
 func (pl *pool) retire() {
 	pl.mu.Lock()
 	pl.retired = true
-	idle := pl.idle
-	pl.idle = nil
-	pl.live -= len(idle)
-	pl.gauges()
 	pl.mu.Unlock()
-	for _, it := range idle {
-		pl.destroy(it.inst)
-	}
+	pl.drain()
 	pl.maybeDrained()
 }
 
