@@ -104,9 +104,10 @@ type isoOut struct {
 	Kcore      string   `json:"kcore"`
 }
 
-// TestForkIsolation: a forked instance has every isolation property of a
-// scratch boot, its own filesystem layer, and fresh entropy.
-func TestForkIsolation(t *testing.T) {
+// TestBootIsolation: instances booted by fork, warm and cold restore
+// have every isolation property of a scratch boot, their own filesystem
+// layer over the template's init-time changes, and fresh entropy.
+func TestBootIsolation(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -119,61 +120,59 @@ func TestForkIsolation(t *testing.T) {
 	if st := e.waitTemplate("iso"); st != "ready" {
 		t.Fatalf("template: %s", st)
 	}
+	if st := e.waitImage("iso"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
 	const docker = "00000000a80425fb"
-	var outs []isoOut
-	var instances []string
-	for i := 0; i < 4; i++ {
-		inv, err := e.c.Invoke(context.Background(), "iso", "fork", []byte(fmt.Sprintf(`{"tag": "%d", "port": %d}`, i, port)))
+	host, _ := os.Hostname()
+	seen := map[string]bool{}
+	for i, mode := range []string{"scratch", "fork", "fork", "warm", "cold", "warm", "cold"} {
+		label := fmt.Sprintf("%s boot %d", mode, i)
+		inv, err := e.c.Invoke(context.Background(), "iso", mode, []byte(fmt.Sprintf(`{"tag": "%d", "port": %d}`, i, port)))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", label, err)
 		}
-		if inv.Boot != "fork" || inv.Reused || inv.BootUs <= 0 || inv.Phases["clone"] <= 0 {
-			t.Fatalf("fork headers: %+v", inv)
+		if inv.Boot != mode || inv.Reused || inv.BootUs <= 0 || len(inv.Phases) == 0 {
+			t.Fatalf("%s: headers %+v", label, inv)
 		}
 		var o isoOut
 		if err := json.Unmarshal(inv.Output, &o); err != nil {
 			t.Fatal(err)
 		}
-		outs = append(outs, o)
-		instances = append(instances, inv.Instance)
 		// Its memory limit is the function's.
 		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.parent, inv.Instance, "memory.limit_in_bytes"))
 		if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
-			t.Errorf("fork %d memory limit %s", i, limit)
+			t.Errorf("%s: memory limit %s", label, limit)
 		}
-	}
-	host, _ := os.Hostname()
-	seen := map[string]bool{}
-	for i, o := range outs {
 		if o.Pid != 1 || len(o.Pids) != 1 || o.Pids[0] != 1 {
-			t.Errorf("fork %d: pid %d sees %v, want only itself as 1", i, o.Pid, o.Pids)
+			t.Errorf("%s: pid %d sees %v, want only itself as 1", label, o.Pid, o.Pids)
 		}
 		if o.Connected || len(o.Ifaces) != 1 || o.Ifaces[0] != "lo" {
-			t.Errorf("fork %d: network: connected=%v ifaces=%v", i, o.Connected, o.Ifaces)
+			t.Errorf("%s: network: connected=%v ifaces=%v", label, o.Connected, o.Ifaces)
 		}
 		if o.CapEff != docker || o.CapPrm != docker || o.CapBnd != docker || o.Seccomp != "2" || o.NoNewPrivs != "1" || o.Unshare {
-			t.Errorf("fork %d: security: eff=%s prm=%s bnd=%s seccomp=%s nnp=%s unshare=%v", i, o.CapEff, o.CapPrm, o.CapBnd, o.Seccomp, o.NoNewPrivs, o.Unshare)
+			t.Errorf("%s: security: eff=%s prm=%s bnd=%s seccomp=%s nnp=%s unshare=%v", label, o.CapEff, o.CapPrm, o.CapBnd, o.Seccomp, o.NoNewPrivs, o.Unshare)
 		}
 		if o.Hostname == host || o.Hostname == "" {
-			t.Errorf("fork %d: hostname %q", i, o.Hostname)
+			t.Errorf("%s: hostname %q", label, o.Hostname)
 		}
 		if o.Kcore != "" {
-			t.Errorf("fork %d: /proc/kcore readable: %s", i, o.Kcore)
+			t.Errorf("%s: /proc/kcore readable: %s", label, o.Kcore)
 		}
-		// Writes stay in the fork's own layer: it sees its own, not its
-		// siblings'; it sees what the template wrote during init.
+		// Writes stay in the instance's own layer: it sees its own, not
+		// its siblings'; it sees what init wrote.
 		want := []string{"x-" + strconv.Itoa(i), "x-" + strconv.Itoa(i)}
 		if strings.Join(o.Seen, ",") != strings.Join(want, ",") || o.WriteErr != "" || !o.InitFile {
-			t.Errorf("fork %d: sees %v (write err %q, init file %v), want %v", i, o.Seen, o.WriteErr, o.InitFile, want)
+			t.Errorf("%s: sees %v (write err %q, init file %v), want %v", label, o.Seen, o.WriteErr, o.InitFile, want)
 		}
 		for _, v := range []string{fmt.Sprint(o.Random), o.Urandom, o.UUID} {
 			if seen[v] {
-				t.Errorf("fork %d repeats random output %s of a sibling", i, v)
+				t.Errorf("%s repeats random output %s of a sibling", label, v)
 			}
 			seen[v] = true
 		}
 		if _, err := os.Stat("/etc/x-" + strconv.Itoa(i)); err == nil {
-			t.Errorf("fork %d wrote the host's /etc", i)
+			t.Errorf("%s wrote the host's /etc", label)
 		}
 	}
 	// The template's own layer has only what init wrote.

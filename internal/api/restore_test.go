@@ -4,76 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
-
-// TestRestoreIsolation: cold and warm boots restore the template's
-// image into a sandbox with every isolation property of a scratch boot,
-// the template's rootfs changes, its own layer and fresh entropy.
-func TestRestoreIsolation(t *testing.T) {
-	e := newEnv(t, platform.Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	port := ln.Addr().(*net.TCPAddr).Port
-	code := writeCode(t, map[string]string{"main.py": isoPy})
-	e.deploy("iso", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
-	if st := e.waitImage("iso"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
-	const docker = "00000000a80425fb"
-	host, _ := os.Hostname()
-	seen := map[string]bool{}
-	for i, mode := range []string{"warm", "cold", "warm", "cold"} {
-		inv, err := e.c.Invoke(context.Background(), "iso", mode, []byte(fmt.Sprintf(`{"tag": "%d", "port": %d}`, i, port)))
-		if err != nil {
-			t.Fatalf("%s: %v", mode, err)
-		}
-		if inv.Boot != mode || inv.Reused || inv.BootUs <= 0 || inv.Phases["restore-plan"] <= 0 {
-			t.Fatalf("%s headers: %+v", mode, inv)
-		}
-		var o isoOut
-		if err := json.Unmarshal(inv.Output, &o); err != nil {
-			t.Fatal(err)
-		}
-		if o.Pid != 1 || len(o.Pids) != 1 || o.Pids[0] != 1 {
-			t.Errorf("%s %d: pid %d sees %v, want only itself as 1", mode, i, o.Pid, o.Pids)
-		}
-		if o.Connected || len(o.Ifaces) != 1 || o.Ifaces[0] != "lo" {
-			t.Errorf("%s %d: network: connected=%v ifaces=%v", mode, i, o.Connected, o.Ifaces)
-		}
-		if o.CapEff != docker || o.CapPrm != docker || o.CapBnd != docker || o.Seccomp != "2" || o.NoNewPrivs != "1" || o.Unshare {
-			t.Errorf("%s %d: security: eff=%s prm=%s bnd=%s seccomp=%s nnp=%s unshare=%v", mode, i, o.CapEff, o.CapPrm, o.CapBnd, o.Seccomp, o.NoNewPrivs, o.Unshare)
-		}
-		if o.Hostname == host || o.Kcore != "" {
-			t.Errorf("%s %d: hostname %q, kcore %q", mode, i, o.Hostname, o.Kcore)
-		}
-		want := "x-" + strconv.Itoa(i) + ",x-" + strconv.Itoa(i)
-		if strings.Join(o.Seen, ",") != want || o.WriteErr != "" || !o.InitFile {
-			t.Errorf("%s %d: sees %v (write err %q, init file %v), want %s", mode, i, o.Seen, o.WriteErr, o.InitFile, want)
-		}
-		for _, v := range []string{fmt.Sprint(o.Random), o.Urandom, o.UUID} {
-			if seen[v] {
-				t.Errorf("%s %d repeats random output %s", mode, i, v)
-			}
-			seen[v] = true
-		}
-		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.parent, inv.Instance, "memory.limit_in_bytes"))
-		if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
-			t.Errorf("%s %d: memory limit %s", mode, i, limit)
-		}
-	}
-}
 
 // TestRestoreFidelity: instances restored from an image answer exactly
 // as a scratch-booted one, over many invocations.
