@@ -321,9 +321,6 @@ func errorStatus(err error) (int, ErrorDetail) {
 	case errors.Is(err, errdefs.ErrNotReady):
 		d.Type = "NotReady"
 		return http.StatusServiceUnavailable, d
-	case errors.Is(err, errdefs.ErrNotImplemented):
-		d.Type = "NotImplemented"
-		return http.StatusNotImplemented, d
 	case errors.Is(err, errdefs.ErrNotSupported):
 		d.Type = "NotSupported"
 		return http.StatusNotImplemented, d

@@ -5,10 +5,11 @@
 // Modes (DESIGN.md §2):
 //
 //	scratch  exec the runtime in a fresh sandbox env and run init (import the
-//	         handler) — the baseline every other mode must beat
-//	fork     sfork from a live, frozen template            (not built yet)
-//	cold     restore from a checkpoint image on disk       (not built yet)
-//	warm     restore from a resident checkpoint image      (not built yet)
+//	         handler) — the baseline every other mode must beat (Scratch)
+//	fork     sfork from a live, frozen template into a pre-built env (Fork)
+//	warm     restore a checkpoint image whose plan is cached and pages
+//	         resident (Restore)
+//	cold     restore a checkpoint image from disk (Restore)
 //
 // An engine owns nothing after Boot returns: the Instance owns its sandbox
 // and control channel, and Instance.Destroy releases all of it. A Boot that
@@ -83,14 +84,4 @@ type Engine interface {
 type Phase struct {
 	Name string
 	D    time.Duration
-}
-
-// NotImplemented is the engine of a mode whose issue has not landed: it
-// refuses with a clear error instead of falling back silently.
-type NotImplemented struct{ M Mode }
-
-func (n NotImplemented) Mode() Mode { return n.M }
-
-func (n NotImplemented) Boot(context.Context, Function) (*Instance, error) {
-	return nil, fmt.Errorf("boot mode %q is not available yet; use boot=scratch or boot=auto: %w", n.M, errdefs.ErrNotImplemented)
 }

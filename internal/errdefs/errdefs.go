@@ -22,12 +22,11 @@ var (
 	// ErrNotReady: something the request needs is being (re)built (a fork
 	// template); retrying soon will work. HTTP 503.
 	ErrNotReady = errors.New("not ready")
-	// ErrNotImplemented: a feature that is not built yet (a boot mode whose
-	// engine has not landed). HTTP 501.
-	ErrNotImplemented = errors.New("not implemented")
 	// ErrFunction: the function itself failed (handler raised, crashed,
 	// timed out, ran out of memory). HTTP 502.
 	ErrFunction = errors.New("function error")
-	// ErrNotSupported: the kernel or machine lacks a needed feature.
+	// ErrNotSupported: the kernel, the machine or the process lacks what
+	// an operation needs (a multi-threaded runtime cannot be forked or
+	// checkpointed). HTTP 501.
 	ErrNotSupported = errors.New("not supported on this system")
 )

@@ -411,8 +411,8 @@ func (p *Platform) countError(name string, err error) {
 		typ = fe.Type
 	case errors.Is(err, errdefs.ErrUnavailable):
 		typ = "TooManyRequests"
-	case errors.Is(err, errdefs.ErrNotImplemented):
-		typ = "NotImplemented"
+	case errors.Is(err, errdefs.ErrNotSupported):
+		typ = "NotSupported"
 	case errors.Is(err, errdefs.ErrNotReady):
 		typ = "NotReady"
 	}
