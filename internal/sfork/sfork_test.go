@@ -25,13 +25,19 @@ const victimC = `
 #include <stdio.h>
 #include <unistd.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 static char heap_marker[64] = "template-data";
 int main(void) {
 	char c; int n = 0;
 	char *p = malloc(1 << 20); p[0] = 'x';
+	/* A secret that clones must not inherit (MADV_WIPEONFORK). */
+	char *w = mmap(NULL, 4096, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0);
+	w[0] = 'S';
+	if (madvise(w, 4096, 18 /* MADV_WIPEONFORK */) != 0) return 2;
 	setvbuf(stdout, NULL, _IONBF, 0);
 	while (read(0, &c, 1) == 1) {
 		if (c == 'q') return 0;
+		if (c == 'w') { printf("wipe %d\n", w[0]); continue; }
 		printf("pong %d %d %s\n", (int)getpid(), n++, heap_marker);
 	}
 	return 0;
@@ -190,6 +196,10 @@ func TestForkPlainC(t *testing.T) {
 	testutil.RequiresRoot(t)
 	v := startVictim(t, build(t, "victim", victimC))
 	before := ask(t, v.in, v.out) // "pong PID 0 template-data"
+	v.in.Write([]byte{'w'})
+	if got, _ := v.out.ReadString('\n'); strings.TrimSpace(got) != "wipe 83" {
+		t.Fatalf("template's MADV_WIPEONFORK page: %q, want 'S' (83)", got)
+	}
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	tpl, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3)
@@ -209,6 +219,13 @@ func TestForkPlainC(t *testing.T) {
 	}
 	if f.Pid == v.cmd.Process.Pid || f.RoundTrips == 0 || len(f.Phases) == 0 {
 		t.Fatalf("forked: %+v", f)
+	}
+	// A MADV_WIPEONFORK page reads zero in the child.
+	if _, err := io.in.Write([]byte{'w'}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := io.out.ReadString('\n'); strings.TrimSpace(got) != "wipe 0" {
+		t.Fatalf("child's MADV_WIPEONFORK page: %q, want zero", got)
 	}
 	// A second child starts from the template's state, not the first child's.
 	_, io2 := forkOne(t, tpl)
