@@ -235,6 +235,14 @@ for line in sys.stdin:
 		t.Fatalf("checkpoint: %v\n%s", err, out)
 	}
 	victim.Wait()
+	// On the host, it gets its own pid back (free now).
+	host := exec.Command(binary, "restore", "--image", img)
+	host.Stdin = strings.NewReader("b\n")
+	if out, err := host.CombinedOutput(); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	} else if f := strings.Fields(string(out)); len(f) != 4 || f[0] != "2" || f[1] != fmt.Sprint(victim.Process.Pid) {
+		t.Errorf("host restore said %q, want counter 2 and the original pid %d", out, victim.Process.Pid)
+	}
 	restore := exec.Command(binary, "restore", "--image", img, "--sandbox")
 	restore.Stdin = strings.NewReader("b\nc\n")
 	out, err := restore.CombinedOutput()
@@ -242,13 +250,13 @@ for line in sys.stdin:
 		t.Fatalf("restore --sandbox: %v\n%s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	host, _ := os.Hostname()
+	hostname, _ := os.Hostname()
 	if len(lines) != 2 {
 		t.Fatalf("restored process said %q", out)
 	}
 	for i, l := range lines {
 		f := strings.Fields(l)
-		if len(f) != 4 || f[0] != fmt.Sprint(i+2) || f[1] != "1" || f[2] == host || f[3] != "2" {
+		if len(f) != 4 || f[0] != fmt.Sprint(i+2) || f[1] != "1" || f[2] == hostname || f[3] != "2" {
 			t.Errorf("line %q: want counter %d, pid 1, its own hostname, seccomp 2", l, i+2)
 		}
 	}

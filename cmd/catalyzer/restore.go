@@ -20,14 +20,15 @@ import (
 func restoreCommand() *cli.Command {
 	return &cli.Command{
 		Name: "restore",
-		Usage: "restore a process from an image directory, in the host namespaces or (--sandbox) in a new " +
-			"sandbox (it gets a new pid: original PID reuse is not supported)",
+		Usage: "restore a process from an image directory: in the host namespaces with its original pid when " +
+			"that pid is free (else a new one), or (--sandbox) in a new sandbox, as PID 1 of its own PID namespace",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "image", Usage: "image directory", Required: true},
 			&cli.BoolFlag{Name: "detach", Usage: "exit once the process runs (default: wait for it and exit with its status)"},
 			&cli.StringFlag{Name: "pid-file", Usage: "write the restored pid to this file"},
 			&cli.BoolFlag{Name: "prefetch", Usage: "read the image's working set (ws.bin) before resuming"},
 			&cli.BoolFlag{Name: "stats", Usage: "print the restore phases to stderr"},
+			&cli.BoolFlag{Name: "new-pid", Usage: "do not try to get the original pid back (host restore)"},
 			&cli.BoolFlag{Name: "sandbox", Usage: "restore into a new sandbox (namespaces, overlay root, cgroup, Docker's capabilities and seccomp profile); waits for the process"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -60,9 +61,17 @@ func restoreCommand() *cli.Command {
 				}
 				return restoreInSandbox(tr, img, files, reconnect, cmd.Bool("prefetch"), cmd.Bool("stats"), cmd.String("pid-file"))
 			}
-			c, tc, err := image.StartRestorer(tr, files)
-			if err != nil {
-				return err
+			c, tc, err := (*exec.Cmd)(nil), (*ptrace.Tracee)(nil), error(nil)
+			if !cmd.Bool("new-pid") {
+				c, tc, err = image.StartRestorerAsPid(tr, files, img.Pid())
+				if errors.Is(err, image.ErrPidTaken) {
+					fmt.Fprintf(os.Stderr, "catalyzer: %v; restoring with a new pid (libc's cached thread id will be stale)\n", err)
+				}
+			}
+			if c == nil {
+				if c, tc, err = image.StartRestorer(tr, files); err != nil {
+					return err
+				}
 			}
 			pid, st, err := image.Restore(tr, img, image.Restorer{Tracee: tc, Reconnect: reconnect, Prefetch: cmd.Bool("prefetch")})
 			if err != nil {

@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -66,7 +68,7 @@ var (
 
 // Restore runs img's plan in the restorer and lets it go: the process
 // resumes exactly where the checkpointed one was frozen. It returns the
-// restored pid (the restorer's: original PIDs are not reused). On error
+// restored pid (the restorer's; see StartRestorerAsPid). On error
 // the restorer is killed.
 func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err error) {
 	t := r.Tracee
@@ -335,4 +337,42 @@ func StartRestorerAttr(tr *ptrace.Tracer, files []*os.File, attr *syscall.SysPro
 		return nil, nil, err
 	}
 	return cmd, t, nil
+}
+
+// ErrPidTaken: the image's original pid is in use (or was taken by
+// another process while we tried to get it).
+var ErrPidTaken = errors.New("original pid not available")
+
+var pidMu sync.Mutex
+
+// StartRestorerAsPid is StartRestorer that gives the restorer pid want,
+// the checkpointed process's own, so that everything that cached it
+// (libc's TID, pid files) stays right. It needs want to be free: it sets
+// the host PID namespace's ns_last_pid to want-1 just before the fork and
+// checks what it got, retrying a few times if another fork took it first
+// (CRIU's way before clone3's set_tid, which Go's fork cannot pass).
+func StartRestorerAsPid(tr *ptrace.Tracer, files []*os.File, want int, opts ...ptrace.Option) (*exec.Cmd, *ptrace.Tracee, error) {
+	if want < 2 {
+		return nil, nil, fmt.Errorf("pid %d: %w", want, ErrPidTaken)
+	}
+	pidMu.Lock()
+	defer pidMu.Unlock()
+	for try := 0; try < 5; try++ {
+		if unix.Kill(want, 0) != unix.ESRCH {
+			return nil, nil, fmt.Errorf("pid %d is in use: %w", want, ErrPidTaken)
+		}
+		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(want-1)), 0); err != nil {
+			return nil, nil, fmt.Errorf("set ns_last_pid: %w", err)
+		}
+		cmd, t, err := StartRestorer(tr, files, opts...)
+		if err != nil {
+			return nil, nil, err
+		}
+		if cmd.Process.Pid == want {
+			return cmd, t, nil
+		}
+		cmd.Process.Kill()
+		tr.Do(func() error { t.Wait(); return nil })
+	}
+	return nil, nil, fmt.Errorf("pid %d: another process took it first: %w", want, ErrPidTaken)
 }
