@@ -47,7 +47,7 @@ for f in "${fns[@]}"; do
   # Scratch boot from a cold page cache too: the fair reference of cold boot.
   run "$f" scratch 1 --baselines none --drop-caches
   mv "$OUT/$f-scratch-c1.json" "$OUT/$f-scratch-dropcaches-c1.json"; mv "$OUT/$f-scratch-c1.err" "$OUT/$f-scratch-dropcaches-c1.err"
-  run "$f" scratch 1 --baselines direct,bwrap
+  run "$f" scratch 1 --baselines direct,bwrap,runc
 done
 for f in "${fns[@]}"; do
   grep -q "^$f template: ready" "$OUT/templates.txt" || continue

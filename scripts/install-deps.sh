@@ -9,7 +9,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/bin/node ] || need+=(nodejs)
 have gcc || need+=(gcc libc6-dev)
 have make || need+=(make)
-have bwrap || need+=(bubblewrap)   # a baseline for `catalyzer bench`
+have bwrap || need+=(bubblewrap)   # baselines for `catalyzer bench`
+have runc || need+=(runc)
 have git || need+=(git)
 have go || need+=(golang-go)
 if [ ${#need[@]} -gt 0 ]; then

@@ -23,7 +23,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "n", Aliases: []string{"N"}, Usage: "number of boots", Value: 50},
 			&cli.IntFlag{Name: "concurrency", Usage: "boots in flight at once", Value: 1},
 			&cli.StringFlag{Name: "data", Usage: "event JSON", Value: "{}"},
-			&cli.StringFlag{Name: "baselines", Usage: "comma list of local baselines to measure in the same run (direct, bwrap) or none", Value: "direct,bwrap"},
+			&cli.StringFlag{Name: "baselines", Usage: "comma list of local baselines to measure in the same run (direct, bwrap, runc) or none", Value: "direct,bwrap,runc"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object"},
 			&cli.BoolFlag{Name: "drop-caches", Usage: "empty the whole page cache (the runtime's files too) before each boot"},
 			&cli.BoolFlag{Name: "warm-image", Usage: "--boot cold: keep the image in the page cache (default: evict it and destroy idle instances before each boot)"},
