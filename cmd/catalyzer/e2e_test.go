@@ -175,7 +175,7 @@ func TestBenchJSON(t *testing.T) {
 	testutil.RequiresRoot(t)
 	d := startDaemon(t, t.TempDir(), fmt.Sprintf("catalyzer-test-bench-%d", os.Getpid()))
 	runCLI(t, d.addr, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
-	out := runCLI(t, d.addr, "bench", "--function", "hello", "--boot", "scratch", "-n", "4", "--baselines", "direct", "--json")
+	out := runCLI(t, d.addr, "bench", "--function", "hello", "--boot", "scratch", "-n", "4", "--baselines", "direct,runc", "--json")
 	var r struct {
 		Function  string           `json:"function"`
 		Boot      string           `json:"boot"`
@@ -190,6 +190,9 @@ func TestBenchJSON(t *testing.T) {
 	}
 	if r.Function != "hello" || r.Boot != "scratch" || r.N != 4 || r.P50 <= 0 || r.P99 < r.P50 || r.Phases["init"] <= 0 || r.Baselines["direct"] <= 0 {
 		t.Fatalf("bench --json: %+v", r)
+	}
+	if _, err := exec.LookPath("runc"); err == nil && r.Baselines["runc"] <= 0 {
+		t.Fatalf("runc is installed but its baseline was not measured: %s", out)
 	}
 	// auto would reuse instead of booting: refused with a reason.
 	cmd := exec.Command(binary, "bench", "--addr", d.addr, "--function", "hello", "--boot", "auto")
