@@ -354,7 +354,7 @@ func (s *Sandbox) Destroy() error {
 		case <-s.done:
 		default:
 			s.kill()
-			<-s.done
+			s.waitDead()
 		}
 		if s.cmd != nil && s.pidfd != nil {
 			// A template: dead now; reap it unless its tracer did.
@@ -470,4 +470,30 @@ func Tidy(cgroupParent string) error {
 		err = errors.Join(err, rerr)
 	}
 	return err
+}
+
+// waitDead waits until the killed process is reported dead. A process
+// watched by pidfd (a template, an adopted one) may have been reaped by
+// its tracer or parent before we looked: if it is gone and its pidfd
+// never turned readable (seen with a process killed while ptrace-stopped),
+// closing the pidfd ends the watch.
+func (s *Sandbox) waitDead() {
+	if s.pidfd == nil {
+		<-s.done
+		return
+	}
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-t.C:
+			if unix.Kill(s.pid, 0) == unix.ESRCH {
+				s.pidfd.Close()
+				<-s.done
+				return
+			}
+		}
+	}
 }
