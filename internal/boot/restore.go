@@ -118,10 +118,15 @@ func (r *Restore) Prepare(fn Function) {
 	if r.closed {
 		return
 	}
-	if old := r.imgs[fn.Name]; old != nil {
-		go old.close()
-	}
 	e := &imageEntry{fn: fn, dir: filepath.Join(r.Dir, fn.Name, imageKey(fn)), built: make(chan struct{}), stop: make(chan struct{})}
+	if old := r.imgs[fn.Name]; old != nil {
+		go func() {
+			old.close()
+			if old.dir != e.dir {
+				os.RemoveAll(old.dir) // the function changed: its old image is garbage
+			}
+		}()
+	}
 	r.imgs[fn.Name] = e
 	go func() {
 		err := r.build(e)
