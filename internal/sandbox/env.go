@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,24 +83,11 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	var c cleanup.Cleanup
 	defer c.Clean()
 
-	dir := instanceDir(cfg.CgroupParent, cfg.ID)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
-		return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("sandbox env %s: already exists: %w", cfg.ID, errdefs.ErrConflict)
-		}
-		return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
-	}
-	c.Add(func() { _ = os.Remove(dir) })
-
 	// The holder never joins the cgroup: only the adopted process counts.
-	cg, err := cgroup.New(cfg.CgroupParent, cfg.ID, cfg.Limits)
+	dir, cg, err := newInstance("sandbox env", cfg.CgroupParent, cfg.ID, cfg.Limits, &c)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox env %s: cgroup: %w", cfg.ID, err)
+		return nil, err
 	}
-	c.Add(func() { _ = cg.Delete() })
 	markNow("cgroup")
 
 	cfgR, cfgW, err := os.Pipe()

@@ -118,25 +118,10 @@ func Start(cfg Config) (*Sandbox, error) {
 		}
 	}
 
-	dir := instanceDir(cfg.CgroupParent, cfg.ID)
-	// 0711: root of a user namespace (unmapped on the host) must traverse
-	// to its overlay; the instance dirs themselves list nothing.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("sandbox %s: already exists: %w", cfg.ID, errdefs.ErrConflict)
-		}
-		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
-	}
-	c.Add(func() { _ = os.Remove(dir) })
-
-	cg, err := cgroup.New(cfg.CgroupParent, cfg.ID, cfg.Limits)
+	dir, cg, err := newInstance("sandbox", cfg.CgroupParent, cfg.ID, cfg.Limits, &c)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: cgroup: %w", cfg.ID, err)
+		return nil, err
 	}
-	c.Add(func() { _ = cg.Kill(); _ = cg.Delete() })
 	markNow("cgroup")
 
 	if cfg.UserNS || cfg.Template {
@@ -496,4 +481,29 @@ func (s *Sandbox) waitDead() {
 			}
 		}
 	}
+}
+
+// newInstance creates the run dir and the cgroup of instance id (what
+// names it in errors: "sandbox", "sandbox env") and pushes their removal
+// on c. A live id is errdefs.ErrConflict.
+func newInstance(what, parent, id string, limits cgroup.Limits, c *cleanup.Cleanup) (string, *cgroup.Group, error) {
+	dir := instanceDir(parent, id)
+	// 0711: root of a user namespace (unmapped on the host) must traverse
+	// to its overlay; the instance dirs themselves list nothing.
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return "", nil, fmt.Errorf("%s %s: %w", what, id, err)
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", nil, fmt.Errorf("%s %s: already exists: %w", what, id, errdefs.ErrConflict)
+		}
+		return "", nil, fmt.Errorf("%s %s: %w", what, id, err)
+	}
+	c.Add(func() { _ = os.Remove(dir) })
+	cg, err := cgroup.New(parent, id, limits)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s %s: cgroup: %w", what, id, err)
+	}
+	c.Add(func() { _ = cg.Kill(); _ = cg.Delete() })
+	return dir, cg, nil
 }
