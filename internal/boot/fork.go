@@ -33,11 +33,8 @@ const forkChannelFD = 4
 type Fork struct {
 	// Scratch boots the templates.
 	Scratch *Scratch
-	// PoolSize is how many envs are kept ready per function (default 2).
-	PoolSize int
-	// PoolWorkers is how many envs each pool builds in parallel (default:
-	// a quarter of the CPUs, at least one).
-	PoolWorkers int
+	// Pools sizes the pool of pre-built envs kept per function.
+	Pools Pools
 	// OnEnv, if set, is told how each fork got its env (from the pool or
 	// built on the spot because the pool was empty).
 	OnEnv func(function string, fromPool bool)
@@ -220,7 +217,7 @@ func (f *Fork) build(t *template) (err error) {
 	cl.Add(func() { tpl.Close() })
 	upper := inst.sb.UpperDir()
 	fn := t.fn
-	pool := sandbox.NewPool(f.poolSize(), f.poolWorkers(), func() (*sandbox.Env, error) {
+	pool := sandbox.NewPool(f.Pools.size(), f.Pools.workers(), func() (*sandbox.Env, error) {
 		id := NewID("fk")
 		cfg := sandbox.EnvConfig{
 			ID:           id,
@@ -242,18 +239,28 @@ func (f *Fork) build(t *template) (err error) {
 	return nil
 }
 
-func (f *Fork) poolWorkers() int {
-	if f.PoolWorkers > 0 {
-		return f.PoolWorkers
-	}
-	return max(runtime.NumCPU()/4, 1)
+// Pools configures the pools an engine keeps per function: pre-built
+// envs (fork) or restorers already in their env (warm, cold).
+type Pools struct {
+	// Size is how many are kept ready (default 2).
+	Size int
+	// Workers is how many each pool builds in parallel (default: a
+	// quarter of the CPUs, at least one).
+	Workers int
 }
 
-func (f *Fork) poolSize() int {
-	if f.PoolSize > 0 {
-		return f.PoolSize
+func (p Pools) size() int {
+	if p.Size > 0 {
+		return p.Size
 	}
 	return 2
+}
+
+func (p Pools) workers() int {
+	if p.Workers > 0 {
+		return p.Workers
+	}
+	return max(runtime.NumCPU()/4, 1)
 }
 
 // release frees what t holds (template process, env pool).

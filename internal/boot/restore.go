@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,11 +43,11 @@ type Restore struct {
 	// Fork provides the templates that images are taken from.
 	Fork *Fork
 	// Dir holds the images, one directory per function and image key.
-	Dir         string
-	PoolSize    int
-	PoolWorkers int
-	OnImage     func(function string, err error)
-	OnEnv       func(function string, fromPool bool)
+	Dir string
+	// Pools sizes the pool of prepared restorers kept per function.
+	Pools   Pools
+	OnImage func(function string, err error)
+	OnEnv   func(function string, fromPool bool)
 
 	initOnce sync.Once
 	tr       *ptrace.Tracer
@@ -218,7 +217,7 @@ func (r *Restore) build(e *imageEntry) (err error) {
 		return err
 	}
 	e.layer = layer
-	e.pool = sandbox.NewPool(r.poolSize(), r.poolWorkers(),
+	e.pool = sandbox.NewPool(r.Pools.size(), r.Pools.workers(),
 		func() (*restorer, error) { return r.prepare(e) }, r.release)
 	return nil
 }
@@ -378,20 +377,6 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 		return nil, err
 	}
 	return image.Open(e.dir)
-}
-
-func (r *Restore) poolSize() int {
-	if r.PoolSize > 0 {
-		return r.PoolSize
-	}
-	return 2
-}
-
-func (r *Restore) poolWorkers() int {
-	if r.PoolWorkers > 0 {
-		return r.PoolWorkers
-	}
-	return max(runtime.NumCPU()/4, 1)
 }
 
 // reconnectFile lists, in an image made from a template, which of its fds

@@ -136,9 +136,8 @@ func New(cfg Config) (*Platform, error) {
 	}
 	scratch := &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs}
 	p.fork = &boot.Fork{
-		Scratch:     scratch,
-		PoolSize:    cfg.EnvPoolSize,
-		PoolWorkers: cfg.EnvPoolWorkers,
+		Scratch: scratch,
+		Pools:   boot.Pools{Size: cfg.EnvPoolSize, Workers: cfg.EnvPoolWorkers},
 		OnEnv: func(function string, fromPool bool) {
 			how := "pool"
 			if !fromPool {
@@ -155,11 +154,10 @@ func New(cfg Config) (*Platform, error) {
 		},
 	}
 	p.restore = &boot.Restore{
-		Fork:        p.fork,
-		Dir:         st.path("images"),
-		PoolSize:    cfg.EnvPoolSize,
-		PoolWorkers: cfg.EnvPoolWorkers,
-		OnEnv:       p.fork.OnEnv,
+		Fork:  p.fork,
+		Dir:   st.path("images"),
+		Pools: boot.Pools{Size: cfg.EnvPoolSize, Workers: cfg.EnvPoolWorkers},
+		OnEnv: p.fork.OnEnv,
 		OnImage: func(function string, err error) {
 			if err != nil {
 				p.log.Warn("image failed: cold and warm boot unavailable for this function", "function", function, "err", err)
