@@ -213,6 +213,17 @@ def ok(event, context):
 	if s, typ := apiStatus(err); s != 502 || typ != "OutOfMemory" {
 		t.Fatalf("OOM fork: %v", err)
 	}
+	// Dead forks are reaped by their template without waiting for the
+	// next fork.
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range templatePids(t, e.parent) {
+		for zombies(pid) > 0 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := zombies(pid); n > 0 {
+			t.Errorf("template %d keeps %d zombie children", pid, n)
+		}
+	}
 	for i := 0; i < 3; i++ {
 		if _, err := e.c.Invoke(ctx, "exits", "fork", nil); !strings.Contains(fmt.Sprint(err), "code 7") {
 			t.Fatalf("fork after a crash: %v", err)
@@ -227,7 +238,7 @@ def ok(event, context):
 	for _, pid := range pids {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		inv, err := e.c.Invoke(ctx, "ok", "fork", nil)
 		if err == nil && string(inv.Output) == `"ok"` {
@@ -329,4 +340,22 @@ func TestForkNoLeaks(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join("/run/catalyzer/sandbox", parent)); len(ents) != 0 {
 		t.Fatalf("run dirs left: %d", len(ents))
 	}
+}
+
+// zombies counts the zombie children of ppid.
+func zombies(ppid int) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(ppid) {
+			n++
+		}
+	}
+	return n
 }

@@ -387,6 +387,11 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	}
 	phase("reseed", time.Since(mark))
 	cl.Release()
+	// Its parent is the template: reap its zombie when it ends.
+	go func(tpl *sfork.Template) {
+		<-sb.Done()
+		tpl.Reap()
+	}(t.tpl)
 	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr), nil
 }
 

@@ -292,6 +292,23 @@ func (t *Template) fork(c Child) (Forked, error) {
 	return out, nil
 }
 
+// Reap collects the template's dead children (forks that exited): their
+// zombies otherwise wait for the next Fork, which reaps them too.
+func (t *Template) Reap() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dead || t.tracee == nil {
+		return nil
+	}
+	b := ptrace.NewBatch()
+	b.Add(unix.SYS_WAIT4, ptrace.Lit(-1), ptrace.Lit(0), ptrace.Lit(unix.WNOHANG|unix.WALL), ptrace.Lit(0)).
+		With(ptrace.RepeatWhilePositive | ptrace.IgnoreError)
+	return t.tr.Do(func() error {
+		_, err := t.tracee.Exec(b)
+		return err
+	})
+}
+
 // closeHeld closes, in the template, the files the last fork received.
 // Called with t.mu held.
 func (t *Template) closeHeld() {
