@@ -464,6 +464,7 @@ func (f *Fork) Floor(ctx context.Context, fn Function, event []byte, n int) ([]t
 	}
 	defer devnull.Close()
 	var out []time.Duration
+	defer t.tpl.Reap() // the children it killed
 	for i := 0; i < n; i++ {
 		d, err := f.floorOnce(ctx, t, devnull, event)
 		if err != nil {
