@@ -274,7 +274,7 @@ func TestEnvJoinAdopt(t *testing.T) {
 	requireRoot(t)
 	bin := buildJoiner(t)
 	lower := lowerTmpfs(t)
-	before := countLeaks(t)
+	before := settledLeaks(t)
 	func() {
 		cfg := envConfig()
 		cfg.Lowers = []string{lower}
@@ -363,7 +363,7 @@ func TestEnvAdoptZombie(t *testing.T) {
 func TestEnvAdoptBeforeJoin(t *testing.T) {
 	requireRoot(t)
 	bin := buildJoiner(t)
-	before := countLeaks(t)
+	before := settledLeaks(t)
 	func() {
 		e, err := NewEnv(envConfig())
 		if err != nil {
@@ -404,7 +404,7 @@ func TestEnvAdoptBeforeJoin(t *testing.T) {
 
 func TestEnvErrors(t *testing.T) {
 	requireRoot(t)
-	before := countLeaks(t)
+	before := settledLeaks(t)
 	if _, err := NewEnv(EnvConfig{ID: "Bad"}); !errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("bad id: %v", err)
 	}
@@ -461,7 +461,7 @@ func TestEnvSweep(t *testing.T) {
 
 func TestPool(t *testing.T) {
 	requireRoot(t)
-	before := countLeaks(t)
+	before := settledLeaks(t)
 	var n, failNext, blockNext atomic.Int64
 	entered, release := make(chan struct{}), make(chan struct{})
 	failNext.Store(1)

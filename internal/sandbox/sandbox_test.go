@@ -364,7 +364,7 @@ func TestBindsAndExtraFiles(t *testing.T) {
 
 func TestBadArgv(t *testing.T) {
 	requireRoot(t)
-	before := countLeaks(t)
+	before := settledLeaks(t)
 	_, err := Start(baseConfig("/usr/bin/no-such-binary"))
 	var ie *InitError
 	if !errors.As(err, &ie) || ie.Step != "exec" || !errors.Is(err, fs.ErrNotExist) ||
