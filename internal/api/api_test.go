@@ -269,6 +269,35 @@ func TestBadBootMode(t *testing.T) {
 	}
 }
 
+// TestUserNS: with --userns every instance runs in a user namespace;
+// scratch works, and fork and restore say why they cannot.
+func TestUserNS(t *testing.T) {
+	testutil.RequiresRoot(t)
+	// A state dir under t.TempDir (0700) is refused: root in the user
+	// namespace is an unprivileged host uid that must reach the code.
+	if _, err := platform.New(platform.Config{StateDir: t.TempDir(), UserNS: true}); err == nil || !strings.Contains(err.Error(), "o+x") {
+		t.Fatalf("0700 state dir with --userns: %v, want a refusal saying chmod o+x", err)
+	}
+	state, err := os.MkdirTemp("", "catalyzer-test-userns-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(state)
+	os.Chmod(state, 0o711)
+	e := newEnv(t, platform.Config{UserNS: true, StateDir: state})
+	code := writeCode(t, map[string]string{"main.py": "def handler(e, c):\n    return open('/proc/self/uid_map').read().split()\n"})
+	e.deploy("u", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+	inv, err := e.c.Invoke(context.Background(), "u", "", nil)
+	if err != nil || inv.Boot != "scratch" || !bytes.Contains(inv.Output, []byte(`"100000"`)) {
+		t.Fatalf("userns scratch: %s %+v %v", inv.Output, inv, err)
+	}
+	for _, m := range []string{"fork", "warm", "cold"} {
+		if _, err := e.c.Invoke(context.Background(), "u", m, nil); !isStatus(err, 501) || !strings.Contains(err.Error(), "--userns") {
+			t.Errorf("boot=%s with --userns: %v, want 501 naming --userns", m, err)
+		}
+	}
+}
+
 func TestMaxInstances(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	code := writeCode(t, map[string]string{"main.py": "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"})

@@ -85,3 +85,14 @@ type Phase struct {
 	Name string
 	D    time.Duration
 }
+
+// Unavailable is the engine of a mode this configuration cannot offer: it
+// refuses with Err instead of falling back silently.
+type Unavailable struct {
+	M   Mode
+	Err error
+}
+
+func (u Unavailable) Mode() Mode { return u.M }
+
+func (u Unavailable) Boot(context.Context, Function) (*Instance, error) { return nil, u.Err }

@@ -23,6 +23,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -114,6 +116,11 @@ func New(cfg Config) (*Platform, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.UserNS {
+		if err := traversable(st.dir); err != nil {
+			return nil, err
+		}
+	}
 	n, err := sandbox.Sweep(cfg.CgroupParent)
 	if err != nil {
 		return nil, fmt.Errorf("clean up after previous daemon: %w", err)
@@ -174,6 +181,14 @@ func New(cfg Config) (*Platform, error) {
 		boot.ModeFork:    p.fork,
 		boot.ModeCold:    p.restore.Engine(boot.ModeCold),
 		boot.ModeWarm:    p.restore.Engine(boot.ModeWarm),
+	}
+	if cfg.UserNS {
+		// Templates keep CAP_SYS_ADMIN for their forks to join rootful
+		// envs; in a user namespace that design does not hold (see
+		// ARCHITECTURE.md), so fork and restore are refused, not faked.
+		for _, m := range []boot.Mode{boot.ModeFork, boot.ModeWarm, boot.ModeCold} {
+			p.engines[m] = boot.Unavailable{M: m, Err: fmt.Errorf("boot mode %s needs fork templates, which this daemon does not build when it runs instances in user namespaces (--userns); use scratch: %w", m, errdefs.ErrNotSupported)}
+		}
 	}
 	fns, err := st.load()
 	if err != nil {
@@ -424,6 +439,9 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 	if mode != boot.ModeAuto {
 		return p.engines[mode]
 	}
+	if p.cfg.UserNS {
+		return p.engines[boot.ModeScratch]
+	}
 	if p.fork.Ready(name) {
 		return p.fork
 	}
@@ -435,7 +453,7 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 
 // prepare starts building f's fork template in the background.
 func (p *Platform) prepare(f Function) {
-	if !p.cfg.NoTemplates {
+	if !p.cfg.NoTemplates && !p.cfg.UserNS {
 		bf := p.bootFunction(f)
 		p.fork.Prepare(bf)
 		p.restore.Prepare(bf)
@@ -593,3 +611,21 @@ func (p *Platform) ImageStatus(name string) string { return p.restore.Status(nam
 
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }
+
+// traversable checks that every directory from / to dir can be searched
+// by any user: in a user namespace, root is an unprivileged uid on the
+// host, and the sandbox binds the function's code from the state dir.
+func traversable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("--userns: %s (%v) is not searchable by other users, and instances in a user namespace bind their code from the state dir %s: chmod o+x it, or use another state dir: %w", d, st.Mode().Perm(), dir, errdefs.ErrInvalid)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
+}

@@ -115,6 +115,11 @@ func (s *store) stage(r *DeployRequest) (dir, digest string, err error) {
 	if err != nil {
 		return "", "", err
 	}
+	// Readable by any uid, like everything in it (user namespaces).
+	if err := os.Chmod(dir, 0o755); err != nil {
+		removeTree(dir)
+		return "", "", err
+	}
 	st := &stager{dir: dir}
 	if r.CodePath != "" {
 		err = st.stageDir(r.CodePath)

@@ -136,6 +136,16 @@ func Start(cfg Config) (*Sandbox, error) {
 			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
 		}
 		c.Add(func() { unmountOverlay(dir) })
+		if cfg.UserNS {
+			// Root of a user namespace cannot create directories in the
+			// lower layer's (host-root-owned) ones: make the bind
+			// targets here, as real root.
+			for _, bd := range cfg.Binds {
+				if err := mkMountpoint(bd.Source, filepath.Join(dir, "merged", bd.Target)); err != nil {
+					return nil, fmt.Errorf("sandbox %s: bind target %s: %w", cfg.ID, bd.Target, err)
+				}
+			}
+		}
 		markNow("rootfs-host")
 	}
 
