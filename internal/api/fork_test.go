@@ -217,10 +217,10 @@ def ok(event, context):
 	// next fork.
 	deadline := time.Now().Add(5 * time.Second)
 	for _, pid := range templatePids(t, e.parent) {
-		for zombies(pid) > 0 && time.Now().Before(deadline) {
+		for testutil.Zombies(pid) > 0 && time.Now().Before(deadline) {
 			time.Sleep(10 * time.Millisecond)
 		}
-		if n := zombies(pid); n > 0 {
+		if n := testutil.Zombies(pid); n > 0 {
 			t.Errorf("template %d keeps %d zombie children", pid, n)
 		}
 	}
@@ -334,28 +334,10 @@ func TestForkNoLeaks(t *testing.T) {
 	e.srv.Close()
 	e.p.Close()
 	after := testutil.Take(t, parent)
-	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
+	if after.Descendants != before.Descendants || after.Zombies != before.Zombies || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
 		t.Fatalf("leak: before %+v after %+v", before, after)
 	}
 	if ents, _ := os.ReadDir(filepath.Join("/run/catalyzer/sandbox", parent)); len(ents) != 0 {
 		t.Fatalf("run dirs left: %d", len(ents))
 	}
-}
-
-// zombies counts the zombie children of ppid.
-func zombies(ppid int) int {
-	n := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(ppid) {
-			n++
-		}
-	}
-	return n
 }

@@ -89,7 +89,7 @@ func TestRestoreNoLeaks(t *testing.T) {
 	e.srv.Close()
 	e.p.Close()
 	after := testutil.Take(t, parent)
-	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
+	if after.Descendants != before.Descendants || after.Zombies != before.Zombies || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
 		t.Fatalf("leak: before %+v after %+v", before, after)
 	}
 }

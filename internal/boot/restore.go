@@ -292,7 +292,7 @@ func StartRestorerIn(tr *ptrace.Tracer, env *sandbox.Env, files []*os.File, exec
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("restorer: %w", err)
 	}
-	cl.Add(func() { cmd.Process.Kill(); tr.Do(func() error { tc.Wait(); return nil }) })
+	cl.Add(func() { cmd.Process.Kill(); cmd.Wait() })
 	// Accounted from the start: the restored memory faults into its cgroup.
 	sb, err := env.Adopt(tc.Pid())
 	if err != nil {
@@ -315,8 +315,8 @@ func StartRestorerIn(tr *ptrace.Tracer, env *sandbox.Env, files []*os.File, exec
 
 // release destroys a prepared restorer that was never used.
 func (r *Restore) release(x *restorer) error {
-	err := x.sb.Destroy()
-	r.tr.Do(func() error { x.tc.Wait(); return nil }) // reap: it is traced
+	err := x.sb.Destroy() // killed, and seen dead
+	x.cmd.Wait()          // reap it: dead, its tracer has nothing left to see
 	x.io.close()
 	return err
 }

@@ -10,10 +10,12 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"unsafe"
 
 	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/pause"
 	"github.com/catalyzer/catalyzer/internal/sandbox/seccomp"
 )
 
@@ -242,15 +244,27 @@ func dropCaps(names []string, template bool) error {
 // holder with SIGKILL, and EOF (the daemon closed its end, or died) ends
 // it too. It keeps every capability: it runs no user code.
 func hold(cfgPipe *os.File, status int) error {
+	// Once ready the holder only has to exist: it becomes the pause
+	// binary (a few pages instead of a Go runtime, ~2 MB of anonymous
+	// memory per pre-built env), exec'd from a memfd since no host path
+	// is visible after pivot_root.
+	mfd, err := unix.MemfdCreate("catalyzer-env-holder", unix.MFD_CLOEXEC)
+	if err == nil {
+		_, err = unix.Write(mfd, pause.Binary())
+	}
+	if err != nil {
+		return stepErr("ready", err, "holder binary")
+	}
 	// A process joins the env with setns(pidfd of the holder), which the
 	// kernel allows only if it may ptrace-read the holder: the holder's
 	// permitted capabilities must be a subset of the joiner's. It needs
-	// none from here on. The kernel looks at the thread-group leader,
-	// which this is (see init).
+	// none: drop them all, the bounding set too (execve as uid 0 would
+	// otherwise give them back). The kernel looks at the thread-group
+	// leader, which this is (see init).
 	c, err := capability.NewPid2(0)
 	if err == nil {
-		c.Clear(capability.CAPS | capability.AMBS)
-		err = c.Apply(capability.CAPS | capability.AMBS)
+		c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
+		err = c.Apply(capability.CAPS | capability.BOUNDS | capability.AMBS)
 	}
 	if err != nil {
 		return stepErr("ready", err, "drop capabilities")
@@ -260,12 +274,17 @@ func hold(cfgPipe *os.File, status int) error {
 		return stepErr("ready", err, "report ready")
 	}
 	_ = unix.Close(status)
-	buf := make([]byte, 64)
-	for {
-		if _, err := cfgPipe.Read(buf); err != nil {
-			os.Exit(0)
-		}
-	}
+	cfgPipe.Close()
+	argv0, _ := unix.BytePtrFromString("catalyzer-env-holder")
+	empty, _ := unix.BytePtrFromString("")
+	argv := []*byte{argv0, nil}
+	envp := []*byte{nil}
+	_, _, errno := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(mfd), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envp[0])), unix.AT_EMPTY_PATH, 0)
+	// Still here: exec failed after "ready"; die so the daemon sees it.
+	fmt.Fprintf(os.Stderr, "sandbox env holder: exec pause: %v\n", errno)
+	os.Exit(127)
+	return nil
 }
 
 // loopbackUp sets IFF_UP on lo in the current network namespace.

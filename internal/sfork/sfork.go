@@ -457,14 +457,19 @@ func (t *Template) Close() error {
 		return nil
 	}
 	unix.Kill(t.pid, unix.SIGKILL)
+	// Reap it from the tracer thread (the tracee is stopped as far as the
+	// ptrace layer knows, so wait for its death directly). A template our
+	// process did not start is not ours to reap: ECHILD ends the loop.
 	err := t.tr.Do(func() error {
 		for {
-			st, err := t.tracee.Wait()
-			if err != nil || st.Kind == ptrace.StopExited || st.Kind == ptrace.StopKilled {
+			var ws unix.WaitStatus
+			_, err := unix.Wait4(t.pid, &ws, unix.WALL, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || ws.Exited() || ws.Signaled() {
 				return nil
 			}
-			// A stop reported before the kill landed: let it go on to die.
-			t.tracee.Cont(0)
 		}
 	})
 	t.tracee, t.dead = nil, true

@@ -23,6 +23,7 @@ func RequiresRoot(t testing.TB) {
 // under parent, and this process's open fds.
 type Snapshot struct {
 	Descendants int
+	Zombies     int // children of this process nobody reaped
 	Mounts      int
 	Cgroups     int
 	FDs         int
@@ -33,6 +34,7 @@ func Take(t testing.TB, parent string) Snapshot {
 	t.Helper()
 	return Snapshot{
 		Descendants: len(Descendants(os.Getpid())),
+		Zombies:     Zombies(os.Getpid()),
 		Mounts:      countLines("/proc/self/mountinfo"),
 		Cgroups:     countCgroups(parent),
 		FDs:         countDir("/proc/self/fd"),
@@ -75,6 +77,28 @@ func Descendants(pid int) []int {
 	}
 	walk(pid)
 	return out
+}
+
+// Zombies counts the unreaped (zombie) children of ppid.
+func Zombies(ppid int) int {
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(ppid) {
+			n++
+		}
+	}
+	return n
 }
 
 func countLines(path string) int {
