@@ -48,7 +48,7 @@ for f in hello-python hello-node hello-native hello-c; do
 done
 
 echo; echo "== boot latency per boot mode, 20 fresh boots each (µs, p50 / p99 of boot start to handler entry)"
-echo "   (this VM is slow at fork and page faults: compare ratios; cold drops the page cache before each boot)"
+echo "   (this VM is slow at fork and page faults: compare ratios; cold evicts the image from the page cache before each boot)"
 printf '%-13s %15s %15s %15s %15s %12s\n' function scratch fork warm cold direct-exec
 for f in hello-python hello-node hello-native hello-c; do
   row=$(printf '%-13s' "$f")
