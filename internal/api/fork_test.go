@@ -317,18 +317,20 @@ func TestForkRefusesMultiThreaded(t *testing.T) {
 	}
 }
 
-// TestForkNoLeaks: forked instances, templates and pooled envs leave
-// nothing once the platform is closed.
-func TestForkNoLeaks(t *testing.T) {
+// TestBootNoLeaks: forked and restored instances, templates, images'
+// pools and layers leave nothing once the platform is closed (images stay
+// on disk by design).
+func TestBootNoLeaks(t *testing.T) {
 	testutil.RequiresRoot(t)
-	parent := fmt.Sprintf("catalyzer-test-forkleak-%d", os.Getpid())
+	parent := fmt.Sprintf("catalyzer-test-bootleak-%d", os.Getpid())
 	before := testutil.Take(t, parent)
 	e := newEnv(t, platform.Config{CgroupParent: parent})
 	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
 	e.waitTemplate("hello")
-	for i := 0; i < 5; i++ {
-		if _, err := e.c.Invoke(context.Background(), "hello", "fork", nil); err != nil {
-			t.Fatal(err)
+	e.waitImage("hello")
+	for _, m := range []string{"fork", "fork", "warm", "cold", "warm", "fork"} {
+		if _, err := e.c.Invoke(context.Background(), "hello", m, nil); err != nil {
+			t.Fatalf("%s: %v", m, err)
 		}
 	}
 	e.srv.Close()

@@ -279,29 +279,9 @@ func TestTemplateUnchanged(t *testing.T) {
 	if len(after) != len(before) {
 		t.Errorf("template changed after %d forks: %d entries, was %d", n, len(after), len(before))
 	}
-	if z := zombies(tpl.Pid()); z > 2 {
+	if z := testutil.Zombies(tpl.Pid()); z > 2 {
 		t.Fatalf("%d zombie children of the template after reaping", z)
 	}
-}
-
-func zombies(ppid int) int {
-	n := 0
-	for _, pid := range testutil.Descendants(ppid) {
-		_ = pid
-	}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[0] == "Z" && f[1] == fmt.Sprint(ppid) {
-			n++
-		}
-	}
-	return n
 }
 
 func TestRefuseMultiThreaded(t *testing.T) {

@@ -41,11 +41,21 @@ func Take(t testing.TB, parent string) Snapshot {
 	}
 }
 
-// Descendants returns the pids of every live descendant of pid.
-func Descendants(pid int) []int {
-	children := map[int][]int{}
+// proc is one process as /proc/PID/stat shows it.
+type proc struct {
+	pid, ppid int
+	state     string
+}
+
+// procs lists every process.
+func procs() []proc {
+	var out []proc
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
 		if err != nil {
 			continue
@@ -57,15 +67,23 @@ func Descendants(pid int) []int {
 			continue
 		}
 		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] == "Z" {
+		if len(f) < 2 {
 			continue
 		}
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
+		ppid, _ := strconv.Atoi(f[1])
+		out = append(out, proc{pid: pid, ppid: ppid, state: f[0]})
+	}
+	return out
+}
+
+// Descendants returns the pids of every live (not zombie) descendant of
+// pid.
+func Descendants(pid int) []int {
+	children := map[int][]int{}
+	for _, p := range procs() {
+		if p.state != "Z" {
+			children[p.ppid] = append(children[p.ppid], p.pid)
 		}
-		pp, _ := strconv.Atoi(f[1])
-		children[pp] = append(children[pp], p)
 	}
 	var out []int
 	var walk func(int)
@@ -82,19 +100,8 @@ func Descendants(pid int) []int {
 // Zombies counts the unreaped (zombie) children of ppid.
 func Zombies(ppid int) int {
 	n := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[0] == "Z" && f[1] == strconv.Itoa(ppid) {
+	for _, p := range procs() {
+		if p.state == "Z" && p.ppid == ppid {
 			n++
 		}
 	}
