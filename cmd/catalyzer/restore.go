@@ -61,21 +61,24 @@ func restoreCommand() *cli.Command {
 				}
 				return restoreInSandbox(tr, img, files, reconnect, cmd.Bool("prefetch"), cmd.Bool("stats"), cmd.String("pid-file"))
 			}
-			c, tc, err := (*exec.Cmd)(nil), (*ptrace.Tracee)(nil), error(nil)
+			var proc *os.Process
+			var tc *ptrace.Tracee
 			if !cmd.Bool("new-pid") {
-				c, tc, err = image.StartRestorerAsPid(tr, files, img.Pid())
-				if errors.Is(err, image.ErrPidTaken) {
+				proc, tc, err = image.StartRestorerAsPid(tr, files, img.Pid(), img.ExecAddr())
+				if err != nil {
 					fmt.Fprintf(os.Stderr, "catalyzer: %v; restoring with a new pid (libc's cached thread id will be stale)\n", err)
 				}
 			}
-			if c == nil {
-				if c, tc, err = image.StartRestorer(tr, files); err != nil {
+			if proc == nil {
+				c, t, err := image.StartRestorer(tr, files)
+				if err != nil {
 					return err
 				}
+				proc, tc = c.Process, t
 			}
 			pid, st, err := image.Restore(tr, img, image.Restorer{Tracee: tc, Reconnect: reconnect, Prefetch: cmd.Bool("prefetch")})
 			if err != nil {
-				c.Wait()
+				proc.Wait()
 				return err
 			}
 			if cmd.Bool("stats") {
@@ -90,15 +93,17 @@ func restoreCommand() *cli.Command {
 				}
 			}
 			if cmd.Bool("detach") {
-				c.Process.Release()
+				proc.Release()
 				return nil
 			}
-			err = c.Wait()
-			var ee *exec.ExitError
-			if errors.As(err, &ee) {
-				os.Exit(ee.ExitCode())
+			ps, err := proc.Wait()
+			if err != nil {
+				return err
 			}
-			return err
+			if code := ps.ExitCode(); code != 0 {
+				os.Exit(max(code, 1)) // -1 (killed by a signal) exits 1
+			}
+			return nil
 		},
 	}
 }

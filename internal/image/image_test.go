@@ -2,6 +2,7 @@ package image
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -260,3 +261,38 @@ func TestCheckpointRestore(t *testing.T) {
 }
 
 func atoi(s string) int { var n int; fmt.Sscan(s, &n); return n }
+
+// TestRestoreAsPid: a restore gets the checkpointed process's pid back
+// when it is free (clone3 set_tid from the restorer), and says so when it
+// is not.
+func TestRestoreAsPid(t *testing.T) {
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	v, img, _ := checkpointVictim(t, tr)
+	// Taken: by a process of ours that holds it.
+	busy := startVictim(t, "/bin/sleep", "100")
+	if _, _, err := StartRestorerAsPid(tr, nil, busy.pid, img.ExecAddr()); !errors.Is(err, ErrPidTaken) {
+		t.Fatalf("pid in use: %v, want ErrPidTaken", err)
+	}
+	// Free (the victim was reaped): the restored process is v.pid again.
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	p, tc, err := StartRestorerAsPid(tr, []*os.File{inR, outW}, v.pid, img.ExecAddr())
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { p.Kill(); p.Wait() }()
+	pid, _, err := Restore(tr, img, Restorer{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid != v.pid {
+		t.Fatalf("restored as %d, want the original %d", pid, v.pid)
+	}
+	r := &proc{pid: pid, in: inW, out: bufio.NewReader(outR)}
+	if line := r.ask(t, 'p'); line == "" {
+		t.Fatal("restored process does not answer")
+	}
+}

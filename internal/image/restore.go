@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -316,36 +315,75 @@ func StartRestorerAttr(tr *ptrace.Tracer, files []*os.File, attr *syscall.SysPro
 // another process while we tried to get it).
 var ErrPidTaken = errors.New("original pid not available")
 
-var pidMu sync.Mutex
-
 // StartRestorerAsPid is StartRestorer that gives the restorer pid want,
 // the checkpointed process's own, so that everything that cached it
-// (libc's TID, pid files) stays right. It needs want to be free: it sets
-// the host PID namespace's ns_last_pid to want-1 just before the fork and
-// checks what it got, retrying a few times if another fork took it first
-// (CRIU's way before clone3's set_tid, which Go's fork cannot pass).
-func StartRestorerAsPid(tr *ptrace.Tracer, files []*os.File, want int, opts ...ptrace.Option) (*exec.Cmd, *ptrace.Tracee, error) {
-	if want < 2 {
-		return nil, nil, fmt.Errorf("pid %d: %w", want, ErrPidTaken)
+// (libc's TID, pid files) stays right. A restorer is started as usual,
+// its executor mapped at execAddr (the image's), and it is made to
+// clone3 itself with set_tid = want and CLONE_PARENT (the copy is our
+// child, not its): the race-free way, since the single-threaded stub
+// forks, not this multi-threaded process whose runtime may take pids at
+// any time. The first restorer is then killed and reaped. A pid in use is
+// ErrPidTaken. Wait for the returned process only after Restore.
+func StartRestorerAsPid(tr *ptrace.Tracer, files []*os.File, want int, execAddr uintptr) (*os.Process, *ptrace.Tracee, error) {
+	if want < 2 || unix.Kill(want, 0) != unix.ESRCH {
+		return nil, nil, fmt.Errorf("pid %d is in use: %w", want, ErrPidTaken)
 	}
-	pidMu.Lock()
-	defer pidMu.Unlock()
-	for try := 0; try < 5; try++ {
-		if unix.Kill(want, 0) != unix.ESRCH {
-			return nil, nil, fmt.Errorf("pid %d is in use: %w", want, ErrPidTaken)
-		}
-		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(want-1)), 0); err != nil {
-			return nil, nil, fmt.Errorf("set ns_last_pid: %w", err)
-		}
-		cmd, t, err := StartRestorer(tr, files, opts...)
-		if err != nil {
-			return nil, nil, err
-		}
-		if cmd.Process.Pid == want {
-			return cmd, t, nil
-		}
+	cmd, first, err := StartRestorer(tr, files, ptrace.TraceClone(true))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
 		cmd.Process.Kill()
-		tr.Do(func() error { t.Wait(); return nil })
+		cmd.Wait()
+	}()
+	var child *ptrace.Tracee
+	err = tr.Do(func() error {
+		if err := first.InstallExecutorAt(execAddr); err != nil {
+			return err
+		}
+		b := ptrace.NewBatch()
+		tid := b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(want)))
+		args := b.Space(88) // struct clone_args (version 2: with set_tid)
+		ref := b.Add(unix.SYS_CLONE3, args, ptrace.Lit(88)).With(ptrace.ForkPoint)
+		addr, err := first.DataAddr(b, tid)
+		if err != nil {
+			return err
+		}
+		ca := make([]byte, 88)
+		binary.LittleEndian.PutUint64(ca[0:], unix.CLONE_PARENT) // flags
+		binary.LittleEndian.PutUint64(ca[64:], uint64(addr))     // set_tid
+		binary.LittleEndian.PutUint64(ca[72:], 1)                // set_tid_size
+		b.SetBytes(args, ca)
+		res, err := first.Exec(b)
+		if err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("pid %d is in use: %w", want, ErrPidTaken)
+			}
+			return err
+		}
+		if res.Status != ptrace.StatusForkParent || res.Value(ref) != int64(want) || len(res.Children) != 1 {
+			return fmt.Errorf("clone3(set_tid %d) gave %d (%v)", want, res.Value(ref), res.Status)
+		}
+		if child, err = first.Adopt(res.Children[0]); err != nil {
+			unix.Kill(res.Children[0], unix.SIGKILL)
+			return err
+		}
+		_, err = child.Resume(b) // nothing after the fork point: it stops at once
+		return err
+	})
+	if err != nil {
+		if child != nil {
+			unix.Kill(child.Pid(), unix.SIGKILL)
+			if p, perr := os.FindProcess(child.Pid()); perr == nil {
+				p.Wait() // our child (CLONE_PARENT), dead
+			}
+		}
+		return nil, nil, fmt.Errorf("restorer as pid %d: %w", want, err)
 	}
-	return nil, nil, fmt.Errorf("pid %d: another process took it first: %w", want, ErrPidTaken)
+	p, err := os.FindProcess(want)
+	if err != nil {
+		unix.Kill(want, unix.SIGKILL)
+		return nil, nil, err
+	}
+	return p, child, nil
 }
