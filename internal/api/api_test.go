@@ -269,32 +269,38 @@ func TestBadBootMode(t *testing.T) {
 	}
 }
 
-// TestUserNS: with --userns every instance runs in a user namespace;
-// scratch works, and fork and restore say why they cannot.
+// TestUserNS: by default every scratch instance runs in its function's
+// user namespace, each function with a host uid range of its own; fork
+// instances too; a state dir only root can reach (0700) works.
 func TestUserNS(t *testing.T) {
 	testutil.RequiresRoot(t)
-	// A state dir under t.TempDir (0700) is refused: root in the user
-	// namespace is an unprivileged host uid that must reach the code.
-	if _, err := platform.New(platform.Config{StateDir: t.TempDir(), UserNS: true}); err == nil || !strings.Contains(err.Error(), "o+x") {
-		t.Fatalf("0700 state dir with --userns: %v, want a refusal saying chmod o+x", err)
-	}
-	state, err := os.MkdirTemp("", "catalyzer-test-userns-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(state)
-	os.Chmod(state, 0o711)
-	e := newEnv(t, platform.Config{UserNS: true, StateDir: state})
+	e := newEnv(t, platform.Config{StateDir: t.TempDir()})
 	code := writeCode(t, map[string]string{"main.py": "def handler(e, c):\n    return open('/proc/self/uid_map').read().split()\n"})
-	e.deploy("u", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
-	inv, err := e.c.Invoke(context.Background(), "u", "", nil)
-	if err != nil || inv.Boot != "scratch" || !bytes.Contains(inv.Output, []byte(`"100000"`)) {
-		t.Fatalf("userns scratch: %s %+v %v", inv.Output, inv, err)
-	}
-	for _, m := range []string{"fork", "warm", "cold"} {
-		if _, err := e.c.Invoke(context.Background(), "u", m, nil); !isStatus(err, 501) || !strings.Contains(err.Error(), "--userns") {
-			t.Errorf("boot=%s with --userns: %v, want 501 naming --userns", m, err)
+	bases := map[string]string{}
+	for _, fn := range []string{"u1", "u2"} {
+		e.deploy(fn, platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+		for _, m := range []string{"scratch", "fork"} {
+			if m == "fork" {
+				if st := e.waitTemplate(fn); st != "ready" {
+					t.Fatalf("%s template: %s", fn, st)
+				}
+			}
+			inv, err := e.c.Invoke(context.Background(), fn, m, nil)
+			if err != nil {
+				t.Fatalf("%s %s: %v", fn, m, err)
+			}
+			var uidMap []string
+			if err := json.Unmarshal(inv.Output, &uidMap); err != nil || len(uidMap) != 3 || uidMap[0] != "0" || uidMap[1] == "0" || uidMap[2] != "65536" {
+				t.Fatalf("%s %s: uid_map %s (%v), want 0 -> an unprivileged range of 65536", fn, m, inv.Output, err)
+			}
+			if b, ok := bases[fn]; ok && b != uidMap[1] {
+				t.Errorf("%s: scratch and fork map root to %s and %s, want the function's one range", fn, b, uidMap[1])
+			}
+			bases[fn] = uidMap[1]
 		}
+	}
+	if bases["u1"] == bases["u2"] {
+		t.Errorf("two functions share host uid range %s", bases["u1"])
 	}
 }
 

@@ -50,18 +50,18 @@ func (e *env) waitBuilt(name, what string, field func(api.FunctionView) string) 
 
 const isoPy = `
 import os, socket, random, uuid, ctypes
-open("/etc/written-at-init", "w").write("init")
+open("/written-at-init", "w").write("init")
 def handler(event, context):
     out = {}
     out["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
     out["pid"] = os.getpid()
-    for path in ("/etc/x-" + event.get("tag", ""), "/tmp/x-" + event.get("tag", "")):
+    for path in ("/x-" + event.get("tag", ""), "/tmp/x-" + event.get("tag", "")):
         try:
             open(path, "w").write("x")
         except OSError as e:
             out["write_err"] = str(e)
-    out["seen"] = sorted(p for p in os.listdir("/etc") if p.startswith("x-")) + sorted(os.listdir("/tmp"))
-    out["init_file"] = os.path.exists("/etc/written-at-init")
+    out["seen"] = sorted(p for p in os.listdir("/") if p.startswith("x-")) + sorted(os.listdir("/tmp"))
+    out["init_file"] = os.path.exists("/written-at-init")
     s = socket.socket()
     s.settimeout(1)
     try:
@@ -171,12 +171,12 @@ func TestBootIsolation(t *testing.T) {
 			}
 			seen[v] = true
 		}
-		if _, err := os.Stat("/etc/x-" + strconv.Itoa(i)); err == nil {
-			t.Errorf("%s wrote the host's /etc", label)
+		if _, err := os.Stat("/x-" + strconv.Itoa(i)); err == nil {
+			t.Errorf("%s wrote the host's /", label)
 		}
 	}
 	// The template's own layer has only what init wrote.
-	ups, _ := filepath.Glob(filepath.Join("/run/catalyzer/sandbox", e.parent, "tpl-*", "upper", "etc", "x-*"))
+	ups, _ := filepath.Glob(filepath.Join("/run/catalyzer/sandbox", e.parent, "tpl-*", "upper", "x-*"))
 	if len(ups) != 0 {
 		t.Errorf("forks wrote into the template's layer: %v", ups)
 	}

@@ -67,8 +67,11 @@ type Function struct {
 	CPUMillis int64
 	// NetworkHost shares the host's network namespace (explicit opt-in).
 	NetworkHost bool
-	// UserNS maps root inside to an unprivileged range outside.
-	UserNS bool
+	// UserNS maps root inside to an unprivileged range outside, starting
+	// at UIDBase (0: sandbox.UIDMapBase). Templates always run in a user
+	// namespace of their own, whatever UserNS says.
+	UserNS  bool
+	UIDBase int
 	// OutputLimit bounds each of stdout/stderr captured per invocation.
 	OutputLimit int
 }

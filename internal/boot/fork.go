@@ -54,6 +54,7 @@ type template struct {
 	built chan struct{} // closed once inst/tpl/pool or err are set
 	inst  *Instance
 	tpl   *sfork.Template
+	users *sandbox.UserNS // the template's: owns its envs' namespaces
 	pool  *sandbox.Pool[*sandbox.Env]
 	err   error
 	stop  chan struct{} // closed by Drop
@@ -205,7 +206,12 @@ func (f *Fork) build(t *template) (err error) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	inst, err := f.Scratch.boot(ctx, t.fn, true, []*os.File{theirs})
+	// The template runs tenant code (init) with CAP_SYS_ADMIN in its
+	// permitted set, for its forks' join: only ever in a user namespace
+	// of its own, where that capability reaches nothing of the host.
+	fn := t.fn
+	fn.UserNS = true
+	inst, err := f.Scratch.boot(ctx, fn, true, []*os.File{theirs})
 	if err != nil {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
@@ -215,8 +221,12 @@ func (f *Fork) build(t *template) (err error) {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
 	cl.Add(func() { tpl.Close() })
+	users, err := inst.sb.OpenUserNS()
+	if err != nil {
+		return fmt.Errorf("template %s: %w", t.fn.Name, err)
+	}
+	cl.Add(func() { users.Close() })
 	upper := inst.sb.UpperDir()
-	fn := t.fn
 	pool := sandbox.NewPool(f.Pools.size(), f.Pools.workers(), func() (*sandbox.Env, error) {
 		id := NewID("fk")
 		cfg := sandbox.EnvConfig{
@@ -228,6 +238,7 @@ func (f *Fork) build(t *template) (err error) {
 			Network:      sandbox.NetworkNone,
 			Limits:       Limits(fn),
 			CgroupParent: f.Scratch.CgroupParent,
+			UserNS:       users,
 		}
 		if fn.NetworkHost {
 			cfg.Network = sandbox.NetworkHost
@@ -235,7 +246,7 @@ func (f *Fork) build(t *template) (err error) {
 		return sandbox.NewEnv(cfg)
 	}, (*sandbox.Env).Release)
 	cl.Release()
-	t.inst, t.tpl, t.pool = inst, tpl, pool
+	t.inst, t.tpl, t.users, t.pool = inst, tpl, users, pool
 	return nil
 }
 
@@ -279,6 +290,9 @@ func (t *template) release() {
 	if t.inst != nil {
 		t.inst.Destroy()
 	}
+	if t.users != nil {
+		t.users.Close()
+	}
 }
 
 func (t *template) close() {
@@ -300,10 +314,11 @@ var (
 	finalCaps     = sfork.Caps{Effective: dockerCaps, Permitted: dockerCaps, Inheritable: dockerCaps}
 )
 
-// procMounts is the /proc a child builds after joining its env.
+// procMounts masks the /proc a child gets in its env (sfork.Child.ProcFS
+// mounts the proc itself).
 var procMounts = func() []sfork.Mount {
 	var out []sfork.Mount
-	for _, m := range sandbox.ProcMounts() {
+	for _, m := range sandbox.ProcMounts()[1:] {
 		out = append(out, sfork.Mount{Source: m.Source, Target: m.Target, FSType: m.FSType, Flags: m.Flags, Data: m.Data, Optional: m.Optional})
 	}
 	return out
@@ -358,6 +373,7 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 		JoinFlags:    sandbox.EnvNamespaces,
 		NewPID:       true,
 		Chdir:        t.tpl.Cwd(),
+		ProcFS:       "/proc",
 		Mounts:       procMounts,
 		Close:        []int{forkChannelFD},
 		Raise:        &raiseCaps,

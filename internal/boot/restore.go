@@ -359,6 +359,9 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 				Reconnect:          fds,
 				Drop:               []int{forkChannelFD},
 				SeccompReinstalled: true,
+				// The template runs in its own user namespace; its
+				// restores (not yet) run as root of the initial one.
+				IDBase: t.users.UIDBase(),
 			}); err != nil {
 				return err
 			}
@@ -591,6 +594,8 @@ func joinBatch(envFD int) *ptrace.Batch {
 	b := ptrace.NewBatch()
 	b.Add(unix.SYS_SETNS, ptrace.Lit(int64(envFD)), ptrace.Lit(int64(sandbox.EnvNamespaces)))
 	b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(envFD)))
+	m := sandbox.ProcMounts()[0] // the proc itself; procMounts masks it
+	sfork.AddMount(b, sfork.Mount{Source: m.Source, Target: m.Target, FSType: m.FSType, Flags: m.Flags, Data: m.Data})
 	for _, m := range procMounts {
 		sfork.AddMount(b, m)
 	}

@@ -81,6 +81,7 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 		Rootfs:       s.Rootfs,
 		Network:      sandbox.NetworkNone,
 		UserNS:       f.UserNS,
+		UIDBase:      f.UIDBase,
 		Limits:       Limits(f),
 		CgroupParent: s.CgroupParent,
 		ExtraFiles:   append([]*os.File{pipes.child}, extra...),

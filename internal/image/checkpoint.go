@@ -44,6 +44,11 @@ type Options struct {
 	// caller installs the same filter again at restore (Restorer.Epilogue);
 	// the image records no filter.
 	SeccompReinstalled bool
+	// IDBase is the host uid and gid that root of the process's user
+	// namespace maps to (0: the initial namespace): credentials are
+	// recorded relative to it, as the process itself sees them, so that
+	// a restore as root gives it back the ids it had (uid - IDBase).
+	IDBase int
 	// Leave applies to Checkpoint only (CheckpointTracee leaves the tracee
 	// to its caller).
 	Leave Leave
@@ -255,10 +260,16 @@ func (s *state) collectProc(opts Options) error {
 	if s.status, err = statusFields(pid); err != nil {
 		return err
 	}
+	if opts.IDBase != 0 {
+		s.status["Groups"] = shiftIDs(s.status["Groups"], opts.IDBase)
+	}
 	for _, k := range []string{"Uid", "Gid"} {
 		f := strings.Fields(s.status[k])
 		if len(f) != 4 || f[0] != f[1] || f[0] != f[2] || f[0] != f[3] {
 			return refuse("credentials", fmt.Sprintf("%s %q are not all equal", k, s.status[k]))
+		}
+		if opts.IDBase != 0 {
+			s.status[k] = shiftIDs(s.status[k], opts.IDBase)
 		}
 	}
 	if v := s.status["Seccomp"]; v != "" && v != "0" && !opts.SeccompReinstalled {
@@ -669,3 +680,21 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 
 // sortFDs orders fds by number.
 func sortFDs(fds []fdState) { sort.Slice(fds, func(i, j int) bool { return fds[i].fd < fds[j].fd }) }
+
+// shiftIDs subtracts base from each id of a status line ("100000 100000
+// ..."); ids below base (unmapped in the namespace) become the overflow
+// id 65534, as the kernel shows them there.
+func shiftIDs(line string, base int) string {
+	f := strings.Fields(line)
+	for i, v := range f {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+		case n >= base && n-base < 65536:
+			f[i] = strconv.Itoa(n - base)
+		default:
+			f[i] = "65534"
+		}
+	}
+	return strings.Join(f, " ")
+}

@@ -20,8 +20,11 @@ type Function struct {
 	Env          map[string]string `json:"env,omitempty"`
 	MaxInstances int               `json:"max_instances"`
 	Network      string            `json:"network"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// UIDSlot picks the function's own host uid range (see uidBase):
+	// fixed at first deploy, never shared by two functions of one daemon.
+	UIDSlot   int       `json:"uid_slot"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // DeployRequest is the body of PUT /v1/functions/{name}. Exactly one of

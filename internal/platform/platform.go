@@ -23,8 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -51,8 +49,11 @@ type Config struct {
 	InitTimeout time.Duration
 	// Rootfs is the lower layer of every instance's root ("" = host /).
 	Rootfs string
-	// UserNS runs every instance in a user namespace.
-	UserNS bool
+	// NoUserNS runs scratch instances without a user namespace of their
+	// own (root inside is host root, with Docker's capabilities). Fork
+	// templates and their instances always run in the function's user
+	// namespace, whatever it says.
+	NoUserNS bool
 	// OutputLimit bounds captured stdout and stderr per invocation
 	// (default 64 KiB each).
 	OutputLimit int
@@ -83,6 +84,10 @@ type Platform struct {
 	fns      map[string]*entry
 	retired  map[*pool]bool // pools of deleted or replaced functions still draining
 	closed   bool
+	// lastSlot is the highest UIDSlot handed out: slots are not reused
+	// while the daemon runs (a deleted function's busy instances may
+	// still hold its range).
+	lastSlot int
 
 	invocationID atomic.Uint64
 	stop         chan struct{}
@@ -115,11 +120,6 @@ func New(cfg Config) (*Platform, error) {
 	st, err := openStore(cfg.StateDir)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.UserNS {
-		if err := traversable(st.dir); err != nil {
-			return nil, err
-		}
 	}
 	n, err := sandbox.Sweep(cfg.CgroupParent)
 	if err != nil {
@@ -182,20 +182,23 @@ func New(cfg Config) (*Platform, error) {
 		boot.ModeCold:    p.restore.Engine(boot.ModeCold),
 		boot.ModeWarm:    p.restore.Engine(boot.ModeWarm),
 	}
-	if cfg.UserNS {
-		// Templates keep CAP_SYS_ADMIN for their forks to join rootful
-		// envs; in a user namespace that design does not hold (see
-		// ARCHITECTURE.md), so fork and restore are refused, not faked.
-		for _, m := range []boot.Mode{boot.ModeFork, boot.ModeWarm, boot.ModeCold} {
-			p.engines[m] = boot.Unavailable{M: m, Err: fmt.Errorf("boot mode %s needs fork templates, which this daemon does not build when it runs instances in user namespaces (--userns); use scratch: %w", m, errdefs.ErrNotSupported)}
-		}
-	}
 	fns, err := st.load()
 	if err != nil {
 		// Keep serving what is readable; say loudly what is not.
 		p.log.Error("some function records could not be loaded", "err", err)
 	}
 	for _, f := range fns {
+		p.lastSlot = max(p.lastSlot, f.UIDSlot)
+	}
+	for _, f := range fns {
+		if f.UIDSlot == 0 {
+			// A record from before uid ranges: give it one now.
+			p.lastSlot++
+			f.UIDSlot = p.lastSlot
+			if err := st.put(f); err != nil {
+				p.log.Error("function record", "function", f.Name, "err", err)
+			}
+		}
 		p.fns[f.Name] = &entry{fn: f, pool: p.newPool(f)}
 		p.prepare(f)
 	}
@@ -255,7 +258,13 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 		return Function{}, false, fmt.Errorf("deploy %s: platform is shut down: %w", name, errdefs.ErrUnavailable)
 	}
 	if old != nil {
-		f.CreatedAt = old.fn.CreatedAt
+		f.CreatedAt, f.UIDSlot = old.fn.CreatedAt, old.fn.UIDSlot
+	} else {
+		if p.lastSlot >= maxUIDSlots {
+			return Function{}, false, fmt.Errorf("deploy %s: no uid range left (%d functions were deployed since start): restart the daemon: %w", name, maxUIDSlots, errdefs.ErrUnavailable)
+		}
+		p.lastSlot++
+		f.UIDSlot = p.lastSlot
 	}
 	if err := p.store.put(f); err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
@@ -439,9 +448,6 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 	if mode != boot.ModeAuto {
 		return p.engines[mode]
 	}
-	if p.cfg.UserNS {
-		return p.engines[boot.ModeScratch]
-	}
 	if p.fork.Ready(name) {
 		return p.fork
 	}
@@ -453,7 +459,7 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 
 // prepare starts building f's fork template in the background.
 func (p *Platform) prepare(f Function) {
-	if !p.cfg.NoTemplates && !p.cfg.UserNS {
+	if !p.cfg.NoTemplates {
 		bf := p.bootFunction(f)
 		p.fork.Prepare(bf)
 		p.restore.Prepare(bf)
@@ -466,10 +472,21 @@ func (p *Platform) bootFunction(f Function) boot.Function {
 		Name: f.Name, Runtime: f.Runtime, Handler: f.Handler,
 		CodeDir: p.store.codeDir(f.CodeDigest), Env: f.Env,
 		MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs,
-		NetworkHost: f.Network == "host", UserNS: p.cfg.UserNS,
+		NetworkHost: f.Network == "host", UserNS: !p.cfg.NoUserNS,
+		UIDBase:     uidBase(f.UIDSlot),
 		OutputLimit: p.cfg.OutputLimit,
 	}
 }
+
+// Host uid ranges: function slot n (1, 2, ...) gets the 65536 ids from
+// uidRangeStart + n*65536, above the ranges distributions hand to users
+// (/etc/subuid starts at 100000) and below 2^31.
+const (
+	uidRangeStart = 1 << 24
+	maxUIDSlots   = (1<<31-uidRangeStart)/sandbox.UIDMapSize - 1
+)
+
+func uidBase(slot int) int { return uidRangeStart + slot*sandbox.UIDMapSize }
 
 // gcCode removes code no function and no draining pool uses.
 func (p *Platform) gcCode() error {
@@ -612,20 +629,3 @@ func (p *Platform) ImageStatus(name string) string { return p.restore.Status(nam
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }
 
-// traversable checks that every directory from / to dir can be searched
-// by any user: in a user namespace, root is an unprivileged uid on the
-// host, and the sandbox binds the function's code from the state dir.
-func traversable(dir string) error {
-	for d := dir; ; d = filepath.Dir(d) {
-		st, err := os.Stat(d)
-		if err != nil {
-			return err
-		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("--userns: %s (%v) is not searchable by other users, and instances in a user namespace bind their code from the state dir %s: chmod o+x it, or use another state dir: %w", d, st.Mode().Perm(), dir, errdefs.ErrInvalid)
-		}
-		if d == "/" {
-			return nil
-		}
-	}
-}

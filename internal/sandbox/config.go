@@ -79,7 +79,8 @@ type Config struct {
 	Binds        []Bind
 	Hostname     string // default: ID
 	Network      Network
-	UserNS       bool          // map root inside to UIDMapBase.. outside
+	UserNS       bool          // map root inside to UIDBase.. outside
+	UIDBase      int           // with UserNS: first host uid/gid of the range (0 = UIDMapBase)
 	Template     bool          // a template for sfork: CAP_SYS_ADMIN kept in bounding+permitted, upper layer host-visible (see doc.go)
 	Limits       cgroup.Limits // memory, pids, cpu
 	CgroupParent string        // default DefaultCgroupParent
@@ -168,9 +169,13 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = DefaultCgroupParent
 	}
-	if cfg.Template && cfg.UserNS {
-		// Forked instances join envs without a user namespace.
-		return bad("a template cannot use a user namespace (sfork envs have none)")
+	if cfg.UserNS {
+		if cfg.UIDBase == 0 {
+			cfg.UIDBase = UIDMapBase
+		}
+		if cfg.UIDBase < 0 || cfg.UIDBase > 1<<31-UIDMapSize {
+			return bad("uid base %d out of range", cfg.UIDBase)
+		}
 	}
 	if cfg.Rlimits == nil {
 		cfg.Rlimits = DefaultRlimits
@@ -241,6 +246,10 @@ type EnvConfig struct {
 	Limits       cgroup.Limits
 	CgroupParent string // default DefaultCgroupParent
 	UpperBytes   int64  // size of the overlay upper tmpfs; default DefaultUpperBytes
+	// UserNS, if set, is the user namespace that owns the env's
+	// namespaces (its template's): the holder joins it before making
+	// them, and root in it owns the env's upper layer.
+	UserNS *UserNS
 }
 
 func (cfg EnvConfig) withDefaults() (EnvConfig, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,9 +110,32 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{"catalyzer-sandbox-env"},
-		Env:         []string{initEnv + "=0"},
+		Env:         []string{initEnv + "=0", parentEnv + "=" + strconv.Itoa(os.Getpid())},
 		ExtraFiles:  []*os.File{cfgR, stW},
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
+	}
+	if cfg.UserNS != nil {
+		// Real root builds the overlay here (a user namespace's root
+		// cannot stack layers that have locked submounts), as Start does
+		// for UserNS; the holder binds its copy. Then the holder starts
+		// as nsenter, which joins the user namespace and makes the env's
+		// namespaces there (see doc.go, "Envs").
+		if err := mountOverlay(dir, holderLower(cfg), cfg.UpperBytes, cfg.UserNS.uidBase); err != nil {
+			return nil, fmt.Errorf("sandbox env %s: rootfs: %w", cfg.ID, err)
+		}
+		c.Add(func() { unmountOverlay(dir) })
+		if err := bindAll(filepath.Join(dir, "merged"), cfg.Binds); err != nil {
+			return nil, fmt.Errorf("sandbox env %s: rootfs: %w", cfg.ID, err)
+		}
+		markNow("rootfs-host")
+		prog, err := nsenterProg()
+		if err != nil {
+			return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
+		}
+		cmd.Path = prog.path
+		cmd.Args = []string{"catalyzer-nsenter", "5", "6", strconv.FormatUint(uint64(flags), 10), "catalyzer-sandbox-env"}
+		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.UserNS.f, prog.exe)
+		cmd.SysProcAttr.Cloneflags = 0
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("sandbox env %s: spawn holder: %w", cfg.ID, err)
@@ -157,6 +181,10 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	ns, err := readNS(cmd.Process.Pid)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox env %s: holder namespaces: %w", cfg.ID, err)
+	}
+	if cfg.UserNS != nil {
+		// The holder has its own copy now; drop the daemon's.
+		unmountOverlay(dir)
 	}
 	markNow("ready")
 

@@ -680,9 +680,6 @@ func TestTemplateCaps(t *testing.T) {
 	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), filepath.Dir(upper)) {
 		t.Errorf("template upper still mounted after Destroy")
 	}
-	if _, err := Start(Config{ID: newID(), Argv: []string{sh}, Template: true, UserNS: true}); !errors.Is(err, errdefs.ErrInvalid) {
-		t.Errorf("Template+UserNS: %v", err)
-	}
 	// Not a template: no host-visible upper.
 	s2, err := Start(baseConfig(sh, "-c", "sleep 100"))
 	if err != nil {
@@ -725,4 +722,91 @@ func TestTemplateSweep(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(RunDir, parent)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("run dir left after Sweep: %v", err)
 	}
+}
+
+// TestEnvInUserNS: a template in a user namespace of its own, and an env
+// built for its forks inside that namespace: every namespace of the env
+// is owned by the template's user namespace, its holder is root there
+// (the template's uid base on the host), and it sees the template's
+// upper layer.
+func TestEnvInUserNS(t *testing.T) {
+	requireRoot(t)
+	const base = 300000
+	cfg := baseConfig(sh, "-c", "echo from-template > /template-file; exec sleep 100")
+	cfg.Template, cfg.UserNS, cfg.UIDBase = true, true, base
+	s, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Destroy()
+	users, err := s.OpenUserNS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer users.Close()
+	if users.UIDBase() != base {
+		t.Errorf("UIDBase %d, want %d", users.UIDBase(), base)
+	}
+	upper := s.UpperDir()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(upper, "template-file")); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	e, err := NewEnv(EnvConfig{ID: newID(), CgroupParent: testParent, Lowers: []string{upper}, UserNS: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Release()
+	holder := e.cmd.Process.Pid
+	tplUser := nsIno(t, s.Pid(), "user")
+	if got := nsIno(t, holder, "user"); got != tplUser {
+		t.Errorf("holder in user namespace %d, want the template's %d", got, tplUser)
+	}
+	for _, n := range envNSNames {
+		if got := nsOwner(t, holder, n); got != tplUser {
+			t.Errorf("env %s namespace owned by user namespace %d, want the template's %d", n, got, tplUser)
+		}
+	}
+	if uid := strings.Fields(statusField(statusOf(t, holder), "Uid")); len(uid) == 0 || uid[0] != strconv.Itoa(base) {
+		t.Errorf("holder uid %v, want %d", uid, base)
+	}
+	got, err := exec.Command("nsenter", "-t", strconv.Itoa(holder), "-m", "--", "/bin/cat", "/template-file").CombinedOutput()
+	if err != nil || string(got) != "from-template\n" {
+		t.Errorf("env over the template's upper: %q %v", got, err)
+	}
+}
+
+// nsIno is the inode of pid's namespace of kind n.
+func nsIno(t *testing.T, pid int, n string) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, n), &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
+}
+
+// nsOwner is the inode of the user namespace that owns pid's namespace
+// of kind n (NS_GET_USERNS).
+func nsOwner(t *testing.T, pid int, n string) uint64 {
+	t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const nsGetUserns = 0xb701 // _IO(0xb7, 0x1)
+	fd, err := unix.IoctlRetInt(int(f.Fd()), nsGetUserns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Ino
 }

@@ -24,6 +24,12 @@ import (
 // pipe fd 3+n+1.
 const initEnv = "_CATALYZER_SANDBOX_INIT"
 
+// parentEnv carries the daemon's pid to a helper that changed its
+// credentials before its Go code ran (an env holder started as nsenter):
+// that cleared its parent-death signal, which it sets again and then
+// checks that its parent is still the daemon.
+const parentEnv = "_CATALYZER_SANDBOX_PARENT"
+
 // initConfig is what the daemon sends the helper (JSON over a pipe).
 type initConfig struct {
 	Argv       []string
@@ -55,15 +61,21 @@ func helperConfig(cfg Config, dir string) initConfig {
 
 // holderConfig is the config of an Env's holder.
 func holderConfig(cfg EnvConfig, dir string) initConfig {
+	return initConfig{
+		Lower: holderLower(cfg), Dir: dir, Prepared: cfg.UserNS != nil,
+		UpperBytes: cfg.UpperBytes, Binds: cfg.Binds, Hostname: cfg.Hostname,
+		NewNet: cfg.Network != NetworkHost, Hold: true,
+	}
+}
+
+// holderLower is an env's overlay lowerdir option: its Lowers, then its
+// root.
+func holderLower(cfg EnvConfig) string {
 	lower := "/"
 	if cfg.Rootfs != "" {
 		lower = cfg.Rootfs
 	}
-	return initConfig{
-		Lower: strings.Join(append(append([]string{}, cfg.Lowers...), lower), ":"), Dir: dir,
-		UpperBytes: cfg.UpperBytes, Binds: cfg.Binds, Hostname: cfg.Hostname,
-		NewNet: cfg.Network != NetworkHost, Hold: true,
-	}
+	return strings.Join(append(append([]string{}, cfg.Lowers...), lower), ":")
 }
 
 // seccompCache holds compiled default programs by capability set: the
@@ -116,6 +128,11 @@ func MaybeInit() {
 	n, err := strconv.Atoi(v)
 	if err != nil || n < 0 {
 		os.Exit(126)
+	}
+	if pp, ok := os.LookupEnv(parentEnv); ok {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil || strconv.Itoa(os.Getppid()) != pp {
+			os.Exit(125) // the daemon is already gone
+		}
 	}
 	status := 3 + n + 1
 	unix.CloseOnExec(status)

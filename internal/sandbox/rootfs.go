@@ -43,18 +43,9 @@ func buildRootfs(cfg *initConfig) error {
 		return fail(err, "overlay")
 	}
 
-	for _, b := range cfg.Binds {
-		dst := filepath.Join(root, b.Target)
-		if err := mkMountpoint(b.Source, dst); err != nil {
-			return fail(err, "bind target %s", b.Target)
-		}
-		if err := unix.Mount(b.Source, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return fail(err, "bind %s -> %s", b.Source, b.Target)
-		}
-		if !b.Writable {
-			if err := remountRO(dst); err != nil {
-				return fail(err, "remount %s read-only", b.Target)
-			}
+	if !cfg.Prepared {
+		if err := bindAll(root, cfg.Binds); err != nil {
+			return fail(err, "binds")
 		}
 	}
 
@@ -157,6 +148,27 @@ func buildRootfs(cfg *initConfig) error {
 		}
 		if err := remountRO(p); err != nil {
 			return fail(err, "remount %s read-only", p)
+		}
+	}
+	return nil
+}
+
+// bindAll bind-mounts each of binds under root (read-only unless
+// Writable). The daemon does it for a prepared root (a user namespace's
+// root need not be able to reach the sources), the init helper otherwise.
+func bindAll(root string, binds []Bind) error {
+	for _, b := range binds {
+		dst := filepath.Join(root, b.Target)
+		if err := mkMountpoint(b.Source, dst); err != nil {
+			return fmt.Errorf("bind target %s: %w", b.Target, err)
+		}
+		if err := unix.Mount(b.Source, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind %s -> %s: %w", b.Source, b.Target, err)
+		}
+		if !b.Writable {
+			if err := remountRO(dst); err != nil {
+				return fmt.Errorf("remount %s read-only: %w", b.Target, err)
+			}
 		}
 	}
 	return nil

@@ -64,6 +64,9 @@ type Sandbox struct {
 	cg     *cgroup.Group
 	dir    string
 	upper  string // Template: host path of the upper layer
+	// uidBase is the host uid root maps to, for a sandbox started in a
+	// user namespace of its own; 0 otherwise.
+	uidBase int
 	phases []Phase
 
 	done chan struct{}
@@ -130,21 +133,17 @@ func Start(cfg Config) (*Sandbox, error) {
 		// template's upper layer stays visible here for forked envs.
 		rootUID := 0
 		if cfg.UserNS {
-			rootUID = UIDMapBase
+			rootUID = cfg.UIDBase
 		}
 		if err := mountOverlay(dir, lowerDir(cfg), cfg.UpperBytes, rootUID); err != nil {
 			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
 		}
 		c.Add(func() { unmountOverlay(dir) })
-		if cfg.UserNS {
-			// Root of a user namespace cannot create directories in the
-			// lower layer's (host-root-owned) ones: make the bind
-			// targets here, as real root.
-			for _, bd := range cfg.Binds {
-				if err := mkMountpoint(bd.Source, filepath.Join(dir, "merged", bd.Target)); err != nil {
-					return nil, fmt.Errorf("sandbox %s: bind target %s: %w", cfg.ID, bd.Target, err)
-				}
-			}
+		// The binds too: root of a user namespace can neither create
+		// their targets in the lower layer's (host-root-owned)
+		// directories nor, maybe, reach their sources.
+		if err := bindAll(filepath.Join(dir, "merged"), cfg.Binds); err != nil {
+			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
 		}
 		markNow("rootfs-host")
 	}
@@ -181,7 +180,7 @@ func Start(cfg Config) (*Sandbox, error) {
 	}
 	if cfg.UserNS {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
-		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: UIDMapBase, Size: UIDMapSize}}
+		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: cfg.UIDBase, Size: UIDMapSize}}
 		cmd.SysProcAttr.UidMappings = m
 		cmd.SysProcAttr.GidMappings = m
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
@@ -244,6 +243,9 @@ func Start(cfg Config) (*Sandbox, error) {
 	stR.Close()
 
 	s := &Sandbox{id: cfg.ID, pid: cmd.Process.Pid, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
+	if cfg.UserNS {
+		s.uidBase = cfg.UIDBase
+	}
 	switch {
 	case cfg.Template:
 		// The helper holds its own copy of the overlay: drop the

@@ -146,6 +146,13 @@ type Child struct {
 	// Chdir, when set, is the child's working directory after the join
 	// (a join resets it to the new root).
 	Chdir string
+	// ProcFS, when set, is where the child gets a proc file system of its
+	// own PID namespace in the joined env (its Mounts then mask it). The
+	// proc is created (fsopen, fsmount) before the join and attached
+	// (move_mount) after it: in a user namespace the kernel lets a proc
+	// be mounted only where a fully visible proc already is, which the
+	// template's mount namespace has and a pre-built env does not.
+	ProcFS string
 	// Mounts run after the join and chdir.
 	Mounts []Mount
 	// Close lists template fds the child must not keep.
@@ -366,11 +373,24 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	if c.Raise != nil {
 		AddCapset(b, *c.Raise)
 	}
+	var procMnt ptrace.Ref
+	if c.ProcFS != "" {
+		fsfd := b.Add(unix.SYS_FSOPEN, b.String("proc"), ptrace.Lit(unix.FSOPEN_CLOEXEC))
+		b.Add(unix.SYS_FSCONFIG, fsfd.Result(), ptrace.Lit(unix.FSCONFIG_CMD_CREATE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+		procMnt = b.Add(unix.SYS_FSMOUNT, fsfd.Result(), ptrace.Lit(unix.FSMOUNT_CLOEXEC),
+			ptrace.Lit(unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC))
+		b.Add(unix.SYS_CLOSE, fsfd.Result())
+	}
 	if c.Join >= 0 {
 		b.Add(unix.SYS_SETNS, recv(c.Join), ptrace.Lit(int64(c.JoinFlags)))
 	}
 	if c.Chdir != "" {
 		b.Add(unix.SYS_CHDIR, b.String(c.Chdir))
+	}
+	if c.ProcFS != "" {
+		b.Add(unix.SYS_MOVE_MOUNT, procMnt.Result(), b.String(""), ptrace.Lit(unix.AT_FDCWD), b.String(c.ProcFS),
+			ptrace.Lit(unix.MOVE_MOUNT_F_EMPTY_PATH))
+		b.Add(unix.SYS_CLOSE, procMnt.Result())
 	}
 	for _, m := range c.Mounts {
 		AddMount(b, m)
