@@ -522,10 +522,13 @@ func (f *Fork) floorOnce(ctx context.Context, t *template, devnull *os.File, eve
 
 // TemplateInfo describes a function's template for operators.
 type TemplateInfo struct {
-	Status string             `json:"status"`
-	Pid    int                `json:"pid,omitempty"`
-	PSSKB  int64              `json:"pss_kb,omitempty"`
-	Pool   *sandbox.PoolStats `json:"pool,omitempty"`
+	Status string `json:"status"`
+	Pid    int    `json:"pid,omitempty"`
+	// KilledAtFreeze counts the processes the template's init left
+	// running, killed when it was frozen.
+	KilledAtFreeze int                `json:"killed_at_freeze,omitempty"`
+	PSSKB          int64              `json:"pss_kb,omitempty"`
+	Pool           *sandbox.PoolStats `json:"pool,omitempty"`
 }
 
 // Info describes name's template.
@@ -542,6 +545,7 @@ func (f *Fork) Info(name string) TemplateInfo {
 	}
 	st := t.pool.Stats()
 	info.Pid, info.PSSKB, info.Pool = t.tpl.Pid(), PSS(t.tpl.Pid()), &st
+	info.KilledAtFreeze = len(t.tpl.Killed())
 	return info
 }
 

@@ -157,6 +157,9 @@ func New(cfg Config) (*Platform, error) {
 				p.log.Warn("template failed: fork boot unavailable for this function", "function", function, "err", err)
 				return
 			}
+			if n := p.fork.Info(function).KilledAtFreeze; n > 0 {
+				p.log.Warn("template: killed processes its init left running (a template must be alone in its PID namespace)", "function", function, "killed", n)
+			}
 			p.log.Info("template ready", "function", function)
 		},
 	}

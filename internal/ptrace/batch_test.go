@@ -2,6 +2,7 @@ package ptrace
 
 import (
 	"bytes"
+	"fmt"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -317,5 +318,37 @@ func TestExecReapsZombies(t *testing.T) {
 	tc.Detach()
 	if got := v.ask(t); got != "pong "+strconv.Itoa(v.pid) {
 		t.Fatalf("after the batches: %q", got)
+	}
+}
+
+// TestExecRefreshesExecutor: code that patches the executor page between
+// two batches (through /proc/PID/mem, as anything with the tracee's
+// credentials can) does not run: every batch writes the code again.
+func TestExecRefreshesExecutor(t *testing.T) {
+	v := startVictim(t, "echo")
+	tr := newTracer(t)
+	tc := seize(t, tr, v.pid)
+	b := NewBatch()
+	b.Add(unix.SYS_GETPID)
+	if _, err := tc.Exec(b); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", v.pid), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	// The attacker's patch: the batch entry becomes exit_group(66).
+	patch := []byte{0xbf, 66, 0, 0, 0, 0xb8, 0xe7, 0, 0, 0, 0x0f, 0x05}
+	if _, err := mem.WriteAt(patch, int64(tc.exec+execEntryOff)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := tc.Exec(b)
+	if err != nil || res.Values[0] != int64(v.pid) {
+		t.Fatalf("batch after a patch of the executor: %v %+v, want our getpid to run", err, res)
+	}
+	got := make([]byte, len(executorCode))
+	if _, err := mem.ReadAt(got, int64(tc.exec)); err != nil || !bytes.Equal(got, executorCode) {
+		t.Fatalf("executor page after the batch differs from ours (%v)", err)
 	}
 }

@@ -415,8 +415,18 @@ func (t *Tracee) Exec(b *Batch) (*Results, error) {
 		if len(buf) > MaxBatchSize {
 			return fmt.Errorf("batch of %d bytes (max %d): %w", len(buf), MaxBatchSize, errdefs.ErrTooLarge)
 		}
+		fresh := t.exec == 0
 		if err := t.installExecutor(); err != nil {
 			return err
+		}
+		if !fresh {
+			// The code page is the tracee's memory: anything that shares
+			// its credentials could have patched it (/proc/PID/mem writes
+			// through R-X) since the last batch, and a batch runs with
+			// seccomp suspended. Write it again: what runs is ours.
+			if err := t.WriteMem(t.exec, executorCode); err != nil {
+				return fmt.Errorf("exec batch in %d: refresh executor: %w", t.pid, err)
+			}
 		}
 		if err := t.WriteMem(t.exec+execBatchOff, buf); err != nil {
 			return err

@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,6 +70,8 @@ type Template struct {
 
 	chanFD int           // the template's fd of the fork channel
 	conn   *net.UnixConn // our end
+
+	killed []int // processes Freeze found beside the template and killed
 
 	mu   sync.Mutex
 	held []int // fds the last fork received into the template
@@ -100,13 +103,77 @@ func Freeze(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Templa
 			tc.Detach()
 			return err
 		}
+		// Non-dumpable: only CAP_SYS_PTRACE (the daemon) may open its
+		// memory, not a process with its credentials (defence in depth:
+		// none is left, see below). Forks inherit it.
+		b := ptrace.NewBatch()
+		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+		if _, err := tc.Exec(b); err != nil {
+			tc.Detach()
+			return fmt.Errorf("make non-dumpable: %w", err)
+		}
 		t.tracee, t.regs = tc, regs
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
 	}
+	// The template must be alone in its PID namespace from now on: a
+	// process its code left running (a fork at import, say) would share
+	// its credentials, could patch the memory our batches run from, and
+	// would see every fork nested in that namespace. It is stopped, so
+	// nothing new appears but what the others fork while we kill them.
+	if t.killed, err = killOthers(pid); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
 	return t, nil
+}
+
+// Killed lists the processes Freeze found in the template's PID namespace
+// beside the template itself and killed (their host pids).
+func (t *Template) Killed() []int { return append([]int(nil), t.killed...) }
+
+// killOthers SIGKILLs every process in pid's PID namespace but pid, until
+// a scan of /proc finds none.
+func killOthers(pid int) ([]int, error) {
+	self, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		return nil, fmt.Errorf("pid namespace: %w", err)
+	}
+	if ours, err := os.Readlink("/proc/self/ns/pid"); err != nil || ours == self {
+		// A template in our own PID namespace (a plain process frozen
+		// by a test or a one-shot command) has no namespace of its own
+		// to empty: everything else there is ours, not its.
+		return nil, err
+	}
+	var killed []int
+	seen := map[int]bool{} // killed already: dying, or a zombie the template reaps later
+	for range 100 {
+		ents, err := os.ReadDir("/proc")
+		if err != nil {
+			return killed, err
+		}
+		found := 0
+		for _, e := range ents {
+			n, err := strconv.Atoi(e.Name())
+			if err != nil || n == pid || seen[n] {
+				continue
+			}
+			if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || ns != self {
+				continue
+			}
+			if unix.Kill(n, unix.SIGKILL) == nil {
+				found++
+				seen[n] = true
+				killed = append(killed, n)
+			}
+		}
+		if found == 0 {
+			return killed, nil
+		}
+	}
+	return killed, fmt.Errorf("processes beside the template keep appearing in its PID namespace")
 }
 
 // Pid is the template's host pid.

@@ -1,0 +1,107 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/catalyzer/catalyzer/internal/platform"
+	"github.com/catalyzer/catalyzer/internal/testutil"
+)
+
+// leftoverPy is the audit's first attack: init leaves a process behind
+// that holds the template's /proc/1/mem open (it may: same credentials,
+// and the template is still dumpable during init), waiting to patch the
+// executor page once the template is frozen, and to watch the forks
+// nested in the template's PID namespace.
+const leftoverPy = `
+import os
+pid = os.fork()
+if pid == 0:
+    os.execv("/usr/bin/python3", ["python3", "-c",
+        "import os, time\n"
+        "mem = os.open('/proc/1/mem', os.O_RDWR)\n"
+        "while True:\n"
+        "    time.sleep(0.01)\n"
+        "    open('/tmp/leftover-alive', 'w').write(str(time.time()))\n",
+        "catalyzer-leftover-attack"])
+import time
+for _ in range(500):
+    try:
+        open("/proc/%d/cmdline" % pid).read().index("catalyzer-leftover-attack")
+        break
+    except Exception:
+        time.sleep(0.01)
+def handler(event, context):
+    pids = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+    caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")]
+    return {"pids": pids, "uid_map": open("/proc/self/uid_map").read().split(), "cap_eff": caps[0]}
+`
+
+// TestTemplateLeftoverKilled: what a template's init leaves running is
+// killed when the template is frozen (and counted), so no tenant code
+// exists beside a frozen template while its batches run; its forks see
+// only themselves, run as the function's unprivileged root, and hold
+// Docker's capabilities only.
+func TestTemplateLeftoverKilled(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	code := writeCode(t, map[string]string{"main.py": leftoverPy})
+	e.deploy("left", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+	if st := e.waitTemplate("left"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	info, err := e.c.Instances(context.Background(), "left")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Template.KilledAtFreeze != 1 {
+		t.Errorf("killed at freeze: %d, want the 1 process init left", info.Template.KilledAtFreeze)
+	}
+	if n := countCmdline(t, "catalyzer-leftover-attack"); n != 0 {
+		t.Fatalf("%d leftover processes still alive after the template was frozen", n)
+	}
+	for range 3 {
+		inv, err := e.c.Invoke(context.Background(), "left", "fork", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o struct {
+			Pids   []int    `json:"pids"`
+			UIDMap []string `json:"uid_map"`
+			CapEff string   `json:"cap_eff"`
+		}
+		if err := json.Unmarshal(inv.Output, &o); err != nil {
+			t.Fatal(err)
+		}
+		if len(o.Pids) != 1 || o.Pids[0] != 1 {
+			t.Errorf("fork instance sees pids %v, want only itself", o.Pids)
+		}
+		if len(o.UIDMap) != 3 || o.UIDMap[0] != "0" || o.UIDMap[1] == "0" {
+			t.Errorf("fork instance uid_map %v, want root mapped to an unprivileged host uid", o.UIDMap)
+		}
+		if o.CapEff != "00000000a80425fb" {
+			t.Errorf("fork instance CapEff %s, want Docker's set", o.CapEff)
+		}
+	}
+	if n := countCmdline(t, "catalyzer-leftover-attack"); n != 0 {
+		t.Fatalf("%d leftover processes alive after forks", n)
+	}
+}
+
+// countCmdline counts live processes whose command line contains tag.
+func countCmdline(t *testing.T, tag string) int {
+	t.Helper()
+	ms, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	n := 0
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err == nil && strings.Contains(string(b), tag) {
+			n++
+		}
+	}
+	return n
+}
