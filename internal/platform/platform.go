@@ -631,4 +631,3 @@ func (p *Platform) ImageStatus(name string) string { return p.restore.Status(nam
 
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }
-

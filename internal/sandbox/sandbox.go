@@ -56,18 +56,18 @@ func (e *InitError) Unwrap() error {
 // one started by Start (our child), or one adopted into an Env (not our
 // child: watched through a pidfd).
 type Sandbox struct {
-	id     string
-	pid    int
-	cmd    *exec.Cmd // Start; nil when adopted
-	pidfd  *os.File  // adopted: a pollable pidfd of the process
-	env    *Env      // adopted: the env whose holder must be retired
-	cg     *cgroup.Group
-	dir    string
-	upper  string // Template: host path of the upper layer
+	id    string
+	pid   int
+	cmd   *exec.Cmd // Start; nil when adopted
+	pidfd *os.File  // adopted: a pollable pidfd of the process
+	env   *Env      // adopted: the env whose holder must be retired
+	cg    *cgroup.Group
+	dir   string
+	upper string // Template: host path of the upper layer
 	// uidBase is the host uid root maps to, for a sandbox started in a
 	// user namespace of its own; 0 otherwise.
 	uidBase int
-	phases []Phase
+	phases  []Phase
 
 	done chan struct{}
 	exit Exit

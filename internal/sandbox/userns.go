@@ -53,17 +53,26 @@ var nsenterELF []byte
 var nsenterProg = sync.OnceValues(func() (prog struct {
 	path string
 	exe  *os.File
-}, err error) { fd, err := unix.MemfdCreate("catalyzer-nsenter", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING); if err != nil {
-	return prog, fmt.Errorf("nsenter: memfd: %w", err)
-}; if _, err := unix.Write(fd, nsenterELF); err != nil {
-	unix.Close(fd)
-	return prog, fmt.Errorf("nsenter: memfd: %w", err)
-};
-// Sealed: nothing can change what every env holder runs first.
-if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
-	unix.Close(fd)
-	return prog, fmt.Errorf("nsenter: seal memfd: %w", err)
-}; exe, err := unix.Open("/proc/self/exe", unix.O_PATH|unix.O_CLOEXEC, 0); if err != nil {
-	unix.Close(fd)
-	return prog, fmt.Errorf("nsenter: open own binary: %w", err)
-}; prog.path = "/proc/self/fd/" + strconv.Itoa(fd); prog.exe = os.NewFile(uintptr(exe), "catalyzer-exe"); return prog, nil })
+}, err error) {
+	fd, err := unix.MemfdCreate("catalyzer-nsenter", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return prog, fmt.Errorf("nsenter: memfd: %w", err)
+	}
+	if _, err := unix.Write(fd, nsenterELF); err != nil {
+		unix.Close(fd)
+		return prog, fmt.Errorf("nsenter: memfd: %w", err)
+	}
+	// Sealed: nothing can change what every env holder runs first.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE); err != nil {
+		unix.Close(fd)
+		return prog, fmt.Errorf("nsenter: seal memfd: %w", err)
+	}
+	exe, err := unix.Open("/proc/self/exe", unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		unix.Close(fd)
+		return prog, fmt.Errorf("nsenter: open own binary: %w", err)
+	}
+	prog.path = "/proc/self/fd/" + strconv.Itoa(fd)
+	prog.exe = os.NewFile(uintptr(exe), "catalyzer-exe")
+	return prog, nil
+})
