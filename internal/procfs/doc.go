@@ -49,12 +49,15 @@
 //
 //   - shared memory mappings of any protection: anonymous MAP_SHARED
 //     ("/dev/zero (deleted)", "[anon_shmem:NAME]"), memfds ("/memfd:"),
-//     System V segments ("/SYSV"), POSIX shared memory (under /dev/shm/).
-//     A read-only mapping of shared memory counts: mprotect can make it
-//     writable again in every copy;
-//   - writable MAP_SHARED mappings of any other file or device, and any
-//     shared mapping in brackets other than the kernel's own [vdso],
-//     [vvar], [vvar_vclock], [vsyscall] and [uprobes];
+//     System V segments ("/SYSV"), POSIX shared memory (a path with
+//     "/dev/shm/" in it, so that a sandbox's /dev/shm read from outside
+//     counts too). A read-only mapping of shared memory counts: mprotect
+//     can make it writable again in every copy;
+//   - writable MAP_SHARED mappings of any other file or device;
+//   - shared mappings of anything that is not a file: kernel buffers
+//     ("anon_inode:[io_uring]", "anon_inode:[perf_event]"), memory with no
+//     name, names in brackets other than the kernel's own [vdso], [vvar],
+//     [vvar_vclock], [vsyscall] and [uprobes];
 //   - descriptors that are memfds, pipes, FIFOs (by stat), sockets, anon
 //     inodes other than [pidfd] (eventfd, eventpoll, timerfd, signalfd,
 //     inotify, fanotify, io_uring, userfaultfd, bpf objects, ... — an anon
@@ -64,8 +67,9 @@
 // It does not report read-only shared mappings of ordinary files, regular
 // files, directories and devices opened by path (their open file
 // description, file offset included, is shared too, but it is not shared
-// memory or a message channel), namespace descriptors, or pidfds. Limit: a
-// read-only shared mapping of a file the process opened read-write could
-// be made writable with mprotect; maps does not show that (smaps' "mw"
-// flag would), so it is not reported.
+// memory or a message channel), namespace descriptors, or pidfds. Paths
+// are as the reading process sees them. Limit: a read-only shared mapping
+// of a file the process opened read-write could be made writable with
+// mprotect; maps does not show that (smaps' "mw" flag would), so it is not
+// reported.
 package procfs

@@ -87,11 +87,12 @@ var kernelMappings = map[string]bool{
 }
 
 // sharedMapping says why copies would share m, or "" if they would not.
+// Only a read-only shared mapping of a file (not shared memory) and the
+// kernel's own special mappings are let through.
 func sharedMapping(m Mapping) string {
 	if !m.Perms.Shared || kernelMappings[m.Path] {
 		return ""
 	}
-	const remap = "; mprotect can make it writable"
 	var why string
 	switch p := m.Path; {
 	case strings.HasPrefix(p, "/dev/zero"), strings.HasPrefix(p, "[anon_shmem:"):
@@ -100,19 +101,20 @@ func sharedMapping(m Mapping) string {
 		why = "a memfd mapped shared: every copy sees the same pages"
 	case strings.HasPrefix(p, "/SYSV"):
 		why = "System V shared memory: every copy sees the same pages"
-	case strings.HasPrefix(p, "/dev/shm/"):
+	case strings.Contains(p, "/dev/shm/"): // a sandbox's /dev/shm seen from outside, too
 		why = "POSIX shared memory: every copy sees the same pages"
-	case m.Perms.Write && strings.HasPrefix(p, "/"):
-		return "a writable shared file mapping: every copy writes the same file"
-	case m.Perms.Write:
-		return "a writable shared mapping: every copy writes the same memory"
-	case strings.HasPrefix(p, "["):
-		return "a shared special mapping the kernel does not make itself"
-	default:
+	case strings.HasPrefix(p, "/"):
+		if m.Perms.Write {
+			return "a writable shared file mapping: every copy writes the same file"
+		}
 		return "" // a read-only shared mapping of a file
+	case strings.HasPrefix(p, "anon_inode:"):
+		return "a shared mapping of " + p + ": every copy sees the same kernel buffer"
+	default: // "", or a name in brackets the kernel's own mappings do not have
+		return "a shared mapping of unknown memory: every copy sees the same pages"
 	}
 	if !m.Perms.Write {
-		why += remap
+		why += "; mprotect can make it writable"
 	}
 	return why
 }
