@@ -34,6 +34,8 @@ demo: deps build examples
 # Fuzz each parser for a short while.
 fuzz:
 	$(GO) test ./internal/agent -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
+	$(GO) test ./internal/procfs -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s
+	$(GO) test ./internal/procfs -run '^$$' -fuzz FuzzParseFDInfo -fuzztime 30s
 
 clean:
 	rm -rf bin
