@@ -105,3 +105,33 @@ func countCmdline(t *testing.T, tag string) int {
 	}
 	return n
 }
+
+// TestForkRefusesSharedObjects: objects made at init that a fork would
+// share with its siblings (the audit's third path between tenants) are
+// refused by name: fork answers 501 naming the object, and auto boots
+// scratch, where the object is the instance's own.
+func TestForkRefusesSharedObjects(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	inits := map[string]struct{ code, want string }{
+		"shm": {"import mmap\nbuf = mmap.mmap(-1, 4096, mmap.MAP_SHARED)\n", "/dev/zero"},
+		"memfd": {"import os\nfd = os.memfd_create('tenant-state')\nos.write(fd, b'x')\n", "memfd:tenant-state"},
+		"pipe":  {"import os\nr, w = os.pipe()\n", "pipe:["},
+	}
+	for name, in := range inits {
+		src := in.code + "import os\ndef handler(event, context):\n    return os.getpid()\n"
+		e.deploy(name, platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
+		st := e.waitTemplate(name)
+		if !strings.Contains(st, "failed") || !strings.Contains(st, in.want) || !strings.Contains(st, "share") {
+			t.Errorf("%s: template %q, want a refusal naming %q", name, st, in.want)
+		}
+		_, err := e.c.Invoke(context.Background(), name, "fork", nil)
+		if !isStatus(err, 501) || !strings.Contains(err.Error(), in.want) {
+			t.Errorf("%s: boot=fork: %v, want 501 naming %q", name, err, in.want)
+		}
+		inv, err := e.c.Invoke(context.Background(), name, "", nil)
+		if err != nil || inv.Boot != "scratch" {
+			t.Errorf("%s: auto: %+v %v, want a scratch boot", name, inv, err)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/agent"
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 	"github.com/catalyzer/catalyzer/internal/sfork"
@@ -221,6 +222,9 @@ func (f *Fork) build(t *template) (err error) {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
 	cl.Add(func() { tpl.Close() })
+	if err := refuseShared(inst.Pid()); err != nil {
+		return fmt.Errorf("template %s: %w", t.fn.Name, err)
+	}
 	users, err := inst.sb.OpenUserNS()
 	if err != nil {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
@@ -248,6 +252,44 @@ func (f *Fork) build(t *template) (err error) {
 	cl.Release()
 	t.inst, t.tpl, t.users, t.pool = inst, tpl, users, pool
 	return nil
+}
+
+// refuseShared refuses a template holding kernel objects that every fork
+// would share with its siblings (a shared mapping, a memfd, a pipe, a
+// socket, an eventfd, an epoll instance...): fork must never become a
+// channel between two requests. Its stdio, control channel and fork
+// channel are allowed (each fork gets its own in their place), as are the
+// agent's duplicates of its stdout and stderr.
+func refuseShared(pid int) error {
+	allow := []int{0, 1, 2, 3, forkChannelFD}
+	fds, err := procfs.FDs(pid)
+	if err != nil {
+		return err
+	}
+	stdio := map[string]bool{}
+	for _, fd := range fds {
+		if fd.Num == 1 || fd.Num == 2 {
+			stdio[fd.Link] = true
+		}
+	}
+	for _, fd := range fds {
+		if stdio[fd.Link] && strings.HasPrefix(fd.Link, "pipe:") {
+			allow = append(allow, fd.Num)
+		}
+	}
+	objs, err := procfs.SharedObjects(pid, allow)
+	if err != nil {
+		return err
+	}
+	if len(objs) == 0 {
+		return nil
+	}
+	names := make([]string, len(objs))
+	for i, o := range objs {
+		names[i] = o.String()
+	}
+	return fmt.Errorf("its init made objects every fork would share with its siblings (%s): fork and restore are off for this function; boot=scratch works, or create them in the handler: %w",
+		strings.Join(names, "; "), errdefs.ErrNotSupported)
 }
 
 // Pools configures the pools an engine keeps per function: pre-built
