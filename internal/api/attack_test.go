@@ -135,3 +135,49 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 		}
 	}
 }
+
+// floorPy writes where a fork-floor child could reach the template: its
+// root (the template's upper layer) and /tmp.
+const floorPy = `
+import os
+def handler(event, context):
+    if event.get("check"):
+        return {"root": os.path.exists("/floor-marker"), "tmp": os.path.exists("/tmp/floor-marker")}
+    errs = []
+    for p in ("/floor-marker", "/tmp/floor-marker"):
+        try:
+            open(p, "w").write("floor")
+        except OSError as e:
+            errs.append(e.errno)
+    caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff")]
+    return {"errs": errs, "cap_eff": caps[0]}
+`
+
+// TestForkFloorCannotTouchTemplate: the fork-floor measurement runs the
+// handler (tenant code) in forks of the template with no sandbox env:
+// what it writes must reach neither the template's layer nor later
+// forks (the audit's fourth item), and it holds Docker's capabilities.
+func TestForkFloorCannotTouchTemplate(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	e.deploy("floor", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": floorPy})})
+	if st := e.waitTemplate("floor"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	samples, err := e.c.ForkFloor(context.Background(), "floor", []byte(`{}`), 3)
+	if err != nil || len(samples) != 3 {
+		t.Fatalf("fork floor: %v %v", samples, err)
+	}
+	ups, _ := filepath.Glob(filepath.Join("/run/catalyzer/sandbox", e.parent, "tpl-*", "upper", "floor-marker"))
+	if len(ups) != 0 {
+		t.Errorf("a fork-floor child wrote into the template's layer: %v", ups)
+	}
+	inv, err := e.c.Invoke(context.Background(), "floor", "fork", []byte(`{"check": true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o struct{ Root, Tmp bool }
+	if err := json.Unmarshal(inv.Output, &o); err != nil || o.Root || o.Tmp {
+		t.Errorf("a fork instance sees what fork-floor children wrote: %s %v", inv.Output, err)
+	}
+}

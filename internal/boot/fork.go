@@ -496,10 +496,13 @@ func (f *Fork) PoolStats(name string) (sandbox.PoolStats, bool) {
 }
 
 // Floor measures the floor of fork boot for fn, n times: the template
-// forked with no sandbox work at all (no env to join, no new PID
-// namespace, no mounts, no capability changes, no cgroup), the child
-// reseeded and invoked with event exactly as a forked instance is. Each
-// sample is fork start to handler entry. The children are killed at once.
+// forked with no sandbox work (no env to join, no new PID namespace, no
+// /proc, no cgroup), the child reseeded and invoked with event exactly as
+// a forked instance is. Each sample is fork start to handler entry. The
+// children are killed at once. The handler is tenant code: each child
+// first gets a read-only view of the template's mounts (its own mount
+// namespace) and drops CAP_SYS_ADMIN, four syscalls in its batch, so that
+// it can change nothing the template or its forks see.
 func (f *Fork) Floor(ctx context.Context, fn Function, event []byte, n int) ([]time.Duration, error) {
 	f.init()
 	f.mu.Lock()
@@ -542,10 +545,13 @@ func (f *Fork) floorOnce(ctx context.Context, t *template, devnull *os.File, eve
 	defer parent.Close()
 	defer child.Close()
 	forked, err := t.tpl.Fork(sfork.Child{
-		Files: []*os.File{child, devnull},
-		Dups:  []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 1, Target: 2}},
-		Join:  -1,
-		Close: []int{forkChannelFD},
+		Files:        []*os.File{child, devnull},
+		Dups:         []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 1, Target: 2}},
+		Join:         -1,
+		Close:        []int{forkChannelFD},
+		ReadOnlyRoot: true,
+		DropBounding: []int{int(capability.CAP_SYS_ADMIN)},
+		Final:        &finalCaps,
 	})
 	if err != nil {
 		return 0, err

@@ -222,6 +222,11 @@ type Child struct {
 	ProcFS string
 	// Mounts run after the join and chdir.
 	Mounts []Mount
+	// ReadOnlyRoot gives the child a mount namespace of its own in which
+	// every mount is read-only (unshare, then one recursive
+	// mount_setattr): a child that joins no env cannot write what the
+	// template and its other forks see.
+	ReadOnlyRoot bool
 	// Close lists template fds the child must not keep.
 	Close []int
 	// Raise, if set, is applied before the join (to raise what the join
@@ -461,6 +466,12 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	}
 	for _, m := range c.Mounts {
 		AddMount(b, m)
+	}
+	if c.ReadOnlyRoot {
+		b.Add(unix.SYS_UNSHARE, ptrace.Lit(unix.CLONE_NEWNS))
+		attr := make([]byte, 32) // struct mount_attr: attr_set = MOUNT_ATTR_RDONLY
+		binary.LittleEndian.PutUint64(attr, unix.MOUNT_ATTR_RDONLY)
+		b.Add(unix.SYS_MOUNT_SETATTR, ptrace.Lit(unix.AT_FDCWD), b.String("/"), ptrace.Lit(unix.AT_RECURSIVE), b.Bytes(attr), ptrace.Lit(32))
 	}
 	for _, d := range c.Dups {
 		b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
