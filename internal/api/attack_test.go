@@ -114,7 +114,7 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	inits := map[string]struct{ code, want string }{
-		"shm": {"import mmap\nbuf = mmap.mmap(-1, 4096, mmap.MAP_SHARED)\n", "/dev/zero"},
+		"shm":   {"import mmap\nbuf = mmap.mmap(-1, 4096, mmap.MAP_SHARED)\n", "/dev/zero"},
 		"memfd": {"import os\nfd = os.memfd_create('tenant-state')\nos.write(fd, b'x')\n", "memfd:tenant-state"},
 		"pipe":  {"import os\nr, w = os.pipe()\n", "pipe:["},
 	}
