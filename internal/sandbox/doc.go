@@ -17,7 +17,7 @@
 //
 //   - PID, mount, UTS, IPC namespaces always; a network namespace with only
 //     lo (up) unless Network is NetworkHost; a user namespace when UserNS
-//     (root inside = UIDMapBase outside, 65536 ids).
+//     (root inside = UIDBase outside, 65536 ids).
 //   - The program is PID 1 of its PID namespace (it replaces the init
 //     helper by execve): when it dies the kernel kills the rest. As PID 1 it
 //     ignores signals it has no handler for, except SIGKILL from outside.
@@ -93,8 +93,10 @@
 // it as the top read-only lower layer of their Env. Overlayfs logs that a
 // lower layer is in use as another mount's upper ("undefined behavior"
 // if both change): the template is frozen while forks use it. Destroy
-// and Sweep unmount it. A template cannot use a user namespace (the envs
-// its forks join have none): ErrInvalid.
+// and Sweep unmount it. A template runs with UserNS (its owner, package
+// boot, always asks for it): its user namespace (OpenUserNS) then owns
+// the envs its forks join (EnvConfig.UserNS), so that every capability it
+// keeps is worth something in that namespace only.
 //
 // Capabilities: the helper sets bounding and permitted to Caps plus
 // CAP_SYS_ADMIN, inheritable and effective to Caps, ambient empty, so
@@ -161,6 +163,11 @@
 // up, a ready report, and it blocks reading its config pipe with every
 // capability (it runs no user code); EOF (daemon gone) ends it. The
 // holder is never in the cgroup: only the adopted process is accounted.
+// With EnvConfig.UserNS the daemon mounts the env's overlay and binds (as
+// for a UserNS sandbox) and starts the holder as nsenter (nsenter/
+// nsenter.c): it joins that user namespace, becomes its root, unshares the
+// env's namespaces there (so that they are owned by it) and execs the
+// daemon binary by fd; the holder binds its copy of the prepared root.
 // Lowers must not lie below another layer on the same file system (below
 // "/" on the root file system, say): overlayfs refuses overlapping layers
 // (ELOOP, an *InitError of step "rootfs"); a template's UpperDir is its
