@@ -25,7 +25,7 @@ func serveCommand() *cli.Command {
 			&cli.StringFlag{Name: "listen", Usage: "address to listen on (host:port)", Value: defaultAddr},
 			&cli.DurationFlag{Name: "keep-alive", Usage: "how long an idle instance is kept for reuse (0 = default 60s, negative = never reuse)"},
 			&cli.StringFlag{Name: "cgroup-parent", Usage: "parent cgroup of every instance (swept at start)", Value: "catalyzer"},
-			&cli.StringFlag{Name: "rootfs", Usage: "lower layer of every instance's root (default: the host's / read-only)"},
+			&cli.StringFlag{Name: "rootfs", Usage: "lower layer of every instance's root (default: the embedded minimal root: the host's /usr read-only and a curated /etc, see docs/SECURITY.md)"},
 			&cli.BoolFlag{Name: "userns", Usage: "run scratch instances in the function's user namespace (root inside maps to the function's own unprivileged host range); --userns=false gives them host root with Docker's capabilities. Fork templates always run in one", Value: true},
 			&cli.IntFlag{Name: "env-pool", Usage: "pre-built sandbox envs kept ready per fork template (size it to the fork concurrency you expect)", Value: 4},
 			&cli.IntFlag{Name: "env-pool-workers", Usage: "envs each pool builds in parallel (default: a quarter of the CPUs)"},

@@ -34,7 +34,7 @@ type Scratch struct {
 	AgentDir string
 	// CgroupParent names the parent cgroup of every instance.
 	CgroupParent string
-	// Rootfs is the lower layer of every instance's root ("" = host /).
+	// Rootfs is the lower layer of every instance's root ("" = the embedded default root, sandbox package).
 	Rootfs string
 }
 

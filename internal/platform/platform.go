@@ -47,7 +47,7 @@ type Config struct {
 	KeepAlive time.Duration
 	// InitTimeout bounds a boot including the function's init (default 30s).
 	InitTimeout time.Duration
-	// Rootfs is the lower layer of every instance's root ("" = host /).
+	// Rootfs is the lower layer of every instance's root ("" = the embedded default root, sandbox package).
 	Rootfs string
 	// NoUserNS runs scratch instances without a user namespace of their
 	// own (root inside is host root, with Docker's capabilities). Fork

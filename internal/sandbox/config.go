@@ -75,7 +75,7 @@ type Config struct {
 	Argv         []string // Argv[0]: absolute path inside the sandbox
 	Env          []string
 	Cwd          string // default "/"
-	Rootfs       string // "" = the host's "/" as the read-only lower layer; else a directory
+	Rootfs       string // "" = the embedded default root (defaultroot.go); else a directory
 	Binds        []Bind
 	Hostname     string // default: ID
 	Network      Network
@@ -152,12 +152,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if !filepath.IsAbs(cfg.Cwd) {
 		return bad("cwd %q is not absolute", cfg.Cwd)
 	}
-	if cfg.Rootfs != "" {
-		if cfg.Rootfs, err = checkLayer("rootfs", cfg.Rootfs); err != nil {
-			return Config{}, err
-		}
-	}
-	if err := checkBinds(cfg.Binds); err != nil {
+	if cfg.Rootfs, cfg.Binds, err = rootfsWithDefault(cfg.Rootfs, cfg.Binds); err != nil {
 		return Config{}, err
 	}
 	if cfg.Hostname == "" {
@@ -190,6 +185,26 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.UpperBytes = DefaultUpperBytes
 	}
 	return cfg, nil
+}
+
+// rootfsWithDefault validates a config's root and binds; an empty root is
+// the embedded default root (defaultroot.go), whose system directory
+// binds come first.
+func rootfsWithDefault(rootfs string, binds []Bind) (string, []Bind, error) {
+	var err error
+	if rootfs == "" {
+		def, err := defaultRootfs()
+		if err != nil {
+			return "", nil, err
+		}
+		rootfs, binds = def.dir, append(append([]Bind{}, def.binds...), binds...)
+	} else if rootfs, err = checkLayer("rootfs", rootfs); err != nil {
+		return "", nil, err
+	}
+	if err := checkBinds(binds); err != nil {
+		return "", nil, err
+	}
+	return rootfs, binds, nil
 }
 
 // checkLayer validates an overlay layer directory and returns its absolute
@@ -239,7 +254,7 @@ func checkNetwork(n Network) (Network, error) {
 type EnvConfig struct {
 	ID           string   // [a-z0-9-]{1,64}; names the cgroup and the run dir (and the instance adopted into it)
 	Lowers       []string // extra read-only lower layers above Rootfs, topmost first (e.g. a template's UpperDir)
-	Rootfs       string   // "" = host "/"
+	Rootfs       string   // "" = the embedded default root
 	Binds        []Bind
 	Hostname     string // default: ID
 	Network      Network
@@ -264,12 +279,7 @@ func (cfg EnvConfig) withDefaults() (EnvConfig, error) {
 		}
 	}
 	cfg.Lowers = lowers
-	if cfg.Rootfs != "" {
-		if cfg.Rootfs, err = checkLayer("rootfs", cfg.Rootfs); err != nil {
-			return EnvConfig{}, err
-		}
-	}
-	if err := checkBinds(cfg.Binds); err != nil {
+	if cfg.Rootfs, cfg.Binds, err = rootfsWithDefault(cfg.Rootfs, cfg.Binds); err != nil {
 		return EnvConfig{}, err
 	}
 	if cfg.Hostname == "" {

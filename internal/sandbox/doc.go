@@ -21,9 +21,10 @@
 //   - The program is PID 1 of its PID namespace (it replaces the init
 //     helper by execve): when it dies the kernel kills the rest. As PID 1 it
 //     ignores signals it has no handler for, except SIGKILL from outside.
-//   - Root is an overlay: lower = Config.Rootfs or the host's "/" (only the
-//     root mount: host submounts such as /proc or /mnt/x are not visible),
-//     upper and work on a per-instance tmpfs of UpperBytes, so writes under
+//   - Root is an overlay: lower = Config.Rootfs or the embedded default
+//     root (defaultroot.go: the host's system dirs bound read-only, a
+//     curated /etc, empty mount points; no /root, /home, /run, /var/lib or
+//     state dir of the host), upper and work on a per-instance tmpfs of UpperBytes, so writes under
 //     / never reach the host and vanish with the sandbox. Binds are
 //     read-only unless Writable. Fresh /proc, minimal /dev (null, zero,
 //     full, random, urandom, tty bound from the host; a private devpts

@@ -411,9 +411,10 @@ func TestEnvErrors(t *testing.T) {
 	if _, err := NewEnv(EnvConfig{ID: newID(), Lowers: []string{"/no/such"}, CgroupParent: testParent}); !errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("missing lower: %v", err)
 	}
-	// A lower below "/" on the same file system: overlayfs refuses it.
+	// A lower below the root on the same file system (the host's "/"
+	// as an explicit Rootfs): overlayfs refuses it.
 	cfg := envConfig()
-	cfg.Lowers = []string{t.TempDir()}
+	cfg.Rootfs, cfg.Lowers = "/", []string{t.TempDir()}
 	var ie *InitError
 	if _, err := NewEnv(cfg); !errors.As(err, &ie) || ie.Step != "rootfs" {
 		t.Errorf("overlapping lower: %v", err)
