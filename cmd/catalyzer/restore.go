@@ -128,11 +128,9 @@ func restoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, rec
 		cfg.Lowers = []string{filepath.Join(layer.Dir, image.LayerDir)}
 	}
 	defer sandbox.Tidy(cfg.CgroupParent)
-	env, err := sandbox.NewEnv(cfg)
-	if err != nil {
-		return err
-	}
-	c, tc, sb, err := boot.StartRestorerIn(tr, env, files, img.ExecAddr())
+	// Any process's image, credentials as the host sees them: restored as
+	// host root with Docker's capabilities, not in a user namespace.
+	c, tc, sb, err := boot.StartRestorerIn(tr, cfg, 0, files, img.ExecAddr())
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
 // Mode names a boot mode.
@@ -74,6 +75,15 @@ type Function struct {
 	UIDBase int
 	// OutputLimit bounds each of stdout/stderr captured per invocation.
 	OutputLimit int
+}
+
+// uidBase is the host uid root of f's user namespace maps to (fork
+// templates and restores always use one).
+func (f Function) uidBase() int {
+	if f.UIDBase != 0 {
+		return f.UIDBase
+	}
+	return sandbox.UIDMapBase
 }
 
 // Engine boots instances in one mode.

@@ -258,18 +258,13 @@ type restorer struct {
 }
 
 func (r *Restore) prepare(e *imageEntry) (*restorer, error) {
-	env, err := sandbox.NewEnv(r.envConfig(e))
-	if err != nil {
-		return nil, err
-	}
 	pipes, err := newInstanceIO()
 	if err != nil {
-		env.Release()
 		return nil, err
 	}
 	defer pipes.closeChildEnds()
 	x := &restorer{io: pipes}
-	if x.cmd, x.tc, x.sb, err = StartRestorerIn(r.tr, env, []*os.File{pipes.child, pipes.outW, pipes.errW}, e.img.ExecAddr()); err != nil {
+	if x.cmd, x.tc, x.sb, err = StartRestorerIn(r.tr, r.envConfig(e), e.fn.uidBase(), []*os.File{pipes.child, pipes.outW, pipes.errW}, e.img.ExecAddr()); err != nil {
 		pipes.close()
 		return nil, err
 	}
@@ -277,22 +272,60 @@ func (r *Restore) prepare(e *imageEntry) (*restorer, error) {
 }
 
 // StartRestorerIn starts a restorer process ready to restore an image
-// into env: PID 1 of a new PID namespace, seized on tr (seccomp
-// suspended), with files as its fds 3, 4, ..., adopted by env (in its
-// cgroup), with the executor mapped at execAddr (the image's), and joined
-// to env with its own /proc. On error nothing of it remains (env is
-// released or destroyed with it).
-func StartRestorerIn(tr *ptrace.Tracer, env *sandbox.Env, files []*os.File, execAddr uintptr) (*exec.Cmd, *ptrace.Tracee, *sandbox.Sandbox, error) {
-	cl := cleanup.Make(func() { env.Release() })
+// into a new env built from cfg: PID 1 of a new PID namespace, seized on
+// tr (seccomp suspended), with files as its fds 3, 4, ..., adopted by the
+// env (in its cgroup), with the executor mapped at execAddr (the
+// image's), and joined to the env with its own /proc. With uidBase != 0
+// the restorer is root of a user namespace of its own whose root maps to
+// host uid uidBase (the function's range), and the env is built inside
+// that namespace: what the restorer's capabilities allow (the plan needs
+// CAP_CHECKPOINT_RESTORE, CAP_SYS_ADMIN) is allowed there only. On error
+// nothing of it remains.
+func StartRestorerIn(tr *ptrace.Tracer, cfg sandbox.EnvConfig, uidBase int, files []*os.File, execAddr uintptr) (*exec.Cmd, *ptrace.Tracee, *sandbox.Sandbox, error) {
+	var cl cleanup.Cleanup
 	defer cl.Clean()
+	attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL}
+	var env *sandbox.Env
+	files = append([]*os.File{}, files...)
 	envFD := 3 + len(files)
-	cmd, tc, err := image.StartRestorerAttr(tr, append(append([]*os.File{}, files...), env.PidFD()),
-		&syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Pdeathsig: syscall.SIGKILL},
-		ptrace.SuspendSeccomp(true))
+	if uidBase == 0 {
+		var err error
+		if env, err = sandbox.NewEnv(cfg); err != nil {
+			return nil, nil, nil, err
+		}
+		cl.Add(func() { env.Release() })
+		files = append(files, env.PidFD())
+	} else {
+		// A mount namespace of its own too: there it may create the proc
+		// it moves into the env (the kernel wants a fully visible proc
+		// where one is mounted in a user namespace).
+		attr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
+		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: uidBase, Size: sandbox.UIDMapSize}}
+		attr.UidMappings, attr.GidMappings, attr.GidMappingsEnableSetgroups = m, m, true
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	cmd, tc, err := image.StartRestorerAttr(tr, files, attr, ptrace.SuspendSeccomp(true))
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("restorer: %w", err)
 	}
 	cl.Add(func() { cmd.Process.Kill(); cmd.Wait() })
+	var join *ptrace.Batch
+	if uidBase == 0 {
+		join = joinBatch(envFD)
+	} else {
+		users, err := sandbox.OpenUserNS(tc.Pid(), uidBase)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("restorer: %w", err)
+		}
+		cfg.UserNS = users
+		env, err = sandbox.NewEnv(cfg)
+		users.Close() // the restorer and the env's holder keep it alive
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cl.Add(func() { env.Release() })
+		join = joinPathsBatch(env.NamespacePaths())
+	}
 	// Accounted from the start: the restored memory faults into its cgroup.
 	sb, err := env.Adopt(tc.Pid())
 	if err != nil {
@@ -303,7 +336,7 @@ func StartRestorerIn(tr *ptrace.Tracer, env *sandbox.Env, files []*os.File, exec
 		if err := tc.InstallExecutorAt(execAddr); err != nil {
 			return err
 		}
-		_, err := tc.Exec(joinBatch(envFD))
+		_, err := tc.Exec(join)
 		return err
 	})
 	if err != nil {
@@ -602,6 +635,35 @@ func joinBatch(envFD int) *ptrace.Batch {
 	return b
 }
 
+// joinPathsBatch is the prelude of a restorer in a user namespace of its
+// own, which was started before its env and so has no pidfd of it: create
+// its proc (in its own mount namespace, where that is allowed), open the
+// env's namespaces by path, join each, attach the proc there, mask it.
+func joinPathsBatch(paths []string) *ptrace.Batch {
+	b := ptrace.NewBatch()
+	fsfd := b.Add(unix.SYS_FSOPEN, b.String("proc"), ptrace.Lit(unix.FSOPEN_CLOEXEC))
+	b.Add(unix.SYS_FSCONFIG, fsfd.Result(), ptrace.Lit(unix.FSCONFIG_CMD_CREATE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+	proc := b.Add(unix.SYS_FSMOUNT, fsfd.Result(), ptrace.Lit(unix.FSMOUNT_CLOEXEC),
+		ptrace.Lit(unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC))
+	b.Add(unix.SYS_CLOSE, fsfd.Result())
+	var fds []ptrace.Ref
+	for _, p := range paths {
+		fds = append(fds, b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), b.String(p), ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC), ptrace.Lit(0)))
+	}
+	for _, fd := range fds {
+		b.Add(unix.SYS_SETNS, fd.Result(), ptrace.Lit(0))
+		b.Add(unix.SYS_CLOSE, fd.Result())
+	}
+	b.Add(unix.SYS_CHDIR, b.String("/"))
+	b.Add(unix.SYS_MOVE_MOUNT, proc.Result(), b.String(""), ptrace.Lit(unix.AT_FDCWD), b.String("/proc"),
+		ptrace.Lit(unix.MOVE_MOUNT_F_EMPTY_PATH))
+	b.Add(unix.SYS_CLOSE, proc.Result())
+	for _, m := range procMounts {
+		sfork.AddMount(b, m)
+	}
+	return b
+}
+
 // LockdownBatch is the restorer's epilogue, once the image is in place:
 // hide the image, then take the sandbox's security settings (Docker's
 // capabilities in every set, no_new_privs, Docker's seccomp profile).
@@ -611,7 +673,12 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 		return nil, err
 	}
 	b := ptrace.NewBatch()
-	b.Add(unix.SYS_UMOUNT2, b.String(ImageMount), ptrace.Lit(unix.MNT_DETACH))
+	// Hide the image under an empty read-only tmpfs: a bind the daemon
+	// made for a root in a user namespace is locked there (umount is
+	// EINVAL), and the instance cannot remove the cover (no CAP_SYS_ADMIN
+	// once this batch is done).
+	sfork.AddMount(b, sfork.Mount{Source: "tmpfs", Target: ImageMount, FSType: "tmpfs",
+		Flags: unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, Data: "size=4k,mode=000"})
 	last, err := capability.LastCap()
 	if err != nil {
 		return nil, err

@@ -45,6 +45,7 @@ type Env struct {
 	dir    string
 	phases []Phase
 	ns     map[string]nsID // holder's namespaces by /proc/pid/ns name
+	ownNet bool            // a network namespace of its own (not NetworkHost)
 
 	mu         sync.Mutex
 	adopted    bool
@@ -188,7 +189,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	markNow("ready")
 
-	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cfgW: cfgW, cg: cg, dir: dir, ns: ns}
+	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cfgW: cfgW, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost}
 	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
 	prev := t0
 	for _, m := range marks {
@@ -207,6 +208,23 @@ func (e *Env) ID() string { return e.id }
 // setns(fd, EnvNamespaces) joins the env. It is closed by Release, by
 // Destroy of the adopted sandbox, or once the adopted process has joined.
 func (e *Env) PidFD() *os.File { return e.pidfd }
+
+// NamespacePaths are the /proc paths of the namespaces the env made
+// (mount, UTS, IPC, and network unless NetworkHost), for a process that
+// cannot be handed the holder's pidfd (it was started before the env):
+// it opens each and calls setns(fd, 0) while the holder lives (Adopt
+// retires it once the process has joined).
+func (e *Env) NamespacePaths() []string {
+	names := []string{"mnt", "uts", "ipc"}
+	if e.ownNet {
+		names = append(names, "net")
+	}
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = fmt.Sprintf("/proc/%d/ns/%s", e.cmd.Process.Pid, n)
+	}
+	return out
+}
 
 // Phases returns the measured phases of NewEnv, in order: "cgroup"
 // (validate, run dir, cgroup), "spawn" (clone+exec of the holder, pidfd),

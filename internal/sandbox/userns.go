@@ -28,11 +28,22 @@ func (s *Sandbox) OpenUserNS() (*UserNS, error) {
 	if s.uidBase == 0 {
 		return nil, fmt.Errorf("sandbox %s: not in a user namespace of its own", s.id)
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", s.pid))
+	u, err := OpenUserNS(s.pid, s.uidBase)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: open user namespace: %w", s.id, err)
+		return nil, fmt.Errorf("sandbox %s: %w", s.id, err)
 	}
-	return &UserNS{f: f, uidBase: s.uidBase}, nil
+	return u, nil
+}
+
+// OpenUserNS opens the user namespace of process pid (one we started in a
+// user namespace of its own, whose root maps to host uid uidBase: a
+// restorer, say).
+func OpenUserNS(pid, uidBase int) (*UserNS, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+	if err != nil {
+		return nil, fmt.Errorf("open user namespace: %w", err)
+	}
+	return &UserNS{f: f, uidBase: uidBase}, nil
 }
 
 // UIDBase is the host uid (and gid) that root of the namespace maps to.
