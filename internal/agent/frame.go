@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -67,8 +66,9 @@ type Frame struct {
 }
 
 // ErrProtocol is wrapped by every error caused by a peer that does not
-// follow the protocol.
-var ErrProtocol = errors.New("agent protocol error")
+// follow the protocol. It is errdefs.ErrProtocol, so the API answers it
+// as a ProtocolError (502) that names the violation.
+var ErrProtocol = errdefs.ErrProtocol
 
 // protocolError is a peer's protocol violation: it is both ErrProtocol and
 // errdefs.ErrFunction (the instance is broken, not the daemon's caller).

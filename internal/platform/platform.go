@@ -65,7 +65,14 @@ type Config struct {
 	// NoTemplates turns off building fork templates (fork boot then fails
 	// with "no template").
 	NoTemplates bool
-	Logger      *slog.Logger
+	// CodeRoots are the host directories under which a deploy may name
+	// its code by path (code_path); none by default, so code_path is
+	// refused and code is uploaded (see checkCodePath).
+	CodeRoots []string
+	// AllowHostNet lets functions choose network "host"; otherwise
+	// such a deploy is refused with errdefs.ErrForbidden.
+	AllowHostNet bool
+	Logger       *slog.Logger
 }
 
 // Platform is the function platform. It is safe for concurrent use.
@@ -114,6 +121,9 @@ func New(cfg Config) (*Platform, error) {
 	}
 	st, err := openStore(cfg.StateDir)
 	if err != nil {
+		return nil, err
+	}
+	if cfg.CodeRoots, err = resolveCodeRoots(cfg.CodeRoots, st.dir); err != nil {
 		return nil, err
 	}
 	if cfg.UserNS {
@@ -222,6 +232,9 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 		return Function{}, false, err
 	}
 	if err := r.normalize(); err != nil {
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	if err := p.checkPolicy(&r); err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
 	}
 	staged, digest, err := p.store.stage(&r)
@@ -350,6 +363,9 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	if closed {
 		return InvokeResult{}, fmt.Errorf("platform is shut down: %w", errdefs.ErrUnavailable)
 	}
+	if err := p.allowed(e.fn); err != nil {
+		return InvokeResult{}, err
+	}
 	if len(event) == 0 {
 		event = json.RawMessage("{}")
 	}
@@ -453,7 +469,7 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 
 // prepare starts building f's fork template in the background.
 func (p *Platform) prepare(f Function) {
-	if !p.cfg.NoTemplates && !p.cfg.UserNS {
+	if !p.cfg.NoTemplates && !p.cfg.UserNS && p.allowed(f) == nil {
 		bf := p.bootFunction(f)
 		p.fork.Prepare(bf)
 		p.restore.Prepare(bf)
