@@ -57,6 +57,9 @@ const (
 	HeaderStdout    = "X-Catalyzer-Stdout" // base64 tail of the handler's stdout
 	HeaderStderr    = "X-Catalyzer-Stderr"
 	HeaderTruncated = "X-Catalyzer-Truncated"
+	// HeaderLogsTruncated is "true" when the instance sent more log
+	// frames than one invocation keeps (agent.MaxLogs, agent.MaxLogBytes).
+	HeaderLogsTruncated = "X-Catalyzer-Logs-Truncated"
 )
 
 // Server serves the API over a platform.
@@ -260,6 +263,9 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		if res.Truncated {
 			h.Set(HeaderTruncated, "true")
 		}
+		if res.LogsTruncated {
+			h.Set(HeaderLogsTruncated, "true")
+		}
 	}
 	label := string(res.Boot)
 	if res.Reused {
@@ -355,7 +361,10 @@ func errorStatus(err error) (int, ErrorDetail) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, d := errorStatus(err)
 	lvl := slog.LevelInfo
-	if code >= 500 && code != http.StatusBadGateway && code != http.StatusNotImplemented {
+	switch {
+	case d.Type == "ProtocolError":
+		lvl = slog.LevelWarn // an instance broke the protocol: the operator wants to see that
+	case code >= 500 && code != http.StatusBadGateway && code != http.StatusNotImplemented:
 		lvl = slog.LevelError
 	}
 	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", code, "type", d.Type, "err", err)

@@ -153,7 +153,10 @@ type Invocation struct {
 	Instance string
 	Stdout   string
 	Stderr   string
-	ClientUs int64 // round trip measured by the client
+	// LogsTruncated: the instance sent more log frames than the daemon
+	// keeps per invocation.
+	LogsTruncated bool
+	ClientUs      int64 // round trip measured by the client
 }
 
 // Invoke invokes name with event (nil = {}) in boot mode ("" = auto). A
@@ -185,6 +188,7 @@ func (c *Client) InvokeQuery(ctx context.Context, name string, q url.Values, eve
 	inv.BootUs, _ = strconv.ParseInt(h.Get(api.HeaderBootUs), 10, 64)
 	inv.AcceptUs, _ = strconv.ParseInt(h.Get(api.HeaderAcceptUs), 10, 64)
 	inv.Instance = h.Get(api.HeaderInstance)
+	inv.LogsTruncated = h.Get(api.HeaderLogsTruncated) == "true"
 	inv.Stdout = decodeLog(h.Get(api.HeaderStdout))
 	inv.Stderr = decodeLog(h.Get(api.HeaderStderr))
 	if ph := h.Get(api.HeaderPhases); ph != "" {

@@ -347,6 +347,9 @@ type InvokeResult struct {
 	Stdout     string
 	Stderr     string
 	Truncated  bool
+	// LogsTruncated: the instance sent more log frames than one
+	// invocation keeps (agent.MaxLogs, agent.MaxLogBytes).
+	LogsTruncated bool
 }
 
 // Invoke runs function name once on event. mode auto reuses a live idle
@@ -392,7 +395,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	cancel()
 	pl.release(inst)
 
-	res.Output, res.Stdout, res.Stderr, res.Truncated = out.Output, out.Stdout, out.Stderr, out.Truncated
+	res.Output, res.Stdout, res.Stderr, res.Truncated, res.LogsTruncated = out.Output, out.Stdout, out.Stderr, out.Truncated, out.LogsTruncated
 	if !reused && out.EntryNS > 0 {
 		res.BootUs, res.Phases = bootBreakdown(inst, out.EntryNS)
 		p.metrics.bootLatency.WithLabelValues(name, string(inst.Mode)).Observe(float64(res.BootUs) / 1e6)
@@ -407,7 +410,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	if err != nil {
 		var fe *agent.FunctionError
 		if errors.As(err, &fe) {
-			res.Stdout, res.Stderr = fe.Stdout, fe.Stderr
+			res.Stdout, res.Stderr, res.LogsTruncated = fe.Stdout, fe.Stderr, fe.LogsTruncated
 		}
 		p.metrics.invocations.WithLabelValues(name, label, "error").Inc()
 		p.countError(name, err)
@@ -438,6 +441,8 @@ func (p *Platform) countError(name string, err error) {
 	switch {
 	case errors.As(err, &fe):
 		typ = fe.Type
+	case errors.Is(err, errdefs.ErrProtocol):
+		typ = "ProtocolError"
 	case errors.Is(err, errdefs.ErrUnavailable):
 		typ = "TooManyRequests"
 	case errors.Is(err, errdefs.ErrNotSupported):
