@@ -186,13 +186,13 @@ func TestLogFlood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !inv.LogsTruncated || !strings.Contains(string(inv.Output), "ok") {
-		t.Fatalf("flooded call: %+v, want its output and logs truncated", inv)
-	}
 	growth := int64(peak) - int64(base.HeapInuse)
 	t.Logf("heap in use: %d MiB before, peak %d MiB during the flood", base.HeapInuse>>20, peak>>20)
 	if growth > 48<<20 {
-		t.Fatalf("the daemon's heap grew by %d MiB while an instance sent 120 MB of logs", growth>>20)
+		t.Errorf("the daemon's heap grew by %d MiB while an instance sent 120 MB of logs", growth>>20)
+	}
+	if !inv.LogsTruncated || !strings.Contains(string(inv.Output), "ok") {
+		t.Fatalf("flooded call: %+v, want its output and logs truncated", inv)
 	}
 	// The instance is fine and serves again.
 	if _, err := e.c.Invoke(context.Background(), "flood", "", nil); err != nil {
