@@ -335,3 +335,31 @@ func TestAPIToken(t *testing.T) {
 		t.Errorf("token changed across a restart: %q, was %q", b2, tok)
 	}
 }
+
+// TestServePolicyFlags: by default serve refuses code by path and the
+// host's network (403, saying which flag allows it); --code-root and
+// --allow-host-network allow them.
+func TestServePolicyFlags(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-policy-%d", os.Getpid())
+	hello := filepath.Join(repoExamples(), "python", "hello")
+	deploy := func(d *daemon, extra ...string) (string, error) {
+		args := append([]string{"fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", hello}, extra...)
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+d.addr, "CATALYZER_STATE_DIR="+d.state)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	d := startDaemon(t, t.TempDir(), parent, "--no-templates")
+	if out, err := deploy(d, "--by-path"); err == nil || !strings.Contains(out, "HTTP 403") || !strings.Contains(out, "--code-root") {
+		t.Errorf("--by-path on a default daemon: %v %s", err, out)
+	}
+	if out, err := deploy(d, "--network", "host"); err == nil || !strings.Contains(out, "HTTP 403") || !strings.Contains(out, "--allow-host-network") {
+		t.Errorf("--network host on a default daemon: %v %s", err, out)
+	}
+	d.stop()
+	d = startDaemon(t, t.TempDir(), parent, "--no-templates", "--code-root", repoExamples(), "--allow-host-network")
+	if out, err := deploy(d, "--by-path", "--network", "host"); err != nil {
+		t.Errorf("--by-path --network host on a daemon that allows both: %v %s", err, out)
+	}
+}

@@ -50,6 +50,9 @@ while True:
     h = readn(8)
     typ, n = h[3], struct.unpack(">I", h[4:8])[0]
     msg = json.loads(readn(n))
+    if typ == 1 and mode == "init-magic":
+        write(frame(2, {"version": 1}, magic=b"XX"))
+        continue
     if typ in (1, 7):
         ready()
         continue
@@ -151,6 +154,21 @@ func TestProtocolViolations(t *testing.T) {
 				t.Errorf("the daemon's log does not name the violation %q:\n%s", c.want, l)
 			}
 		})
+	}
+}
+
+// TestProtocolViolationAtInit: a violation in answer to init is the
+// boot's error, named the same way.
+func TestProtocolViolationAtInit(t *testing.T) {
+	e := newEnv(t, platform.Config{NoTemplates: true})
+	deployRogue(t, e, "rogue", "init-magic")
+	_, err := e.c.Invoke(context.Background(), "rogue", "scratch", nil)
+	var ae *client.APIError
+	if !errors.As(err, &ae) || ae.Status != 502 || ae.Type != "ProtocolError" || !strings.Contains(ae.Message, "bad magic") {
+		t.Fatalf("invoke: %v, want 502 ProtocolError naming the bad magic", err)
+	}
+	if v, err := e.c.Instances(context.Background(), "rogue"); err != nil || len(v.Instances) != 0 {
+		t.Errorf("instances left: %+v %v", v.Instances, err)
 	}
 }
 
