@@ -65,7 +65,7 @@ func clientFlags(more ...cli.Flag) []cli.Flag {
 			Value:   defaultAddr,
 			Sources: cli.EnvVars("CATALYZER_ADDR"),
 		},
-		&cli.StringFlag{Name: "token-file", Usage: "file holding the daemon's API token (default: <state-dir>/api.token; $" + client.TokenEnv + " wins over both)"},
+		&cli.StringFlag{Name: "token-file", Usage: "file holding the daemon's API token (default: <state-dir>/api.token; $" + client.TokenEnv + ", when set, is used instead)"},
 		stateDirFlag("the daemon's state dir, where it keeps its API token"),
 	}, more...)
 }
