@@ -13,6 +13,7 @@ BIN=$PWD/bin/catalyzer
 state=$(mktemp -d /tmp/catalyzer-bench.XXXXXX)
 addr=127.0.0.1:$(( 20000 + RANDOM % 20000 ))
 export CATALYZER_ADDR=$addr
+export CATALYZER_STATE_DIR=$state/s # where serve writes api.token, which the CLI reads
 { nproc; uname -r; cat /proc/cpuinfo | grep -m1 "model name"; free -g | head -2; } >"$OUT/machine.txt" 2>&1
 "$BIN" serve --state-dir "$state/s" --listen "$addr" --cgroup-parent catalyzer-bench --keep-alive 3s --env-pool "${ENV_POOL:-8}" --log-level warn 2>"$OUT/daemon.log" &
 daemon=$!

@@ -11,6 +11,9 @@ state=$(mktemp -d /tmp/catalyzer-demo.XXXXXX)
 port=$(( 20000 + RANDOM % 20000 ))
 addr=127.0.0.1:$port
 export CATALYZER_ADDR=$addr
+# The client verbs find the daemon's API token (api.token, written by serve
+# at first start) in its state dir.
+export CATALYZER_STATE_DIR=$state/state
 log=$state/daemon.log
 "$BIN" serve --state-dir "$state/state" --listen "$addr" --cgroup-parent catalyzer-demo >"$log" 2>&1 &
 daemon=$!

@@ -9,15 +9,13 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/catalyzer/catalyzer/internal/bench"
-	"github.com/catalyzer/catalyzer/internal/client"
 )
 
 func benchCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "bench",
 		Usage: "boot N fresh instances of a deployed function and report latency percentiles, phases and baselines",
-		Flags: []cli.Flag{
-			addrFlag(),
+		Flags: clientFlags(
 			&cli.StringFlag{Name: "function", Usage: "deployed function to boot", Required: true},
 			&cli.StringFlag{Name: "boot", Usage: "scratch, fork, cold or warm", Value: "scratch"},
 			&cli.IntFlag{Name: "n", Aliases: []string{"N"}, Usage: "number of boots", Value: 50},
@@ -29,7 +27,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "warm-image", Usage: "--boot cold: keep the image in the page cache (default: evict it and destroy idle instances before each boot)"},
 			&cli.BoolFlag{Name: "no-prefetch", Usage: "cold boot: do not prefetch the recorded working set"},
 			&cli.StringFlag{Name: "pss", Usage: "comma list of live-instance counts at which to report PSS per instance (e.g. 1,10,50)"},
-		},
+		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			var pss []int
 			for _, s := range bench.SplitList(cmd.String("pss")) {
@@ -39,12 +37,16 @@ func benchCommand() *cli.Command {
 				}
 				pss = append(pss, n)
 			}
+			c, err := newClient(cmd)
+			if err != nil {
+				return err
+			}
 			r, err := bench.Run(ctx, bench.Options{
 				DropCaches:  cmd.Bool("drop-caches"),
 				ColdImage:   cmd.String("boot") == "cold" && !cmd.Bool("warm-image"),
 				NoPrefetch:  cmd.Bool("no-prefetch"),
 				PSSAt:       pss,
-				Client:      client.New(cmd.String("addr")),
+				Client:      c,
 				Function:    cmd.String("function"),
 				Boot:        cmd.String("boot"),
 				N:           int(cmd.Int("n")),

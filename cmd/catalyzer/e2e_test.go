@@ -60,24 +60,30 @@ func freeAddr(t *testing.T) string {
 }
 
 type daemon struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd   *exec.Cmd
+	addr  string
+	state string
 }
 
-func startDaemon(t *testing.T, state, parent string) *daemon {
+// startDaemon starts serve on state, with extra flags, and waits until it
+// answers a client that found its token in state.
+func startDaemon(t *testing.T, state, parent string, extra ...string) *daemon {
 	t.Helper()
 	addr := freeAddr(t)
-	cmd := exec.Command(binary, "serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn")
+	args := append([]string{"serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(binary, args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{cmd: cmd, addr: addr}
+	d := &daemon{cmd: cmd, addr: addr, state: state}
 	t.Cleanup(func() { d.stop() })
-	c := client.New(addr)
 	for i := 0; i < 200; i++ {
-		if _, err := c.List(context.Background()); err == nil {
-			return d
+		// The token appears before the daemon listens.
+		if tok, err := client.ResolveToken("", state); err == nil {
+			if _, err := client.New(addr, tok).List(context.Background()); err == nil {
+				return d
+			}
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -92,10 +98,12 @@ func (d *daemon) stop() {
 	}
 }
 
-func runCLI(t *testing.T, addr string, args ...string) string {
+// runCLI runs a client verb against d, which it finds as a user on d's
+// host would: its address and its state dir (for the token).
+func runCLI(t *testing.T, d *daemon, args ...string) string {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+addr)
+	cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+d.addr, "CATALYZER_STATE_DIR="+d.state)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("catalyzer %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -118,8 +126,8 @@ func TestDaemonKilled(t *testing.T) {
 	before := testutil.Take(t, parent)
 
 	d := startDaemon(t, state, parent)
-	runCLI(t, d.addr, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
-	out := runCLI(t, d.addr, "fn", "invoke", "hello", "--boot", "scratch", "--data", `{"name":"e2e"}`)
+	runCLI(t, d, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
+	out := runCLI(t, d, "fn", "invoke", "hello", "--boot", "scratch", "--data", `{"name":"e2e"}`)
 	if !strings.Contains(out, `"hello": "e2e"`) && !strings.Contains(out, `"hello":"e2e"`) {
 		t.Fatalf("invoke output: %s", out)
 	}
@@ -157,11 +165,11 @@ func TestDaemonKilled(t *testing.T) {
 			t.Errorf("cgroup %s of the killed daemon survived the restart", g)
 		}
 	}
-	if out := runCLI(t, d2.addr, "fn", "ls"); !strings.Contains(out, "hello") {
+	if out := runCLI(t, d2, "fn", "ls"); !strings.Contains(out, "hello") {
 		t.Fatalf("function lost across SIGKILL: %s", out)
 	}
-	runCLI(t, d2.addr, "fn", "invoke", "hello")
-	runCLI(t, d2.addr, "fn", "rm", "hello")
+	runCLI(t, d2, "fn", "invoke", "hello")
+	runCLI(t, d2, "fn", "rm", "hello")
 	d2.stop()
 	after := testutil.Take(t, parent)
 	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
@@ -174,8 +182,8 @@ func TestDaemonKilled(t *testing.T) {
 func TestBenchJSON(t *testing.T) {
 	testutil.RequiresRoot(t)
 	d := startDaemon(t, t.TempDir(), fmt.Sprintf("catalyzer-test-bench-%d", os.Getpid()))
-	runCLI(t, d.addr, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
-	out := runCLI(t, d.addr, "bench", "--function", "hello", "--boot", "scratch", "-n", "4", "--baselines", "direct,runc", "--json")
+	runCLI(t, d, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
+	out := runCLI(t, d, "bench", "--function", "hello", "--boot", "scratch", "-n", "4", "--baselines", "direct,runc", "--json")
 	var r struct {
 		Function  string           `json:"function"`
 		Boot      string           `json:"boot"`
@@ -195,7 +203,7 @@ func TestBenchJSON(t *testing.T) {
 		t.Fatalf("runc is installed but its baseline was not measured: %s", out)
 	}
 	// auto would reuse instead of booting: refused with a reason.
-	cmd := exec.Command(binary, "bench", "--addr", d.addr, "--function", "hello", "--boot", "auto")
+	cmd := exec.Command(binary, "bench", "--addr", d.addr, "--state-dir", d.state, "--function", "hello", "--boot", "auto")
 	if b, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(b), "must name a mode") {
 		t.Fatalf("bench --boot auto: %v %s", err, b)
 	}
@@ -265,5 +273,93 @@ for line in sys.stdin:
 	}
 	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/catalyzer-cli"); len(dirs) != 0 {
 		t.Errorf("cgroups left: %v", dirs)
+	}
+}
+
+// TestAPIToken is the attack "a caller without the token drives the API":
+// serve writes a 0600 token at first start and keeps it across restarts;
+// the CLI without it, or with a wrong one, is refused with a message that
+// says where the token is; $CATALYZER_API_TOKEN and --token-file work.
+func TestAPIToken(t *testing.T) {
+	testutil.RequiresRoot(t)
+	state := t.TempDir()
+	parent := fmt.Sprintf("catalyzer-test-token-%d", os.Getpid())
+	d := startDaemon(t, state, parent)
+	path := filepath.Join(state, "api.token")
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("api.token has mode %v, want 0600", st.Mode().Perm())
+	}
+	b, _ := os.ReadFile(path)
+	tok := strings.TrimSpace(string(b))
+	if len(tok) != 64 {
+		t.Fatalf("token %q: want 64 hex digits", tok)
+	}
+
+	cli := func(env []string, args ...string) (string, error) {
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), append([]string{"CATALYZER_ADDR=" + d.addr, "CATALYZER_API_TOKEN="}, env...)...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	// No token reachable: the state dir the CLI looks in has none.
+	if out, err := cli([]string{"CATALYZER_STATE_DIR=" + t.TempDir()}, "fn", "ls"); err == nil || !strings.Contains(out, "api.token") {
+		t.Errorf("fn ls without a token: %v %s", err, out)
+	}
+	// A wrong token (right length) is refused by the daemon: 401.
+	wrong := strings.Repeat("0", 64)
+	if out, err := cli([]string{"CATALYZER_API_TOKEN=" + wrong}, "fn", "ls"); err == nil || !strings.Contains(out, "HTTP 401") || !strings.Contains(out, "api.token") {
+		t.Errorf("fn ls with a wrong token: %v %s", err, out)
+	}
+	// The three ways to give the right one.
+	if out, err := cli([]string{"CATALYZER_API_TOKEN=" + tok}, "fn", "ls"); err != nil {
+		t.Errorf("fn ls with $CATALYZER_API_TOKEN: %v %s", err, out)
+	}
+	if out, err := cli(nil, "fn", "ls", "--token-file", path); err != nil {
+		t.Errorf("fn ls --token-file: %v %s", err, out)
+	}
+	if out, err := cli(nil, "fn", "ls", "--state-dir", state); err != nil {
+		t.Errorf("fn ls --state-dir: %v %s", err, out)
+	}
+	// The env var wins over a file.
+	if out, err := cli([]string{"CATALYZER_API_TOKEN=" + wrong}, "fn", "ls", "--token-file", path); err == nil {
+		t.Errorf("$CATALYZER_API_TOKEN did not win over --token-file: %s", out)
+	}
+	// A restart keeps the token.
+	d.stop()
+	startDaemon(t, state, parent)
+	if b2, _ := os.ReadFile(path); strings.TrimSpace(string(b2)) != tok {
+		t.Errorf("token changed across a restart: %q, was %q", b2, tok)
+	}
+}
+
+// TestServePolicyFlags: by default serve refuses code by path and the
+// host's network (403, saying which flag allows it); --code-root and
+// --allow-host-network allow them.
+func TestServePolicyFlags(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-policy-%d", os.Getpid())
+	hello := filepath.Join(repoExamples(), "python", "hello")
+	deploy := func(d *daemon, extra ...string) (string, error) {
+		args := append([]string{"fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", hello}, extra...)
+		cmd := exec.Command(binary, args...)
+		cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+d.addr, "CATALYZER_STATE_DIR="+d.state)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	d := startDaemon(t, t.TempDir(), parent, "--no-templates")
+	if out, err := deploy(d, "--by-path"); err == nil || !strings.Contains(out, "HTTP 403") || !strings.Contains(out, "--code-root") {
+		t.Errorf("--by-path on a default daemon: %v %s", err, out)
+	}
+	if out, err := deploy(d, "--network", "host"); err == nil || !strings.Contains(out, "HTTP 403") || !strings.Contains(out, "--allow-host-network") {
+		t.Errorf("--network host on a default daemon: %v %s", err, out)
+	}
+	d.stop()
+	d = startDaemon(t, t.TempDir(), parent, "--no-templates", "--code-root", repoExamples(), "--allow-host-network")
+	if out, err := deploy(d, "--by-path", "--network", "host"); err != nil {
+		t.Errorf("--by-path --network host on a daemon that allows both: %v %s", err, out)
 	}
 }

@@ -26,35 +26,33 @@ func fnCommand() *cli.Command {
 				Name:      "deploy",
 				Usage:     "deploy (create or replace) a function",
 				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					addrFlag(),
+				Flags: clientFlags(
 					&cli.StringFlag{Name: "runtime", Usage: "python, node or native", Required: true},
 					&cli.StringFlag{Name: "handler", Usage: `"main.handler" (python, node) or the executable's path in the code dir (native)`, Required: true},
 					&cli.StringFlag{Name: "code", Usage: "directory holding the function's code", Required: true},
-					&cli.BoolFlag{Name: "by-path", Usage: "send the code's path instead of uploading it (the daemon must be on this host)"},
+					&cli.BoolFlag{Name: "by-path", Usage: "send the code's path instead of uploading it (the daemon must be on this host and run with a --code-root above it)"},
 					&cli.IntFlag{Name: "memory", Usage: "memory limit in MiB (default 256)"},
 					&cli.IntFlag{Name: "timeout", Usage: "invocation timeout in ms (default 30000)"},
 					&cli.IntFlag{Name: "max-instances", Usage: "maximum live instances (default 10)"},
 					&cli.StringSliceFlag{Name: "env", Usage: "KEY=VALUE for the function's environment (repeatable)"},
-					&cli.StringFlag{Name: "network", Usage: `"none" (loopback only, default) or "host"`},
-				},
+					&cli.StringFlag{Name: "network", Usage: `"none" (loopback only, default) or "host" (the daemon must run with --allow-host-network)`},
+				),
 				Action: fnDeploy,
 			},
 			{
 				Name:      "invoke",
 				Usage:     "invoke a function and print its result",
 				ArgsUsage: "NAME",
-				Flags: []cli.Flag{
-					addrFlag(),
+				Flags: clientFlags(
 					&cli.StringFlag{Name: "boot", Usage: "scratch, fork, cold, warm or auto", Value: "auto"},
 					&cli.StringFlag{Name: "data", Usage: "event JSON; '-' reads it from stdin", Value: "{}"},
 					&cli.BoolFlag{Name: "logs", Usage: "print the handler's stdout/stderr and boot details to stderr"},
-				},
+				),
 				Action: fnInvoke,
 			},
-			{Name: "ls", Usage: "list functions", Flags: []cli.Flag{addrFlag()}, Action: fnList},
-			{Name: "show", Usage: "show a function as JSON", ArgsUsage: "NAME", Flags: []cli.Flag{addrFlag()}, Action: fnShow},
-			{Name: "rm", Usage: "delete a function", ArgsUsage: "NAME", Flags: []cli.Flag{addrFlag()}, Action: fnRemove},
+			{Name: "ls", Usage: "list functions", Flags: clientFlags(), Action: fnList},
+			{Name: "show", Usage: "show a function as JSON", ArgsUsage: "NAME", Flags: clientFlags(), Action: fnShow},
+			{Name: "rm", Usage: "delete a function", ArgsUsage: "NAME", Flags: clientFlags(), Action: fnRemove},
 		},
 	}
 }
@@ -96,7 +94,11 @@ func fnDeploy(ctx context.Context, cmd *cli.Command) error {
 	} else if req.CodeTgzB64, err = client.TarGzBase64(code); err != nil {
 		return err
 	}
-	f, err := client.New(cmd.String("addr")).Deploy(ctx, name, req)
+	c, err := newClient(cmd)
+	if err != nil {
+		return err
+	}
+	f, err := c.Deploy(ctx, name, req)
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,11 @@ func fnInvoke(ctx context.Context, cmd *cli.Command) error {
 			return err
 		}
 	}
-	inv, err := client.New(cmd.String("addr")).Invoke(ctx, name, cmd.String("boot"), data)
+	c, err := newClient(cmd)
+	if err != nil {
+		return err
+	}
+	inv, err := c.Invoke(ctx, name, cmd.String("boot"), data)
 	if cmd.Bool("logs") {
 		fmt.Fprintf(os.Stderr, "boot=%s reused=%v boot_us=%d accept_us=%d instance=%s\n", inv.Boot, inv.Reused, inv.BootUs, inv.AcceptUs, inv.Instance)
 		for _, k := range inv.Order {
@@ -148,7 +154,11 @@ func fnInvoke(ctx context.Context, cmd *cli.Command) error {
 }
 
 func fnList(ctx context.Context, cmd *cli.Command) error {
-	fns, err := client.New(cmd.String("addr")).List(ctx)
+	c, err := newClient(cmd)
+	if err != nil {
+		return err
+	}
+	fns, err := c.List(ctx)
 	if err != nil {
 		return err
 	}
@@ -165,7 +175,11 @@ func fnShow(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	f, err := client.New(cmd.String("addr")).Get(ctx, name)
+	c, err := newClient(cmd)
+	if err != nil {
+		return err
+	}
+	f, err := c.Get(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -179,7 +193,11 @@ func fnRemove(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	if err := client.New(cmd.String("addr")).Delete(ctx, name); err != nil {
+	c, err := newClient(cmd)
+	if err != nil {
+		return err
+	}
+	if err := c.Delete(ctx, name); err != nil {
 		return err
 	}
 	fmt.Printf("deleted %s\n", name)

@@ -13,11 +13,16 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/catalyzer/catalyzer/internal/client"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
 // defaultAddr is where the daemon listens and the client connects.
 const defaultAddr = "127.0.0.1:8470"
+
+// defaultStateDir is serve's state dir, where the client verbs look for
+// the API token too.
+const defaultStateDir = "/var/lib/catalyzer"
 
 func main() {
 	// The sandbox's init helper is this binary re-executed: it must take
@@ -44,12 +49,32 @@ func main() {
 	}
 }
 
-// addrFlag is the daemon address flag shared by the client verbs.
-func addrFlag() cli.Flag {
-	return &cli.StringFlag{
-		Name:    "addr",
-		Usage:   "daemon address (host:port)",
-		Value:   defaultAddr,
-		Sources: cli.EnvVars("CATALYZER_ADDR"),
+// stateDirFlag is serve's state dir; the client verbs read the API token
+// from it.
+func stateDirFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "state-dir", Usage: usage, Value: defaultStateDir, Sources: cli.EnvVars("CATALYZER_STATE_DIR")}
+}
+
+// clientFlags are the flags shared by the client verbs: where the daemon
+// is and how to find its API token.
+func clientFlags(more ...cli.Flag) []cli.Flag {
+	return append([]cli.Flag{
+		&cli.StringFlag{
+			Name:    "addr",
+			Usage:   "daemon address (host:port)",
+			Value:   defaultAddr,
+			Sources: cli.EnvVars("CATALYZER_ADDR"),
+		},
+		&cli.StringFlag{Name: "token-file", Usage: "file holding the daemon's API token (default: <state-dir>/api.token; $" + client.TokenEnv + ", when set, is used instead)"},
+		stateDirFlag("the daemon's state dir, where it keeps its API token"),
+	}, more...)
+}
+
+// newClient is a client of the daemon named by the client flags.
+func newClient(cmd *cli.Command) (*client.Client, error) {
+	tok, err := client.ResolveToken(cmd.String("token-file"), cmd.String("state-dir"))
+	if err != nil {
+		return nil, err
 	}
+	return client.New(cmd.String("addr"), tok), nil
 }

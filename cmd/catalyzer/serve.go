@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -21,7 +22,7 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the daemon: the HTTP API over the function platform",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "state-dir", Usage: "where functions and code are kept", Value: "/var/lib/catalyzer"},
+			stateDirFlag("where functions, code and the API token (api.token) are kept"),
 			&cli.StringFlag{Name: "listen", Usage: "address to listen on (host:port)", Value: defaultAddr},
 			&cli.DurationFlag{Name: "keep-alive", Usage: "how long an idle instance is kept for reuse (0 = default 60s, negative = never reuse)"},
 			&cli.StringFlag{Name: "cgroup-parent", Usage: "parent cgroup of every instance (swept at start)", Value: "catalyzer"},
@@ -30,6 +31,8 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "env-pool", Usage: "pre-built sandbox envs kept ready per fork template (size it to the fork concurrency you expect)", Value: 4},
 			&cli.IntFlag{Name: "env-pool-workers", Usage: "envs each pool builds in parallel (default: a quarter of the CPUs)"},
 			&cli.BoolFlag{Name: "no-templates", Usage: "do not build fork templates (boot=fork then fails; auto uses scratch)"},
+			&cli.StringSliceFlag{Name: "code-root", Usage: "directory under which deploys may name code by path (code_path); repeatable; none by default, so code must be uploaded"},
+			&cli.BoolFlag{Name: "allow-host-network", Usage: `let functions choose network "host" (the host's network namespace: its interfaces, and this API on loopback)`},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
@@ -50,18 +53,24 @@ func serveCommand() *cli.Command {
 				EnvPoolSize:    int(cmd.Int("env-pool")),
 				EnvPoolWorkers: int(cmd.Int("env-pool-workers")),
 				NoTemplates:    cmd.Bool("no-templates"),
+				CodeRoots:      cmd.StringSlice("code-root"),
+				AllowHostNet:   cmd.Bool("allow-host-network"),
 				Logger:         log,
 			})
 			if err != nil {
 				return err
 			}
 			defer p.Close()
+			token, err := api.LoadOrCreateToken(p.StateDir())
+			if err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", cmd.String("listen"))
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: api.New(p, log), ReadHeaderTimeout: 10 * time.Second}
-			log.Info("serving", "addr", ln.Addr().String(), "state_dir", p.StateDir(), "functions", len(p.List()))
+			srv := &http.Server{Handler: api.New(p, log, token), ReadHeaderTimeout: 10 * time.Second}
+			log.Info("serving", "addr", ln.Addr().String(), "state_dir", p.StateDir(), "token_file", filepath.Join(p.StateDir(), api.TokenFile), "functions", len(p.List()))
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			select {

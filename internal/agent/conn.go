@@ -9,6 +9,15 @@ import (
 	"time"
 )
 
+// Bounds on the log frames one request keeps: what an instance sends on
+// its control channel must not grow the daemon's memory. Past them, log
+// frames are still read (and checked) but dropped, and the answer says
+// LogsTruncated.
+const (
+	MaxLogs     = 1000     // log frames kept per request
+	MaxLogBytes = 64 << 10 // bytes of log messages kept per request, like stdout
+)
+
 // Conn is the daemon's end of a control channel. It carries one request at
 // a time (calls are serialised).
 type Conn struct {
@@ -40,7 +49,7 @@ func (c *Conn) Forked(ctx context.Context) (Ready, error) {
 
 func (c *Conn) ready(ctx context.Context, t Type, m any) (Ready, error) {
 	var r Ready
-	logs, err := c.roundTrip(ctx, t, m, func(f Frame) (bool, error) {
+	logs, cut, err := c.roundTrip(ctx, t, m, func(f Frame) (bool, error) {
 		switch f.Type {
 		case TypeReady:
 			if err := Decode(f, TypeReady, &r); err != nil {
@@ -55,11 +64,11 @@ func (c *Conn) ready(ctx context.Context, t Type, m any) (Ready, error) {
 		}
 		return false, protoErrorf("got %s frame in answer to %s", f.Type, t)
 	})
-	r.Logs = logs
+	r.Logs, r.LogsTruncated = logs, cut
 	if err != nil {
 		var fe *FunctionError
 		if errors.As(err, &fe) {
-			fe.Logs = logs
+			fe.Logs, fe.LogsTruncated = logs, cut
 		}
 		return Ready{}, fmt.Errorf("%s: %w", t, err)
 	}
@@ -74,7 +83,7 @@ func (c *Conn) Invoke(ctx context.Context, m Invoke) (Result, error) {
 		m.Event = []byte("null")
 	}
 	var r Result
-	logs, err := c.roundTrip(ctx, TypeInvoke, m, func(f Frame) (bool, error) {
+	logs, cut, err := c.roundTrip(ctx, TypeInvoke, m, func(f Frame) (bool, error) {
 		switch f.Type {
 		case TypeResult:
 			if err := Decode(f, TypeResult, &r); err != nil {
@@ -89,11 +98,11 @@ func (c *Conn) Invoke(ctx context.Context, m Invoke) (Result, error) {
 		}
 		return false, protoErrorf("got %s frame in answer to invoke", f.Type)
 	})
-	r.Logs = logs
+	r.Logs, r.LogsTruncated = logs, cut
 	if err != nil {
 		var fe *FunctionError
 		if errors.As(err, &fe) {
-			fe.Logs = logs
+			fe.Logs, fe.LogsTruncated = logs, cut
 		}
 		return Result{}, err
 	}
@@ -115,20 +124,21 @@ func decodeFunctionError(f Frame, id string) error {
 }
 
 // roundTrip sends one request and reads frames until accept says done or
-// fails. Log frames are collected and returned. A *FunctionError leaves the
-// Conn usable; any other failure breaks it.
-func (c *Conn) roundTrip(ctx context.Context, t Type, m any, accept func(Frame) (bool, error)) (logs []Log, err error) {
+// fails. Log frames are collected and returned, at most MaxLogs of them
+// and MaxLogBytes of messages; cut says some were dropped. A
+// *FunctionError leaves the Conn usable; any other failure breaks it.
+func (c *Conn) roundTrip(ctx context.Context, t Type, m any, accept func(Frame) (bool, error)) (logs []Log, cut bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken != nil {
-		return nil, c.broken
+		return nil, false, c.broken
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	f, err := Encode(t, m)
 	if err != nil {
-		return nil, err // nothing was sent: the Conn stays usable
+		return nil, false, err // nothing was sent: the Conn stays usable
 	}
 	stop := context.AfterFunc(ctx, func() {
 		// Unblock a Read or Write in progress.
@@ -144,24 +154,33 @@ func (c *Conn) roundTrip(ctx context.Context, t Type, m any, accept func(Frame) 
 		}
 	}()
 	if err := WriteFrame(c.c, f); err != nil {
-		return nil, err
+		return nil, false, err
 	}
+	kept := 0 // bytes of messages in logs
 	for {
 		f, err := ReadFrame(c.c)
 		if err != nil {
-			return logs, err
+			return logs, cut, err
 		}
 		if f.Type == TypeLog {
 			var l Log
 			if err := Decode(f, TypeLog, &l); err != nil {
-				return logs, err
+				return logs, cut, err
 			}
+			if len(logs) >= MaxLogs || kept >= MaxLogBytes {
+				cut = true
+				continue
+			}
+			if room := MaxLogBytes - kept; len(l.Message) > room {
+				l.Message, cut = l.Message[:room], true
+			}
+			kept += len(l.Message)
 			logs = append(logs, l)
 			continue
 		}
 		done, err := accept(f)
 		if err != nil || done {
-			return logs, err
+			return logs, cut, err
 		}
 	}
 }

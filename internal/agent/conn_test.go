@@ -157,3 +157,84 @@ func TestConnEOF(t *testing.T) {
 		t.Fatal("init against a closed agent succeeded")
 	}
 }
+
+// TestConnLogFlood is the attack "an instance floods its control channel
+// with log frames": whatever it sends during one call, the Conn keeps at
+// most MaxLogs frames and MaxLogBytes of messages, keeps reading (the
+// answer still arrives, the channel stays usable) and says so.
+func TestConnLogFlood(t *testing.T) {
+	for _, c := range []struct {
+		name       string
+		n, size    int
+		wantCut    bool
+		wantFrames int
+	}{
+		{"few", 3, 10, false, 3},
+		{"many small", 5000, 10, true, MaxLogs},
+		{"few large", 40, 60 << 10, true, 2}, // the second one is cut to what is left
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, a := socketpair(t)
+			msg := strings.Repeat("x", c.size)
+			fakeAgent(t, a, func(f Frame) []Frame {
+				var inv Invoke
+				Decode(f, TypeInvoke, &inv)
+				out := make([]Frame, 0, c.n+1)
+				for i := 0; i < c.n; i++ {
+					out = append(out, mustEncode(TypeLog, Log{ID: inv.ID, Message: msg}))
+				}
+				return append(out, mustEncode(TypeResult, Result{ID: inv.ID, Output: json.RawMessage(`1`)}))
+			})
+			conn := NewConn(d)
+			for round := 0; round < 2; round++ {
+				res, err := conn.Invoke(context.Background(), Invoke{ID: "1"})
+				if err != nil {
+					t.Fatal(err)
+				}
+				bytes := 0
+				for _, l := range res.Logs {
+					bytes += len(l.Message)
+				}
+				if len(res.Logs) != c.wantFrames || bytes > MaxLogBytes || res.LogsTruncated != c.wantCut || string(res.Output) != "1" {
+					t.Fatalf("round %d: %d frames, %d bytes, truncated %v, output %s; want %d frames, at most %d bytes, truncated %v",
+						round, len(res.Logs), bytes, res.LogsTruncated, res.Output, c.wantFrames, MaxLogBytes, c.wantCut)
+				}
+			}
+		})
+	}
+}
+
+// TestConnProtocolViolations: each violation an instance can commit on
+// its channel is an error that is errdefs.ErrProtocol and names it.
+func TestConnProtocolViolations(t *testing.T) {
+	raw := func(magic string, v uint8, typ Type, n uint32, payload string) []byte {
+		return append(header(magic, v, typ, n), payload...)
+	}
+	result := `{"id":"1","output":1}`
+	for _, c := range []struct {
+		name string
+		out  []byte
+		want string
+	}{
+		{"bad magic", raw("XX", 1, TypeResult, uint32(len(result)), result), "bad magic"},
+		{"bad version", raw("CZ", 9, TypeResult, uint32(len(result)), result), "version 9"},
+		{"over-long", raw("CZ", 1, TypeResult, 0xffffffff, ""), "exceeds the limit"},
+		{"over-long log", raw("CZ", 1, TypeLog, MaxLogFrame+1, ""), "log frame of 65537 bytes exceeds"},
+		{"unknown type", raw("CZ", 1, 42, uint32(len(result)), result), "unknown message type 42"},
+		{"wrong id", raw("CZ", 1, TypeResult, uint32(len(`{"id":"2","output":1}`)), `{"id":"2","output":1}`), `invocation "2", want "1"`},
+		{"wrong id in error", raw("CZ", 1, TypeError, uint32(len(`{"id":"2","type":"E","message":"m"}`)), `{"id":"2","type":"E","message":"m"}`), `invocation "2", want "1"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, a := socketpair(t)
+			go func() {
+				if _, err := ReadFrame(a); err == nil {
+					a.Write(c.out)
+				}
+			}()
+			_, err := NewConn(d).Invoke(context.Background(), Invoke{ID: "1"})
+			if !errors.Is(err, errdefs.ErrProtocol) || !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want a protocol error naming %q", err, c.want)
+			}
+		})
+	}
+}

@@ -10,14 +10,19 @@
 //	offset 0  2 bytes  magic "CZ" (0x43 0x5a)
 //	offset 2  uint8    protocol version (ProtocolVersion, 1)
 //	offset 3  uint8    message type (TypeInit ... TypeForked)
-//	offset 4  uint32   payload length, big endian, at most MaxFrame
+//	offset 4  uint32   payload length, big endian, at most Type.MaxPayload
+//	                   (64 KiB for init, ready, forked, log; MaxFrame otherwise)
 //
 // Errors:
 //   - ReadFrame and the Conn methods return an error that satisfies
-//     errors.Is(err, ErrProtocol) (and errdefs.ErrFunction: a peer that speaks
-//     garbage is a broken instance) when the peer sends a malformed frame, a
-//     frame of another version (the message names both versions), an
-//     unexpected type or an undecodable payload.
+//     errors.Is(err, ErrProtocol) (that is errdefs.ErrProtocol, and also
+//     errdefs.ErrFunction: a peer that speaks garbage is a broken instance)
+//     when the peer sends a malformed frame, a frame of another version (the
+//     message names both versions), a frame over its type's limit, an
+//     unexpected type, an answer for another invocation or an undecodable
+//     payload. The message names the violation.
+//   - Log frames are bounded per request (MaxLogs, MaxLogBytes): past the
+//     bounds they are read and dropped and the answer's LogsTruncated is set.
 //   - Conn.Init and Conn.Invoke return a *FunctionError when the agent
 //     answered with an error message (the handler raised, could not be
 //     loaded, or returned something that is not JSON). It satisfies

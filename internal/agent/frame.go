@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 
@@ -13,8 +12,18 @@ import (
 // other version is refused; see docs/PROTOCOL.md for the versioning rules.
 const ProtocolVersion = 1
 
-// MaxFrame is the largest payload a frame may carry (8 MiB).
+// MaxFrame is the largest payload a frame may carry (8 MiB): an invoke's
+// event, a result's output, an error's message and trace. Other types
+// have smaller limits (Type.MaxPayload).
 const MaxFrame = 8 << 20
+
+// MaxLogFrame is the largest payload of a log frame (64 KiB); agents cut a
+// longer message to fit.
+const MaxLogFrame = 64 << 10
+
+// MaxSmallFrame is the largest payload of init, ready and forked: a few
+// names and numbers.
+const MaxSmallFrame = 64 << 10
 
 // HeaderSize is the fixed size of a frame header.
 const HeaderSize = 8
@@ -59,6 +68,19 @@ func (t Type) String() string {
 // Valid reports whether t is a known message type.
 func (t Type) Valid() bool { return t >= TypeInit && t <= TypeForked }
 
+// MaxPayload is the largest payload a frame of type t may carry. A reader
+// refuses a longer one from its header, before allocating anything; what
+// an instance may make the daemon allocate per frame is this, not 8 MiB.
+func (t Type) MaxPayload() int {
+	switch t {
+	case TypeLog:
+		return MaxLogFrame
+	case TypeInit, TypeReady, TypeForked:
+		return MaxSmallFrame
+	}
+	return MaxFrame
+}
+
 // Frame is one message on the wire. Payload is JSON.
 type Frame struct {
 	Version uint8
@@ -67,8 +89,9 @@ type Frame struct {
 }
 
 // ErrProtocol is wrapped by every error caused by a peer that does not
-// follow the protocol.
-var ErrProtocol = errors.New("agent protocol error")
+// follow the protocol. It is errdefs.ErrProtocol, so the API answers it
+// as a ProtocolError (502) that names the violation.
+var ErrProtocol = errdefs.ErrProtocol
 
 // protocolError is a peer's protocol violation: it is both ErrProtocol and
 // errdefs.ErrFunction (the instance is broken, not the daemon's caller).
@@ -88,8 +111,8 @@ func protoErrorf(format string, args ...any) error {
 // f.Version is written as ProtocolVersion; any other version is written as
 // given (tests use that to speak a wrong version).
 func WriteFrame(w io.Writer, f Frame) error {
-	if len(f.Payload) > MaxFrame {
-		return fmt.Errorf("write %s frame: payload of %d bytes exceeds %d: %w", f.Type, len(f.Payload), MaxFrame, errdefs.ErrTooLarge)
+	if max := f.Type.MaxPayload(); len(f.Payload) > max {
+		return fmt.Errorf("write %s frame: payload of %d bytes exceeds %d: %w", f.Type, len(f.Payload), max, errdefs.ErrTooLarge)
 	}
 	v := f.Version
 	if v == 0 {
@@ -120,14 +143,14 @@ func ParseHeader(h [HeaderSize]byte) (version uint8, typ Type, n uint32, err err
 	if !typ.Valid() {
 		return version, typ, n, protoErrorf("unknown message type %d", uint8(typ))
 	}
-	if n > MaxFrame {
-		return version, typ, n, protoErrorf("%s frame of %d bytes exceeds the limit of %d", typ, n, MaxFrame)
+	if max := typ.MaxPayload(); uint64(n) > uint64(max) {
+		return version, typ, n, protoErrorf("%s frame of %d bytes exceeds the limit of %d for its type", typ, n, max)
 	}
 	return version, typ, n, nil
 }
 
 // ReadFrame reads one frame. It validates the header before allocating the
-// payload, so it never allocates more than MaxFrame. A clean EOF before the
+// payload, so it never allocates more than its type's MaxPayload. A clean EOF before the
 // first header byte is returned as io.EOF; a frame cut short is
 // io.ErrUnexpectedEOF.
 func ReadFrame(r io.Reader) (Frame, error) {

@@ -78,6 +78,12 @@ var frameCases = []struct {
 	{"too large", header("CZ", 1, TypeInvoke, MaxFrame+1), "exceeds the limit"},
 	{"huge length", header("CZ", 1, TypeInvoke, 0xffffffff), "exceeds the limit"},
 	{"max length cut short", header("CZ", 1, TypeInvoke, MaxFrame), "unexpected EOF"},
+	// Per-type limits: a log frame (the one an instance sends as often as
+	// it likes) may not make the daemon allocate 8 MiB.
+	{"log too large", header("CZ", 1, TypeLog, MaxLogFrame+1), "log frame of 65537 bytes exceeds the limit of 65536"},
+	{"log 7 MiB", header("CZ", 1, TypeLog, 7<<20), "exceeds the limit"},
+	{"ready too large", header("CZ", 1, TypeReady, MaxSmallFrame+1), "exceeds the limit"},
+	{"log max length cut short", header("CZ", 1, TypeLog, MaxLogFrame), "unexpected EOF"},
 	{"payload cut short", frameBytes(1, TypeLog, `{"message":"m"}`)[:12], "unexpected EOF"},
 }
 
@@ -126,9 +132,12 @@ func TestDecodeMessages(t *testing.T) {
 }
 
 func TestWriteFrameTooLarge(t *testing.T) {
-	err := WriteFrame(io.Discard, Frame{Type: TypeLog, Payload: make([]byte, MaxFrame+1)})
+	err := WriteFrame(io.Discard, Frame{Type: TypeResult, Payload: make([]byte, MaxFrame+1)})
 	if !errors.Is(err, errdefs.ErrTooLarge) {
 		t.Fatalf("WriteFrame of MaxFrame+1: %v", err)
+	}
+	if err := WriteFrame(io.Discard, Frame{Type: TypeLog, Payload: make([]byte, MaxLogFrame+1)}); !errors.Is(err, errdefs.ErrTooLarge) {
+		t.Fatalf("WriteFrame of a log of MaxLogFrame+1: %v", err)
 	}
 }
 

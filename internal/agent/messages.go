@@ -28,7 +28,8 @@ type Ready struct {
 	PID     int   `json:"pid"`      // the agent's pid as it sees itself (inside its PID namespace)
 	ReadyNS int64 `json:"ready_ns"` // CLOCK_MONOTONIC when the handler was loaded (or the reseed done)
 
-	Logs []Log `json:"-"` // log frames received before the answer (not on the wire)
+	Logs          []Log `json:"-"` // log frames received before the answer (not on the wire)
+	LogsTruncated bool  `json:"-"` // more log frames came than MaxLogs/MaxLogBytes keep
 }
 
 // Invoke asks for one call of the handler, daemon -> agent.
@@ -48,7 +49,8 @@ type Result struct {
 	Stderr    string          `json:"stderr"`
 	Truncated bool            `json:"truncated"` // stdout or stderr exceeded the output limit
 
-	Logs []Log `json:"-"` // log frames received during the call (not on the wire)
+	Logs          []Log `json:"-"` // log frames received during the call (not on the wire)
+	LogsTruncated bool  `json:"-"` // more log frames came than MaxLogs/MaxLogBytes keep
 }
 
 // ErrorMsg is a failure, agent -> daemon: a handler that raised (ID set), a
@@ -82,6 +84,7 @@ type Forked struct {
 type FunctionError struct {
 	Type, Message, Trace, Stdout, Stderr string
 	Logs                                 []Log // log frames received before the error
+	LogsTruncated                        bool  // more log frames came than MaxLogs/MaxLogBytes keep
 }
 
 func (e *FunctionError) Error() string {
@@ -100,8 +103,8 @@ func Encode(t Type, m any) (Frame, error) {
 	if err != nil {
 		return Frame{}, fmt.Errorf("encode %s: %w", t, err)
 	}
-	if len(p) > MaxFrame {
-		return Frame{}, fmt.Errorf("encode %s: payload of %d bytes exceeds %d: %w", t, len(p), MaxFrame, errdefs.ErrTooLarge)
+	if max := t.MaxPayload(); len(p) > max {
+		return Frame{}, fmt.Errorf("encode %s: payload of %d bytes exceeds %d: %w", t, len(p), max, errdefs.ErrTooLarge)
 	}
 	return Frame{Version: ProtocolVersion, Type: t, Payload: p}, nil
 }

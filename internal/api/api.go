@@ -8,9 +8,11 @@
 //	DELETE /v1/functions/{name}          delete (204)
 //	POST   /v1/functions/{name}/invoke   invoke: ?boot=scratch|fork|cold|warm|auto
 //	GET    /metrics                      Prometheus
-//	GET    /healthz                      liveness
+//	GET    /healthz                      liveness (the only route without a token)
 //
-// Errors are always {"error": {"type": ..., "message": ...}}.
+// Every request but GET /healthz must carry "Authorization: Bearer
+// <token>", the daemon's token (LoadOrCreateToken); others are answered
+// 401. Errors are always {"error": {"type": ..., "message": ...}}.
 package api
 
 import (
@@ -55,18 +57,23 @@ const (
 	HeaderStdout    = "X-Catalyzer-Stdout" // base64 tail of the handler's stdout
 	HeaderStderr    = "X-Catalyzer-Stderr"
 	HeaderTruncated = "X-Catalyzer-Truncated"
+	// HeaderLogsTruncated is "true" when the instance sent more log
+	// frames than one invocation keeps (agent.MaxLogs, agent.MaxLogBytes).
+	HeaderLogsTruncated = "X-Catalyzer-Logs-Truncated"
 )
 
 // Server serves the API over a platform.
 type Server struct {
-	p   *platform.Platform
-	log *slog.Logger
-	mux *http.ServeMux
+	p     *platform.Platform
+	log   *slog.Logger
+	mux   *http.ServeMux
+	token string
 }
 
-// New returns the API handler for p.
-func New(p *platform.Platform, log *slog.Logger) *Server {
-	s := &Server{p: p, log: log, mux: http.NewServeMux()}
+// New returns the API handler for p. Requests must carry token (see
+// LoadOrCreateToken); an empty token admits nobody but /healthz.
+func New(p *platform.Platform, log *slog.Logger, token string) *Server {
+	s := &Server{p: p, log: log, mux: http.NewServeMux(), token: token}
 	s.mux.HandleFunc("PUT /v1/functions/{name}", s.deploy)
 	s.mux.HandleFunc("GET /v1/functions", s.list)
 	s.mux.HandleFunc("GET /v1/functions/{name}", s.get)
@@ -92,6 +99,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, fmt.Errorf("internal error"))
 		}
 	}()
+	if !(r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead)) && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="catalyzer"`)
+		s.fail(w, r, s.unauthorized(r))
+		return
+	}
 	s.mux.ServeHTTP(w, r)
 }
 
@@ -251,6 +263,9 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		if res.Truncated {
 			h.Set(HeaderTruncated, "true")
 		}
+		if res.LogsTruncated {
+			h.Set(HeaderLogsTruncated, "true")
+		}
 	}
 	label := string(res.Boot)
 	if res.Reused {
@@ -306,6 +321,17 @@ func errorStatus(err error) (int, ErrorDetail) {
 	case errors.Is(err, errdefs.ErrInvalid):
 		d.Type = "InvalidRequest"
 		return http.StatusBadRequest, d
+	case errors.Is(err, errdefs.ErrProtocol):
+		// Before ErrFunction: a protocol violation is also the
+		// function's fault, but it is named as what it is.
+		d.Type = "ProtocolError"
+		return http.StatusBadGateway, d
+	case errors.Is(err, errdefs.ErrUnauthorized):
+		d.Type = "Unauthorized"
+		return http.StatusUnauthorized, d
+	case errors.Is(err, errdefs.ErrForbidden):
+		d.Type = "Forbidden"
+		return http.StatusForbidden, d
 	case errors.Is(err, errdefs.ErrNotFound):
 		d.Type = "NotFound"
 		return http.StatusNotFound, d
@@ -335,7 +361,10 @@ func errorStatus(err error) (int, ErrorDetail) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, d := errorStatus(err)
 	lvl := slog.LevelInfo
-	if code >= 500 && code != http.StatusBadGateway && code != http.StatusNotImplemented {
+	switch {
+	case d.Type == "ProtocolError":
+		lvl = slog.LevelWarn // an instance broke the protocol: the operator wants to see that
+	case code >= 500 && code != http.StatusBadGateway && code != http.StatusNotImplemented:
 		lvl = slog.LevelError
 	}
 	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", code, "type", d.Type, "err", err)

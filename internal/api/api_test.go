@@ -40,6 +40,7 @@ type env struct {
 	p      *platform.Platform
 	srv    *httptest.Server
 	c      *client.Client
+	token  string
 	state  string
 	parent string
 }
@@ -56,13 +57,23 @@ func newEnv(t *testing.T, cfg platform.Config) *env {
 	if cfg.KeepAlive == 0 {
 		cfg.KeepAlive = time.Hour
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if cfg.CodeRoots == nil {
+		// The tests name code by path: the examples and their own temp dirs.
+		cfg.CodeRoots = []string{examples(t), os.TempDir()}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
 	p, err := platform.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(p, cfg.Logger))
-	e := &env{t: t, p: p, srv: srv, c: client.New(srv.URL), state: cfg.StateDir, parent: cfg.CgroupParent}
+	token, err := api.LoadOrCreateToken(p.StateDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(p, cfg.Logger, token))
+	e := &env{t: t, p: p, srv: srv, c: client.New(srv.URL, token), token: token, state: cfg.StateDir, parent: cfg.CgroupParent}
 	t.Cleanup(func() {
 		srv.Close()
 		p.Close()
@@ -89,6 +100,18 @@ func (e *env) deploy(name string, r platform.DeployRequest) {
 	if _, err := e.c.Deploy(context.Background(), name, r); err != nil {
 		e.t.Fatalf("deploy %s: %v", name, err)
 	}
+}
+
+// raw sends one request with token as its bearer token ("" = none).
+func (e *env) raw(method, path, token string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequest(method, e.srv.URL+path, body)
+	if err != nil {
+		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return http.DefaultClient.Do(req)
 }
 
 func apiStatus(err error) (int, string) {
@@ -146,7 +169,7 @@ func TestDeployInvokeReuse(t *testing.T) {
 		t.Fatalf("list: %+v %v", fns, err)
 	}
 	// Metrics mention the function.
-	resp, err := http.Get(e.srv.URL + "/metrics")
+	resp, err := e.raw(http.MethodGet, "/metrics", e.token, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,12 +406,19 @@ func TestBadInput(t *testing.T) {
 		{"tar write through link", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "d", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "d/x", Typeflag: tar.TypeReg}}, bodies) + `"}`, 400},
 		{"tar hard link", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "h", Typeflag: tar.TypeLink, Linkname: "main.py"}}, bodies) + `"}`, 400},
 		{"not base64", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "!!!"}`, 400},
+		// Shapes the file system refuses: once answered 500.
+		{"tar duplicate entry", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, mainPy}, bodies) + `"}`, 400},
+		{"tar file then dir", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: "a", Typeflag: tar.TypeReg}, {Name: "a/", Typeflag: tar.TypeDir}}, bodies) + `"}`, 400},
+		{"tar over-long path", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: strings.Repeat("d/", 2100) + "x", Typeflag: tar.TypeReg}}, bodies) + `"}`, 400},
+		{"tar over-long name", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + tgz(t, []tar.Header{mainPy, {Name: strings.Repeat("n", 300), Typeflag: tar.TypeReg}}, bodies) + `"}`, 400},
+		{"code_path /proc", `{"runtime": "python", "handler": "main.handler", "code_path": "/proc"}`, 400},
+		{"code_path /sys", `{"runtime": "python", "handler": "main.handler", "code_path": "/sys"}`, 400},
+		{"code_path state dir", `{"runtime": "python", "handler": "main.handler", "code_path": "` + e.state + `"}`, 400},
 		{"oversized body", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + strings.Repeat("A", api.MaxDeployBody) + `"}`, 413},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodPut, e.srv.URL+"/v1/functions/f", strings.NewReader(c.body))
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := e.raw(http.MethodPut, "/v1/functions/f", e.token, strings.NewReader(c.body))
 			if err != nil {
 				t.Fatal(err)
 			}

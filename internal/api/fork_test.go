@@ -321,6 +321,13 @@ func TestForkRefusesMultiThreaded(t *testing.T) {
 	if s, _ := apiStatus(err); s != 501 || !strings.Contains(err.Error(), "multi-threaded") {
 		t.Fatalf("boot=fork of node: %v, want 501 naming multi-threading", err)
 	}
+	// Warm and cold need a checkpoint of that template: 501 too, not 500.
+	e.waitImage("node")
+	for _, m := range []string{"warm", "cold"} {
+		if _, err := e.c.Invoke(context.Background(), "node", m, nil); !isStatus(err, 501) {
+			t.Errorf("boot=%s of node: %v, want 501", m, err)
+		}
+	}
 	// auto still works (scratch).
 	if inv, err := e.c.Invoke(context.Background(), "node", "", nil); err != nil || inv.Boot != "scratch" {
 		t.Fatalf("auto: %+v %v", inv, err)

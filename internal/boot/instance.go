@@ -142,6 +142,12 @@ func (i *Instance) Invoke(ctx context.Context, id uint64, event json.RawMessage,
 			i.Destroy()
 			return res, &agent.FunctionError{Type: "TimeoutError", Message: fmt.Sprintf("function timed out: %v", context.Cause(ctx))}
 		}
+		if errors.Is(err, agent.ErrProtocol) {
+			// The instance spoke garbage: it goes, and the violation
+			// (not how it died once killed) is the answer.
+			i.Destroy()
+			return res, fmt.Errorf("instance %s destroyed: %w", i.ID, err)
+		}
 		return res, i.deathError(err)
 	}
 	i.setState(StateReady)

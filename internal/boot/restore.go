@@ -363,7 +363,12 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 			break
 		}
 		if st != "building" {
-			return nil, fmt.Errorf("no template to checkpoint (%s)", st)
+			// The template's own error: what it wraps (ErrNotSupported for
+			// a multi-threaded runtime) must reach the caller (501, not 500).
+			if err := r.Fork.withTemplate(e.fn.Name, func(*template) error { return nil }); err != nil {
+				return nil, fmt.Errorf("no template to checkpoint: %w", err)
+			}
+			continue // it was rebuilt meanwhile
 		}
 		select {
 		case <-e.stop:

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,16 +24,43 @@ import (
 
 // Client talks to one daemon.
 type Client struct {
-	Base string // e.g. "http://127.0.0.1:8470"
-	HTTP *http.Client
+	Base  string // e.g. "http://127.0.0.1:8470"
+	Token string // the daemon's API token, sent as "Authorization: Bearer"
+	HTTP  *http.Client
 }
 
-// New returns a client for addr ("host:port" or a URL).
-func New(addr string) *Client {
+// New returns a client for addr ("host:port" or a URL) that authenticates
+// with token (see ResolveToken).
+func New(addr, token string) *Client {
 	if !strings.Contains(addr, "://") {
 		addr = "http://" + addr
 	}
-	return &Client{Base: strings.TrimRight(addr, "/"), HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+	return &Client{Base: strings.TrimRight(addr, "/"), Token: token, HTTP: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+}
+
+// TokenEnv is the environment variable that carries the API token.
+const TokenEnv = "CATALYZER_API_TOKEN"
+
+// ResolveToken finds the daemon's API token: $CATALYZER_API_TOKEN, else
+// the file tokenFile when it is set, else <stateDir>/api.token (readable
+// by root on the daemon's host).
+func ResolveToken(tokenFile, stateDir string) (string, error) {
+	if t := strings.TrimSpace(os.Getenv(TokenEnv)); t != "" {
+		return t, nil
+	}
+	path := tokenFile
+	if path == "" {
+		path = filepath.Join(stateDir, api.TokenFile)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("no API token: %v (set $%s, give --token-file, or --state-dir of the daemon; serve writes the token to <state-dir>/%s)", err, TokenEnv, api.TokenFile)
+	}
+	t := strings.TrimSpace(string(b))
+	if t == "" {
+		return "", fmt.Errorf("no API token: %s is empty", path)
+	}
+	return t, nil
 }
 
 // APIError is an error answered by the daemon.
@@ -51,6 +80,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
@@ -121,7 +153,10 @@ type Invocation struct {
 	Instance string
 	Stdout   string
 	Stderr   string
-	ClientUs int64 // round trip measured by the client
+	// LogsTruncated: the instance sent more log frames than the daemon
+	// keeps per invocation.
+	LogsTruncated bool
+	ClientUs      int64 // round trip measured by the client
 }
 
 // Invoke invokes name with event (nil = {}) in boot mode ("" = auto). A
@@ -153,6 +188,7 @@ func (c *Client) InvokeQuery(ctx context.Context, name string, q url.Values, eve
 	inv.BootUs, _ = strconv.ParseInt(h.Get(api.HeaderBootUs), 10, 64)
 	inv.AcceptUs, _ = strconv.ParseInt(h.Get(api.HeaderAcceptUs), 10, 64)
 	inv.Instance = h.Get(api.HeaderInstance)
+	inv.LogsTruncated = h.Get(api.HeaderLogsTruncated) == "true"
 	inv.Stdout = decodeLog(h.Get(api.HeaderStdout))
 	inv.Stderr = decodeLog(h.Get(api.HeaderStderr))
 	if ph := h.Get(api.HeaderPhases); ph != "" {

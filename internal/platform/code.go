@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
@@ -24,6 +25,8 @@ import (
 const (
 	MaxCodeBytes = 256 << 20 // unpacked size of all files
 	MaxCodeFiles = 10_000    // files, directories and links
+	MaxCodePath  = 1024      // bytes of a member's relative path
+	MaxCodeName  = 255       // bytes of one path component (NAME_MAX)
 )
 
 // codeEntry is one thing in a staged code tree, for the digest.
@@ -40,21 +43,76 @@ type stager struct {
 	dir     string
 	entries []codeEntry
 	bytes   int64
-	links   map[string]bool // staged symlinks: nothing may be written through one
+	// seen is what each path already is: 'f', 'd', 'l' for members, 'D'
+	// for a directory made implicitly as some member's parent.
+	seen map[string]byte
 }
 
-// count enforces the file limit and that rel is not under a staged link
-// (a later member written through a link could land outside the root).
-func (s *stager) count(rel string) error {
-	for p := path.Dir(rel); p != "." && p != "/"; p = path.Dir(p) {
-		if s.links[p] {
-			return fmt.Errorf("code member %q lies under the link %q: %w", rel, p, errdefs.ErrInvalid)
+// count claims rel for a member of kind ('f', 'd', 'l'), enforcing the
+// limits and a tree that makes sense: each path once, nothing under a
+// file, and nothing under a staged link (a later member written through
+// a link could land outside the root). Every refusal is ErrInvalid
+// (or ErrTooLarge), never a file system error surfacing as a 500.
+func (s *stager) count(rel string, kind byte) error {
+	if len(rel) > MaxCodePath {
+		return fmt.Errorf("code member %.64q...: a path of %d bytes exceeds the limit of %d: %w", rel, len(rel), MaxCodePath, errdefs.ErrInvalid)
+	}
+	for _, c := range strings.Split(rel, "/") {
+		if len(c) > MaxCodeName {
+			return fmt.Errorf("code member %.64q...: a name of %d bytes exceeds the limit of %d: %w", rel, len(c), MaxCodeName, errdefs.ErrInvalid)
 		}
+	}
+	if s.seen == nil {
+		s.seen = map[string]byte{}
+	}
+	var parents []string
+	for p := path.Dir(rel); p != "." && p != "/"; p = path.Dir(p) {
+		switch s.seen[p] {
+		case 'l':
+			return fmt.Errorf("code member %q lies under the link %q: %w", rel, p, errdefs.ErrInvalid)
+		case 'f':
+			return fmt.Errorf("code member %q lies under %q, which is a file: %w", rel, p, errdefs.ErrInvalid)
+		}
+		parents = append(parents, p)
+	}
+	switch k, ok := s.seen[rel]; {
+	case ok && k == 'D' && kind == 'd':
+		// A directory entry after its children: fine.
+	case ok && k == 'D':
+		return fmt.Errorf("code member %q is a directory (it has members) and a %s: %w", rel, kindName(kind), errdefs.ErrInvalid)
+	case ok:
+		return fmt.Errorf("code member %q appears twice (a %s, then a %s): %w", rel, kindName(k), kindName(kind), errdefs.ErrInvalid)
 	}
 	if len(s.entries) >= MaxCodeFiles {
 		return fmt.Errorf("code has more than %d files: %w", MaxCodeFiles, errdefs.ErrTooLarge)
 	}
+	for _, p := range parents {
+		if _, ok := s.seen[p]; !ok {
+			s.seen[p] = 'D'
+		}
+	}
+	s.seen[rel] = kind
 	return nil
+}
+
+func kindName(k byte) string {
+	switch k {
+	case 'f':
+		return "file"
+	case 'l':
+		return "link"
+	}
+	return "directory"
+}
+
+// fsError is a file system error while staging member rel: one the
+// member's name or shape caused (it exists, a parent is not a
+// directory, the name is too long) is the caller's, ErrInvalid.
+func fsError(rel string, err error) error {
+	if errors.Is(err, fs.ErrExist) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENAMETOOLONG) {
+		return fmt.Errorf("code member %q: %v: %w", rel, err, errdefs.ErrInvalid)
+	}
+	return fmt.Errorf("code member %q: %w", rel, err)
 }
 
 // cleanRel validates an archive or tree member name: relative, no "..",
@@ -74,24 +132,24 @@ func cleanRel(name string) (string, error) {
 }
 
 func (s *stager) mkdir(rel string, mode fs.FileMode) error {
-	if err := s.count(rel); err != nil {
+	if err := s.count(rel, 'd'); err != nil {
 		return err
 	}
 	p := filepath.Join(s.dir, filepath.FromSlash(rel))
 	if err := os.MkdirAll(p, 0o755); err != nil {
-		return err
+		return fsError(rel, err)
 	}
 	s.entries = append(s.entries, codeEntry{path: rel, kind: 'd', mode: mode.Perm() | 0o555})
 	return nil
 }
 
 func (s *stager) file(rel string, mode fs.FileMode, r io.Reader) error {
-	if err := s.count(rel); err != nil {
+	if err := s.count(rel, 'f'); err != nil {
 		return err
 	}
 	p := filepath.Join(s.dir, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+		return fsError(rel, err)
 	}
 	// Code is read-only inside the sandbox; keep exec bits, drop setuid
 	// and friends, make it readable by any uid (user namespaces).
@@ -101,7 +159,7 @@ func (s *stager) file(rel string, mode fs.FileMode, r io.Reader) error {
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
-		return fmt.Errorf("code member %q: %w", rel, err)
+		return fsError(rel, err)
 	}
 	h := sha256.New()
 	left := MaxCodeBytes - s.bytes
@@ -122,7 +180,7 @@ func (s *stager) file(rel string, mode fs.FileMode, r io.Reader) error {
 
 // symlink accepts only links whose target stays inside the code root.
 func (s *stager) symlink(rel, target string) error {
-	if err := s.count(rel); err != nil {
+	if err := s.count(rel, 'l'); err != nil {
 		return err
 	}
 	if filepath.IsAbs(target) {
@@ -134,15 +192,11 @@ func (s *stager) symlink(rel, target string) error {
 	}
 	p := filepath.Join(s.dir, filepath.FromSlash(rel))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+		return fsError(rel, err)
 	}
 	if err := os.Symlink(target, p); err != nil {
-		return fmt.Errorf("code link %q: %w", rel, err)
+		return fsError(rel, err)
 	}
-	if s.links == nil {
-		s.links = map[string]bool{}
-	}
-	s.links[rel] = true
 	s.entries = append(s.entries, codeEntry{path: rel, kind: 'l', sum: target})
 	return nil
 }
@@ -173,7 +227,8 @@ func (s *stager) stageDir(src string) error {
 	}
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return fmt.Errorf("read code: %w", err)
+			// Unreadable code under code_path is the deployer's problem.
+			return fmt.Errorf("read code: %v: %w", err, errdefs.ErrInvalid)
 		}
 		rel, err := filepath.Rel(src, p)
 		if err != nil {

@@ -100,12 +100,30 @@ func TestStageTgz(t *testing.T) {
 		"through link":  {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "."}, {Name: "l/x", Typeflag: tar.TypeReg}},
 		"hard link":     {{Name: "main.py", Typeflag: tar.TypeReg}, {Name: "h", Typeflag: tar.TypeLink, Linkname: "main.py"}},
 		"device":        {{Name: "d", Typeflag: tar.TypeChar}},
+		// Bad shapes a file system refuses with EEXIST, ENOTDIR or
+		// ENAMETOOLONG: the deployer's mistake (400), not the daemon's.
+		"duplicate file":   {{Name: "main.py", Typeflag: tar.TypeReg}, {Name: "main.py", Typeflag: tar.TypeReg}},
+		"duplicate link":   {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "x"}, {Name: "l", Typeflag: tar.TypeSymlink, Linkname: "y"}},
+		"file then dir":    {{Name: "a", Typeflag: tar.TypeReg}, {Name: "a/", Typeflag: tar.TypeDir}},
+		"file then member": {{Name: "a", Typeflag: tar.TypeReg}, {Name: "a/b", Typeflag: tar.TypeReg}},
+		"dir then file":    {{Name: "a/b", Typeflag: tar.TypeReg}, {Name: "a", Typeflag: tar.TypeReg}},
+		"long path":        {{Name: strings.Repeat("d/", MaxCodePath/2) + "x", Typeflag: tar.TypeReg}},
+		"long name":        {{Name: strings.Repeat("n", 300), Typeflag: tar.TypeReg}},
+		"long link target": {{Name: "l", Typeflag: tar.TypeSymlink, Linkname: strings.Repeat("t/", 3000)}},
 	} {
 		dir, err := stageB64(t, tgzOf(t, hdrs, "x"))
 		if !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
 		checkStaged(t, dir, err)
+	}
+}
+
+// TestStageTgzDirAfterChildren: a directory entry after its members is
+// an ordinary tar, not a duplicate.
+func TestStageTgzDirAfterChildren(t *testing.T) {
+	if _, err := stageB64(t, tgzOf(t, []tar.Header{{Name: "a/b.py", Typeflag: tar.TypeReg}, {Name: "a/", Typeflag: tar.TypeDir}}, "x")); err != nil {
+		t.Fatal(err)
 	}
 }
 

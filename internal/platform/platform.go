@@ -66,7 +66,14 @@ type Config struct {
 	// NoTemplates turns off building fork templates (fork boot then fails
 	// with "no template").
 	NoTemplates bool
-	Logger      *slog.Logger
+	// CodeRoots are the host directories under which a deploy may name
+	// its code by path (code_path); none by default, so code_path is
+	// refused and code is uploaded (see checkCodePath).
+	CodeRoots []string
+	// AllowHostNet lets functions choose network "host"; otherwise
+	// such a deploy is refused with errdefs.ErrForbidden.
+	AllowHostNet bool
+	Logger       *slog.Logger
 }
 
 // Platform is the function platform. It is safe for concurrent use.
@@ -119,6 +126,9 @@ func New(cfg Config) (*Platform, error) {
 	}
 	st, err := openStore(cfg.StateDir)
 	if err != nil {
+		return nil, err
+	}
+	if cfg.CodeRoots, err = resolveCodeRoots(cfg.CodeRoots, st.dir); err != nil {
 		return nil, err
 	}
 	n, err := sandbox.Sweep(cfg.CgroupParent)
@@ -228,6 +238,9 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 		return Function{}, false, err
 	}
 	if err := r.normalize(); err != nil {
+		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
+	}
+	if err := p.checkPolicy(&r); err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
 	}
 	staged, digest, err := p.store.stage(&r)
@@ -346,6 +359,9 @@ type InvokeResult struct {
 	Stdout     string
 	Stderr     string
 	Truncated  bool
+	// LogsTruncated: the instance sent more log frames than one
+	// invocation keeps (agent.MaxLogs, agent.MaxLogBytes).
+	LogsTruncated bool
 }
 
 // Invoke runs function name once on event. mode auto reuses a live idle
@@ -361,6 +377,9 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	}
 	if closed {
 		return InvokeResult{}, fmt.Errorf("platform is shut down: %w", errdefs.ErrUnavailable)
+	}
+	if err := p.allowed(e.fn); err != nil {
+		return InvokeResult{}, err
 	}
 	if len(event) == 0 {
 		event = json.RawMessage("{}")
@@ -388,7 +407,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	cancel()
 	pl.release(inst)
 
-	res.Output, res.Stdout, res.Stderr, res.Truncated = out.Output, out.Stdout, out.Stderr, out.Truncated
+	res.Output, res.Stdout, res.Stderr, res.Truncated, res.LogsTruncated = out.Output, out.Stdout, out.Stderr, out.Truncated, out.LogsTruncated
 	if !reused && out.EntryNS > 0 {
 		res.BootUs, res.Phases = bootBreakdown(inst, out.EntryNS)
 		p.metrics.bootLatency.WithLabelValues(name, string(inst.Mode)).Observe(float64(res.BootUs) / 1e6)
@@ -403,7 +422,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	if err != nil {
 		var fe *agent.FunctionError
 		if errors.As(err, &fe) {
-			res.Stdout, res.Stderr = fe.Stdout, fe.Stderr
+			res.Stdout, res.Stderr, res.LogsTruncated = fe.Stdout, fe.Stderr, fe.LogsTruncated
 		}
 		p.metrics.invocations.WithLabelValues(name, label, "error").Inc()
 		p.countError(name, err)
@@ -434,6 +453,8 @@ func (p *Platform) countError(name string, err error) {
 	switch {
 	case errors.As(err, &fe):
 		typ = fe.Type
+	case errors.Is(err, errdefs.ErrProtocol):
+		typ = "ProtocolError"
 	case errors.Is(err, errdefs.ErrUnavailable):
 		typ = "TooManyRequests"
 	case errors.Is(err, errdefs.ErrNotSupported):
@@ -462,7 +483,7 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 
 // prepare starts building f's fork template in the background.
 func (p *Platform) prepare(f Function) {
-	if !p.cfg.NoTemplates {
+	if !p.cfg.NoTemplates && p.allowed(f) == nil {
 		bf := p.bootFunction(f)
 		p.fork.Prepare(bf)
 		p.restore.Prepare(bf)

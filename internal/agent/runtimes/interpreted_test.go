@@ -35,6 +35,10 @@ def logs(event, context):
     context.log("hi")
     return context.invocation_id
 def ctxinfo(event, context): return [context.function_name, context.invocation_id]
+def biglog(event, context):
+    context.log("\u00e9\n" * 300000)
+    context.log("after")
+    return 1
 `,
 		"bad.py":          "def handler(:\n",
 		"pkg/__init__.py": "",
@@ -53,6 +57,7 @@ exports.notcallable = 5;
 exports.remaining = (e, context) => context.getRemainingTimeInMillis();
 exports.logs = (e, context) => { context.log('hi'); return context.invocationId; };
 exports.ctxinfo = (e, context) => [context.functionName, context.invocationId];
+exports.biglog = (e, context) => { context.log('\u00e9\n'.repeat(300000)); context.log('after'); return 1; };
 `,
 		"bad.js":     "exports.handler = (;\n",
 		"pkg/mod.js": "exports.fn = () => 'pkg';\n",
@@ -285,6 +290,13 @@ func TestInvokeBehaviour(t *testing.T) {
 				res, err := in.conn.Invoke(ctx(t), agent.Invoke{ID: "l"})
 				if err != nil || len(res.Logs) != 1 || res.Logs[0].Message != "hi" || res.Logs[0].ID != "l" {
 					t.Fatalf("logs: %+v %v", res.Logs, err)
+				}
+				// A message longer than a log frame may carry is cut to
+				// fit, not sent as a frame the daemon refuses.
+				in = mustInit(t, rt, "main.biglog", 0)
+				res, err = in.conn.Invoke(ctx(t), agent.Invoke{ID: "b"})
+				if err != nil || len(res.Logs) != 2 || len(res.Logs[0].Message) < 1000 || !strings.HasPrefix(res.Logs[0].Message, "\u00e9\n") || res.Logs[1].Message != "after" {
+					t.Fatalf("a long log line: %d logs %v", len(res.Logs), err)
 				}
 			})
 		})

@@ -48,6 +48,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
 // Handler is a native function's entry point.
@@ -98,10 +99,25 @@ func InvocationID(ctx context.Context) string { s, _ := ctx.Value(keyID).(string
 func FunctionName(ctx context.Context) string { s, _ := ctx.Value(keyFunction).(string); return s }
 
 // Log sends message to the daemon as a log frame right away (out of band,
-// not part of the captured stdout/stderr).
+// not part of the captured stdout/stderr), cut to fit agent.MaxLogFrame.
 func Log(ctx context.Context, message string) {
-	if s, ok := ctx.Value(keyServer).(*server); ok {
-		s.send(agent.TypeLog, agent.Log{ID: InvocationID(ctx), Message: message})
+	s, ok := ctx.Value(keyServer).(*server)
+	if !ok {
+		return
+	}
+	l := agent.Log{ID: InvocationID(ctx), Message: message}
+	for {
+		f, err := agent.Encode(agent.TypeLog, l)
+		if err == nil {
+			s.wmu.Lock()
+			agent.WriteFrame(s.ctl, f)
+			s.wmu.Unlock()
+			return
+		}
+		if !errors.Is(err, errdefs.ErrTooLarge) || l.Message == "" {
+			return
+		}
+		l.Message = l.Message[:len(l.Message)/2]
 	}
 }
 

@@ -49,6 +49,10 @@ func handler(ctx context.Context, event json.RawMessage) (any, error) {
 	case "log":
 		function.Log(ctx, "hi")
 		return []string{function.FunctionName(ctx), function.InvocationID(ctx)}, nil
+	case "biglog":
+		function.Log(ctx, strings.Repeat("<\n", 200000)) // cut to fit a log frame
+		function.Log(ctx, "after")
+		return nil, nil
 	case "rand":
 		return rand.Uint64(), nil
 	}
@@ -145,6 +149,10 @@ func TestSDK(t *testing.T) {
 	res, err = inv("8", "log", 0)
 	if err != nil || string(res.Output) != `["gofn","8"]` || len(res.Logs) != 1 || res.Logs[0].Message != "hi" {
 		t.Fatalf("log: %+v %v", res, err)
+	}
+	res, err = inv("8b", "biglog", 0)
+	if err != nil || len(res.Logs) != 2 || len(res.Logs[0].Message) < 1000 || res.Logs[1].Message != "after" {
+		t.Fatalf("biglog: %d logs %v", len(res.Logs), err)
 	}
 	if _, err := in.conn.Forked(ctx(t)); err != nil {
 		t.Fatalf("forked: %v", err)

@@ -17,6 +17,7 @@ const path = require('path');
 
 const PROTOCOL_VERSION = 1;
 const MAX_FRAME = 8 << 20;
+const MAX_LOG_FRAME = 64 << 10; // the daemon refuses a longer log frame
 const T = { INIT: 1, READY: 2, INVOKE: 3, RESULT: 4, ERROR: 5, LOG: 6, FORKED: 7 };
 const DEFAULT_OUTPUT_LIMIT = 64 << 10;
 
@@ -160,7 +161,18 @@ async function invoke(m) {
       const left = Number((deadline - now()) / 1000000n);
       return left > 0 ? left : 0;
     },
-    log(message) { send(T.LOG, JSON.stringify({ id, message: String(message) })); },
+    log(message) {
+      // Cut to fit MAX_LOG_FRAME.
+      let m = String(message);
+      let payload;
+      for (;;) {
+        payload = JSON.stringify({ id, message: m });
+        const n = Buffer.byteLength(payload);
+        if (n <= MAX_LOG_FRAME) break;
+        m = m.slice(0, Math.max(0, Math.floor(m.length * MAX_LOG_FRAME / n) - 64));
+      }
+      send(T.LOG, payload);
+    },
   };
   capture.start(outputLimit);
   const entry = now();

@@ -18,6 +18,7 @@ import traceback
 
 PROTOCOL_VERSION = 1
 MAX_FRAME = 8 << 20
+MAX_LOG_FRAME = 64 << 10  # the daemon refuses a longer log frame
 MAGIC = b"CZ"
 T_INIT, T_READY, T_INVOKE, T_RESULT, T_ERROR, T_LOG, T_FORKED = 1, 2, 3, 4, 5, 6, 7
 DEFAULT_OUTPUT_LIMIT = 64 << 10
@@ -101,8 +102,15 @@ class Context:
         return max(0, (self._deadline_ns - time.monotonic_ns()) // 1_000_000)
 
     def log(self, message):
-        """Sends message to the daemon as a log frame right away."""
-        self._agent.chan.write(T_LOG, {"id": self.invocation_id, "message": str(message)})
+        """Sends message to the daemon as a log frame right away, cut to
+        fit MAX_LOG_FRAME."""
+        message = str(message)
+        while True:
+            payload = json.dumps({"id": self.invocation_id, "message": message}).encode()
+            if len(payload) <= MAX_LOG_FRAME:
+                break
+            message = message[:max(0, len(message) * MAX_LOG_FRAME // len(payload) - 64)]
+        self._agent.chan.write_raw(T_LOG, payload)
 
 
 class Capture:
