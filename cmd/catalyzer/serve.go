@@ -32,7 +32,7 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-templates", Usage: "do not build fork templates (boot=fork then fails; auto uses scratch)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
-		Action: func(ctx context.Context, cmd *cli.Command) error {
+		Action: func(ctx context.Context, cmd *cli.Command) (err error) {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -55,7 +55,13 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			defer p.Close()
+			defer func() {
+				// What shutdown could not remove (a mount still busy) is
+				// logged by Close, path by path, and fails the command.
+				if cerr := p.Close(); cerr != nil && err == nil {
+					err = cerr
+				}
+			}()
 			ln, err := net.Listen("tcp", cmd.String("listen"))
 			if err != nil {
 				return err

@@ -8,7 +8,11 @@
 //     leaves no trace on disk.
 //   - State survives a SIGKILL of the daemon: New reloads every function
 //     and sweeps whatever a killed daemon left (instances' processes and
-//     cgroups, staging dirs).
+//     cgroups, staging dirs, every mount under its run dir, stacked or
+//     busy ones too). What it cannot remove is logged, path by path, and
+//     never keeps it from starting.
+//   - Close removes every instance, mount and run dir; what it cannot
+//     remove it logs and returns as an error (sandbox.Leftover values).
 //   - An invocation either reuses a live idle instance (boot=auto) or boots
 //     a fresh one in the requested mode; at most max_instances live
 //     instances exist per function and a request beyond that fails with
@@ -123,7 +127,10 @@ func New(cfg Config) (*Platform, error) {
 	}
 	n, err := sandbox.Sweep(cfg.CgroupParent)
 	if err != nil {
-		return nil, fmt.Errorf("clean up after previous daemon: %w", err)
+		// Leftovers (a mount some other process keeps busy, a cgroup a
+		// stuck process holds) never keep the daemon from starting: new
+		// instances get fresh names, and the next sweep tries again.
+		logLeftovers(cfg.Logger, "could not clean up everything a previous daemon left; continuing", err)
 	}
 	if n > 0 {
 		cfg.Logger.Info("cleaned up instances left by a previous daemon", "count", n)
@@ -542,11 +549,45 @@ func (p *Platform) Close() error {
 		pl.shutdown()
 	}
 	// Every instance is gone; remove the parent cgroup and run dir too so
-	// that a stopped daemon leaves nothing on the host.
+	// that a stopped daemon leaves nothing on the host, and say what it
+	// leaves if it does.
 	if _, err := sandbox.Sweep(p.cfg.CgroupParent); err != nil {
+		logLeftovers(p.log, "shutdown left some things behind", err)
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
+}
+
+// logLeftovers logs err, one line per *sandbox.Leftover it joins (and one
+// for the rest).
+func logLeftovers(log *slog.Logger, msg string, err error) {
+	var rest []error
+	for _, e := range unjoin(err) {
+		var l *sandbox.Leftover
+		if errors.As(e, &l) {
+			log.Warn(msg, "path", l.Path, "err", l.Err)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	if len(rest) > 0 {
+		log.Warn(msg, "err", errors.Join(rest...))
+	}
+}
+
+// unjoin flattens errors.Join trees into their leaves.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 // InstanceInfo describes one live instance.

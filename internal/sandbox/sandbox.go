@@ -385,30 +385,17 @@ func (s *Sandbox) Destroy() error {
 
 // Sweep kills and removes whatever a killed daemon left under
 // cgroupParent: cgroups (with their processes) and per-instance run dirs
-// (with any mount the daemon made there). It returns the number of
-// instances removed.
+// (with every mount the daemon made there, stacked or busy ones too; see
+// UnmountUnder). It returns the number of instances removed, and what it
+// could not remove (a *Leftover per path, joined): leftovers never keep
+// the next sweep from trying again.
 func Sweep(cgroupParent string) (int, error) {
 	if cgroupParent == "" {
 		cgroupParent = DefaultCgroupParent
 	}
 	n, err := cgroup.Sweep(cgroupParent)
-	base := filepath.Join(RunDir, cgroupParent)
-	ents, rerr := os.ReadDir(base)
-	if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		return n, errors.Join(err, rerr)
-	}
-	dirs := 0
-	for _, e := range ents {
-		d := filepath.Join(base, e.Name())
-		unmountOverlay(d)
-		if rmErr := os.Remove(d); rmErr != nil {
-			err = errors.Join(err, rmErr)
-			continue
-		}
-		dirs++
-	}
-	_ = os.Remove(base)
-	return max(n, dirs), err
+	dirs, rerr := sweepRunDir(filepath.Join(RunDir, cgroupParent))
+	return max(n, dirs), errors.Join(err, rerr)
 }
 
 // lowerDir is the overlay's lower layer.
