@@ -285,12 +285,15 @@ func mountsUnder(t *testing.T, dir string) []string {
 	return out
 }
 
-// TestRestartStackedLayers: three functions with identical code share an
-// image key, so their images' rootfs layers are tmpfs mounts stacked on
-// one directory. A daemon SIGKILLed with those (and its instances'
-// overlays) mounted must not keep the next one from starting (it refused:
-// "remove .../layer-...: device or resource busy"), and a daemon stopped
-// with SIGTERM leaves no mount and no run dir behind.
+// TestRestartStackedLayers: a daemon SIGKILLed with its images' rootfs
+// layers and its instances' overlays mounted, some of them stacked on one
+// directory and one busy, must not keep the next one from starting (it
+// refused: "remove .../layer-...: device or resource busy"), and a daemon
+// stopped with SIGTERM leaves no mount and no run dir behind. Three
+// functions with identical code share an image key; their layers were
+// mounted on one directory, named by that key (so releasing one
+// unmounted another's): now each has its own, and the stacking a daemon
+// of before left is made by hand.
 func TestRestartStackedLayers(t *testing.T) {
 	testutil.RequiresRoot(t)
 	state := t.TempDir()
@@ -328,16 +331,53 @@ func TestRestartStackedLayers(t *testing.T) {
 			layers[m]++
 		}
 	}
-	stacked := false
-	for _, n := range layers {
-		stacked = stacked || n > 1
+	if len(layers) != len(names) {
+		t.Errorf("layer mounts %v, want one per function", layers)
 	}
-	if !stacked {
-		t.Fatalf("no stacked layer mounts under %s: %v", run, layers)
+	var layer string
+	for m, n := range layers {
+		if n != 1 {
+			t.Errorf("layer %s mounted %d times", m, n)
+		}
+		layer = m
+	}
+	// Each layer's tmpfs is sized to what it holds (it was 64 MiB each).
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && layers[f[4]] > 0 {
+			var kb int64
+			for _, o := range strings.Split(f[len(f)-1], ",") {
+				if v, ok := strings.CutPrefix(o, "size="); ok {
+					fmt.Sscanf(v, "%dk", &kb)
+				}
+			}
+			t.Logf("layer %s: tmpfs of %d KiB", filepath.Base(f[4]), kb)
+			if kb <= 0 || kb >= 64<<10 {
+				t.Errorf("layer %s: tmpfs size %d KiB, want sized to its contents", f[4], kb)
+			}
+		}
 	}
 	d.cmd.Process.Kill()
 	d.cmd.Wait()
-	t.Logf("left by the killed daemon: %d mounts under %s (layers %v)", len(mountsUnder(t, run)), run, layers)
+	// What an older daemon left: two more tmpfs stacked on one layer, and
+	// a tmpfs a process (not the daemon's, so alive) has its cwd in.
+	for range 2 {
+		if err := syscall.Mount("tmpfs", layer, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy := filepath.Join(run, "busy")
+	os.MkdirAll(busy, 0o700)
+	if err := syscall.Mount("tmpfs", busy, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("/bin/sleep", "100")
+	sleeper.Dir = busy
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	t.Logf("left by the killed daemon and planted: %d mounts under %s", len(mountsUnder(t, run)), run)
 
 	d2 := startDaemon(t, state, parent)
 	for _, n := range names {
@@ -355,6 +395,8 @@ func TestRestartStackedLayers(t *testing.T) {
 	}
 	// Mounts are counted under run only (above): other tests on this
 	// machine mount and unmount elsewhere meanwhile.
+	sleeper.Process.Kill()
+	sleeper.Wait()
 	after := testutil.Take(t, parent)
 	if after.Descendants != before.Descendants || after.Cgroups != before.Cgroups {
 		t.Fatalf("leak: before %+v after %+v", before, after)
