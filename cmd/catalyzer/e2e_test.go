@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -416,28 +417,7 @@ func TestShutdownReportsLeftovers(t *testing.T) {
 	t.Cleanup(func() { exec.Command("chattr", "-i", stuck).Run(); os.RemoveAll(run) })
 
 	var log strings.Builder
-	addr := freeAddr(t)
-	cmd := exec.Command(binary, "serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn")
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-	})
-	c := client.New(addr)
-	for i := 0; ; i++ {
-		if _, err := c.List(context.Background()); err == nil {
-			break
-		}
-		if i == 200 {
-			t.Fatalf("daemon did not come up: %s", log.String())
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	cmd := startDaemonWith(t, state, parent, &log).cmd
 	// Something in the run dir that not even root can remove.
 	if err := os.MkdirAll(filepath.Join(stuck, "sub"), 0o700); err != nil {
 		t.Fatal(err)
@@ -464,5 +444,61 @@ func TestShutdownReportsLeftovers(t *testing.T) {
 	}
 	if _, err := os.Stat(run); !os.IsNotExist(err) {
 		t.Errorf("run dir %s after SIGTERM: %v", run, err)
+	}
+}
+
+// startDaemonWith is startDaemon with the daemon's log going to log and
+// more serve flags.
+func startDaemonWith(t *testing.T, state, parent string, log io.Writer, flags ...string) *daemon {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, append([]string{"serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn"}, flags...)...)
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, addr: addr}
+	t.Cleanup(func() { d.stop() })
+	c := client.New(addr)
+	for i := 0; i < 200; i++ {
+		if _, err := c.List(context.Background()); err == nil {
+			return d
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not come up on %s: %v", addr, log)
+	return nil
+}
+
+// TestMaxFunctions: a daemon keeps at most --max-functions functions; a
+// deploy of one more is refused with 429 and says why, a redeploy of an
+// existing one is not, and a delete makes room.
+func TestMaxFunctions(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-maxfn-%d", os.Getpid())
+	d := startDaemonWith(t, t.TempDir(), parent, os.Stderr, "--max-functions", "2", "--no-templates")
+	code := filepath.Join(repoExamples(), "python", "hello")
+	deploy := func(name string) (string, error) {
+		cmd := exec.Command(binary, "fn", "deploy", name, "--runtime", "python", "--handler", "main.handler", "--code", code)
+		cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+d.addr)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, n := range []string{"a", "b", "a"} {
+		if out, err := deploy(n); err != nil {
+			t.Fatalf("deploy %s: %v\n%s", n, err, out)
+		}
+	}
+	out, err := deploy("c")
+	if err == nil {
+		t.Fatalf("a third function was deployed with --max-functions 2: %s", out)
+	}
+	if !strings.Contains(out, "429") || !strings.Contains(out, "max-functions") {
+		t.Errorf("refusal does not say 429 and why: %s", out)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(out))
+	runCLI(t, d.addr, "fn", "rm", "b")
+	if out, err := deploy("c"); err != nil {
+		t.Fatalf("deploy after a delete: %v\n%s", err, out)
 	}
 }

@@ -30,6 +30,7 @@ func serveCommand() *cli.Command {
 			&cli.IntFlag{Name: "env-pool", Usage: "pre-built sandbox envs kept ready per fork template (size it to the fork concurrency you expect)", Value: 4},
 			&cli.IntFlag{Name: "env-pool-workers", Usage: "envs each pool builds in parallel (default: a quarter of the CPUs)"},
 			&cli.BoolFlag{Name: "no-templates", Usage: "do not build fork templates (boot=fork then fails; auto uses scratch)"},
+			&cli.IntFlag{Name: "max-functions", Usage: "most functions that may be deployed (a deploy beyond answers 429)", Value: platform.DefaultMaxFunctions},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) (err error) {
@@ -50,6 +51,7 @@ func serveCommand() *cli.Command {
 				EnvPoolSize:    int(cmd.Int("env-pool")),
 				EnvPoolWorkers: int(cmd.Int("env-pool-workers")),
 				NoTemplates:    cmd.Bool("no-templates"),
+				MaxFunctions:   int(cmd.Int("max-functions")),
 				Logger:         log,
 			})
 			if err != nil {

@@ -69,8 +69,16 @@ type Config struct {
 	// NoTemplates turns off building fork templates (fork boot then fails
 	// with "no template").
 	NoTemplates bool
-	Logger      *slog.Logger
+	// MaxFunctions bounds how many functions may be deployed (default
+	// DefaultMaxFunctions). Each costs the daemon memory it is charged for
+	// (its record, its image's rootfs layer tmpfs, its template's and
+	// pools' bookkeeping): a deploy of one more answers ErrUnavailable.
+	MaxFunctions int
+	Logger       *slog.Logger
 }
+
+// DefaultMaxFunctions is Config.MaxFunctions when unset.
+const DefaultMaxFunctions = 1000
 
 // Platform is the function platform. It is safe for concurrent use.
 type Platform struct {
@@ -112,6 +120,9 @@ func New(cfg Config) (*Platform, error) {
 	}
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = 64 << 10
+	}
+	if cfg.MaxFunctions <= 0 {
+		cfg.MaxFunctions = DefaultMaxFunctions
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -231,6 +242,9 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 	if err := r.normalize(); err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
 	}
+	if err := p.checkRoom(name); err != nil { // before the work of staging
+		return Function{}, false, err
+	}
 	staged, digest, err := p.store.stage(&r)
 	if err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
@@ -243,6 +257,10 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 
 	p.deployMu.Lock()
 	defer p.deployMu.Unlock()
+	if err := p.checkRoom(name); err != nil { // under deployMu: the count holds
+		removeTree(staged)
+		return Function{}, false, err
+	}
 	if err := p.store.commitCode(staged, digest); err != nil {
 		removeTree(staged)
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
@@ -279,6 +297,19 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 	p.prepare(f)
 	p.log.Info("deployed", "function", name, "runtime", f.Runtime, "code", digest, "created", old == nil)
 	return f, old == nil, nil
+}
+
+// checkRoom refuses a deploy that would create a function beyond
+// Config.MaxFunctions; replacing one is always allowed.
+func (p *Platform) checkRoom(name string) error {
+	p.mu.Lock()
+	_, exists := p.fns[name]
+	n := len(p.fns)
+	p.mu.Unlock()
+	if !exists && n >= p.cfg.MaxFunctions {
+		return fmt.Errorf("deploy %s: %d functions are deployed, the most this daemon keeps (serve --max-functions); delete one first: %w", name, n, errdefs.ErrUnavailable)
+	}
+	return nil
 }
 
 // Get returns function name.
