@@ -502,3 +502,59 @@ func TestMaxFunctions(t *testing.T) {
 		t.Fatalf("deploy after a delete: %v\n%s", err, out)
 	}
 }
+
+// TestDeepEventEveryBootMode: an event nested 1000 deep (and a handler
+// recursing deep on top of that) gets the same answer in every boot mode.
+// A restored stack did not grow: warm and cold died of SIGSEGV where
+// scratch and fork raised RecursionError.
+func TestDeepEventEveryBootMode(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-deep-%d", os.Getpid())
+	d := startDaemon(t, t.TempDir(), parent)
+	code := t.TempDir()
+	if err := os.WriteFile(filepath.Join(code, "main.py"), []byte(`import sys
+
+def depth(x):
+    n = 0
+    while isinstance(x, list) and x:
+        x, n = x[0], n + 1
+    return n
+
+def down(n):
+    return 0 if n == 0 else 1 + down(n - 1)
+
+def handler(event, context):
+    sys.setrecursionlimit(20000)
+    return {"depth": depth(event.get("deep")), "down": down(int(event.get("down", 0)))}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, d.addr, "fn", "deploy", "deep", "--runtime", "python", "--handler", "main.handler", "--code", code)
+	c := client.New(d.addr)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f, err := c.Get(context.Background(), "deep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Image == "ready" && f.Template == "ready" {
+			break
+		}
+		if time.Now().After(deadline) || strings.HasPrefix(f.Image, "failed") {
+			t.Fatalf("template %s, image %s", f.Template, f.Image)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	event := `{"down": 8000, "deep": ` + strings.Repeat("[", 990) + strings.Repeat("]", 990) + `}`
+	answers := map[string]string{}
+	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
+		inv, err := c.Invoke(context.Background(), "deep", mode, []byte(event))
+		answers[mode] = fmt.Sprintf("%s %v", inv.Output, err)
+		t.Logf("%s: %s", mode, answers[mode])
+	}
+	for _, mode := range []string{"fork", "warm", "cold"} {
+		if answers[mode] != answers["scratch"] {
+			t.Errorf("%s answers %q, scratch %q", mode, answers[mode], answers["scratch"])
+		}
+	}
+}
