@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
@@ -33,6 +35,12 @@ func openStore(dir string) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", abs, err)
+	}
+	if err := privateDir(abs); err != nil {
+		return nil, err
+	}
 	s := &store{dir: abs}
 	for _, d := range []string{"functions", "code", "agents", "images", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o755); err != nil {
@@ -50,6 +58,36 @@ func openStore(dir string) (*store, error) {
 		}
 	}
 	return s, nil
+}
+
+// privateDir checks that nobody but root (or this process's user) can
+// change what lies in dir: the state dir holds the agents and code that
+// instances execute, the images they are restored from and the
+// functions' secrets. dir and each directory above it must be owned by
+// root or us, and not writable by group or others; an ancestor that is
+// sticky (like /tmp) is allowed, since others cannot rename or remove
+// what is ours in it. Links are resolved first.
+func privateDir(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	euid := uint32(os.Geteuid())
+	for d := real; ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			return fmt.Errorf("state dir %s: %w", dir, err)
+		}
+		switch {
+		case st.Uid != 0 && st.Uid != euid:
+			return fmt.Errorf("state dir %s: %s is owned by uid %d, who could replace what the daemon executes and restores: %w", dir, d, st.Uid, errdefs.ErrInvalid)
+		case st.Mode&0o022 != 0 && (d == real || st.Mode&unix.S_ISVTX == 0):
+			return fmt.Errorf("state dir %s: %s is writable by others (mode %o): %w", dir, d, st.Mode&0o7777, errdefs.ErrInvalid)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 func (s *store) path(elem ...string) string {
