@@ -42,8 +42,8 @@ func u64s(v ...uint64) []byte {
 	return b
 }
 
-// mapStack maps the main thread's stack: anonymous and MAP_GROWSDOWN, as
-// the kernel made it, so that it grows on demand below what was mapped at
+// mapStack maps a VMA that grows down (the main thread's stack):
+// anonymous and MAP_GROWSDOWN, as the kernel made it, so that it grows on demand below what was mapped at
 // checkpoint (up to RLIMIT_STACK, which the plan restores later, and no
 // closer than stack_guard_gap to the mapping below, which the kernel
 // enforces on growth). A private mapping of pages.img cannot grow: a fault
@@ -165,7 +165,7 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
 		case VMAAnon:
-			if v.Path == "[stack]" {
+			if v.growsDown {
 				c.mapStack(v, pages)
 			} else if v.pages != noPages {
 				b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),

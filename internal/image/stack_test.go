@@ -10,10 +10,10 @@ import (
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
-// victimDeep answers 'p' with its stack's size in /proc/self/maps terms
-// (nothing deep yet), and 'd' by recursing through about 4 MiB of stack
-// (a 4 KiB frame 1000 deep), which the checkpointed stack (~132 KiB) did
-// not have mapped.
+// victimDeep answers 'p' with "ready" (nothing deep yet), 'd' by
+// recursing through about 4 MiB of stack (a 4 KiB frame 1000 deep), which
+// the checkpointed stack (~132 KiB) did not have mapped, and 'D' by
+// recursing 400 MiB deep, beyond the 64 MiB RLIMIT_STACK it sets itself.
 const victimDeep = `
 #include <stdio.h>
 #include <string.h>
@@ -31,15 +31,15 @@ int main(void) {
 	close_range(3, ~0U, 0);
 	struct rlimit rl;
 	getrlimit(RLIMIT_STACK, &rl);
-	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (64 << 20)) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= (64 << 20) ? (64 << 20) : rl.rlim_max;
-		setrlimit(RLIMIT_STACK, &rl);
-	}
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (64 << 20)) return 4;
+	rl.rlim_cur = 64 << 20;
+	if (setrlimit(RLIMIT_STACK, &rl) != 0) return 5;
 	char c;
 	for (;;) {
 		if (read(0, &c, 1) != 1) return 3;
 		if (c == 'q') return 0;
 		if (c == 'd') { printf("deep %d\n", deep(1000)); fflush(stdout); continue; }
+		if (c == 'D') { printf("deep %d\n", deep(100000)); fflush(stdout); continue; } /* 400 MiB */
 		printf("ready\n"); fflush(stdout);
 	}
 }
@@ -72,6 +72,9 @@ func TestRestoredStackGrows(t *testing.T) {
 		if l := r.ask(t, 'p'); l != "ready" {
 			t.Fatalf("restored: %q", l)
 		}
+		if gd, err := growsDown(r.pid); err != nil || !gd[stackStart(t, r.pid)] {
+			t.Errorf("restored [stack] is not VM_GROWSDOWN (smaps: %v %v)", gd, err)
+		}
 		if got := r.askOrDie(t, 'd'); !strings.HasPrefix(got, "deep ") {
 			t.Fatalf("restored process after deep recursion: %q (stack was %d bytes at checkpoint)", got, before)
 		}
@@ -80,10 +83,19 @@ func TestRestoredStackGrows(t *testing.T) {
 		if after < 3<<20 {
 			t.Errorf("stack is %d bytes after recursing ~4 MiB deep", after)
 		}
-		r.in.Write([]byte{'q'})
-		if err := r.cmd.Wait(); err != nil {
-			t.Errorf("restored process exit: %v", err)
+		if i == 0 {
+			r.in.Write([]byte{'q'})
+			if err := r.cmd.Wait(); err != nil {
+				t.Errorf("restored process exit: %v", err)
+			}
+			continue
 		}
+		// It grows no further than its RLIMIT_STACK (64 MiB, restored by
+		// the plan): 400 MiB deep is a SIGSEGV, as in the original.
+		if got := r.askOrDie(t, 'D'); !strings.HasPrefix(got, "died") {
+			t.Errorf("400 MiB of stack under a 64 MiB RLIMIT_STACK: %q", got)
+		}
+		r.cmd.Wait()
 	}
 }
 
@@ -107,6 +119,13 @@ func (p *proc) askOrDie(t testing.TB, c byte) string {
 
 // stackSize is the size of pid's [stack] mapping.
 func stackSize(t testing.TB, pid int) uint64 {
+	v := stackVMA(t, pid)
+	return v.End - v.Start
+}
+
+func stackStart(t testing.TB, pid int) uint64 { return stackVMA(t, pid).Start }
+
+func stackVMA(t testing.TB, pid int) vma {
 	t.Helper()
 	vs, err := readMaps(pid)
 	if err != nil {
@@ -114,9 +133,9 @@ func stackSize(t testing.TB, pid int) uint64 {
 	}
 	for _, v := range vs {
 		if v.Path == "[stack]" {
-			return v.End - v.Start
+			return v
 		}
 	}
 	t.Fatalf("no [stack] in the maps of %d", pid)
-	return 0
+	return vma{}
 }
