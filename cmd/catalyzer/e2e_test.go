@@ -435,9 +435,17 @@ func TestShutdownReportsLeftovers(t *testing.T) {
 	}
 	t.Logf("serve: %v; log:\n%s", err, log.String())
 
-	// A start with it still there goes on; once removable, it goes.
+	// A start with it still there, and with staging it cannot remove,
+	// goes on; once removable, it goes.
+	stage := filepath.Join(state, "tmp", "stuck")
+	if err := os.MkdirAll(filepath.Join(stage, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("chattr", "+i", stage).Run()
+	t.Cleanup(func() { exec.Command("chattr", "-i", stage).Run() })
 	d := startDaemon(t, state, parent)
 	exec.Command("chattr", "-i", stuck).Run()
+	exec.Command("chattr", "-i", stage).Run()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	if err := d.cmd.Wait(); err != nil {
 		t.Errorf("serve after SIGTERM: %v", err)

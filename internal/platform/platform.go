@@ -131,6 +131,9 @@ func New(cfg Config) (*Platform, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := st.cleanStaging(); err != nil {
+		cfg.Logger.Warn("could not clean up everything a previous daemon left; continuing", "err", err)
+	}
 	if cfg.UserNS {
 		if err := traversable(st.dir); err != nil {
 			return nil, err

@@ -47,17 +47,24 @@ func openStore(dir string) (*store, error) {
 			return nil, fmt.Errorf("state dir %s: %w", abs, err)
 		}
 	}
-	// Staging left by a killed daemon is garbage.
+	return s, nil
+}
+
+// cleanStaging removes the staging a killed daemon left (garbage). What
+// it cannot remove is returned, and keeps nothing from working: staging
+// dirs get fresh names.
+func (s *store) cleanStaging() error {
 	ents, err := os.ReadDir(s.path("tmp"))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("clean staging: %w", err)
 	}
+	var errs []error
 	for _, e := range ents {
 		if err := removeTree(filepath.Join(s.path("tmp"), e.Name())); err != nil {
-			return nil, fmt.Errorf("clean staging: %w", err)
+			errs = append(errs, fmt.Errorf("clean staging: %w", err))
 		}
 	}
-	return s, nil
+	return errors.Join(errs...)
 }
 
 // privateDir checks that nobody but root (or this process's user) can
