@@ -252,10 +252,9 @@ func RestorerBinary() []byte { return pause.Binary() }
 // no name in any file system, and its seals (write, grow, shrink, exec
 // bits, the seals themselves) make its bytes immutable once written.
 var restorerExe struct {
-	once sync.Once
-	fd   int
+	mu   sync.Mutex
+	fd   int // 0 until made
 	path string
-	err  error
 }
 
 // restorerFDMin is the lowest fd number the memfd may have: a child
@@ -268,8 +267,16 @@ const restorerFDMin = 512
 // /proc/self/fd/N of the sealed memfd holding RestorerBinary.
 func restorerPath() (string, int, error) {
 	x := &restorerExe
-	x.once.Do(func() { x.fd, x.err = sealedRestorer(); x.path = fmt.Sprintf("/proc/self/fd/%d", x.fd) })
-	return x.path, x.fd, x.err
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fd == 0 { // made once; a failure (EMFILE) is tried again next time
+		fd, err := sealedRestorer()
+		if err != nil {
+			return "", -1, err
+		}
+		x.fd, x.path = fd, fmt.Sprintf("/proc/self/fd/%d", fd)
+	}
+	return x.path, x.fd, nil
 }
 
 func sealedRestorer() (int, error) {
