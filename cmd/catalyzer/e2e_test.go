@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -69,26 +70,17 @@ type daemon struct {
 // answers a client that found its token in state.
 func startDaemon(t *testing.T, state, parent string, extra ...string) *daemon {
 	t.Helper()
-	addr := freeAddr(t)
-	args := append([]string{"serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn"}, extra...)
-	cmd := exec.Command(binary, args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	return startDaemonWith(t, state, parent, os.Stderr, extra...)
+}
+
+// client is an API client of d with the token from its state dir.
+func (d *daemon) client(t *testing.T) *client.Client {
+	t.Helper()
+	tok, err := client.ResolveToken("", d.state)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{cmd: cmd, addr: addr, state: state}
-	t.Cleanup(func() { d.stop() })
-	for i := 0; i < 200; i++ {
-		// The token appears before the daemon listens.
-		if tok, err := client.ResolveToken("", state); err == nil {
-			if _, err := client.New(addr, tok).List(context.Background()); err == nil {
-				return d
-			}
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("daemon did not come up on %s", addr)
-	return nil
+	return client.New(d.addr, tok)
 }
 
 func (d *daemon) stop() {
@@ -361,5 +353,304 @@ func TestServePolicyFlags(t *testing.T) {
 	d = startDaemon(t, t.TempDir(), parent, "--no-templates", "--code-root", repoExamples(), "--allow-host-network")
 	if out, err := deploy(d, "--by-path", "--network", "host"); err != nil {
 		t.Errorf("--by-path --network host on a daemon that allows both: %v %s", err, out)
+	}
+}
+
+// mountsUnder lists the mount points at or below dir in this mount
+// namespace (the daemon's), as /proc/self/mountinfo spells them.
+func mountsUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}
+
+// TestRestartStackedLayers: a daemon SIGKILLed with its images' rootfs
+// layers and its instances' overlays mounted, some of them stacked on one
+// directory and one busy, must not keep the next one from starting (it
+// refused: "remove .../layer-...: device or resource busy"), and a daemon
+// stopped with SIGTERM leaves no mount and no run dir behind. Three
+// functions with identical code share an image key; their layers were
+// mounted on one directory, named by that key (so releasing one
+// unmounted another's): now each has its own, and the stacking a daemon
+// of before left is made by hand.
+func TestRestartStackedLayers(t *testing.T) {
+	testutil.RequiresRoot(t)
+	state := t.TempDir()
+	parent := fmt.Sprintf("catalyzer-test-restart-%d", os.Getpid())
+	run := filepath.Join("/run/catalyzer/sandbox", parent)
+	before := testutil.Take(t, parent)
+
+	d := startDaemon(t, state, parent)
+	c := d.client(t)
+	code := filepath.Join(repoExamples(), "python", "hello")
+	names := []string{"a", "b", "c"}
+	for _, n := range names {
+		runCLI(t, d, "fn", "deploy", n, "--runtime", "python", "--handler", "main.handler", "--code", code)
+	}
+	for _, n := range names {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			f, err := c.Get(context.Background(), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.Image == "ready" {
+				break
+			}
+			if (f.Image != "building" && f.Image != "none") || time.Now().After(deadline) {
+				t.Fatalf("image of %s: %s", n, f.Image)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		runCLI(t, d, "fn", "invoke", n, "--boot", "warm")
+	}
+	layers := map[string]int{}
+	for _, m := range mountsUnder(t, run) {
+		if strings.HasPrefix(filepath.Base(m), "layer-") {
+			layers[m]++
+		}
+	}
+	if len(layers) != len(names) {
+		t.Errorf("layer mounts %v, want one per function", layers)
+	}
+	var layer string
+	for m, n := range layers {
+		if n != 1 {
+			t.Errorf("layer %s mounted %d times", m, n)
+		}
+		layer = m
+	}
+	// Each layer's tmpfs is sized to what it holds (it was 64 MiB each).
+	mi, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && layers[f[4]] > 0 {
+			var kb int64
+			for _, o := range strings.Split(f[len(f)-1], ",") {
+				if v, ok := strings.CutPrefix(o, "size="); ok {
+					fmt.Sscanf(v, "%dk", &kb)
+				}
+			}
+			t.Logf("layer %s: tmpfs of %d KiB", filepath.Base(f[4]), kb)
+			if kb <= 0 || kb >= 64<<10 {
+				t.Errorf("layer %s: tmpfs size %d KiB, want sized to its contents", f[4], kb)
+			}
+		}
+	}
+	d.cmd.Process.Kill()
+	d.cmd.Wait()
+	// What an older daemon left: two more tmpfs stacked on one layer, and
+	// a tmpfs a process (not the daemon's, so alive) has its cwd in.
+	for range 2 {
+		if err := syscall.Mount("tmpfs", layer, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	busy := filepath.Join(run, "busy")
+	os.MkdirAll(busy, 0o700)
+	if err := syscall.Mount("tmpfs", busy, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("/bin/sleep", "100")
+	sleeper.Dir = busy
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	t.Logf("left by the killed daemon and planted: %d mounts under %s", len(mountsUnder(t, run)), run)
+
+	d2 := startDaemon(t, state, parent)
+	for _, n := range names {
+		runCLI(t, d2, "fn", "invoke", n, "--boot", "scratch")
+	}
+	d2.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d2.cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+	if m := mountsUnder(t, run); len(m) > 0 {
+		t.Errorf("mounted after SIGTERM: %v", m)
+	}
+	if _, err := os.Stat(run); !os.IsNotExist(err) {
+		t.Errorf("run dir %s after SIGTERM: %v", run, err)
+	}
+	// Mounts are counted under run only (above): other tests on this
+	// machine mount and unmount elsewhere meanwhile.
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	after := testutil.Take(t, parent)
+	if after.Descendants != before.Descendants || after.Cgroups != before.Cgroups {
+		t.Fatalf("leak: before %+v after %+v", before, after)
+	}
+}
+
+// TestShutdownReportsLeftovers: what a SIGTERM shutdown cannot remove is
+// named in the daemon's log and fails the serve command (it said
+// nothing), and the next start goes on regardless and removes it once it
+// can.
+func TestShutdownReportsLeftovers(t *testing.T) {
+	testutil.RequiresRoot(t)
+	state := t.TempDir()
+	parent := fmt.Sprintf("catalyzer-test-leftover-%d", os.Getpid())
+	run := filepath.Join("/run/catalyzer/sandbox", parent)
+	stuck := filepath.Join(run, "stuck")
+	t.Cleanup(func() { exec.Command("chattr", "-i", stuck).Run(); os.RemoveAll(run) })
+
+	var log strings.Builder
+	cmd := startDaemonWith(t, state, parent, &log).cmd
+	// Something in the run dir that not even root can remove.
+	if err := os.MkdirAll(filepath.Join(stuck, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("chattr", "+i", stuck).Run(); err != nil {
+		t.Skipf("chattr +i: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	if err == nil {
+		t.Errorf("serve exited 0 though shutdown left %s", stuck)
+	}
+	if !strings.Contains(log.String(), stuck) {
+		t.Errorf("the log does not name %s:\n%s", stuck, log.String())
+	}
+	t.Logf("serve: %v; log:\n%s", err, log.String())
+
+	// A start with it still there, and with staging it cannot remove,
+	// goes on; once removable, it goes.
+	stage := filepath.Join(state, "tmp", "stuck")
+	if err := os.MkdirAll(filepath.Join(stage, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	exec.Command("chattr", "+i", stage).Run()
+	t.Cleanup(func() { exec.Command("chattr", "-i", stage).Run() })
+	d := startDaemon(t, state, parent)
+	exec.Command("chattr", "-i", stuck).Run()
+	exec.Command("chattr", "-i", stage).Run()
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("serve after SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(run); !os.IsNotExist(err) {
+		t.Errorf("run dir %s after SIGTERM: %v", run, err)
+	}
+}
+
+// startDaemonWith is startDaemon with the daemon's log going to log.
+func startDaemonWith(t *testing.T, state, parent string, log io.Writer, flags ...string) *daemon {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, append([]string{"serve", "--state-dir", state, "--listen", addr, "--cgroup-parent", parent, "--log-level", "warn"}, flags...)...)
+	cmd.Stderr = log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{cmd: cmd, addr: addr, state: state}
+	t.Cleanup(func() { d.stop() })
+	for i := 0; i < 200; i++ {
+		// The token appears before the daemon listens.
+		if tok, err := client.ResolveToken("", state); err == nil {
+			if _, err := client.New(addr, tok).List(context.Background()); err == nil {
+				return d
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not come up on %s: %v", addr, log)
+	return nil
+}
+
+// TestMaxFunctions: a daemon keeps at most --max-functions functions; a
+// deploy of one more is refused with 429 and says why, a redeploy of an
+// existing one is not, and a delete makes room.
+func TestMaxFunctions(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-maxfn-%d", os.Getpid())
+	d := startDaemonWith(t, t.TempDir(), parent, os.Stderr, "--max-functions", "2", "--no-templates")
+	code := filepath.Join(repoExamples(), "python", "hello")
+	deploy := func(name string) (string, error) {
+		cmd := exec.Command(binary, "fn", "deploy", name, "--runtime", "python", "--handler", "main.handler", "--code", code)
+		cmd.Env = append(os.Environ(), "CATALYZER_ADDR="+d.addr, "CATALYZER_STATE_DIR="+d.state)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	for _, n := range []string{"a", "b", "a"} {
+		if out, err := deploy(n); err != nil {
+			t.Fatalf("deploy %s: %v\n%s", n, err, out)
+		}
+	}
+	out, err := deploy("c")
+	if err == nil {
+		t.Fatalf("a third function was deployed with --max-functions 2: %s", out)
+	}
+	if !strings.Contains(out, "429") || !strings.Contains(out, "max-functions") {
+		t.Errorf("refusal does not say 429 and why: %s", out)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(out))
+	runCLI(t, d, "fn", "rm", "b")
+	if out, err := deploy("c"); err != nil {
+		t.Fatalf("deploy after a delete: %v\n%s", err, out)
+	}
+}
+
+// TestDeepEventEveryBootMode: an event nested 1000 deep (and a handler
+// recursing deep on top of that) gets the same answer in every boot mode.
+// A restored stack did not grow: warm and cold died of SIGSEGV where
+// scratch and fork raised RecursionError.
+func TestDeepEventEveryBootMode(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-test-deep-%d", os.Getpid())
+	d := startDaemon(t, t.TempDir(), parent)
+	code := t.TempDir()
+	if err := os.WriteFile(filepath.Join(code, "main.py"), []byte(`import sys
+
+def depth(x):
+    n = 0
+    while isinstance(x, list) and x:
+        x, n = x[0], n + 1
+    return n
+
+def down(n):
+    return 0 if n == 0 else 1 + down(n - 1)
+
+def handler(event, context):
+    sys.setrecursionlimit(20000)
+    return {"depth": depth(event.get("deep")), "down": down(int(event.get("down", 0)))}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runCLI(t, d, "fn", "deploy", "deep", "--runtime", "python", "--handler", "main.handler", "--code", code)
+	c := d.client(t)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		f, err := c.Get(context.Background(), "deep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Image == "ready" && f.Template == "ready" {
+			break
+		}
+		if time.Now().After(deadline) || strings.HasPrefix(f.Image, "failed") {
+			t.Fatalf("template %s, image %s", f.Template, f.Image)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	event := `{"down": 8000, "deep": ` + strings.Repeat("[", 990) + strings.Repeat("]", 990) + `}`
+	answers := map[string]string{}
+	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
+		inv, err := c.Invoke(context.Background(), "deep", mode, []byte(event))
+		answers[mode] = fmt.Sprintf("%s %v", inv.Output, err)
+		t.Logf("%s: %s", mode, answers[mode])
+	}
+	for _, mode := range []string{"fork", "warm", "cold"} {
+		if answers[mode] != answers["scratch"] {
+			t.Errorf("%s answers %q, scratch %q", mode, answers[mode], answers["scratch"])
+		}
 	}
 }

@@ -33,9 +33,10 @@ func serveCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-templates", Usage: "do not build fork templates (boot=fork then fails; auto uses scratch)"},
 			&cli.StringSliceFlag{Name: "code-root", Usage: "directory under which deploys may name code by path (code_path); repeatable; none by default, so code must be uploaded"},
 			&cli.BoolFlag{Name: "allow-host-network", Usage: `let functions choose network "host" (the host's network namespace: its interfaces, and this API on loopback)`},
+			&cli.IntFlag{Name: "max-functions", Usage: "most functions that may be deployed (a deploy beyond answers 429)", Value: platform.DefaultMaxFunctions},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		},
-		Action: func(ctx context.Context, cmd *cli.Command) error {
+		Action: func(ctx context.Context, cmd *cli.Command) (err error) {
 			var lvl slog.Level
 			if err := lvl.UnmarshalText([]byte(cmd.String("log-level"))); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -55,12 +56,19 @@ func serveCommand() *cli.Command {
 				NoTemplates:    cmd.Bool("no-templates"),
 				CodeRoots:      cmd.StringSlice("code-root"),
 				AllowHostNet:   cmd.Bool("allow-host-network"),
+				MaxFunctions:   int(cmd.Int("max-functions")),
 				Logger:         log,
 			})
 			if err != nil {
 				return err
 			}
-			defer p.Close()
+			defer func() {
+				// What shutdown could not remove (a mount still busy) is
+				// logged by Close, path by path, and fails the command.
+				if cerr := p.Close(); cerr != nil && err == nil {
+					err = cerr
+				}
+			}()
 			token, err := api.LoadOrCreateToken(p.StateDir())
 			if err != nil {
 				return err

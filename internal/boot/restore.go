@@ -207,12 +207,21 @@ func (r *Restore) build(e *imageEntry) (err error) {
 	}
 	e.img = img
 	// The image's rootfs layer lies on the host's root file system, which
-	// overlayfs refuses as a layer above "/": use a tmpfs copy.
-	layer, err := sandbox.NewScratch(r.Fork.Scratch.CgroupParent, "layer-"+imageKey(e.fn), 64<<20)
+	// overlayfs refuses as a layer above "/": use a tmpfs copy, sized to
+	// what it holds (it was the template's upper, no larger than an
+	// instance's), named for this entry alone: functions with one image
+	// key each have their own (on one shared name they were stacked, and
+	// releasing one unmounted another's).
+	src := filepath.Join(e.dir, image.LayerDir)
+	size, err := image.LayerBytes(src, sandbox.DefaultUpperBytes)
 	if err != nil {
 		return err
 	}
-	if err := image.CaptureLayer(filepath.Join(e.dir, image.LayerDir), layer.Dir); err != nil {
+	layer, err := sandbox.NewScratch(r.Fork.Scratch.CgroupParent, NewID("layer"), size)
+	if err != nil {
+		return err
+	}
+	if err := image.CaptureLayer(src, layer.Dir); err != nil {
 		layer.Release()
 		return err
 	}

@@ -105,6 +105,7 @@ type state struct {
 	execLo   uint64
 	execHi   uint64
 	vmas     []vma
+	gd       map[uint64]bool // start of each VMA the kernel grows down (VM_GROWSDOWN)
 	sigact   [65][32]byte
 	hasAct   [65]bool
 	altstack [24]byte
@@ -249,8 +250,13 @@ func (s *state) collectTracee(t *ptrace.Tracee) error {
 	addr, size := t.ExecutorRegion()
 	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
 	// Maps last: after the executor went in, so that it is left out.
-	s.vmas, err = readMaps(s.pid)
-	return err
+	if s.vmas, err = readMaps(s.pid); err != nil {
+		return err
+	}
+	// Which mappings grow down (the main thread's stack): smaps alone
+	// says. Without it, "[stack]" is the one.
+	s.gd, _ = growsDown(s.pid)
+	return nil
 }
 
 func (s *state) collectProc(opts Options) error {
@@ -469,9 +475,10 @@ func drainPipe(pidfd, rfd int, fds []fdState, ino uint64) ([]byte, int, error) {
 // dumpVMA is one mapping as the image keeps it.
 type dumpVMA struct {
 	vma
-	kind  uint32
-	runs  [][2]uint64 // dumped page runs [start, end) (addresses)
-	pages uint64      // pages.img offset of the region, or noPages
+	kind      uint32
+	growsDown bool        // VM_GROWSDOWN: restored as such (the stack)
+	runs      [][2]uint64 // dumped page runs [start, end) (addresses)
+	pages     uint64      // pages.img offset of the region, or noPages
 }
 
 // classify turns maps into the image's VMAs, refusing what it cannot restore.
@@ -512,6 +519,11 @@ func (s *state) classify() ([]dumpVMA, error) {
 				return nil, &UnsupportedError{s.pid, what, "shared anonymous memory is not checkpointed"}
 			}
 			d.kind = VMAAnon
+			if s.gd != nil {
+				d.growsDown = s.gd[v.Start]
+			} else {
+				d.growsDown = v.Path == "[stack]"
+			}
 		case strings.HasPrefix(v.Path, "/") && !strings.HasSuffix(v.Path, " (deleted)") &&
 			!strings.HasPrefix(v.Path, "/memfd:") && !strings.HasPrefix(v.Path, "/SYSV"):
 			if v.shared() {

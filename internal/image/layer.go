@@ -135,3 +135,45 @@ func copyXattrs(src, dst string) error {
 	}
 	return nil
 }
+
+// layerSlack is what LayerBytes adds to a layer's contents: room for
+// tmpfs's own accounting (xattrs, rounding) so that the copy fits.
+const layerSlack = 256 << 10
+
+// LayerBytes is the size of a tmpfs that holds a copy of the layer at
+// dir (an image's rootfs, or an overlay upper): each regular file and
+// long symlink rounded up to pages, one page per directory, and a little
+// slack. A layer larger than max is refused (errdefs.ErrTooLarge): it
+// was taken from an upper layer no larger than the instance's tmpfs, so
+// a bigger one is not what this daemon wrote. A missing dir needs only
+// the slack.
+func LayerBytes(dir string, max int64) (int64, error) {
+	n := int64(layerSlack)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == dir && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll
+			}
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			n += (st.Size + pageSize - 1) &^ (pageSize - 1)
+		case unix.S_IFDIR:
+			n += pageSize
+		case unix.S_IFLNK:
+			if st.Size >= 128 { // shorter targets live in the inode
+				n += pageSize
+			}
+		}
+		if n > max {
+			return fmt.Errorf("image layer %s holds more than %d bytes: %w", dir, max, errdefs.ErrTooLarge)
+		}
+		return nil
+	})
+	return n, err
+}

@@ -1,11 +1,16 @@
 package image
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
 // TestCaptureLayer: an overlay upper (a new file, a whiteout, an opaque
@@ -69,5 +74,54 @@ func TestCaptureLayer(t *testing.T) {
 	}
 	if l, _ := os.Readlink(filepath.Join(view, "link")); l != "new" {
 		t.Errorf("link: %q", l)
+	}
+}
+
+// TestLayerBytes: a tmpfs of LayerBytes holds the layer's copy (many
+// small files, a big one, directories, symlinks), and a layer larger than
+// the cap is refused. A layer's tmpfs used to be a fixed 64 MiB whatever
+// it held.
+func TestLayerBytes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (tmpfs mounts)")
+	}
+	src := filepath.Join(t.TempDir(), LayerDir)
+	for i := 0; i < 40; i++ {
+		d := filepath.Join(src, "d", string(rune('a'+i%20)))
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, string(rune('a'+i))), []byte("x"), 0o644)
+	}
+	big := make([]byte, 3<<20+123)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	os.WriteFile(filepath.Join(src, "big"), big, 0o600)
+	os.Symlink(filepath.Join("/", strings.Repeat("long/", 40)), filepath.Join(src, "longlink"))
+	os.Symlink("big", filepath.Join(src, "short"))
+
+	n, err := LayerBytes(src, 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < int64(len(big)) || n > int64(len(big))+1<<20 {
+		t.Errorf("LayerBytes = %d for %d bytes of file data", n, len(big)+40)
+	}
+	mnt := t.TempDir()
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, fmt.Sprintf("size=%d", n)); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	if err := CaptureLayer(src, mnt); err != nil {
+		t.Fatalf("capture into a tmpfs of LayerBytes = %d: %v", n, err)
+	}
+	var sfs unix.Statfs_t
+	unix.Statfs(mnt, &sfs)
+	t.Logf("LayerBytes %d; tmpfs used %d", n, int64(sfs.Blocks-sfs.Bfree)*sfs.Bsize)
+
+	if _, err := LayerBytes(src, 1<<20); !errors.Is(err, errdefs.ErrTooLarge) {
+		t.Errorf("LayerBytes over the cap: %v, want ErrTooLarge", err)
+	}
+	if n, err := LayerBytes(filepath.Join(t.TempDir(), "none"), 1<<20); err != nil || n != layerSlack {
+		t.Errorf("LayerBytes of a missing dir = %d, %v", n, err)
 	}
 }

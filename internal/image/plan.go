@@ -42,6 +42,34 @@ func u64s(v ...uint64) []byte {
 	return b
 }
 
+// mapStack maps a VMA that grows down (the main thread's stack):
+// anonymous and MAP_GROWSDOWN, as the kernel made it, so that it grows on demand below what was mapped at
+// checkpoint (up to RLIMIT_STACK, which the plan restores later, and no
+// closer than stack_guard_gap to the mapping below, which the kernel
+// enforces on growth). A private mapping of pages.img cannot grow: a fault
+// below it is a SIGSEGV, and a file mapping that grew would show the
+// pages.img bytes below it. So the dumped pages are read in (pread), and
+// the pages that were not present stay demand-zero. The stack is the one
+// anonymous VMA whose pages are copied rather than shared through the
+// page cache; it is small and written at once anyway.
+func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
+	b := c.b
+	prot := v.prot()
+	if len(v.runs) > 0 {
+		prot |= protWrite
+	}
+	flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS | unix.MAP_GROWSDOWN
+	b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(prot)),
+		ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
+	for _, r := range v.runs {
+		b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
+			ptrace.Lit(int64(v.pages+r[0]-v.Start)))
+	}
+	if prot != v.prot() {
+		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.prot())))
+	}
+}
+
 // compile turns the collected state into the restore plan. The order of
 // the plan, as it runs in the restorer:
 //
@@ -137,7 +165,9 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
 		case VMAAnon:
-			if v.pages != noPages {
+			if v.growsDown {
+				c.mapStack(v, pages)
+			} else if v.pages != noPages {
 				b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
 					ptrace.Lit(unix.MAP_PRIVATE|unix.MAP_FIXED), pages.Result(), ptrace.Lit(int64(v.pages)))
 			} else {

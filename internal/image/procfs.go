@@ -219,3 +219,31 @@ func parseOctalDec(s string) (uint64, error) {
 }
 
 func splitFields(s string) []string { return strings.Fields(s) }
+
+// growsDown returns the start of each mapping of pid whose smaps VmFlags
+// hold "gd" (VM_GROWSDOWN).
+func growsDown(pid int) (map[uint64]bool, error) {
+	b, err := os.ReadFile(procPath(pid, "smaps"))
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64]bool{}
+	var start uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if flags, ok := strings.CutPrefix(line, "VmFlags:"); ok {
+			for _, f := range strings.Fields(flags) {
+				if f == "gd" {
+					out[start] = true
+				}
+			}
+			continue
+		}
+		// A mapping's first line: "start-end perms ...".
+		if i := strings.IndexByte(line, '-'); i > 0 && !strings.Contains(line[:i], ":") {
+			if v, err := strconv.ParseUint(line[:i], 16, 64); err == nil {
+				start = v
+			}
+		}
+	}
+	return out, nil
+}

@@ -1,9 +1,7 @@
 package image
 
 import (
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -248,37 +246,70 @@ func (img *Image) addPopulate(b *ptrace.Batch, ws []Range) {
 // where images keep their executor).
 func RestorerBinary() []byte { return pause.Binary() }
 
-// RestorerPath writes RestorerBinary (once) into dir (os.TempDir() if
-// empty) and returns its path.
-func RestorerPath(dir string) (string, error) {
-	if dir == "" {
-		dir = os.TempDir()
+// The restorer is executed from a sealed memfd of this process, never
+// from a file: a file in a shared directory ($TMPDIR) could be planted or
+// swapped by another user between the check and the exec. The memfd has
+// no name in any file system, and its seals (write, grow, shrink, exec
+// bits, the seals themselves) make its bytes immutable once written.
+var restorerExe struct {
+	mu   sync.Mutex
+	fd   int // 0 until made
+	path string
+}
+
+// restorerFDMin is the lowest fd number the memfd may have: a child
+// started by os/exec gets its ExtraFiles as fds 3, 4, ... and briefly
+// holds dups just above them, so the memfd's number must lie far above
+// any of those for /proc/self/fd/N to still name it when the child execs.
+const restorerFDMin = 512
+
+// restorerPath returns the path the restorer is executed from:
+// /proc/self/fd/N of the sealed memfd holding RestorerBinary.
+func restorerPath() (string, int, error) {
+	x := &restorerExe
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fd == 0 { // made once; a failure (EMFILE) is tried again next time
+		fd, err := sealedRestorer()
+		if err != nil {
+			return "", -1, err
+		}
+		x.fd, x.path = fd, fmt.Sprintf("/proc/self/fd/%d", fd)
 	}
+	return x.path, x.fd, nil
+}
+
+func sealedRestorer() (int, error) {
+	const name = "catalyzer-restorer"
+	fd, err := unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
+	if errors.Is(err, unix.EINVAL) {
+		// Before Linux 6.3 there is no MFD_EXEC: memfds are executable.
+		fd, err = unix.MemfdCreate(name, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	}
+	if err != nil {
+		return -1, fmt.Errorf("restorer memfd: %w", err)
+	}
+	defer unix.Close(fd)
 	bin := RestorerBinary()
-	sum := sha256.Sum256(bin)
-	p := filepath.Join(dir, "catalyzer-restorer-"+hex.EncodeToString(sum[:6]))
-	if b, err := os.ReadFile(p); err == nil && string(b) == string(bin) {
-		return p, nil
+	for off := 0; off < len(bin); {
+		n, err := unix.Pwrite(fd, bin[off:], int64(off))
+		if err != nil {
+			return -1, fmt.Errorf("restorer memfd: write: %w", err)
+		}
+		off += n
 	}
-	tmp, err := os.CreateTemp(dir, "restorer-*")
+	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals|unix.F_SEAL_EXEC); err != nil {
+		// F_SEAL_EXEC is Linux 6.3+.
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
+			return -1, fmt.Errorf("restorer memfd: seal: %w", err)
+		}
+	}
+	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, restorerFDMin)
 	if err != nil {
-		return "", err
+		return -1, fmt.Errorf("restorer memfd: %w", err)
 	}
-	_, err = tmp.Write(bin)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp.Name(), 0o755)
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), p)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-		return "", err
-	}
-	return p, nil
+	return high, nil
 }
 
 // StartRestorer runs the restorer binary on the host with files as fds 3,
@@ -291,9 +322,12 @@ func StartRestorer(tr *ptrace.Tracer, files []*os.File, opts ...ptrace.Option) (
 // StartRestorerAttr is StartRestorer with process attributes (a new PID
 // namespace, Pdeathsig).
 func StartRestorerAttr(tr *ptrace.Tracer, files []*os.File, attr *syscall.SysProcAttr, opts ...ptrace.Option) (*exec.Cmd, *ptrace.Tracee, error) {
-	path, err := RestorerPath("")
+	path, fd, err := restorerPath()
 	if err != nil {
 		return nil, nil, err
+	}
+	if 2*(3+len(files))+8 > fd {
+		return nil, nil, fmt.Errorf("restorer: %d files is too many to pass: %w", len(files), errdefs.ErrInvalid)
 	}
 	cmd := exec.Command(path)
 	cmd.ExtraFiles = files

@@ -8,7 +8,11 @@
 //     leaves no trace on disk.
 //   - State survives a SIGKILL of the daemon: New reloads every function
 //     and sweeps whatever a killed daemon left (instances' processes and
-//     cgroups, staging dirs).
+//     cgroups, staging dirs, every mount under its run dir, stacked or
+//     busy ones too). What it cannot remove is logged, path by path, and
+//     never keeps it from starting.
+//   - Close removes every instance, mount and run dir; what it cannot
+//     remove it logs and returns as an error (sandbox.Leftover values).
 //   - An invocation either reuses a live idle instance (boot=auto) or boots
 //     a fresh one in the requested mode; at most max_instances live
 //     instances exist per function and a request beyond that fails with
@@ -73,8 +77,16 @@ type Config struct {
 	// AllowHostNet lets functions choose network "host"; otherwise
 	// such a deploy is refused with errdefs.ErrForbidden.
 	AllowHostNet bool
+	// MaxFunctions bounds how many functions may be deployed (default
+	// DefaultMaxFunctions). Each costs the daemon memory it is charged for
+	// (its record, its image's rootfs layer tmpfs, its template's and
+	// pools' bookkeeping): a deploy of one more answers ErrUnavailable.
+	MaxFunctions int
 	Logger       *slog.Logger
 }
+
+// DefaultMaxFunctions is Config.MaxFunctions when unset.
+const DefaultMaxFunctions = 1000
 
 // Platform is the function platform. It is safe for concurrent use.
 type Platform struct {
@@ -121,6 +133,9 @@ func New(cfg Config) (*Platform, error) {
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = 64 << 10
 	}
+	if cfg.MaxFunctions <= 0 {
+		cfg.MaxFunctions = DefaultMaxFunctions
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,9 +146,15 @@ func New(cfg Config) (*Platform, error) {
 	if cfg.CodeRoots, err = resolveCodeRoots(cfg.CodeRoots, st.dir); err != nil {
 		return nil, err
 	}
+	if err := st.cleanStaging(); err != nil {
+		cfg.Logger.Warn("could not clean up everything a previous daemon left; continuing", "err", err)
+	}
 	n, err := sandbox.Sweep(cfg.CgroupParent)
 	if err != nil {
-		return nil, fmt.Errorf("clean up after previous daemon: %w", err)
+		// Leftovers (a mount some other process keeps busy, a cgroup a
+		// stuck process holds) never keep the daemon from starting: new
+		// instances get fresh names, and the next sweep tries again.
+		logLeftovers(cfg.Logger, "could not clean up everything a previous daemon left; continuing", err)
 	}
 	if n > 0 {
 		cfg.Logger.Info("cleaned up instances left by a previous daemon", "count", n)
@@ -240,6 +261,9 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 	if err := r.normalize(); err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
 	}
+	if err := p.checkRoom(name); err != nil { // before the work of staging
+		return Function{}, false, err
+	}
 	if err := p.checkPolicy(&r); err != nil {
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
 	}
@@ -255,6 +279,10 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 
 	p.deployMu.Lock()
 	defer p.deployMu.Unlock()
+	if err := p.checkRoom(name); err != nil { // under deployMu: the count holds
+		removeTree(staged)
+		return Function{}, false, err
+	}
 	if err := p.store.commitCode(staged, digest); err != nil {
 		removeTree(staged)
 		return Function{}, false, fmt.Errorf("deploy %s: %w", name, err)
@@ -297,6 +325,19 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 	p.prepare(f)
 	p.log.Info("deployed", "function", name, "runtime", f.Runtime, "code", digest, "created", old == nil)
 	return f, old == nil, nil
+}
+
+// checkRoom refuses a deploy that would create a function beyond
+// Config.MaxFunctions; replacing one is always allowed.
+func (p *Platform) checkRoom(name string) error {
+	p.mu.Lock()
+	_, exists := p.fns[name]
+	n := len(p.fns)
+	p.mu.Unlock()
+	if !exists && n >= p.cfg.MaxFunctions {
+		return fmt.Errorf("deploy %s: %d functions are deployed, the most this daemon keeps (serve --max-functions); delete one first: %w", name, n, errdefs.ErrUnavailable)
+	}
+	return nil
 }
 
 // Get returns function name.
@@ -583,11 +624,45 @@ func (p *Platform) Close() error {
 		pl.shutdown()
 	}
 	// Every instance is gone; remove the parent cgroup and run dir too so
-	// that a stopped daemon leaves nothing on the host.
+	// that a stopped daemon leaves nothing on the host, and say what it
+	// leaves if it does.
 	if _, err := sandbox.Sweep(p.cfg.CgroupParent); err != nil {
+		logLeftovers(p.log, "shutdown left some things behind", err)
 		return fmt.Errorf("close: %w", err)
 	}
 	return nil
+}
+
+// logLeftovers logs err, one line per *sandbox.Leftover it joins (and one
+// for the rest).
+func logLeftovers(log *slog.Logger, msg string, err error) {
+	var rest []error
+	for _, e := range unjoin(err) {
+		var l *sandbox.Leftover
+		if errors.As(e, &l) {
+			log.Warn(msg, "path", l.Path, "err", l.Err)
+			continue
+		}
+		rest = append(rest, e)
+	}
+	if len(rest) > 0 {
+		log.Warn(msg, "err", errors.Join(rest...))
+	}
+}
+
+// unjoin flattens errors.Join trees into their leaves.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 // InstanceInfo describes one live instance.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
@@ -33,23 +35,66 @@ func openStore(dir string) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", abs, err)
+	}
+	if err := privateDir(abs); err != nil {
+		return nil, err
+	}
 	s := &store{dir: abs}
 	for _, d := range []string{"functions", "code", "agents", "images", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o755); err != nil {
 			return nil, fmt.Errorf("state dir %s: %w", abs, err)
 		}
 	}
-	// Staging left by a killed daemon is garbage.
+	return s, nil
+}
+
+// cleanStaging removes the staging a killed daemon left (garbage). What
+// it cannot remove is returned, and keeps nothing from working: staging
+// dirs get fresh names.
+func (s *store) cleanStaging() error {
 	ents, err := os.ReadDir(s.path("tmp"))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("clean staging: %w", err)
 	}
+	var errs []error
 	for _, e := range ents {
 		if err := removeTree(filepath.Join(s.path("tmp"), e.Name())); err != nil {
-			return nil, fmt.Errorf("clean staging: %w", err)
+			errs = append(errs, fmt.Errorf("clean staging: %w", err))
 		}
 	}
-	return s, nil
+	return errors.Join(errs...)
+}
+
+// privateDir checks that nobody but root (or this process's user) can
+// change what lies in dir: the state dir holds the agents and code that
+// instances execute, the images they are restored from and the
+// functions' secrets. dir and each directory above it must be owned by
+// root or us, and not writable by group or others; an ancestor that is
+// sticky (like /tmp) is allowed, since others cannot rename or remove
+// what is ours in it. Links are resolved first.
+func privateDir(dir string) error {
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	euid := uint32(os.Geteuid())
+	for d := real; ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			return fmt.Errorf("state dir %s: %w", dir, err)
+		}
+		switch {
+		case st.Uid != 0 && st.Uid != euid:
+			return fmt.Errorf("state dir %s: %s is owned by uid %d, who could replace what the daemon executes and restores: %w", dir, d, st.Uid, errdefs.ErrInvalid)
+		case st.Mode&0o022 != 0 && (d == real || st.Mode&unix.S_ISVTX == 0):
+			return fmt.Errorf("state dir %s: %s is writable by others (mode %o): %w", dir, d, st.Mode&0o7777, errdefs.ErrInvalid)
+		}
+		if d == "/" {
+			return nil
+		}
+	}
 }
 
 func (s *store) path(elem ...string) string {

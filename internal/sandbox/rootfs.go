@@ -2,8 +2,10 @@ package sandbox
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -316,7 +318,10 @@ func NewScratch(parent, name string, size int64) (*Scratch, error) {
 		return nil, fmt.Errorf("scratch %q: bad name: %w", name, errdefs.ErrInvalid)
 	}
 	dir := filepath.Join(RunDir, parent, name)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := mkRunParent(filepath.Dir(dir)); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, err
 	}
 	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0755", size)); err != nil {

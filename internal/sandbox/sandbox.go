@@ -387,30 +387,17 @@ func (s *Sandbox) Destroy() error {
 
 // Sweep kills and removes whatever a killed daemon left under
 // cgroupParent: cgroups (with their processes) and per-instance run dirs
-// (with any mount the daemon made there). It returns the number of
-// instances removed.
+// (with every mount the daemon made there, stacked or busy ones too; see
+// UnmountUnder). It returns the number of instances removed, and what it
+// could not remove (a *Leftover per path, joined): leftovers never keep
+// the next sweep from trying again.
 func Sweep(cgroupParent string) (int, error) {
 	if cgroupParent == "" {
 		cgroupParent = DefaultCgroupParent
 	}
 	n, err := cgroup.Sweep(cgroupParent)
-	base := filepath.Join(RunDir, cgroupParent)
-	ents, rerr := os.ReadDir(base)
-	if rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-		return n, errors.Join(err, rerr)
-	}
-	dirs := 0
-	for _, e := range ents {
-		d := filepath.Join(base, e.Name())
-		unmountOverlay(d)
-		if rmErr := os.Remove(d); rmErr != nil {
-			err = errors.Join(err, rmErr)
-			continue
-		}
-		dirs++
-	}
-	_ = os.Remove(base)
-	return max(n, dirs), err
+	dirs, rerr := sweepRunDir(filepath.Join(RunDir, cgroupParent))
+	return max(n, dirs), errors.Join(err, rerr)
 }
 
 // lowerDir is the overlay's lower layer.
@@ -495,6 +482,24 @@ func (s *Sandbox) waitDead() {
 	}
 }
 
+// mkRunParent makes RunDir/<parent> (and RunDir) searchable by anyone
+// (0711), whoever made them first: root of a user namespace (an
+// unprivileged host uid) must reach its prepared root through them.
+func mkRunParent(dir string) error {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return err
+	}
+	for d := dir; d != filepath.Dir(RunDir); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return err
+		}
+		if d == "/" || d == "." {
+			break
+		}
+	}
+	return nil
+}
+
 // newInstance creates the run dir and the cgroup of instance id (what
 // names it in errors: "sandbox", "sandbox env") and pushes their removal
 // on c. A live id is errdefs.ErrConflict.
@@ -502,7 +507,7 @@ func newInstance(what, parent, id string, limits cgroup.Limits, c *cleanup.Clean
 	dir := instanceDir(parent, id)
 	// 0711: root of a user namespace (unmapped on the host) must traverse
 	// to its overlay; the instance dirs themselves list nothing.
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+	if err := mkRunParent(filepath.Dir(dir)); err != nil {
 		return "", nil, fmt.Errorf("%s %s: %w", what, id, err)
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
