@@ -85,6 +85,7 @@ def handler(event, context):
     shown += ["/root/" + p for p in os.listdir("/root")]
     shown += ["/etc/passwd:" + l.split(":")[0] for l in open("/etc/passwd") if l.split(":")[0] not in ("root", "nobody")]
     out["host_paths"] = shown
+    out["control_inheritable"] = os.get_inheritable(3)
     return out
 `
 
@@ -108,6 +109,8 @@ type isoOut struct {
 	UUID       string   `json:"uuid"`
 	Kcore      string   `json:"kcore"`
 	HostPaths  []string `json:"host_paths"`
+	// ControlInheritable: the control channel (fd 3) would cross an exec.
+	ControlInheritable bool `json:"control_inheritable"`
 }
 
 // TestBootIsolation: instances booted by fork, warm and cold restore
@@ -161,6 +164,9 @@ func TestBootIsolation(t *testing.T) {
 		}
 		if o.Hostname == host || o.Hostname == "" {
 			t.Errorf("%s: hostname %q", label, o.Hostname)
+		}
+		if o.ControlInheritable {
+			t.Errorf("%s: the control fd is not close-on-exec", label)
 		}
 		// The default root shows no host secrets (the audit's fifth item).
 		if len(o.HostPaths) != 0 {

@@ -409,8 +409,10 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 
 	var sb *sandbox.Sandbox
 	forked, err := t.tpl.Fork(sfork.Child{
-		Files:        []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
-		Dups:         []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 2, Target: 2}},
+		Files: []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
+		// The control channel is not for the handler's subprocesses (as
+		// in scratch, where the agent marks it close-on-exec at start).
+		Dups:         []sfork.Dup{{File: 0, Target: 3, CloseOnExec: true}, {File: 1, Target: 1}, {File: 2, Target: 2}},
 		Join:         3,
 		JoinFlags:    sandbox.EnvNamespaces,
 		NewPID:       true,

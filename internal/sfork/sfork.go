@@ -194,8 +194,13 @@ type Mount struct {
 	Optional bool
 }
 
-// Dup puts received file Files[File] on fd Target in the child.
-type Dup struct{ File, Target int }
+// Dup puts received file Files[File] on fd Target in the child,
+// close-on-exec if CloseOnExec (dup3 O_CLOEXEC: the dup itself clears the
+// flag the received file had).
+type Dup struct {
+	File, Target int
+	CloseOnExec  bool
+}
 
 // Child says what the child must do before it runs the template's code.
 type Child struct {
@@ -474,7 +479,11 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		b.Add(unix.SYS_MOUNT_SETATTR, ptrace.Lit(unix.AT_FDCWD), b.String("/"), ptrace.Lit(unix.AT_RECURSIVE), b.Bytes(attr), ptrace.Lit(32))
 	}
 	for _, d := range c.Dups {
-		b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
+		if d.CloseOnExec {
+			b.Add(unix.SYS_DUP3, recv(d.File), ptrace.Lit(int64(d.Target)), ptrace.Lit(unix.O_CLOEXEC))
+		} else {
+			b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
+		}
 	}
 	for i := 0; i < n; i++ {
 		b.Add(unix.SYS_CLOSE, recv(i)).With(ptrace.IgnoreError)
