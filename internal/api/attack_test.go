@@ -3,10 +3,13 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/testutil"
@@ -180,4 +183,150 @@ func TestForkFloorCannotTouchTemplate(t *testing.T) {
 	if err := json.Unmarshal(inv.Output, &o); err != nil || o.Root || o.Tmp {
 		t.Errorf("a fork instance sees what fork-floor children wrote: %s %v", inv.Output, err)
 	}
+}
+
+const slowPy = `
+import time
+def handler(event, context):
+    time.sleep(event.get("sleep", 0))
+    return {"slept": event.get("sleep", 0), "v": VERSION}
+`
+
+// TestForkInstancesOutliveTemplate: a redeploy or a delete during a fork
+// instance's invocation lets it finish (a fork instance dies with its
+// template: its PID namespace is nested in the template's, so the
+// template must outlive it), and the old template goes once it has.
+func TestForkInstancesOutliveTemplate(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	deploy := func(v string) {
+		e.deploy("slow", platform.DeployRequest{Runtime: "python", Handler: "main.handler",
+			CodePath: writeCode(t, map[string]string{"main.py": "VERSION = " + v + "\n" + slowPy})})
+		if st := e.waitTemplate("slow"); st != "ready" {
+			t.Fatalf("template: %s", st)
+		}
+	}
+	deploy("1")
+	for _, change := range []string{"redeploy", "delete"} {
+		done := make(chan error, 1)
+		go func() {
+			inv, err := e.c.Invoke(context.Background(), "slow", "fork", []byte(`{"sleep": 1}`))
+			if err == nil && !strings.Contains(string(inv.Output), `"slept": 1`) {
+				err = fmt.Errorf("output %s", inv.Output)
+			}
+			done <- err
+		}()
+		waitBusy(t, e, "slow")
+		if change == "redeploy" {
+			deploy("2")
+		} else if err := e.c.Delete(context.Background(), "slow"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("invocation during a %s: %v", change, err)
+		}
+		if change == "redeploy" {
+			inv, err := e.c.Invoke(context.Background(), "slow", "fork", nil)
+			if err != nil || !strings.Contains(string(inv.Output), `"v": 2`) {
+				t.Errorf("after the redeploy: %s %v, want version 2", inv.Output, err)
+			}
+		}
+	}
+	// Both old templates are gone once their instances were.
+	deadline := time.Now().Add(10 * time.Second)
+	for countTemplates(t, e.parent) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := countTemplates(t, e.parent); n != 0 {
+		t.Errorf("%d templates left after delete", n)
+	}
+}
+
+// waitBusy waits until function name has a busy instance.
+func waitBusy(t *testing.T, e *env, name string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		v, err := e.c.Instances(context.Background(), name)
+		if err == nil {
+			for _, i := range v.Instances {
+				if i.State == "busy" {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no busy instance of %s", name)
+}
+
+// countTemplates counts the live template run dirs under parent.
+func countTemplates(t *testing.T, parent string) int {
+	ms, _ := filepath.Glob(filepath.Join("/run/catalyzer/sandbox", parent, "tpl-*"))
+	return len(ms)
+}
+
+// TestTemplateMemoryNotLimited: once frozen, a template's cgroup has no
+// memory limit: the kernel memory its forks take at clone is charged to
+// it, and an OOM kill of the template (seen at 500 concurrent forks) ends
+// every fork instance nested in its PID namespace. Its own memory cannot
+// grow any more: it never runs again.
+func TestTemplateMemoryNotLimited(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	e.deploy("mem", platform.DeployRequest{Runtime: "python", Handler: "main.handler", MemoryMB: 64,
+		CodePath: writeCode(t, map[string]string{"main.py": "VERSION = 1\n" + slowPy})})
+	if st := e.waitTemplate("mem"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	v, err := e.c.Instances(context.Background(), "mem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := memoryLimit(t, v.Template.Pid)
+	if limit != "max" && limit != "9223372036854771712" {
+		t.Errorf("template memory limit %q, want none", limit)
+	}
+	inv, err := e.c.Invoke(context.Background(), "mem", "fork", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ = e.c.Instances(context.Background(), "mem")
+	for _, i := range v.Instances {
+		if i.ID == inv.Instance {
+			if l := memoryLimit(t, i.Pid); l != strconv.Itoa(64<<20) {
+				t.Errorf("fork instance memory limit %q, want the function's %d", l, 64<<20)
+			}
+		}
+	}
+}
+
+// memoryLimit reads the memory limit of pid's cgroup (v2 memory.max, v1
+// memory.limit_in_bytes).
+func memoryLimit(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		if f[0] == "0" && f[1] == "" {
+			if v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", f[2], "memory.max")); err == nil {
+				return strings.TrimSpace(string(v))
+			}
+		}
+		if strings.Contains(","+f[1]+",", ",memory,") {
+			v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.limit_in_bytes"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.TrimSpace(string(v))
+		}
+	}
+	t.Fatalf("no memory cgroup for %d:\n%s", pid, b)
+	return ""
 }

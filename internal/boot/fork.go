@@ -44,6 +44,7 @@ type Fork struct {
 
 	initOnce sync.Once
 	tr       *ptrace.Tracer
+	freeing  sync.WaitGroup // released templates waiting for their last instance
 	mu       sync.Mutex
 	tpls     map[string]*template
 	closed   bool
@@ -59,6 +60,15 @@ type template struct {
 	pool  *sandbox.Pool[*sandbox.Env]
 	err   error
 	stop  chan struct{} // closed by Drop
+
+	// Fork instances die with their template (their PID namespaces are
+	// nested in its), so a dropped template lives on, frozen, until the
+	// last of them has ended: redeploy and delete let busy ones finish.
+	refMu   sync.Mutex
+	live    int  // fork instances alive (and forks under way)
+	retired bool // released: no new forks; freed once live is 0
+	free    func()
+	freeing *sync.WaitGroup // the engine's: Close waits for deferred frees
 }
 
 // ErrNoTemplate: the function has no template (not prepared, or its build
@@ -86,7 +96,7 @@ func (f *Fork) Prepare(fn Function) {
 	if old := f.tpls[fn.Name]; old != nil {
 		go old.close()
 	}
-	t := &template{fn: fn, built: make(chan struct{}), stop: make(chan struct{})}
+	t := &template{fn: fn, built: make(chan struct{}), stop: make(chan struct{}), freeing: &f.freeing}
 	f.tpls[fn.Name] = t
 	go f.keep(t)
 }
@@ -177,7 +187,7 @@ func (f *Fork) keep(t *template) {
 			f.mu.Unlock()
 			return
 		}
-		nt := &template{fn: t.fn, built: make(chan struct{}), stop: t.stop}
+		nt := &template{fn: t.fn, built: make(chan struct{}), stop: t.stop, freeing: t.freeing}
 		f.tpls[t.fn.Name] = nt
 		f.mu.Unlock()
 		t.release()
@@ -223,6 +233,11 @@ func (f *Fork) build(t *template) (err error) {
 	}
 	cl.Add(func() { tpl.Close() })
 	if err := refuseShared(inst.Pid()); err != nil {
+		return fmt.Errorf("template %s: %w", t.fn.Name, err)
+	}
+	// Frozen, it allocates nothing; what its forks' clones charge to it
+	// must never OOM-kill it (that would end every fork instance).
+	if err := inst.sb.LiftMemoryLimit(); err != nil {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
 	users, err := inst.sb.OpenUserNS()
@@ -316,7 +331,8 @@ func (p Pools) workers() int {
 	return max(runtime.NumCPU()/4, 1)
 }
 
-// release frees what t holds (template process, env pool).
+// release frees what t holds: its env pool at once, the template process
+// once its last fork instance has ended.
 func (t *template) release() {
 	select {
 	case <-t.built:
@@ -326,14 +342,55 @@ func (t *template) release() {
 	if t.pool != nil {
 		t.pool.Close()
 	}
-	if t.tpl != nil {
-		t.tpl.Close()
+	t.refMu.Lock()
+	if t.retired {
+		t.refMu.Unlock()
+		return
 	}
-	if t.inst != nil {
-		t.inst.Destroy()
+	t.retired = true
+	t.free = func() {
+		if t.tpl != nil {
+			t.tpl.Close()
+		}
+		if t.inst != nil {
+			t.inst.Destroy()
+		}
+		if t.users != nil {
+			t.users.Close()
+		}
 	}
-	if t.users != nil {
-		t.users.Close()
+	now := t.live == 0
+	if !now {
+		t.freeing.Add(1)
+		free := t.free
+		t.free = func() { free(); t.freeing.Done() }
+	}
+	t.refMu.Unlock()
+	if now {
+		t.free()
+	}
+}
+
+// hold counts a fork about to be made; false once t is released.
+func (t *template) hold() bool {
+	t.refMu.Lock()
+	defer t.refMu.Unlock()
+	if t.retired {
+		return false
+	}
+	t.live++
+	return true
+}
+
+// unhold: a fork instance ended (or its fork failed); the last one of a
+// released template frees it.
+func (t *template) unhold() {
+	t.refMu.Lock()
+	t.live--
+	last := t.live == 0 && t.retired
+	t.refMu.Unlock()
+	if last {
+		t.free()
 	}
 }
 
@@ -385,6 +442,15 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	if t.err != nil {
 		return nil, fmt.Errorf("boot %s: %w: %w", fn.Name, ErrNoTemplate, t.err)
 	}
+	if !t.hold() {
+		return nil, fmt.Errorf("boot %s: its template was replaced; retry: %w", fn.Name, errdefs.ErrNotReady)
+	}
+	held := true
+	defer func() {
+		if held {
+			t.unhold()
+		}
+	}()
 	mark := time.Now()
 	phases := []Phase{}
 	phase := func(name string, d time.Duration) { phases = append(phases, Phase{name, d}) }
@@ -447,11 +513,14 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	}
 	phase("reseed", time.Since(mark))
 	cl.Release()
-	// Its parent is the template: reap its zombie when it ends.
-	go func(tpl *sfork.Template) {
+	// Its parent is the template: reap its zombie when it ends, and let
+	// a released template go with its last instance.
+	held = false
+	go func() {
 		<-sb.Done()
-		tpl.Reap()
-	}(t.tpl)
+		t.tpl.Reap()
+		t.unhold()
+	}()
 	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr), nil
 }
 
@@ -482,6 +551,9 @@ func (f *Fork) Close() error {
 	for _, t := range tpls {
 		t.close()
 	}
+	// Templates dropped earlier go with their last instance (the
+	// platform has destroyed every instance by now).
+	f.freeing.Wait()
 	return f.tr.Close()
 }
 

@@ -618,11 +618,12 @@ func (p *Platform) Close() error {
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.reaperDone
-	p.restore.Close()
-	p.fork.Close()
+	// Instances first: a fork template lives until its last instance.
 	for _, pl := range pools {
 		pl.shutdown()
 	}
+	p.restore.Close()
+	p.fork.Close()
 	// Every instance is gone; remove the parent cgroup and run dir too so
 	// that a stopped daemon leaves nothing on the host, and say what it
 	// leaves if it does.

@@ -320,6 +320,10 @@ func (s *Sandbox) Pid() int { return s.pid }
 // sandboxes. It stays until Destroy (or Sweep).
 func (s *Sandbox) UpperDir() string { return s.upper }
 
+// LiftMemoryLimit removes the memory limit of the sandbox's cgroup (see
+// cgroup.Group.LiftMemoryLimit): for a template once it is frozen.
+func (s *Sandbox) LiftMemoryLimit() error { return s.cg.LiftMemoryLimit() }
+
 // ID is the instance id the sandbox was started with.
 func (s *Sandbox) ID() string { return s.id }
 

@@ -181,7 +181,7 @@ func forkOne(t testing.TB, tpl *Template) (Forked, forkedIO) {
 	defer outW.Close()
 	f, err := tpl.Fork(Child{
 		Files:  []*os.File{inR, outW},
-		Dups:   []Dup{{0, 0}, {1, 1}},
+		Dups:   []Dup{{File: 0, Target: 0}, {File: 1, Target: 1}},
 		Join:   -1,
 		NewPID: true,
 		Close:  []int{3},

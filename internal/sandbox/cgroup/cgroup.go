@@ -271,6 +271,31 @@ func wrapErr(err error) error {
 	return err
 }
 
+// LiftMemoryLimit removes the group's memory limit (memory and
+// memory+swap). For a frozen template: it allocates nothing any more, but
+// the kernel memory its forks take at clone (page tables, task structs)
+// is charged to it, and its OOM kill would end every fork nested in its
+// PID namespace.
+func (g *Group) LiftMemoryLimit() error {
+	if dir, ok := g.dirs["unified"]; ok {
+		if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte("max"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cgroup %s: lift memory limit: %w", g.Path(), err)
+		}
+		return nil
+	}
+	dir, ok := g.dirs["memory"]
+	if !ok {
+		return nil
+	}
+	// memory+swap first: it may never be below memory.
+	for _, f := range []string{"memory.memsw.limit_in_bytes", "memory.limit_in_bytes"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("-1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("cgroup %s: lift memory limit: %s: %w", g.Path(), f, err)
+		}
+	}
+	return nil
+}
+
 // Path returns the group's path below each hierarchy root, "/<parent>/<name>".
 func (g *Group) Path() string { return "/" + g.parent + "/" + g.name }
 
