@@ -86,6 +86,7 @@ def handler(event, context):
     shown += ["/etc/passwd:" + l.split(":")[0] for l in open("/etc/passwd") if l.split(":")[0] not in ("root", "nobody")]
     out["host_paths"] = shown
     out["control_inheritable"] = os.get_inheritable(3)
+    out["cgroups"] = [l.strip().split(":", 2)[2] for l in open("/proc/self/cgroup") if l.strip()]
     return out
 `
 
@@ -111,6 +112,8 @@ type isoOut struct {
 	HostPaths  []string `json:"host_paths"`
 	// ControlInheritable: the control channel (fd 3) would cross an exec.
 	ControlInheritable bool `json:"control_inheritable"`
+	// Cgroups: the paths /proc/self/cgroup shows, one per hierarchy.
+	Cgroups []string `json:"cgroups"`
 }
 
 // TestBootIsolation: instances booted by fork, warm and cold restore
@@ -164,6 +167,12 @@ func TestBootIsolation(t *testing.T) {
 		}
 		if o.Hostname == host || o.Hostname == "" {
 			t.Errorf("%s: hostname %q", label, o.Hostname)
+		}
+		for _, cg := range o.Cgroups {
+			if cg != "/" {
+				t.Errorf("%s: sees its cgroup as %q (%v), want \"/\": a cgroup namespace of its own", label, cg, o.Cgroups)
+				break
+			}
 		}
 		if o.ControlInheritable {
 			t.Errorf("%s: the control fd is not close-on-exec", label)

@@ -163,7 +163,9 @@
 // over it (the /sys ones are applied by the holder). Then hostname and lo
 // up, a ready report, and it blocks reading its config pipe with every
 // capability (it runs no user code); EOF (daemon gone) ends it. The
-// holder is never in the cgroup: only the adopted process is accounted.
+// holder is put in the env's cgroup before it reads its config and makes
+// a cgroup namespace rooted there, which the joining process enters too
+// (EnvNamespaces); until it is retired it is one more task of the cgroup.
 // With EnvConfig.UserNS the daemon mounts the env's overlay and binds (as
 // for a UserNS sandbox) and starts the holder as nsenter (nsenter/
 // nsenter.c): it joins that user namespace, becomes its root, unshares the

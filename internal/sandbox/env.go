@@ -25,7 +25,7 @@ import (
 
 // EnvNamespaces are the namespaces an Env holds; a joining process
 // enters them with setns(Env.PidFD(), EnvNamespaces).
-const EnvNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC
+const EnvNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWUTS | unix.CLONE_NEWIPC | unix.CLONE_NEWCGROUP
 
 // JoinTimeout bounds how long an adopted sandbox keeps the env's holder
 // alive waiting for the adopted process to join (Adopt called before the
@@ -56,7 +56,7 @@ type Env struct {
 
 type nsID struct{ dev, ino uint64 }
 
-var envNSNames = []string{"mnt", "net", "uts", "ipc"}
+var envNSNames = []string{"mnt", "net", "uts", "ipc", "cgroup"}
 
 func readNS(pid int) (map[string]nsID, error) {
 	out := make(map[string]nsID, len(envNSNames))
@@ -85,7 +85,9 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	var c cleanup.Cleanup
 	defer c.Clean()
 
-	// The holder never joins the cgroup: only the adopted process counts.
+	// The holder joins the cgroup before it reads its config, so that the
+	// cgroup namespace it makes is rooted there; a joining process enters
+	// that namespace (its view of /proc/self/cgroup is "/").
 	dir, cg, err := newInstance("sandbox env", cfg.CgroupParent, cfg.ID, cfg.Limits, &c)
 	if err != nil {
 		return nil, err
@@ -150,6 +152,9 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	pidfd := os.NewFile(uintptr(pfd), "pidfd")
 	c.Add(func() { pidfd.Close() })
+	if err := cg.Add(cmd.Process.Pid); err != nil {
+		return nil, fmt.Errorf("sandbox env %s: cgroup add: %w", cfg.ID, err)
+	}
 	markNow("spawn")
 
 	if err := json.NewEncoder(cfgW).Encode(holderConfig(cfg, dir)); err != nil {
@@ -215,10 +220,11 @@ func (e *Env) PidFD() *os.File { return e.pidfd }
 // it opens each and calls setns(fd, 0) while the holder lives (Adopt
 // retires it once the process has joined).
 func (e *Env) NamespacePaths() []string {
-	names := []string{"mnt", "uts", "ipc"}
+	names := []string{"cgroup", "uts", "ipc"}
 	if e.ownNet {
 		names = append(names, "net")
 	}
+	names = append(names, "mnt") // last: it changes the root the others are opened from
 	out := make([]string, len(names))
 	for i, n := range names {
 		out[i] = fmt.Sprintf("/proc/%d/ns/%s", e.cmd.Process.Pid, n)

@@ -26,7 +26,7 @@ import (
 const joinerC = `/* joiner: what the sfork batch does to join an Env, without ptrace.
  * usage: joiner PIDFD [late|noreap]
  * The parent unshares a PID namespace and forks; the child (PID 1 there)
- * joins the env with setns(PIDFD, mnt|net|uts|ipc), mounts /proc, prints
+ * joins the env with setns(PIDFD, mnt|net|uts|ipc|cgroup), mounts /proc, prints
  * what it sees, reads one byte of stdin and exits 7. The parent prints
  * "child <host pid>" and reaps it (noreap: only after stdin's EOF).
  * late: the child reads a byte before it joins. */
@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
 		return 0;
 	}
 	if (!strcmp(mode, "late") && read(0, &c, 1) != 1) _exit(5);
-	if (setns(pidfd, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC)) { perror("setns"); _exit(3); }
+	if (setns(pidfd, CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWCGROUP)) { perror("setns"); _exit(3); }
 	close(pidfd);
 	if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL)) { perror("mount proc"); _exit(4); }
 	char h[256] = {0};
@@ -257,9 +257,10 @@ func TestEnvHolder(t *testing.T) {
 	if h, _ := os.Hostname(); h == "env-host" {
 		t.Error("host's hostname changed")
 	}
-	// The holder is not accounted to the instance.
-	if procs, err := e.cg.Procs(); err != nil || len(procs) != 0 {
-		t.Errorf("env cgroup procs before Adopt: %v %v", procs, err)
+	// The holder is in the env's cgroup (its cgroup namespace is rooted
+	// there), and nothing else is before Adopt.
+	if procs, err := e.cg.Procs(); err != nil || !slices.Equal(procs, []int{e.cmd.Process.Pid}) {
+		t.Errorf("env cgroup procs before Adopt: %v %v, want only the holder %d", procs, err, e.cmd.Process.Pid)
 	}
 	var names []string
 	for _, p := range e.Phases() {

@@ -165,6 +165,12 @@ func runInit(cfgFD, status int) error {
 	if !cfg.Hold {
 		f.Close()
 	}
+	// The daemon put us in our cgroup before it sent the config: a cgroup
+	// namespace made now is rooted there, and the sandbox sees its
+	// cgroup as "/" (not the host's hierarchy and its siblings' names).
+	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		return stepErr("config", err, "unshare cgroup namespace")
+	}
 	sendMark := func(name string) {
 		b, _ := json.Marshal(report{Mark: &mark{name, monoNow()}})
 		_, _ = unix.Write(status, append(b, '\n'))
