@@ -86,6 +86,7 @@ def handler(event, context):
     shown += ["/etc/passwd:" + l.split(":")[0] for l in open("/etc/passwd") if l.split(":")[0] not in ("root", "nobody")]
     out["host_paths"] = shown
     out["control_inheritable"] = os.get_inheritable(3)
+    out["dumpable"] = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
     out["cgroups"] = [l.strip().split(":", 2)[2] for l in open("/proc/self/cgroup") if l.strip()]
     return out
 `
@@ -112,6 +113,7 @@ type isoOut struct {
 	HostPaths  []string `json:"host_paths"`
 	// ControlInheritable: the control channel (fd 3) would cross an exec.
 	ControlInheritable bool `json:"control_inheritable"`
+	Dumpable           int  `json:"dumpable"`
 	// Cgroups: the paths /proc/self/cgroup shows, one per hierarchy.
 	Cgroups []string `json:"cgroups"`
 }
@@ -173,6 +175,9 @@ func TestBootIsolation(t *testing.T) {
 				t.Errorf("%s: sees its cgroup as %q (%v), want \"/\": a cgroup namespace of its own", label, cg, o.Cgroups)
 				break
 			}
+		}
+		if (mode == "fork" || mode == "warm" || mode == "cold") && o.Dumpable != 0 {
+			t.Errorf("%s: dumpable %d: its memory is open to processes with its credentials", label, o.Dumpable)
 		}
 		if o.ControlInheritable {
 			t.Errorf("%s: the control fd is not close-on-exec", label)

@@ -704,6 +704,9 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	}
 	sfork.AddCapset(b, finalCaps)
 	b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_NO_NEW_PRIVS), ptrace.Lit(1), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+	// Non-dumpable, as fork instances are (they inherit it from their
+	// template): only the daemon may open its memory.
+	b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
 	filter := make([]byte, 0, 8*len(prog))
 	for _, ins := range prog {
 		filter = binary.LittleEndian.AppendUint16(filter, ins.Code)
