@@ -330,3 +330,38 @@ func memoryLimit(t *testing.T, pid int) string {
 	t.Fatalf("no memory cgroup for %d:\n%s", pid, b)
 	return ""
 }
+
+// TestImageLayerChargedToItsCgroup: the tmpfs copy of an image's rootfs
+// layer (what init wrote under /) is charged to a cgroup of its own,
+// bounded by its size, not to the daemon's memory.
+func TestImageLayerChargedToItsCgroup(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	src := "open('/big', 'wb').write(b'x' * (4 << 20))\ndef handler(event, context):\n    return 1\n"
+	e.deploy("big", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
+	if st := e.waitImage("big"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	stats, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/memory", e.parent, "layer-*", "memory.stat"))
+	v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", e.parent, "layer-*", "memory.stat"))
+	stats = append(stats, v2...)
+	if len(stats) != 1 {
+		t.Fatalf("layer cgroups: %v, want one", stats)
+	}
+	b, err := os.ReadFile(stats[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shmem int64
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "shmem" {
+			shmem, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	if shmem < 4<<20 {
+		t.Errorf("layer cgroup holds %d bytes of tmpfs, want the layer's 4 MiB:\n%s", shmem, b)
+	}
+	if _, err := e.c.Invoke(context.Background(), "big", "warm", nil); err != nil {
+		t.Fatal(err)
+	}
+}

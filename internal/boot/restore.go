@@ -25,6 +25,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/image"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 	"github.com/catalyzer/catalyzer/internal/sfork"
 )
 
@@ -66,6 +67,7 @@ type imageEntry struct {
 	reconnect map[int]int
 	pool      *sandbox.Pool[*restorer]
 	layer     *sandbox.Scratch // tmpfs copy of the image's rootfs layer
+	layerCg   *cgroup.Group    // what the layer's tmpfs pages are charged to
 	stop      chan struct{}
 	wsMu      sync.Mutex
 	wsSet     bool
@@ -182,6 +184,23 @@ func (e *imageEntry) close() {
 	if e.layer != nil {
 		e.layer.Release()
 	}
+	if e.layerCg != nil {
+		e.layerCg.Delete() // its charges went with the tmpfs
+	}
+}
+
+// captureLayerHelper copies an image's rootfs layer into a tmpfs from a
+// child process in the layer's own cgroup (sandbox.RunHelper): tmpfs
+// pages are charged to their writer, which must not be the daemon.
+const captureLayerHelper = "capture-layer"
+
+func init() {
+	sandbox.RegisterHelper(captureLayerHelper, func(args []string) error {
+		if len(args) != 2 {
+			return fmt.Errorf("usage: %s SRC DIR", captureLayerHelper)
+		}
+		return image.CaptureLayer(args[0], args[1])
+	})
 }
 
 func (r *Restore) build(e *imageEntry) (err error) {
@@ -217,15 +236,24 @@ func (r *Restore) build(e *imageEntry) (err error) {
 	if err != nil {
 		return err
 	}
-	layer, err := sandbox.NewScratch(r.Fork.Scratch.CgroupParent, NewID("layer"), size)
+	id := NewID("layer")
+	layer, err := sandbox.NewScratch(r.Fork.Scratch.CgroupParent, id, size)
 	if err != nil {
 		return err
 	}
-	if err := image.CaptureLayer(src, layer.Dir); err != nil {
+	// Its pages are charged to a cgroup of its own, bounded by its size
+	// (and the copying helper's own few MiB), not to the daemon.
+	cg, err := cgroup.New(r.Fork.Scratch.CgroupParent, id, cgroup.Limits{MemoryBytes: size + 64<<20})
+	if err != nil {
 		layer.Release()
 		return err
 	}
-	e.layer = layer
+	if err := sandbox.RunHelper(cg, captureLayerHelper, src, layer.Dir); err != nil {
+		layer.Release()
+		cg.Delete()
+		return fmt.Errorf("capture layer: %w", err)
+	}
+	e.layer, e.layerCg = layer, cg
 	e.pool = sandbox.NewPool(r.Pools.size(), r.Pools.workers(),
 		func() (*restorer, error) { return r.prepare(e) }, r.release)
 	return nil

@@ -157,10 +157,12 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	markNow("spawn")
 
+	// Marked before the write: once written, the holder's "config" mark
+	// may come first.
+	markNow("send")
 	if err := json.NewEncoder(cfgW).Encode(holderConfig(cfg, dir)); err != nil {
 		return nil, fmt.Errorf("sandbox env %s: send config: %w", cfg.ID, err)
 	}
-	markNow("send")
 
 	ready := false
 	sc := bufio.NewScanner(stR)

@@ -118,6 +118,9 @@ func init() {
 }
 
 func MaybeInit() {
+	if name, ok := os.LookupEnv(helperEnv); ok {
+		runHelper(name) // never returns
+	}
 	v, ok := os.LookupEnv(initEnv)
 	if !ok {
 		return

@@ -215,11 +215,13 @@ func Start(cfg Config) (*Sandbox, error) {
 	hc := helperConfig(cfg, dir)
 	hc.Prepared = cfg.UserNS || cfg.Template
 	hc.Seccomp = prog
+	// Marked before the write: once written, the helper's "config" mark
+	// may come first.
+	markNow("join")
 	if err := json.NewEncoder(cfgW).Encode(hc); err != nil {
 		return nil, fmt.Errorf("sandbox %s: send config: %w", cfg.ID, err)
 	}
 	cfgW.Close()
-	markNow("join")
 
 	// Phase marks, then EOF (exec succeeded: the pipe is close-on-exec) or
 	// an error report.
