@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 )
 
 // TokenFile is the name of the API token's file in the state dir.
@@ -48,7 +50,7 @@ func LoadOrCreateToken(stateDir string) (string, error) {
 		return "", err
 	}
 	tok := hex.EncodeToString(raw)
-	if err := writeSecretAtomic(path, []byte(tok+"\n")); err != nil {
+	if err := atomicfile.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write API token: %w", err)
 	}
 	return tok, nil
@@ -60,42 +62,6 @@ func validToken(tok string) bool {
 	}
 	_, err := hex.DecodeString(tok)
 	return err == nil
-}
-
-// writeSecretAtomic writes b to path with mode 0600 from the first byte
-// on (the temp file is created 0600, never wider).
-func writeSecretAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after the rename it names nothing
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // authorized reports whether r carries "Authorization: Bearer <token>",

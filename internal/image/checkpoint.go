@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
@@ -667,7 +668,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)
 	}
 	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan} {
-		if err := writeFileSync(filepath.Join(dir, name), b); err != nil {
+		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return nil, err
 		}
 	}
@@ -685,7 +686,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 		dbg.FDs = append(dbg.FDs, fmt.Sprintf("%d kind=%d flags=%#o pos=%d %s", f.fd, f.kind, f.info.Flags, f.info.Pos, f.link))
 	}
 	if j, err := json.MarshalIndent(dbg, "", "  "); err == nil {
-		writeFileSync(filepath.Join(dir, DebugFile), j)
+		atomicfile.WriteFile(filepath.Join(dir, DebugFile), j, 0o644)
 	}
 	return Open(dir)
 }

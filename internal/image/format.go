@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
@@ -325,19 +326,7 @@ func writeManifest(dir string, names []string) error {
 		copy(e.SHA256[:], h.Sum(nil))
 		binary.Write(&buf, binary.LittleEndian, e)
 	}
-	return writeFileSync(filepath.Join(dir, ManifestFile), buf.Bytes())
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return atomicfile.WriteFile(filepath.Join(dir, ManifestFile), buf.Bytes(), 0o644)
 }
 
 // Verify hashes pages.img and compares it with the manifest (Open checks

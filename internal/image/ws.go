@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 )
 
 // RecordWorkingSet records which pages of pages.img the restored process
@@ -44,7 +46,7 @@ func RecordWorkingSet(pid int, img *Image) ([]Range, error) {
 	}
 	// VMAs are sorted by address and their regions were laid out in that
 	// order, so rs is sorted by offset.
-	if err := writeFileSync(filepath.Join(img.Dir, WSFile), encodeWS(rs)); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(img.Dir, WSFile), encodeWS(rs), 0o644); err != nil {
 		return nil, err
 	}
 	if err := writeManifest(img.Dir, []string{MetaFile, PlanFile, PagesFile, WSFile}); err != nil {

@@ -11,6 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 )
 
 // store is the daemon's persistent state under one directory:
@@ -143,7 +145,7 @@ func (s *store) put(f Function) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path("functions", f.Name+".json"), append(b, '\n'))
+	return atomicfile.WriteFile(s.path("functions", f.Name+".json"), append(b, '\n'), 0o644)
 }
 
 func (s *store) remove(name string) error {
@@ -219,33 +221,6 @@ func removeTree(dir string) error {
 		return nil
 	})
 	return os.RemoveAll(dir)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return syncDir(dir)
 }
 
 func syncDir(dir string) error {

@@ -21,6 +21,8 @@ import (
 	"strings"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 )
 
 //go:embed python/agent.py node/agent.js
@@ -168,7 +170,7 @@ func InstallAgents(dir string) error {
 				continue
 			}
 		}
-		if err := writeAtomic(dst, data); err != nil {
+		if err := atomicfile.WriteFile(dst, data, 0o644); err != nil {
 			return fmt.Errorf("install agents: %w", err)
 		}
 	}
@@ -184,29 +186,4 @@ func Agent(name string) []byte {
 	}
 	b, _ := agents.ReadFile(r.Name + "/" + r.AgentFile)
 	return b
-}
-
-func writeAtomic(dst string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after a successful rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, dst)
 }
