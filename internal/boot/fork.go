@@ -473,9 +473,19 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	cl.Add(pipes.close)
 	defer pipes.closeChildEnds()
 
+	// On cgroup v2 the child is born in its env's cgroup: what its clone
+	// charges is not the template's.
+	cgdir, err := env.CgroupDir()
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	if cgdir != nil {
+		defer cgdir.Close()
+	}
 	var sb *sandbox.Sandbox
 	forked, err := t.tpl.Fork(sfork.Child{
-		Files: []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
+		Cgroup: cgdir,
+		Files:  []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
 		// The control channel is not for the handler's subprocesses (as
 		// in scratch, where the agent marks it close-on-exec at start).
 		Dups:         []sfork.Dup{{File: 0, Target: 3, CloseOnExec: true}, {File: 1, Target: 1}, {File: 2, Target: 2}},

@@ -216,6 +216,23 @@ func (e *Env) ID() string { return e.id }
 // Destroy of the adopted sandbox, or once the adopted process has joined.
 func (e *Env) PidFD() *os.File { return e.pidfd }
 
+// CgroupDir opens the env's cgroup v2 directory, for a process to be
+// born in it (clone3 CLONE_INTO_CGROUP): everything its creation charges
+// (page tables, kernel stack) is then the env's, not its parent's. It is
+// nil on cgroup v1 (and hybrid) hosts, which have no such clone. The
+// caller closes it.
+func (e *Env) CgroupDir() (*os.File, error) {
+	dir, ok := e.cg.Dirs()["unified"]
+	if !ok {
+		return nil, nil
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox env %s: open cgroup: %w", e.id, err)
+	}
+	return os.NewFile(uintptr(fd), "cgroup"), nil
+}
+
 // NamespacePaths are the /proc paths of the namespaces the env made
 // (mount, UTS, IPC, and network unless NetworkHost), for a process that
 // cannot be handed the holder's pidfd (it was started before the env):

@@ -57,6 +57,11 @@ import (
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
+// cgroupFD is where a fork batch puts the cgroup directory a child is
+// born in (Child.IntoCgroup), in the template and the child alike: high,
+// below the default RLIMIT_NOFILE of 1024.
+const cgroupFD = 1000
+
 // ErrTemplateDead is returned by Fork when the template has exited.
 var ErrTemplateDead = errors.New("template is dead")
 
@@ -215,6 +220,11 @@ type Child struct {
 	JoinFlags int
 	// NewPID makes the child PID 1 of a new PID namespace.
 	NewPID bool
+	// Cgroup, if set, is a cgroup v2 directory the child is born in
+	// (clone3 CLONE_INTO_CGROUP): what its creation charges (page tables,
+	// kernel stack) is that cgroup's, not the template's. It is sent after
+	// Files.
+	Cgroup *os.File
 	// Chdir, when set, is the child's working directory after the join
 	// (a join resets it to the new root).
 	Chdir string
@@ -297,6 +307,9 @@ func (t *Template) fork(c Child) (Forked, error) {
 	for i, f := range c.Files {
 		fds[i] = int(f.Fd())
 	}
+	if c.Cgroup != nil {
+		fds = append(fds, int(c.Cgroup.Fd()))
+	}
 	if _, _, err := t.conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
 		return Forked{}, fmt.Errorf("fork %d: send files: %w", t.pid, err)
 	}
@@ -323,6 +336,9 @@ func (t *Template) fork(c Child) (Forked, error) {
 		t.held = t.held[:0]
 		for i := range fds {
 			t.held = append(t.held, int(int32(binary.LittleEndian.Uint32(held[unix.CmsgLen(0)+4*i:]))))
+		}
+		if c.Cgroup != nil {
+			t.held = append(t.held, cgroupFD)
 		}
 		if res.Status != ptrace.StatusForkParent || len(res.Children) != 1 {
 			return fmt.Errorf("template batch ended with %v and children %v, want a fork parent with one child", res.Status, res.Children)
@@ -433,7 +449,10 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	}
 	b.Add(unix.SYS_WAIT4, ptrace.Lit(-1), ptrace.Lit(0), ptrace.Lit(unix.WNOHANG|unix.WALL), ptrace.Lit(0)).
 		With(ptrace.RepeatWhilePositive | ptrace.IgnoreError)
-	n := len(c.Files)
+	n := len(c.Files) // files received, the cgroup's included
+	if c.Cgroup != nil {
+		n++
+	}
 	iobuf := b.Space(8)
 	cbuf = b.Space(unix.CmsgSpace(4 * n))
 	iov := b.Space(16)
@@ -443,7 +462,17 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	if c.NewPID {
 		flags |= unix.CLONE_NEWPID
 	}
-	b.Add(unix.SYS_CLONE, ptrace.Lit(flags), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0)).With(ptrace.ForkPoint)
+	if c.Cgroup != nil {
+		// clone3 reads the cgroup fd from its struct, where no run-time
+		// relocation reaches: put the received fd on a fixed number.
+		b.Add(unix.SYS_DUP2, ptrace.Load32(cbuf, unix.CmsgLen(0)+4*len(c.Files)), ptrace.Lit(cgroupFD))
+		args := make([]byte, 88) // struct clone_args, CLONE_ARGS_SIZE_VER2
+		binary.LittleEndian.PutUint64(args[0:], uint64(flags|unix.CLONE_INTO_CGROUP))
+		binary.LittleEndian.PutUint64(args[80:], cgroupFD)
+		b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(88)).With(ptrace.ForkPoint)
+	} else {
+		b.Add(unix.SYS_CLONE, ptrace.Lit(flags), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0)).With(ptrace.ForkPoint)
+	}
 
 	// The child.
 	recv := func(i int) ptrace.Arg { return ptrace.Load32(cbuf, unix.CmsgLen(0)+4*i) }
@@ -490,6 +519,9 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	}
 	for _, fd := range c.Close {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
+	}
+	if c.Cgroup != nil {
+		b.Add(unix.SYS_CLOSE, ptrace.Lit(cgroupFD)).With(ptrace.IgnoreError)
 	}
 	for _, cp := range c.DropBounding {
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))

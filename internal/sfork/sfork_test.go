@@ -330,3 +330,49 @@ func BenchmarkTemplateFork(b *testing.B) {
 	}
 	b.ReportMetric(float64(trips)/float64(b.N), "roundtrips/op")
 }
+
+// TestForkIntoCgroup: on cgroup v2 a child forked with Child.Cgroup is
+// born in that cgroup (clone3 CLONE_INTO_CGROUP), so what its creation
+// charges is not the template's. v1 and hybrid hosts have no such clone.
+func TestForkIntoCgroup(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		t.Skip("cgroup v2 only (this host's /sys/fs/cgroup is v1 or hybrid): CLONE_INTO_CGROUP needs a v2 hierarchy")
+	}
+	dir := fmt.Sprintf("/sys/fs/cgroup/catalyzer-test-sfork-%d", os.Getpid())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(dir)
+	cg, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cg.Close()
+	v := startVictim(t, build(t, "victim", victimC))
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tpl, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpl.Close()
+	inR, inW, _ := os.Pipe()
+	outR, outW, _ := os.Pipe()
+	f, err := tpl.Fork(Child{Files: []*os.File{inR, outW}, Dups: []Dup{{File: 0, Target: 0}, {File: 1, Target: 1}},
+		Join: -1, NewPID: true, Close: []int{3}, Cgroup: cg})
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", f.Pid))
+	if want := "0::/" + filepath.Base(dir) + "\n"; string(b) != want {
+		t.Errorf("child's cgroup %q, want %q", b, want)
+	}
+	if got := ask(t, inW, bufio.NewReader(outR)); got != "pong 1 1 template-data" {
+		t.Errorf("child answered %q", got)
+	}
+	inW.Write([]byte{'q'})
+	unix.Kill(f.Pid, unix.SIGKILL)
+}
