@@ -20,7 +20,9 @@ examples: build
 # The whole suite, as CI runs it: unit tests, and the kernel-facing tests
 # for real (they need root; without it they skip and say why).
 test: deps build examples
+	$(GO) mod tidy -diff
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	$(GO) test -p 1 -count=1 -timeout 15m ./...
 
 test-short: build examples
@@ -31,11 +33,15 @@ test-short: build examples
 demo: deps build examples
 	@bash scripts/demo.sh
 
-# Fuzz each parser for a short while.
+# Fuzz each parser for a short while (FUZZTIME each, default 30s): every
+# Fuzz target in the tree, found by name.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test ./internal/agent -run '^$$' -fuzz FuzzReadFrame -fuzztime 30s
-	$(GO) test ./internal/procfs -run '^$$' -fuzz FuzzParseMaps -fuzztime 30s
-	$(GO) test ./internal/procfs -run '^$$' -fuzz FuzzParseFDInfo -fuzztime 30s
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
+	  done; \
+	done
 
 clean:
 	rm -rf bin

@@ -64,8 +64,9 @@ func CaptureLayer(upper, dir string) error {
 				return fmt.Errorf("capture layer %s: %w", rel, err)
 			}
 		case mode == unix.S_IFCHR && st.Rdev == 0:
-			// An overlayfs whiteout: the file was deleted.
-			if err := unix.Mknod(out, unix.S_IFCHR|0o000, 0); err != nil {
+			// An overlayfs whiteout (the file was deleted): a 0:0 character
+			// device, mode 0000.
+			if err := unix.Mknod(out, unix.S_IFCHR, 0); err != nil {
 				return fmt.Errorf("capture layer %s: whiteout: %w", rel, err)
 			}
 		default:

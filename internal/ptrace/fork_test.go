@@ -70,13 +70,12 @@ func sforkErr(tc *Tracee, b *Batch, clone, mark Ref, regs Regs) (int, uint64, er
 }
 
 type forkRig struct {
-	v              *victim
-	tc             *Tracee
-	regs           Regs
-	childIn        *os.File // requests to forked children (their fd 0)
-	childOutF      *os.File
-	childOut       *bufio.Reader
-	parentRoundTrp uint64
+	v         *victim
+	tc        *Tracee
+	regs      Regs
+	childIn   *os.File // requests to forked children (their fd 0)
+	childOutF *os.File
+	childOut  *bufio.Reader
 }
 
 func newForkRig(tb testing.TB) *forkRig {

@@ -127,7 +127,6 @@ func TestDefaultProgram(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("default program: %d instructions", len(prog))
-	const newFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUSER
 	for _, tc := range []struct {
 		what string
 		d    Data
