@@ -53,7 +53,8 @@ type Fork struct {
 // template is one function's frozen template and its env pool.
 type template struct {
 	fn    Function
-	built chan struct{} // closed once inst/tpl/pool or err are set
+	built    chan struct{} // closed once inst/tpl/pool or err are set
+	replaced chan struct{} // closed when keep replaced this record by a fresh one
 	inst  *Instance
 	tpl   *sfork.Template
 	users *sandbox.UserNS // the template's: owns its envs' namespaces
@@ -96,7 +97,7 @@ func (f *Fork) Prepare(fn Function) {
 	if old := f.tpls[fn.Name]; old != nil {
 		go old.close()
 	}
-	t := &template{fn: fn, built: make(chan struct{}), stop: make(chan struct{}), freeing: &f.freeing}
+	t := &template{fn: fn, built: make(chan struct{}), replaced: make(chan struct{}), stop: make(chan struct{}), freeing: &f.freeing}
 	f.tpls[fn.Name] = t
 	go f.keep(t)
 }
@@ -113,46 +114,66 @@ func (f *Fork) Drop(name string) {
 	}
 }
 
-// Status describes name's template: "none", "building", "ready", or
-// "failed: <why>".
-func (f *Fork) Status(name string) string {
+// Status is where name's template stands.
+func (f *Fork) Status(name string) BuildStatus {
 	f.init()
 	f.mu.Lock()
 	t := f.tpls[name]
 	f.mu.Unlock()
+	return t.status()
+}
+
+// status is t's BuildStatus (NotBuilt for nil).
+func (t *template) status() BuildStatus {
 	if t == nil {
-		return "none"
+		return BuildStatus{State: NotBuilt}
 	}
 	select {
 	case <-t.built:
 	default:
-		return "building"
+		return BuildStatus{State: Building}
 	}
 	switch {
 	case t.err != nil:
-		return "failed: " + t.err.Error()
+		return BuildStatus{State: BuildFailed, Err: t.err}
 	case !t.tpl.Alive():
-		return "building" // dead; keep is rebuilding it
+		return BuildStatus{State: Building} // dead; keep is rebuilding it
 	}
-	return "ready"
+	return BuildStatus{State: Built}
+}
+
+// Wait waits until name's template is no longer Building (built, failed,
+// or dropped) or ctx ends, and returns where it stands then. A template
+// that dies while waited for is waited for again, rebuilt.
+func (f *Fork) Wait(ctx context.Context, name string) (BuildStatus, error) {
+	f.init()
+	for {
+		f.mu.Lock()
+		t := f.tpls[name]
+		f.mu.Unlock()
+		if t == nil {
+			return BuildStatus{State: NotBuilt}, nil
+		}
+		select {
+		case <-t.built:
+		case <-ctx.Done():
+			return BuildStatus{State: Building}, ctx.Err()
+		}
+		if st := t.status(); st.State != Building {
+			return st, nil
+		}
+		// Dead: keep swaps in a fresh record; wait for that.
+		select {
+		case <-t.replaced:
+		case <-t.stop:
+		case <-ctx.Done():
+			return BuildStatus{State: Building}, ctx.Err()
+		}
+	}
 }
 
 // Ready reports whether name has a live template to fork now.
-func (f *Fork) Ready(name string) bool {
-	f.init()
-	f.mu.Lock()
-	t := f.tpls[name]
-	f.mu.Unlock()
-	if t == nil {
-		return false
-	}
-	select {
-	case <-t.built:
-		return t.err == nil && t.tpl.Alive()
-	default:
-		return false
-	}
-}
+func (f *Fork) Ready(name string) bool { return f.Status(name).State == Built }
 
 // keep builds t, and rebuilds it whenever its process dies, until Drop.
 func (f *Fork) keep(t *template) {
@@ -187,9 +208,10 @@ func (f *Fork) keep(t *template) {
 			f.mu.Unlock()
 			return
 		}
-		nt := &template{fn: t.fn, built: make(chan struct{}), stop: t.stop, freeing: t.freeing}
+		nt := &template{fn: t.fn, built: make(chan struct{}), replaced: make(chan struct{}), stop: t.stop, freeing: t.freeing}
 		f.tpls[t.fn.Name] = nt
 		f.mu.Unlock()
+		close(t.replaced)
 		t.release()
 		t = nt
 	}
@@ -665,8 +687,9 @@ type TemplateInfo struct {
 
 // Info describes name's template.
 func (f *Fork) Info(name string) TemplateInfo {
-	info := TemplateInfo{Status: f.Status(name)}
-	if info.Status != "ready" {
+	st := f.Status(name)
+	info := TemplateInfo{Status: st.String()}
+	if st.State != Built {
 		return info
 	}
 	f.mu.Lock()
@@ -675,8 +698,8 @@ func (f *Fork) Info(name string) TemplateInfo {
 	if t == nil {
 		return info
 	}
-	st := t.pool.Stats()
-	info.Pid, info.PSSKB, info.Pool = t.tpl.Pid(), PSS(t.tpl.Pid()), &st
+	ps := t.pool.Stats()
+	info.Pid, info.PSSKB, info.Pool = t.tpl.Pid(), PSS(t.tpl.Pid()), &ps
 	info.KilledAtFreeze = len(t.tpl.Killed())
 	return info
 }

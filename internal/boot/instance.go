@@ -114,17 +114,12 @@ func (i *Instance) Dead() <-chan struct{} { return i.dead }
 // the error says it timed out. An instance that dies during the call
 // reports how it died (exit code, signal, out of memory).
 func (i *Instance) Invoke(ctx context.Context, id uint64, event json.RawMessage, deadline time.Time) (agent.Result, error) {
-	i.mu.Lock()
-	if i.state != StateReady {
-		st := i.state
-		i.mu.Unlock()
+	if st, ok := i.transition(StateReady, StateBusy); !ok {
 		if st == StateDead {
 			return agent.Result{}, fmt.Errorf("invoke %s: %w", i.ID, ErrInstanceDead)
 		}
 		return agent.Result{}, fmt.Errorf("invoke %s: instance is %s, not ready: %w", i.ID, st, errdefs.ErrConflict)
 	}
-	i.state = StateBusy
-	i.mu.Unlock()
 
 	var dms int64
 	if !deadline.IsZero() {
@@ -134,7 +129,7 @@ func (i *Instance) Invoke(ctx context.Context, id uint64, event json.RawMessage,
 	if err != nil {
 		var fe *agent.FunctionError
 		if errors.As(err, &fe) {
-			i.setState(StateReady)
+			i.transition(StateBusy, StateReady)
 			return res, err
 		}
 		// Timeout, broken channel or death: the instance is not reusable.
@@ -150,7 +145,7 @@ func (i *Instance) Invoke(ctx context.Context, id uint64, event json.RawMessage,
 		}
 		return res, i.deathError(err)
 	}
-	i.setState(StateReady)
+	i.transition(StateBusy, StateReady)
 	if f := i.afterFirst; f != nil {
 		i.afterFirst = nil
 		go f()
@@ -158,12 +153,18 @@ func (i *Instance) Invoke(ctx context.Context, id uint64, event json.RawMessage,
 	return res, nil
 }
 
-func (i *Instance) setState(s State) {
+// transition moves i from state from to state to, the only moves the
+// diagram allows besides death (monitor): it changes nothing and reports
+// the state i is in when that is not from (a busy instance that died
+// stays dead).
+func (i *Instance) transition(from, to State) (State, bool) {
 	i.mu.Lock()
-	if i.state != StateDead {
-		i.state = s
+	defer i.mu.Unlock()
+	if i.state != from {
+		return i.state, false
 	}
-	i.mu.Unlock()
+	i.state = to
+	return to, true
 }
 
 // deathError waits briefly for the process to be reaped and describes how

@@ -150,25 +150,24 @@ func (r *Restore) Drop(name string) {
 	os.RemoveAll(filepath.Join(r.Dir, name))
 }
 
-// Status describes name's image: "none", "building", "ready" or
-// "failed: <why>".
-func (r *Restore) Status(name string) string {
+// Status is where name's image stands.
+func (r *Restore) Status(name string) BuildStatus {
 	r.init()
 	r.mu.Lock()
 	e := r.imgs[name]
 	r.mu.Unlock()
 	if e == nil {
-		return "none"
+		return BuildStatus{State: NotBuilt}
 	}
 	select {
 	case <-e.built:
 	default:
-		return "building"
+		return BuildStatus{State: Building}
 	}
 	if e.err != nil {
-		return "failed: " + e.err.Error()
+		return BuildStatus{State: BuildFailed, Err: e.err}
 	}
-	return "ready"
+	return BuildStatus{State: Built}
 }
 
 func (e *imageEntry) close() {
@@ -394,24 +393,25 @@ func (r *Restore) release(x *restorer) error {
 // checkpoint waits for fn's fork template and checkpoints it into a
 // fresh image directory, with its rootfs changes.
 func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
-	for {
-		st := r.Fork.Status(e.fn.Name)
-		if st == "ready" {
-			break
-		}
-		if st != "building" {
-			// The template's own error: what it wraps (ErrNotSupported for
-			// a multi-threaded runtime) must reach the caller (501, not 500).
-			if err := r.Fork.withTemplate(e.fn.Name, func(*template) error { return nil }); err != nil {
-				return nil, fmt.Errorf("no template to checkpoint: %w", err)
-			}
-			continue // it was rebuilt meanwhile
-		}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
 		select {
 		case <-e.stop:
-			return nil, fmt.Errorf("dropped")
-		case <-time.After(20 * time.Millisecond):
+			cancel()
+		case <-ctx.Done():
 		}
+	}()
+	st, err := r.Fork.Wait(ctx, e.fn.Name)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("dropped")
+	case st.State == BuildFailed:
+		// The template's own error: what it wraps (ErrNotSupported for a
+		// multi-threaded runtime) must reach the caller (501, not 500).
+		return nil, fmt.Errorf("no template to checkpoint: %w", st.Err)
+	case st.State != Built:
+		return nil, fmt.Errorf("no template to checkpoint (%s)", st)
 	}
 	tmp := e.dir + ".tmp"
 	os.RemoveAll(tmp)
@@ -419,7 +419,7 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 		return nil, err
 	}
 	var upper string
-	err := r.Fork.withTemplate(e.fn.Name, func(t *template) error {
+	err = r.Fork.withTemplate(e.fn.Name, func(t *template) error {
 		upper = t.inst.sb.UpperDir()
 		return t.tpl.WithTracee(func(tc *ptrace.Tracee) error {
 			rc, err := reconnectMap(tc.Pid())
@@ -535,17 +535,21 @@ type ImageInfo struct {
 
 // Info describes name's image.
 func (r *Restore) Info(name string) ImageInfo {
-	info := ImageInfo{Status: r.Status(name)}
-	if info.Status != "ready" {
+	st := r.Status(name)
+	info := ImageInfo{Status: st.String()}
+	if st.State != Built {
 		return info
 	}
 	r.mu.Lock()
 	e := r.imgs[name]
 	r.mu.Unlock()
+	if e == nil {
+		return ImageInfo{Status: NotBuilt.String()} // dropped meanwhile
+	}
 	info.Dir = e.dir
-	var st unix.Stat_t
-	if unix.Stat(filepath.Join(e.dir, image.PagesFile), &st) == nil {
-		info.PagesBytes, info.PagesApparent = st.Blocks*512, st.Size
+	var fst unix.Stat_t
+	if unix.Stat(filepath.Join(e.dir, image.PagesFile), &fst) == nil {
+		info.PagesBytes, info.PagesApparent = fst.Blocks*512, fst.Size
 	}
 	if plan, err := e.img.Plan(); err == nil {
 		info.PlanEntries = plan.Len()

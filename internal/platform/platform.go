@@ -516,7 +516,7 @@ func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
 	if p.fork.Ready(name) {
 		return p.fork
 	}
-	if p.restore.Status(name) == "ready" {
+	if p.restore.Status(name).State == boot.Built {
 		return p.engines[boot.ModeWarm]
 	}
 	return p.engines[boot.ModeScratch]
@@ -720,11 +720,11 @@ func (p *Platform) ForkFloor(ctx context.Context, name string, event json.RawMes
 
 // TemplateStatus describes the fork template of function name ("none",
 // "building", "ready", "failed: ...").
-func (p *Platform) TemplateStatus(name string) string { return p.fork.Status(name) }
+func (p *Platform) TemplateStatus(name string) string { return p.fork.Status(name).String() }
 
 // ImageStatus describes the checkpoint image of function name ("none",
 // "building", "ready", "failed: ...").
-func (p *Platform) ImageStatus(name string) string { return p.restore.Status(name) }
+func (p *Platform) ImageStatus(name string) string { return p.restore.Status(name).String() }
 
 // StateDir is the absolute state dir.
 func (p *Platform) StateDir() string { return p.store.dir }
