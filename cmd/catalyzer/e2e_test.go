@@ -268,6 +268,77 @@ for line in sys.stdin:
 	}
 }
 
+// TestRestoreSandboxFailureLeavesNothing: a restore --sandbox whose
+// process exits non-zero exits with its status, and one that fails inside
+// the sandbox (the image maps a binary the sandbox's root does not have)
+// exits non-zero; neither leaves a mount, cgroup or run dir (the verb used
+// to os.Exit past its cleanup).
+func TestRestoreSandboxFailureLeavesNothing(t *testing.T) {
+	testutil.RequiresRoot(t)
+	checkClean := func(what string) {
+		t.Helper()
+		if m := mountsUnder(t, "/run/catalyzer/sandbox/catalyzer-cli"); len(m) != 0 {
+			t.Errorf("%s: mounts left: %v", what, m)
+		}
+		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/catalyzer-cli"); len(dirs) != 0 {
+			t.Errorf("%s: cgroups left: %v", what, dirs)
+		}
+		if _, err := os.Stat("/run/catalyzer/sandbox/catalyzer-cli"); err == nil {
+			t.Errorf("%s: run dir left", what)
+		}
+	}
+	// A process that exits 3 on its second line.
+	img3 := checkpointPython(t, "/usr/bin/python3", "import sys\nn = 0\nfor l in sys.stdin:\n    n += 1\n    print(l, flush=True)\n    if n == 2: sys.exit(3)")
+	restore := exec.Command(binary, "restore", "--image", img3, "--sandbox")
+	restore.Stdin = strings.NewReader("b\n")
+	out, err := restore.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
+		t.Errorf("restore --sandbox of a process exiting 3: %v %s", err, out)
+	}
+	checkClean("exit 3")
+	dir := t.TempDir()
+	py := filepath.Join(dir, "py3")
+	b, err := os.ReadFile("/usr/bin/python3")
+	if err != nil {
+		t.Skip("needs /usr/bin/python3")
+	}
+	os.WriteFile(py, b, 0o755)
+	img := checkpointPython(t, py, "import sys\nfor l in sys.stdin: print(l, flush=True)")
+	restore = exec.Command(binary, "restore", "--image", img, "--sandbox")
+	restore.Stdin = strings.NewReader("b\n")
+	out, err = restore.CombinedOutput()
+	if err == nil {
+		t.Fatalf("restore --sandbox of an image mapping %s (not in the sandbox's root) succeeded: %s", py, out)
+	}
+	t.Logf("restore --sandbox: %v: %s", err, strings.TrimSpace(string(out)))
+	checkClean("failed restore")
+}
+
+// checkpointPython runs python (a path) with script, feeds it one line,
+// checkpoints it (fds 0-2 reconnected) and returns the image dir.
+func checkpointPython(t *testing.T, python, script string) string {
+	t.Helper()
+	victim := exec.Command(python, "-u", "-c", script)
+	victim.Dir = "/"
+	in, _ := victim.StdinPipe()
+	outR, outW, _ := os.Pipe()
+	victim.Stdout = outW
+	if err := victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	outW.Close()
+	defer victim.Process.Kill()
+	in.Write([]byte("a\n"))
+	bufio.NewReader(outR).ReadString('\n')
+	img := filepath.Join(t.TempDir(), "img")
+	if out, err := exec.Command(binary, "checkpoint", "--pid", fmt.Sprint(victim.Process.Pid), "--image", img,
+		"--reconnect", "0", "--reconnect", "1", "--reconnect", "2").CombinedOutput(); err != nil {
+		t.Fatalf("checkpoint: %v\n%s", err, out)
+	}
+	victim.Wait()
+	return img
+}
+
 // TestAPIToken is the attack "a caller without the token drives the API":
 // serve writes a 0600 token at first start and keeps it across restarts;
 // the CLI without it, or with a wrong one, is refused with a message that

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -43,10 +44,30 @@ func main() {
 			restoreCommand(),
 		},
 	}
-	if err := app.Run(ctx, os.Args); err != nil {
+	err := app.Run(ctx, os.Args)
+	var st exitStatus
+	switch {
+	case errors.As(err, &st):
+		os.Exit(int(st))
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "catalyzer:", err)
 		os.Exit(1)
 	}
+}
+
+// exitStatus is a verb's way to exit with a status of its own (a restored
+// process's) once its deferred cleanup has run: main exits with it.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// exitCode is nil for 0, else the exitStatus to return (-1, killed by a
+// signal, exits 1).
+func exitCode(code int) error {
+	if code == 0 {
+		return nil
+	}
+	return exitStatus(max(code, 1))
 }
 
 // stateDirFlag is serve's state dir; the client verbs read the API token

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 
 	"github.com/urfave/cli/v3"
@@ -14,7 +12,6 @@ import (
 	"github.com/catalyzer/catalyzer/internal/boot"
 	"github.com/catalyzer/catalyzer/internal/image"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
-	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
 func restoreCommand() *cli.Command {
@@ -82,10 +79,7 @@ func restoreCommand() *cli.Command {
 				return err
 			}
 			if cmd.Bool("stats") {
-				for _, p := range st.Phases {
-					fmt.Fprintf(os.Stderr, "%-16s %v\n", p.Name, p.D)
-				}
-				fmt.Fprintf(os.Stderr, "%-16s %v (%d plan entries, %d ptrace stops)\n", "total", st.Total, st.Entries, st.RoundTrips)
+				printStats(st)
 			}
 			if f := cmd.String("pid-file"); f != "" {
 				if err := os.WriteFile(f, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
@@ -100,63 +94,39 @@ func restoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			if code := ps.ExitCode(); code != 0 {
-				os.Exit(max(code, 1)) // -1 (killed by a signal) exits 1
-			}
-			return nil
+			return exitCode(ps.ExitCode())
 		},
 	}
 }
 
-// restoreInSandbox restores img into a fresh sandbox env (overlay root
-// with the image's rootfs changes, its own namespaces and cgroup,
-// Docker's capabilities and seccomp profile), waits for the process and
-// tears the sandbox down.
+// restoreInSandbox restores img into a fresh sandbox (boot.RestoreInSandbox),
+// waits for the process and tears the sandbox down; a non-zero exit of
+// the process is this command's.
 func restoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, reconnect map[int]int, prefetch, stats bool, pidFile string) error {
-	id := boot.NewID("cli")
-	cfg := sandbox.EnvConfig{ID: id, Hostname: id, CgroupParent: "catalyzer-cli", Network: sandbox.NetworkNone,
-		Binds: []sandbox.Bind{{Source: img.Dir, Target: boot.ImageMount}}}
-	if _, err := os.Stat(filepath.Join(img.Dir, image.LayerDir)); err == nil {
-		layer, err := sandbox.NewScratch(cfg.CgroupParent, "layer-"+id, 64<<20)
-		if err != nil {
-			return err
-		}
-		defer layer.Release()
-		if err := image.CaptureLayer(filepath.Join(img.Dir, image.LayerDir), layer.Dir); err != nil {
-			return err
-		}
-		cfg.Lowers = []string{filepath.Join(layer.Dir, image.LayerDir)}
-	}
-	defer sandbox.Tidy(cfg.CgroupParent)
-	// Any process's image, credentials as the host sees them: restored as
-	// host root with Docker's capabilities, not in a user namespace.
-	c, tc, sb, err := boot.StartRestorerIn(tr, cfg, 0, files, img.ExecAddr())
+	rs, err := boot.RestoreInSandbox(tr, img, files, reconnect, prefetch)
 	if err != nil {
 		return err
 	}
-	defer sb.Destroy()
-	pid, st, err := image.Restore(tr, img, image.Restorer{Tracee: tc, Reconnect: reconnect, Prefetch: prefetch,
-		PagesPath: filepath.Join(boot.ImageMount, image.PagesFile), Epilogue: boot.LockdownBatch})
-	if err != nil {
-		c.Wait()
-		return err
-	}
+	defer rs.Close()
 	if stats {
-		for _, p := range st.Phases {
-			fmt.Fprintf(os.Stderr, "%-16s %v\n", p.Name, p.D)
-		}
-		fmt.Fprintf(os.Stderr, "%-16s %v (%d plan entries, %d ptrace stops)\n", "total", st.Total, st.Entries, st.RoundTrips)
+		printStats(rs.Stats)
 	}
 	if pidFile != "" {
-		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(rs.Pid)+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
-	err = c.Wait()
-	sb.Destroy()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		os.Exit(ee.ExitCode())
+	code, err := rs.Wait()
+	if err != nil {
+		return err
 	}
-	return err
+	return exitCode(code)
+}
+
+// printStats prints a restore's phases to stderr.
+func printStats(st image.Stats) {
+	for _, p := range st.Phases {
+		fmt.Fprintf(os.Stderr, "%-16s %v\n", p.Name, p.D)
+	}
+	fmt.Fprintf(os.Stderr, "%-16s %v (%d plan entries, %d ptrace stops)\n", "total", st.Total, st.Entries, st.RoundTrips)
 }
