@@ -3,7 +3,7 @@
 // and handler fork+exec'd with no sandbox at all ("direct"), and under
 // bubblewrap and runc when they are installed. Numbers are medians and
 // tails of many runs, reported next to ratios against the baselines —
-// never absolute thresholds (DESIGN.md §6).
+// never absolute thresholds.
 package bench
 
 import (

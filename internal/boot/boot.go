@@ -2,7 +2,7 @@
 // comes to life. Every engine returns the same *Instance, ready to be
 // invoked, so the platform above does not care how it was made.
 //
-// Modes (DESIGN.md §2):
+// Modes:
 //
 //	scratch  exec the runtime in a fresh sandbox env and run init (import the
 //	         handler) — the baseline every other mode must beat (Scratch)

@@ -459,7 +459,7 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	select {
 	case <-t.built:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("boot %s: waiting for its template: %w", fn.Name, ctx.Err())
+		return nil, fmt.Errorf("boot %s: waiting for its template to be built: %w: %w", fn.Name, ctx.Err(), errdefs.ErrNotReady)
 	}
 	if t.err != nil {
 		return nil, fmt.Errorf("boot %s: %w: %w", fn.Name, ErrNoTemplate, t.err)

@@ -590,7 +590,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 	select {
 	case <-e.built:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("boot %s: waiting for its image: %w", fn.Name, ctx.Err())
+		return nil, fmt.Errorf("boot %s: waiting for its image to be built: %w: %w", fn.Name, ctx.Err(), errdefs.ErrNotReady)
 	}
 	if e.err != nil {
 		return nil, fmt.Errorf("boot %s: %w", fn.Name, e.err)

@@ -161,8 +161,10 @@
 // directory: the joining process mounts proc for its own PID namespace
 // there and must apply the /proc entries of MaskedPaths and ReadonlyPaths
 // over it (the /sys ones are applied by the holder). Then hostname and lo
-// up, a ready report, and it blocks reading its config pipe with every
-// capability (it runs no user code); EOF (daemon gone) ends it. The
+// up, a ready report; then it drops every capability (a joiner must be
+// able to ptrace-read it) and execs the pause stub (package pause, from a
+// memfd: a few pages instead of a Go runtime), which waits for SIGKILL
+// (retire, Release) or the parent-death signal (daemon gone). The
 // holder is put in the env's cgroup before it reads its config and makes
 // a cgroup namespace rooted there, which the joining process enters too
 // (EnvNamespaces); until it is retired it is one more task of the cgroup.
