@@ -38,7 +38,8 @@ const (
 	ModeAuto Mode = "auto"
 )
 
-// Modes lists every mode a client may ask for, in the order auto prefers.
+// Modes lists every mode a client may ask for (auto prefers a live
+// instance, then fork, then warm, then scratch; never cold).
 var Modes = []Mode{ModeFork, ModeWarm, ModeCold, ModeScratch}
 
 // ParseMode validates a client-supplied boot mode; "" means auto.
