@@ -52,15 +52,15 @@ type Fork struct {
 
 // template is one function's frozen template and its env pool.
 type template struct {
-	fn    Function
+	fn       Function
 	built    chan struct{} // closed once inst/tpl/pool or err are set
 	replaced chan struct{} // closed when keep replaced this record by a fresh one
-	inst  *Instance
-	tpl   *sfork.Template
-	users *sandbox.UserNS // the template's: owns its envs' namespaces
-	pool  *sandbox.Pool[*sandbox.Env]
-	err   error
-	stop  chan struct{} // closed by Drop
+	inst     *Instance
+	tpl      *sfork.Template
+	users    *sandbox.UserNS // the template's: owns its envs' namespaces
+	pool     *sandbox.Pool[*sandbox.Env]
+	err      error
+	stop     chan struct{} // closed by Drop
 
 	// Fork instances die with their template (their PID namespaces are
 	// nested in its), so a dropped template lives on, frozen, until the
