@@ -556,8 +556,18 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr), nil
 }
 
-// withTemplate runs f with name's ready template.
-func (f *Fork) withTemplate(name string, fn func(*template) error) error {
+// Frozen is what a checkpoint of a template needs: the template frozen
+// (its tracee, on its tracer thread, between forks), the host path of its
+// file system layer, and the host uid its user namespace maps root to.
+type Frozen struct {
+	Tracee   *ptrace.Tracee
+	UpperDir string
+	UIDBase  int
+}
+
+// WithFrozen runs fn with name's built template, frozen and held (no fork
+// runs meanwhile): to checkpoint it.
+func (f *Fork) WithFrozen(name string, fn func(Frozen) error) error {
 	f.init()
 	f.mu.Lock()
 	t := f.tpls[name]
@@ -569,7 +579,9 @@ func (f *Fork) withTemplate(name string, fn func(*template) error) error {
 	if t.err != nil {
 		return t.err
 	}
-	return fn(t)
+	return t.tpl.WithTracee(func(tc *ptrace.Tracee) error {
+		return fn(Frozen{Tracee: tc, UpperDir: t.inst.sb.UpperDir(), UIDBase: t.users.UIDBase()})
+	})
 }
 
 // Close destroys every template. Forked instances live on.

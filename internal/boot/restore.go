@@ -419,29 +419,27 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 		return nil, err
 	}
 	var upper string
-	err = r.Fork.withTemplate(e.fn.Name, func(t *template) error {
-		upper = t.inst.sb.UpperDir()
-		return t.tpl.WithTracee(func(tc *ptrace.Tracee) error {
-			rc, err := reconnectMap(tc.Pid())
-			if err != nil {
-				return err
-			}
-			fds := make([]int, 0, len(rc))
-			for fd := range rc {
-				fds = append(fds, fd)
-			}
-			if _, err := image.CheckpointTracee(tc, tmp, image.Options{
-				Reconnect:          fds,
-				Drop:               []int{forkChannelFD},
-				SeccompReinstalled: true,
-				// The template runs in its own user namespace; its
-				// restores (not yet) run as root of the initial one.
-				IDBase: t.users.UIDBase(),
-			}); err != nil {
-				return err
-			}
-			return writeReconnect(tmp, rc)
-		})
+	err = r.Fork.WithFrozen(e.fn.Name, func(t Frozen) error {
+		upper = t.UpperDir
+		rc, err := reconnectMap(t.Tracee.Pid())
+		if err != nil {
+			return err
+		}
+		fds := make([]int, 0, len(rc))
+		for fd := range rc {
+			fds = append(fds, fd)
+		}
+		if _, err := image.CheckpointTracee(t.Tracee, tmp, image.Options{
+			Reconnect:          fds,
+			Drop:               []int{forkChannelFD},
+			SeccompReinstalled: true,
+			// Credentials as the template sees them in its user
+			// namespace: restores run as root of one of the same range.
+			IDBase: t.UIDBase,
+		}); err != nil {
+			return err
+		}
+		return writeReconnect(tmp, rc)
 	})
 	if err == nil {
 		err = image.CaptureLayer(upper, tmp)
