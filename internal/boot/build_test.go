@@ -33,11 +33,38 @@ func TestForkWaitNoTemplate(t *testing.T) {
 		t.Fatalf("Wait on no template: %v %v", st, err)
 	}
 	f.init()
-	f.tpls["slow"] = &template{built: make(chan struct{}), replaced: make(chan struct{}), stop: make(chan struct{})}
+	f.tpls.put("slow", &template{built: make(chan struct{}), replaced: make(chan struct{}), stop: make(chan struct{})})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	st, err = f.Wait(ctx, "slow")
 	if !errors.Is(err, context.DeadlineExceeded) || st.State != Building {
 		t.Fatalf("Wait on a building template: %v %v", st, err)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	var r registry[*int]
+	a, b, c := new(int), new(int), new(int)
+	if old, ok := r.put("f", a); !ok || old != nil {
+		t.Fatalf("first put: %v %v", old, ok)
+	}
+	if old, ok := r.put("f", b); !ok || old != a {
+		t.Fatalf("replacing put: %v %v", old, ok)
+	}
+	if r.replace("f", a, c) {
+		t.Fatal("replace of a record no longer current succeeded")
+	}
+	if !r.replace("f", b, c) || r.get("f") != c {
+		t.Fatal("replace of the current record failed")
+	}
+	if r.take("f") != c || r.get("f") != nil || r.take("f") != nil {
+		t.Fatal("take")
+	}
+	r.put("g", a)
+	if all := r.close(); len(all) != 1 || all[0] != a {
+		t.Fatalf("close: %v", all)
+	}
+	if _, ok := r.put("h", b); ok || r.get("g") != nil || r.replace("g", nil, b) {
+		t.Fatal("a closed registry kept something")
 	}
 }

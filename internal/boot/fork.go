@@ -45,9 +45,7 @@ type Fork struct {
 	initOnce sync.Once
 	tr       *ptrace.Tracer
 	freeing  sync.WaitGroup // released templates waiting for their last instance
-	mu       sync.Mutex
-	tpls     map[string]*template
-	closed   bool
+	tpls     registry[*template]
 }
 
 // template is one function's frozen template and its env pool.
@@ -81,7 +79,6 @@ func (f *Fork) Mode() Mode { return ModeFork }
 func (f *Fork) init() {
 	f.initOnce.Do(func() {
 		f.tr = ptrace.NewTracer()
-		f.tpls = map[string]*template{}
 	})
 }
 
@@ -89,27 +86,21 @@ func (f *Fork) init() {
 // one) and keeps it alive: a template that dies is rebuilt.
 func (f *Fork) Prepare(fn Function) {
 	f.init()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.closed {
+	t := &template{fn: fn, built: make(chan struct{}), replaced: make(chan struct{}), stop: make(chan struct{}), freeing: &f.freeing}
+	old, ok := f.tpls.put(fn.Name, t)
+	if !ok {
 		return
 	}
-	if old := f.tpls[fn.Name]; old != nil {
+	if old != nil {
 		go old.close()
 	}
-	t := &template{fn: fn, built: make(chan struct{}), replaced: make(chan struct{}), stop: make(chan struct{}), freeing: &f.freeing}
-	f.tpls[fn.Name] = t
 	go f.keep(t)
 }
 
 // Drop destroys fn's template.
 func (f *Fork) Drop(name string) {
 	f.init()
-	f.mu.Lock()
-	t := f.tpls[name]
-	delete(f.tpls, name)
-	f.mu.Unlock()
-	if t != nil {
+	if t := f.tpls.take(name); t != nil {
 		t.close()
 	}
 }
@@ -117,9 +108,7 @@ func (f *Fork) Drop(name string) {
 // Status is where name's template stands.
 func (f *Fork) Status(name string) BuildStatus {
 	f.init()
-	f.mu.Lock()
-	t := f.tpls[name]
-	f.mu.Unlock()
+	t := f.tpls.get(name)
 	return t.status()
 }
 
@@ -148,9 +137,7 @@ func (t *template) status() BuildStatus {
 func (f *Fork) Wait(ctx context.Context, name string) (BuildStatus, error) {
 	f.init()
 	for {
-		f.mu.Lock()
-		t := f.tpls[name]
-		f.mu.Unlock()
+		t := f.tpls.get(name)
 		if t == nil {
 			return BuildStatus{State: NotBuilt}, nil
 		}
@@ -203,14 +190,10 @@ func (f *Fork) keep(t *template) {
 		}
 		// Dead or failed: start over with a fresh template record so that
 		// waiters of the old one see its error.
-		f.mu.Lock()
-		if f.tpls[t.fn.Name] != t || f.closed {
-			f.mu.Unlock()
-			return
-		}
 		nt := &template{fn: t.fn, built: make(chan struct{}), replaced: make(chan struct{}), stop: t.stop, freeing: t.freeing}
-		f.tpls[t.fn.Name] = nt
-		f.mu.Unlock()
+		if !f.tpls.replace(t.fn.Name, t, nt) {
+			return // dropped, replaced or closed meanwhile: its owner releases it
+		}
 		close(t.replaced)
 		t.release()
 		t = nt
@@ -450,9 +433,7 @@ var procMounts = func() []sfork.Mount {
 func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	f.init()
 	start := agent.Monotonic()
-	f.mu.Lock()
-	t := f.tpls[fn.Name]
-	f.mu.Unlock()
+	t := f.tpls.get(fn.Name)
 	if t == nil {
 		return nil, fmt.Errorf("boot %s: %w: deploy it again or use boot=scratch: %w", fn.Name, ErrNoTemplate, errdefs.ErrNotReady)
 	}
@@ -569,9 +550,7 @@ type Frozen struct {
 // runs meanwhile): to checkpoint it.
 func (f *Fork) WithFrozen(name string, fn func(Frozen) error) error {
 	f.init()
-	f.mu.Lock()
-	t := f.tpls[name]
-	f.mu.Unlock()
+	t := f.tpls.get(name)
 	if t == nil {
 		return fmt.Errorf("template %s: %w", name, ErrNoTemplate)
 	}
@@ -587,12 +566,7 @@ func (f *Fork) WithFrozen(name string, fn func(Frozen) error) error {
 // Close destroys every template. Forked instances live on.
 func (f *Fork) Close() error {
 	f.init()
-	f.mu.Lock()
-	f.closed = true
-	tpls := f.tpls
-	f.tpls = map[string]*template{}
-	f.mu.Unlock()
-	for _, t := range tpls {
+	for _, t := range f.tpls.close() {
 		t.close()
 	}
 	// Templates dropped earlier go with their last instance (the
@@ -604,9 +578,7 @@ func (f *Fork) Close() error {
 // PoolStats returns the env pool statistics of name's template.
 func (f *Fork) PoolStats(name string) (sandbox.PoolStats, bool) {
 	f.init()
-	f.mu.Lock()
-	t := f.tpls[name]
-	f.mu.Unlock()
+	t := f.tpls.get(name)
 	if t == nil || !f.Ready(name) {
 		return sandbox.PoolStats{}, false
 	}
@@ -623,9 +595,7 @@ func (f *Fork) PoolStats(name string) (sandbox.PoolStats, bool) {
 // it can change nothing the template or its forks see.
 func (f *Fork) Floor(ctx context.Context, fn Function, event []byte, n int) ([]time.Duration, error) {
 	f.init()
-	f.mu.Lock()
-	t := f.tpls[fn.Name]
-	f.mu.Unlock()
+	t := f.tpls.get(fn.Name)
 	if t == nil {
 		return nil, fmt.Errorf("floor %s: %w: %w", fn.Name, ErrNoTemplate, errdefs.ErrNotReady)
 	}
@@ -704,9 +674,7 @@ func (f *Fork) Info(name string) TemplateInfo {
 	if st.State != Built {
 		return info
 	}
-	f.mu.Lock()
-	t := f.tpls[name]
-	f.mu.Unlock()
+	t := f.tpls.get(name)
 	if t == nil {
 		return info
 	}

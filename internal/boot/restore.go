@@ -52,9 +52,7 @@ type Restore struct {
 
 	initOnce sync.Once
 	tr       *ptrace.Tracer
-	mu       sync.Mutex
-	imgs     map[string]*imageEntry
-	closed   bool
+	imgs     registry[*imageEntry]
 }
 
 type imageEntry struct {
@@ -89,7 +87,6 @@ func (e restoreEngine) Boot(ctx context.Context, f Function) (*Instance, error) 
 func (r *Restore) init() {
 	r.initOnce.Do(func() {
 		r.tr = ptrace.NewTracer()
-		r.imgs = map[string]*imageEntry{}
 	})
 }
 
@@ -114,13 +111,12 @@ func imageKey(f Function) string {
 // it is ready.
 func (r *Restore) Prepare(fn Function) {
 	r.init()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
+	e := &imageEntry{fn: fn, dir: filepath.Join(r.Dir, fn.Name, imageKey(fn)), built: make(chan struct{}), stop: make(chan struct{})}
+	old, ok := r.imgs.put(fn.Name, e)
+	if !ok {
 		return
 	}
-	e := &imageEntry{fn: fn, dir: filepath.Join(r.Dir, fn.Name, imageKey(fn)), built: make(chan struct{}), stop: make(chan struct{})}
-	if old := r.imgs[fn.Name]; old != nil {
+	if old != nil {
 		go func() {
 			old.close()
 			if old.dir != e.dir {
@@ -128,7 +124,6 @@ func (r *Restore) Prepare(fn Function) {
 			}
 		}()
 	}
-	r.imgs[fn.Name] = e
 	go func() {
 		err := r.build(e)
 		if r.OnImage != nil {
@@ -140,11 +135,7 @@ func (r *Restore) Prepare(fn Function) {
 // Drop forgets name's image and deletes its files.
 func (r *Restore) Drop(name string) {
 	r.init()
-	r.mu.Lock()
-	e := r.imgs[name]
-	delete(r.imgs, name)
-	r.mu.Unlock()
-	if e != nil {
+	if e := r.imgs.take(name); e != nil {
 		e.close()
 	}
 	os.RemoveAll(filepath.Join(r.Dir, name))
@@ -153,9 +144,7 @@ func (r *Restore) Drop(name string) {
 // Status is where name's image stands.
 func (r *Restore) Status(name string) BuildStatus {
 	r.init()
-	r.mu.Lock()
-	e := r.imgs[name]
-	r.mu.Unlock()
+	e := r.imgs.get(name)
 	if e == nil {
 		return BuildStatus{State: NotBuilt}
 	}
@@ -538,9 +527,7 @@ func (r *Restore) Info(name string) ImageInfo {
 	if st.State != Built {
 		return info
 	}
-	r.mu.Lock()
-	e := r.imgs[name]
-	r.mu.Unlock()
+	e := r.imgs.get(name)
 	if e == nil {
 		return ImageInfo{Status: NotBuilt.String()} // dropped meanwhile
 	}
@@ -579,9 +566,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 	if cold {
 		mode = ModeCold
 	}
-	r.mu.Lock()
-	e := r.imgs[fn.Name]
-	r.mu.Unlock()
+	e := r.imgs.get(fn.Name)
 	if e == nil {
 		return nil, fmt.Errorf("boot %s: no image: %w", fn.Name, errdefs.ErrNotReady)
 	}
@@ -760,12 +745,7 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 // Close drops every image entry (files stay on disk for the next start).
 func (r *Restore) Close() error {
 	r.init()
-	r.mu.Lock()
-	r.closed = true
-	imgs := r.imgs
-	r.imgs = map[string]*imageEntry{}
-	r.mu.Unlock()
-	for _, e := range imgs {
+	for _, e := range r.imgs.close() {
 		e.close()
 	}
 	return r.tr.Close()
