@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/image"
@@ -477,11 +478,7 @@ func reconnectMap(pid int) (map[int]int, error) {
 }
 
 func writeReconnect(dir string, m map[int]int) error {
-	var b strings.Builder
-	for fd, t := range m {
-		fmt.Fprintf(&b, "%d %d\n", fd, t)
-	}
-	return os.WriteFile(filepath.Join(dir, reconnectFile), []byte(b.String()), 0o644)
+	return atomicfile.WriteFile(filepath.Join(dir, reconnectFile), encodeReconnect(m), 0o644)
 }
 
 func readReconnect(dir string) (map[int]int, error) {
@@ -489,11 +486,45 @@ func readReconnect(dir string) (map[int]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	m, err := parseReconnect(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", reconnectFile, err)
+	}
+	return m, nil
+}
+
+// encodeReconnect is the reconnect file: one "FD TARGET" line per fd, by
+// fd.
+func encodeReconnect(m map[int]int) []byte {
+	fds := make([]int, 0, len(m))
+	for fd := range m {
+		fds = append(fds, fd)
+	}
+	sort.Ints(fds)
+	var b strings.Builder
+	for _, fd := range fds {
+		fmt.Fprintf(&b, "%d %d\n", fd, m[fd])
+	}
+	return []byte(b.String())
+}
+
+// parseReconnect reads what encodeReconnect wrote: each line two decimal
+// numbers, an fd (0 to 1<<20, each once) and a restorer fd (rsControl,
+// rsStdout or rsStderr). Anything else is ErrInvalid.
+func parseReconnect(b []byte) (map[int]int, error) {
 	m := map[int]int{}
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		var fd, t int
-		if _, err := fmt.Sscanf(line, "%d %d", &fd, &t); err != nil || t < rsControl || t > rsStderr {
-			return nil, fmt.Errorf("%s: bad line %q: %w", reconnectFile, line, errdefs.ErrInvalid)
+	for _, line := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("bad line %q: %w", line, errdefs.ErrInvalid)
+		}
+		fd, err1 := strconv.Atoi(f[0])
+		t, err2 := strconv.Atoi(f[1])
+		if err1 != nil || err2 != nil || fd < 0 || fd >= 1<<20 || t < rsControl || t > rsStderr {
+			return nil, fmt.Errorf("bad line %q: %w", line, errdefs.ErrInvalid)
+		}
+		if _, dup := m[fd]; dup {
+			return nil, fmt.Errorf("fd %d twice: %w", fd, errdefs.ErrInvalid)
 		}
 		m[fd] = t
 	}
