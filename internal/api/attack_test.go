@@ -365,3 +365,33 @@ func TestImageLayerChargedToItsCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestHostNetworkEveryBootMode: a function allowed the host's network
+// (serve --allow-host-network) boots in every mode, each instance in the
+// host's network namespace, still in the function's user namespace.
+func TestHostNetworkEveryBootMode(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{AllowHostNet: true})
+	src := "import os\ndef handler(event, context):\n    return {'net': os.readlink('/proc/self/ns/net'), 'uid_map': open('/proc/self/uid_map').read().split()}\n"
+	e.deploy("hn", platform.DeployRequest{Runtime: "python", Handler: "main.handler", Network: "host",
+		CodePath: writeCode(t, map[string]string{"main.py": src})})
+	if st := e.waitImage("hn"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	hostNet, _ := os.Readlink("/proc/self/ns/net")
+	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
+		inv, err := e.c.Invoke(context.Background(), "hn", mode, nil)
+		if err != nil {
+			t.Errorf("%s: %v", mode, err)
+			continue
+		}
+		var o struct {
+			Net    string   `json:"net"`
+			UIDMap []string `json:"uid_map"`
+		}
+		json.Unmarshal(inv.Output, &o)
+		if o.Net != hostNet || len(o.UIDMap) != 3 || o.UIDMap[1] == "0" {
+			t.Errorf("%s: net %s (host %s), uid_map %v", mode, o.Net, hostNet, o.UIDMap)
+		}
+	}
+}

@@ -493,7 +493,7 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 		// in scratch, where the agent marks it close-on-exec at start).
 		Dups:         []sfork.Dup{{File: 0, Target: 3, CloseOnExec: true}, {File: 1, Target: 1}, {File: 2, Target: 2}},
 		Join:         3,
-		JoinFlags:    sandbox.EnvNamespaces,
+		JoinFlags:    env.JoinFlags(),
 		NewPID:       true,
 		Chdir:        t.tpl.Cwd(),
 		ProcFS:       "/proc",

@@ -233,6 +233,17 @@ func (e *Env) CgroupDir() (*os.File, error) {
 	return os.NewFile(uintptr(fd), "cgroup"), nil
 }
 
+// JoinFlags are the namespaces a joiner enters by setns(PidFD(), flags):
+// EnvNamespaces, less the network for NetworkHost (the holder is in the
+// host's, which a joiner in a user namespace may not enter, and is
+// already in).
+func (e *Env) JoinFlags() int {
+	if e.ownNet {
+		return EnvNamespaces
+	}
+	return EnvNamespaces &^ unix.CLONE_NEWNET
+}
+
 // NamespacePaths are the /proc paths of the namespaces the env made
 // (mount, UTS, IPC, and network unless NetworkHost), for a process that
 // cannot be handed the holder's pidfd (it was started before the env):
