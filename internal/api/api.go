@@ -1,6 +1,6 @@
 // Package api is the daemon's HTTP/JSON API. It holds handlers only: the
-// work is the platform's, and every error is mapped to a status code in
-// one place (errorStatus).
+// work is the platform's, and every error is mapped to a status code by
+// errdefs.Table (errorStatus), the table the platform's metrics use too.
 //
 //	PUT    /v1/functions/{name}          deploy (201 created, 200 replaced)
 //	GET    /v1/functions                 list
@@ -309,53 +309,17 @@ type ErrorDetail struct {
 	Stderr  string `json:"stderr,omitempty"`
 }
 
-// errorStatus maps an error to its status code and type: the one place
-// where errors become HTTP.
+// errorStatus maps an error to its status code and type by errdefs.Table
+// (errdefs.Classify, which the platform's error metric uses too); a
+// function's error also carries its trace and output.
 func errorStatus(err error) (int, ErrorDetail) {
-	d := ErrorDetail{Message: err.Error()}
+	k := errdefs.Classify(err)
+	d := ErrorDetail{Type: k.Type, Message: err.Error()}
 	var fe *agent.FunctionError
-	switch {
-	case errors.As(err, &fe):
-		d = ErrorDetail{Type: fe.Type, Message: fe.Message, Trace: fe.Trace, Stdout: fe.Stdout, Stderr: fe.Stderr}
-		return http.StatusBadGateway, d
-	case errors.Is(err, errdefs.ErrInvalid):
-		d.Type = "InvalidRequest"
-		return http.StatusBadRequest, d
-	case errors.Is(err, errdefs.ErrProtocol):
-		// Before ErrFunction: a protocol violation is also the
-		// function's fault, but it is named as what it is.
-		d.Type = "ProtocolError"
-		return http.StatusBadGateway, d
-	case errors.Is(err, errdefs.ErrUnauthorized):
-		d.Type = "Unauthorized"
-		return http.StatusUnauthorized, d
-	case errors.Is(err, errdefs.ErrForbidden):
-		d.Type = "Forbidden"
-		return http.StatusForbidden, d
-	case errors.Is(err, errdefs.ErrNotFound):
-		d.Type = "NotFound"
-		return http.StatusNotFound, d
-	case errors.Is(err, errdefs.ErrConflict):
-		d.Type = "Conflict"
-		return http.StatusConflict, d
-	case errors.Is(err, errdefs.ErrTooLarge):
-		d.Type = "TooLarge"
-		return http.StatusRequestEntityTooLarge, d
-	case errors.Is(err, errdefs.ErrUnavailable):
-		d.Type = "TooManyRequests"
-		return http.StatusTooManyRequests, d
-	case errors.Is(err, errdefs.ErrNotReady):
-		d.Type = "NotReady"
-		return http.StatusServiceUnavailable, d
-	case errors.Is(err, errdefs.ErrNotSupported):
-		d.Type = "NotSupported"
-		return http.StatusNotImplemented, d
-	case errors.Is(err, errdefs.ErrFunction):
-		d.Type = "FunctionError"
-		return http.StatusBadGateway, d
+	if errors.As(err, &fe) {
+		d.Message, d.Trace, d.Stdout, d.Stderr = fe.Message, fe.Trace, fe.Stdout, fe.Stderr
 	}
-	d.Type = "InternalError"
-	return http.StatusInternalServerError, d
+	return k.Status, d
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {

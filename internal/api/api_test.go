@@ -356,6 +356,39 @@ func TestMaxInstances(t *testing.T) {
 	if ok != 1 || busy != 2 {
 		t.Fatalf("ok=%d 429=%d, want 1 and 2", ok, busy)
 	}
+	// The error metric names the refusals as the error body does.
+	_, typ := apiStatus(errs[1])
+	if errs[1] == nil {
+		_, typ = apiStatus(errs[0])
+	}
+	resp, err := e.raw(http.MethodGet, "/metrics", e.token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `catalyzer_errors_total{function="slow",type="` + typ + `"} 2`; typ != "TooManyRequests" || !bytes.Contains(b, []byte(want)) {
+		t.Errorf("error type %q; metrics lack %s", typ, want)
+	}
+}
+
+// TestShutDown: a closed platform answers 503 ShuttingDown (retry
+// elsewhere), not 429 (the function's capacity).
+func TestShutDown(t *testing.T) {
+	e := newEnv(t, platform.Config{NoTemplates: true})
+	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	if err := e.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Invoke(context.Background(), "hello", "", nil); !isStatus(err, 503) {
+		t.Errorf("invoke after close: %v, want 503", err)
+	} else if _, typ := apiStatus(err); typ != "ShuttingDown" {
+		t.Errorf("invoke after close: type %s, want ShuttingDown", typ)
+	}
+	_, err := e.c.Deploy(context.Background(), "other", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	if !isStatus(err, 503) {
+		t.Errorf("deploy after close: %v, want 503", err)
+	}
 }
 
 func tgz(t *testing.T, entries []tar.Header, bodies map[string]string) string {
