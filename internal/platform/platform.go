@@ -651,11 +651,11 @@ func unjoin(err error) []error {
 
 // InstanceInfo describes one live instance.
 type InstanceInfo struct {
-	ID    string `json:"id"`
-	Boot  string `json:"boot"`
-	State string `json:"state"`
-	Pid   int    `json:"pid"`
-	PSSKB int64  `json:"pss_kb"`
+	ID    string
+	Boot  string
+	State string
+	Pid   int
+	PSSKB int64
 }
 
 // Instances lists function name's live instances and its template.
