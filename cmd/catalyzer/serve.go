@@ -90,7 +90,12 @@ func serveCommand() *cli.Command {
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			srv.Shutdown(sctx)
+			// In-flight requests get 10 s; after that they are cut
+			// (and p.Close, deferred, destroys their instances).
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("requests still in flight at shutdown were cut", "err", err)
+				srv.Close()
+			}
 			return nil
 		},
 	}
