@@ -9,10 +9,7 @@
 // Test with errors.Is.
 package errdefs
 
-import (
-	"errors"
-	"net/http"
-)
+import "errors"
 
 var (
 	// ErrInvalid: the caller's input is wrong (bad JSON, unknown runtime,
@@ -62,7 +59,9 @@ type Kind struct {
 	// Err is the value an error wraps to be of this kind (nil for
 	// Internal).
 	Err error
-	// Status is the HTTP status the API answers.
+	// Status is the HTTP status the API answers. (A number, not a
+	// net/http constant: this package is linked into the native
+	// function SDK, which must not carry net/http.)
 	Status int
 	// Type is the "type" of the API's error body and the "type" label of
 	// the catalyzer_errors_total metric.
@@ -74,23 +73,23 @@ type Kind struct {
 // ErrProtocol error is the function's fault too, but is named as what it
 // is, so it comes before ErrFunction).
 var Table = []Kind{
-	{ErrInvalid, http.StatusBadRequest, "InvalidRequest"},
-	{ErrProtocol, http.StatusBadGateway, "ProtocolError"},
-	{ErrUnauthorized, http.StatusUnauthorized, "Unauthorized"},
-	{ErrForbidden, http.StatusForbidden, "Forbidden"},
-	{ErrNotFound, http.StatusNotFound, "NotFound"},
-	{ErrConflict, http.StatusConflict, "Conflict"},
-	{ErrTooLarge, http.StatusRequestEntityTooLarge, "TooLarge"},
-	{ErrUnavailable, http.StatusTooManyRequests, "TooManyRequests"},
-	{ErrNotReady, http.StatusServiceUnavailable, "NotReady"},
-	{ErrShutdown, http.StatusServiceUnavailable, "ShuttingDown"},
-	{ErrNotSupported, http.StatusNotImplemented, "NotSupported"},
-	{ErrFunction, http.StatusBadGateway, "FunctionError"},
+	{ErrInvalid, 400, "InvalidRequest"},
+	{ErrProtocol, 502, "ProtocolError"},
+	{ErrUnauthorized, 401, "Unauthorized"},
+	{ErrForbidden, 403, "Forbidden"},
+	{ErrNotFound, 404, "NotFound"},
+	{ErrConflict, 409, "Conflict"},
+	{ErrTooLarge, 413, "TooLarge"},
+	{ErrUnavailable, 429, "TooManyRequests"},
+	{ErrNotReady, 503, "NotReady"},
+	{ErrShutdown, 503, "ShuttingDown"},
+	{ErrNotSupported, 501, "NotSupported"},
+	{ErrFunction, 502, "FunctionError"},
 }
 
 // Internal is the kind of an error that wraps none of the values: a fault
 // of the daemon. HTTP 500.
-var Internal = Kind{Status: http.StatusInternalServerError, Type: "InternalError"}
+var Internal = Kind{Status: 500, Type: "InternalError"}
 
 // Typed is an error that names its own type: agent.FunctionError carries
 // the function's exception class ("ValueError", "TimeoutError").

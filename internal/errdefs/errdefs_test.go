@@ -20,6 +20,13 @@ func values(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every layer imports this package, the native function SDK too: it
+	// must stay free of heavy imports (net/http for status constants).
+	for _, imp := range f.Imports {
+		if imp.Path.Value != `"errors"` {
+			t.Errorf("errdefs imports %s; keep it to \"errors\"", imp.Path.Value)
+		}
+	}
 	var names []string
 	for _, d := range f.Decls {
 		gd, ok := d.(*ast.GenDecl)
