@@ -2,13 +2,16 @@
 // work is the platform's, and every error is mapped to a status code by
 // errdefs.Table (errorStatus), the table the platform's metrics use too.
 //
-//	PUT    /v1/functions/{name}          deploy (201 created, 200 replaced)
-//	GET    /v1/functions                 list
-//	GET    /v1/functions/{name}          show
-//	DELETE /v1/functions/{name}          delete (204)
-//	POST   /v1/functions/{name}/invoke   invoke: ?boot=scratch|fork|cold|warm|auto
-//	GET    /metrics                      Prometheus
-//	GET    /healthz                      liveness (the only route without a token)
+//	PUT    /v1/functions/{name}             deploy (201 created, 200 replaced)
+//	GET    /v1/functions                    list
+//	GET    /v1/functions/{name}             show
+//	DELETE /v1/functions/{name}             delete (204)
+//	POST   /v1/functions/{name}/invoke      invoke: ?boot=scratch|fork|cold|warm|auto
+//	GET    /v1/functions/{name}/instances   live instances, template, image
+//	DELETE /v1/functions/{name}/instances   destroy the idle instances
+//	POST   /v1/functions/{name}/fork-floor  the fork floor: ?n= samples
+//	GET    /metrics                         Prometheus
+//	GET    /healthz                         liveness (the only route without a token)
 //
 // Every request but GET /healthz must carry "Authorization: Bearer
 // <token>", the daemon's token (LoadOrCreateToken); others are answered
