@@ -13,8 +13,8 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/client"
-	"github.com/catalyzer/catalyzer/internal/platform"
 )
 
 func fnCommand() *cli.Command {
@@ -74,7 +74,7 @@ func fnDeploy(ctx context.Context, cmd *cli.Command) error {
 	if err != nil {
 		return err
 	}
-	req := platform.DeployRequest{
+	req := wire.DeployRequest{
 		Runtime: cmd.String("runtime"), Handler: cmd.String("handler"),
 		MemoryMB: int(cmd.Int("memory")), TimeoutMs: int(cmd.Int("timeout")),
 		MaxInstances: int(cmd.Int("max-instances")), Network: cmd.String("network"),

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/catalyzer/catalyzer/internal/api"
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/platform"
 )
 
@@ -78,7 +79,7 @@ func serveCommand() *cli.Command {
 				return err
 			}
 			srv := &http.Server{Handler: api.New(p, log, token), ReadHeaderTimeout: 10 * time.Second}
-			log.Info("serving", "addr", ln.Addr().String(), "state_dir", p.StateDir(), "token_file", filepath.Join(p.StateDir(), api.TokenFile), "functions", len(p.List()))
+			log.Info("serving", "addr", ln.Addr().String(), "state_dir", p.StateDir(), "token_file", filepath.Join(p.StateDir(), wire.TokenFile), "functions", len(p.List()))
 			errc := make(chan error, 1)
 			go func() { errc <- srv.Serve(ln) }()
 			select {
@@ -89,7 +90,12 @@ func serveCommand() *cli.Command {
 			log.Info("shutting down")
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			srv.Shutdown(sctx)
+			// In-flight requests get 10 s; after that they are cut
+			// (and p.Close, deferred, destroys their instances).
+			if err := srv.Shutdown(sctx); err != nil {
+				log.Warn("requests still in flight at shutdown were cut", "err", err)
+				srv.Close()
+			}
 			return nil
 		},
 	}

@@ -94,6 +94,10 @@ func (e *FunctionError) Error() string {
 	return "function error: " + e.Type + ": " + e.Message
 }
 
+// ErrorType names the error after the function's exception class
+// (errdefs.Typed): the API's error type and the metric's label.
+func (e *FunctionError) ErrorType() string { return e.Type }
+
 // Is makes errors.Is(err, errdefs.ErrFunction) true.
 func (e *FunctionError) Is(target error) bool { return target == errdefs.ErrFunction }
 

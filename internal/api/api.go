@@ -1,18 +1,23 @@
 // Package api is the daemon's HTTP/JSON API. It holds handlers only: the
-// work is the platform's, and every error is mapped to a status code in
-// one place (errorStatus).
+// work is the platform's, and every error is mapped to a status code by
+// errdefs.Table (errorStatus), the table the platform's metrics use too.
 //
-//	PUT    /v1/functions/{name}          deploy (201 created, 200 replaced)
-//	GET    /v1/functions                 list
-//	GET    /v1/functions/{name}          show
-//	DELETE /v1/functions/{name}          delete (204)
-//	POST   /v1/functions/{name}/invoke   invoke: ?boot=scratch|fork|cold|warm|auto
-//	GET    /metrics                      Prometheus
-//	GET    /healthz                      liveness (the only route without a token)
+//	PUT    /v1/functions/{name}             deploy (201 created, 200 replaced)
+//	GET    /v1/functions                    list
+//	GET    /v1/functions/{name}             show
+//	DELETE /v1/functions/{name}             delete (204)
+//	POST   /v1/functions/{name}/invoke      invoke: ?boot=scratch|fork|cold|warm|auto
+//	GET    /v1/functions/{name}/instances   live instances, template, image
+//	DELETE /v1/functions/{name}/instances   destroy the idle instances
+//	POST   /v1/functions/{name}/fork-floor  the fork floor: ?n= samples
+//	GET    /metrics                         Prometheus
+//	GET    /healthz                         liveness (the only route without a token)
 //
 // Every request but GET /healthz must carry "Authorization: Bearer
 // <token>", the daemon's token (LoadOrCreateToken); others are answered
-// 401. Errors are always {"error": {"type": ..., "message": ...}}.
+// 401. Errors are always {"error": {"type": ..., "message": ...}}. The
+// bodies, headers and limits are package wire's: the handlers convert
+// the platform's values to them.
 package api
 
 import (
@@ -31,35 +36,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/catalyzer/catalyzer/internal/agent"
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/boot"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/platform"
-)
-
-// Body limits: a deploy carries code (base64 inflates it by a third), an
-// invocation carries an event.
-const (
-	MaxDeployBody = 64 << 20
-	MaxEventBody  = 6 << 20
-	// MaxLogHeader bounds each of the X-Catalyzer-Stdout/-Stderr headers
-	// (the tail of the output, base64).
-	MaxLogHeader = 4 << 10
-)
-
-// Response headers of an invocation.
-const (
-	HeaderBoot      = "X-Catalyzer-Boot"      // boot mode of the serving instance
-	HeaderBootUs    = "X-Catalyzer-Boot-Us"   // boot start to handler entry, µs; 0 when reused
-	HeaderReused    = "X-Catalyzer-Reused"    // "true" when a live instance served it
-	HeaderPhases    = "X-Catalyzer-Phases"    // name=µs,... of the boot
-	HeaderAcceptUs  = "X-Catalyzer-Accept-Us" // accept to response, µs (taken as the response is written)
-	HeaderInstance  = "X-Catalyzer-Instance"
-	HeaderStdout    = "X-Catalyzer-Stdout" // base64 tail of the handler's stdout
-	HeaderStderr    = "X-Catalyzer-Stderr"
-	HeaderTruncated = "X-Catalyzer-Truncated"
-	// HeaderLogsTruncated is "true" when the instance sent more log
-	// frames than one invocation keeps (agent.MaxLogs, agent.MaxLogBytes).
-	HeaderLogsTruncated = "X-Catalyzer-Logs-Truncated"
 )
 
 // Server serves the API over a platform.
@@ -84,7 +64,7 @@ func New(p *platform.Platform, log *slog.Logger, token string) *Server {
 	s.mux.HandleFunc("POST /v1/functions/{name}/fork-floor", s.forkFloor)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(p.Metrics().Registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		writeJSON(w, http.StatusOK, wire.Health{Status: "ok"})
 	})
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, fmt.Errorf("no route for %s %s: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
@@ -107,28 +87,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// FunctionView is a function as the API shows it.
-type FunctionView struct {
-	platform.Function
-	CodePath string `json:"code_path"`
-	// Template is the state of its fork template: "building", "ready",
-	// "failed: <why>" (fork boot is then unavailable) or "none".
-	Template string `json:"template"`
-	// Image is the state of its checkpoint image (cold and warm boot).
-	Image string `json:"image"`
+func (s *Server) view(f platform.Function) wire.Function {
+	return functionView(f, s.p.CodeDir(f), s.p.TemplateStatus(f.Name), s.p.ImageStatus(f.Name))
 }
 
-func (s *Server) view(f platform.Function) FunctionView {
-	return FunctionView{Function: f, CodePath: s.p.CodeDir(f), Template: s.p.TemplateStatus(f.Name), Image: s.p.ImageStatus(f.Name)}
+func functionView(f platform.Function, codePath, template, image string) wire.Function {
+	return wire.Function{
+		Name: f.Name, Runtime: f.Runtime, Handler: f.Handler, CodeDigest: f.CodeDigest,
+		MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs, Env: f.Env,
+		MaxInstances: f.MaxInstances, Network: f.Network, UIDSlot: f.UIDSlot,
+		CreatedAt: f.CreatedAt, UpdatedAt: f.UpdatedAt,
+		CodePath: codePath, Template: template, Image: image,
+	}
+}
+
+// deployRequest is the platform's view of a deploy's body.
+func deployRequest(r wire.DeployRequest) platform.DeployRequest {
+	return platform.DeployRequest{
+		Runtime: r.Runtime, Handler: r.Handler, CodePath: r.CodePath, CodeTgzB64: r.CodeTgzB64,
+		MemoryMB: r.MemoryMB, TimeoutMs: r.TimeoutMs, Env: r.Env,
+		MaxInstances: r.MaxInstances, Network: r.Network,
+	}
 }
 
 func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
-	var req platform.DeployRequest
-	if err := decodeBody(w, r, MaxDeployBody, &req); err != nil {
+	var req wire.DeployRequest
+	if err := decodeBody(w, r, wire.MaxDeployBody, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	f, created, err := s.p.Deploy(r.PathValue("name"), req)
+	f, created, err := s.p.Deploy(r.PathValue("name"), deployRequest(req))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -142,11 +130,11 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	fns := s.p.List()
-	out := make([]FunctionView, 0, len(fns))
+	out := wire.FunctionList{Functions: make([]wire.Function, 0, len(fns))}
 	for _, f := range fns {
-		out = append(out, s.view(f))
+		out.Functions = append(out.Functions, s.view(f))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"functions": out})
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) get(w http.ResponseWriter, r *http.Request) {
@@ -158,23 +146,33 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.view(f))
 }
 
-// InstancesView is the body of GET /v1/functions/{name}/instances.
-type InstancesView struct {
-	Instances []platform.InstanceInfo `json:"instances"`
-	Template  boot.TemplateInfo       `json:"template"`
-	Image     boot.ImageInfo          `json:"image"`
-}
-
 func (s *Server) instances(w http.ResponseWriter, r *http.Request) {
 	insts, tpl, img, err := s.p.Instances(r.PathValue("name"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if insts == nil {
-		insts = []platform.InstanceInfo{}
+	v := wire.Instances{Instances: make([]wire.Instance, 0, len(insts)), Template: templateView(tpl), Image: imageView(img)}
+	for _, in := range insts {
+		v.Instances = append(v.Instances, instanceView(in))
 	}
-	writeJSON(w, http.StatusOK, InstancesView{Instances: insts, Template: tpl, Image: img})
+	writeJSON(w, http.StatusOK, v)
+}
+
+func instanceView(in platform.InstanceInfo) wire.Instance {
+	return wire.Instance{ID: in.ID, Boot: in.Boot, State: in.State, Pid: in.Pid, PSSKB: in.PSSKB}
+}
+
+func templateView(t boot.TemplateInfo) wire.Template {
+	v := wire.Template{Status: t.Status, Pid: t.Pid, KilledAtFreeze: t.KilledAtFreeze, PSSKB: t.PSSKB}
+	if p := t.Pool; p != nil {
+		v.Pool = &wire.EnvPool{Ready: p.Ready, Built: p.Built, Taken: p.Taken, OnDemand: p.OnDemand, Failures: p.Failures, MeanBuildUs: p.MeanBuild.Microseconds()}
+	}
+	return v
+}
+
+func imageView(i boot.ImageInfo) wire.Image {
+	return wire.Image{Status: i.Status, Dir: i.Dir, PagesBytes: i.PagesBytes, PagesApparent: i.PagesApparent, PlanEntries: i.PlanEntries, WorkingSet: i.WorkingSet}
 }
 
 // drain destroys the function's idle instances.
@@ -184,12 +182,7 @@ func (s *Server) drain(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int{"drained": n})
-}
-
-// FloorView is the body of POST /v1/functions/{name}/fork-floor.
-type FloorView struct {
-	SamplesUs []int64 `json:"samples_us"`
+	writeJSON(w, http.StatusOK, wire.Drained{Drained: n})
 }
 
 // forkFloor measures the fork floor (?n=, default 20; body = event).
@@ -202,7 +195,7 @@ func (s *Server) forkFloor(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	event, err := readBody(w, r, MaxEventBody)
+	event, err := readBody(w, r, wire.MaxEventBody)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -212,7 +205,7 @@ func (s *Server) forkFloor(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v := FloorView{SamplesUs: make([]int64, len(ds))}
+	v := wire.Floor{SamplesUs: make([]int64, len(ds))}
 	for i, d := range ds {
 		v.SamplesUs[i] = d.Microseconds()
 	}
@@ -235,7 +228,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	event, err := readBody(w, r, MaxEventBody)
+	event, err := readBody(w, r, wire.MaxEventBody)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -247,24 +240,24 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 	res, err := s.p.Invoke(ctx, name, mode, event)
 	h := w.Header()
 	if res.Boot != "" && res.InstanceID != "" {
-		h.Set(HeaderBoot, string(res.Boot))
-		h.Set(HeaderBootUs, strconv.FormatInt(res.BootUs, 10))
-		h.Set(HeaderReused, strconv.FormatBool(res.Reused))
-		h.Set(HeaderInstance, res.InstanceID)
+		h.Set(wire.HeaderBoot, string(res.Boot))
+		h.Set(wire.HeaderBootUs, strconv.FormatInt(res.BootUs, 10))
+		h.Set(wire.HeaderReused, strconv.FormatBool(res.Reused))
+		h.Set(wire.HeaderInstance, res.InstanceID)
 		if len(res.Phases) > 0 {
 			parts := make([]string, len(res.Phases))
 			for i, ph := range res.Phases {
 				parts[i] = fmt.Sprintf("%s=%d", ph.Name, ph.D.Microseconds())
 			}
-			h.Set(HeaderPhases, strings.Join(parts, ","))
+			h.Set(wire.HeaderPhases, strings.Join(parts, ","))
 		}
-		setLogHeader(h, HeaderStdout, res.Stdout)
-		setLogHeader(h, HeaderStderr, res.Stderr)
+		setLogHeader(h, wire.HeaderStdout, res.Stdout)
+		setLogHeader(h, wire.HeaderStderr, res.Stderr)
 		if res.Truncated {
-			h.Set(HeaderTruncated, "true")
+			h.Set(wire.HeaderTruncated, "true")
 		}
 		if res.LogsTruncated {
-			h.Set(HeaderLogsTruncated, "true")
+			h.Set(wire.HeaderLogsTruncated, "true")
 		}
 	}
 	label := string(res.Boot)
@@ -272,7 +265,7 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		label = "reuse"
 	}
 	elapsed := time.Since(accept)
-	h.Set(HeaderAcceptUs, strconv.FormatInt(elapsed.Microseconds(), 10))
+	h.Set(wire.HeaderAcceptUs, strconv.FormatInt(elapsed.Microseconds(), 10))
 	if err != nil {
 		s.fail(w, r, err)
 		s.p.Metrics().ObserveRequest(name, label, time.Since(accept).Seconds())
@@ -289,73 +282,23 @@ func setLogHeader(h http.Header, k, out string) {
 	if out == "" {
 		return
 	}
-	if max := MaxLogHeader * 3 / 4; len(out) > max {
+	if max := wire.MaxLogHeader * 3 / 4; len(out) > max {
 		out = out[len(out)-max:]
 	}
 	h.Set(k, base64.StdEncoding.EncodeToString([]byte(out)))
 }
 
-// ErrorBody is the shape of every error response.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
-
-// ErrorDetail names an error's type and says what happened.
-type ErrorDetail struct {
-	Type    string `json:"type"`
-	Message string `json:"message"`
-	Trace   string `json:"trace,omitempty"`
-	Stdout  string `json:"stdout,omitempty"`
-	Stderr  string `json:"stderr,omitempty"`
-}
-
-// errorStatus maps an error to its status code and type: the one place
-// where errors become HTTP.
-func errorStatus(err error) (int, ErrorDetail) {
-	d := ErrorDetail{Message: err.Error()}
+// errorStatus maps an error to its status code and type by errdefs.Table
+// (errdefs.Classify, which the platform's error metric uses too); a
+// function's error also carries its trace and output.
+func errorStatus(err error) (int, wire.ErrorDetail) {
+	k := errdefs.Classify(err)
+	d := wire.ErrorDetail{Type: k.Type, Message: err.Error()}
 	var fe *agent.FunctionError
-	switch {
-	case errors.As(err, &fe):
-		d = ErrorDetail{Type: fe.Type, Message: fe.Message, Trace: fe.Trace, Stdout: fe.Stdout, Stderr: fe.Stderr}
-		return http.StatusBadGateway, d
-	case errors.Is(err, errdefs.ErrInvalid):
-		d.Type = "InvalidRequest"
-		return http.StatusBadRequest, d
-	case errors.Is(err, errdefs.ErrProtocol):
-		// Before ErrFunction: a protocol violation is also the
-		// function's fault, but it is named as what it is.
-		d.Type = "ProtocolError"
-		return http.StatusBadGateway, d
-	case errors.Is(err, errdefs.ErrUnauthorized):
-		d.Type = "Unauthorized"
-		return http.StatusUnauthorized, d
-	case errors.Is(err, errdefs.ErrForbidden):
-		d.Type = "Forbidden"
-		return http.StatusForbidden, d
-	case errors.Is(err, errdefs.ErrNotFound):
-		d.Type = "NotFound"
-		return http.StatusNotFound, d
-	case errors.Is(err, errdefs.ErrConflict):
-		d.Type = "Conflict"
-		return http.StatusConflict, d
-	case errors.Is(err, errdefs.ErrTooLarge):
-		d.Type = "TooLarge"
-		return http.StatusRequestEntityTooLarge, d
-	case errors.Is(err, errdefs.ErrUnavailable):
-		d.Type = "TooManyRequests"
-		return http.StatusTooManyRequests, d
-	case errors.Is(err, errdefs.ErrNotReady):
-		d.Type = "NotReady"
-		return http.StatusServiceUnavailable, d
-	case errors.Is(err, errdefs.ErrNotSupported):
-		d.Type = "NotSupported"
-		return http.StatusNotImplemented, d
-	case errors.Is(err, errdefs.ErrFunction):
-		d.Type = "FunctionError"
-		return http.StatusBadGateway, d
+	if errors.As(err, &fe) {
+		d.Message, d.Trace, d.Stdout, d.Stderr = fe.Message, fe.Trace, fe.Stdout, fe.Stderr
 	}
-	d.Type = "InternalError"
-	return http.StatusInternalServerError, d
+	return k.Status, d
 }
 
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -368,7 +311,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		lvl = slog.LevelError
 	}
 	s.log.Log(r.Context(), lvl, "request failed", "method", r.Method, "path", r.URL.Path, "status", code, "type", d.Type, "err", err)
-	writeJSON(w, code, ErrorBody{Error: d})
+	writeJSON(w, code, wire.ErrorBody{Error: d})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

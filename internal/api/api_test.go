@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/catalyzer/catalyzer/internal/api"
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/client"
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
@@ -95,7 +96,7 @@ func writeCode(t *testing.T, files map[string]string) string {
 	return dir
 }
 
-func (e *env) deploy(name string, r platform.DeployRequest) {
+func (e *env) deploy(name string, r wire.DeployRequest) {
 	e.t.Helper()
 	if _, err := e.c.Deploy(context.Background(), name, r); err != nil {
 		e.t.Fatalf("deploy %s: %v", name, err)
@@ -130,7 +131,7 @@ func examples(t *testing.T) string {
 func TestDeployInvokeReuse(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	ctx := context.Background()
-	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	e.deploy("hello", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
 
 	inv, err := e.c.Invoke(ctx, "hello", "scratch", []byte(`{"name":"ci"}`))
 	if err != nil {
@@ -205,11 +206,11 @@ func TestNodeAndNative(t *testing.T) {
 	ex := examples(t)
 	cases := []struct {
 		name string
-		req  platform.DeployRequest
+		req  wire.DeployRequest
 	}{
-		{"node", platform.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(ex, "node", "hello")}},
-		{"native-go", platform.DeployRequest{Runtime: "native", Handler: "hello", CodePath: filepath.Join(ex, "native", "hello")}},
-		{"native-c", platform.DeployRequest{Runtime: "native", Handler: "hello", CodePath: filepath.Join(ex, "native-c")}},
+		{"node", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(ex, "node", "hello")}},
+		{"native-go", wire.DeployRequest{Runtime: "native", Handler: "hello", CodePath: filepath.Join(ex, "native", "hello")}},
+		{"native-c", wire.DeployRequest{Runtime: "native", Handler: "hello", CodePath: filepath.Join(ex, "native-c")}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -248,7 +249,7 @@ def ok(event, context):
     return {"pid": os.getpid()}
 `})
 	for _, h := range []string{"raises", "sleeps", "exits", "hog", "ok"} {
-		e.deploy(h, platform.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, TimeoutMs: 1500, MemoryMB: 64})
+		e.deploy(h, wire.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, TimeoutMs: 1500, MemoryMB: 64})
 	}
 	_, err := e.c.Invoke(ctx, "raises", "", []byte(`{"x":1}`))
 	var ae *client.APIError
@@ -280,7 +281,7 @@ def ok(event, context):
 
 func TestBadBootMode(t *testing.T) {
 	e := newEnv(t, platform.Config{NoTemplates: true})
-	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	e.deploy("hello", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
 	if _, err := e.c.Invoke(context.Background(), "hello", "bogus", nil); !isStatus(err, 400) {
 		t.Errorf("boot=bogus: %v, want 400", err)
 	}
@@ -301,7 +302,7 @@ func TestUserNS(t *testing.T) {
 	code := writeCode(t, map[string]string{"main.py": "def handler(e, c):\n    return open('/proc/self/uid_map').read().split()\n"})
 	bases := map[string]string{}
 	for _, fn := range []string{"u1", "u2"} {
-		e.deploy(fn, platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+		e.deploy(fn, wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
 		for _, m := range []string{"scratch", "fork"} {
 			if m == "fork" {
 				if st := e.waitTemplate(fn); st != "ready" {
@@ -330,7 +331,7 @@ func TestUserNS(t *testing.T) {
 func TestMaxInstances(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	code := writeCode(t, map[string]string{"main.py": "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"})
-	e.deploy("slow", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MaxInstances: 1})
+	e.deploy("slow", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MaxInstances: 1})
 	var wg sync.WaitGroup
 	errs := make([]error, 3)
 	for i := range errs {
@@ -355,6 +356,39 @@ func TestMaxInstances(t *testing.T) {
 	}
 	if ok != 1 || busy != 2 {
 		t.Fatalf("ok=%d 429=%d, want 1 and 2", ok, busy)
+	}
+	// The error metric names the refusals as the error body does.
+	_, typ := apiStatus(errs[1])
+	if errs[1] == nil {
+		_, typ = apiStatus(errs[0])
+	}
+	resp, err := e.raw(http.MethodGet, "/metrics", e.token, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `catalyzer_errors_total{function="slow",type="` + typ + `"} 2`; typ != "TooManyRequests" || !bytes.Contains(b, []byte(want)) {
+		t.Errorf("error type %q; metrics lack %s", typ, want)
+	}
+}
+
+// TestShutDown: a closed platform answers 503 ShuttingDown (retry
+// elsewhere), not 429 (the function's capacity).
+func TestShutDown(t *testing.T) {
+	e := newEnv(t, platform.Config{NoTemplates: true})
+	e.deploy("hello", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	if err := e.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.c.Invoke(context.Background(), "hello", "", nil); !isStatus(err, 503) {
+		t.Errorf("invoke after close: %v, want 503", err)
+	} else if _, typ := apiStatus(err); typ != "ShuttingDown" {
+		t.Errorf("invoke after close: type %s, want ShuttingDown", typ)
+	}
+	_, err := e.c.Deploy(context.Background(), "other", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	if !isStatus(err, 503) {
+		t.Errorf("deploy after close: %v, want 503", err)
 	}
 }
 
@@ -414,7 +448,7 @@ func TestBadInput(t *testing.T) {
 		{"code_path /proc", `{"runtime": "python", "handler": "main.handler", "code_path": "/proc"}`, 400},
 		{"code_path /sys", `{"runtime": "python", "handler": "main.handler", "code_path": "/sys"}`, 400},
 		{"code_path state dir", `{"runtime": "python", "handler": "main.handler", "code_path": "` + e.state + `"}`, 400},
-		{"oversized body", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + strings.Repeat("A", api.MaxDeployBody) + `"}`, 413},
+		{"oversized body", `{"runtime": "python", "handler": "main.handler", "code_tgz_b64": "` + strings.Repeat("A", wire.MaxDeployBody) + `"}`, 413},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -422,7 +456,7 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var eb api.ErrorBody
+			var eb wire.ErrorBody
 			json.NewDecoder(resp.Body).Decode(&eb)
 			resp.Body.Close()
 			if resp.StatusCode != c.code || eb.Error.Type == "" || eb.Error.Message == "" {
@@ -440,14 +474,14 @@ func TestBadInput(t *testing.T) {
 		}
 	}
 	// Bad names, bad events, unknown functions.
-	if _, err := e.c.Deploy(context.Background(), "Bad..Name", platform.DeployRequest{}); !isStatus(err, 400) {
+	if _, err := e.c.Deploy(context.Background(), "Bad..Name", wire.DeployRequest{}); !isStatus(err, 400) {
 		t.Errorf("bad name: %v", err)
 	}
-	e.deploy("f", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: good})
+	e.deploy("f", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: good})
 	if _, err := e.c.Invoke(context.Background(), "f", "", []byte(`{not json`)); !isStatus(err, 400) {
 		t.Errorf("bad event: %v", err)
 	}
-	if _, err := e.c.Invoke(context.Background(), "f", "", bytes.Repeat([]byte(" "), api.MaxEventBody+1)); !isStatus(err, 413) {
+	if _, err := e.c.Invoke(context.Background(), "f", "", bytes.Repeat([]byte(" "), wire.MaxEventBody+1)); !isStatus(err, 413) {
 		t.Errorf("oversized event: %v", err)
 	}
 	if _, err := e.c.Invoke(context.Background(), "nope", "", nil); !isStatus(err, 404) {
@@ -464,7 +498,7 @@ func TestRestartKeepsFunctionsAndLeavesNothing(t *testing.T) {
 	code := writeCode(t, map[string]string{"main.py": "def handler(e, c):\n    return {'ok': True}\n"})
 	var b bytes.Buffer
 	_ = b
-	e.deploy("keep", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+	e.deploy("keep", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
 	for i := 0; i < 3; i++ {
 		if _, err := e.c.Invoke(context.Background(), "keep", "scratch", nil); err != nil {
 			t.Fatal(err)
@@ -533,7 +567,7 @@ def handler(event, context):
     out["unshare"] = ctypes.CDLL(None, use_errno=True).unshare(0x00020000) == 0
     return out
 `})
-	e.deploy("iso", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
+	e.deploy("iso", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
 	port := ln.Addr().(*net.TCPAddr).Port
 	inv, err := e.c.Invoke(context.Background(), "iso", "scratch", []byte(fmt.Sprintf(`{"marker": %q, "port": %d}`, marker, port)))
 	if err != nil {
@@ -583,7 +617,7 @@ def handler(event, context):
 // destroyed after it.
 func TestKeepAlive(t *testing.T) {
 	e := newEnv(t, platform.Config{KeepAlive: time.Second})
-	e.deploy("ka", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	e.deploy("ka", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
 	ctx := context.Background()
 	first, err := e.c.Invoke(ctx, "ka", "", nil)
 	if err != nil || first.Reused {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
@@ -53,7 +54,7 @@ func TestTemplateLeftoverKilled(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	code := writeCode(t, map[string]string{"main.py": leftoverPy})
-	e.deploy("left", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
+	e.deploy("left", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
 	if st := e.waitTemplate("left"); st != "ready" {
 		t.Fatalf("template: %s", st)
 	}
@@ -123,7 +124,7 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 	}
 	for name, in := range inits {
 		src := in.code + "import os\ndef handler(event, context):\n    return os.getpid()\n"
-		e.deploy(name, platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
+		e.deploy(name, wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
 		st := e.waitTemplate(name)
 		if !strings.Contains(st, "failed") || !strings.Contains(st, in.want) || !strings.Contains(st, "share") {
 			t.Errorf("%s: template %q, want a refusal naming %q", name, st, in.want)
@@ -163,7 +164,7 @@ def handler(event, context):
 func TestForkFloorCannotTouchTemplate(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
-	e.deploy("floor", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": floorPy})})
+	e.deploy("floor", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": floorPy})})
 	if st := e.waitTemplate("floor"); st != "ready" {
 		t.Fatalf("template: %s", st)
 	}
@@ -200,7 +201,7 @@ func TestForkInstancesOutliveTemplate(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	deploy := func(v string) {
-		e.deploy("slow", platform.DeployRequest{Runtime: "python", Handler: "main.handler",
+		e.deploy("slow", wire.DeployRequest{Runtime: "python", Handler: "main.handler",
 			CodePath: writeCode(t, map[string]string{"main.py": "VERSION = " + v + "\n" + slowPy})})
 		if st := e.waitTemplate("slow"); st != "ready" {
 			t.Fatalf("template: %s", st)
@@ -274,7 +275,7 @@ func countTemplates(t *testing.T, parent string) int {
 func TestTemplateMemoryNotLimited(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
-	e.deploy("mem", platform.DeployRequest{Runtime: "python", Handler: "main.handler", MemoryMB: 64,
+	e.deploy("mem", wire.DeployRequest{Runtime: "python", Handler: "main.handler", MemoryMB: 64,
 		CodePath: writeCode(t, map[string]string{"main.py": "VERSION = 1\n" + slowPy})})
 	if st := e.waitTemplate("mem"); st != "ready" {
 		t.Fatalf("template: %s", st)
@@ -338,7 +339,7 @@ func TestImageLayerChargedToItsCgroup(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	src := "open('/big', 'wb').write(b'x' * (4 << 20))\ndef handler(event, context):\n    return 1\n"
-	e.deploy("big", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
+	e.deploy("big", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
 	if st := e.waitImage("big"); st != "ready" {
 		t.Fatalf("image: %s", st)
 	}
@@ -373,7 +374,7 @@ func TestHostNetworkEveryBootMode(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{AllowHostNet: true})
 	src := "import os\ndef handler(event, context):\n    return {'net': os.readlink('/proc/self/ns/net'), 'uid_map': open('/proc/self/uid_map').read().split()}\n"
-	e.deploy("hn", platform.DeployRequest{Runtime: "python", Handler: "main.handler", Network: "host",
+	e.deploy("hn", wire.DeployRequest{Runtime: "python", Handler: "main.handler", Network: "host",
 		CodePath: writeCode(t, map[string]string{"main.py": src})})
 	if st := e.waitImage("hn"); st != "ready" {
 		t.Fatalf("image: %s", st)

@@ -14,24 +14,24 @@ import (
 	"testing"
 	"time"
 
-	"github.com/catalyzer/catalyzer/internal/api"
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/platform"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // waitTemplate waits until name's fork template is ready (or fails).
 func (e *env) waitTemplate(name string) string {
-	return e.waitBuilt(name, "template", func(f api.FunctionView) string { return f.Template })
+	return e.waitBuilt(name, "template", func(f wire.Function) string { return f.Template })
 }
 
 // waitImage waits until name's checkpoint image is ready (or fails).
 func (e *env) waitImage(name string) string {
-	return e.waitBuilt(name, "image", func(f api.FunctionView) string { return f.Image })
+	return e.waitBuilt(name, "image", func(f wire.Function) string { return f.Image })
 }
 
 // waitBuilt waits until the state that field reads is neither
 // "building" nor "none", and returns it.
-func (e *env) waitBuilt(name, what string, field func(api.FunctionView) string) string {
+func (e *env) waitBuilt(name, what string, field func(wire.Function) string) string {
 	e.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -130,7 +130,7 @@ func TestBootIsolation(t *testing.T) {
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 	code := writeCode(t, map[string]string{"main.py": isoPy})
-	e.deploy("iso", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
+	e.deploy("iso", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
 	if st := e.waitTemplate("iso"); st != "ready" {
 		t.Fatalf("template: %s", st)
 	}
@@ -229,7 +229,7 @@ def ok(event, context):
     return "ok"
 `})
 	for _, h := range []string{"exits", "hog", "ok"} {
-		e.deploy(h, platform.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, MemoryMB: 64, TimeoutMs: 5000})
+		e.deploy(h, wire.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, MemoryMB: 64, TimeoutMs: 5000})
 		if st := e.waitTemplate(h); st != "ready" {
 			t.Fatalf("%s template: %s", h, st)
 		}
@@ -302,7 +302,7 @@ func templatePids(t *testing.T, parent string) []int {
 // TestForkConcurrent boots forks from one template in parallel.
 func TestForkConcurrent(t *testing.T) {
 	e := newEnv(t, platform.Config{})
-	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello"), MaxInstances: 20})
+	e.deploy("hello", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello"), MaxInstances: 20})
 	if st := e.waitTemplate("hello"); st != "ready" {
 		t.Fatalf("template: %s", st)
 	}
@@ -332,7 +332,7 @@ func TestForkConcurrent(t *testing.T) {
 // template is refused with a clear error and fork boot says so.
 func TestForkRefusesMultiThreaded(t *testing.T) {
 	e := newEnv(t, platform.Config{})
-	e.deploy("node", platform.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "hello")})
+	e.deploy("node", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "hello")})
 	st := e.waitTemplate("node")
 	if !strings.Contains(st, "threads") {
 		t.Fatalf("template of a node function: %q, want a refusal naming its threads", st)
@@ -362,7 +362,7 @@ func TestBootNoLeaks(t *testing.T) {
 	parent := fmt.Sprintf("catalyzer-test-bootleak-%d", os.Getpid())
 	before := testutil.Take(t, parent)
 	e := newEnv(t, platform.Config{CgroupParent: parent})
-	e.deploy("hello", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	e.deploy("hello", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
 	e.waitTemplate("hello")
 	e.waitImage("hello")
 	for _, m := range []string{"fork", "fork", "warm", "cold", "warm", "fork"} {

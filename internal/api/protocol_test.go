@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/client"
 	"github.com/catalyzer/catalyzer/internal/platform"
 )
@@ -104,7 +105,7 @@ func deployRogue(t *testing.T, e *env, name, mode string) {
 	if err := os.Chmod(filepath.Join(dir, "rogue"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	e.deploy(name, platform.DeployRequest{Runtime: "native", Handler: "rogue", CodePath: dir, Env: map[string]string{"ROGUE": mode}, TimeoutMs: 20000})
+	e.deploy(name, wire.DeployRequest{Runtime: "native", Handler: "rogue", CodePath: dir, Env: map[string]string{"ROGUE": mode}, TimeoutMs: 20000})
 }
 
 // TestProtocolViolations is the attack "an instance answers garbage": bad

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/platform"
 )
 
@@ -28,7 +29,7 @@ func TestRestoreFidelity(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(c.dir, c.handler)); c.runtime == "native" && err != nil {
 				t.Skipf("example not built (make examples): %v", err)
 			}
-			e.deploy(c.name, platform.DeployRequest{Runtime: c.runtime, Handler: c.handler, CodePath: c.dir, MaxInstances: 4})
+			e.deploy(c.name, wire.DeployRequest{Runtime: c.runtime, Handler: c.handler, CodePath: c.dir, MaxInstances: 4})
 			if st := e.waitImage(c.name); st != "ready" {
 				t.Fatalf("image: %s", st)
 			}

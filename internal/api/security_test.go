@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/api"
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/client"
 	"github.com/catalyzer/catalyzer/internal/platform"
 )
@@ -26,7 +27,7 @@ const helloPy = "def handler(event, context):\n    return {'ok': True}\n"
 // where the token is; nothing is deployed; only GET /healthz is open.
 func TestAuthRequired(t *testing.T) {
 	e := newEnv(t, platform.Config{})
-	e.deploy("victim", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: tgzOf(t, map[string]string{"main.py": helloPy}), Env: map[string]string{"SECRET": "s3cr3t"}})
+	e.deploy("victim", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: tgzOf(t, map[string]string{"main.py": helloPy}), Env: map[string]string{"SECRET": "s3cr3t"}})
 	code, err := client.TarGzBase64(writeCode(t, map[string]string{"main.py": helloPy}))
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +58,7 @@ func TestAuthRequired(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var eb api.ErrorBody
+			var eb wire.ErrorBody
 			json.NewDecoder(resp.Body).Decode(&eb)
 			resp.Body.Close()
 			if resp.StatusCode != http.StatusUnauthorized || eb.Error.Type != "Unauthorized" || !strings.Contains(eb.Error.Message, filepath.Join(e.p.StateDir(), "api.token")) || resp.Header.Get("WWW-Authenticate") == "" {
@@ -103,16 +104,16 @@ func TestTokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := os.Stat(filepath.Join(dir, api.TokenFile))
+	st, err := os.Stat(filepath.Join(dir, wire.TokenFile))
 	if err != nil || st.Mode().Perm() != 0o600 || len(tok) != 64 {
 		t.Fatalf("token %q, file %v %v", tok, st.Mode(), err)
 	}
-	os.Chmod(filepath.Join(dir, api.TokenFile), 0o644)
+	os.Chmod(filepath.Join(dir, wire.TokenFile), 0o644)
 	again, err := api.LoadOrCreateToken(dir)
 	if err != nil || again != tok {
 		t.Fatalf("token not reused: %q %v", again, err)
 	}
-	if st, _ := os.Stat(filepath.Join(dir, api.TokenFile)); st.Mode().Perm() != 0o600 {
+	if st, _ := os.Stat(filepath.Join(dir, wire.TokenFile)); st.Mode().Perm() != 0o600 {
 		t.Errorf("a widened token file was not tightened: %v", st.Mode())
 	}
 	if other, _ := api.LoadOrCreateToken(t.TempDir()); other == tok {
@@ -121,7 +122,7 @@ func TestTokenFile(t *testing.T) {
 	if ents, _ := os.ReadDir(dir); len(ents) != 1 {
 		t.Errorf("temp files left beside the token: %d entries", len(ents))
 	}
-	os.WriteFile(filepath.Join(dir, api.TokenFile), []byte("guessable\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, wire.TokenFile), []byte("guessable\n"), 0o600)
 	if _, err := api.LoadOrCreateToken(dir); err == nil {
 		t.Errorf("a file that is not a token was accepted")
 	}
@@ -134,7 +135,7 @@ func TestHostNetworkRefused(t *testing.T) {
 	state := t.TempDir()
 	code := tgzOf(t, map[string]string{"main.py": helloPy})
 	e := newEnv(t, platform.Config{StateDir: state})
-	_, err := e.c.Deploy(context.Background(), "h", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: code, Network: "host"})
+	_, err := e.c.Deploy(context.Background(), "h", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: code, Network: "host"})
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Status != 403 || ae.Type != "Forbidden" || !strings.Contains(ae.Message, "--allow-host-network") {
 		t.Fatalf("deploy network host: %v, want 403 naming --allow-host-network", err)
@@ -147,7 +148,7 @@ func TestHostNetworkRefused(t *testing.T) {
 
 	// An operator allows it...
 	allow := newEnv(t, platform.Config{StateDir: state, AllowHostNet: true, NoTemplates: true})
-	allow.deploy("h", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: code, Network: "host"})
+	allow.deploy("h", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: code, Network: "host"})
 	allow.srv.Close()
 	allow.p.Close()
 	// ...and a daemon restarted without the flag does not run it.
@@ -166,7 +167,7 @@ func TestCodePathRefused(t *testing.T) {
 	ctx := context.Background()
 	def := newEnv(t, platform.Config{CodeRoots: []string{}})
 	good := writeCode(t, map[string]string{"main.py": helloPy})
-	_, err := def.c.Deploy(ctx, "f", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: good})
+	_, err := def.c.Deploy(ctx, "f", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: good})
 	var ae *client.APIError
 	if !errors.As(err, &ae) || ae.Status != 403 || !strings.Contains(ae.Message, "--code-root") || !strings.Contains(ae.Message, "upload") {
 		t.Fatalf("code_path on a default daemon: %v, want 403 saying to upload or use --code-root", err)
@@ -174,7 +175,7 @@ func TestCodePathRefused(t *testing.T) {
 
 	// newEnv's code roots hold the temp dir, and so the state dir.
 	e := newEnv(t, platform.Config{})
-	e.deploy("victim", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: tgzOf(t, map[string]string{"main.py": "SECRET = 'victim code'\n" + helloPy})})
+	e.deploy("victim", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodeTgzB64: tgzOf(t, map[string]string{"main.py": "SECRET = 'victim code'\n" + helloPy})})
 	v, err := e.c.Get(ctx, "victim")
 	if err != nil {
 		t.Fatal(err)
@@ -191,7 +192,7 @@ func TestCodePathRefused(t *testing.T) {
 		link,
 		filepath.Join(e.state, "code", "..", "code"),
 	} {
-		_, err := e.c.Deploy(ctx, "thief", platform.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: p})
+		_, err := e.c.Deploy(ctx, "thief", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: p})
 		if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "never") {
 			t.Errorf("code_path %s: %v, want 400", p, err)
 		}

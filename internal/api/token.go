@@ -11,13 +11,10 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/catalyzer/catalyzer/internal/errdefs"
-
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
-
-// TokenFile is the name of the API token's file in the state dir.
-const TokenFile = "api.token"
 
 // tokenBytes is the entropy of a token; it is written as hex.
 const tokenBytes = 32
@@ -30,7 +27,7 @@ const tokenBytes = 32
 // tightened to 0600; a file that is not a token is an error, not
 // silently replaced.
 func LoadOrCreateToken(stateDir string) (string, error) {
-	path := filepath.Join(stateDir, TokenFile)
+	path := filepath.Join(stateDir, wire.TokenFile)
 	b, err := os.ReadFile(path)
 	switch {
 	case err == nil:
@@ -85,5 +82,5 @@ func (s *Server) unauthorized(r *http.Request) error {
 		why = "wrong API token"
 	}
 	return fmt.Errorf("%s: send \"Authorization: Bearer <token>\"; the token is in %s on the daemon's host (root only); the CLI and bench read $CATALYZER_API_TOKEN, --token-file, or <--state-dir>/%s: %w",
-		why, filepath.Join(s.p.StateDir(), TokenFile), TokenFile, errdefs.ErrUnauthorized)
+		why, filepath.Join(s.p.StateDir(), wire.TokenFile), wire.TokenFile, errdefs.ErrUnauthorized)
 }

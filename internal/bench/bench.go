@@ -351,7 +351,7 @@ func templateReport(ctx context.Context, c *client.Client, name string) (*Templa
 	}
 	t := &TemplateReport{PSSKB: v.Template.PSSKB, PoolReady: v.Template.Pool.Ready,
 		PoolOnDemand: v.Template.Pool.OnDemand, PoolTaken: v.Template.Pool.Taken,
-		EnvBuildUs: v.Template.Pool.MeanBuild.Microseconds()}
+		EnvBuildUs: v.Template.Pool.MeanBuildUs}
 	if t.EnvBuildUs > 0 {
 		t.RefillPerSec = 1e6 / float64(t.EnvBuildUs)
 	}

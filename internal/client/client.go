@@ -1,6 +1,8 @@
 // Package client is the Go client of the daemon's HTTP API, used by the
-// CLI and the benchmark. Errors from the daemon come back as *APIError
-// carrying the status code and the server's error type and message.
+// CLI and the benchmark. It speaks the API's wire types (package wire)
+// and knows nothing of the daemon's inner ones. Errors from the daemon
+// come back as *APIError carrying the status code and the server's error
+// type and message.
 package client
 
 import (
@@ -18,8 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/catalyzer/catalyzer/internal/api"
-	"github.com/catalyzer/catalyzer/internal/platform"
+	"github.com/catalyzer/catalyzer/internal/api/wire"
 )
 
 // Client talks to one daemon.
@@ -50,11 +51,11 @@ func ResolveToken(tokenFile, stateDir string) (string, error) {
 	}
 	path := tokenFile
 	if path == "" {
-		path = filepath.Join(stateDir, api.TokenFile)
+		path = filepath.Join(stateDir, wire.TokenFile)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("no API token: %v (set $%s, give --token-file, or --state-dir of the daemon; serve writes the token to <state-dir>/%s)", err, TokenEnv, api.TokenFile)
+		return "", fmt.Errorf("no API token: %v (set $%s, give --token-file, or --state-dir of the daemon; serve writes the token to <state-dir>/%s)", err, TokenEnv, wire.TokenFile)
 	}
 	t := strings.TrimSpace(string(b))
 	if t == "" {
@@ -66,7 +67,7 @@ func ResolveToken(tokenFile, stateDir string) (string, error) {
 // APIError is an error answered by the daemon.
 type APIError struct {
 	Status int
-	api.ErrorDetail
+	wire.ErrorDetail
 }
 
 func (e *APIError) Error() string {
@@ -94,9 +95,9 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 		return resp, nil, err
 	}
 	if resp.StatusCode >= 400 {
-		var eb api.ErrorBody
+		var eb wire.ErrorBody
 		if json.Unmarshal(b, &eb) != nil || eb.Error.Type == "" {
-			eb.Error = api.ErrorDetail{Type: "HTTPError", Message: strings.TrimSpace(string(b))}
+			eb.Error = wire.ErrorDetail{Type: "HTTPError", Message: strings.TrimSpace(string(b))}
 		}
 		return resp, b, &APIError{Status: resp.StatusCode, ErrorDetail: eb.Error}
 	}
@@ -109,28 +110,26 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, ou
 }
 
 // Deploy creates or replaces a function.
-func (c *Client) Deploy(ctx context.Context, name string, r platform.DeployRequest) (api.FunctionView, error) {
+func (c *Client) Deploy(ctx context.Context, name string, r wire.DeployRequest) (wire.Function, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
-		return api.FunctionView{}, err
+		return wire.Function{}, err
 	}
-	var f api.FunctionView
+	var f wire.Function
 	_, _, err = c.do(ctx, http.MethodPut, "/v1/functions/"+url.PathEscape(name), bytes.NewReader(b), &f)
 	return f, err
 }
 
 // List lists the deployed functions.
-func (c *Client) List(ctx context.Context) ([]api.FunctionView, error) {
-	var out struct {
-		Functions []api.FunctionView `json:"functions"`
-	}
+func (c *Client) List(ctx context.Context) ([]wire.Function, error) {
+	var out wire.FunctionList
 	_, _, err := c.do(ctx, http.MethodGet, "/v1/functions", nil, &out)
 	return out.Functions, err
 }
 
 // Get shows one function.
-func (c *Client) Get(ctx context.Context, name string) (api.FunctionView, error) {
-	var f api.FunctionView
+func (c *Client) Get(ctx context.Context, name string) (wire.Function, error) {
+	var f wire.Function
 	_, _, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name), nil, &f)
 	return f, err
 }
@@ -183,15 +182,15 @@ func (c *Client) InvokeQuery(ctx context.Context, name string, q url.Values, eve
 		return inv, err
 	}
 	h := resp.Header
-	inv.Boot = h.Get(api.HeaderBoot)
-	inv.Reused = h.Get(api.HeaderReused) == "true"
-	inv.BootUs, _ = strconv.ParseInt(h.Get(api.HeaderBootUs), 10, 64)
-	inv.AcceptUs, _ = strconv.ParseInt(h.Get(api.HeaderAcceptUs), 10, 64)
-	inv.Instance = h.Get(api.HeaderInstance)
-	inv.LogsTruncated = h.Get(api.HeaderLogsTruncated) == "true"
-	inv.Stdout = decodeLog(h.Get(api.HeaderStdout))
-	inv.Stderr = decodeLog(h.Get(api.HeaderStderr))
-	if ph := h.Get(api.HeaderPhases); ph != "" {
+	inv.Boot = h.Get(wire.HeaderBoot)
+	inv.Reused = h.Get(wire.HeaderReused) == "true"
+	inv.BootUs, _ = strconv.ParseInt(h.Get(wire.HeaderBootUs), 10, 64)
+	inv.AcceptUs, _ = strconv.ParseInt(h.Get(wire.HeaderAcceptUs), 10, 64)
+	inv.Instance = h.Get(wire.HeaderInstance)
+	inv.LogsTruncated = h.Get(wire.HeaderLogsTruncated) == "true"
+	inv.Stdout = decodeLog(h.Get(wire.HeaderStdout))
+	inv.Stderr = decodeLog(h.Get(wire.HeaderStderr))
+	if ph := h.Get(wire.HeaderPhases); ph != "" {
 		inv.Phases = map[string]int64{}
 		for _, kv := range strings.Split(ph, ",") {
 			k, v, _ := strings.Cut(kv, "=")
@@ -218,8 +217,8 @@ func decodeLog(s string) string {
 }
 
 // Instances lists a function's live instances and its template.
-func (c *Client) Instances(ctx context.Context, name string) (api.InstancesView, error) {
-	var v api.InstancesView
+func (c *Client) Instances(ctx context.Context, name string) (wire.Instances, error) {
+	var v wire.Instances
 	_, _, err := c.do(ctx, http.MethodGet, "/v1/functions/"+url.PathEscape(name)+"/instances", nil, &v)
 	return v, err
 }
@@ -233,7 +232,7 @@ func (c *Client) Drain(ctx context.Context, name string) error {
 // ForkFloor asks the daemon to measure the fork floor of a function n
 // times (see boot.Fork.Floor) and returns the samples in µs.
 func (c *Client) ForkFloor(ctx context.Context, name string, event []byte, n int) ([]int64, error) {
-	var v api.FloorView
+	var v wire.Floor
 	_, _, err := c.do(ctx, http.MethodPost, fmt.Sprintf("/v1/functions/%s/fork-floor?n=%d", url.PathEscape(name), n), bytes.NewReader(event), &v)
 	return v.SamplesUs, err
 }

@@ -27,18 +27,19 @@ type Function struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// DeployRequest is the body of PUT /v1/functions/{name}. Exactly one of
-// CodePath and CodeTgzB64 is set.
+// DeployRequest is what a deploy asks for (the API converts its wire
+// body, wire.DeployRequest, to it). Exactly one of CodePath and
+// CodeTgzB64 is set.
 type DeployRequest struct {
-	Runtime      string            `json:"runtime"`
-	Handler      string            `json:"handler"`
-	CodePath     string            `json:"code_path,omitempty"`
-	CodeTgzB64   string            `json:"code_tgz_b64,omitempty"`
-	MemoryMB     int               `json:"memory_mb,omitempty"`
-	TimeoutMs    int               `json:"timeout_ms,omitempty"`
-	Env          map[string]string `json:"env,omitempty"`
-	MaxInstances int               `json:"max_instances,omitempty"`
-	Network      string            `json:"network,omitempty"`
+	Runtime      string
+	Handler      string
+	CodePath     string
+	CodeTgzB64   string
+	MemoryMB     int
+	TimeoutMs    int
+	Env          map[string]string
+	MaxInstances int
+	Network      string
 }
 
 // Defaults and bounds of a function's settings.

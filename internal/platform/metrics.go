@@ -3,6 +3,8 @@ package platform
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
 // Metrics are the daemon's Prometheus metrics, on a registry of their own
@@ -32,7 +34,7 @@ func newMetrics() *Metrics {
 		}, []string{"function", "boot", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catalyzer_errors_total",
-			Help: "Failed invocations by function and error type.",
+			Help: "Failed invocations by function and error type (the type of the API's error body: errdefs.Table, or the function's exception class).",
 		}, []string{"function", "type"}),
 		bootLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "catalyzer_boot_latency_seconds",
@@ -70,6 +72,12 @@ func newMetrics() *Metrics {
 // ObserveRequest records one request's accept-to-response time.
 func (m *Metrics) ObserveRequest(function, boot string, seconds float64) {
 	m.invokeDur.WithLabelValues(function, boot).Observe(seconds)
+}
+
+// countError counts a failed invocation under its error's type: the type
+// the API's error body names (errdefs.Classify).
+func (m *Metrics) countError(name string, err error) {
+	m.errors.WithLabelValues(name, errdefs.Classify(err).Type).Inc()
 }
 
 func (m *Metrics) forget(function string) {

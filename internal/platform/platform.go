@@ -16,7 +16,8 @@
 //   - An invocation either reuses a live idle instance (boot=auto) or boots
 //     a fresh one in the requested mode; at most max_instances live
 //     instances exist per function and a request beyond that fails with
-//     errdefs.ErrUnavailable rather than queueing.
+//     errdefs.ErrUnavailable rather than queueing. A closed platform
+//     answers errdefs.ErrShutdown.
 //   - A function's failure (handler error, crash, timeout, OOM) is an
 //     *agent.FunctionError and never affects other instances or the daemon.
 package platform
@@ -299,7 +300,7 @@ func (p *Platform) Deploy(name string, r DeployRequest) (Function, bool, error) 
 	closed := p.closed
 	p.mu.Unlock()
 	if closed {
-		return Function{}, false, fmt.Errorf("deploy %s: platform is shut down: %w", name, errdefs.ErrUnavailable)
+		return Function{}, false, fmt.Errorf("deploy %s: platform is shut down: %w", name, errdefs.ErrShutdown)
 	}
 	if old != nil {
 		f.CreatedAt, f.UIDSlot = old.fn.CreatedAt, old.fn.UIDSlot
@@ -417,7 +418,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 		return InvokeResult{}, fmt.Errorf("function %q: %w", name, errdefs.ErrNotFound)
 	}
 	if closed {
-		return InvokeResult{}, fmt.Errorf("platform is shut down: %w", errdefs.ErrUnavailable)
+		return InvokeResult{}, fmt.Errorf("platform is shut down: %w", errdefs.ErrShutdown)
 	}
 	if err := p.allowed(e.fn); err != nil {
 		return InvokeResult{}, err
@@ -436,7 +437,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 			outcome = "rejected"
 		}
 		p.metrics.invocations.WithLabelValues(name, string(mode), outcome).Inc()
-		p.countError(name, err)
+		p.metrics.countError(name, err)
 		return InvokeResult{Boot: mode}, err
 	}
 	res := InvokeResult{Boot: inst.Mode, Reused: reused, InstanceID: inst.ID}
@@ -466,7 +467,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 			res.Stdout, res.Stderr, res.LogsTruncated = fe.Stdout, fe.Stderr, fe.LogsTruncated
 		}
 		p.metrics.invocations.WithLabelValues(name, label, "error").Inc()
-		p.countError(name, err)
+		p.metrics.countError(name, err)
 		return res, err
 	}
 	p.metrics.invocations.WithLabelValues(name, label, "ok").Inc()
@@ -486,24 +487,6 @@ func bootBreakdown(inst *boot.Instance, entryNs int64) (int64, []boot.Phase) {
 	}
 	phases = append(phases, boot.Phase{Name: "invoke", D: max(total-sum, 0)})
 	return total.Microseconds(), phases
-}
-
-func (p *Platform) countError(name string, err error) {
-	typ := "InternalError"
-	var fe *agent.FunctionError
-	switch {
-	case errors.As(err, &fe):
-		typ = fe.Type
-	case errors.Is(err, errdefs.ErrProtocol):
-		typ = "ProtocolError"
-	case errors.Is(err, errdefs.ErrUnavailable):
-		typ = "TooManyRequests"
-	case errors.Is(err, errdefs.ErrNotSupported):
-		typ = "NotSupported"
-	case errors.Is(err, errdefs.ErrNotReady):
-		typ = "NotReady"
-	}
-	p.metrics.errors.WithLabelValues(name, typ).Inc()
 }
 
 // engineFor resolves mode to an engine for function name. auto prefers
@@ -668,11 +651,11 @@ func unjoin(err error) []error {
 
 // InstanceInfo describes one live instance.
 type InstanceInfo struct {
-	ID    string `json:"id"`
-	Boot  string `json:"boot"`
-	State string `json:"state"`
-	Pid   int    `json:"pid"`
-	PSSKB int64  `json:"pss_kb"`
+	ID    string
+	Boot  string
+	State string
+	Pid   int
+	PSSKB int64
 }
 
 // Instances lists function name's live instances and its template.

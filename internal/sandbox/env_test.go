@@ -518,7 +518,7 @@ func TestPool(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, _, err := p.Get(); !errors.Is(err, errdefs.ErrUnavailable) {
+	if _, _, err := p.Get(); !errors.Is(err, errdefs.ErrShutdown) {
 		t.Errorf("Get after Close: %v", err)
 	}
 	for _, e := range got {

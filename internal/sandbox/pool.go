@@ -134,13 +134,13 @@ func (p *Pool[T]) refill() {
 
 // Get returns a ready env (fromPool true), or builds one on the spot when
 // the pool is empty (fromPool false: count it as a cold env in metrics).
-// A closed pool is errdefs.ErrUnavailable. The caller owns the env: Adopt
+// A closed pool is errdefs.ErrShutdown. The caller owns the env: Adopt
 // or Release it.
 func (p *Pool[T]) Get() (e T, fromPool bool, err error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return e, false, fmt.Errorf("env pool: closed: %w", errdefs.ErrUnavailable)
+		return e, false, fmt.Errorf("env pool: closed: %w", errdefs.ErrShutdown)
 	}
 	if n := len(p.ready); n > 0 {
 		var zero T

@@ -217,8 +217,17 @@ func New(parent, name string, l Limits) (*Group, error) {
 		g.v2 = m
 		g.dirs["unified"] = filepath.Join(Root, rel)
 		// The parent must delegate the controllers even when no limit
-		// asks for them, so that Stats and OOMKilled work.
-		_ = m.ToggleControllers([]string{"memory", "pids"}, cgroup2.Enable)
+		// asks for them, so that Stats and OOMKilled work: without
+		// memory.events an OOM kill would pass for a plain SIGKILL.
+		// (A controller the parent has already delegated is a no-op;
+		// only the direct parent's write decides the result.)
+		if err := m.ToggleControllers([]string{"memory", "pids"}, cgroup2.Enable); err != nil {
+			err = fmt.Errorf("create cgroup %s: delegate the memory and pids controllers: %w", rel, wrapErr(err))
+			if derr := m.Delete(); derr != nil {
+				err = errors.Join(err, fmt.Errorf("remove cgroup %s: %w", rel, derr))
+			}
+			return nil, err
+		}
 		return g, nil
 	case cgroups.Legacy, cgroups.Hybrid:
 	default:

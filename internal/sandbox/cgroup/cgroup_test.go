@@ -335,3 +335,29 @@ func TestSweep(t *testing.T) {
 		}
 	}
 }
+
+// TestControllersWithoutLimits: a group with no limits still has the
+// memory and pids controllers (OOMKilled and Stats read their files), on
+// v2 through the parent's delegation, which New no longer lets fail
+// silently.
+func TestControllersWithoutLimits(t *testing.T) {
+	parent := testParent(t)
+	g, err := New(parent, "nolimits", Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Delete()
+	d := g.Dirs()
+	files := []string{filepath.Join(d["memory"], "memory.oom_control"), filepath.Join(d["pids"], "pids.current")}
+	if u, ok := d["unified"]; ok {
+		files = []string{filepath.Join(u, "memory.events"), filepath.Join(u, "pids.current")}
+	}
+	for _, f := range files {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("no %s: %v", f, err)
+		}
+	}
+	if oom, err := g.OOMKilled(); err != nil || oom {
+		t.Errorf("OOMKilled = %v, %v; want false, nil", oom, err)
+	}
+}

@@ -15,6 +15,11 @@
 // a process exceeding the limit is OOM-killed (SIGKILL) rather than left
 // hanging; on v2 memory.swap.max is 0 and memory.oom.group 1.
 //
+// On v2, New has the parent delegate the memory and pids controllers to
+// the group even when no limit asks for them (Stats and OOMKilled read
+// their files), and fails when it cannot: an OOM kill must never pass
+// for a plain SIGKILL.
+//
 // Kill sends SIGKILL to every process and waits, bounded by KillTimeout,
 // until the group is empty (v2: cgroup.kill when present; v1 and older v2:
 // freeze, signal every pid, thaw, repeat). Delete kills, then removes every
