@@ -49,6 +49,10 @@ type Restore struct {
 	// Pools sizes the pool of prepared restorers kept per function.
 	Pools   Pools
 	OnImage func(function string, err error)
+	// OnWorkingSet, if set, is told how recording an image's working set
+	// went (after the first invocation of its first cold boot): the bytes
+	// recorded, or why it failed (cold boots then go without prefetch).
+	OnWorkingSet func(function string, bytes int64, err error)
 	OnEnv   func(function string, fromPool bool)
 
 	initOnce sync.Once
@@ -675,7 +679,16 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 	e.wsMu.Lock()
 	if !e.wsSet && len(img.WorkingSet) == 0 {
 		e.wsSet = true
-		inst.afterFirst = func() { image.RecordWorkingSet(inst.Pid(), img) }
+		inst.afterFirst = func() {
+			rs, err := image.RecordWorkingSet(inst.Pid(), img)
+			if r.OnWorkingSet != nil {
+				var n int64
+				for _, rg := range rs {
+					n += int64(rg.Len)
+				}
+				r.OnWorkingSet(fn.Name, n, err)
+			}
+		}
 	}
 	e.wsMu.Unlock()
 	return inst, nil

@@ -200,6 +200,13 @@ func New(cfg Config) (*Platform, error) {
 		Dir:   st.path("images"),
 		Pools: boot.Pools{Size: cfg.EnvPoolSize, Workers: cfg.EnvPoolWorkers},
 		OnEnv: p.fork.OnEnv,
+		OnWorkingSet: func(function string, bytes int64, err error) {
+			if err != nil {
+				p.log.Warn("working set not recorded: cold boots go without prefetch", "function", function, "err", err)
+				return
+			}
+			p.log.Info("working set recorded", "function", function, "bytes", bytes)
+		},
 		OnImage: func(function string, err error) {
 			if err != nil {
 				p.log.Warn("image failed: cold and warm boot unavailable for this function", "function", function, "err", err)
