@@ -53,7 +53,7 @@ type Restore struct {
 	// went (after the first invocation of its first cold boot): the bytes
 	// recorded, or why it failed (cold boots then go without prefetch).
 	OnWorkingSet func(function string, bytes int64, err error)
-	OnEnv   func(function string, fromPool bool)
+	OnEnv        func(function string, fromPool bool)
 
 	initOnce sync.Once
 	tr       *ptrace.Tracer
