@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -17,12 +18,20 @@ import (
 // proc(5) gives it.
 var ErrFormat = errors.New("unexpected format in /proc")
 
+// Self stands for the calling process where a function takes a pid: it
+// reads /proc/self, which names the caller even where /proc belongs to
+// another PID namespace than the caller's pid.
+const Self = math.MinInt32
+
 func path(pid int, name string) string {
+	if pid == Self {
+		return "/proc/self/" + name
+	}
 	return "/proc/" + strconv.Itoa(pid) + "/" + name
 }
 
 func checkPID(pid int) error {
-	if pid <= 0 {
+	if pid <= 0 && pid != Self {
 		return fmt.Errorf("procfs: pid %d: %w", pid, errdefs.ErrInvalid)
 	}
 	return nil
@@ -43,29 +52,27 @@ func vanished(err error) error {
 	return err
 }
 
-// readFile reads /proc/PID/name.
+// readFile reads /proc/PID/name. A read that fails because the process
+// has exited (some files of a zombie fail with EINVAL) is the error of an
+// exited process.
 func readFile(pid int, name string) ([]byte, error) {
 	b, err := os.ReadFile(path(pid, name))
-	return b, vanished(err)
+	if err = vanished(err); err != nil && name != "stat" && !errors.Is(err, fs.ErrNotExist) {
+		if aerr := alive(pid); errors.Is(aerr, fs.ErrNotExist) {
+			return nil, aerr
+		}
+	}
+	return b, err
 }
 
 // alive returns nil if pid is a live process (not gone, not a zombie).
 // Functions call it after reading: files of an exited process read empty.
 func alive(pid int) error {
-	b, err := readFile(pid, "stat")
-	if errors.Is(err, fs.ErrNotExist) {
-		return exited(pid)
-	}
+	st, err := Stat(pid)
 	if err != nil {
 		return err
 	}
-	// pid (comm) state ...; comm may hold ')' and spaces.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+3 > len(s) {
-		return fmt.Errorf("procfs: /proc/%d/stat %q: %w", pid, s, ErrFormat)
-	}
-	if isExitState(s[i+2 : i+3]) {
+	if st.Exited() {
 		return exited(pid)
 	}
 	return nil
