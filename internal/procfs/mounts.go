@@ -96,8 +96,8 @@ func parseMount(line string) (Mount, error) {
 	if sep < 0 || len(f) != sep+4 {
 		return m, parseError("not 6 fields, optional ones, \"-\" and 3 more")
 	}
-	for _, x := range f {
-		if x == "" {
+	for i, x := range f {
+		if x == "" && i != sep+2 { // a mount's source may be "" (mount(2) with an empty one)
 			return m, parseError("an empty field")
 		}
 	}

@@ -307,6 +307,9 @@ func TestParseMountInfo(t *testing.T) {
 	if got := ms[3]; got.String() != want.String() || !slices.Equal(got.Optional, want.Optional) || got.MountPoint != want.MountPoint {
 		t.Errorf("mount 3 = %+v, want %+v", got, want)
 	}
+	if ms, err := ParseMountInfo([]byte("30 22 0:50 / /x rw - tmpfs  rw\n")); err != nil || ms[0].Source != "" || ms[0].SuperOptions != "rw" {
+		t.Errorf("an empty source: %+v, %v", ms, err)
+	}
 	if ms[0].MountPoint != "/" || ms[0].Optional[0] != "shared:1" || ms[2].Optional != nil || ms[2].Source != "tmpfs" {
 		t.Errorf("mounts = %+v", ms)
 	}
@@ -331,6 +334,7 @@ func TestParseMountInfo(t *testing.T) {
 		"22 1 252-1 / / rw - ext4 /dev/vda1 rw",
 		"22 1 252:x / / rw - ext4 /dev/vda1 rw",
 		"22 1 252:1 /  / rw - ext4 /dev/vda1 rw",
+		"22 1 252:1 / / rw - ext4 /dev/vda1 ",
 	} {
 		in := "22 1 252:1 / / rw - ext4 /dev/vda1 rw\n" + bad + "\n"
 		if _, err := ParseMountInfo([]byte(in)); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "line 2") {
@@ -388,4 +392,25 @@ func fieldsEqual(a, b map[string]uint64) bool {
 		}
 	}
 	return true
+}
+
+func TestStatusUints(t *testing.T) {
+	s := StatusInfo{"Uid": "1000\t1000\t1000\t1000", "Umask": "0022", "SigPnd": "0000000000000100", "Groups": "", "Bad": "12 x"}
+	if v, err := s.Uint("Uid", 10); err != nil || v != 1000 {
+		t.Errorf("Uid = %d, %v", v, err)
+	}
+	if v, err := s.Uint("Umask", 8); err != nil || v != 0o22 {
+		t.Errorf("Umask = %#o, %v", v, err)
+	}
+	if v, err := s.Uint("SigPnd", 16); err != nil || v != 0x100 {
+		t.Errorf("SigPnd = %#x, %v", v, err)
+	}
+	if v, err := s.Uints("Groups", 10); err != nil || v != nil {
+		t.Errorf("Groups = %v, %v", v, err)
+	}
+	for _, k := range []string{"Bad", "Groups", "Missing"} {
+		if _, err := s.Uint(k, 10); !errors.Is(err, ErrFormat) {
+			t.Errorf("Uint(%s) = %v, want ErrFormat", k, err)
+		}
+	}
 }
