@@ -23,7 +23,7 @@ func Auxv(pid int) ([]byte, error) {
 	}
 	v, err := ParseAuxv(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/auxv: %w", pid, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/auxv: %w", procName(pid), err)
 	}
 	return v, nil
 }

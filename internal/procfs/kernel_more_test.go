@@ -177,3 +177,10 @@ func TestStatZombie(t *testing.T) {
 		t.Errorf("reaped: State = %v, want fs.ErrNotExist", err)
 	}
 }
+
+// TestSelfName: errors about Self name /proc/self, not a number.
+func TestSelfName(t *testing.T) {
+	if _, err := StatFD(Self, 99999); !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/proc/self/fd/99999") {
+		t.Errorf("StatFD(Self, 99999) = %v", err)
+	}
+}

@@ -103,7 +103,7 @@ func maps(pid int) ([]Mapping, error) {
 	}
 	ms, err := ParseMaps(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/maps: %w", pid, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/maps: %w", procName(pid), err)
 	}
 	return ms, nil
 }

@@ -54,7 +54,7 @@ func Mounts(pid int) ([]Mount, error) {
 	}
 	ms, err := ParseMountInfo(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/mountinfo: %w", pid, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/mountinfo: %w", procName(pid), err)
 	}
 	return ms, nil
 }

@@ -23,7 +23,7 @@ func Namespace(pid int, name string) (NSID, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path(pid, "ns/"+name), &st); err != nil {
-		return NSID{}, fmt.Errorf("procfs: stat /proc/%d/ns/%s: %w", pid, name, vanished(err))
+		return NSID{}, fmt.Errorf("procfs: stat /proc/%v/ns/%s: %w", procName(pid), name, vanished(err))
 	}
 	return NSID{st.Dev, st.Ino}, alive(pid)
 }
@@ -69,7 +69,7 @@ func FDLinks(pid int) (map[int]string, error) {
 	for _, e := range ents {
 		n, err := strconv.Atoi(e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("procfs: /proc/%d/fd/%s: %w", pid, e.Name(), ErrFormat)
+			return nil, fmt.Errorf("procfs: /proc/%v/fd/%s: %w", procName(pid), e.Name(), ErrFormat)
 		}
 		l, err := os.Readlink(path(pid, "fd/"+e.Name()))
 		if errors.Is(err, fs.ErrNotExist) {
@@ -92,7 +92,7 @@ func StatFD(pid, fd int) (unix.Stat_t, error) {
 		return st, err
 	}
 	if err := unix.Stat(path(pid, "fd/"+strconv.Itoa(fd)), &st); err != nil {
-		return st, fmt.Errorf("procfs: stat /proc/%d/fd/%d: %w", pid, fd, vanished(err))
+		return st, fmt.Errorf("procfs: stat /proc/%v/fd/%d: %w", procName(pid), fd, vanished(err))
 	}
 	return st, alive(pid)
 }
@@ -109,7 +109,7 @@ func Personality(pid int) (uint64, error) {
 	}
 	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
 	if err != nil {
-		return 0, fmt.Errorf("procfs: /proc/%d/personality %q: %w", pid, b, ErrFormat)
+		return 0, fmt.Errorf("procfs: /proc/%v/personality %q: %w", procName(pid), b, ErrFormat)
 	}
 	return v, alive(pid)
 }

@@ -81,7 +81,7 @@ func (p *Pagemap) Read(start, end uint64) ([]PageEntry, error) {
 	}
 	b := make([]byte, 8*((end-start)/PageSize))
 	if _, err := p.f.ReadAt(b, int64(start/PageSize*8)); err != nil {
-		return nil, fmt.Errorf("procfs: pagemap of %d at %#x: %w", p.pid, start, vanished(err))
+		return nil, fmt.Errorf("procfs: pagemap of %v at %#x: %w", procName(p.pid), start, vanished(err))
 	}
 	return ParsePagemap(b)
 }

@@ -30,6 +30,16 @@ func path(pid int, name string) string {
 	return "/proc/" + strconv.Itoa(pid) + "/" + name
 }
 
+// procName names pid in errors: its number, or "self".
+type procName int
+
+func (p procName) String() string {
+	if p == Self {
+		return "self"
+	}
+	return strconv.Itoa(int(p))
+}
+
 func checkPID(pid int) error {
 	if pid <= 0 && pid != Self {
 		return fmt.Errorf("procfs: pid %d: %w", pid, errdefs.ErrInvalid)
@@ -40,7 +50,7 @@ func checkPID(pid int) error {
 // exited is the error for a process that has exited (or whose main thread
 // has: its maps and fds then read empty too).
 func exited(pid int) error {
-	return fmt.Errorf("procfs: process %d has exited (or its main thread has): %w", pid, fs.ErrNotExist)
+	return fmt.Errorf("procfs: process %v has exited (or its main thread has): %w", procName(pid), fs.ErrNotExist)
 }
 
 // vanished maps ESRCH (a process reaped between open and read) onto

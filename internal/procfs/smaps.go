@@ -36,7 +36,7 @@ func SmapsRollup(pid int) (SmapsEntry, error) {
 		return SmapsEntry{}, err
 	}
 	if len(es) != 1 {
-		return SmapsEntry{}, fmt.Errorf("procfs: /proc/%d/smaps_rollup: %d entries, want 1: %w", pid, len(es), ErrFormat)
+		return SmapsEntry{}, fmt.Errorf("procfs: /proc/%v/smaps_rollup: %d entries, want 1: %w", procName(pid), len(es), ErrFormat)
 	}
 	return es[0], nil
 }
@@ -51,7 +51,7 @@ func PSS(pid int) (int64, error) {
 	}
 	kb, ok := r.Fields["Pss"]
 	if !ok {
-		return 0, fmt.Errorf("procfs: /proc/%d/smaps_rollup without Pss: %w", pid, ErrFormat)
+		return 0, fmt.Errorf("procfs: /proc/%v/smaps_rollup without Pss: %w", procName(pid), ErrFormat)
 	}
 	return int64(kb), nil
 }
@@ -69,7 +69,7 @@ func readSmaps(pid int, name string) ([]SmapsEntry, error) {
 	}
 	es, err := ParseSmaps(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/%s: %w", pid, name, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/%s: %w", procName(pid), name, err)
 	}
 	return es, nil
 }

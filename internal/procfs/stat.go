@@ -138,7 +138,7 @@ func Stat(pid int) (StatInfo, error) {
 	}
 	st, err := ParseStat(b)
 	if err != nil {
-		return StatInfo{}, fmt.Errorf("procfs: /proc/%d/stat: %w", pid, err)
+		return StatInfo{}, fmt.Errorf("procfs: /proc/%v/stat: %w", procName(pid), err)
 	}
 	return st, nil
 }

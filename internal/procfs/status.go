@@ -63,7 +63,7 @@ func Status(pid int) (StatusInfo, error) {
 	}
 	m, err := parseStatus(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/status: %w", pid, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/status: %w", procName(pid), err)
 	}
 	if isExitState(m["State"]) {
 		return nil, exited(pid)
@@ -104,7 +104,7 @@ func Threads(pid int) ([]int, error) {
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("procfs: /proc/%d/task/%s: %w", pid, e.Name(), ErrFormat)
+			return nil, fmt.Errorf("procfs: /proc/%v/task/%s: %w", procName(pid), e.Name(), ErrFormat)
 		}
 		tids = append(tids, tid)
 	}
