@@ -11,21 +11,7 @@ const AtSysinfoEhdr = 33
 // Auxv reads /proc/PID/auxv: the auxiliary vector the process was started
 // with, as ParseAuxv returns it. See the package doc for its errors.
 func Auxv(pid int) ([]byte, error) {
-	if err := checkPID(pid); err != nil {
-		return nil, err
-	}
-	b, err := readFile(pid, "auxv")
-	if err != nil {
-		return nil, err
-	}
-	if err := alive(pid); err != nil {
-		return nil, err // an exited process's auxv reads empty
-	}
-	v, err := ParseAuxv(b)
-	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%v/auxv: %w", procName(pid), err)
-	}
-	return v, nil
+	return readLive(pid, "auxv", ParseAuxv)
 }
 
 // ParseAuxv checks the bytes of /proc/PID/auxv, (type, value) pairs of

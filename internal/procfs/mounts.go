@@ -42,21 +42,7 @@ func (m Mount) String() string {
 // in mount order (a mount after its parent), as pid sees them. Mounts(Self)
 // reads the caller's. See the package doc for its errors.
 func Mounts(pid int) ([]Mount, error) {
-	if err := checkPID(pid); err != nil {
-		return nil, err
-	}
-	b, err := readFile(pid, "mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	if err := alive(pid); err != nil {
-		return nil, err
-	}
-	ms, err := ParseMountInfo(b)
-	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%v/mountinfo: %w", procName(pid), err)
-	}
-	return ms, nil
+	return readLive(pid, "mountinfo", ParseMountInfo)
 }
 
 // ParseMountInfo parses the text of /proc/PID/mountinfo, one Mount a line:
@@ -68,19 +54,7 @@ func Mounts(pid int) ([]Mount, error) {
 // undone. A line that does not have that form is an error wrapping
 // ErrFormat.
 func ParseMountInfo(b []byte) ([]Mount, error) {
-	s := strings.TrimSuffix(string(b), "\n")
-	if s == "" {
-		return nil, nil
-	}
-	var out []Mount
-	for n, line := range strings.Split(s, "\n") {
-		m, err := parseMount(line)
-		if err != nil {
-			return nil, fmt.Errorf("line %d %q: %s: %w", n+1, line, err, ErrFormat)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return parseLines(b, parseMount)
 }
 
 func parseMount(line string) (Mount, error) {

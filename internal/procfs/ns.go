@@ -100,35 +100,25 @@ func StatFD(pid, fd int) (unix.Stat_t, error) {
 // Personality reads /proc/PID/personality: the process's execution
 // domain flags (personality(2)). See the package doc for its errors.
 func Personality(pid int) (uint64, error) {
-	if err := checkPID(pid); err != nil {
-		return 0, err
-	}
-	b, err := readFile(pid, "personality")
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
-	if err != nil {
-		return 0, fmt.Errorf("procfs: /proc/%v/personality %q: %w", procName(pid), b, ErrFormat)
-	}
-	return v, alive(pid)
+	return readLive(pid, "personality", func(b []byte) (uint64, error) {
+		v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q: %w", b, ErrFormat)
+		}
+		return v, nil
+	})
 }
 
 // Timers counts the POSIX timers (timer_create(2)) of pid: the "ID:"
 // lines of /proc/PID/timers. See the package doc for its errors.
 func Timers(pid int) (int, error) {
-	if err := checkPID(pid); err != nil {
-		return 0, err
-	}
-	b, err := readFile(pid, "timers")
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "ID:") {
-			n++
+	return readLive(pid, "timers", func(b []byte) (int, error) {
+		n := 0
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "ID:") {
+				n++
+			}
 		}
-	}
-	return n, alive(pid)
+		return n, nil
+	})
 }

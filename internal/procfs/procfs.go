@@ -75,6 +75,47 @@ func readFile(pid int, name string) ([]byte, error) {
 	return b, err
 }
 
+// readLive reads /proc/PID/name of a live process and parses it: the
+// read, then the check that pid is alive (an exited process's files read
+// empty), then parse, whose error names the file.
+func readLive[T any](pid int, name string, parse func([]byte) (T, error)) (T, error) {
+	var zero T
+	if err := checkPID(pid); err != nil {
+		return zero, err
+	}
+	b, err := readFile(pid, name)
+	if err != nil {
+		return zero, err
+	}
+	if err := alive(pid); err != nil {
+		return zero, err
+	}
+	v, err := parse(b)
+	if err != nil {
+		return zero, fmt.Errorf("procfs: /proc/%v/%s: %w", procName(pid), name, err)
+	}
+	return v, nil
+}
+
+// parseLines parses text one line at a time (a final newline is not a
+// line; no text is no lines); a line parse refuses is an error wrapping
+// ErrFormat that names it.
+func parseLines[T any](b []byte, parse func(string) (T, error)) ([]T, error) {
+	s := strings.TrimSuffix(string(b), "\n")
+	if s == "" {
+		return nil, nil
+	}
+	var out []T
+	for n, line := range strings.Split(s, "\n") {
+		v, err := parse(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d %q: %s: %w", n+1, line, err, ErrFormat)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 // alive returns nil if pid is a live process (not gone, not a zombie).
 // Functions call it after reading: files of an exited process read empty.
 func alive(pid int) error {

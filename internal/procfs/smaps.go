@@ -57,21 +57,7 @@ func PSS(pid int) (int64, error) {
 }
 
 func readSmaps(pid int, name string) ([]SmapsEntry, error) {
-	if err := checkPID(pid); err != nil {
-		return nil, err
-	}
-	b, err := readFile(pid, name)
-	if err != nil {
-		return nil, err
-	}
-	if err := alive(pid); err != nil {
-		return nil, err // an exited process's smaps reads empty
-	}
-	es, err := ParseSmaps(b)
-	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%v/%s: %w", procName(pid), name, err)
-	}
-	return es, nil
+	return readLive(pid, name, ParseSmaps)
 }
 
 // ParseSmaps parses the text of /proc/PID/smaps or smaps_rollup: for each
