@@ -645,7 +645,7 @@ func TestTemplateCaps(t *testing.T) {
 			t.Errorf("want %q in:\n%s", want, out2)
 		}
 	}
-	if st := statusOf(t, s.Pid()); statusField(st, "Seccomp") != "2" || statusField(st, "NoNewPrivs") != "1" {
+	if st := statusOf(t, s.Pid()); st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" {
 		t.Errorf("template not filtered:\n%s", st)
 	}
 
@@ -693,13 +693,13 @@ func TestTemplateCaps(t *testing.T) {
 	}
 }
 
-func statusOf(t *testing.T, pid int) string {
+func statusOf(t *testing.T, pid int) procfs.StatusInfo {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procfs.Status(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return st
 }
 
 // TestTemplateSweep: a killed daemon's template leaves a mounted upper
@@ -772,7 +772,7 @@ func TestEnvInUserNS(t *testing.T) {
 			t.Errorf("env %s namespace owned by user namespace %d, want the template's %d", n, got, tplUser)
 		}
 	}
-	if uid := strings.Fields(statusField(statusOf(t, holder), "Uid")); len(uid) == 0 || uid[0] != strconv.Itoa(base) {
+	if uid, err := statusOf(t, holder).Uint("Uid", 10); err != nil || uid != uint64(base) {
 		t.Errorf("holder uid %v, want %d", uid, base)
 	}
 	got, err := exec.Command("nsenter", "-t", strconv.Itoa(holder), "-m", "--", "/bin/cat", "/template-file").CombinedOutput()

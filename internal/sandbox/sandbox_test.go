@@ -20,6 +20,7 @@ import (
 	"github.com/moby/sys/capability"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
@@ -403,8 +404,11 @@ func TestUserNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Pid()))
-	if got := statusField(string(b), "Uid"); !strings.HasPrefix(got, strconv.Itoa(UIDMapBase)) {
+	st, err := procfs.Status(s.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st["Uid"]; !strings.HasPrefix(got, strconv.Itoa(UIDMapBase)) {
 		t.Errorf("host view of the sandbox's uid: %q", got)
 	}
 }
