@@ -16,7 +16,7 @@
 //	/proc/PID/auxv          Auxv (ParseAuxv, AuxvValue)
 //	/proc/PID/pagemap       OpenPagemap, Pagemap.Read (ParsePagemap)
 //	/proc/PID/mountinfo     Mounts (ParseMountInfo)
-//	/proc/PID/ns/NAME       Namespace (stat), NSLink (readlink)
+//	/proc/PID/ns/NAME       Namespace (stat), NSLink (readlink), OpenNamespace (open)
 //	/proc/PID/{cwd,root,exe} Link (readlink)
 //	/proc/PID/personality   Personality
 //	/proc/PID/timers        Timers

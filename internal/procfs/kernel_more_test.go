@@ -43,6 +43,16 @@ func TestReadersVictim(t *testing.T) {
 			t.Errorf("NSLink(%s) = %q, ours %q: %v", ns, l1, l2, err)
 		}
 	}
+	if f, err := OpenNamespace(pid, "user"); err != nil {
+		t.Errorf("OpenNamespace(user) = %v", err)
+	} else {
+		var st unix.Stat_t
+		theirs, _ := Namespace(pid, "user")
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Ino != theirs.Ino {
+			t.Errorf("OpenNamespace(user) opened inode %d, want %d (%v)", st.Ino, theirs.Ino, err)
+		}
+		f.Close()
+	}
 	if cwd, err := Link(pid, "cwd"); err != nil || cwd == "" {
 		t.Errorf("Link(cwd) = %q, %v", cwd, err)
 	}
@@ -164,6 +174,13 @@ func TestStatZombie(t *testing.T) {
 		"Link":      func() error { _, err := Link(pid, "cwd"); return err },
 		"StatFD":    func() error { _, err := StatFD(pid, 0); return err },
 		"Namespace": func() error { _, err := Namespace(pid, "mnt"); return err },
+		"OpenNamespace": func() error {
+			f, err := OpenNamespace(pid, "mnt")
+			if err == nil {
+				f.Close()
+			}
+			return err
+		},
 	} {
 		if err := call(); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("zombie: %s = %v, want an error wrapping fs.ErrNotExist", name, err)

@@ -28,6 +28,24 @@ func Namespace(pid int, name string) (NSID, error) {
 	return NSID{st.Dev, st.Ino}, alive(pid)
 }
 
+// OpenNamespace opens /proc/PID/ns/name, for setns(2) or an NS_GET_*
+// ioctl; the caller closes it. The namespace stays open (and alive) after
+// pid exits. See the package doc for its errors.
+func OpenNamespace(pid int, name string) (*os.File, error) {
+	if err := checkPID(pid); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path(pid, "ns/"+name))
+	if err != nil {
+		return nil, vanished(err)
+	}
+	if err := alive(pid); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 // NSLink reads the link /proc/PID/ns/name: "pid:[4026531836]". See the
 // package doc for its errors.
 func NSLink(pid int, name string) (string, error) {

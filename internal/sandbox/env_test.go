@@ -795,7 +795,7 @@ func nsIno(t *testing.T, pid int, n string) uint64 {
 // of kind n (NS_GET_USERNS).
 func nsOwner(t *testing.T, pid int, n string) uint64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, n))
+	f, err := procfs.OpenNamespace(pid, n)
 	if err != nil {
 		t.Fatal(err)
 	}
