@@ -201,3 +201,28 @@ func TestSelfName(t *testing.T) {
 		t.Errorf("StatFD(Self, 99999) = %v", err)
 	}
 }
+
+func TestBadPIDReaders(t *testing.T) {
+	for _, pid := range []int{0, -1, Self + 1} {
+		for name, call := range map[string]func() error{
+			"Stat":          func() error { _, err := Stat(pid); return err },
+			"Auxv":          func() error { _, err := Auxv(pid); return err },
+			"Smaps":         func() error { _, err := Smaps(pid); return err },
+			"PSS":           func() error { _, err := PSS(pid); return err },
+			"Mounts":        func() error { _, err := Mounts(pid); return err },
+			"Namespace":     func() error { _, err := Namespace(pid, "mnt"); return err },
+			"NSLink":        func() error { _, err := NSLink(pid, "pid"); return err },
+			"OpenNamespace": func() error { _, err := OpenNamespace(pid, "pid"); return err },
+			"Link":          func() error { _, err := Link(pid, "cwd"); return err },
+			"FDLinks":       func() error { _, err := FDLinks(pid); return err },
+			"StatFD":        func() error { _, err := StatFD(pid, 0); return err },
+			"OpenPagemap":   func() error { _, err := OpenPagemap(pid); return err },
+			"Personality":   func() error { _, err := Personality(pid); return err },
+			"Timers":        func() error { _, err := Timers(pid); return err },
+		} {
+			if err := call(); !errors.Is(err, errdefs.ErrInvalid) {
+				t.Errorf("%s(%d) = %v, want ErrInvalid", name, pid, err)
+			}
+		}
+	}
+}
