@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/catalyzer/catalyzer/internal/client"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
@@ -115,7 +116,7 @@ func TestDaemonKilled(t *testing.T) {
 	testutil.RequiresRoot(t)
 	state := t.TempDir()
 	parent := fmt.Sprintf("catalyzer-test-e2e-%d", os.Getpid())
-	before := testutil.Take(t, parent)
+	before := testutil.Take(t, parent, state)
 
 	d := startDaemon(t, state, parent)
 	runCLI(t, d, "fn", "deploy", "hello", "--runtime", "python", "--handler", "main.handler", "--code", filepath.Join(repoExamples(), "python", "hello"))
@@ -163,7 +164,7 @@ func TestDaemonKilled(t *testing.T) {
 	runCLI(t, d2, "fn", "invoke", "hello")
 	runCLI(t, d2, "fn", "rm", "hello")
 	d2.stop()
-	after := testutil.Take(t, parent)
+	after := testutil.Take(t, parent, state)
 	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
 		t.Fatalf("leak: before %+v after %+v", before, after)
 	}
@@ -428,21 +429,8 @@ func TestServePolicyFlags(t *testing.T) {
 }
 
 // mountsUnder lists the mount points at or below dir in this mount
-// namespace (the daemon's), as /proc/self/mountinfo spells them.
-func mountsUnder(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
+// namespace (the daemon's).
+func mountsUnder(t *testing.T, dir string) []string { return testutil.MountsUnder(t, dir) }
 
 // TestRestartStackedLayers: a daemon SIGKILLed with its images' rootfs
 // layers and its instances' overlays mounted, some of them stacked on one
@@ -458,7 +446,7 @@ func TestRestartStackedLayers(t *testing.T) {
 	state := t.TempDir()
 	parent := fmt.Sprintf("catalyzer-test-restart-%d", os.Getpid())
 	run := filepath.Join("/run/catalyzer/sandbox", parent)
-	before := testutil.Take(t, parent)
+	before := testutil.Take(t, parent, state)
 
 	d := startDaemon(t, state, parent)
 	c := d.client(t)
@@ -501,18 +489,21 @@ func TestRestartStackedLayers(t *testing.T) {
 		layer = m
 	}
 	// Each layer's tmpfs is sized to what it holds (it was 64 MiB each).
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	for _, l := range strings.Split(string(mi), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && layers[f[4]] > 0 {
+	mi, err := procfs.Mounts(procfs.Self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mi {
+		if layers[m.MountPoint] > 0 {
 			var kb int64
-			for _, o := range strings.Split(f[len(f)-1], ",") {
+			for _, o := range strings.Split(m.SuperOptions, ",") {
 				if v, ok := strings.CutPrefix(o, "size="); ok {
 					fmt.Sscanf(v, "%dk", &kb)
 				}
 			}
-			t.Logf("layer %s: tmpfs of %d KiB", filepath.Base(f[4]), kb)
+			t.Logf("layer %s: tmpfs of %d KiB", filepath.Base(m.MountPoint), kb)
 			if kb <= 0 || kb >= 64<<10 {
-				t.Errorf("layer %s: tmpfs size %d KiB, want sized to its contents", f[4], kb)
+				t.Errorf("layer %s: tmpfs size %d KiB, want sized to its contents", m.MountPoint, kb)
 			}
 		}
 	}
@@ -552,12 +543,10 @@ func TestRestartStackedLayers(t *testing.T) {
 	if _, err := os.Stat(run); !os.IsNotExist(err) {
 		t.Errorf("run dir %s after SIGTERM: %v", run, err)
 	}
-	// Mounts are counted under run only (above): other tests on this
-	// machine mount and unmount elsewhere meanwhile.
 	sleeper.Process.Kill()
 	sleeper.Wait()
-	after := testutil.Take(t, parent)
-	if after.Descendants != before.Descendants || after.Cgroups != before.Cgroups {
+	after := testutil.Take(t, parent, state) // mounts under run and state only
+	if after.Descendants != before.Descendants || after.Mounts != before.Mounts || after.Cgroups != before.Cgroups {
 		t.Fatalf("leak: before %+v after %+v", before, after)
 	}
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -105,7 +106,7 @@ type state struct {
 	xstate   []byte
 	execLo   uint64
 	execHi   uint64
-	vmas     []vma
+	vmas     []procfs.Mapping
 	gd       map[uint64]bool // start of each VMA the kernel grows down (VM_GROWSDOWN)
 	sigact   [65][32]byte
 	hasAct   [65]bool
@@ -116,8 +117,8 @@ type state struct {
 	itimers  [3][32]byte
 	sigmask  uint64
 	rseq     rseqConfig
-	stat     []string
-	status   map[string]string
+	stat     procfs.StatInfo
+	status   procfs.StatusInfo
 	auxv     []byte
 	vdsoBase uint64
 	persona  uint64
@@ -140,7 +141,7 @@ type fdState struct {
 	fd     int
 	link   string
 	kind   uint32
-	info   fdInfo
+	info   procfs.FDInfo
 	ino    uint64 // pipes
 	write  bool   // pipes: the write end
 	data   []byte // pipes: contents
@@ -251,7 +252,7 @@ func (s *state) collectTracee(t *ptrace.Tracee) error {
 	addr, size := t.ExecutorRegion()
 	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
 	// Maps last: after the executor went in, so that it is left out.
-	if s.vmas, err = readMaps(s.pid); err != nil {
+	if s.vmas, err = procfs.Maps(s.pid); err != nil {
 		return err
 	}
 	// Which mappings grow down (the main thread's stack): smaps alone
@@ -264,7 +265,7 @@ func (s *state) collectProc(opts Options) error {
 	pid := s.pid
 	refuse := func(what, why string) error { return &UnsupportedError{pid, what, why} }
 	var err error
-	if s.status, err = statusFields(pid); err != nil {
+	if s.status, err = procfs.Status(pid); err != nil {
 		return err
 	}
 	if opts.IDBase != 0 {
@@ -283,37 +284,34 @@ func (s *state) collectProc(opts Options) error {
 		return refuse("seccomp", "seccomp filters are not checkpointed yet (mode "+v+")")
 	}
 	for _, k := range []string{"SigPnd", "ShdPnd"} {
-		if m, err := parseSigMask(s.status[k]); err != nil || m != 0 {
+		if m, err := s.status.Uint(k, 16); err != nil || m != 0 {
 			return refuse("pending signals", fmt.Sprintf("%s %s: queued signals are not checkpointed", k, s.status[k]))
 		}
 	}
-	if b, err := os.ReadFile(procPath(pid, "timers")); err == nil && len(bytes.TrimSpace(b)) > 0 {
+	if n, err := procfs.Timers(pid); err == nil && n > 0 {
 		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
 	}
-	if root, err := os.Readlink(procPath(pid, "root")); err != nil || root != "/" {
+	if root, err := procfs.Link(pid, "root"); err != nil || root != "/" {
 		return refuse("root", fmt.Sprintf("root %q: only processes rooted at / are checkpointed", root))
 	}
-	if s.stat, err = statFields(pid); err != nil {
+	if s.stat, err = procfs.Stat(pid); err != nil {
 		return err
 	}
-	if s.auxv, s.vdsoBase, err = readAuxv(pid); err != nil {
+	if s.auxv, err = procfs.Auxv(pid); err != nil {
 		return err
 	}
-	if b, err := os.ReadFile(procPath(pid, "personality")); err != nil {
-		return err
-	} else if s.persona, err = strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64); err != nil {
+	s.vdsoBase, _ = procfs.AuxvValue(s.auxv, procfs.AtSysinfoEhdr)
+	if s.persona, err = procfs.Personality(pid); err != nil {
 		return err
 	}
-	if s.cwd, err = os.Readlink(procPath(pid, "cwd")); err != nil {
+	if s.cwd, err = procfs.Link(pid, "cwd"); err != nil {
 		return err
 	}
 	if strings.HasSuffix(s.cwd, " (deleted)") {
 		return refuse("cwd", "deleted directory")
 	}
-	s.exe, _ = os.Readlink(procPath(pid, "exe"))
-	if b, err := os.ReadFile(procPath(pid, "comm")); err == nil {
-		s.comm = strings.TrimSuffix(string(b), "\n")
-	}
+	s.exe, _ = procfs.Link(pid, "exe")
+	s.comm = s.stat.Comm
 	for r := 0; r < numRlimits; r++ {
 		if err := unix.Prlimit(pid, r, nil, &s.rlimits[r]); err != nil {
 			return fmt.Errorf("checkpoint %d: rlimit %d: %w", pid, r, err)
@@ -328,7 +326,8 @@ var allowedDevices = map[string]bool{
 
 func (s *state) collectFDs(opts Options) error {
 	pid := s.pid
-	ents, err := os.ReadDir(procPath(pid, "fd"))
+	// In increasing order, as the plan restores them.
+	open, err := procfs.FDs(pid)
 	if err != nil {
 		return err
 	}
@@ -341,18 +340,12 @@ func (s *state) collectFDs(opts Options) error {
 		drop[fd] = true
 	}
 	pipes := map[uint64][2]int{} // inode -> count of read, write ends
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || drop[fd] {
+	for _, o := range open {
+		fd := o.Num
+		if drop[fd] {
 			continue
 		}
-		f := fdState{fd: fd}
-		if f.link, err = os.Readlink(procPath(pid, "fd/"+e.Name())); err != nil {
-			return err
-		}
-		if f.info, err = readFdInfo(pid, fd); err != nil {
-			return err
-		}
+		f := fdState{fd: fd, link: o.Link, info: o.Info}
 		what := fmt.Sprintf("fd %d (%s)", fd, f.link)
 		switch {
 		case reconnect[fd]:
@@ -365,8 +358,8 @@ func (s *state) collectFDs(opts Options) error {
 			if strings.HasPrefix(f.link, "/memfd:") {
 				return &UnsupportedError{pid, what, "memfd is not checkpointed"}
 			}
-			var st unix.Stat_t
-			if err := unix.Stat(procPath(pid, "fd/"+e.Name()), &st); err != nil {
+			st, err := procfs.StatFD(pid, fd)
+			if err != nil {
 				return err
 			}
 			switch st.Mode & unix.S_IFMT {
@@ -473,9 +466,28 @@ func drainPipe(pidfd, rfd int, fds []fdState, ino uint64) ([]byte, int, error) {
 	return buf, sz, nil
 }
 
+// growsDown returns the start of each mapping of pid whose smaps VmFlags
+// hold "gd" (VM_GROWSDOWN).
+func growsDown(pid int) (map[uint64]bool, error) {
+	es, err := procfs.Smaps(pid)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint64]bool{}
+	for _, e := range es {
+		if e.HasFlag("gd") {
+			out[e.Start] = true
+		}
+	}
+	return out, nil
+}
+
+// numRlimits is the number of RLIMIT_* resources a checkpoint keeps.
+const numRlimits = 16
+
 // dumpVMA is one mapping as the image keeps it.
 type dumpVMA struct {
-	vma
+	procfs.Mapping
 	kind      uint32
 	growsDown bool        // VM_GROWSDOWN: restored as such (the stack)
 	runs      [][2]uint64 // dumped page runs [start, end) (addresses)
@@ -485,7 +497,7 @@ type dumpVMA struct {
 // classify turns maps into the image's VMAs, refusing what it cannot restore.
 func (s *state) classify() ([]dumpVMA, error) {
 	var out []dumpVMA
-	var vmas []vma
+	var vmas []procfs.Mapping
 	for _, v := range s.vmas {
 		if v.Start < s.execHi && s.execLo < v.End {
 			// The executor region, maybe merged by the kernel with an
@@ -509,14 +521,14 @@ func (s *state) classify() ([]dumpVMA, error) {
 	}
 	for _, v := range vmas {
 		what := fmt.Sprintf("mapping %x-%x %s", v.Start, v.End, v.Path)
-		d := dumpVMA{vma: v, pages: noPages}
+		d := dumpVMA{Mapping: v, pages: noPages}
 		switch {
 		case v.Path == "[vsyscall]":
 			continue
 		case v.Path == "[vvar]" || v.Path == "[vvar_vclock]" || v.Path == "[vdso]":
 			d.kind = VMAVDSO
 		case v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || strings.HasPrefix(v.Path, "[anon:"):
-			if v.shared() {
+			if v.Perms.Shared {
 				return nil, &UnsupportedError{s.pid, what, "shared anonymous memory is not checkpointed"}
 			}
 			d.kind = VMAAnon
@@ -527,7 +539,7 @@ func (s *state) classify() ([]dumpVMA, error) {
 			}
 		case strings.HasPrefix(v.Path, "/") && !strings.HasSuffix(v.Path, " (deleted)") &&
 			!strings.HasPrefix(v.Path, "/memfd:") && !strings.HasPrefix(v.Path, "/SYSV"):
-			if v.shared() {
+			if v.Perms.Shared {
 				d.kind = VMAFileShared
 			} else {
 				d.kind = VMAFilePriv
@@ -542,7 +554,7 @@ func (s *state) classify() ([]dumpVMA, error) {
 
 // dumpPages finds the pages to dump (pagemap) and writes them to pages.img.
 func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64, uint64, error) {
-	pm, err := os.Open(procPath(s.pid, "pagemap"))
+	pm, err := procfs.OpenPagemap(s.pid)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -560,20 +572,19 @@ func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64
 			continue
 		}
 		n := d.Len() / pageSize
-		ents := make([]byte, 8*n)
-		if _, err := pm.ReadAt(ents, int64(d.Start/pageSize*8)); err != nil {
-			return 0, 0, fmt.Errorf("pagemap of %d at %#x: %w", s.pid, d.Start, err)
+		ents, err := pm.Read(d.Start, d.End)
+		if err != nil {
+			return 0, 0, err
 		}
 		var runStart uint64 = noPages
 		for p := uint64(0); p <= n; p++ {
 			dump := false
 			if p < n {
-				e := binary.LittleEndian.Uint64(ents[8*p:])
-				present, swapped, filePage := e&(1<<63) != 0, e&(1<<62) != 0, e&(1<<61) != 0
+				e := ents[p]
 				if d.kind == VMAAnon {
-					dump = present || swapped
+					dump = e.Present() || e.Swapped()
 				} else {
-					dump = (present && !filePage) || swapped
+					dump = (e.Present() && !e.FileOrShared()) || e.Swapped()
 				}
 			}
 			addr := d.Start + p*pageSize

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
@@ -168,7 +169,7 @@ func field(t testing.TB, line, key string) string {
 // pages.img), and each fd's number, kind and offset.
 func layout(t testing.TB, pid int) (maps []string, fds []string) {
 	t.Helper()
-	vs, err := readMaps(pid)
+	vs, err := procfs.Maps(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,15 +182,16 @@ func layout(t testing.TB, pid int) (maps []string, fds []string) {
 		}
 		maps = append(maps, fmt.Sprintf("%x-%x %s %s", v.Start, v.End, v.Perms, name))
 	}
-	ents, _ := os.ReadDir(procPath(pid, "fd"))
-	for _, e := range ents {
-		link, _ := os.Readlink(procPath(pid, "fd/"+e.Name()))
+	open, err := procfs.FDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range open {
+		link := f.Link
 		if strings.HasPrefix(link, "pipe:") {
 			link = "pipe"
 		}
-		fi, _ := os.ReadFile(procPath(pid, "fdinfo/"+e.Name()))
-		pos := strings.SplitN(string(fi), "\n", 2)[0]
-		fds = append(fds, e.Name()+" "+link+" "+pos)
+		fds = append(fds, fmt.Sprintf("%d %s pos %d", f.Num, link, f.Info.Pos))
 	}
 	return maps, fds
 }

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -42,6 +43,27 @@ func u64s(v ...uint64) []byte {
 	return b
 }
 
+const (
+	protRead  = 0x1
+	protWrite = 0x2
+	protExec  = 0x4
+)
+
+// protOf is the mmap protection of maps' permissions.
+func protOf(p procfs.Perms) uint32 {
+	var prot uint32
+	if p.Read {
+		prot |= protRead
+	}
+	if p.Write {
+		prot |= protWrite
+	}
+	if p.Exec {
+		prot |= protExec
+	}
+	return prot
+}
+
 // mapStack maps a VMA that grows down (the main thread's stack):
 // anonymous and MAP_GROWSDOWN, as the kernel made it, so that it grows on demand below what was mapped at
 // checkpoint (up to RLIMIT_STACK, which the plan restores later, and no
@@ -54,7 +76,7 @@ func u64s(v ...uint64) []byte {
 // page cache; it is small and written at once anyway.
 func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 	b := c.b
-	prot := v.prot()
+	prot := protOf(v.Perms)
 	if len(v.runs) > 0 {
 		prot |= protWrite
 	}
@@ -65,8 +87,8 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 		b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
 			ptrace.Lit(int64(v.pages+r[0]-v.Start)))
 	}
-	if prot != v.prot() {
-		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.prot())))
+	if prot != protOf(v.Perms) {
+		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(protOf(v.Perms))))
 	}
 }
 
@@ -160,7 +182,7 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 	files := map[string]int{}
 	var fileFDs []int
 	for _, v := range vmas {
-		vm := VMA{Start: v.Start, End: v.End, PagesOff: v.pages, Prot: v.prot(), Kind: v.kind}
+		vm := VMA{Start: v.Start, End: v.End, PagesOff: v.pages, Prot: protOf(v.Perms), Kind: v.kind}
 		c.vmas = append(c.vmas, vm)
 		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
@@ -183,7 +205,7 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 			flags := unix.MAP_PRIVATE | unix.MAP_FIXED
 			if v.kind == VMAFileShared {
 				flags = unix.MAP_SHARED | unix.MAP_FIXED
-				if v.Perms[1] == 'w' {
+				if v.Perms.Write {
 					mode = unix.O_RDWR
 				}
 			}
@@ -303,7 +325,7 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 
 	// 5b. Process attributes.
 	b.Add(unix.SYS_CHDIR, b.String(s.cwd))
-	if m, err := parseOctal(s.status["Umask"]); err == nil {
+	if m, err := s.status.Uint("Umask", 8); err == nil {
 		b.Add(unix.SYS_UMASK, ptrace.Lit(int64(m)))
 	}
 	b.Add(unix.SYS_PERSONALITY, ptrace.Lit(int64(s.persona)))
@@ -319,7 +341,7 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 	}
 
 	// mm fields.
-	st := func(n int) uint64 { v, _ := statU64(s.stat, n); return v }
+	st := func(n int) uint64 { v, _ := s.stat.Uint(n); return v }
 	exeFD := int64(-1)
 	if s.exe != "" {
 		b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), b.String(s.exe), ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
@@ -354,12 +376,12 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 	}
 	// Credentials last: dropping them may drop the capabilities the
 	// entries above need.
-	uid, _ := parseOctalDec(s.status["Uid"])
-	gid, _ := parseOctalDec(s.status["Gid"])
+	uid, _ := s.status.Uint("Uid", 10)
+	gid, _ := s.status.Uint("Gid", 10)
 	var groups []byte
-	for _, g := range splitFields(s.status["Groups"]) {
-		v, _ := parseDec(g)
-		groups = binary.LittleEndian.AppendUint32(groups, uint32(v))
+	gs, _ := s.status.Uints("Groups", 10)
+	for _, g := range gs {
+		groups = binary.LittleEndian.AppendUint32(groups, uint32(g))
 	}
 	if len(groups) > 0 {
 		b.Add(unix.SYS_SETGROUPS, ptrace.Lit(int64(len(groups)/4)), b.Bytes(groups))

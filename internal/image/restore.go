@@ -15,6 +15,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/pause"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -98,10 +99,11 @@ func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err 
 		return pid, st, err
 	}
 	b := plan.Clone()
-	_, rvdso, err := readAuxv(pid)
+	auxv, err := procfs.Auxv(pid)
 	if err != nil {
 		return pid, st, err
 	}
+	rvdso, _ := procfs.AuxvValue(auxv, procfs.AtSysinfoEhdr)
 	phase("prepare")
 
 	var prefetched []Range

@@ -3,6 +3,7 @@ package image
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,7 +48,7 @@ func TestRestorerNotPlanted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	exe := procPath(cmd.Process.Pid, "exe")
+	exe := fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid) // stat through the link, not readlink
 	var st unix.Stat_t
 	if err := unix.Stat(exe, &st); err != nil {
 		t.Fatal(err)

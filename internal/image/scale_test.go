@@ -5,12 +5,11 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -40,20 +39,11 @@ func TestConcurrentRestores(t *testing.T) {
 
 // pss sums Pss and Rss (kB) of pid from smaps_rollup.
 func pss(t testing.TB, pid int) (pss, rss int) {
-	b, err := os.ReadFile(procPath(pid, "smaps_rollup"))
+	r, err := procfs.SmapsRollup(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) >= 2 && f[0] == "Pss:" {
-			pss, _ = strconv.Atoi(f[1])
-		}
-		if len(f) >= 2 && f[0] == "Rss:" {
-			rss, _ = strconv.Atoi(f[1])
-		}
-	}
-	return
+	return int(r.Fields["Pss"]), int(r.Fields["Rss"])
 }
 
 // TestPSS reports the proportional set size per restored instance with 1

@@ -1,11 +1,11 @@
 package image
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
@@ -109,8 +109,8 @@ func (p *proc) askOrDie(t testing.TB, c byte) string {
 	s, err := p.out.ReadString('\n')
 	if err != nil {
 		var ws string
-		if st, err := os.ReadFile(procPath(p.pid, "stat")); err == nil {
-			ws = string(st)
+		if st, err := procfs.Stat(p.pid); err == nil {
+			ws = st.String()
 		}
 		return "died (" + err.Error() + ") " + ws
 	}
@@ -125,9 +125,9 @@ func stackSize(t testing.TB, pid int) uint64 {
 
 func stackStart(t testing.TB, pid int) uint64 { return stackVMA(t, pid).Start }
 
-func stackVMA(t testing.TB, pid int) vma {
+func stackVMA(t testing.TB, pid int) procfs.Mapping {
 	t.Helper()
-	vs, err := readMaps(pid)
+	vs, err := procfs.Maps(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,5 +137,5 @@ func stackVMA(t testing.TB, pid int) vma {
 		}
 	}
 	t.Fatalf("no [stack] in the maps of %d", pid)
-	return vma{}
+	return procfs.Mapping{}
 }

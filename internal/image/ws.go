@@ -1,12 +1,11 @@
 package image
 
 import (
-	"encoding/binary"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 // RecordWorkingSet records which pages of pages.img the restored process
@@ -16,7 +15,7 @@ import (
 // swapped — read (page-cache page mapped) or written (private copy). The
 // ranges go to ws.bin and the manifest is rewritten; img.WorkingSet is set.
 func RecordWorkingSet(pid int, img *Image) ([]Range, error) {
-	pm, err := os.Open(procPath(pid, "pagemap"))
+	pm, err := procfs.OpenPagemap(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -33,14 +32,13 @@ func RecordWorkingSet(pid int, img *Image) ([]Range, error) {
 		if v.Kind != VMAAnon || v.PagesOff == noPages {
 			continue
 		}
-		n := (v.End - v.Start) / pageSize
-		ents := make([]byte, 8*n)
-		if _, err := pm.ReadAt(ents, int64(v.Start/pageSize*8)); err != nil {
-			return nil, fmt.Errorf("working set: pagemap of %d: %w", pid, err)
+		ents, err := pm.Read(v.Start, v.End)
+		if err != nil {
+			return nil, fmt.Errorf("working set: %w", err)
 		}
-		for p := uint64(0); p < n; p++ {
-			if e := binary.LittleEndian.Uint64(ents[8*p:]); e&(3<<62) != 0 {
-				add(v.PagesOff + p*pageSize)
+		for p, e := range ents {
+			if e.Present() || e.Swapped() {
+				add(v.PagesOff + uint64(p)*pageSize)
 			}
 		}
 	}

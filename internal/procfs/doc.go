@@ -1,16 +1,30 @@
-// Package procfs is the one place that reads /proc/PID. It parses the few
-// files the runtime needs into plain values and answers the question the
-// sfork engine asks before it accepts a template: what would forked copies
-// of this process share with each other?
+// Package procfs is the one place that reads /proc. It parses the files
+// the runtime needs into plain values and answers the question the sfork
+// engine asks before it accepts a template: what would forked copies of
+// this process share with each other?
 //
 // # Files read
 //
 //	/proc/PID/maps          Maps, SharedObjects (ParseMaps parses the text)
-//	/proc/PID/fd/N          FDs, SharedObjects (readlink; stat for FIFOs)
+//	/proc/PID/smaps         Smaps (ParseSmaps; VmFlags such as "gd")
+//	/proc/PID/smaps_rollup  SmapsRollup, PSS (ParseSmaps)
+//	/proc/PID/fd/N          FDs, FDLinks, SharedObjects (readlink); StatFD, SharedObjects (stat)
 //	/proc/PID/fdinfo/N      FDs (ParseFDInfo parses the text)
 //	/proc/PID/status        Status
+//	/proc/PID/stat          Stat, State (ParseStat); every function, to tell a live process from an exited one
 //	/proc/PID/task          Threads
-//	/proc/PID/stat          every function, to tell a live process from an exited one
+//	/proc/PID/auxv          Auxv (ParseAuxv, AuxvValue)
+//	/proc/PID/pagemap       OpenPagemap, Pagemap.Read (ParsePagemap)
+//	/proc/PID/mountinfo     Mounts (ParseMountInfo)
+//	/proc/PID/ns/NAME       Namespace (stat), NSLink (readlink), OpenNamespace (open)
+//	/proc/PID/{cwd,root,exe} Link (readlink)
+//	/proc/PID/personality   Personality
+//	/proc/PID/timers        Timers
+//	/proc                   PIDs (its numeric entries)
+//
+// Where a function takes a pid, Self stands for the caller: it reads
+// /proc/self, which is right even where /proc belongs to another PID
+// namespace than the caller's own pid.
 //
 // Nothing is written and nothing is cached. Reading another process's maps
 // and fds needs PTRACE_MODE_READ access to it (same uid, or root). For an
@@ -21,23 +35,29 @@
 //
 // # Errors
 //
-// Every function takes a pid > 0; any other pid is an error wrapping
-// errdefs.ErrInvalid.
+// Every function takes a pid > 0 or Self; any other pid is an error
+// wrapping errdefs.ErrInvalid, as is a pagemap range that is not page
+// aligned.
 //
 // A process that has exited, whether gone or a zombie not yet reaped, is
 // an error wrapping fs.ErrNotExist (the same value as os.ErrNotExist) from
 // every function, never an empty answer: the files of a zombie read as
-// empty, which would look like a process that shares nothing. A process
-// whose main thread has exited while others run reads empty too, and is
-// reported the same way. The check
-// is made after the data are read, so an answer with a nil error was read
-// from a live process. (A pid that is reused by a new process in between
-// is the caller's problem; hold the process stopped or as a child.)
+// empty (or fail with EINVAL), which would look like a process that shares
+// nothing. A process whose main thread has exited while others run reads
+// empty too, and is reported the same way. The check is made after the
+// data are read, so an answer with a nil error was read from a live
+// process. (A pid that is reused by a new process in between is the
+// caller's problem; hold the process stopped or as a child.)
+//
+// The exception is Stat (and State): a zombie's stat is its last word
+// (State 'Z', the exit code in field 52), so they answer for it; only a
+// reaped process is an error wrapping fs.ErrNotExist. PIDs takes no pid;
+// its only error is that of reading /proc.
 //
 // No access to the process (EACCES, EPERM) is an error wrapping
-// fs.ErrPermission. Text that does not have the form proc(5) gives it is
-// an error wrapping ErrFormat that names the line. Other errors are the
-// *fs.PathError of the read that failed.
+// fs.ErrPermission. Text (or binary: auxv, pagemap) that does not have
+// the form proc(5) gives it is an error wrapping ErrFormat that names the
+// line. Other errors are the *fs.PathError of the read that failed.
 //
 // # What forked copies share
 //

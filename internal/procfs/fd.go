@@ -53,7 +53,7 @@ func fdList(pid int) ([]FD, error) {
 	for _, e := range ents {
 		n, err := strconv.Atoi(e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("procfs: /proc/%d/fd/%s: %w", pid, e.Name(), ErrFormat)
+			return nil, fmt.Errorf("procfs: /proc/%v/fd/%s: %w", procName(pid), e.Name(), ErrFormat)
 		}
 		f := FD{Num: n}
 		f.Link, err = os.Readlink(path(pid, "fd/"+e.Name()))
@@ -71,7 +71,7 @@ func fdList(pid int) ([]FD, error) {
 			return nil, err
 		}
 		if f.Info, err = ParseFDInfo(b); err != nil {
-			return nil, fmt.Errorf("procfs: /proc/%d/fdinfo/%d: %w", pid, n, err)
+			return nil, fmt.Errorf("procfs: /proc/%v/fdinfo/%d: %w", procName(pid), n, err)
 		}
 		out = append(out, f)
 	}

@@ -1,7 +1,6 @@
 package procfs
 
 import (
-	"bytes"
 	"fmt"
 	"strconv"
 	"strings"
@@ -103,7 +102,7 @@ func maps(pid int) ([]Mapping, error) {
 	}
 	ms, err := ParseMaps(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/maps: %w", pid, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/maps: %w", procName(pid), err)
 	}
 	return ms, nil
 }
@@ -114,19 +113,7 @@ func maps(pid int) ([]Mapping, error) {
 //
 // A line that does not have that form is an error wrapping ErrFormat.
 func ParseMaps(b []byte) ([]Mapping, error) {
-	var out []Mapping
-	b = bytes.TrimSuffix(b, []byte("\n"))
-	if len(b) == 0 {
-		return nil, nil
-	}
-	for n, line := range strings.Split(string(b), "\n") {
-		m, err := parseMapping(line)
-		if err != nil {
-			return nil, fmt.Errorf("line %d %q: %s: %w", n+1, line, err, ErrFormat)
-		}
-		out = append(out, m)
-	}
-	return out, nil
+	return parseLines(b, parseMapping)
 }
 
 // field splits the first space-separated field off s.

@@ -65,7 +65,7 @@ func SharedObjects(pid int, allowFDs []int) ([]Object, error) {
 			case errors.Is(err, fs.ErrNotExist):
 				continue // closed meanwhile, or the process went: alive tells
 			case err != nil:
-				return nil, fmt.Errorf("procfs: stat /proc/%d/fd/%d: %w", pid, f.Num, vanished(err))
+				return nil, fmt.Errorf("procfs: stat /proc/%v/fd/%d: %w", procName(pid), f.Num, vanished(err))
 			case st.Mode&unix.S_IFMT == unix.S_IFIFO:
 				why = "a FIFO: every copy reads and writes the same one"
 			}

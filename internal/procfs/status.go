@@ -10,10 +10,47 @@ import (
 	"strings"
 )
 
-// Status reads /proc/PID/status as key → value ("State" → "S (sleeping)",
-// "Uid" → "0\t0\t0\t0"), values trimmed of surrounding space. See the
-// package doc for its errors; a zombie is an exited process.
-func Status(pid int) (map[string]string, error) {
+// StatusInfo is /proc/PID/status as key → value ("State" → "S (sleeping)",
+// "Uid" → "0\t0\t0\t0"), values trimmed of surrounding space.
+type StatusInfo map[string]string
+
+// Uints parses the value of key as whitespace-separated unsigned numbers
+// in base: "Uid" and "Groups" in 10, "Umask" in 8, "SigPnd" in 16. A key
+// that is missing, or a field that is not such a number, is an error
+// wrapping ErrFormat ("Groups" may be empty: nil, nil).
+func (s StatusInfo) Uints(key string, base int) ([]uint64, error) {
+	v, ok := s[key]
+	if !ok {
+		return nil, fmt.Errorf("status: no %s: %w", key, ErrFormat)
+	}
+	var out []uint64
+	for _, f := range strings.Fields(v) {
+		n, err := strconv.ParseUint(f, base, 64)
+		if err != nil {
+			return nil, fmt.Errorf("status: %s %q: %w", key, v, ErrFormat)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// Uint is the first of Uints(key, base): the real uid of "Uid", the
+// mask of "SigBlk". A value without a number is an error wrapping
+// ErrFormat.
+func (s StatusInfo) Uint(key string, base int) (uint64, error) {
+	ns, err := s.Uints(key, base)
+	if err != nil {
+		return 0, err
+	}
+	if len(ns) == 0 {
+		return 0, fmt.Errorf("status: %s empty: %w", key, ErrFormat)
+	}
+	return ns[0], nil
+}
+
+// Status reads /proc/PID/status. See the package doc for its errors; a
+// zombie is an exited process.
+func Status(pid int) (StatusInfo, error) {
 	if err := checkPID(pid); err != nil {
 		return nil, err
 	}
@@ -26,7 +63,7 @@ func Status(pid int) (map[string]string, error) {
 	}
 	m, err := parseStatus(b)
 	if err != nil {
-		return nil, fmt.Errorf("procfs: /proc/%d/status: %w", pid, err)
+		return nil, fmt.Errorf("procfs: /proc/%v/status: %w", procName(pid), err)
 	}
 	if isExitState(m["State"]) {
 		return nil, exited(pid)
@@ -34,8 +71,8 @@ func Status(pid int) (map[string]string, error) {
 	return m, nil
 }
 
-func parseStatus(b []byte) (map[string]string, error) {
-	m := map[string]string{}
+func parseStatus(b []byte) (StatusInfo, error) {
+	m := StatusInfo{}
 	for _, line := range strings.Split(string(b), "\n") {
 		if line == "" {
 			continue
@@ -67,7 +104,7 @@ func Threads(pid int) ([]int, error) {
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("procfs: /proc/%d/task/%s: %w", pid, e.Name(), ErrFormat)
+			return nil, fmt.Errorf("procfs: /proc/%v/task/%s: %w", procName(pid), e.Name(), ErrFormat)
 		}
 		tids = append(tids, tid)
 	}

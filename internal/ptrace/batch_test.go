@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 const atFDCWD = -100
@@ -254,20 +255,10 @@ func TestExecErrors(t *testing.T) {
 // children returns the pids whose parent is ppid, with their state letter.
 func children(ppid int) map[int]byte {
 	out := map[int]byte{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(ppid) {
-			out[pid] = f[0][0]
+	pids, _ := procfs.PIDs()
+	for _, pid := range pids {
+		if st, err := procfs.Stat(pid); err == nil && st.PPID() == ppid {
+			out[pid] = st.State
 		}
 	}
 	return out

@@ -1,18 +1,16 @@
 package ptrace
 
 import (
-	"bufio"
 	"bytes"
 	_ "embed"
 	"encoding/binary"
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 // executorCode is executor/executor.c compiled by executor/build.sh.
@@ -257,27 +255,20 @@ func (t *Tracee) runSyscallInsn(r *Regs) error {
 
 // findVDSOSyscall finds a syscall instruction (0f 05) in the tracee's vDSO.
 func (t *Tracee) findVDSOSyscall() (uintptr, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(t.pid) + "/maps")
+	maps, err := procfs.Maps(t.pid)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasSuffix(line, "[vdso]") {
+	for _, m := range maps {
+		if m.Path != "[vdso]" {
 			continue
 		}
-		var lo, hi uint64
-		if _, err := fmt.Sscanf(line, "%x-%x", &lo, &hi); err != nil {
-			return 0, fmt.Errorf("parse maps of %d: %q: %w", t.pid, line, err)
-		}
-		code := make([]byte, hi-lo)
-		if err := t.ReadMem(uintptr(lo), code); err != nil {
+		code := make([]byte, m.Len())
+		if err := t.ReadMem(uintptr(m.Start), code); err != nil {
 			return 0, err
 		}
 		if i := bytes.Index(code, []byte{0x0f, 0x05}); i >= 0 {
-			return uintptr(lo) + uintptr(i), nil
+			return uintptr(m.Start) + uintptr(i), nil
 		}
 		return 0, fmt.Errorf("no syscall instruction in the vDSO of %d: %w", t.pid, errdefs.ErrNotSupported)
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 func TestTracerDoRunsOnOneThread(t *testing.T) {
@@ -209,9 +210,14 @@ func TestInjectedSyscall(t *testing.T) {
 	if err := tc.RemoveExecutor(); err != nil {
 		t.Fatal(err)
 	}
-	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", v.pid))
-	if strings.Contains(string(maps), fmt.Sprintf("%x-", addr)) {
-		t.Fatalf("executor region %#x still mapped:\n%s", addr, maps)
+	maps, err := procfs.Maps(v.pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range maps {
+		if m.Start <= uint64(addr) && uint64(addr) < m.End {
+			t.Fatalf("executor region %#x still mapped: %v", addr, m)
+		}
 	}
 	if pid, err := tc.Syscall(unix.SYS_GETPID); err != nil || int(pid) != v.pid {
 		t.Fatalf("getpid after RemoveExecutor: %d, %v", pid, err)

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 )
 
@@ -44,7 +44,7 @@ type Env struct {
 	cg     *cgroup.Group
 	dir    string
 	phases []Phase
-	ns     map[string]nsID // holder's namespaces by /proc/pid/ns name
+	ns     map[string]procfs.NSID // holder's namespaces by /proc/pid/ns name
 	ownNet bool            // a network namespace of its own (not NetworkHost)
 
 	mu         sync.Mutex
@@ -54,18 +54,16 @@ type Env struct {
 	retireErr  error
 }
 
-type nsID struct{ dev, ino uint64 }
-
 var envNSNames = []string{"mnt", "net", "uts", "ipc", "cgroup"}
 
-func readNS(pid int) (map[string]nsID, error) {
-	out := make(map[string]nsID, len(envNSNames))
+func readNS(pid int) (map[string]procfs.NSID, error) {
+	out := make(map[string]procfs.NSID, len(envNSNames))
 	for _, n := range envNSNames {
-		var st unix.Stat_t
-		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, n), &st); err != nil {
+		id, err := procfs.Namespace(pid, n)
+		if err != nil {
 			return nil, err
 		}
-		out[n] = nsID{st.Dev, st.Ino}
+		out[n] = id
 	}
 	return out, nil
 }
@@ -449,25 +447,15 @@ func exitStatus(pidfd, pid int) (syscall.WaitStatus, error) {
 	return 0, unsupported
 }
 
-// zombieStatus reads the exit status of pid from /proc/pid/stat if pid is
-// a zombie.
+// zombieStatus reads the exit status of pid from /proc/pid/stat (field
+// 52, exit_code) if pid is a zombie.
 func zombieStatus(pid int) (syscall.WaitStatus, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+	st, err := procfs.Stat(pid)
+	if err != nil || st.State != 'Z' {
 		return 0, false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); exit_code is field 52.
-	if len(f) < 50 || f[0] != "Z" {
-		return 0, false
-	}
-	code, err := strconv.Atoi(f[49])
-	if err != nil {
+	code, err := st.Int(52)
+	if err != nil || int64(int32(code)) != code {
 		return 0, false
 	}
 	return syscall.WaitStatus(code), true

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 // joinerC is what the sfork batch does to join an Env, without ptrace.
@@ -352,9 +353,8 @@ func TestEnvAdoptZombie(t *testing.T) {
 	if ex := waitExit(t, s); ex.Code != 7 {
 		t.Errorf("zombie exit %+v, want code 7", ex)
 	}
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", j.child))
-	if !strings.Contains(string(b), ") Z ") {
-		t.Errorf("child was reaped already; the zombie path was not tested: %q", b)
+	if st, err := procfs.Stat(j.child); err != nil || st.State != 'Z' {
+		t.Errorf("child was reaped already; the zombie path was not tested: %+v, %v", st, err)
 	}
 	j.in.Close()
 }
@@ -645,7 +645,7 @@ func TestTemplateCaps(t *testing.T) {
 			t.Errorf("want %q in:\n%s", want, out2)
 		}
 	}
-	if st := statusOf(t, s.Pid()); statusField(st, "Seccomp") != "2" || statusField(st, "NoNewPrivs") != "1" {
+	if st := statusOf(t, s.Pid()); st["Seccomp"] != "2" || st["NoNewPrivs"] != "1" {
 		t.Errorf("template not filtered:\n%s", st)
 	}
 
@@ -679,7 +679,7 @@ func TestTemplateCaps(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(upper)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("template run dir left after Destroy: %v", err)
 	}
-	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), filepath.Dir(upper)) {
+	if mps, _ := mountsUnder(filepath.Dir(upper)); len(mps) > 0 {
 		t.Errorf("template upper still mounted after Destroy")
 	}
 	// Not a template: no host-visible upper.
@@ -693,13 +693,13 @@ func TestTemplateCaps(t *testing.T) {
 	}
 }
 
-func statusOf(t *testing.T, pid int) string {
+func statusOf(t *testing.T, pid int) procfs.StatusInfo {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	st, err := procfs.Status(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b)
+	return st
 }
 
 // TestTemplateSweep: a killed daemon's template leaves a mounted upper
@@ -718,7 +718,7 @@ func TestTemplateSweep(t *testing.T) {
 	if n, err := Sweep(parent); err != nil || n != 1 {
 		t.Errorf("Sweep = %d, %v", n, err)
 	}
-	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), filepath.Join(RunDir, parent)) {
+	if mps, _ := mountsUnder(filepath.Join(RunDir, parent)); len(mps) > 0 {
 		t.Errorf("template upper still mounted after Sweep")
 	}
 	if _, err := os.Stat(filepath.Join(RunDir, parent)); !errors.Is(err, fs.ErrNotExist) {
@@ -772,7 +772,7 @@ func TestEnvInUserNS(t *testing.T) {
 			t.Errorf("env %s namespace owned by user namespace %d, want the template's %d", n, got, tplUser)
 		}
 	}
-	if uid := strings.Fields(statusField(statusOf(t, holder), "Uid")); len(uid) == 0 || uid[0] != strconv.Itoa(base) {
+	if uid, err := statusOf(t, holder).Uint("Uid", 10); err != nil || uid != uint64(base) {
 		t.Errorf("holder uid %v, want %d", uid, base)
 	}
 	got, err := exec.Command("nsenter", "-t", strconv.Itoa(holder), "-m", "--", "/bin/cat", "/template-file").CombinedOutput()
@@ -784,18 +784,18 @@ func TestEnvInUserNS(t *testing.T) {
 // nsIno is the inode of pid's namespace of kind n.
 func nsIno(t *testing.T, pid int, n string) uint64 {
 	t.Helper()
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, n), &st); err != nil {
+	id, err := procfs.Namespace(pid, n)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return st.Ino
+	return id.Ino
 }
 
 // nsOwner is the inode of the user namespace that owns pid's namespace
 // of kind n (NS_GET_USERNS).
 func nsOwner(t *testing.T, pid int, n string) uint64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/%s", pid, n))
+	f, err := procfs.OpenNamespace(pid, n)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,10 @@
 package sandbox
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -220,45 +220,21 @@ func maskPath(p string) error {
 	return unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
 }
 
-// mountsUnder lists the mount points at or below dir, parents first.
+// mountsUnder lists the mount points at or below dir in the caller's
+// mount namespace, parents first (mountinfo's order), a point stacked k
+// times k times.
 func mountsUnder(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := procfs.Mounts(procfs.Self)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := unescapeMount(fields[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
+	for _, m := range ms {
+		if m.Under(dir) {
+			out = append(out, m.MountPoint)
 		}
 	}
-	return out, sc.Err()
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var c byte
-			if _, err := fmt.Sscanf(s[i+1:i+4], "%03o", &c); err == nil {
-				b.WriteByte(c)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // MountCall is one mount(2) call, as data: what a process that joins an

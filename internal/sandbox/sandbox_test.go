@@ -20,7 +20,9 @@ import (
 	"github.com/moby/sys/capability"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 var testParent = fmt.Sprintf("catalyzer-test-%d", os.Getpid())
@@ -402,8 +404,11 @@ func TestUserNS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Destroy()
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.Pid()))
-	if got := statusField(string(b), "Uid"); !strings.HasPrefix(got, strconv.Itoa(UIDMapBase)) {
+	st, err := procfs.Status(s.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st["Uid"]; !strings.HasPrefix(got, strconv.Itoa(UIDMapBase)) {
 		t.Errorf("host view of the sandbox's uid: %q", got)
 	}
 }
@@ -430,37 +435,15 @@ func TestDestroy(t *testing.T) {
 	}
 }
 
-// countLeaks returns what a sandbox could leak on the host: child
-// processes of the test, mounts, cgroup dirs under the test parent, run
+// countLeaks returns what a sandbox could leak on the host: processes
+// the test started (live descendants and unreaped children), mounts
+// under the test parent's run dir, cgroup dirs under the test parent, run
 // dirs, fds of the test process.
 func countLeaks(t *testing.T) []int {
 	t.Helper()
-	children := 0
-	ents, _ := os.ReadDir("/proc")
-	me := strconv.Itoa(os.Getpid())
-	for _, e := range ents {
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		if f := strings.Fields(s[strings.LastIndex(s, ")")+2:]); len(f) > 1 && f[1] == me {
-			children++
-		}
-	}
-	mi, _ := os.ReadFile("/proc/self/mountinfo")
-	cg := 0
-	for _, c := range []string{"memory", "pids", "cpu"} {
-		d, _ := os.ReadDir(filepath.Join("/sys/fs/cgroup", c, testParent))
-		for _, e := range d {
-			if e.IsDir() {
-				cg++
-			}
-		}
-	}
+	s := testutil.Take(t, testParent)
 	rd, _ := os.ReadDir(filepath.Join(RunDir, testParent))
-	fds, _ := os.ReadDir("/proc/self/fd")
-	return []int{children, strings.Count(string(mi), "\n"), cg, len(rd), len(fds)}
+	return []int{s.Descendants + s.Zombies, s.Mounts, s.Cgroups, len(rd), s.FDs}
 }
 
 // settledLeaks is countLeaks once earlier tests' background work (an

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 // UserNS is an open user namespace: the one a function's template runs
@@ -39,7 +41,7 @@ func (s *Sandbox) OpenUserNS() (*UserNS, error) {
 // user namespace of its own, whose root maps to host uid uidBase: a
 // restorer, say).
 func OpenUserNS(pid, uidBase int) (*UserNS, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", pid))
+	f, err := procfs.OpenNamespace(pid, "user")
 	if err != nil {
 		return nil, fmt.Errorf("open user namespace: %w", err)
 	}

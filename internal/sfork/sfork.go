@@ -47,13 +47,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -88,7 +87,7 @@ type Template struct {
 // tracer must stay dedicated to templates of this process tree.
 func Freeze(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Template, error) {
 	t := &Template{tr: tr, pid: pid, conn: conn, chanFD: chanFD}
-	cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	cwd, err := procfs.Link(pid, "cwd")
 	if err != nil {
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
 	}
@@ -142,11 +141,11 @@ func (t *Template) Killed() []int { return append([]int(nil), t.killed...) }
 // killOthers SIGKILLs every process in pid's PID namespace but pid, until
 // a scan of /proc finds none.
 func killOthers(pid int) ([]int, error) {
-	self, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	self, err := procfs.NSLink(pid, "pid")
 	if err != nil {
 		return nil, fmt.Errorf("pid namespace: %w", err)
 	}
-	if ours, err := os.Readlink("/proc/self/ns/pid"); err != nil || ours == self {
+	if ours, err := procfs.NSLink(procfs.Self, "pid"); err != nil || ours == self {
 		// A template in our own PID namespace (a plain process frozen
 		// by a test or a one-shot command) has no namespace of its own
 		// to empty: everything else there is ours, not its.
@@ -155,17 +154,16 @@ func killOthers(pid int) ([]int, error) {
 	var killed []int
 	seen := map[int]bool{} // killed already: dying, or a zombie the template reaps later
 	for range 100 {
-		ents, err := os.ReadDir("/proc")
+		pids, err := procfs.PIDs()
 		if err != nil {
 			return killed, err
 		}
 		found := 0
-		for _, e := range ents {
-			n, err := strconv.Atoi(e.Name())
-			if err != nil || n == pid || seen[n] {
+		for _, n := range pids {
+			if n == pid || seen[n] {
 				continue
 			}
-			if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err != nil || ns != self {
+			if ns, err := procfs.NSLink(n, "pid"); err != nil || ns != self {
 				continue
 			}
 			if unix.Kill(n, unix.SIGKILL) == nil {
@@ -618,17 +616,12 @@ func (t *Template) Close() error {
 
 // gone reports whether pid has exited (a zombie or reaped).
 func gone(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X' {
+	st, err := procfs.Stat(pid)
+	if err != nil || st.Exited() {
 		return true
 	}
 	// Exiting but not yet a zombie: its memory is already gone.
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := procfs.Maps(pid)
 	return err != nil || len(maps) == 0
 }
 

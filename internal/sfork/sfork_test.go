@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
@@ -130,20 +131,21 @@ func ask(t *testing.T, in *os.File, out *bufio.Reader) string {
 func fingerprint(t *testing.T, pid int, skip uintptr, held []int) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	maps, _ := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	out["maps"] = string(maps)
+	maps, err := procfs.Maps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out["maps"] = fmt.Sprint(maps)
 	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mem.Close()
-	for _, line := range strings.Split(string(maps), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || f[1][1] != 'w' || strings.Contains(line, "[stack]") {
+	for _, m := range maps {
+		if !m.Perms.Write || m.Path == "[stack]" {
 			continue
 		}
-		var lo, hi uintptr
-		fmt.Sscanf(f[0], "%x-%x", &lo, &hi)
+		lo, hi := uintptr(m.Start), uintptr(m.End)
 		// The executor's region may have merged with a neighbour.
 		for _, r := range [][2]uintptr{{lo, min(hi, skip)}, {max(lo, skip+ptrace.ExecutorRegionSize), hi}} {
 			if r[0] < r[1] {
@@ -157,14 +159,15 @@ func fingerprint(t *testing.T, pid int, skip uintptr, held []int) map[string]str
 	for _, fd := range held {
 		isHeld[fmt.Sprint(fd)] = true
 	}
-	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	for _, e := range ents {
-		if isHeld[e.Name()] {
-			out["fd "+e.Name()] = "held"
-			continue
+	links, err := procfs.FDLinks(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fd, l := range links {
+		if isHeld[fmt.Sprint(fd)] {
+			l = "held"
 		}
-		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
-		out["fd "+e.Name()] = l
+		out[fmt.Sprint("fd ", fd)] = l
 	}
 	return out
 }

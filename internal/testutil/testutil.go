@@ -1,13 +1,14 @@
 // Package testutil holds helpers shared by tests: root checks and
-// counters of the kernel objects an instance may leak.
+// counters of the kernel objects an instance may leak (read through
+// procfs).
 package testutil
 
 import (
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
+
+	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
 // RequiresRoot skips t when not running as root.
@@ -18,60 +19,79 @@ func RequiresRoot(t testing.TB) {
 	}
 }
 
+// RunDir is where the daemon makes its instances' run dirs, one
+// directory per cgroup parent (sandbox.RunDir; testutil cannot import
+// sandbox, whose tests use it).
+const RunDir = "/run/catalyzer/sandbox"
+
 // Snapshot counts what an instance could leak: this process's children
-// (and their descendants), mounts in this mount namespace, cgroup dirs
-// under parent, and this process's open fds.
+// (and their descendants), mounts under the caller's own directories,
+// cgroup dirs under parent, and this process's open fds.
 type Snapshot struct {
 	Descendants int
 	Zombies     int // children of this process nobody reaped
-	Mounts      int
-	Cgroups     int
-	FDs         int
+	// Mounts counts the mounts of this mount namespace at or below the
+	// run dir of parent (RunDir/parent) and the dirs given to Take: only
+	// the caller's own, for other test suites on the machine mount and
+	// unmount elsewhere meanwhile.
+	Mounts  int
+	Cgroups int
+	FDs     int
 }
 
-// Take takes a Snapshot. parent is the cgroup parent name to count under.
-func Take(t testing.TB, parent string) Snapshot {
+// Take takes a Snapshot. parent is the cgroup parent name the instances
+// run under: cgroups are counted under it, and mounts under RunDir/parent
+// and under each of dirs (a state dir, where image layers are mounted).
+func Take(t testing.TB, parent string, dirs ...string) Snapshot {
 	t.Helper()
+	mounts := 0
+	for _, d := range append([]string{filepath.Join(RunDir, parent)}, dirs...) {
+		mounts += len(MountsUnder(t, d))
+	}
 	return Snapshot{
 		Descendants: len(Descendants(os.Getpid())),
 		Zombies:     Zombies(os.Getpid()),
-		Mounts:      countLines("/proc/self/mountinfo"),
+		Mounts:      mounts,
 		Cgroups:     countCgroups(parent),
-		FDs:         countDir("/proc/self/fd"),
+		FDs:         countFDs(),
 	}
+}
+
+// MountsUnder lists the mount points at or below dir in this process's
+// mount namespace, as mountinfo gives them (a point stacked k times
+// appears k times). It fails t if mountinfo cannot be read.
+func MountsUnder(t testing.TB, dir string) []string {
+	t.Helper()
+	ms, err := procfs.Mounts(procfs.Self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range ms {
+		if m.Under(dir) {
+			out = append(out, m.MountPoint)
+		}
+	}
+	return out
 }
 
 // proc is one process as /proc/PID/stat shows it.
 type proc struct {
 	pid, ppid int
-	state     string
+	state     byte
 }
 
-// procs lists every process.
+// procs lists every process; one that exits while they are read is left
+// out.
 func procs() []proc {
 	var out []proc
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
+	pids, _ := procfs.PIDs()
+	for _, pid := range pids {
+		st, err := procfs.Stat(pid)
 		if err != nil {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 {
-			continue
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		out = append(out, proc{pid: pid, ppid: ppid, state: f[0]})
+		out = append(out, proc{pid: pid, ppid: st.PPID(), state: st.State})
 	}
 	return out
 }
@@ -81,7 +101,7 @@ func procs() []proc {
 func Descendants(pid int) []int {
 	children := map[int][]int{}
 	for _, p := range procs() {
-		if p.state != "Z" {
+		if p.state != 'Z' {
 			children[p.ppid] = append(children[p.ppid], p.pid)
 		}
 	}
@@ -101,27 +121,20 @@ func Descendants(pid int) []int {
 func Zombies(ppid int) int {
 	n := 0
 	for _, p := range procs() {
-		if p.state == "Z" && p.ppid == ppid {
+		if p.state == 'Z' && p.ppid == ppid {
 			n++
 		}
 	}
 	return n
 }
 
-func countLines(path string) int {
-	b, err := os.ReadFile(path)
+// countFDs counts this process's open descriptors, or -1.
+func countFDs() int {
+	fds, err := procfs.FDLinks(procfs.Self)
 	if err != nil {
 		return -1
 	}
-	return strings.Count(string(b), "\n")
-}
-
-func countDir(path string) int {
-	ents, err := os.ReadDir(path)
-	if err != nil {
-		return -1
-	}
-	return len(ents)
+	return len(fds)
 }
 
 func countCgroups(parent string) int {
