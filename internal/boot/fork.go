@@ -282,19 +282,13 @@ func (f *Fork) build(t *template) (err error) {
 // agent's duplicates of its stdout and stderr.
 func refuseShared(pid int) error {
 	allow := []int{0, 1, 2, 3, forkChannelFD}
-	fds, err := procfs.FDs(pid)
+	links, err := procfs.FDLinks(pid)
 	if err != nil {
 		return err
 	}
-	stdio := map[string]bool{}
-	for _, fd := range fds {
-		if fd.Num == 1 || fd.Num == 2 {
-			stdio[fd.Link] = true
-		}
-	}
-	for _, fd := range fds {
-		if stdio[fd.Link] && strings.HasPrefix(fd.Link, "pipe:") {
-			allow = append(allow, fd.Num)
+	for fd, l := range links {
+		if (l == links[1] || l == links[2]) && strings.HasPrefix(l, "pipe:") {
+			allow = append(allow, fd)
 		}
 	}
 	objs, err := procfs.SharedObjects(pid, allow)
@@ -684,19 +678,12 @@ func (f *Fork) Info(name string) TemplateInfo {
 	return info
 }
 
-// PSS is the proportional set size of pid in KiB (from smaps_rollup), or
-// -1 when it cannot be read.
+// PSS is the proportional set size of pid in KiB, or -1 when it cannot be
+// read.
 func PSS(pid int) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	kb, err := procfs.PSS(pid)
 	if err != nil {
 		return -1
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb
-		}
-	}
-	return -1
+	return kb
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/image"
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
@@ -459,22 +460,17 @@ const reconnectFile = "reconnect"
 // channel (fd 3) or the same pipe as its stdout or stderr to the
 // restorer's fd for it.
 func reconnectMap(pid int) (map[int]int, error) {
-	link := func(fd string) string {
-		l, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd))
-		return l
-	}
-	targets := map[string]int{link("1"): rsStdout, link("2"): rsStderr}
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	links, err := procfs.FDLinks(pid)
 	if err != nil {
 		return nil, err
 	}
+	targets := map[string]int{links[1]: rsStdout, links[2]: rsStderr}
 	out := map[int]int{3: rsControl}
-	for _, e := range ents {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd == 3 || fd == forkChannelFD {
+	for fd, l := range links {
+		if fd == 3 || fd == forkChannelFD {
 			continue
 		}
-		if t, ok := targets[link(e.Name())]; ok && strings.HasPrefix(link(e.Name()), "pipe:") {
+		if t, ok := targets[l]; ok && strings.HasPrefix(l, "pipe:") {
 			out[fd] = t
 		}
 	}

@@ -45,7 +45,7 @@ type Env struct {
 	dir    string
 	phases []Phase
 	ns     map[string]procfs.NSID // holder's namespaces by /proc/pid/ns name
-	ownNet bool            // a network namespace of its own (not NetworkHost)
+	ownNet bool                   // a network namespace of its own (not NetworkHost)
 
 	mu         sync.Mutex
 	adopted    bool
