@@ -73,7 +73,7 @@ func restoreCommand() *cli.Command {
 				}
 				proc, tc = c.Process, t
 			}
-			pid, st, err := image.Restore(tr, img, image.Restorer{Tracee: tc, Reconnect: reconnect, Prefetch: cmd.Bool("prefetch")})
+			pid, st, err := image.Restore(tr, img, image.RestoreOptions{Tracee: tc, Reconnect: reconnect, Prefetch: cmd.Bool("prefetch")})
 			if err != nil {
 				proc.Wait()
 				return err

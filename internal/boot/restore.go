@@ -70,8 +70,8 @@ type imageEntry struct {
 	// reconnect maps image fds to the restorer's (see reconnectFile).
 	reconnect map[int]int
 	pool      *sandbox.Pool[*restorer]
-	layer     *sandbox.Scratch // tmpfs copy of the image's rootfs layer
-	layerCg   *cgroup.Group    // what the layer's tmpfs pages are charged to
+	layer     *sandbox.LayerTmpfs // tmpfs copy of the image's rootfs layer
+	layerCg   *cgroup.Group       // what the layer's tmpfs pages are charged to
 	stop      chan struct{}
 	wsMu      sync.Mutex
 	wsSet     bool
@@ -231,7 +231,7 @@ func (r *Restore) build(e *imageEntry) (err error) {
 		return err
 	}
 	id := NewID("layer")
-	layer, err := sandbox.NewScratch(r.Fork.Scratch.CgroupParent, id, size)
+	layer, err := sandbox.NewLayerTmpfs(r.Fork.Scratch.CgroupParent, id, size)
 	if err != nil {
 		return err
 	}
@@ -632,7 +632,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		r.OnEnv(fn.Name, fromPool)
 	}
 	phase("env")
-	pid, st, err := image.Restore(r.tr, img, image.Restorer{
+	pid, st, err := image.Restore(r.tr, img, image.RestoreOptions{
 		Tracee:    x.tc,
 		Reconnect: e.reconnect,
 		PagesPath: filepath.Join(ImageMount, image.PagesFile),

@@ -47,7 +47,7 @@ func RestoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, rec
 		if err != nil {
 			return fail(err)
 		}
-		layer, err := sandbox.NewScratch(oneShotParent, "layer-"+id, size)
+		layer, err := sandbox.NewLayerTmpfs(oneShotParent, "layer-"+id, size)
 		if err != nil {
 			return fail(err)
 		}
@@ -63,7 +63,7 @@ func RestoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, rec
 	}
 	r.cmd, r.sb = cmd, sb
 	r.undo.Add(func() { sb.Destroy(); cmd.Wait() })
-	pid, st, err := image.Restore(tr, img, image.Restorer{Tracee: tc, Reconnect: reconnect, Prefetch: prefetch,
+	pid, st, err := image.Restore(tr, img, image.RestoreOptions{Tracee: tc, Reconnect: reconnect, Prefetch: prefetch,
 		PagesPath: filepath.Join(ImageMount, image.PagesFile), Epilogue: LockdownBatch})
 	if err != nil {
 		return fail(err)

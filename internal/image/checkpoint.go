@@ -37,13 +37,13 @@ const (
 type Options struct {
 	// Reconnect lists fds (pipes, unix sockets: the agent's control
 	// channel, stdio) that are not dumped: Restore puts a descriptor the
-	// caller gives in their place (Restorer.Reconnect).
+	// caller gives in their place (RestoreOptions.Reconnect).
 	Reconnect []int
 	// Drop lists fds that are not restored at all (a template's fork
 	// channel).
 	Drop []int
 	// SeccompReinstalled accepts a process under a seccomp filter: the
-	// caller installs the same filter again at restore (Restorer.Epilogue);
+	// caller installs the same filter again at restore (RestoreOptions.Epilogue);
 	// the image records no filter.
 	SeccompReinstalled bool
 	// IDBase is the host uid and gid that root of the process's user

@@ -15,10 +15,10 @@
 // refused with errdefs.ErrInvalid); Image.Plan is decoded once and cached.
 // Restore clones the plan, patches its relocations (the restorer's vDSO,
 // the path of pages.img, the data area's address, reconnected fds), runs it
-// in the Restorer (a tiny static ELF that loops on pause(), see
+// in the restorer (a tiny static ELF that loops on pause(), see
 // RestorerBinary and StartRestorer) through the injected executor in one
 // round trip, loads the registers and xstate and detaches: the process
-// resumes where it was frozen. RecordWorkingSet and Restorer.Prefetch
+// resumes where it was frozen. RecordWorkingSet and RestoreOptions.Prefetch
 // implement working-set prefetch.
 //
 // Errors: anything the image cannot restore faithfully is refused at

@@ -115,7 +115,7 @@ const (
 	// RelocDataPtr: the u64 at data offset DataOff := the address of data offset Value.
 	RelocDataPtr = 3
 	// RelocFD: entry Entry, argument Arg := the restorer's fd that
-	// replaces the image's fd Value (Restorer.Reconnect).
+	// replaces the image's fd Value (RestoreOptions.Reconnect).
 	RelocFD = 4
 )
 

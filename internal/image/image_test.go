@@ -144,7 +144,7 @@ func restore(t testing.TB, tr *ptrace.Tracer, img *Image, prefetch bool) (*proc,
 	if err != nil {
 		t.Fatal(err)
 	}
-	pid, st, err := Restore(tr, img, Restorer{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}, Prefetch: prefetch})
+	pid, st, err := Restore(tr, img, RestoreOptions{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}, Prefetch: prefetch})
 	if err != nil {
 		cmd.Wait()
 		t.Fatal(err)
@@ -286,7 +286,7 @@ func TestRestoreAsPid(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { p.Kill(); p.Wait() }()
-	pid, _, err := Restore(tr, img, Restorer{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}})
+	pid, _, err := Restore(tr, img, RestoreOptions{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,10 +19,11 @@ import (
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
-// Restorer is the process an image is restored into: a minimal
-// single-threaded process (StartRestorer runs RestorerBinary) seized and
-// stopped by the caller on the tracer that Restore is given.
-type Restorer struct {
+// RestoreOptions say what Restore restores into and how. The restorer is
+// the process an image is restored into: a minimal single-threaded
+// process (StartRestorer runs RestorerBinary) seized and stopped by the
+// caller on the tracer that Restore is given (Tracee).
+type RestoreOptions struct {
 	Tracee *ptrace.Tracee
 	// Reconnect maps each fd the image declared "reconnect" to the fd
 	// number, in the restorer, of the descriptor that takes its place.
@@ -69,7 +70,7 @@ var (
 // resumes exactly where the checkpointed one was frozen. It returns the
 // restored pid (the restorer's; see StartRestorerAsPid). On error
 // the restorer is killed.
-func Restore(tr *ptrace.Tracer, img *Image, r Restorer) (pid int, st Stats, err error) {
+func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats, err error) {
 	t := r.Tracee
 	if t == nil {
 		return 0, st, fmt.Errorf("restore: no restorer: %w", errdefs.ErrInvalid)

@@ -138,7 +138,7 @@ func BenchmarkRestore(b *testing.B) {
 					}
 					b.StartTimer()
 					start := time.Now()
-					pid, st, err := Restore(tr, img, Restorer{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}, Prefetch: prefetch})
+					pid, st, err := Restore(tr, img, RestoreOptions{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}, Prefetch: prefetch})
 					if err != nil {
 						b.Fatal(err)
 					}

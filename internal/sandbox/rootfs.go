@@ -278,15 +278,15 @@ func ProcMounts() []MountCall {
 	return calls
 }
 
-// Scratch is a tmpfs the daemon mounts for an extra lower layer: overlayfs
+// LayerTmpfs is a tmpfs the daemon mounts for an extra lower layer: overlayfs
 // refuses a lower layer that lies on the same file system as another
 // layer below it (ELOOP, "overlapping layers"), which any directory under
 // the host's "/" does when "/" is the bottom layer. The caller copies the
 // layer in; Release unmounts it; Sweep removes what a killed daemon left.
-type Scratch struct{ Dir string }
+type LayerTmpfs struct{ Dir string }
 
-// NewScratch mounts a tmpfs of size bytes at RunDir/<parent>/<name>.
-func NewScratch(parent, name string, size int64) (*Scratch, error) {
+// NewLayerTmpfs mounts a tmpfs of size bytes at RunDir/<parent>/<name>.
+func NewLayerTmpfs(parent, name string, size int64) (*LayerTmpfs, error) {
 	if parent == "" {
 		parent = DefaultCgroupParent
 	}
@@ -304,12 +304,12 @@ func NewScratch(parent, name string, size int64) (*Scratch, error) {
 		os.Remove(dir)
 		return nil, fmt.Errorf("scratch %s: %w", dir, err)
 	}
-	return &Scratch{Dir: dir}, nil
+	return &LayerTmpfs{Dir: dir}, nil
 }
 
 // Release unmounts the scratch tmpfs (lazily: envs built on it keep their
 // copy) and removes its directory.
-func (s *Scratch) Release() error {
+func (s *LayerTmpfs) Release() error {
 	unmountOverlay(s.Dir)
 	return os.Remove(s.Dir)
 }

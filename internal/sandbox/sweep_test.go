@@ -24,7 +24,7 @@ func TestSweepStackedAndBusy(t *testing.T) {
 	base := filepath.Join(RunDir, parent)
 	t.Cleanup(func() { Sweep(parent) })
 	for range 3 {
-		if _, err := NewScratch(parent, "layer-0123456789abcdef", 1<<20); err != nil {
+		if _, err := NewLayerTmpfs(parent, "layer-0123456789abcdef", 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -35,7 +35,7 @@ func TestSweepStackedAndBusy(t *testing.T) {
 	if err := mountOverlay(inst, filepath.Join(base, "layer-0123456789abcdef"), 1<<20, 0); err != nil {
 		t.Fatal(err)
 	}
-	busy, err := NewScratch(parent, "busy-1", 1<<20)
+	busy, err := NewLayerTmpfs(parent, "busy-1", 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
