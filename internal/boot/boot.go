@@ -19,7 +19,6 @@ package boot
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
@@ -92,12 +91,6 @@ type Engine interface {
 	Mode() Mode
 	// Boot returns an initialized instance of f (its handler loaded).
 	Boot(ctx context.Context, f Function) (*Instance, error)
-}
-
-// Phase is one named, measured step of a boot.
-type Phase struct {
-	Name string
-	D    time.Duration
 }
 
 // Unavailable is the engine of a mode this configuration cannot offer: it

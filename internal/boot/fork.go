@@ -21,6 +21,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 	"github.com/catalyzer/catalyzer/internal/sfork"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // forkChannelFD is the template's fd of its fork channel (after the
@@ -449,8 +450,8 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 		}
 	}()
 	mark := time.Now()
-	phases := []Phase{}
-	phase := func(name string, d time.Duration) { phases = append(phases, Phase{name, d}) }
+	phases := []timing.Phase{}
+	phase := func(name string, d time.Duration) { phases = append(phases, timing.Phase{Name: name, D: d}) }
 
 	env, fromPool, err := t.pool.Get()
 	if err != nil {

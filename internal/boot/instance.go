@@ -14,6 +14,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/agent"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // State is where an instance is in its life.
@@ -54,7 +55,7 @@ type Instance struct {
 	// result's EntryNs it gives start-to-handler-entry.
 	BootStart int64
 	// Phases are the boot's measured steps, in order.
-	Phases []Phase
+	Phases []timing.Phase
 
 	sb     *sandbox.Sandbox
 	conn   *agent.Conn
@@ -73,7 +74,7 @@ type Instance struct {
 	once  sync.Once
 }
 
-func newInstance(id string, mode Mode, fn Function, start int64, phases []Phase, sb *sandbox.Sandbox, conn *agent.Conn, stdout, stderr *tail) *Instance {
+func newInstance(id string, mode Mode, fn Function, start int64, phases []timing.Phase, sb *sandbox.Sandbox, conn *agent.Conn, stdout, stderr *tail) *Instance {
 	i := &Instance{
 		ID: id, Mode: mode, Function: fn.Name, BootStart: start, Phases: phases,
 		sb: sb, conn: conn, stdout: stdout, stderr: stderr,

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
@@ -29,6 +28,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 	"github.com/catalyzer/catalyzer/internal/sfork"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // ImageMount is where a restoring sandbox sees its image (pages.img is
@@ -609,13 +609,8 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 	if e.err != nil {
 		return nil, fmt.Errorf("boot %s: %w", fn.Name, e.err)
 	}
-	mark := time.Now()
-	var phases []Phase
-	phase := func(name string) {
-		now := time.Now()
-		phases = append(phases, Phase{name, now.Sub(mark)})
-		mark = now
-	}
+	clock := timing.Start()
+	phase := clock.Mark
 	img := e.img
 	if cold {
 		var err error
@@ -656,17 +651,14 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 	// Detached: no longer traced, so reaping it is ours again (the
 	// sandbox watches its exit through a pidfd).
 	go cmd.Wait()
-	for _, p := range st.Phases {
-		phases = append(phases, Phase{Name: "restore-" + p.Name, D: p.D})
-	}
-	mark = time.Now()
+	clock.Add("restore-", st.Phases)
 	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Forked(ctx); err != nil {
 		return nil, fmt.Errorf("boot %s: restored instance %d: %w%s", fn.Name, pid, err, stderrHint(pipes.stderr))
 	}
 	phase("reseed")
 	cl.Release()
-	inst := newInstance(sb.ID(), mode, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr)
+	inst := newInstance(sb.ID(), mode, fn, start, clock.Phases, sb, conn, pipes.stdout, pipes.stderr)
 	if !cold {
 		return inst, nil
 	}

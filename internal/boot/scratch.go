@@ -18,6 +18,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // Paths inside every sandbox.
@@ -98,16 +99,13 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 	}
 	cl.Add(func() { sb.Destroy() })
 	execDone := time.Now()
-	phases := []Phase{}
-	for _, p := range sb.Phases() {
-		phases = append(phases, Phase{Name: p.Name, D: p.D})
-	}
+	phases := sb.Phases()
 
 	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Init(ctx, InitMsg(f, CodeMount)); err != nil {
 		return nil, fmt.Errorf("boot %s: init: %w%s", f.Name, err, stderrHint(pipes.stderr))
 	}
-	phases = append(phases, Phase{Name: "init", D: time.Since(execDone)})
+	phases = append(phases, timing.Phase{Name: "init", D: time.Since(execDone)})
 	cl.Release()
 	inst := newInstance(id, ModeScratch, f, start, phases, sb, conn, pipes.stdout, pipes.stderr)
 	return inst, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/pause"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // RestoreOptions say what Restore restores into and how. The restorer is
@@ -47,15 +48,9 @@ type RestoreOptions struct {
 	Epilogue func(t *ptrace.Tracee) (*ptrace.Batch, error)
 }
 
-// Phase is one measured step of a restore.
-type Phase struct {
-	Name string
-	D    time.Duration
-}
-
 // Stats describes a restore.
 type Stats struct {
-	Phases     []Phase
+	Phases     []timing.Phase
 	RoundTrips uint64 // ptrace stops
 	Entries    int    // plan entries run
 	Total      time.Duration
@@ -77,12 +72,8 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 	}
 	pid = t.Pid()
 	start := time.Now()
-	mark := start
-	phase := func(name string) {
-		now := time.Now()
-		st.Phases = append(st.Phases, Phase{name, now.Sub(mark)})
-		mark = now
-	}
+	clock := timing.Start()
+	phase := func(name string) { clock.Mark(name); st.Phases = clock.Phases }
 	defer func() {
 		st.Total = time.Since(start)
 		if err != nil {

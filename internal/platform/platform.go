@@ -38,6 +38,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/boot"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // Config configures a Platform.
@@ -403,7 +404,7 @@ type InvokeResult struct {
 	Boot       boot.Mode // how the serving instance was booted
 	Reused     bool      // a live instance served it: no boot
 	BootUs     int64     // boot start to handler entry, µs (0 when reused)
-	Phases     []boot.Phase
+	Phases     []timing.Phase
 	InstanceID string
 	Stdout     string
 	Stderr     string
@@ -485,14 +486,14 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 // up; the last phase, "invoke", is whatever the named phases do not cover
 // (dispatching the first invocation to the handler), so the phases always
 // add up to the total.
-func bootBreakdown(inst *boot.Instance, entryNs int64) (int64, []boot.Phase) {
+func bootBreakdown(inst *boot.Instance, entryNs int64) (int64, []timing.Phase) {
 	total := time.Duration(entryNs - inst.BootStart)
-	phases := append([]boot.Phase(nil), inst.Phases...)
+	phases := append([]timing.Phase(nil), inst.Phases...)
 	var sum time.Duration
 	for _, ph := range phases {
 		sum += ph.D
 	}
-	phases = append(phases, boot.Phase{Name: "invoke", D: max(total-sum, 0)})
+	phases = append(phases, timing.Phase{Name: "invoke", D: max(total-sum, 0)})
 	return total.Microseconds(), phases
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // EnvNamespaces are the namespaces an Env holds; a joining process
@@ -43,7 +44,7 @@ type Env struct {
 	cfgW   *os.File // the holder blocks reading the other end
 	cg     *cgroup.Group
 	dir    string
-	phases []Phase
+	phases []timing.Phase
 	ns     map[string]procfs.NSID // holder's namespaces by /proc/pid/ns name
 	ownNet bool                   // a network namespace of its own (not NetworkHost)
 
@@ -198,7 +199,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
 	prev := t0
 	for _, m := range marks {
-		e.phases = append(e.phases, Phase{m.Phase, time.Duration(m.T - prev)})
+		e.phases = append(e.phases, timing.Phase{Name: m.Phase, D: time.Duration(m.T - prev)})
 		prev = m.T
 	}
 	c.Release()
@@ -265,7 +266,7 @@ func (e *Env) NamespacePaths() []string {
 // "send" (config sent), "config" (the holder's Go runtime started and read
 // it), "rootfs" (overlay, binds, /dev, /tmp, /sys, pivot_root, masks),
 // "net" (hostname, lo up), "ready" (until the daemon saw the ready report).
-func (e *Env) Phases() []Phase { return append([]Phase(nil), e.phases...) }
+func (e *Env) Phases() []timing.Phase { return append([]timing.Phase(nil), e.phases...) }
 
 // Adopt makes pid (a host pid) the env's instance: it adds pid to the
 // env's cgroup and returns a Sandbox for it, whose ID is the env's. The

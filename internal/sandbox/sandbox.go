@@ -19,13 +19,8 @@ import (
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
-
-// Phase is one named, measured step of Start.
-type Phase struct {
-	Name string
-	D    time.Duration
-}
 
 // Exit is how the sandboxed process ended.
 type Exit struct {
@@ -67,7 +62,7 @@ type Sandbox struct {
 	// uidBase is the host uid root maps to, for a sandbox started in a
 	// user namespace of its own; 0 otherwise.
 	uidBase int
-	phases  []Phase
+	phases  []timing.Phase
 
 	done chan struct{}
 	exit Exit
@@ -261,7 +256,7 @@ func Start(cfg Config) (*Sandbox, error) {
 	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
 	prev := t0
 	for _, m := range marks {
-		s.phases = append(s.phases, Phase{m.Phase, time.Duration(m.T - prev)})
+		s.phases = append(s.phases, timing.Phase{Name: m.Phase, D: time.Duration(m.T - prev)})
 		prev = m.T
 	}
 	if cfg.Template {
@@ -337,7 +332,7 @@ func (s *Sandbox) ID() string { return s.id }
 // runtime started and read its config), "rootfs", "net" (hostname,
 // loopback), "security" (rlimits, cwd, caps, no_new_privs, seccomp, fds),
 // "exec" (execve until the daemon saw the status pipe close).
-func (s *Sandbox) Phases() []Phase { return append([]Phase(nil), s.phases...) }
+func (s *Sandbox) Phases() []timing.Phase { return append([]timing.Phase(nil), s.phases...) }
 
 // Done is closed when the sandboxed process has exited and been reaped.
 func (s *Sandbox) Done() <-chan struct{} { return s.done }

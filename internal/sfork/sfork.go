@@ -48,12 +48,12 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // cgroupFD is where a fork batch puts the cgroup directory a child is
@@ -253,16 +253,10 @@ type Child struct {
 	Ready func(pid int) error
 }
 
-// Phase is one measured step of a fork.
-type Phase struct {
-	Name string
-	D    time.Duration
-}
-
 // Forked describes a successful fork.
 type Forked struct {
 	Pid        int // host pid of the child
-	Phases     []Phase
+	Phases     []timing.Phase
 	RoundTrips uint64 // ptrace stops, template and child together
 }
 
@@ -293,12 +287,8 @@ func (t *Template) fork(c Child) (Forked, error) {
 		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, ErrTemplateDead)
 	}
 	var out Forked
-	mark := time.Now()
-	phase := func(name string) {
-		now := time.Now()
-		out.Phases = append(out.Phases, Phase{name, now.Sub(mark)})
-		mark = now
-	}
+	clock := timing.Start()
+	phase := func(name string) { clock.Mark(name); out.Phases = clock.Phases }
 
 	// 1. Files over the fork channel.
 	fds := make([]int, len(c.Files))
