@@ -207,45 +207,23 @@ func TestBenchJSON(t *testing.T) {
 // PID 1 of a sandbox with Docker's seccomp profile, and leaves nothing.
 func TestCheckpointRestoreSandbox(t *testing.T) {
 	testutil.RequiresRoot(t)
-	dir := t.TempDir()
-	script := filepath.Join(dir, "loop.py")
-	os.WriteFile(script, []byte(`import sys, os, socket
+	img, pid, first := checkpointPython(t, "/usr/bin/python3", `import sys, os, socket
 n = 0
 for line in sys.stdin:
     n += 1
     status = open("/proc/self/status").read()
     print(n, os.getpid(), socket.gethostname(), status.split("Seccomp:")[1].split()[0], flush=True)
-`), 0o644)
-	victim := exec.Command("/usr/bin/python3", "-u", script)
-	// Its cwd must exist in the sandbox's root (the host's root file
-	// system, without its submounts such as a tmpfs /tmp).
-	victim.Dir = "/"
-	in, _ := victim.StdinPipe()
-	outR, outW, _ := os.Pipe()
-	victim.Stdout = outW
-	if err := victim.Start(); err != nil {
-		t.Fatal(err)
-	}
-	outW.Close()
-	defer victim.Process.Kill()
-	in.Write([]byte("a\n"))
-	first, _ := bufio.NewReader(outR).ReadString('\n')
+`)
 	if !strings.HasPrefix(first, "1 ") {
 		t.Fatalf("victim said %q", first)
 	}
-	img := filepath.Join(dir, "img")
-	if out, err := exec.Command(binary, "checkpoint", "--pid", fmt.Sprint(victim.Process.Pid), "--image", img,
-		"--reconnect", "0", "--reconnect", "1", "--reconnect", "2").CombinedOutput(); err != nil {
-		t.Fatalf("checkpoint: %v\n%s", err, out)
-	}
-	victim.Wait()
 	// On the host, it gets its own pid back (free now).
 	host := exec.Command(binary, "restore", "--image", img)
 	host.Stdin = strings.NewReader("b\n")
 	if out, err := host.CombinedOutput(); err != nil {
 		t.Fatalf("restore: %v\n%s", err, out)
-	} else if f := strings.Fields(string(out)); len(f) != 4 || f[0] != "2" || f[1] != fmt.Sprint(victim.Process.Pid) {
-		t.Errorf("host restore said %q, want counter 2 and the original pid %d", out, victim.Process.Pid)
+	} else if f := strings.Fields(string(out)); len(f) != 4 || f[0] != "2" || f[1] != fmt.Sprint(pid) {
+		t.Errorf("host restore said %q, want counter 2 and the original pid %d", out, pid)
 	}
 	restore := exec.Command(binary, "restore", "--image", img, "--sandbox")
 	restore.Stdin = strings.NewReader("b\nc\n")
@@ -289,7 +267,7 @@ func TestRestoreSandboxFailureLeavesNothing(t *testing.T) {
 		}
 	}
 	// A process that exits 3 on its second line.
-	img3 := checkpointPython(t, "/usr/bin/python3", "import sys\nn = 0\nfor l in sys.stdin:\n    n += 1\n    print(l, flush=True)\n    if n == 2: sys.exit(3)")
+	img3, _, _ := checkpointPython(t, "/usr/bin/python3", "import sys\nn = 0\nfor l in sys.stdin:\n    n += 1\n    print(l, flush=True)\n    if n == 2: sys.exit(3)")
 	restore := exec.Command(binary, "restore", "--image", img3, "--sandbox")
 	restore.Stdin = strings.NewReader("b\n")
 	out, err := restore.CombinedOutput()
@@ -304,7 +282,7 @@ func TestRestoreSandboxFailureLeavesNothing(t *testing.T) {
 		t.Skip("needs /usr/bin/python3")
 	}
 	os.WriteFile(py, b, 0o755)
-	img := checkpointPython(t, py, "import sys\nfor l in sys.stdin: print(l, flush=True)")
+	img, _, _ := checkpointPython(t, py, "import sys\nfor l in sys.stdin: print(l, flush=True)")
 	restore = exec.Command(binary, "restore", "--image", img, "--sandbox")
 	restore.Stdin = strings.NewReader("b\n")
 	out, err = restore.CombinedOutput()
@@ -315,9 +293,11 @@ func TestRestoreSandboxFailureLeavesNothing(t *testing.T) {
 	checkClean("failed restore")
 }
 
-// checkpointPython runs python (a path) with script, feeds it one line,
-// checkpoints it (fds 0-2 reconnected) and returns the image dir.
-func checkpointPython(t *testing.T, python, script string) string {
+// checkpointPython runs python (a path) with script (from /, which the
+// sandbox's root has too), feeds it one line, checkpoints it (fds 0-2
+// reconnected) and returns the image dir, the process's pid and its first
+// line of output.
+func checkpointPython(t *testing.T, python, script string) (img string, pid int, first string) {
 	t.Helper()
 	victim := exec.Command(python, "-u", "-c", script)
 	victim.Dir = "/"
@@ -330,14 +310,14 @@ func checkpointPython(t *testing.T, python, script string) string {
 	outW.Close()
 	defer victim.Process.Kill()
 	in.Write([]byte("a\n"))
-	bufio.NewReader(outR).ReadString('\n')
-	img := filepath.Join(t.TempDir(), "img")
+	first, _ = bufio.NewReader(outR).ReadString('\n')
+	img = filepath.Join(t.TempDir(), "img")
 	if out, err := exec.Command(binary, "checkpoint", "--pid", fmt.Sprint(victim.Process.Pid), "--image", img,
 		"--reconnect", "0", "--reconnect", "1", "--reconnect", "2").CombinedOutput(); err != nil {
 		t.Fatalf("checkpoint: %v\n%s", err, out)
 	}
 	victim.Wait()
-	return img
+	return img, victim.Process.Pid, first
 }
 
 // TestAPIToken is the attack "a caller without the token drives the API":
