@@ -607,8 +607,7 @@ def handler(event, context):
 		t.Errorf("function sees the host's hostname %q", h)
 	}
 	// Its memory limit is the function's.
-	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.parent, inv.Instance, "memory.limit_in_bytes"))
-	if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
+	if limit := testutil.MemoryLimit(t, filepath.Join(e.parent, inv.Instance)); limit != strconv.Itoa(96<<20) {
 		t.Errorf("memory limit %s, want %d", limit, 96<<20)
 	}
 }
@@ -627,7 +626,7 @@ func TestKeepAlive(t *testing.T) {
 		t.Fatalf("within keep-alive: %+v %v", again, err)
 	}
 	time.Sleep(2500 * time.Millisecond)
-	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/pids", e.parent, first.Instance)); err == nil {
+	if _, err := os.Stat(filepath.Dir(testutil.CgroupFile(filepath.Join(e.parent, first.Instance), "pids", "pids.max", "pids.max"))); err == nil {
 		t.Errorf("idle instance %s still has its cgroup after the keep-alive", first.Instance)
 	}
 	if late, err := e.c.Invoke(ctx, "ka", "", nil); err != nil || late.Reused {

@@ -303,30 +303,19 @@ func TestTemplateMemoryNotLimited(t *testing.T) {
 	}
 }
 
-// memoryLimit reads the memory limit of pid's cgroup (v2 memory.max, v1
-// memory.limit_in_bytes).
+// memoryLimit reads the memory limit of pid's cgroup.
 func memoryLimit(t *testing.T, pid int) string {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, err = os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	v2 := err == nil
 	for _, l := range strings.Split(string(b), "\n") {
 		f := strings.SplitN(l, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		if f[0] == "0" && f[1] == "" {
-			if v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", f[2], "memory.max")); err == nil {
-				return strings.TrimSpace(string(v))
-			}
-		}
-		if strings.Contains(","+f[1]+",", ",memory,") {
-			v, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", f[2], "memory.limit_in_bytes"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return strings.TrimSpace(string(v))
+		if len(f) == 3 && (v2 && f[0] == "0" || !v2 && strings.Contains(","+f[1]+",", ",memory,")) {
+			return testutil.MemoryLimit(t, f[2])
 		}
 	}
 	t.Fatalf("no memory cgroup for %d:\n%s", pid, b)
@@ -344,9 +333,7 @@ func TestImageLayerChargedToItsCgroup(t *testing.T) {
 	if st := e.waitImage("big"); st != "ready" {
 		t.Fatalf("image: %s", st)
 	}
-	stats, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/memory", e.parent, "layer-*", "memory.stat"))
-	v2, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", e.parent, "layer-*", "memory.stat"))
-	stats = append(stats, v2...)
+	stats, _ := filepath.Glob(testutil.CgroupFile(filepath.Join(e.parent, "layer-*"), "memory", "memory.stat", "memory.stat"))
 	if len(stats) != 1 {
 		t.Fatalf("layer cgroups: %v, want one", stats)
 	}

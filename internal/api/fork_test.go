@@ -154,8 +154,7 @@ func TestBootIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Its memory limit is the function's.
-		limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", e.parent, inv.Instance, "memory.limit_in_bytes"))
-		if err == nil && strings.TrimSpace(string(limit)) != strconv.Itoa(96<<20) {
+		if limit := testutil.MemoryLimit(t, filepath.Join(e.parent, inv.Instance)); limit != strconv.Itoa(96<<20) {
 			t.Errorf("%s: memory limit %s", label, limit)
 		}
 		if o.Pid != 1 || len(o.Pids) != 1 || o.Pids[0] != 1 {
@@ -287,9 +286,9 @@ def ok(event, context):
 // templatePids finds the processes of every template under parent.
 func templatePids(t *testing.T, parent string) []int {
 	var pids []int
-	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/pids", parent, "tpl-*"))
-	for _, d := range dirs {
-		b, _ := os.ReadFile(filepath.Join(d, "cgroup.procs"))
+	files, _ := filepath.Glob(testutil.CgroupFile(filepath.Join(parent, "tpl-*"), "pids", "cgroup.procs", "cgroup.procs"))
+	for _, f := range files {
+		b, _ := os.ReadFile(f)
 		for _, f := range strings.Fields(string(b)) {
 			if pid, err := strconv.Atoi(f); err == nil {
 				pids = append(pids, pid)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
@@ -454,7 +455,7 @@ func TestEnvSweep(t *testing.T) {
 	if n, err := Sweep(parent); err != nil || n != 1 {
 		t.Errorf("Sweep = %d, %v; want 1", n, err)
 	}
-	for _, p := range []string{filepath.Join(RunDir, parent), filepath.Join("/sys/fs/cgroup/pids", parent)} {
+	for _, p := range []string{filepath.Join(RunDir, parent), filepath.Dir(testutil.CgroupFile(parent, "pids", "pids.max", "pids.max"))} {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s left after Sweep: %v", p, err)
 		}

@@ -6,6 +6,7 @@ package testutil
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/procfs"
@@ -148,4 +149,26 @@ func countCgroups(parent string) int {
 		}
 	}
 	return n
+}
+
+// CgroupFile is the path of a cgroup's control file on this host: on
+// cgroup v2 /sys/fs/cgroup/<rel>/<v2>, on v1 (and hybrid)
+// /sys/fs/cgroup/<controller>/<rel>/<v1>. A test asserts on the one the
+// host has, so that no check passes vacuously on the other.
+func CgroupFile(rel, controller, v1, v2 string) string {
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		return filepath.Join("/sys/fs/cgroup", rel, v2)
+	}
+	return filepath.Join("/sys/fs/cgroup", controller, rel, v1)
+}
+
+// MemoryLimit reads the memory limit of cgroup rel ("max" on v2 means
+// none, as a huge number does on v1).
+func MemoryLimit(t testing.TB, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(CgroupFile(rel, "memory", "memory.limit_in_bytes", "memory.max"))
+	if err != nil {
+		t.Fatalf("memory limit of %s: %v", rel, err)
+	}
+	return strings.TrimSpace(string(b))
 }
