@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // TestStateDirPrivate: a state dir someone else could write into (or
@@ -15,7 +16,7 @@ import (
 // /tmp is fine.
 func TestStateDirPrivate(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (chown)")
+		testutil.Missing(t, "needs root (chown)")
 	}
 	base := t.TempDir()
 	if _, err := openStore(filepath.Join(base, "ok")); err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 const atFDCWD = -100
@@ -45,7 +46,7 @@ func TestExecutorConstants(t *testing.T) {
 func TestExecutorRebuild(t *testing.T) {
 	for _, tool := range []string{"gcc", "objcopy", "objdump"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s to rebuild the executor", tool)
+			testutil.Missing(t, "needs %s to rebuild the executor", tool)
 		}
 	}
 	out := filepath.Join(t.TempDir(), "executor.bin")

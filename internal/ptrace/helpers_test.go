@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 var (
@@ -36,10 +38,10 @@ func TestMain(m *testing.M) {
 func requireTracing(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to ptrace and to write through /proc/PID/mem: run the tests as root, as CI does")
+		testutil.Missing(t, "needs root to ptrace and to write through /proc/PID/mem: run the tests as root, as CI does")
 	}
 	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("needs gcc to build the victim processes")
+		testutil.Missing(t, "needs gcc to build the victim processes")
 	}
 }
 
@@ -48,7 +50,7 @@ func requireTracing(t testing.TB) {
 func skipIfPtraceDenied(t testing.TB, err error) {
 	t.Helper()
 	if errors.Is(err, unix.EPERM) {
-		t.Skipf("ptrace is not permitted here (%v); check /proc/sys/kernel/yama/ptrace_scope", err)
+		testutil.Missing(t, "ptrace is not permitted here (%v); check /proc/sys/kernel/yama/ptrace_scope", err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 func TestTracerDoRunsOnOneThread(t *testing.T) {
@@ -121,7 +122,7 @@ func TestSeizeRefusesMultiThreadedGo(t *testing.T) {
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 		if _, err := os.Stat(goBin); err != nil {
-			t.Skip("needs the go command to build the Go victim")
+			testutil.Missing(t, "needs the go command to build the Go victim")
 		}
 	}
 	dir := t.TempDir()

@@ -20,8 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
-	"github.com/catalyzer/catalyzer/internal/testutil"
 	"github.com/catalyzer/catalyzer/internal/procfs"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // joinerC is what the sfork batch does to join an Env, without ptrace.
@@ -101,7 +101,7 @@ func buildJoiner(t *testing.T) string {
 	t.Helper()
 	gcc, err := exec.LookPath("gcc")
 	if err != nil {
-		t.Skip("needs gcc to build the setns test helper (a Go process is multi-threaded and cannot setns into a mount namespace)")
+		testutil.Missing(t, "needs gcc to build the setns test helper (a Go process is multi-threaded and cannot setns into a mount namespace)")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "joiner.c")
@@ -231,7 +231,7 @@ func waitExit(t *testing.T, s *Sandbox) Exit {
 func TestEnvHolder(t *testing.T) {
 	requireRoot(t)
 	if _, err := exec.LookPath("nsenter"); err != nil {
-		t.Skip("needs nsenter")
+		testutil.Missing(t, "needs nsenter")
 	}
 	lower := lowerTmpfs(t)
 	cfg := envConfig()

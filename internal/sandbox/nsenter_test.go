@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // TestNsenterRebuild rebuilds nsenter from nsenter.c and compares it with
@@ -13,7 +15,7 @@ import (
 func TestNsenterRebuild(t *testing.T) {
 	for _, tool := range []string{"gcc", "strip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s to rebuild nsenter", tool)
+			testutil.Missing(t, "needs %s to rebuild nsenter", tool)
 		}
 	}
 	out := filepath.Join(t.TempDir(), "nsenter.elf")

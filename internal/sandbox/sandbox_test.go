@@ -47,11 +47,11 @@ const (
 func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (namespaces, mounts, cgroups)")
+		testutil.Missing(t, "needs root (namespaces, mounts, cgroups)")
 	}
 	for _, p := range []string{sh, python} {
 		if _, err := os.Stat(p); err != nil {
-			t.Skipf("needs %s: %v", p, err)
+			testutil.Missing(t, "needs %s: %v", p, err)
 		}
 	}
 }
@@ -210,7 +210,7 @@ func TestLimits(t *testing.T) {
 	requireRoot(t)
 	t.Run("memory", func(t *testing.T) {
 		if _, err := os.Stat(filepath.Dir(testutil.CgroupFile("", "memory", "memory.limit_in_bytes", "memory.max"))); err != nil {
-			t.Skip("no memory controller on this host")
+			testutil.Missing(t, "no memory controller on this host")
 		}
 		cfg := baseConfig(python, "-c", `b = []
 while True: b.append(bytearray(8 << 20))`)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 const hogEnv = "CATALYZER_CGROUP_HOG"
@@ -49,13 +50,13 @@ func hog() {
 func testParent(t *testing.T) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("cgroup tests need root")
+		testutil.Missing(t, "cgroup tests need root")
 	}
 	if Mode() == "unavailable" {
-		t.Skip("no cgroup file system mounted at " + Root)
+		testutil.Missing(t, "no cgroup file system mounted at %s", Root)
 	}
 	if _, err := hierarchyRoots(); err != nil {
-		t.Skipf("cgroups unusable here: %v", err)
+		testutil.Missing(t, "cgroups unusable here: %v", err)
 	}
 	parent := fmt.Sprintf("catalyzer-test-%d/%s", os.Getpid(), t.Name())
 	t.Cleanup(func() {

@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // victimEnv makes the test binary act as the victim: it installs a filter
@@ -86,7 +88,7 @@ func runVictim(t *testing.T, mode string) (string, error) {
 	err := cmd.Run()
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) && ee.ExitCode() == 3 {
 		if strings.Contains(stderr.String(), "not supported") {
-			t.Skipf("seccomp filters unavailable on this kernel: %s", stderr.String())
+			testutil.Missing(t, "seccomp filters unavailable on this kernel: %s", stderr.String())
 		}
 	}
 	if err != nil && stderr.Len() > 0 {
@@ -101,7 +103,7 @@ func requireSeccomp(t *testing.T) {
 		t.Skipf("programs are compiled for x86_64; running on %s", runtime.GOARCH)
 	}
 	if _, err := os.Stat("/proc/sys/kernel/seccomp/actions_avail"); err != nil {
-		t.Skipf("seccomp filters unavailable (no /proc/sys/kernel/seccomp/actions_avail): %v", err)
+		testutil.Missing(t, "seccomp filters unavailable (no /proc/sys/kernel/seccomp/actions_avail): %v", err)
 	}
 }
 
