@@ -625,9 +625,18 @@ func TestKeepAlive(t *testing.T) {
 	if again, err := e.c.Invoke(ctx, "ka", "", nil); err != nil || !again.Reused {
 		t.Fatalf("within keep-alive: %+v %v", again, err)
 	}
-	time.Sleep(2500 * time.Millisecond)
-	if _, err := os.Stat(filepath.Dir(testutil.CgroupFile(filepath.Join(e.parent, first.Instance), "pids", "pids.max", "pids.max"))); err == nil {
-		t.Errorf("idle instance %s still has its cgroup after the keep-alive", first.Instance)
+	// The reaper ends the idle instance once its keep-alive (1 s) is
+	// over: wait for its cgroup to go, not for a guessed time.
+	cg := filepath.Dir(testutil.CgroupFile(filepath.Join(e.parent, first.Instance), "pids", "pids.max", "pids.max"))
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(cg); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("idle instance %s still has its cgroup 15 s after a 1 s keep-alive", first.Instance)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if late, err := e.c.Invoke(ctx, "ka", "", nil); err != nil || late.Reused {
 		t.Fatalf("after keep-alive: %+v %v", late, err)
