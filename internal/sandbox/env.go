@@ -1,14 +1,12 @@
 package sandbox
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -163,25 +161,11 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 		return nil, fmt.Errorf("sandbox env %s: send config: %w", cfg.ID, err)
 	}
 
-	ready := false
-	sc := bufio.NewScanner(stR)
-	for sc.Scan() {
-		var r report
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return nil, fmt.Errorf("sandbox env %s: bad report from holder %q: %w", cfg.ID, sc.Text(), err)
-		}
-		switch {
-		case r.Error != nil:
-			return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, r.Error)
-		case r.Mark != nil:
-			marks = append(marks, *r.Mark)
-		case r.Ready:
-			ready = true
-		}
+	helperMarks, ready, err := readReports(stR)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("sandbox env %s: read status: %w", cfg.ID, err)
-	}
+	marks = append(marks, helperMarks...)
 	if !ready {
 		return nil, fmt.Errorf("sandbox env %s: holder exited before it was ready", cfg.ID)
 	}
@@ -196,12 +180,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	markNow("ready")
 
 	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cfgW: cfgW, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost}
-	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
-	prev := t0
-	for _, m := range marks {
-		e.phases = append(e.phases, timing.Phase{Name: m.Phase, D: time.Duration(m.T - prev)})
-		prev = m.T
-	}
+	e.phases = phasesOf(t0, marks)
 	c.Release()
 	return e, nil
 }

@@ -1,14 +1,12 @@
 package sandbox
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"sync"
 	"syscall"
@@ -220,22 +218,11 @@ func Start(cfg Config) (*Sandbox, error) {
 
 	// Phase marks, then EOF (exec succeeded: the pipe is close-on-exec) or
 	// an error report.
-	sc := bufio.NewScanner(stR)
-	for sc.Scan() {
-		var r report
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
-			return nil, fmt.Errorf("sandbox %s: bad report from init helper %q: %w", cfg.ID, sc.Text(), err)
-		}
-		if r.Error != nil {
-			return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, r.Error)
-		}
-		if r.Mark != nil {
-			marks = append(marks, *r.Mark)
-		}
+	helperMarks, _, err := readReports(stR)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("sandbox %s: read status: %w", cfg.ID, err)
-	}
+	marks = append(marks, helperMarks...)
 	markNow("exec")
 	stR.Close()
 
@@ -253,12 +240,7 @@ func Start(cfg Config) (*Sandbox, error) {
 		// The helper holds its own copy now; drop the daemon's.
 		unmountOverlay(dir)
 	}
-	sort.SliceStable(marks, func(i, j int) bool { return marks[i].T < marks[j].T })
-	prev := t0
-	for _, m := range marks {
-		s.phases = append(s.phases, timing.Phase{Name: m.Phase, D: time.Duration(m.T - prev)})
-		prev = m.T
-	}
+	s.phases = phasesOf(t0, marks)
 	if cfg.Template {
 		// A template is frozen under ptrace by its owner, and a wait4
 		// from any other thread of this process would steal the
