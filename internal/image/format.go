@@ -440,6 +440,9 @@ func parseWS(b []byte, pagesSize uint64) ([]Range, error) {
 	if err := binary.Read(r, binary.LittleEndian, rs); err != nil {
 		return nil, invalid("ws: %v", err)
 	}
+	if r.Len() != 0 {
+		return nil, invalid("ws: %d bytes after %d ranges", r.Len(), h.Count)
+	}
 	var last uint64
 	for i, x := range rs {
 		if x.Off%pageSize != 0 || x.Len%pageSize != 0 || x.Len == 0 || x.Off+x.Len < x.Off || x.Off+x.Len > pagesSize || (i > 0 && x.Off < last) {
