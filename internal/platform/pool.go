@@ -22,10 +22,21 @@ type pool struct {
 	idle    []idleInstance
 	live    int
 	busy    map[*boot.Instance]bool
-	retired bool
-	drained bool
+	state   poolState
 	wg      sync.WaitGroup // instance destructions in flight
 }
+
+// poolState is where a function's pool is, changed under pool.mu:
+//
+//	serving --retire (delete, redeploy, shutdown)--> retired
+//	retired --last instance gone--> drained   (the platform forgets it)
+type poolState int
+
+const (
+	poolServing poolState = iota
+	poolRetired
+	poolDrained
+)
 
 type idleInstance struct {
 	inst  *boot.Instance
@@ -41,7 +52,7 @@ func (p *Platform) newPool(f Function) *pool {
 func (pl *pool) acquire(ctx context.Context, mode boot.Mode) (*boot.Instance, bool, error) {
 	var evict *boot.Instance
 	pl.mu.Lock()
-	if pl.retired {
+	if pl.state != poolServing {
 		pl.mu.Unlock()
 		return nil, false, fmt.Errorf("function %q was deleted or replaced: %w", pl.fn.Name, errdefs.ErrNotFound)
 	}
@@ -101,7 +112,7 @@ func (pl *pool) acquire(ctx context.Context, mode boot.Mode) (*boot.Instance, bo
 func (pl *pool) release(inst *boot.Instance) {
 	pl.mu.Lock()
 	delete(pl.busy, inst)
-	keep := !pl.retired && pl.p.cfg.KeepAlive > 0 && inst.State() == boot.StateReady
+	keep := pl.state == poolServing && pl.p.cfg.KeepAlive > 0 && inst.State() == boot.StateReady
 	if keep {
 		pl.idle = append(pl.idle, idleInstance{inst: inst, since: time.Now()})
 	} else {
@@ -140,7 +151,9 @@ func (pl *pool) reap(now time.Time) {
 // as they finish.
 func (pl *pool) retire() {
 	pl.mu.Lock()
-	pl.retired = true
+	if pl.state == poolServing {
+		pl.state = poolRetired
+	}
 	pl.mu.Unlock()
 	pl.drain()
 	pl.maybeDrained()
@@ -171,9 +184,9 @@ func (pl *pool) destroy(inst *boot.Instance) {
 
 func (pl *pool) maybeDrained() {
 	pl.mu.Lock()
-	done := pl.retired && pl.live == 0 && !pl.drained
+	done := pl.state == poolRetired && pl.live == 0
 	if done {
-		pl.drained = true
+		pl.state = poolDrained
 	}
 	pl.mu.Unlock()
 	if done {
@@ -211,7 +224,7 @@ func (pl *pool) list() []*boot.Instance {
 
 // gauges publishes the instance counts; call with pl.mu held.
 func (pl *pool) gauges() {
-	if pl.retired {
+	if pl.state != poolServing {
 		return
 	}
 	pl.p.metrics.instances.WithLabelValues(pl.fn.Name, "busy").Set(float64(len(pl.busy)))

@@ -31,6 +31,22 @@ const EnvNamespaces = unix.CLONE_NEWNS | unix.CLONE_NEWNET | unix.CLONE_NEWUTS |
 // join batch ran). Past it the holder is retired anyway.
 var JoinTimeout = 10 * time.Second
 
+// envState is where an Env is in its life, changed under Env.mu:
+//
+//	ready --Adopt--> adopted      (the Sandbox owns it from then on)
+//	ready --Release--> released
+type envState int
+
+const (
+	envReady envState = iota
+	envAdopted
+	envReleased
+)
+
+func (s envState) String() string {
+	return [...]string{"ready", "adopted", "released"}[s]
+}
+
 // Env is a pre-built sandbox env: mount (overlay root, binds, /dev, /tmp,
 // /sys, an empty /proc), network, UTS and IPC namespaces held by a small
 // holder process, and a cgroup. A process joins it with setns on the
@@ -47,8 +63,7 @@ type Env struct {
 	ownNet bool                   // a network namespace of its own (not NetworkHost)
 
 	mu         sync.Mutex
-	adopted    bool
-	released   bool
+	state      envState
 	retireOnce sync.Once
 	retireErr  error
 }
@@ -260,8 +275,8 @@ func (e *Env) Phases() []timing.Phase { return append([]timing.Phase(nil), e.pha
 func (e *Env) Adopt(pid int) (*Sandbox, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.adopted || e.released {
-		return nil, fmt.Errorf("sandbox env %s: already adopted or released: %w", e.id, errdefs.ErrConflict)
+	if e.state != envReady {
+		return nil, fmt.Errorf("sandbox env %s: already %s: %w", e.id, e.state, errdefs.ErrConflict)
 	}
 	if pid <= 0 {
 		return nil, fmt.Errorf("sandbox env %s: adopt pid %d: %w", e.id, pid, errdefs.ErrInvalid)
@@ -279,7 +294,7 @@ func (e *Env) Adopt(pid int) (*Sandbox, error) {
 		pidfd.Close()
 		return nil, fmt.Errorf("sandbox env %s: adopt pid %d: %w", e.id, pid, err)
 	}
-	e.adopted = true
+	e.state = envAdopted
 	s := &Sandbox{id: e.id, pid: pid, pidfd: pidfd, env: e, cg: e.cg, dir: e.dir,
 		phases: e.phases, done: make(chan struct{})}
 	go s.watch()
@@ -342,10 +357,10 @@ func (e *Env) retire() error {
 func (e *Env) Release() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.adopted || e.released {
+	if e.state != envReady {
 		return nil
 	}
-	e.released = true
+	e.state = envReleased
 	errs := []error{e.retire()}
 	if err := e.cg.Delete(); err != nil {
 		errs = append(errs, fmt.Errorf("cgroup delete: %w", err))
