@@ -18,12 +18,12 @@ type pool struct {
 	bf  boot.Function
 	max int
 
-	mu      sync.Mutex
-	idle    []idleInstance
-	live    int
-	busy    map[*boot.Instance]bool
-	state   poolState
-	wg      sync.WaitGroup // instance destructions in flight
+	mu    sync.Mutex
+	idle  []idleInstance
+	live  int
+	busy  map[*boot.Instance]bool
+	state poolState
+	wg    sync.WaitGroup // instance destructions in flight
 }
 
 // poolState is where a function's pool is, changed under pool.mu:
