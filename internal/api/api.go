@@ -233,11 +233,11 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	ctx := r.Context()
+	var opts []platform.InvokeOption
 	if r.URL.Query().Get("prefetch") == "false" {
-		ctx = boot.WithoutPrefetch(ctx) // a benchmark knob: see catalyzer bench --no-prefetch
+		opts = append(opts, platform.NoPrefetch()) // a benchmark knob: see catalyzer bench --no-prefetch
 	}
-	res, err := s.p.Invoke(ctx, name, mode, event)
+	res, err := s.p.Invoke(r.Context(), name, mode, event, opts...)
 	h := w.Header()
 	if res.Boot != "" && res.InstanceID != "" {
 		h.Set(wire.HeaderBoot, string(res.Boot))

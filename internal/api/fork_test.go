@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -377,5 +378,45 @@ func TestBootNoLeaks(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(filepath.Join("/run/catalyzer/sandbox", parent)); len(ents) != 0 {
 		t.Fatalf("run dirs left: %d", len(ents))
+	}
+}
+
+// TestColdPrefetchKnob: once the first cold boot recorded the working
+// set, cold boots prefetch it (a restore-prefetch phase), and prefetch=false
+// (catalyzer bench --no-prefetch) boots cold without it.
+func TestColdPrefetchKnob(t *testing.T) {
+	e := newEnv(t, platform.Config{})
+	e.deploy("pf", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
+	if st := e.waitImage("pf"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	ctx := context.Background()
+	if _, err := e.c.Invoke(ctx, "pf", "cold", nil); err != nil { // records the working set
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		v, err := e.c.Instances(ctx, "pf")
+		if err == nil && v.Image.WorkingSet > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no working set recorded: %+v %v", v.Image, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	with, err := e.c.Invoke(ctx, "pf", "cold", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := e.c.InvokeQuery(ctx, "pf", url.Values{"boot": {"cold"}, "prefetch": {"false"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := with.Phases["restore-prefetch"]; !ok {
+		t.Errorf("cold boot phases %v: no restore-prefetch", with.Phases)
+	}
+	if _, ok := without.Phases["restore-prefetch"]; ok || without.Boot != "cold" {
+		t.Errorf("cold boot with prefetch=false: boot %s, phases %v", without.Boot, without.Phases)
 	}
 }

@@ -77,17 +77,23 @@ type imageEntry struct {
 	wsSet     bool
 }
 
-// Engine returns the engine of mode (ModeWarm or ModeCold).
-func (r *Restore) Engine(mode Mode) Engine { return restoreEngine{r, mode} }
+// Engine returns the engine of mode (ModeWarm or ModeCold, which
+// prefetches the image's recorded working set).
+func (r *Restore) Engine(mode Mode) Engine { return restoreEngine{r, mode, mode == ModeCold} }
+
+// ColdWithoutPrefetch is the cold engine that skips the working-set
+// prefetch (to measure what it buys: catalyzer bench --no-prefetch).
+func (r *Restore) ColdWithoutPrefetch() Engine { return restoreEngine{r, ModeCold, false} }
 
 type restoreEngine struct {
-	r    *Restore
-	mode Mode
+	r        *Restore
+	mode     Mode
+	prefetch bool
 }
 
 func (e restoreEngine) Mode() Mode { return e.mode }
 func (e restoreEngine) Boot(ctx context.Context, f Function) (*Instance, error) {
-	return e.r.boot(ctx, f, e.mode == ModeCold)
+	return e.r.boot(ctx, f, e.mode == ModeCold, e.prefetch)
 }
 
 func (r *Restore) init() {
@@ -531,14 +537,6 @@ func parseReconnect(b []byte) (map[int]int, error) {
 	return m, nil
 }
 
-type noPrefetchKey struct{}
-
-// WithoutPrefetch marks ctx so that a cold boot skips the working-set
-// prefetch (to measure what it buys).
-func WithoutPrefetch(ctx context.Context) context.Context {
-	return context.WithValue(ctx, noPrefetchKey{}, true)
-}
-
 // ImageInfo describes a function's checkpoint image for operators.
 type ImageInfo struct {
 	Status string `json:"status"`
@@ -590,7 +588,7 @@ const (
 	rsStderr  = 5
 )
 
-func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, error) {
+func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*Instance, error) {
 	r.init()
 	start := agent.Monotonic()
 	mode := ModeWarm
@@ -631,7 +629,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold bool) (*Instance, 
 		Tracee:    x.tc,
 		Reconnect: e.reconnect,
 		PagesPath: filepath.Join(ImageMount, image.PagesFile),
-		Prefetch:  cold && ctx.Value(noPrefetchKey{}) == nil,
+		Prefetch:  prefetch,
 		Epilogue:  LockdownBatch,
 		// The instance keeps the (mostly untouched) executor mapping: its
 		// removal cost two round trips (~0.2 ms); fork children keep theirs

@@ -414,10 +414,23 @@ type InvokeResult struct {
 	LogsTruncated bool
 }
 
+// InvokeOption changes how one invocation boots.
+type InvokeOption func(*invokeOptions)
+
+type invokeOptions struct{ noPrefetch bool }
+
+// NoPrefetch makes a cold boot skip the working-set prefetch (a
+// benchmark knob: catalyzer bench --no-prefetch).
+func NoPrefetch() InvokeOption { return func(o *invokeOptions) { o.noPrefetch = true } }
+
 // Invoke runs function name once on event. mode auto reuses a live idle
 // instance or boots in the best available mode; any other mode boots a
 // fresh instance in exactly that mode (never a silent fallback).
-func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, event json.RawMessage) (InvokeResult, error) {
+func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, event json.RawMessage, opts ...InvokeOption) (InvokeResult, error) {
+	var o invokeOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	p.mu.Lock()
 	e, ok := p.fns[name]
 	closed := p.closed
@@ -438,7 +451,7 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 		return InvokeResult{}, fmt.Errorf("event is not valid JSON: %w", errdefs.ErrInvalid)
 	}
 	pl := e.pool
-	inst, reused, err := pl.acquire(ctx, mode)
+	inst, reused, err := pl.acquire(ctx, mode, o)
 	if err != nil {
 		outcome := "error"
 		if errors.Is(err, errdefs.ErrUnavailable) {
@@ -500,7 +513,10 @@ func bootBreakdown(inst *boot.Instance, entryNs int64) (int64, []timing.Phase) {
 // engineFor resolves mode to an engine for function name. auto prefers
 // fork when the function's template is ready, else scratch; explicit
 // modes are taken as asked (never a silent fallback).
-func (p *Platform) engineFor(mode boot.Mode, name string) boot.Engine {
+func (p *Platform) engineFor(mode boot.Mode, name string, o invokeOptions) boot.Engine {
+	if mode == boot.ModeCold && o.noPrefetch {
+		return p.restore.ColdWithoutPrefetch()
+	}
 	if mode != boot.ModeAuto {
 		return p.engines[mode]
 	}

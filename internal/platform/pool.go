@@ -49,7 +49,7 @@ func (p *Platform) newPool(f Function) *pool {
 
 // acquire returns an instance to serve one invocation: a live idle one
 // when mode is auto, else a freshly booted one.
-func (pl *pool) acquire(ctx context.Context, mode boot.Mode) (*boot.Instance, bool, error) {
+func (pl *pool) acquire(ctx context.Context, mode boot.Mode, o invokeOptions) (*boot.Instance, bool, error) {
 	var evict *boot.Instance
 	pl.mu.Lock()
 	if pl.state != poolServing {
@@ -88,7 +88,7 @@ func (pl *pool) acquire(ctx context.Context, mode boot.Mode) (*boot.Instance, bo
 		pl.destroy(evict)
 	}
 
-	eng := pl.p.engineFor(mode, pl.fn.Name)
+	eng := pl.p.engineFor(mode, pl.fn.Name, o)
 	bctx, cancel := context.WithTimeout(ctx, pl.p.cfg.InitTimeout)
 	inst, err := eng.Boot(bctx, pl.bf)
 	cancel()
