@@ -108,96 +108,132 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 //     clear_child_tid, robust list, rseq, rlimits, credentials, itimers.
 func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 	c := &compiled{b: ptrace.NewBatch()}
-	b := c.b
-	le := binary.LittleEndian
+	p := &planner{s: s, c: c, b: c.b, fds: fdTable{}}
+	if err := p.place(vmas); err != nil {
+		return nil, err
+	}
+	p.parkVDSO(vmas)
+	p.clearRestorer()
+	p.mapMemory(vmas)
+	p.homeVDSO(vmas)
+	p.descriptors()
+	p.attributes()
+	sort.SliceStable(c.relocs, func(i, j int) bool { return c.relocs[i].Kind < c.relocs[j].Kind })
+	return c, nil
+}
 
-	// VDSO block and executor placement.
-	var vdsoLo, vdsoHi uint64
+// planner is compile's state while it writes the plan, step by step.
+type planner struct {
+	s   *state
+	c   *compiled
+	b   *ptrace.Batch
+	fds fdTable // the restorer's descriptors as the plan leaves them
+
+	execAddr, tempAddr, tempSize uint64 // the executor, the vDSO's waiting room
+	vdsoLo                       uint64 // the image's vDSO block
+	high, nReconnect             int    // reconnect fds parked at high, high+1, ...
+}
+
+// place picks the executor's address and the vDSO's waiting room, away
+// from every image mapping, and fills the header.
+func (p *planner) place(vmas []dumpVMA) error {
+	var vdsoHi uint64
 	for _, v := range vmas {
 		if v.kind == VMAVDSO {
-			if vdsoLo == 0 || v.Start < vdsoLo {
-				vdsoLo = v.Start
+			if p.vdsoLo == 0 || v.Start < p.vdsoLo {
+				p.vdsoLo = v.Start
 			}
 			if v.End > vdsoHi {
 				vdsoHi = v.End
 			}
 		}
 	}
-	tempSize := vdsoHi - vdsoLo
-	execAddr, err := pickExecAddr(vmas, ptrace.ExecutorRegionSize+tempSize)
+	p.tempSize = vdsoHi - p.vdsoLo
+	var err error
+	p.execAddr, err = pickExecAddr(vmas, ptrace.ExecutorRegionSize+p.tempSize)
 	if err != nil {
-		return nil, &UnsupportedError{s.pid, "address space", err.Error()}
+		return &UnsupportedError{p.s.pid, "address space", err.Error()}
 	}
-	tempAddr := execAddr + ptrace.ExecutorRegionSize
-	c.hdr = metaHeader{ExecAddr: execAddr, TempAddr: tempAddr, TempSize: tempSize, VDSOBase: s.vdsoBase,
-		Pid: uint32(s.pid), Regs: s.regs}
-	copy(c.hdr.Kernel[:], kernelID())
-	if tempSize > 0 && s.vdsoBase == 0 {
-		return nil, &UnsupportedError{s.pid, "vDSO", "no AT_SYSINFO_EHDR in auxv"}
+	p.tempAddr = p.execAddr + ptrace.ExecutorRegionSize
+	p.c.hdr = metaHeader{ExecAddr: p.execAddr, TempAddr: p.tempAddr, TempSize: p.tempSize, VDSOBase: p.s.vdsoBase,
+		Pid: uint32(p.s.pid), Regs: p.s.regs}
+	copy(p.c.hdr.Kernel[:], kernelID())
+	if p.tempSize > 0 && p.s.vdsoBase == 0 {
+		return &UnsupportedError{p.s.pid, "vDSO", "no AT_SYSINFO_EHDR in auxv"}
 	}
+	return nil
+}
 
-	// 1. vDSO to the waiting room.
+// parkVDSO (step 1) moves the restorer's vDSO to the waiting room.
+func (p *planner) parkVDSO(vmas []dumpVMA) {
 	for _, v := range vmas {
 		if v.kind != VMAVDSO {
 			continue
 		}
-		r := b.Add(unix.SYS_MREMAP, ptrace.Lit(0), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.Len())),
-			ptrace.Lit(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED), ptrace.Lit(int64(tempAddr+v.Start-vdsoLo)))
-		c.relocs = append(c.relocs, Reloc{Kind: RelocVDSO, Entry: uint32(r.Index()), Arg: 0, Value: v.Start - s.vdsoBase})
+		r := p.b.Add(unix.SYS_MREMAP, ptrace.Lit(0), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.Len())),
+			ptrace.Lit(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED), ptrace.Lit(int64(p.tempAddr+v.Start-p.vdsoLo)))
+		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocVDSO, Entry: uint32(r.Index()), Arg: 0, Value: v.Start - p.s.vdsoBase})
 	}
-	// 2. The restorer's own mappings and fds.
-	b.Add(unix.SYS_MUNMAP, ptrace.Lit(0), ptrace.Lit(int64(execAddr)))
-	b.Add(unix.SYS_MUNMAP, ptrace.Lit(int64(tempAddr+tempSize)), ptrace.Lit(int64(taskSize-(tempAddr+tempSize))))
-	sortFDs(s.fds)
-	high := 100
-	nReconnect := 0
-	for _, f := range s.fds {
-		if f.fd+1 > high {
-			high = f.fd + 1
+}
+
+// clearRestorer (step 2) unmaps the restorer's own mappings, parks the
+// reconnect fds high (RelocFD) and closes every other descriptor.
+func (p *planner) clearRestorer() {
+	p.b.Add(unix.SYS_MUNMAP, ptrace.Lit(0), ptrace.Lit(int64(p.execAddr)))
+	p.b.Add(unix.SYS_MUNMAP, ptrace.Lit(int64(p.tempAddr+p.tempSize)), ptrace.Lit(int64(taskSize-(p.tempAddr+p.tempSize))))
+	sortFDs(p.s.fds)
+	p.high, p.nReconnect = 100, 0
+	for _, f := range p.s.fds {
+		if f.fd+1 > p.high {
+			p.high = f.fd + 1
 		}
 		if f.kind == FDReconnect {
-			nReconnect++
+			p.nReconnect++
 		}
 	}
-	fds := fdTable{}
 	k := 0
-	for _, f := range s.fds {
+	for _, f := range p.s.fds {
 		if f.kind != FDReconnect {
 			continue
 		}
-		r := b.Add(unix.SYS_DUP3, ptrace.Lit(0), ptrace.Lit(int64(high+k)), ptrace.Lit(0))
-		c.relocs = append(c.relocs, Reloc{Kind: RelocFD, Entry: uint32(r.Index()), Arg: 0, Value: uint64(f.fd)})
-		fds[high+k] = true
+		r := p.b.Add(unix.SYS_DUP3, ptrace.Lit(0), ptrace.Lit(int64(p.high+k)), ptrace.Lit(0))
+		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocFD, Entry: uint32(r.Index()), Arg: 0, Value: uint64(f.fd)})
+		p.fds[p.high+k] = true
 		k++
 	}
-	b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(0), ptrace.Lit(int64(high-1)), ptrace.Lit(0))
-	b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(high+nReconnect)), ptrace.Lit(-1), ptrace.Lit(0))
+	p.b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(0), ptrace.Lit(int64(p.high-1)), ptrace.Lit(0))
+	p.b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(p.high+p.nReconnect)), ptrace.Lit(-1), ptrace.Lit(0))
 
-	// 3. Memory.
-	path := b.Space(4096)
-	pages := b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
+}
+
+// mapMemory (step 3) opens pages.img and the mapped files, maps every
+// VMA, copies the CoW'ed pages of private file mappings in, sets final
+// protections and closes those fds.
+func (p *planner) mapMemory(vmas []dumpVMA) {
+	path := p.b.Space(4096)
+	pages := p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
 	pathOff, _ := path.DataOffset()
-	c.relocs = append(c.relocs, Reloc{Kind: RelocPagesPath, Entry: uint32(pages.Index()), DataOff: uint32(pathOff), Value: 4096})
-	pagesFD := fds.alloc()
+	p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocPagesPath, Entry: uint32(pages.Index()), DataOff: uint32(pathOff), Value: 4096})
+	pagesFD := p.fds.alloc()
 	files := map[string]int{}
 	var fileFDs []int
 	for _, v := range vmas {
 		vm := VMA{Start: v.Start, End: v.End, PagesOff: v.pages, Prot: protOf(v.Perms), Kind: v.kind}
-		c.vmas = append(c.vmas, vm)
+		p.c.vmas = append(p.c.vmas, vm)
 		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
 		case VMAAnon:
 			if v.growsDown {
-				c.mapStack(v, pages)
+				p.c.mapStack(v, pages)
 			} else if v.pages != noPages {
-				b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
+				p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
 					ptrace.Lit(unix.MAP_PRIVATE|unix.MAP_FIXED), pages.Result(), ptrace.Lit(int64(v.pages)))
 			} else {
 				flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS
 				if vm.Prot&protWrite == 0 {
 					flags |= unix.MAP_NORESERVE
 				}
-				b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
+				p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
 					ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
 			}
 		case VMAFilePriv, VMAFileShared:
@@ -212,8 +248,8 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 			key := fmt.Sprintf("%d:%s", mode, v.Path)
 			fd, ok := files[key]
 			if !ok {
-				b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), b.String(v.Path), ptrace.Lit(int64(mode|unix.O_CLOEXEC)))
-				fd = fds.alloc()
+				p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(v.Path), ptrace.Lit(int64(mode|unix.O_CLOEXEC)))
+				fd = p.fds.alloc()
 				files[key] = fd
 				fileFDs = append(fileFDs, fd)
 			}
@@ -221,80 +257,87 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 			if len(v.runs) > 0 {
 				prot |= protWrite
 			}
-			b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(prot)),
+			p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(prot)),
 				ptrace.Lit(int64(flags)), ptrace.Lit(int64(fd)), ptrace.Lit(int64(v.Offset)))
 			for _, r := range v.runs {
-				b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
+				p.b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
 					ptrace.Lit(int64(v.pages+r[0]-v.Start)))
 			}
 			if prot != vm.Prot {
-				b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)))
+				p.b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)))
 			}
 		}
 	}
-	b.Add(unix.SYS_CLOSE, pages.Result())
-	delete(fds, pagesFD)
+	p.b.Add(unix.SYS_CLOSE, pages.Result())
+	delete(p.fds, pagesFD)
 	for _, fd := range fileFDs {
-		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd)))
-		delete(fds, fd)
+		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd)))
+		delete(p.fds, fd)
 	}
-	// 4. vDSO home.
+}
+
+// homeVDSO (step 4) moves the vDSO to the image's addresses.
+func (p *planner) homeVDSO(vmas []dumpVMA) {
 	for _, v := range vmas {
 		if v.kind == VMAVDSO {
-			b.Add(unix.SYS_MREMAP, ptrace.Lit(int64(tempAddr+v.Start-vdsoLo)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.Len())),
+			p.b.Add(unix.SYS_MREMAP, ptrace.Lit(int64(p.tempAddr+v.Start-p.vdsoLo)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.Len())),
 				ptrace.Lit(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED), ptrace.Lit(int64(v.Start)))
 		}
 	}
 
-	// 5a. Descriptors, in increasing order.
-	scratch := high + nReconnect
-	k = 0
+}
+
+// descriptors (step 5a) makes the image's descriptors, in increasing
+// order, and closes the parked reconnect fds.
+func (p *planner) descriptors() {
+	scratch := p.high + p.nReconnect
+	k := 0
 	pipeDone := map[uint64]bool{}
-	for _, f := range s.fds {
+	for _, f := range p.s.fds {
 		cloexec := int64(0)
 		if f.info.Flags&unix.O_CLOEXEC != 0 {
 			cloexec = unix.O_CLOEXEC
 		}
-		c.fds = append(c.fds, FD{Fd: int32(f.fd), Kind: f.kind, Flags: f.info.Flags, Pos: f.info.Pos})
+		p.c.fds = append(p.c.fds, FD{Fd: int32(f.fd), Kind: f.kind, Flags: f.info.Flags, Pos: f.info.Pos})
 		switch f.kind {
 		case FDReconnect:
-			b.Add(unix.SYS_DUP3, ptrace.Lit(int64(high+k)), ptrace.Lit(int64(f.fd)), ptrace.Lit(cloexec))
-			fds[f.fd] = true
+			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(p.high+k)), ptrace.Lit(int64(f.fd)), ptrace.Lit(cloexec))
+			p.fds[f.fd] = true
 			k++
 		case FDFile:
 			flags := int64(f.info.Flags) &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOCTTY)
-			b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), b.String(f.link), ptrace.Lit(flags|unix.O_NOCTTY|cloexec))
-			tmp := fds.alloc()
+			p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(f.link), ptrace.Lit(flags|unix.O_NOCTTY|cloexec))
+			tmp := p.fds.alloc()
 			if tmp != f.fd {
-				b.Add(unix.SYS_DUP3, ptrace.Lit(int64(tmp)), ptrace.Lit(int64(f.fd)), ptrace.Lit(cloexec))
-				b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(tmp)))
-				delete(fds, tmp)
-				fds[f.fd] = true
+				p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(tmp)), ptrace.Lit(int64(f.fd)), ptrace.Lit(cloexec))
+				p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(tmp)))
+				delete(p.fds, tmp)
+				p.fds[f.fd] = true
 			}
 			if f.info.Pos != 0 {
-				b.Add(unix.SYS_LSEEK, ptrace.Lit(int64(f.fd)), ptrace.Lit(f.info.Pos), ptrace.Lit(unix.SEEK_SET))
+				p.b.Add(unix.SYS_LSEEK, ptrace.Lit(int64(f.fd)), ptrace.Lit(f.info.Pos), ptrace.Lit(unix.SEEK_SET))
 			}
 		case FDPipe:
 			if pipeDone[f.ino] {
 				continue
 			}
 			pipeDone[f.ino] = true
-			pfds := b.Space(8)
-			b.Add(unix.SYS_PIPE2, pfds, ptrace.Lit(0))
-			r0, w0 := fds.alloc(), fds.alloc()
-			b.Add(unix.SYS_DUP3, ptrace.Lit(int64(r0)), ptrace.Lit(int64(scratch)), ptrace.Lit(0))
-			b.Add(unix.SYS_DUP3, ptrace.Lit(int64(w0)), ptrace.Lit(int64(scratch+1)), ptrace.Lit(0))
-			b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(r0)))
-			b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(w0)))
-			delete(fds, r0)
-			delete(fds, w0)
+			pfds := p.b.Space(8)
+			p.b.Add(unix.SYS_PIPE2, pfds, ptrace.Lit(0))
+			r0, w0 := p.fds.alloc(), p.fds.alloc()
+			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(r0)), ptrace.Lit(int64(scratch)), ptrace.Lit(0))
+			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(w0)), ptrace.Lit(int64(scratch+1)), ptrace.Lit(0))
+			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(r0)))
+			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(w0)))
+			delete(p.fds, r0)
+			delete(p.fds, w0)
 			if f.pipeSz > 0 && f.pipeSz != 65536 {
-				b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(scratch)), ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(f.pipeSz)))
+				p.b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(scratch)), ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(f.pipeSz)))
 			}
 			if len(f.data) > 0 {
-				b.Add(unix.SYS_WRITE, ptrace.Lit(int64(scratch+1)), b.Bytes(f.data), ptrace.Lit(int64(len(f.data))))
+				p.b.Add(unix.SYS_WRITE, ptrace.Lit(int64(scratch+1)), p.b.Bytes(f.data), ptrace.Lit(int64(len(f.data))))
 			}
-			for _, g := range s.fds {
+			for _, g := range p.s.fds {
 				if g.kind != FDPipe || g.ino != f.ino {
 					continue
 				}
@@ -306,100 +349,104 @@ func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 				if g.info.Flags&unix.O_CLOEXEC != 0 {
 					ce = unix.O_CLOEXEC
 				}
-				b.Add(unix.SYS_DUP3, ptrace.Lit(int64(src)), ptrace.Lit(int64(g.fd)), ptrace.Lit(ce))
+				p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(src)), ptrace.Lit(int64(g.fd)), ptrace.Lit(ce))
 				if fl := g.info.Flags & (unix.O_NONBLOCK | unix.O_DIRECT); fl != 0 {
-					b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(g.fd)), ptrace.Lit(unix.F_SETFL), ptrace.Lit(int64(fl)))
+					p.b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(g.fd)), ptrace.Lit(unix.F_SETFL), ptrace.Lit(int64(fl)))
 				}
-				fds[g.fd] = true
+				p.fds[g.fd] = true
 			}
-			b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch)))
-			b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch+1)))
+			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch)))
+			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch+1)))
 		}
 	}
-	if nReconnect > 0 {
-		b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(high)), ptrace.Lit(int64(high+nReconnect-1)), ptrace.Lit(0))
-		for i := 0; i < nReconnect; i++ {
-			delete(fds, high+i)
+	if p.nReconnect > 0 {
+		p.b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(p.high)), ptrace.Lit(int64(p.high+p.nReconnect-1)), ptrace.Lit(0))
+		for i := 0; i < p.nReconnect; i++ {
+			delete(p.fds, p.high+i)
 		}
 	}
 
-	// 5b. Process attributes.
-	b.Add(unix.SYS_CHDIR, b.String(s.cwd))
-	if m, err := s.status.Uint("Umask", 8); err == nil {
-		b.Add(unix.SYS_UMASK, ptrace.Lit(int64(m)))
+}
+
+// attributes (step 5b) restores cwd, umask, personality, signal handlers,
+// altstack, the mm fields, comm, clear_child_tid, robust list, rseq,
+// rlimits, credentials, then the signal mask and timers.
+func (p *planner) attributes() {
+	le := binary.LittleEndian
+	p.b.Add(unix.SYS_CHDIR, p.b.String(p.s.cwd))
+	if m, err := p.s.status.Uint("Umask", 8); err == nil {
+		p.b.Add(unix.SYS_UMASK, ptrace.Lit(int64(m)))
 	}
-	b.Add(unix.SYS_PERSONALITY, ptrace.Lit(int64(s.persona)))
+	p.b.Add(unix.SYS_PERSONALITY, ptrace.Lit(int64(p.s.persona)))
 	for sig := 1; sig <= 64; sig++ {
-		if s.hasAct[sig] {
-			b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), b.Bytes(s.sigact[sig][:]), ptrace.Lit(0), ptrace.Lit(8))
+		if p.s.hasAct[sig] {
+			p.b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), p.b.Bytes(p.s.sigact[sig][:]), ptrace.Lit(0), ptrace.Lit(8))
 		}
 	}
-	if flags := int32(le.Uint32(s.altstack[8:])); flags&ssDisable == 0 {
-		ss := s.altstack
+	if flags := int32(le.Uint32(p.s.altstack[8:])); flags&ssDisable == 0 {
+		ss := p.s.altstack
 		le.PutUint32(ss[8:], uint32(flags&^ssOnstack))
-		b.Add(unix.SYS_SIGALTSTACK, b.Bytes(ss[:]), ptrace.Lit(0))
+		p.b.Add(unix.SYS_SIGALTSTACK, p.b.Bytes(ss[:]), ptrace.Lit(0))
 	}
 
 	// mm fields.
-	st := func(n int) uint64 { v, _ := s.stat.Uint(n); return v }
+	st := func(n int) uint64 { v, _ := p.s.stat.Uint(n); return v }
 	exeFD := int64(-1)
-	if s.exe != "" {
-		b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), b.String(s.exe), ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
-		exeFD = int64(fds.alloc())
+	if p.s.exe != "" {
+		p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(p.s.exe), ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
+		exeFD = int64(p.fds.alloc())
 	}
-	mm := u64s(st(26), st(27), st(45), st(46), st(47), s.brk, st(28), st(48), st(49), st(50), st(51), 0, 0)
-	le.PutUint32(mm[96:], uint32(len(s.auxv)))
+	mm := u64s(st(26), st(27), st(45), st(46), st(47), p.s.brk, st(28), st(48), st(49), st(50), st(51), 0, 0)
+	le.PutUint32(mm[96:], uint32(len(p.s.auxv)))
 	le.PutUint32(mm[100:], uint32(exeFD))
-	mmArg := b.Bytes(mm)
-	auxArg := b.Bytes(s.auxv)
+	mmArg := p.b.Bytes(mm)
+	auxArg := p.b.Bytes(p.s.auxv)
 	mmOff, _ := mmArg.DataOffset()
 	auxOff, _ := auxArg.DataOffset()
-	c.relocs = append(c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(mmOff + 88), Value: uint64(auxOff)})
-	b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetMM), ptrace.Lit(prSetMMMap), mmArg, ptrace.Lit(104), ptrace.Lit(0))
+	p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(mmOff + 88), Value: uint64(auxOff)})
+	p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetMM), ptrace.Lit(prSetMMMap), mmArg, ptrace.Lit(104), ptrace.Lit(0))
 	if exeFD >= 0 {
-		b.Add(unix.SYS_CLOSE, ptrace.Lit(exeFD))
-		delete(fds, int(exeFD))
+		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(exeFD))
+		delete(p.fds, int(exeFD))
 	}
-	if s.comm != "" {
-		b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetName), b.String(s.comm))
+	if p.s.comm != "" {
+		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetName), p.b.String(p.s.comm))
 	}
-	b.Add(unix.SYS_SET_TID_ADDRESS, ptrace.Lit(int64(s.tidAddr)))
-	if s.robust[0] != 0 {
-		b.Add(unix.SYS_SET_ROBUST_LIST, ptrace.Lit(int64(s.robust[0])), ptrace.Lit(int64(s.robust[1])))
+	p.b.Add(unix.SYS_SET_TID_ADDRESS, ptrace.Lit(int64(p.s.tidAddr)))
+	if p.s.robust[0] != 0 {
+		p.b.Add(unix.SYS_SET_ROBUST_LIST, ptrace.Lit(int64(p.s.robust[0])), ptrace.Lit(int64(p.s.robust[1])))
 	}
-	if s.rseq.Ptr != 0 {
-		b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(s.rseq.Ptr)), ptrace.Lit(int64(s.rseq.Size)), ptrace.Lit(0), ptrace.Lit(int64(s.rseq.Signature)))
+	if p.s.rseq.Ptr != 0 {
+		p.b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(p.s.rseq.Ptr)), ptrace.Lit(int64(p.s.rseq.Size)), ptrace.Lit(0), ptrace.Lit(int64(p.s.rseq.Signature)))
 	}
 	for r := 0; r < numRlimits; r++ {
-		l := s.rlimits[r]
-		b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
+		l := p.s.rlimits[r]
+		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
 	}
 	// Credentials last: dropping them may drop the capabilities the
 	// entries above need.
-	uid, _ := s.status.Uint("Uid", 10)
-	gid, _ := s.status.Uint("Gid", 10)
+	uid, _ := p.s.status.Uint("Uid", 10)
+	gid, _ := p.s.status.Uint("Gid", 10)
 	var groups []byte
-	gs, _ := s.status.Uints("Groups", 10)
+	gs, _ := p.s.status.Uints("Groups", 10)
 	for _, g := range gs {
 		groups = binary.LittleEndian.AppendUint32(groups, uint32(g))
 	}
 	if len(groups) > 0 {
-		b.Add(unix.SYS_SETGROUPS, ptrace.Lit(int64(len(groups)/4)), b.Bytes(groups))
+		p.b.Add(unix.SYS_SETGROUPS, ptrace.Lit(int64(len(groups)/4)), p.b.Bytes(groups))
 	} else {
-		b.Add(unix.SYS_SETGROUPS, ptrace.Lit(0), ptrace.Lit(0))
+		p.b.Add(unix.SYS_SETGROUPS, ptrace.Lit(0), ptrace.Lit(0))
 	}
-	b.Add(unix.SYS_SETRESGID, ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)))
-	b.Add(unix.SYS_SETRESUID, ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)))
+	p.b.Add(unix.SYS_SETRESGID, ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)))
+	p.b.Add(unix.SYS_SETRESUID, ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)))
 	// Signal mask and timers at the very end (the timers start counting).
-	b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_SETMASK), b.Bytes(u64s(s.sigmask)), ptrace.Lit(0), ptrace.Lit(8))
-	for w := range s.itimers {
-		it := s.itimers[w]
+	p.b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_SETMASK), p.b.Bytes(u64s(p.s.sigmask)), ptrace.Lit(0), ptrace.Lit(8))
+	for w := range p.s.itimers {
+		it := p.s.itimers[w]
 		if le.Uint64(it[16:]) != 0 || le.Uint64(it[24:]) != 0 {
-			b.Add(unix.SYS_SETITIMER, ptrace.Lit(int64(w)), b.Bytes(it[:]), ptrace.Lit(0))
+			p.b.Add(unix.SYS_SETITIMER, ptrace.Lit(int64(w)), p.b.Bytes(it[:]), ptrace.Lit(0))
 		}
 	}
-	sort.SliceStable(c.relocs, func(i, j int) bool { return c.relocs[i].Kind < c.relocs[j].Kind })
-	return c, nil
 }
 
 func kernelID() string {
