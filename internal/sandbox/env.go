@@ -1,12 +1,10 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -106,18 +104,6 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	markNow("cgroup")
 
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	c.Add(func() { cfgR.Close(); cfgW.Close() })
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	defer stR.Close()
-	c.Add(func() { stW.Close() })
-
 	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
 	if cfg.Network != NetworkHost {
 		flags |= syscall.CLONE_NEWNET
@@ -125,21 +111,16 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{"catalyzer-sandbox-env"},
-		Env:         []string{initEnv + "=0", parentEnv + "=" + strconv.Itoa(os.Getpid())},
-		ExtraFiles:  []*os.File{cfgR, stW},
+		Env:         []string{parentEnv + "=" + strconv.Itoa(os.Getpid())},
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
 	}
+	var after []*os.File
 	if cfg.UserNS != nil {
-		// Real root builds the overlay here (a user namespace's root
-		// cannot stack layers that have locked submounts), as Start does
-		// for UserNS; the holder binds its copy. Then the holder starts
-		// as nsenter, which joins the user namespace and makes the env's
-		// namespaces there (see doc.go, "Envs").
-		if err := mountOverlay(dir, holderLower(cfg), cfg.UpperBytes, cfg.UserNS.uidBase); err != nil {
-			return nil, fmt.Errorf("sandbox env %s: rootfs: %w", cfg.ID, err)
-		}
-		c.Add(func() { unmountOverlay(dir) })
-		if err := bindAll(filepath.Join(dir, "merged"), cfg.Binds); err != nil {
+		// Real root builds the root here, as Start does for UserNS; the
+		// holder binds its copy. The holder starts as nsenter, which
+		// joins the user namespace and makes the env's namespaces there
+		// (see doc.go, "Envs"); its fds follow the pipes (3, 4).
+		if err := prepareRoot(dir, holderLower(cfg), cfg.UpperBytes, cfg.UserNS.uidBase, cfg.Binds, &c); err != nil {
 			return nil, fmt.Errorf("sandbox env %s: rootfs: %w", cfg.ID, err)
 		}
 		markNow("rootfs-host")
@@ -149,41 +130,25 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 		}
 		cmd.Path = prog.path
 		cmd.Args = []string{"catalyzer-nsenter", "5", "6", strconv.FormatUint(uint64(flags), 10), "catalyzer-sandbox-env"}
-		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.UserNS.f, prog.exe)
+		after = []*os.File{cfg.UserNS.f, prog.exe}
 		cmd.SysProcAttr.Cloneflags = 0
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("sandbox env %s: spawn holder: %w", cfg.ID, err)
+	h, err := helperLaunch{what: "sandbox env", id: cfg.ID, cmd: cmd, after: after, cg: cg,
+		config: holderConfig(cfg, dir), sendMark: "send", markNow: markNow}.run(&c)
+	if err != nil {
+		return nil, err
 	}
-	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	cfgR.Close()
-	stW.Close()
+	cfgW := h.cfgW
+	marks = append(marks, h.marks...)
+	if !h.ready {
+		return nil, fmt.Errorf("sandbox env %s: holder exited before it was ready", cfg.ID)
+	}
 	pfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox env %s: pidfd_open: %w", cfg.ID, err)
 	}
 	pidfd := os.NewFile(uintptr(pfd), "pidfd")
 	c.Add(func() { pidfd.Close() })
-	if err := cg.Add(cmd.Process.Pid); err != nil {
-		return nil, fmt.Errorf("sandbox env %s: cgroup add: %w", cfg.ID, err)
-	}
-	markNow("spawn")
-
-	// Marked before the write: once written, the holder's "config" mark
-	// may come first.
-	markNow("send")
-	if err := json.NewEncoder(cfgW).Encode(holderConfig(cfg, dir)); err != nil {
-		return nil, fmt.Errorf("sandbox env %s: send config: %w", cfg.ID, err)
-	}
-
-	helperMarks, ready, err := readReports(stR)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
-	}
-	marks = append(marks, helperMarks...)
-	if !ready {
-		return nil, fmt.Errorf("sandbox env %s: holder exited before it was ready", cfg.ID)
-	}
 	ns, err := readNS(cmd.Process.Pid)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox env %s: holder namespaces: %w", cfg.ID, err)

@@ -1,13 +1,11 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -121,42 +119,23 @@ func Start(cfg Config) (*Sandbox, error) {
 	markNow("cgroup")
 
 	if cfg.UserNS || cfg.Template {
-		// Real root builds the overlay here, in the initial mount and user
-		// namespaces (see doc.go); the helper pivots into its copy. A
-		// template's upper layer stays visible here for forked envs.
+		// Real root builds the root here (see doc.go); the helper pivots
+		// into its copy. A template's upper layer stays visible here for
+		// forked envs.
 		rootUID := 0
 		if cfg.UserNS {
 			rootUID = cfg.UIDBase
 		}
-		if err := mountOverlay(dir, lowerDir(cfg), cfg.UpperBytes, rootUID); err != nil {
-			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
-		}
-		c.Add(func() { unmountOverlay(dir) })
-		// The binds too: root of a user namespace can neither create
-		// their targets in the lower layer's (host-root-owned)
-		// directories nor, maybe, reach their sources.
-		if err := bindAll(filepath.Join(dir, "merged"), cfg.Binds); err != nil {
+		if err := prepareRoot(dir, lowerDir(cfg), cfg.UpperBytes, rootUID, cfg.Binds, &c); err != nil {
 			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
 		}
 		markNow("rootfs-host")
 	}
 
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	c.Add(func() { cfgR.Close(); cfgW.Close() })
-	stR, stW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	c.Add(func() { stR.Close(); stW.Close() })
-
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{"catalyzer-sandbox-init"},
-		Env:        []string{initEnv + "=" + strconv.Itoa(len(cfg.ExtraFiles))},
-		ExtraFiles: append(append([]*os.File{}, cfg.ExtraFiles...), cfgR, stW),
+		ExtraFiles: cfg.ExtraFiles,
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
 			Pdeathsig:  syscall.SIGKILL,
@@ -180,51 +159,16 @@ func Start(cfg Config) (*Sandbox, error) {
 		// Become root of the new namespace (host uid 0 is unmapped there).
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
-	// On cgroup v2 the helper is born in its cgroup (CLONE_INTO_CGROUP):
-	// no migration, which costs a synchronize_rcu (~20 ms measured on a
-	// 16-core host) whenever attaches are sparse. v1 has no such clone.
-	intoCgroup := false
-	if dir, ok := cg.Dirs()["unified"]; ok {
-		if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			defer unix.Close(fd)
-			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-			intoCgroup = true
-		}
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("sandbox %s: spawn init helper: %w", cfg.ID, err)
-	}
-	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	cfgR.Close()
-	stW.Close()
-	markNow("spawn")
-
-	// The helper is blocked reading its config: account it before it runs.
-	if !intoCgroup {
-		if err := cg.Add(cmd.Process.Pid); err != nil {
-			return nil, fmt.Errorf("sandbox %s: cgroup add: %w", cfg.ID, err)
-		}
-	}
 	hc := helperConfig(cfg, dir)
 	hc.Prepared = cfg.UserNS || cfg.Template
 	hc.Seccomp = prog
-	// Marked before the write: once written, the helper's "config" mark
-	// may come first.
-	markNow("join")
-	if err := json.NewEncoder(cfgW).Encode(hc); err != nil {
-		return nil, fmt.Errorf("sandbox %s: send config: %w", cfg.ID, err)
-	}
-	cfgW.Close()
-
-	// Phase marks, then EOF (exec succeeded: the pipe is close-on-exec) or
-	// an error report.
-	helperMarks, _, err := readReports(stR)
+	h, err := helperLaunch{what: "sandbox", id: cfg.ID, cmd: cmd, cg: cg, config: hc, sendMark: "join", markNow: markNow}.run(&c)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
+		return nil, err
 	}
-	marks = append(marks, helperMarks...)
+	h.cfgW.Close()
+	marks = append(marks, h.marks...)
 	markNow("exec")
-	stR.Close()
 
 	s := &Sandbox{id: cfg.ID, pid: cmd.Process.Pid, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
 	if cfg.UserNS {
