@@ -2,7 +2,6 @@ package image
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -116,7 +114,7 @@ type state struct {
 	robust   [2]uint64
 	itimers  [3][32]byte
 	sigmask  uint64
-	rseq     rseqConfig
+	rseq     ptrace.RSeq
 	stat     procfs.StatInfo
 	status   procfs.StatusInfo
 	auxv     []byte
@@ -127,14 +125,6 @@ type state struct {
 	comm     string
 	rlimits  [numRlimits]unix.Rlimit
 	fds      []fdState
-}
-
-type rseqConfig struct {
-	Ptr       uint64
-	Size      uint32
-	Signature uint32
-	Flags     uint32
-	_         uint32
 }
 
 type fdState struct {
@@ -183,19 +173,20 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 }
 
 func (s *state) collectTracee(t *ptrace.Tracee) error {
-	regs, err := t.Regs()
+	th, err := t.ThreadState()
 	if err != nil {
 		return err
 	}
-	ptrace.NormalizeRestart(&regs)
 	// The restored thread is not inside a syscall: no restart logic may
 	// apply to the registers we load.
-	regs.Orig_rax = ^uint64(0)
-	s.regs = regs
-	if s.xstate, err = t.XState(); err != nil {
-		return err
+	th.Regs.Orig_rax = ^uint64(0)
+	s.regs, s.xstate = th.Regs, th.XState
+	s.altstack, s.tidAddr, s.robust, s.sigmask, s.rseq = th.AltStack, th.TIDAddress, th.Robust, th.SigMask, th.RSeq
+	if s.rseq.Flags != 0 {
+		return &UnsupportedError{s.pid, "rseq", fmt.Sprintf("registration flags %#x", s.rseq.Flags)}
 	}
 
+	// What the process has, not the thread: signal handlers, brk, timers.
 	b := ptrace.NewBatch()
 	var acts [65]ptrace.Arg
 	for sig := 1; sig <= 64; sig++ {
@@ -205,20 +196,12 @@ func (s *state) collectTracee(t *ptrace.Tracee) error {
 		acts[sig] = b.Space(32)
 		b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), ptrace.Lit(0), acts[sig], ptrace.Lit(8)).With(ptrace.IgnoreError)
 	}
-	ss := b.Space(24)
-	b.Add(unix.SYS_SIGALTSTACK, ptrace.Lit(0), ss)
-	tid := b.Space(8)
-	b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_GET_TID_ADDRESS), tid)
 	brk := b.Add(unix.SYS_BRK, ptrace.Lit(0))
-	rh, rl := b.Space(8), b.Space(8)
-	b.Add(unix.SYS_GET_ROBUST_LIST, ptrace.Lit(0), rh, rl)
 	var its [3]ptrace.Arg
 	for w := range its {
 		its[w] = b.Space(32)
 		b.Add(unix.SYS_GETITIMER, ptrace.Lit(int64(w)), its[w])
 	}
-	mask := b.Space(8)
-	b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_BLOCK), ptrace.Lit(0), mask, ptrace.Lit(8))
 	res, err := t.Exec(b)
 	if err != nil {
 		return fmt.Errorf("query batch: %w", err)
@@ -229,24 +212,9 @@ func (s *state) collectTracee(t *ptrace.Tracee) error {
 			s.hasAct[sig] = true
 		}
 	}
-	le := binary.LittleEndian
-	copy(s.altstack[:], res.Data(ss, 24))
-	s.tidAddr = le.Uint64(res.Data(tid, 8))
 	s.brk = uint64(res.Value(brk))
-	s.robust = [2]uint64{le.Uint64(res.Data(rh, 8)), le.Uint64(res.Data(rl, 8))}
 	for w := range its {
 		copy(s.itimers[w][:], res.Data(its[w], 32))
-	}
-	s.sigmask = le.Uint64(res.Data(mask, 8))
-
-	// rseq: PTRACE_GET_RSEQ_CONFIGURATION, on the tracer thread (we are on it).
-	const ptraceGetRseqConfiguration = 0x420f
-	if _, _, e := unix.Syscall6(unix.SYS_PTRACE, ptraceGetRseqConfiguration, uintptr(s.pid),
-		unsafe.Sizeof(s.rseq), uintptr(unsafe.Pointer(&s.rseq)), 0, 0); e != 0 {
-		return fmt.Errorf("rseq configuration: %w", e)
-	}
-	if s.rseq.Flags != 0 {
-		return &UnsupportedError{s.pid, "rseq", fmt.Sprintf("registration flags %#x", s.rseq.Flags)}
 	}
 
 	addr, size := t.ExecutorRegion()

@@ -1,10 +1,11 @@
 // Package image is our own checkpoint/restore, compiled ahead of time.
 //
 // Checkpoint (or CheckpointTracee for a process the caller already froze,
-// such as a fork template) reads a stopped single-threaded process through
-// ptrace, injected batches (sigactions, sigaltstack, clear_child_tid, brk,
-// robust list, itimers, signal mask), PTRACE_GET_RSEQ_CONFIGURATION and
-// /proc (maps, pagemap, auxv, stat, status, personality, cwd, exe, fds,
+// such as a fork template) reads a stopped single-threaded process: its
+// thread's own state through ptrace.Tracee.ThreadState (registers, xstate,
+// signal mask, sigaltstack, clear_child_tid, robust list, rseq), the
+// process's by an injected batch (sigactions, brk, itimers) and procfs
+// (maps, pagemap, auxv, stat, status, personality, cwd, exe, fds,
 // fdinfo, rlimits), and compiles it into an image directory: pages.img
 // (memory laid out so that each VMA maps straight from it), plan.bin (the
 // restore plan: a ptrace batch, format v1), meta.bin (registers, xstate and

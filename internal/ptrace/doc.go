@@ -1,8 +1,13 @@
 // Package ptrace is the process-control layer: it stops a single-threaded
-// process, reads and writes its registers and memory, injects syscalls and
-// runs whole batches of syscalls inside it in one ptrace round trip. The
-// sfork engine (inject a fork, let the child load the template's registers)
-// and the restore engine (run a compiled restore plan) are built on it.
+// process (Seize), reads and writes its registers and memory, injects
+// syscalls and runs whole batches of syscalls inside it in one ptrace
+// round trip. The sfork engine (inject a fork, let the child load the
+// template's registers) and the restore engine (run a compiled restore
+// plan) are built on it. For a multi-threaded process, SeizeGroup stops
+// every thread (a Tracee each) and ThreadGroup.States reads what each
+// thread has of its own (ThreadState: registers, xstate, signal mask,
+// sigaltstack, clear_child_tid, robust list, rseq): the first step of
+// multi-threaded fork and checkpoint, which the engines do not use yet.
 // x86-64 only.
 //
 // # Threading rule

@@ -84,8 +84,8 @@ const (
 	stateExited
 )
 
-// Tracee is one traced thread (this package traces single-threaded
-// processes, so: one process). Its methods run on the Tracer's thread; they
+// Tracee is one traced thread: a single-threaded process (Seize), or one
+// thread of a ThreadGroup (SeizeGroup). Its methods run on the Tracer's thread; they
 // are not safe for concurrent use on one Tracee.
 type Tracee struct {
 	tr   *Tracer
