@@ -200,3 +200,16 @@ func (g *ThreadGroup) Detach() error {
 	}
 	return first
 }
+
+// SetSigMask sets the stopped thread's signal mask (PTRACE_SETSIGMASK).
+func (t *Tracee) SetSigMask(mask uint64) error {
+	return t.tr.Do(func() error {
+		if err := t.stopped("set signal mask of"); err != nil {
+			return err
+		}
+		if err := t.ptrace(unix.PTRACE_SETSIGMASK, 8, uintptr(unsafe.Pointer(&mask))); err != nil {
+			return fmt.Errorf("set signal mask of %d: %w", t.pid, err)
+		}
+		return nil
+	})
+}

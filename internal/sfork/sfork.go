@@ -76,6 +76,12 @@ type Template struct {
 	conn   *net.UnixConn // our end
 
 	killed []int // processes Freeze found beside the template and killed
+	// threads are the template's other threads (multi-threaded templates,
+	// FreezeOptions.Threads): their tracees, and their state each fork
+	// gives back to the child's re-created threads.
+	threads []*ptrace.Tracee
+	states  []ptrace.ThreadState
+	nsTIDs  []int // their tids in the template's own PID namespace
 
 	mu   sync.Mutex
 	held []int // fds the last fork received into the template
@@ -86,6 +92,24 @@ type Template struct {
 // template's fd number of the fork channel whose other end is conn. The
 // tracer must stay dedicated to templates of this process tree.
 func Freeze(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Template, error) {
+	return FreezeWith(tr, pid, conn, chanFD, FreezeOptions{})
+}
+
+// FreezeOptions are Freeze's choices.
+type FreezeOptions struct {
+	// Threads accepts a multi-threaded template: every thread is frozen,
+	// and each fork re-creates the other threads in the child (same
+	// tids in its PID namespace, registers, xstate, TLS, signal mask,
+	// clear_child_tid, robust list, rseq, sigaltstack). Without it a
+	// multi-threaded process is refused (ptrace.ErrMultiThreaded).
+	Threads bool
+}
+
+// FreezeWith is Freeze with options.
+func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o FreezeOptions) (*Template, error) {
+	if o.Threads {
+		return freezeGroup(tr, pid, conn, chanFD)
+	}
 	t := &Template{tr: tr, pid: pid, conn: conn, chanFD: chanFD}
 	cwd, err := procfs.Link(pid, "cwd")
 	if err != nil {
@@ -132,6 +156,58 @@ func Freeze(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Templa
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
 	}
 	return t, nil
+}
+
+// freezeGroup is FreezeWith for a template that may have threads.
+func freezeGroup(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Template, error) {
+	t := &Template{tr: tr, pid: pid, conn: conn, chanFD: chanFD}
+	cwd, err := procfs.Link(pid, "cwd")
+	if err != nil {
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	t.cwd = cwd
+	g, err := tr.SeizeGroup(pid, ptrace.SuspendSeccomp(true), ptrace.TraceClone(true), ptrace.TraceFork(true), ptrace.ExitKill(true))
+	if err != nil {
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	states, err := g.States()
+	if err == nil {
+		t.tracee, t.regs, t.threads, t.states = g.Leader(), states[0].Regs, g.Threads[1:], states[1:]
+		for _, st := range t.states {
+			var tid int
+			if tid, err = nsTID(st.TID); err != nil {
+				break
+			}
+			t.nsTIDs = append(t.nsTIDs, tid)
+		}
+	}
+	if err == nil {
+		b := ptrace.NewBatch()
+		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+		_, err = t.tracee.Exec(b)
+	}
+	if err != nil {
+		g.Detach()
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	if t.killed, err = killOthers(pid); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	return t, nil
+}
+
+// nsTID is tid's id in its own (innermost) PID namespace.
+func nsTID(tid int) (int, error) {
+	st, err := procfs.Status(tid)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := st.Uints("NSpid", 10)
+	if err != nil || len(ids) == 0 {
+		return 0, fmt.Errorf("thread %d: no NSpid: %v", tid, err)
+	}
+	return int(ids[len(ids)-1]), nil
 }
 
 // Killed lists the processes Freeze found in the template's PID namespace
@@ -347,13 +423,20 @@ func (t *Template) fork(c Child) (Forked, error) {
 			ready <- nil
 		}
 		before = child.RoundTrips()
-		_, err = child.Resume(b)
+		cres, err := child.Resume(b)
 		out.RoundTrips += child.RoundTrips() - before
 		if err != nil {
 			<-ready
 			return fmt.Errorf("child %d setup: %w", child.Pid(), err)
 		}
 		phase("join")
+		if len(t.states) > 0 {
+			if err := t.restoreThreads(child, cres.Children, c); err != nil {
+				<-ready
+				return fmt.Errorf("child %d threads: %w", child.Pid(), err)
+			}
+			phase("threads")
+		}
 		return nil
 	})
 	if err != nil {
@@ -511,6 +594,17 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	if c.Cgroup != nil {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(cgroupFD)).With(ptrace.IgnoreError)
 	}
+	// The template's other threads, re-created with their tids (set_tid
+	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new
+	// thread drops it in its own batch). They start stopped (traced
+	// clone), and fork gives each its state before it runs.
+	threadArgs := make([]ptrace.Arg, len(t.states))
+	threadTIDs := make([]ptrace.Arg, len(t.states))
+	for i := range t.states {
+		threadTIDs[i] = b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(t.nsTIDs[i])))
+		threadArgs[i] = b.Space(88) // struct clone_args, filled below
+		b.Add(unix.SYS_CLONE3, threadArgs[i], ptrace.Lit(88))
+	}
 	for _, cp := range c.DropBounding {
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
 	}
@@ -537,7 +631,75 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	le.PutUint64(m[32:], must(cbuf))
 	le.PutUint64(m[40:], uint64(unix.CmsgSpace(4*n)))
 	b.SetBytes(msg, m)
+	for i, st := range t.states {
+		a := make([]byte, 88)
+		le.PutUint64(a[0:], threadCloneFlags)
+		le.PutUint64(a[16:], st.TIDAddress) // child_tid: CLONE_CHILD_CLEARTID
+		le.PutUint64(a[56:], st.Regs.Fs_base)
+		le.PutUint64(a[64:], must(threadTIDs[i]))
+		le.PutUint64(a[72:], 1)
+		b.SetBytes(threadArgs[i], a)
+	}
 	return b, cbuf, msg
+}
+
+// threadCloneFlags re-create a thread of the child as glibc's
+// pthread_create makes one (its TLS and clear_child_tid given).
+const threadCloneFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+	unix.CLONE_THREAD | unix.CLONE_SYSVSEM | unix.CLONE_SETTLS | unix.CLONE_CHILD_CLEARTID
+
+// restoreThreads gives each thread the child re-created (tids, in the
+// order of t.states) its state: rseq, robust list and sigaltstack from a
+// batch it runs itself, the capabilities c leaves the child, then its
+// registers, xstate and signal mask; then it is let go. Called on the
+// tracer's thread.
+func (t *Template) restoreThreads(child *ptrace.Tracee, tids []int, c Child) error {
+	if len(tids) != len(t.states) {
+		return fmt.Errorf("re-created %d threads, want %d", len(tids), len(t.states))
+	}
+	for i, tid := range tids {
+		st := t.states[i]
+		th, err := child.Adopt(tid)
+		if err != nil {
+			return fmt.Errorf("thread %d: %w", tid, err)
+		}
+		b := ptrace.NewBatch()
+		if st.RSeq.Ptr != 0 {
+			b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(st.RSeq.Ptr)), ptrace.Lit(int64(st.RSeq.Size)), ptrace.Lit(0), ptrace.Lit(int64(st.RSeq.Signature)))
+		}
+		if st.Robust[0] != 0 {
+			b.Add(unix.SYS_SET_ROBUST_LIST, ptrace.Lit(int64(st.Robust[0])), ptrace.Lit(int64(st.Robust[1])))
+		}
+		if flags := int32(binary.LittleEndian.Uint32(st.AltStack[8:])); flags&ssDisable == 0 {
+			ss := st.AltStack
+			binary.LittleEndian.PutUint32(ss[8:], uint32(flags&^ssOnstack))
+			b.Add(unix.SYS_SIGALTSTACK, b.Bytes(ss[:]), ptrace.Lit(0))
+		}
+		for _, cp := range c.DropBounding {
+			b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
+		}
+		if c.Final != nil {
+			AddCapset(b, *c.Final)
+		}
+		if b.Len() > 0 {
+			if _, err := th.Exec(b); err != nil {
+				return fmt.Errorf("thread %d: %w", tid, err)
+			}
+		}
+		if err := th.SetRegs(st.Regs); err != nil {
+			return err
+		}
+		if err := th.SetXState(st.XState); err != nil {
+			return err
+		}
+		if err := th.SetSigMask(st.SigMask); err != nil {
+			return err
+		}
+		if err := th.Detach(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddMount adds mount(2) as m describes to b.
@@ -587,7 +749,16 @@ func (t *Template) Close() error {
 	// Reap it from the tracer thread (the tracee is stopped as far as the
 	// ptrace layer knows, so wait for its death directly). A template our
 	// process did not start is not ours to reap: ECHILD ends the loop.
+	// Its other threads, traced too, are waited for first.
 	err := t.tr.Do(func() error {
+		for _, th := range t.threads {
+			var ws unix.WaitStatus
+			for {
+				if _, err := unix.Wait4(th.Pid(), &ws, unix.WALL, nil); err != unix.EINTR {
+					break
+				}
+			}
+		}
 		for {
 			var ws unix.WaitStatus
 			_, err := unix.Wait4(t.pid, &ws, unix.WALL, nil)
@@ -621,3 +792,9 @@ func (t *Template) Alive() bool {
 	defer t.mu.Unlock()
 	return !t.dead && !gone(t.pid)
 }
+
+// sigaltstack flags (stack_t.ss_flags).
+const (
+	ssOnstack = 1
+	ssDisable = 2
+)

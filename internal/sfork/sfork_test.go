@@ -379,3 +379,76 @@ func TestForkIntoCgroup(t *testing.T) {
 	inW.Write([]byte{'q'})
 	unix.Kill(f.Pid, unix.SIGKILL)
 }
+
+// TestForkThreads: a multi-threaded template (FreezeOptions.Threads) forks
+// into a child with every thread re-created: the same tids in the child's
+// PID namespace, each thread's own signal mask, and a child that works.
+func TestForkThreads(t *testing.T) {
+	testutil.RequiresRoot(t)
+	src, err := os.ReadFile("../ptrace/testdata/threads.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "threads")
+	cmd := exec.Command("gcc", "-O2", "-pthread", "-o", bin, "-x", "c", "-")
+	cmd.Stdin = strings.NewReader(string(src))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	v := startVictim(t, bin)
+	line, _ := v.out.ReadString('\n')
+	var alt uintptr
+	var tid1, tid2 int
+	if _, err := fmt.Sscanf(line, "ready %v %d %d", &alt, &tid1, &tid2); err != nil {
+		t.Fatalf("victim said %q: %v", line, err)
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	if _, err := Freeze(tr, v.cmd.Process.Pid, v.conn, 3); err == nil {
+		t.Fatal("Freeze of a multi-threaded process without FreezeOptions.Threads succeeded")
+	}
+	tpl, err := FreezeWith(tr, v.cmd.Process.Pid, v.conn, 3, FreezeOptions{Threads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpl.Close()
+	blocked := func(pid, tid int) string {
+		st, err := procfs.Status(tid)
+		if err != nil {
+			t.Fatalf("status of %d: %v", tid, err)
+		}
+		return st["SigBlk"]
+	}
+	want := map[int]string{tid1: blocked(v.cmd.Process.Pid, tid1), tid2: blocked(v.cmd.Process.Pid, tid2)}
+	for i := 0; i < 2; i++ {
+		f, io := forkOne(t, tpl)
+		tids, err := procfs.Threads(f.Pid)
+		if err != nil || len(tids) != 3 {
+			t.Fatalf("child %d threads %v %v, want 3", f.Pid, tids, err)
+		}
+		seen := map[int]bool{}
+		for _, tid := range tids {
+			if tid == f.Pid {
+				continue
+			}
+			ns, err := nsTID(tid)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seen[ns] = true
+			if w, ok := want[ns]; !ok || blocked(f.Pid, tid) != w {
+				t.Errorf("child thread %d (tid %d in its namespace): SigBlk %s, want the template thread's %s", tid, ns, blocked(f.Pid, tid), w)
+			}
+		}
+		if !seen[tid1] || !seen[tid2] {
+			t.Errorf("child's thread tids %v, want %d and %d", seen, tid1, tid2)
+		}
+		io.in.Write([]byte("hi\n"))
+		if got, _ := io.out.ReadString('\n'); strings.TrimSpace(got) != "echo hi" {
+			t.Fatalf("forked child said %q", got)
+		}
+		io.in.Write([]byte("q\n"))
+		t.Logf("fork phases: %v, round trips %d", f.Phases, f.RoundTrips)
+	}
+}
