@@ -233,7 +233,8 @@ func (f *Fork) build(t *template) (err error) {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
 	cl.Add(func() { inst.Destroy() })
-	tpl, err := sfork.Freeze(f.tr, inst.Pid(), c.(*net.UnixConn), forkChannelFD)
+	// Threads and all: each fork re-creates the template's threads.
+	tpl, err := sfork.FreezeWith(f.tr, inst.Pid(), c.(*net.UnixConn), forkChannelFD, sfork.FreezeOptions{Threads: true})
 	if err != nil {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}

@@ -1,6 +1,8 @@
 // Package sfork forks a live, frozen process — a template — into a new
 // process that then finishes becoming a sandbox of its own, with no
-// cooperation from the template: it works on any single-threaded process.
+// cooperation from the template: it works on any process, multi-threaded
+// ones too (FreezeOptions.Threads: each fork re-creates the template's
+// other threads in the child).
 //
 // # Algorithm
 //
@@ -45,9 +47,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -651,18 +656,24 @@ const threadCloneFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix
 // restoreThreads gives each thread the child re-created (tids, in the
 // order of t.states) its state: rseq, robust list and sigaltstack from a
 // batch it runs itself, the capabilities c leaves the child, then its
-// registers, xstate and signal mask; then it is let go. Called on the
-// tracer's thread.
+// registers, xstate and signal mask; then all are let go (the child's
+// main thread, stopped, later). On error the caller kills the child.
+// Called on the tracer's thread.
 func (t *Template) restoreThreads(child *ptrace.Tracee, tids []int, c Child) error {
 	if len(tids) != len(t.states) {
 		return fmt.Errorf("re-created %d threads, want %d", len(tids), len(t.states))
 	}
+	// Every thread is let go only once all are set up: a released
+	// thread runs the template's code, which must never overlap a batch
+	// that runs with seccomp suspended.
+	var ready []*ptrace.Tracee
 	for i, tid := range tids {
 		st := t.states[i]
 		th, err := child.Adopt(tid)
 		if err != nil {
 			return fmt.Errorf("thread %d: %w", tid, err)
 		}
+		ready = append(ready, th)
 		b := ptrace.NewBatch()
 		if st.RSeq.Ptr != 0 {
 			b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(st.RSeq.Ptr)), ptrace.Lit(int64(st.RSeq.Size)), ptrace.Lit(0), ptrace.Lit(int64(st.RSeq.Signature)))
@@ -695,6 +706,8 @@ func (t *Template) restoreThreads(child *ptrace.Tracee, tids []int, c Child) err
 		if err := th.SetSigMask(st.SigMask); err != nil {
 			return err
 		}
+	}
+	for _, th := range ready {
 		if err := th.Detach(); err != nil {
 			return err
 		}
@@ -751,24 +764,33 @@ func (t *Template) Close() error {
 	// process did not start is not ours to reap: ECHILD ends the loop.
 	// Its other threads, traced too, are waited for first.
 	err := t.tr.Do(func() error {
+		// Every traced thread reports its own death, and the leader's
+		// only comes once the others are reaped: poll them all (ECHILD:
+		// not ours, or gone), for a bounded time.
+		pending := map[int]bool{t.pid: true}
 		for _, th := range t.threads {
-			var ws unix.WaitStatus
-			for {
-				if _, err := unix.Wait4(th.Pid(), &ws, unix.WALL, nil); err != unix.EINTR {
-					break
+			pending[th.Pid()] = true
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for len(pending) > 0 && time.Now().Before(deadline) {
+			for tid := range pending {
+				var ws unix.WaitStatus
+				n, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+				if err == unix.EINTR {
+					continue
+				}
+				if err != nil || (n > 0 && (ws.Exited() || ws.Signaled())) {
+					delete(pending, tid)
 				}
 			}
-		}
-		for {
-			var ws unix.WaitStatus
-			_, err := unix.Wait4(t.pid, &ws, unix.WALL, nil)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || ws.Exited() || ws.Signaled() {
-				return nil
+			if len(pending) > 0 {
+				time.Sleep(time.Millisecond)
 			}
 		}
+		if len(pending) > 0 {
+			return fmt.Errorf("close template %d: threads %v not reaped", t.pid, slices.Collect(maps.Keys(pending)))
+		}
+		return nil
 	})
 	t.tracee, t.dead = nil, true
 	t.conn.Close()
