@@ -112,59 +112,6 @@ type FreezeOptions struct {
 
 // FreezeWith is Freeze with options.
 func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o FreezeOptions) (*Template, error) {
-	if o.Threads {
-		return freezeGroup(tr, pid, conn, chanFD)
-	}
-	t := &Template{tr: tr, pid: pid, conn: conn, chanFD: chanFD}
-	cwd, err := procfs.Link(pid, "cwd")
-	if err != nil {
-		return nil, fmt.Errorf("freeze %d: %w", pid, err)
-	}
-	t.cwd = cwd
-	err = tr.Do(func() error {
-		tc, err := tr.Seize(pid, ptrace.SuspendSeccomp(true), ptrace.TraceClone(true), ptrace.TraceFork(true), ptrace.ExitKill(true))
-		if err != nil {
-			return err
-		}
-		regs, err := tc.Regs()
-		if err != nil {
-			tc.Detach()
-			return err
-		}
-		ptrace.NormalizeRestart(&regs)
-		if err := tc.InstallExecutor(); err != nil {
-			tc.Detach()
-			return err
-		}
-		// Non-dumpable: only CAP_SYS_PTRACE (the daemon) may open its
-		// memory, not a process with its credentials (defence in depth:
-		// none is left, see below). Forks inherit it.
-		b := ptrace.NewBatch()
-		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
-		if _, err := tc.Exec(b); err != nil {
-			tc.Detach()
-			return fmt.Errorf("make non-dumpable: %w", err)
-		}
-		t.tracee, t.regs = tc, regs
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("freeze %d: %w", pid, err)
-	}
-	// The template must be alone in its PID namespace from now on: a
-	// process its code left running (a fork at import, say) would share
-	// its credentials, could patch the memory our batches run from, and
-	// would see every fork nested in that namespace. It is stopped, so
-	// nothing new appears but what the others fork while we kill them.
-	if t.killed, err = killOthers(pid); err != nil {
-		t.Close()
-		return nil, fmt.Errorf("freeze %d: %w", pid, err)
-	}
-	return t, nil
-}
-
-// freezeGroup is FreezeWith for a template that may have threads.
-func freezeGroup(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*Template, error) {
 	t := &Template{tr: tr, pid: pid, conn: conn, chanFD: chanFD}
 	cwd, err := procfs.Link(pid, "cwd")
 	if err != nil {
@@ -174,6 +121,10 @@ func freezeGroup(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*T
 	g, err := tr.SeizeGroup(pid, ptrace.SuspendSeccomp(true), ptrace.TraceClone(true), ptrace.TraceFork(true), ptrace.ExitKill(true))
 	if err != nil {
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	if n := len(g.Threads); n > 1 && !o.Threads {
+		g.Detach()
+		return nil, fmt.Errorf("freeze %d: %w", pid, &ptrace.MultiThreadedError{Pid: pid, Threads: n})
 	}
 	states, err := g.States()
 	if err == nil {
@@ -187,6 +138,9 @@ func freezeGroup(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*T
 		}
 	}
 	if err == nil {
+		// Non-dumpable: only CAP_SYS_PTRACE (the daemon) may open its
+		// memory, not a process with its credentials (defence in depth:
+		// none is left, see below). Forks inherit it.
 		b := ptrace.NewBatch()
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
 		_, err = t.tracee.Exec(b)
@@ -195,6 +149,11 @@ func freezeGroup(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int) (*T
 		g.Detach()
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
 	}
+	// The template must be alone in its PID namespace from now on: a
+	// process its code left running (a fork at import, say) would share
+	// its credentials, could patch the memory our batches run from, and
+	// would see every fork nested in that namespace. It is stopped, so
+	// nothing new appears but what the others fork while we kill them.
 	if t.killed, err = killOthers(pid); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
