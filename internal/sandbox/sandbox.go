@@ -400,13 +400,27 @@ func (s *Sandbox) waitDead() {
 		case <-s.done:
 			return
 		case <-t.C:
-			if unix.Kill(s.pid, 0) == unix.ESRCH {
+			if s.reaped() {
 				s.pidfd.Close()
 				<-s.done
 				return
 			}
 		}
 	}
+}
+
+// reaped reports whether the process behind s.pidfd is gone (reaped):
+// signal 0 through the pidfd, which names that process and no other (a
+// kill(pid, 0) would find whatever process got the pid since; this VM
+// recycles pids within minutes: pid_max 32768).
+func (s *Sandbox) reaped() bool {
+	rc, err := s.pidfd.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	_ = rc.Control(func(fd uintptr) { gone = unix.PidfdSendSignal(int(fd), 0, nil, 0) == unix.ESRCH })
+	return gone
 }
 
 // mkRunParent makes RunDir/<parent> (and RunDir) searchable by anyone
