@@ -179,12 +179,13 @@
 // own tmpfs and qualifies.
 //
 // Joining: the template, under ptrace, clones a child into a new PID
-// namespace; the child does setns(PidFD(), EnvNamespaces) (the pidfd
-// reaches it over SCM_RIGHTS), mounts /proc, masks it, and the daemon
+// namespace; the child does setns(PidFD(), JoinFlags()) (the pidfd
+// reaches it over SCM_RIGHTS; a restorer started before its env opens
+// NamespacePaths instead), attaches its /proc, masks it, and the daemon
 // calls Adopt(child's host pid): the pid joins the cgroup (the daemon
 // does this from outside), the holder is retired (SIGKILL, reaped; the
 // child keeps the namespaces alive) as soon as the child is seen in all
-// four of its namespaces, at once or by a goroutine polling until
+// of its namespaces (mount, network, UTS, IPC, cgroup), at once or by a goroutine polling until
 // JoinTimeout. The returned Sandbox is not our child: Wait learns the
 // exit through a pidfd (pollable; readable once the process exited), then
 // PIDFD_GET_INFO/PIDFD_INFO_EXIT (kernel 6.15+; set once the parent

@@ -203,7 +203,7 @@ func (e *Env) JoinFlags() int {
 }
 
 // NamespacePaths are the /proc paths of the namespaces the env made
-// (mount, UTS, IPC, and network unless NetworkHost), for a process that
+// (cgroup, UTS, IPC, network unless NetworkHost, mount), for a process that
 // cannot be handed the holder's pidfd (it was started before the env):
 // it opens each and calls setns(fd, 0) while the holder lives (Adopt
 // retires it once the process has joined).

@@ -6,12 +6,16 @@
 //
 // # Algorithm
 //
-// Freeze seizes the template with ptrace (seccomp suspended, clone events
-// traced), records its registers normalised so that a copy resumes by
-// re-issuing the syscall it was blocked in, and maps the batch executor
-// (package ptrace). The template then stays stopped for its whole life.
+// Freeze seizes every thread of the template with ptrace (seccomp
+// suspended, clone events traced), records each thread's state
+// (ptrace.ThreadState; registers normalised so that a copy resumes by
+// re-issuing the syscall it was blocked in), maps the batch executor
+// (package ptrace), makes the template non-dumpable and kills whatever
+// else lives in its PID namespace. The template then stays stopped for
+// its whole life.
 //
-// Fork, per child, costs one sendmsg and two ptrace batches:
+// Fork, per child, costs one sendmsg and two ptrace batches, plus one
+// batch per other thread of a multi-threaded template:
 //
 //  1. The daemon sends the child's files (its I/O, the pidfd of the sandbox
 //     env to join) over the fork channel, a unix socket whose other end the
@@ -23,10 +27,14 @@
 //     (auto-attached) by a clone event.
 //  3. Child batch (the entries after the ForkPoint, run by the child on its
 //     copy of the executor): raise capabilities it holds in its permitted
-//     set, setns into the env (one call with a pidfd), chdir, mounts (its own
-//     /proc, masks), dup2 its files onto their final numbers and close the
-//     originals, close template fds it must not keep, drop capabilities. It
-//     stops at the executor's final int3.
+//     set, create its proc (fsopen/fsmount), setns into the env (one call
+//     with a pidfd), chdir, attach the proc and mask it, dup2 its files
+//     onto their final numbers and close the originals, close template fds
+//     it must not keep, re-create the template's other threads (clone3
+//     with set_tid; they start stopped), drop capabilities. It stops at
+//     the executor's final int3. Each re-created thread then runs a batch
+//     of its own (rseq, robust list, sigaltstack, capability drop) and gets
+//     its registers, xstate and signal mask; all are released together.
 //  4. The caller's Ready hook (put the child in its cgroup: it must be
 //     accounted before it runs any of the template's code) runs during
 //     step 3, in parallel; once both are done the child gets the
