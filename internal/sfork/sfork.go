@@ -634,11 +634,22 @@ func (t *Template) restoreThreads(child *ptrace.Tracee, tids []int, c Child) err
 	// thread runs the template's code, which must never overlap a batch
 	// that runs with seccomp suspended.
 	var ready []*ptrace.Tracee
+	fail := func(err error) error {
+		// The caller kills the child; reap the threads we traced here
+		// (their deaths are reported to us, not to the child's parent).
+		unix.Kill(child.Pid(), unix.SIGKILL)
+		var tids []int
+		for _, th := range ready {
+			tids = append(tids, th.Pid())
+		}
+		reapTraced(tids, 2*time.Second)
+		return err
+	}
 	for i, tid := range tids {
 		st := t.states[i]
 		th, err := child.Adopt(tid)
 		if err != nil {
-			return fmt.Errorf("thread %d: %w", tid, err)
+			return fail(fmt.Errorf("thread %d: %w", tid, err))
 		}
 		ready = append(ready, th)
 		b := ptrace.NewBatch()
@@ -661,17 +672,17 @@ func (t *Template) restoreThreads(child *ptrace.Tracee, tids []int, c Child) err
 		}
 		if b.Len() > 0 {
 			if _, err := th.Exec(b); err != nil {
-				return fmt.Errorf("thread %d: %w", tid, err)
+				return fail(fmt.Errorf("thread %d: %w", tid, err))
 			}
 		}
 		if err := th.SetRegs(st.Regs); err != nil {
-			return err
+			return fail(err)
 		}
 		if err := th.SetXState(st.XState); err != nil {
-			return err
+			return fail(err)
 		}
 		if err := th.SetSigMask(st.SigMask); err != nil {
-			return err
+			return fail(err)
 		}
 	}
 	for _, th := range ready {
@@ -728,40 +739,50 @@ func (t *Template) Close() error {
 	unix.Kill(t.pid, unix.SIGKILL)
 	// Reap it from the tracer thread (the tracee is stopped as far as the
 	// ptrace layer knows, so wait for its death directly). A template our
-	// process did not start is not ours to reap: ECHILD ends the loop.
-	// Its other threads, traced too, are waited for first.
+	// process did not start is not ours to reap (ECHILD).
 	err := t.tr.Do(func() error {
 		// Every traced thread reports its own death, and the leader's
-		// only comes once the others are reaped: poll them all (ECHILD:
-		// not ours, or gone), for a bounded time.
-		pending := map[int]bool{t.pid: true}
+		// only comes once the others are reaped.
+		tids := []int{t.pid}
 		for _, th := range t.threads {
-			pending[th.Pid()] = true
+			tids = append(tids, th.Pid())
 		}
-		deadline := time.Now().Add(5 * time.Second)
-		for len(pending) > 0 && time.Now().Before(deadline) {
-			for tid := range pending {
-				var ws unix.WaitStatus
-				n, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
-				if err == unix.EINTR {
-					continue
-				}
-				if err != nil || (n > 0 && (ws.Exited() || ws.Signaled())) {
-					delete(pending, tid)
-				}
-			}
-			if len(pending) > 0 {
-				time.Sleep(time.Millisecond)
-			}
-		}
-		if len(pending) > 0 {
-			return fmt.Errorf("close template %d: threads %v not reaped", t.pid, slices.Collect(maps.Keys(pending)))
+		if left := reapTraced(tids, 5*time.Second); len(left) > 0 {
+			return fmt.Errorf("close template %d: threads %v not reaped", t.pid, left)
 		}
 		return nil
 	})
 	t.tracee, t.dead = nil, true
 	t.conn.Close()
 	return err
+}
+
+// reapTraced reaps the killed, traced threads tids (any order: a
+// leader's death is reported once its other threads are reaped), polling
+// for at most within; ECHILD (not ours, or gone) counts as reaped. It
+// returns those still unreaped. Call on the tracer's thread.
+func reapTraced(tids []int, within time.Duration) []int {
+	pending := map[int]bool{}
+	for _, tid := range tids {
+		pending[tid] = true
+	}
+	deadline := time.Now().Add(within)
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		for tid := range pending {
+			var ws unix.WaitStatus
+			n, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil || (n > 0 && (ws.Exited() || ws.Signaled())) {
+				delete(pending, tid)
+			}
+		}
+		if len(pending) > 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return slices.Sorted(maps.Keys(pending))
 }
 
 // gone reports whether pid has exited (a zombie or reaped).
