@@ -18,6 +18,10 @@ type FD struct {
 	// "anon_inode:[eventfd]", "net:[INODE]", ...
 	Link string
 	Info FDInfo // from /proc/PID/fdinfo/Num
+	// Object is the kind-specific part of the same fdinfo, for the
+	// anon-inode objects a fork must copy (eventfd, timerfd, signalfd,
+	// epoll); zero for other files.
+	Object ObjectInfo
 }
 
 // FDInfo is the common part of /proc/PID/fdinfo/N. The lines that follow
@@ -70,7 +74,10 @@ func fdList(pid int) ([]FD, error) {
 		if err != nil {
 			return nil, err
 		}
-		if f.Info, err = ParseFDInfo(b); err != nil {
+		if f.Info, err = ParseFDInfo(b); err == nil {
+			f.Object, err = ParseObjectInfo(b)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("procfs: /proc/%v/fdinfo/%d: %w", procName(pid), n, err)
 		}
 		out = append(out, f)

@@ -16,6 +16,10 @@ type Object struct {
 	What string
 	// Why says what the copies would share through it.
 	Why string
+	// FD is the descriptor's number, -1 for a mapping.
+	FD int
+	// Start is a mapping's start address, 0 for a descriptor.
+	Start uint64
 }
 
 // String is "What: Why".
@@ -46,7 +50,7 @@ func SharedObjects(pid int, allowFDs []int) ([]Object, error) {
 			if m.Path != "" {
 				what += " " + m.Path
 			}
-			out = append(out, Object{What: what, Why: why})
+			out = append(out, Object{What: what, Why: why, FD: -1, Start: m.Start})
 		}
 	}
 	allowed := map[int]bool{}
@@ -71,7 +75,7 @@ func SharedObjects(pid int, allowFDs []int) ([]Object, error) {
 			}
 		}
 		if why != "" {
-			out = append(out, Object{What: fmt.Sprintf("fd %d (%s)", f.Num, f.Link), Why: why})
+			out = append(out, Object{What: fmt.Sprintf("fd %d (%s)", f.Num, f.Link), Why: why, FD: f.Num})
 		}
 	}
 	if err := alive(pid); err != nil {

@@ -1,0 +1,69 @@
+// Package kobj gives each copy of a process its own instance of the kernel
+// objects runtimes create at start-up to wake and feed their event loops:
+// eventfd, timerfd, signalfd and epoll instances, pipes whose two ends the
+// process holds, and shared anonymous memory.
+//
+// A copy made by fork(2), or restored from an image, would otherwise share
+// them with its template and its siblings: one instance's wake-up would
+// wake another's loop, one's bytes would be read by another (libuv's own
+// uv_loop_fork exists for this reason). Copying them per instance is what
+// lets Node.js (libuv: epoll, eventfds, signal pipes) and Go (netpoller:
+// epoll, eventfd) be forked at all.
+//
+// # Contract
+//
+// Capture reads a stopped process (a frozen template) and returns a Table:
+// every such object with its state, and how it sits in the process — its
+// open file descriptions (flags), the descriptor numbers of each (with
+// close-on-exec), the registrations of each epoll instance. Anything else
+// a copy would share (sockets, FIFOs, memfds, inotify, io_uring, System V
+// or POSIX shared memory, a pipe whose other end is outside, a timerfd
+// with TFD_TIMER_CANCEL_ON_SET...) is a *SharedError naming every object,
+// which wraps errdefs.ErrNotSupported. Descriptors the caller replaces or
+// closes in each copy itself (stdio, its control channel) are passed to
+// Capture and not looked at.
+//
+// Table.AddTo appends to a ptrace batch the syscalls that, run by the
+// copy, replace each object with a fresh one in the same state, on the
+// same descriptor numbers and addresses. The copy's old references (to the
+// template's objects) are dropped by the dup3 onto their numbers and the
+// final mremap: once the batch has run the copy holds nothing of the
+// template's. The entries use only relocations (results, Load32), never a
+// descriptor number guessed ahead, so they run anywhere in a batch.
+//
+// # How each object is re-created
+//
+//	eventfd    eventfd2(count, EFD_SEMAPHORE if so)
+//	timerfd    timerfd_create(clock); timerfd_settime with the time that was
+//	           left and the interval (relative); TFD_IOC_SET_TICKS for
+//	           expirations not yet read
+//	signalfd   signalfd4(-1, mask)
+//	pipe       pipe2; F_SETPIPE_SZ to its capacity; a write of the bytes it
+//	           held (read at Capture with tee(2), which leaves them in the
+//	           template's pipe)
+//	epoll      epoll_create1, after every other object is in place; then
+//	           epoll_ctl(ADD) of each registration, by descriptor number,
+//	           with its event mask (EPOLLET, EPOLLONESHOT... included) and
+//	           data. An epoll inside an epoll is made before its watcher.
+//	           A registration of a descriptor the caller replaces (its
+//	           control socket) registers the copy's own descriptor there;
+//	           one whose descriptor the copy closed is dropped.
+//	memory     mmap(MAP_SHARED|MAP_ANONYMOUS) at the Table's scratch
+//	           address, process_vm_readv of the old pages into it,
+//	           mprotect, mremap(MREMAP_FIXED) over the old mapping
+//
+// Then each description gets its status flags (F_SETFL: O_NONBLOCK,
+// O_DIRECT) and is dup3'd onto each of its descriptor numbers.
+//
+// State is the template's at Capture: a timer's remaining time does not
+// run while the template is frozen, so every copy sees the time that was
+// left at the freeze, as a restored process sees the time left at its
+// checkpoint. An edge-triggered registration whose event the template had
+// already consumed is reported once more to the copy (the ready list is
+// rebuilt by polling each file); event loops treat that as a spurious
+// wake-up. Reading a pipe's bytes and shared memory at Capture needs
+// PTRACE_MODE_ATTACH access (pidfd_getfd, process_vm_readv).
+//
+// Encode and Decode carry a Table in a checkpoint image (see
+// docs/IMAGE.md); Decode validates every count and size.
+package kobj

@@ -1,0 +1,311 @@
+package kobj
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+)
+
+// The encoding of a Table (little-endian; docs/IMAGE.md draws it):
+//
+//	header  magic "CZKO" u32, version u16, 0 u16, objects u32, memory u32, scratch u64
+//	object  kind u8, descs u8, 0 u16, then by kind:
+//	          eventfd  count u64, semaphore u8
+//	          timerfd  clock i32, setflags i32, ticks u64, value i64, interval i64 (ns)
+//	          signalfd mask u64
+//	          epoll    watches u32, then per watch fd i32, events u32, data u64
+//	          pipe     size i32, bytes u32, then the bytes
+//	        then per desc: end u8, flags u32, fds u32, then per fd num i32, cloexec u8
+//	memory  start u64, end u64, prot i32
+const (
+	encodeMagic   = 0x4f4b5a43 // "CZKO"
+	EncodeVersion = 1
+	maxFDNum      = 1 << 20 // fs.nr_open's ceiling
+)
+
+// Encode is t's binary form, for an image.
+func (t *Table) Encode() []byte {
+	le := binary.LittleEndian
+	b := le.AppendUint32(nil, encodeMagic)
+	b = le.AppendUint16(b, EncodeVersion)
+	b = le.AppendUint16(b, 0)
+	b = le.AppendUint32(b, uint32(len(t.Objects)))
+	b = le.AppendUint32(b, uint32(len(t.Memory)))
+	b = le.AppendUint64(b, t.Scratch)
+	for _, o := range t.Objects {
+		b = append(b, byte(o.Kind), byte(len(o.Descs)), 0, 0)
+		switch o.Kind {
+		case Eventfd:
+			b = le.AppendUint64(b, o.Eventfd.Count)
+			sem := byte(0)
+			if o.Eventfd.Semaphore {
+				sem = 1
+			}
+			b = append(b, sem)
+		case Timerfd:
+			b = le.AppendUint32(b, uint32(o.Timer.Clock))
+			b = le.AppendUint32(b, uint32(o.Timer.SetFlags))
+			b = le.AppendUint64(b, o.Timer.Ticks)
+			b = le.AppendUint64(b, uint64(o.Timer.Value))
+			b = le.AppendUint64(b, uint64(o.Timer.Interval))
+		case Signalfd:
+			b = le.AppendUint64(b, o.SigMask)
+		case Epoll:
+			b = le.AppendUint32(b, uint32(len(o.Watches)))
+			for _, w := range o.Watches {
+				b = le.AppendUint32(b, uint32(w.FD))
+				b = le.AppendUint32(b, w.Events)
+				b = le.AppendUint64(b, w.Data)
+			}
+		case Pipe:
+			b = le.AppendUint32(b, uint32(o.PipeSize))
+			b = le.AppendUint32(b, uint32(len(o.Data)))
+			b = append(b, o.Data...)
+		}
+		for _, d := range o.Descs {
+			b = append(b, byte(d.End))
+			b = le.AppendUint32(b, d.Flags)
+			b = le.AppendUint32(b, uint32(len(d.FDs)))
+			for _, f := range d.FDs {
+				b = le.AppendUint32(b, uint32(f.Num))
+				ce := byte(0)
+				if f.CloseOnExec {
+					ce = 1
+				}
+				b = append(b, ce)
+			}
+		}
+	}
+	for _, m := range t.Memory {
+		b = le.AppendUint64(b, m.Start)
+		b = le.AppendUint64(b, m.End)
+		b = le.AppendUint32(b, uint32(m.Prot))
+	}
+	return b
+}
+
+// reader decodes little-endian fields; the first short read sticks.
+type reader struct {
+	b   []byte
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b) < n {
+		r.err = errors.New("truncated")
+		return nil
+	}
+	p := r.b[:n]
+	r.b = r.b[n:]
+	return p
+}
+
+func (r *reader) u8() uint8 {
+	if p := r.take(1); p != nil {
+		return p[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if p := r.take(2); p != nil {
+		return binary.LittleEndian.Uint16(p)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if p := r.take(4); p != nil {
+		return binary.LittleEndian.Uint32(p)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if p := r.take(8); p != nil {
+		return binary.LittleEndian.Uint64(p)
+	}
+	return 0
+}
+
+// Decode parses and validates an encoded Table. Anything but a table
+// Encode could have written from a Capture is an error wrapping
+// errdefs.ErrInvalid.
+func Decode(b []byte) (*Table, error) {
+	t, err := decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("kernel objects: %w: %w", err, errdefs.ErrInvalid)
+	}
+	return t, nil
+}
+
+func decode(b []byte) (*Table, error) {
+	r := &reader{b: b}
+	if r.u32() != encodeMagic {
+		return nil, errors.New("bad magic")
+	}
+	if v := r.u16(); v != EncodeVersion {
+		return nil, fmt.Errorf("version %d, this build reads %d", v, EncodeVersion)
+	}
+	r.u16()
+	nObj, nMem := r.u32(), r.u32()
+	t := &Table{Scratch: r.u64()}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if nObj > MaxObjects || nMem > MaxObjects {
+		return nil, fmt.Errorf("%d objects and %d mappings (at most %d each)", nObj, nMem, MaxObjects)
+	}
+	seen := map[int]bool{}
+	watches, data := 0, 0
+	for i := range int(nObj) {
+		o := Object{Kind: Kind(r.u8())}
+		nDesc := int(r.u8())
+		r.u16()
+		switch o.Kind {
+		case Eventfd:
+			o.Eventfd.Count = r.u64()
+			switch r.u8() {
+			case 0:
+			case 1:
+				o.Eventfd.Semaphore = true
+			default:
+				return nil, fmt.Errorf("object %d: bad semaphore flag", i)
+			}
+			if o.Eventfd.Count == ^uint64(0) {
+				return nil, fmt.Errorf("object %d: eventfd count out of range", i)
+			}
+		case Timerfd:
+			o.Timer.Clock = int(int32(r.u32()))
+			o.Timer.SetFlags = int(int32(r.u32()))
+			o.Timer.Ticks = r.u64()
+			o.Timer.Value, o.Timer.Interval = int64(r.u64()), int64(r.u64())
+			switch o.Timer.Clock {
+			case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
+			default:
+				return nil, fmt.Errorf("object %d: timerfd clock %d", i, o.Timer.Clock)
+			}
+			if o.Timer.SetFlags&^unix.TFD_TIMER_ABSTIME != 0 || o.Timer.Value < 0 || o.Timer.Interval < 0 {
+				return nil, fmt.Errorf("object %d: bad timer setting", i)
+			}
+		case Signalfd:
+			o.SigMask = r.u64()
+		case Epoll:
+			n := int(r.u32())
+			if watches += n; n < 0 || watches > MaxWatches {
+				return nil, fmt.Errorf("object %d: more than %d epoll watches", i, MaxWatches)
+			}
+			for range n {
+				w := Watch{FD: int(int32(r.u32())), Events: r.u32(), Data: r.u64()}
+				if w.FD < 0 || w.FD >= maxFDNum {
+					return nil, fmt.Errorf("object %d: watch of fd %d", i, w.FD)
+				}
+				if r.err != nil {
+					return nil, r.err
+				}
+				o.Watches = append(o.Watches, w)
+			}
+		case Pipe:
+			o.PipeSize = int(int32(r.u32()))
+			n := int(r.u32())
+			if data += n; n < 0 || data > MaxData {
+				return nil, fmt.Errorf("object %d: pipes hold more than %d bytes", i, MaxData)
+			}
+			if o.PipeSize < 4096 || o.PipeSize > 1<<30 || n > o.PipeSize {
+				return nil, fmt.Errorf("object %d: pipe of %d bytes holding %d", i, o.PipeSize, n)
+			}
+			if n > 0 {
+				o.Data = append([]byte(nil), r.take(n)...)
+			}
+		default:
+			return nil, fmt.Errorf("object %d: unknown kind %d", i, o.Kind)
+		}
+		if want := 1 + btoi(o.Kind == Pipe); nDesc != want {
+			return nil, fmt.Errorf("object %d (%s): %d descriptions, want %d", i, o.Kind, nDesc, want)
+		}
+		for k := range nDesc {
+			d := Desc{End: int(r.u8()), Flags: r.u32()}
+			nfd := int(r.u32())
+			if d.End != k*btoi(o.Kind == Pipe) || d.Flags&^StatusFlags != 0 {
+				return nil, fmt.Errorf("object %d: description %d: end %d, flags %#o", i, k, d.End, d.Flags)
+			}
+			if nfd < 1 || nfd > MaxFDs-len(seen) {
+				return nil, fmt.Errorf("object %d: description %d on %d descriptors", i, k, nfd)
+			}
+			for range nfd {
+				f := FD{Num: int(int32(r.u32()))}
+				switch r.u8() {
+				case 0:
+				case 1:
+					f.CloseOnExec = true
+				default:
+					return nil, fmt.Errorf("object %d: bad close-on-exec flag", i)
+				}
+				if r.err != nil {
+					return nil, r.err
+				}
+				if f.Num < 0 || f.Num >= maxFDNum || seen[f.Num] {
+					return nil, fmt.Errorf("object %d: descriptor %d out of range or given twice", i, f.Num)
+				}
+				seen[f.Num] = true
+				d.FDs = append(d.FDs, f)
+			}
+			o.Descs = append(o.Descs, d)
+		}
+		if r.err != nil {
+			return nil, r.err
+		}
+		t.Objects = append(t.Objects, o)
+	}
+	var total, largest uint64
+	for i := range int(nMem) {
+		m := Memory{Start: r.u64(), End: r.u64(), Prot: int(int32(r.u32()))}
+		if r.err != nil {
+			return nil, r.err
+		}
+		if m.Start%4096 != 0 || m.End%4096 != 0 || m.Start >= m.End || m.End > 1<<47 ||
+			m.Prot&^(unix.PROT_READ|unix.PROT_WRITE|unix.PROT_EXEC) != 0 {
+			return nil, fmt.Errorf("mapping %d: [%#x, %#x) prot %#x", i, m.Start, m.End, m.Prot)
+		}
+		if i > 0 && m.Start < t.Memory[i-1].End {
+			return nil, fmt.Errorf("mapping %d overlaps or precedes the one before", i)
+		}
+		total += m.End - m.Start
+		largest = max(largest, m.End-m.Start)
+		t.Memory = append(t.Memory, m)
+	}
+	if total > MaxMemory {
+		return nil, fmt.Errorf("%d bytes of shared memory (at most %d)", total, MaxMemory)
+	}
+	if nMem > 0 {
+		s := t.Scratch
+		if s%4096 != 0 || s == 0 || s+largest > 1<<47 {
+			return nil, fmt.Errorf("scratch range %#x", s)
+		}
+		for _, m := range t.Memory {
+			if s < m.End && m.Start < s+largest {
+				return nil, fmt.Errorf("scratch range %#x overlaps mapping %#x", s, m.Start)
+			}
+		}
+	} else if t.Scratch != 0 {
+		return nil, errors.New("scratch range without mappings")
+	}
+	if len(r.b) != 0 {
+		return nil, fmt.Errorf("%d bytes after the table", len(r.b))
+	}
+	return t, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,137 @@
+package kobj
+
+import (
+	"encoding/binary"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+)
+
+// tfdIocSetTicks is TFD_IOC_SET_TICKS, _IOW('T', 0, __u64).
+const tfdIocSetTicks = 0x40085400
+
+// AddTo appends to b the syscalls that give the process running b a fresh
+// copy of every object and mapping in t, on the same descriptor numbers
+// and addresses (see the package doc). Memory comes first, epolls last.
+// Every entry stops the batch on error except the registration of a
+// descriptor t does not re-create (the caller's: it may be closed).
+func (t *Table) AddTo(b *ptrace.Batch) {
+	for _, m := range t.Memory {
+		t.addMemory(b, m)
+	}
+	made := map[int]bool{}
+	for _, n := range t.FDs() {
+		made[n] = true
+	}
+	// Epolls after every object they may watch (and in the order
+	// Capture gave them: an epoll after the epolls it watches).
+	for _, epolls := range []bool{false, true} {
+		for _, o := range t.Objects {
+			if (o.Kind == Epoll) == epolls {
+				addObject(b, o, made)
+			}
+		}
+	}
+}
+
+func (t *Table) addMemory(b *ptrace.Batch, m Memory) {
+	n := int64(m.End - m.Start)
+	b.Add(unix.SYS_MMAP, ptrace.Lit(int64(t.Scratch)), ptrace.Lit(n), ptrace.Lit(unix.PROT_READ|unix.PROT_WRITE),
+		ptrace.Lit(unix.MAP_SHARED|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE), ptrace.Lit(-1), ptrace.Lit(0))
+	if m.Prot&unix.PROT_READ == 0 {
+		// The copy's own view of the old pages (mprotect is per
+		// process): readable, to be copied.
+		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(m.Start)), ptrace.Lit(n), ptrace.Lit(unix.PROT_READ))
+	}
+	le := binary.LittleEndian
+	local := le.AppendUint64(le.AppendUint64(nil, t.Scratch), uint64(n))
+	remote := le.AppendUint64(le.AppendUint64(nil, m.Start), uint64(n))
+	self := b.Add(unix.SYS_GETPID)
+	b.Add(unix.SYS_PROCESS_VM_READV, self.Result(), b.Bytes(local), ptrace.Lit(1), b.Bytes(remote), ptrace.Lit(1), ptrace.Lit(0))
+	if m.Prot != unix.PROT_READ|unix.PROT_WRITE {
+		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(t.Scratch)), ptrace.Lit(n), ptrace.Lit(int64(m.Prot)))
+	}
+	b.Add(unix.SYS_MREMAP, ptrace.Lit(int64(t.Scratch)), ptrace.Lit(n), ptrace.Lit(n),
+		ptrace.Lit(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED), ptrace.Lit(int64(m.Start)))
+}
+
+// addObject creates o, puts each of its descriptions on its numbers and
+// closes the descriptors it was created on.
+func addObject(b *ptrace.Batch, o Object, made map[int]bool) {
+	nonblock := int64(0)
+	if len(o.Descs) == 1 && o.Descs[0].Flags&unix.O_NONBLOCK != 0 {
+		nonblock = unix.O_NONBLOCK // EFD_, TFD_, SFD_NONBLOCK alike
+	}
+	var ends [2]ptrace.Arg // the created descriptors, by end
+	switch o.Kind {
+	case Eventfd:
+		flags := nonblock | unix.EFD_CLOEXEC
+		if o.Eventfd.Semaphore {
+			flags |= unix.EFD_SEMAPHORE
+		}
+		ends[0] = b.Add(unix.SYS_EVENTFD2, ptrace.Lit(int64(o.Eventfd.Count)), ptrace.Lit(flags)).Result()
+	case Timerfd:
+		fd := b.Add(unix.SYS_TIMERFD_CREATE, ptrace.Lit(int64(o.Timer.Clock)), ptrace.Lit(nonblock|unix.TFD_CLOEXEC)).Result()
+		if o.Timer.Value != 0 || o.Timer.Interval != 0 {
+			its := make([]byte, 32) // struct itimerspec: interval, value
+			le := binary.LittleEndian
+			le.PutUint64(its[0:], uint64(o.Timer.Interval/1e9))
+			le.PutUint64(its[8:], uint64(o.Timer.Interval%1e9))
+			value := o.Timer.Value
+			if value == 0 {
+				value = 1 // armed with only an interval left: fire at once, then periodically
+			}
+			le.PutUint64(its[16:], uint64(value/1e9))
+			le.PutUint64(its[24:], uint64(value%1e9))
+			b.Add(unix.SYS_TIMERFD_SETTIME, fd, ptrace.Lit(0), b.Bytes(its), ptrace.Lit(0))
+		}
+		if o.Timer.Ticks > 0 {
+			b.Add(unix.SYS_IOCTL, fd, ptrace.Lit(tfdIocSetTicks), b.Bytes(binary.LittleEndian.AppendUint64(nil, o.Timer.Ticks)))
+		}
+		ends[0] = fd
+	case Signalfd:
+		mask := binary.LittleEndian.AppendUint64(nil, o.SigMask)
+		ends[0] = b.Add(unix.SYS_SIGNALFD4, ptrace.Lit(-1), b.Bytes(mask), ptrace.Lit(8), ptrace.Lit(nonblock|unix.SFD_CLOEXEC)).Result()
+	case Epoll:
+		fd := b.Add(unix.SYS_EPOLL_CREATE1, ptrace.Lit(unix.EPOLL_CLOEXEC)).Result()
+		for _, w := range o.Watches {
+			ev := make([]byte, 12) // struct epoll_event, packed on x86-64
+			binary.LittleEndian.PutUint32(ev[0:], w.Events)
+			binary.LittleEndian.PutUint64(ev[4:], w.Data)
+			ref := b.Add(unix.SYS_EPOLL_CTL, fd, ptrace.Lit(unix.EPOLL_CTL_ADD), ptrace.Lit(int64(w.FD)), b.Bytes(ev))
+			if !made[w.FD] {
+				ref.With(ptrace.IgnoreError)
+			}
+		}
+		ends[0] = fd
+	case Pipe:
+		p := b.Space(8)
+		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))
+		ends[0], ends[1] = ptrace.Load32(p, 0), ptrace.Load32(p, 4)
+		if o.PipeSize > 0 && o.PipeSize != 65536 {
+			b.Add(unix.SYS_FCNTL, ends[1], ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(o.PipeSize)))
+		}
+		if len(o.Data) > 0 {
+			b.Add(unix.SYS_WRITE, ends[1], b.Bytes(o.Data), ptrace.Lit(int64(len(o.Data))))
+		}
+	}
+	for _, d := range o.Descs {
+		src := ends[d.End]
+		if fl := int64(d.Flags & StatusFlags); fl != nonblock { // not as created
+			b.Add(unix.SYS_FCNTL, src, ptrace.Lit(unix.F_SETFL), ptrace.Lit(fl))
+		}
+		for _, f := range d.FDs {
+			ce := int64(0)
+			if f.CloseOnExec {
+				ce = unix.O_CLOEXEC
+			}
+			b.Add(unix.SYS_DUP3, src, ptrace.Lit(int64(f.Num)), ptrace.Lit(ce))
+		}
+	}
+	for _, e := range ends {
+		if e != (ptrace.Arg{}) {
+			b.Add(unix.SYS_CLOSE, e)
+		}
+	}
+}
