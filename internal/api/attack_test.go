@@ -111,16 +111,16 @@ func countCmdline(t *testing.T, tag string) int {
 }
 
 // TestForkRefusesSharedObjects: objects made at init that a fork would
-// share with its siblings (the audit's third path between tenants) are
-// refused by name: fork answers 501 naming the object, and auto boots
-// scratch, where the object is the instance's own.
+// share with its siblings and that no fork can be given its own copy of
+// (the audit's third path between tenants) are refused by name: fork
+// answers 501 naming the object, and auto boots scratch, where the object
+// is the instance's own.
 func TestForkRefusesSharedObjects(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	inits := map[string]struct{ code, want string }{
-		"shm":   {"import mmap\nbuf = mmap.mmap(-1, 4096, mmap.MAP_SHARED)\n", "/dev/zero"},
-		"memfd": {"import os\nfd = os.memfd_create('tenant-state')\nos.write(fd, b'x')\n", "memfd:tenant-state"},
-		"pipe":  {"import os\nr, w = os.pipe()\n", "pipe:["},
+		"memfd":  {"import os\nfd = os.memfd_create('tenant-state')\nos.write(fd, b'x')\n", "memfd:tenant-state"},
+		"socket": {"import socket\npair = socket.socketpair()\n", "socket:["},
 	}
 	for name, in := range inits {
 		src := in.code + "import os\ndef handler(event, context):\n    return os.getpid()\n"
@@ -136,6 +136,75 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 		inv, err := e.c.Invoke(context.Background(), name, "", nil)
 		if err != nil || inv.Boot != "scratch" {
 			t.Errorf("%s: auto: %+v %v, want a scratch boot", name, inv, err)
+		}
+	}
+}
+
+// sharedPy makes, at init, the objects a fork would share with its
+// siblings if it were not given its own copies: shared anonymous memory,
+// a pipe holding bytes, an eventfd with a count, an epoll watching them.
+// Each invocation reads them as it finds them, then writes its secret
+// into each.
+const sharedPy = `
+import mmap, os, select
+shm = mmap.mmap(-1, 4096, mmap.MAP_SHARED)
+shm[:4] = b"init"
+r, w = os.pipe()
+os.write(w, b"init")
+os.set_blocking(r, False)
+ev = os.eventfd(7, os.EFD_NONBLOCK)
+ep = select.epoll()
+ep.register(ev, select.EPOLLIN)
+ep.register(r, select.EPOLLIN)
+def handler(event, context):
+    seen = {"shm": shm[:16].rstrip(b"\0").decode(), "ready": sorted(fd for fd, _ in ep.poll(0))}
+    try:
+        seen["pipe"] = os.read(r, 64).decode()
+    except BlockingIOError:
+        seen["pipe"] = ""
+    try:
+        seen["eventfd"] = os.eventfd_read(ev)
+    except BlockingIOError:
+        seen["eventfd"] = 0
+    secret = event["secret"].encode()
+    shm[:16] = secret.ljust(16, b"\0")
+    os.write(w, secret)
+    os.eventfd_write(ev, 1000)
+    seen["fds"] = sorted([r, ev])
+    return seen
+`
+
+// TestForkCopiesSharedObjects: what one fork writes into the objects its
+// template made at init, no other fork reads: each fork finds the
+// template's state (the attack would read the previous fork's secret).
+func TestForkCopiesSharedObjects(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	e.deploy("shared", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": sharedPy})})
+	if st := e.waitTemplate("shared"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	seen := map[string]bool{}
+	for i := range 4 {
+		inv, err := e.c.Invoke(context.Background(), "shared", "fork", []byte(fmt.Sprintf(`{"secret":"secret-%d"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[inv.Instance] {
+			t.Fatalf("fork %d reused instance %s", i, inv.Instance)
+		}
+		seen[inv.Instance] = true
+		var o struct {
+			Shm, Pipe string
+			Eventfd   int
+			Ready     []int
+			FDs       []int `json:"fds"`
+		}
+		if err := json.Unmarshal(inv.Output, &o); err != nil {
+			t.Fatal(err)
+		}
+		if o.Shm != "init" || o.Pipe != "init" || o.Eventfd != 7 || fmt.Sprint(o.Ready) != fmt.Sprint(o.FDs) {
+			t.Errorf("fork %d found %s, want the template's state (shm and pipe \"init\", eventfd 7, both ready), not another fork's secret", i, inv.Output)
 		}
 	}
 }

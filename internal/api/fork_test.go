@@ -328,31 +328,27 @@ func TestForkConcurrent(t *testing.T) {
 	}
 }
 
-// TestForkRefusesMultiThreaded: a Node runtime is multi-threaded; its
-// template is refused with a clear error and fork boot says so.
-func TestForkRefusesMultiThreaded(t *testing.T) {
+// TestForkNode: a Node function (7 threads; libuv's epolls, eventfds and
+// self-pipes made at init) forks: each fork re-creates the threads and
+// gets its own copies of the event objects, and answers as scratch does.
+func TestForkNode(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("node", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "hello")})
-	// Its threads are frozen and would be re-created, but libuv's epoll,
-	// eventfd and self-pipes made at init would be shared by every fork.
-	st := e.waitTemplate("node")
-	if !strings.Contains(st, "eventpoll") {
-		t.Fatalf("template of a node function: %q, want a refusal naming its epoll instance", st)
+	if st := e.waitTemplate("node"); st != "ready" {
+		t.Fatalf("template of a node function: %s", st)
 	}
-	_, err := e.c.Invoke(context.Background(), "node", "fork", nil)
-	if s, _ := apiStatus(err); s != 501 || !strings.Contains(err.Error(), "share") {
-		t.Fatalf("boot=fork of node: %v, want 501 naming the shared objects", err)
+	want, err := e.c.Invoke(context.Background(), "node", "scratch", []byte(`{"name":"n"}`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	// Warm and cold need a checkpoint of that template: 501 too, not 500.
-	e.waitImage("node")
-	for _, m := range []string{"warm", "cold"} {
-		if _, err := e.c.Invoke(context.Background(), "node", m, nil); !isStatus(err, 501) {
-			t.Errorf("boot=%s of node: %v, want 501", m, err)
+	for i := range 3 {
+		inv, err := e.c.Invoke(context.Background(), "node", "fork", []byte(`{"name":"n"}`))
+		if err != nil {
+			t.Fatalf("fork %d: %v", i, err)
 		}
-	}
-	// auto still works (scratch).
-	if inv, err := e.c.Invoke(context.Background(), "node", "", nil); err != nil || inv.Boot != "scratch" {
-		t.Fatalf("auto: %+v %v", inv, err)
+		if inv.Boot != "fork" || !strings.Contains(string(inv.Output), `"hello":"n"`) || !strings.Contains(string(inv.Output), `"runtime":"node"`) {
+			t.Fatalf("fork %d: %+v (scratch said %s)", i, inv, want.Output)
+		}
 	}
 }
 

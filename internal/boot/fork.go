@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/agent"
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
@@ -233,15 +235,18 @@ func (f *Fork) build(t *template) (err error) {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
 	cl.Add(func() { inst.Destroy() })
-	// Threads and all: each fork re-creates the template's threads.
-	tpl, err := sfork.FreezeWith(f.tr, inst.Pid(), c.(*net.UnixConn), forkChannelFD, sfork.FreezeOptions{Threads: true})
+	own, err := privateFDs(inst.Pid())
 	if err != nil {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
-	cl.Add(func() { tpl.Close() })
-	if err := refuseShared(inst.Pid()); err != nil {
-		return fmt.Errorf("template %s: %w", t.fn.Name, err)
+	// Threads and all: each fork re-creates the template's threads and
+	// gets its own copy of its event objects.
+	tpl, err := sfork.FreezeWith(f.tr, inst.Pid(), c.(*net.UnixConn), forkChannelFD,
+		sfork.FreezeOptions{Threads: true, CopyObjects: true, Skip: own})
+	if err != nil {
+		return fmt.Errorf("template %s: %w", t.fn.Name, notForkable(err))
 	}
+	cl.Add(func() { tpl.Close() })
 	// Frozen, it allocates nothing; what its forks' clones charge to it
 	// must never OOM-kill it (that would end every fork instance).
 	if err := inst.sb.LiftMemoryLimit(); err != nil {
@@ -276,32 +281,35 @@ func (f *Fork) build(t *template) (err error) {
 	return nil
 }
 
-// refuseShared refuses a template holding kernel objects that every fork
-// would share with its siblings (a shared mapping, a memfd, a pipe, a
-// socket, an eventfd, an epoll instance...): fork must never become a
-// channel between two requests. Its stdio, control channel and fork
-// channel are allowed (each fork gets its own in their place), as are the
-// agent's duplicates of its stdout and stderr.
-func refuseShared(pid int) error {
-	allow := []int{0, 1, 2, 3, forkChannelFD}
+// privateFDs are the template's descriptors each fork replaces or closes
+// itself: its stdio, control channel and fork channel, and the agent's
+// duplicates of its stdout and stderr. Every other object a fork would
+// share with its siblings is either copied per fork (sfork's
+// CopyObjects: eventfds, epolls, in-process pipes...) or refuses the
+// template (fork must never become a channel between two requests).
+func privateFDs(pid int) ([]int, error) {
+	own := []int{0, 1, 2, 3, forkChannelFD}
 	links, err := procfs.FDLinks(pid)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for fd, l := range links {
-		if (l == links[1] || l == links[2]) && strings.HasPrefix(l, "pipe:") {
-			allow = append(allow, fd)
+		if (l == links[1] || l == links[2]) && strings.HasPrefix(l, "pipe:") && !slices.Contains(own, fd) {
+			own = append(own, fd)
 		}
 	}
-	objs, err := procfs.SharedObjects(pid, allow)
-	if err != nil {
+	return own, nil
+}
+
+// notForkable is the error of a template whose objects no fork can be
+// given its own of.
+func notForkable(err error) error {
+	var se *kobj.SharedError
+	if !errors.As(err, &se) {
 		return err
 	}
-	if len(objs) == 0 {
-		return nil
-	}
-	names := make([]string, len(objs))
-	for i, o := range objs {
+	names := make([]string, len(se.Objects))
+	for i, o := range se.Objects {
 		names[i] = o.String()
 	}
 	return fmt.Errorf("its init made objects every fork would share with its siblings (%s): fork and restore are off for this function; boot=scratch works, or create them in the handler: %w",

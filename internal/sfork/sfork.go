@@ -10,9 +10,11 @@
 // suspended, clone events traced), records each thread's state
 // (ptrace.ThreadState; registers normalised so that a copy resumes by
 // re-issuing the syscall it was blocked in), maps the batch executor
-// (package ptrace), makes the template non-dumpable and kills whatever
-// else lives in its PID namespace. The template then stays stopped for
-// its whole life.
+// (package ptrace), makes the template non-dumpable, clears
+// MADV_DONTFORK from its mappings (a child must get all of them), kills
+// whatever else lives in its PID namespace and, with CopyObjects,
+// captures its event objects, pipes and shared memory (package kobj).
+// The template then stays stopped for its whole life.
 //
 // Fork, per child, costs one sendmsg and two ptrace batches, plus one
 // batch per other thread of a multi-threaded template:
@@ -30,7 +32,9 @@
 //     set, create its proc (fsopen/fsmount), setns into the env (one call
 //     with a pidfd), chdir, attach the proc and mask it, dup2 its files
 //     onto their final numbers and close the originals, close template fds
-//     it must not keep, re-create the template's other threads (clone3
+//     it must not keep, replace the template's event objects, pipes and
+//     shared memory with fresh copies in the same state (CopyObjects),
+//     re-create the template's other threads (clone3
 //     with set_tid; they start stopped), drop capabilities. It stops at
 //     the executor's final int3. Each re-created thread then runs a batch
 //     of its own (rseq, robust list, sigaltstack, capability drop) and gets
@@ -64,6 +68,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/timing"
@@ -96,6 +101,10 @@ type Template struct {
 	states  []ptrace.ThreadState
 	nsTIDs  []int // their tids in the template's own PID namespace
 
+	// objects are the template's event objects, pipes and shared
+	// memory that each fork re-creates (FreezeOptions.CopyObjects).
+	objects *kobj.Table
+
 	mu   sync.Mutex
 	held []int // fds the last fork received into the template
 	dead bool
@@ -116,6 +125,16 @@ type FreezeOptions struct {
 	// clear_child_tid, robust list, rseq, sigaltstack). Without it a
 	// multi-threaded process is refused (ptrace.ErrMultiThreaded).
 	Threads bool
+	// CopyObjects gives each fork its own copy of the template's
+	// eventfds, timerfds, signalfds, epolls, in-process pipes and shared
+	// anonymous memory (package kobj), captured once at the freeze, in
+	// place of the template's. Skip lists the descriptors the caller
+	// replaces or closes in every fork (stdio, its channels): they are
+	// not looked at. Any other object forks would share refuses the
+	// freeze (a *kobj.SharedError, errdefs.ErrNotSupported). Without
+	// CopyObjects forks share whatever the template holds.
+	CopyObjects bool
+	Skip        []int
 }
 
 // FreezeWith is Freeze with options.
@@ -151,7 +170,19 @@ func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o Fr
 		// none is left, see below). Forks inherit it.
 		b := ptrace.NewBatch()
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
-		_, err = t.tracee.Exec(b)
+		// A mapping marked MADV_DONTFORK (VM_DONTCOPY) would be missing
+		// from every child: V8 marks its whole heap so (to keep it out of
+		// child_process forks), and a forked Node then faults on its first
+		// object. Forks are copies of all of the template.
+		var es []procfs.SmapsEntry
+		if es, err = procfs.Smaps(pid); err == nil {
+			for _, e := range es {
+				if e.HasFlag("dc") {
+					b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(e.Start)), ptrace.Lit(int64(e.End-e.Start)), ptrace.Lit(unix.MADV_DOFORK))
+				}
+			}
+			_, err = t.tracee.Exec(b)
+		}
 	}
 	if err != nil {
 		g.Detach()
@@ -165,6 +196,13 @@ func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o Fr
 	if t.killed, err = killOthers(pid); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("freeze %d: %w", pid, err)
+	}
+	if o.CopyObjects {
+		// Frozen and alone: nothing changes the objects from now on.
+		if t.objects, err = kobj.Capture(pid, o.Skip); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("freeze %d: %w", pid, err)
+		}
 	}
 	return t, nil
 }
@@ -226,6 +264,10 @@ func killOthers(pid int) ([]int, error) {
 	}
 	return killed, fmt.Errorf("processes beside the template keep appearing in its PID namespace")
 }
+
+// Objects are the kernel objects each fork re-creates (CopyObjects), nil
+// without.
+func (t *Template) Objects() *kobj.Table { return t.objects }
 
 // Pid is the template's host pid.
 func (t *Template) Pid() int { return t.pid }
@@ -565,6 +607,12 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	}
 	if c.Cgroup != nil {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(cgroupFD)).With(ptrace.IgnoreError)
+	}
+	// Fresh copies of the template's event objects, pipes and shared
+	// memory, after the dups: an epoll that watched the control channel
+	// watches the child's own.
+	if t.objects != nil {
+		t.objects.AddTo(b)
 	}
 	// The template's other threads, re-created with their tids (set_tid
 	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
@@ -450,5 +451,89 @@ func TestForkThreads(t *testing.T) {
 		}
 		io.in.Write([]byte("q\n"))
 		t.Logf("fork phases: %v, round trips %d", f.Phases, f.RoundTrips)
+	}
+}
+
+// TestForkObjects: with CopyObjects every fork gets its own eventfds,
+// timerfd, signalfd, epolls, pipe and shared memory, in the template's
+// state: what one child does to them neither its sibling nor a later
+// fork sees (they would share the template's otherwise).
+func TestForkObjects(t *testing.T) {
+	testutil.RequiresRoot(t)
+	src, err := os.ReadFile("../kobj/testdata/objects.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "objects")
+	cc := exec.Command("gcc", "-O1", "-DFIRST_CLOSED=4", "-o", bin, "-x", "c", "-")
+	cc.Stdin = strings.NewReader(string(src))
+	if out, err := cc.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	start := func() *victim {
+		v := startVictim(t, bin)
+		if line, _ := v.out.ReadString('\n'); !strings.HasPrefix(line, "ready") {
+			t.Fatalf("victim said %q", line)
+		}
+		return v
+	}
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	v := start()
+	if _, err := FreezeWith(tr, v.cmd.Process.Pid, v.conn, 3, FreezeOptions{CopyObjects: true, Skip: []int{0, 1, 2}}); !errors.Is(err, errdefs.ErrNotSupported) ||
+		!strings.Contains(err.Error(), "fd 3 (socket:") {
+		t.Fatalf("freeze that does not skip the fork channel (a socket) = %v, want it refused by name", err)
+	}
+	v = start()
+	tpl, err := FreezeWith(tr, v.cmd.Process.Pid, v.conn, 3, FreezeOptions{CopyObjects: true, Skip: []int{0, 1, 2, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tpl.Close()
+	t.Logf("objects: %s", tpl.Objects().Summary())
+	say := func(io forkedIO, cmd string) string {
+		t.Helper()
+		io.in.Write([]byte(cmd))
+		line, err := io.out.ReadString('\n')
+		if err != nil {
+			t.Fatalf("child after %q: %v", cmd, err)
+		}
+		return strings.TrimSpace(line)
+	}
+	fa, a := forkOne(t, tpl)
+	defer unix.Kill(fa.Pid, unix.SIGKILL)
+	for _, cmd := range []string{"E", "P", "M", "T"} {
+		say(a, cmd)
+	}
+	if got := say(a, "e"); got != "e 8 6" {
+		t.Errorf("child a's eventfd after its write: %q", got)
+	}
+	// A sibling forked after a changed everything: the template's state.
+	for i := range 2 {
+		fb, b := forkOne(t, tpl)
+		for _, c := range []struct{ cmd, want string }{
+			{"n", "n 1 1515"},
+			{"e", "e 8 5"},
+			{"s", "s 8 1"},
+			{"p", "p 5 hello"},
+			{"m", "m shared-page-one shared-page-two"},
+			{"g", "g 128 10"},
+		} {
+			if got := say(b, c.cmd); got != c.want {
+				t.Errorf("fork %d: %s: child said %q, want %q (the template's state)", i, c.cmd, got, c.want)
+			}
+		}
+		if got := say(b, "t"); !strings.HasSuffix(got, " 7") || got == "t 0 0" {
+			t.Errorf("fork %d: timer %q, want it armed with a 7 s interval", i, got)
+		}
+		say(b, "E")
+		unix.Kill(fb.Pid, unix.SIGKILL)
+	}
+	// And a's objects are its own: the siblings' writes did not reach it.
+	if got := say(a, "m"); got != "m child-wrote shared-page-two" {
+		t.Errorf("child a's shared memory: %q", got)
+	}
+	if got := say(a, "e"); got != "e -1 0" {
+		t.Errorf("child a's eventfd after it was read: %q, want empty", got)
 	}
 }

@@ -7,6 +7,8 @@
  *   m  print the shared memory        t  timerfd_gettime on fd 14
  *   g  raise SIGUSR1 (blocked), read it from the signalfd (fd 17)
  *   i  print the inodes of fds 10-17 and of the shared memory
+ *   E  add 1 to the eventfd          P  write "Z" to the pipe
+ *   M  overwrite the shared memory   T  disarm the timer
  */
 #include <signal.h>
 #include <stdint.h>
@@ -21,11 +23,15 @@
 #include <unistd.h>
 #include <fcntl.h>
 
+#ifndef FIRST_CLOSED
+#define FIRST_CLOSED 3 /* sfork's test keeps its fork channel, fd 3 */
+#endif
+
 static void at(int fd, int want) { if (fd != want) { dup2(fd, want); close(fd); } }
 
 int main(void) {
 	setvbuf(stdout, NULL, _IONBF, 0);
-	close_range(3, ~0U, 0); /* whatever the test's environment leaked to us */
+	close_range(FIRST_CLOSED, ~0U, 0); /* whatever the test's environment leaked to us */
 	at(eventfd(5, EFD_NONBLOCK | EFD_CLOEXEC), 10);
 	at(eventfd(3, EFD_SEMAPHORE | EFD_NONBLOCK), 11);
 	int p[2];
@@ -89,6 +95,14 @@ int main(void) {
 			printf("i");
 			for (int fd = 10; fd <= 17; fd++) { fstat(fd, &st); printf(" %lu", (unsigned long)st.st_ino); }
 			printf(" flags20=%d\n", fcntl(20, F_GETFD));
+			break;
+		}
+		case 'E': v = 1; printf("E %d\n", (int)write(10, &v, 8)); break;
+		case 'P': printf("P %d\n", (int)write(13, "Z", 1)); break;
+		case 'M': strcpy(shm, "child-wrote"); printf("M\n"); break;
+		case 'T': {
+			struct itimerspec off = {{0, 0}, {0, 0}};
+			printf("T %d\n", timerfd_settime(14, 0, &off, NULL));
 			break;
 		}
 		case 'q': return 0;
