@@ -35,8 +35,8 @@ exports.draw = (event, context, callback) => {
   crypto.randomInt(1000, (err, n) => callback(err, {
     bytes: crypto.randomBytes(16).toString('hex'),
     uuid: crypto.randomUUID(),
-    web: globalThis.crypto.randomUUID(),
-    values: Buffer.from(globalThis.crypto.getRandomValues(new Uint8Array(8))).toString('hex'),
+    web: crypto.webcrypto.randomUUID(),
+    values: Buffer.from(crypto.webcrypto.getRandomValues(new Uint8Array(8))).toString('hex'),
     int: crypto.randomInt(10, 20),
     asyncInt: n,
     math: Math.random(),
