@@ -31,8 +31,9 @@ var agents embed.FS
 
 // NodeReseedAddon is the file name, in the agent dir, of the Node agent's
 // OpenSSL reseed addon (node/reseed.c, built by node/build.sh into
-// node/reseed_amd64.node). The agent dlopens it, so the agent dir's mount
-// must not be noexec: a Node clone without it fails its forked message.
+// node/reseed_amd64.node). agent.js dlopens it by this name, so the
+// agent dir's mount must not be noexec: a Node clone without it fails its
+// forked message.
 const NodeReseedAddon = "reseed.node"
 
 // installed lists what InstallAgents writes: name in the agent dir, source
