@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -124,7 +125,8 @@ func InitMsg(f Function, codeDir string) agent.Init {
 }
 
 // InstanceEnv is the environment of f's runtime: a fixed base, then the
-// function's own variables (which may not override the control fd).
+// function's own variables, which may not override the control fd nor
+// what the runtime needs (runtimes.Runtime.Env).
 func InstanceEnv(f Function) []string {
 	env := map[string]string{
 		"PATH":                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -135,6 +137,12 @@ func InstanceEnv(f Function) []string {
 	}
 	for k, v := range f.Env {
 		env[k] = v
+	}
+	if rt, err := runtimes.Lookup(f.Runtime); err == nil {
+		for _, kv := range rt.Env {
+			k, v, _ := strings.Cut(kv, "=")
+			env[k] = v
+		}
 	}
 	env["CATALYZER_CONTROL_FD"] = "3"
 	env["CATALYZER_FUNCTION"] = f.Name

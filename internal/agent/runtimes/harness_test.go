@@ -15,6 +15,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/agent"
 	"github.com/catalyzer/catalyzer/internal/agent/runtimes"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // instance is an agent process started the way the no-sandbox baseline
@@ -96,7 +97,7 @@ func ctx(t *testing.T) context.Context {
 func needFile(t *testing.T, path string) {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
-		t.Skipf("%s not found (%v): runtime not installed on this machine", path, err)
+		testutil.Missing(t, "%s not found (%v): runtime not installed on this machine (scripts/install-deps.sh)", path, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Package runtimes knows the function runtimes: how to check a handler
 // name against a code directory, the argv that starts an instance's agent,
-// and the embedded in-sandbox agents (python/agent.py, node/agent.js) that
+// the environment it must run with, and the embedded in-sandbox agents
+// (python/agent.py, node/agent.js with its OpenSSL reseed addon) that
 // InstallAgents writes out. Native functions have no agent: the function
 // binary links an SDK (sdk/go/function, sdk/c/catalyzer.h) and speaks the
 // protocol itself.
@@ -25,8 +26,23 @@ import (
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 )
 
-//go:embed python/agent.py node/agent.js
+//go:embed python/agent.py node/agent.js node/reseed_amd64.node
 var agents embed.FS
+
+// NodeReseedAddon is the file name, in the agent dir, of the Node agent's
+// OpenSSL reseed addon (node/reseed.c, built by node/build.sh into
+// node/reseed_amd64.node). agent.js dlopens it by this name, so the
+// agent dir's mount must not be noexec: a Node clone without it fails its
+// forked message.
+const NodeReseedAddon = "reseed.node"
+
+// installed lists what InstallAgents writes: name in the agent dir, source
+// in agents.
+var installed = []struct{ name, src string }{
+	{"agent.py", "python/agent.py"},
+	{"agent.js", "node/agent.js"},
+	{NodeReseedAddon, "node/reseed_amd64.node"},
+}
 
 // Interpreters used by Command. The sandbox's rootfs provides the same
 // paths.
@@ -40,11 +56,19 @@ type Runtime struct {
 	Name      string // "python", "node", "native"
 	AgentFile string // agent file name inside the agent dir ("" for native)
 	Ext       string // module file extension (".py", ".js"; "" for native)
+	// Env is what the runtime's environment must hold whatever the
+	// function's own variables say ("KEY=value"); see Node's.
+	Env []string
 }
 
 var all = []Runtime{
 	{Name: "python", AgentFile: "agent.py", Ext: ".py"},
-	{Name: "node", AgentFile: "agent.js", Ext: ".js"},
+	// libuv's io_uring rings are kernel objects that neither an sfork
+	// clone nor a restored checkpoint can carry over (a clone would share
+	// its template's ring). Node 20 leaves io_uring off by default, but
+	// UV_USE_IO_URING=1 in a function's env would turn it on in the
+	// template: pinned to 0.
+	{Name: "node", AgentFile: "agent.js", Ext: ".js", Env: []string{"UV_USE_IO_URING=0"}},
 	{Name: "native"},
 }
 
@@ -148,23 +172,21 @@ func (r Runtime) Command(codeDir, agentDir, handler string) []string {
 	return nil
 }
 
-// InstallAgents writes the embedded agents into dir (created if needed)
-// with mode 0644. Each file is written to a temporary name and renamed, so
-// a concurrent reader sees either the old or the new file; an agent that is
+// InstallAgents writes the embedded agents and NodeReseedAddon into dir
+// (created if needed) with mode 0644. Each file is written to a temporary
+// name and renamed, so a concurrent reader sees either the old or the new
+// file (and a process that mapped the old addon keeps it); a file that is
 // already identical is left alone.
 func InstallAgents(dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("install agents: %w", err)
 	}
-	for _, r := range all {
-		if r.AgentFile == "" {
-			continue
-		}
-		data, err := agents.ReadFile(r.Name + "/" + r.AgentFile)
+	for _, f := range installed {
+		data, err := agents.ReadFile(f.src)
 		if err != nil {
 			return fmt.Errorf("install agents: %w", err)
 		}
-		dst := filepath.Join(dir, r.AgentFile)
+		dst := filepath.Join(dir, f.name)
 		if old, err := os.ReadFile(dst); err == nil && string(old) == string(data) {
 			if fi, err := os.Stat(dst); err == nil && fi.Mode().Perm() == 0o644 {
 				continue

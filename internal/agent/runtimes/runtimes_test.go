@@ -81,6 +81,9 @@ func TestCommand(t *testing.T) {
 	if got := node.Command("/var/task", "/opt/catalyzer", "main.handler"); !reflect.DeepEqual(got, []string{"/usr/bin/node", "/opt/catalyzer/agent.js"}) {
 		t.Errorf("node: %v", got)
 	}
+	if !reflect.DeepEqual(node.Env, []string{"UV_USE_IO_URING=0"}) || py.Env != nil || native.Env != nil {
+		t.Errorf("pinned env: node %q python %q native %q", node.Env, py.Env, native.Env)
+	}
 	if got := native.Command("/var/task", "/opt/catalyzer", "bin/fn"); !reflect.DeepEqual(got, []string{"/var/task/bin/fn"}) {
 		t.Errorf("native: %v", got)
 	}
@@ -98,8 +101,8 @@ func TestInstallAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 2 {
-		t.Fatalf("dir holds %d entries, want agent.py and agent.js only", len(ents))
+	if len(ents) != 3 {
+		t.Fatalf("dir holds %d entries, want agent.py, agent.js and %s only", len(ents), runtimes.NodeReseedAddon)
 	}
 	for _, rt := range []string{"python", "node"} {
 		r, _ := runtimes.Lookup(rt)

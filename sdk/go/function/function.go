@@ -24,21 +24,30 @@
 //     "*errors.errorString"); a panic becomes type "panic" with the stack
 //     as the trace. The instance keeps serving after either.
 //
-// Forked (the instance is a clone): nothing is reseeded. crypto/rand reads
-// the kernel (getrandom; its vDSO state is wiped on fork by the kernel).
-// Known gap: the runtime's per-thread ChaCha8 state behind math/rand/v2's
-// global functions (and math/rand's unseeded global) is seeded once at
-// process start and Go offers no way to reseed it, so clones of one
-// template draw the same math/rand sequence. Use crypto/rand, or a
-// generator you seed in your handler after Forked, where clones must differ.
+// Forked (the instance is a clone of a template): math/rand's global source
+// is reseeded from crypto/rand. Since Go 1.24 rand.Seed is a no-op unless
+// GODEBUG has randseednop=0, so the SDK sets that (appended to any GODEBUG
+// the process has; the runtime's internal/godebug sees os.Setenv), seeds,
+// and puts GODEBUG back as it was; math/rand's top-level functions then
+// draw from a locked source seeded per clone. crypto/rand reads the kernel
+// (getrandom; its vDSO state is wiped on fork by the kernel): nothing to
+// reseed. Known gap: the runtime's per-thread ChaCha8 state behind
+// math/rand/v2's global functions (and behind map iteration order, select
+// and the scheduler) is seeded once at process start and Go offers no way
+// to reseed it, so clones of one template draw the same math/rand/v2
+// sequence. Use crypto/rand, math/rand, or a math/rand/v2 generator you
+// seed in your handler after Forked, where clones must differ.
 package function
 
 import (
 	"context"
+	cryptorand "crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand"
 	"os"
 	"runtime/debug"
 	"strconv"
@@ -192,7 +201,8 @@ func (s *server) serve() error {
 				return err
 			}
 		case agent.TypeForked:
-			if err := s.ready(); err != nil { // nothing to reseed: see the package doc
+			reseedMathRand()
+			if err := s.ready(); err != nil {
 				return err
 			}
 		default:
@@ -240,6 +250,31 @@ func (s *server) invoke(m agent.Invoke) error {
 		e.Type, e.Message, e.Trace = ce.typ, ce.msg, ce.trace
 	}
 	return s.send(agent.TypeError, e)
+}
+
+// reseedMathRand gives math/rand's global source a seed of its own (see
+// the package doc).
+func reseedMathRand() {
+	var b [8]byte
+	cryptorand.Read(b[:]) // never fails (Go 1.24+): it crashes the process instead
+	seedMathRand(int64(binary.LittleEndian.Uint64(b[:])))
+}
+
+// seedMathRand is rand.Seed(seed) with GODEBUG randseednop=0 for the call.
+func seedMathRand(seed int64) {
+	old, had := os.LookupEnv("GODEBUG")
+	godebug := "randseednop=0"
+	if old != "" {
+		godebug = old + "," + godebug // the last setting of a key wins
+	}
+	os.Setenv("GODEBUG", godebug)
+	//lint:ignore SA1019 rand.Seed is the only way to reseed math/rand's global source
+	rand.Seed(seed)
+	if had {
+		os.Setenv("GODEBUG", old)
+	} else {
+		os.Unsetenv("GODEBUG")
+	}
 }
 
 // callError is an error the SDK makes itself (panic, serialisation).

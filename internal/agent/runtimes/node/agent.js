@@ -1,8 +1,10 @@
 'use strict';
 // Catalyzer Node.js agent: speaks the control protocol (docs/PROTOCOL.md)
 // on the fd named by CATALYZER_CONTROL_FD (default 3), loads the handler
-// named in init (CommonJS exports.<name>, sync or async) and calls it once
-// per invoke.
+// named in init (CommonJS exports.<name>: sync, async, or callback-style
+// with a third parameter) and calls it once per invoke. On forked it
+// reseeds OpenSSL (reseed.c), Node's pre-generated randomUUID and
+// randomInt caches and Math.random.
 //
 // It never writes to stdout or stderr itself. It exits 0 on EOF of the
 // control channel and 2 on a protocol violation by the daemon (after an
@@ -11,7 +13,7 @@
 // Clock: process.hrtime.bigint() is uv_hrtime(), which on Linux is
 // clock_gettime(CLOCK_MONOTONIC): the daemon's clock. The tests check it.
 
-const fs = require('fs');
+const crypto = require('crypto');
 const net = require('net');
 const path = require('path');
 
@@ -100,6 +102,58 @@ class Capture {
   }
 }
 
+// OpenSSL's reseed (reseed.c), loaded now, off the fork path (its dlopen
+// costs ~130 us here). A load failure (a noexec agent dir, a node without
+// OpenSSL) is kept and fails the first forked message instead: a clone
+// that cannot reseed must not serve, but a scratch instance never forks.
+const openssl = (() => {
+  try {
+    const m = { exports: {} };
+    process.dlopen(m, path.join(__dirname, 'reseed.node'));
+    return { reseed: m.exports.reseed, error: null };
+  } catch (e) {
+    return { reseed: null, error: e };
+  }
+})();
+
+// Node serves randomUUID from bytes pre-generated 128 UUIDs at a time, and
+// randomInt from a cache of 1024 6-byte draws, both in buffers private to
+// its crypto module: a clone would hand out what is left of its template's
+// batch. So the agent wraps every way in (crypto.randomUUID, randomInt and
+// webcrypto's randomUUID, before the handler loads, so the handler only
+// ever sees the wrappers; loading crypto here costs ~3 ms of scratch boot)
+// and, in a clone, drains each cache on its first use there: enough calls
+// that Node refills it from the reseeded OpenSSL. Draining in forked()
+// would put ~0.1 ms (UUIDs) and ~0.3 ms (randomInt) on every fork boot;
+// this way only a clone that uses them pays, once.
+const UUID_BATCH = 128;
+const RANDOM_INT_DRAWS = 1024;
+const RAND_MAX = 0xFFFF_FFFF_FFFF; // randomInt's largest range: one draw per call
+const stale = { uuid: false, int: false };
+const nodeRandomUUID = crypto.randomUUID;
+const nodeRandomInt = crypto.randomInt;
+const webCrypto = Object.getPrototypeOf(crypto.webcrypto);
+const webRandomUUID = webCrypto.randomUUID;
+function drainUUIDs() {
+  stale.uuid = false;
+  for (let i = 0; i < UUID_BATCH; i++) nodeRandomUUID(); // a refill happens within 128
+}
+crypto.randomUUID = function randomUUID(options) {
+  if (stale.uuid) drainUUIDs();
+  return nodeRandomUUID(options);
+};
+webCrypto.randomUUID = function randomUUID() {
+  if (stale.uuid) drainUUIDs();
+  return webRandomUUID.call(this);
+};
+crypto.randomInt = function randomInt(min, max, callback) {
+  if (stale.int) {
+    stale.int = false;
+    for (let i = 0; i <= RANDOM_INT_DRAWS; i++) nodeRandomInt(RAND_MAX); // the last one refills
+  }
+  return nodeRandomInt(min, max, callback);
+};
+
 let functionName = '';
 let handler = null;
 let outputLimit = DEFAULT_OUTPUT_LIMIT;
@@ -180,7 +234,7 @@ async function invoke(m) {
   let exc = null;
   let failed = false;
   try {
-    ret = handler(m.event === undefined ? null : m.event, context);
+    ret = call(m.event === undefined ? null : m.event, context);
     if (ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
       ret = await new Promise((resolve, reject) => {
         current = { fail: reject };
@@ -219,18 +273,40 @@ async function invoke(m) {
   send(T.RESULT, payload);
 }
 
-// forked: V8's Math.random state cannot be reseeded from JS, so it is
-// replaced by an xorshift128 generator seeded from /dev/urandom.
+// call calls the handler. One that declares a third parameter gets
+// Lambda's callback(err, result): the first of the callback and a returned
+// promise decides, later calls of either are ignored, and an error passed
+// to the callback is the invocation's error, like a thrown one. A throw
+// before either decides fails the invocation too.
+function call(event, context) {
+  if (handler.length < 3) return handler(event, context);
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const settle = (fn, v) => { if (!done) { done = true; fn(v); } };
+    const callback = (err, result) => {
+      if (err !== null && err !== undefined) settle(reject, err);
+      else settle(resolve, result);
+    };
+    const ret = handler(event, context, callback);
+    if (ret !== null && typeof ret === 'object' && typeof ret.then === 'function') {
+      ret.then((v) => settle(resolve, v), (e) => settle(reject, e));
+    }
+  });
+}
+
+// forked reseeds what a clone shares with its template and siblings:
+// OpenSSL's DRBGs (which would reseed only on a getpid() change, and a
+// clone keeps its template's pid), then the randomUUID and randomInt
+// caches (drained on first use, above) and Math.random: V8's state cannot
+// be reseeded from JS, so it is replaced by an xorshift128 generator
+// seeded from the reseeded OpenSSL.
 function forked() {
-  const seed = Buffer.alloc(16);
-  try {
-    const u = fs.openSync('/dev/urandom', 'r');
-    try { fs.readSync(u, seed, 0, 16, null); } finally { fs.closeSync(u); }
-  } catch (_) {
-    require('crypto').randomFillSync(seed);
+  if (openssl.error) {
+    throw typed(new Error(`cannot reseed OpenSSL: ${openssl.error.message}`), 'ReseedError');
   }
-  const s = new Uint32Array(4);
-  for (let i = 0; i < 4; i++) s[i] = seed.readUInt32LE(4 * i);
+  openssl.reseed();
+  stale.uuid = stale.int = true;
+  const s = crypto.randomFillSync(new Uint32Array(4));
   if ((s[0] | s[1] | s[2] | s[3]) === 0) s[0] = 1;
   const next = () => {
     let t = s[3];
@@ -267,7 +343,11 @@ async function handle(type, m) {
       await invoke(m);
       break;
     case T.FORKED:
-      forked();
+      try {
+        forked();
+      } catch (e) {
+        send(T.ERROR, JSON.stringify(errorInfo(e)));
+      }
       break;
     default:
       throw new ProtocolError(`unexpected message type ${type}`);

@@ -209,6 +209,7 @@ class Agent:
             self.handler = fn
         except BaseException as e:  # noqa: B036 - report everything, even SystemExit
             return T_ERROR, error_msg(e)
+        openssl_rand()
         return T_READY, {"version": PROTOCOL_VERSION, "pid": os.getpid(), "ready_ns": time.monotonic_ns()}
 
     def invoke(self, m):
@@ -255,6 +256,9 @@ class Agent:
         """This process is a clone of a template: reseed the RNGs a clone
         would otherwise share with its siblings."""
         random.seed(os.urandom(32))
+        ssl = openssl_rand()
+        if ssl is not None:
+            ssl.RAND_add(os.urandom(32), 32.0)
         tempfile._name_sequence = None  # its Random is keyed on the pid, which clones share
         np = sys.modules.get("numpy")
         if np is not None:
@@ -287,6 +291,23 @@ class Agent:
 
 class SerializationError(Exception):
     pass
+
+
+def openssl_rand():
+    """Returns _ssl (ssl.RAND_add is _ssl.RAND_add) if OpenSSL is loaded in
+    this process, else None.
+
+    OpenSSL 3 reseeds its DRBGs only when getpid() changes, and a clone keeps
+    its template's pid, so forked() reseeds them with RAND_add. The first call
+    (from load, in the template) pays what the fork path should not: importing
+    _ssl where only _hashlib loaded libcrypto (~3.5 ms here) and instantiating
+    the primary DRBG (~1 ms); a clone's RAND_add then costs ~2 us.
+    """
+    if "_ssl" not in sys.modules and "_hashlib" not in sys.modules:
+        return None
+    import _ssl
+    _ssl.RAND_status()  # instantiates the primary DRBG; a no-op after
+    return _ssl
 
 
 def ensure_std_fds():
