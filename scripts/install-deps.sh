@@ -13,6 +13,9 @@ have bwrap || need+=(bubblewrap)   # baselines for `catalyzer bench`
 have runc || need+=(runc)
 have git || need+=(git)
 have go || need+=(golang-go)
+# Threaded Python tests: numpy over OpenBLAS with its pthread pool.
+/usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)
+dpkg -s libopenblas0-pthread >/dev/null 2>&1 || need+=(libopenblas0-pthread)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

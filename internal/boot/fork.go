@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -235,14 +234,10 @@ func (f *Fork) build(t *template) (err error) {
 		return fmt.Errorf("template %s: %w", t.fn.Name, err)
 	}
 	cl.Add(func() { inst.Destroy() })
-	own, err := privateFDs(inst.Pid())
-	if err != nil {
-		return fmt.Errorf("template %s: %w", t.fn.Name, err)
-	}
 	// Threads and all: each fork re-creates the template's threads and
 	// gets its own copy of its event objects.
 	tpl, err := sfork.FreezeWith(f.tr, inst.Pid(), c.(*net.UnixConn), forkChannelFD,
-		sfork.FreezeOptions{Threads: true, CopyObjects: true, Skip: own})
+		sfork.FreezeOptions{Threads: true, CopyObjects: true, Skip: privateFDs})
 	if err != nil {
 		return fmt.Errorf("template %s: %w", t.fn.Name, notForkable(err))
 	}
@@ -282,24 +277,13 @@ func (f *Fork) build(t *template) (err error) {
 }
 
 // privateFDs are the template's descriptors each fork replaces or closes
-// itself: its stdio, control channel and fork channel, and the agent's
-// duplicates of its stdout and stderr. Every other object a fork would
-// share with its siblings is either copied per fork (sfork's
-// CopyObjects: eventfds, epolls, in-process pipes...) or refuses the
-// template (fork must never become a channel between two requests).
-func privateFDs(pid int) ([]int, error) {
-	own := []int{0, 1, 2, 3, forkChannelFD}
-	links, err := procfs.FDLinks(pid)
-	if err != nil {
-		return nil, err
-	}
-	for fd, l := range links {
-		if (l == links[1] || l == links[2]) && strings.HasPrefix(l, "pipe:") && !slices.Contains(own, fd) {
-			own = append(own, fd)
-		}
-	}
-	return own, nil
-}
+// itself: its stdio, control channel and fork channel. Every other object
+// a fork would share with its siblings is either copied per fork
+// (sfork's CopyObjects: eventfds, epolls, in-process pipes...) or refuses
+// the template (fork must never become a channel between two requests):
+// a copy of its stdout, say, would have every fork write into the
+// template's.
+var privateFDs = []int{0, 1, 2, 3, forkChannelFD}
 
 // notForkable is the error of a template whose objects no fork can be
 // given its own of.

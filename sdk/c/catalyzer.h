@@ -346,17 +346,25 @@ static inline int catalyzer__invoke(int fd, catalyzer_handler h, const char *p, 
     else strcpy(event, "null");
 
     fflush(stdout); fflush(stderr);
-    /* Capture files exist only during a call, so that a frozen process
-     * holds none (a checkpoint image cannot hold a memfd). */
+    /* Capture files and the saved stdio exist only during a call, so
+     * that a frozen process holds none: its forks would share a memfd,
+     * and a copy of its stdout would have them write into the
+     * template's. */
     for (k = 0; k < 2; k++) {
-        cap[k] = catalyzer__memfd(k ? "catalyzer-stderr" : "catalyzer-stdout");
+        saved[k] = fcntl(k + 1, F_DUPFD_CLOEXEC, 10);
+        cap[k] = saved[k] < 0 ? -1 : catalyzer__memfd(k ? "catalyzer-stderr" : "catalyzer-stdout");
         if (cap[k] >= 0) dup2(cap[k], k + 1);
     }
     entry = catalyzer_monotonic_ns();
     rc = h(event, strlen(event), &out, &outlen, &errmsg);
     exitns = catalyzer_monotonic_ns();
     fflush(stdout); fflush(stderr);
-    for (k = 0; k < 2; k++) dup2(saved[k], k + 1);
+    for (k = 0; k < 2; k++) {
+        if (saved[k] < 0) continue;
+        if (cap[k] >= 0) dup2(saved[k], k + 1);
+        close(saved[k]);
+        saved[k] = -1;
+    }
     free(event);
 
     catalyzer__puts(&b, "{\"id\":");
@@ -404,7 +412,7 @@ static inline int catalyzer__invoke(int fd, catalyzer_handler h, const char *p, 
 static inline int catalyzer_serve(catalyzer_handler h) {
     const char *env = getenv("CATALYZER_CONTROL_FD");
     int fd = env && *env ? atoi(env) : 3;
-    int cap[2] = {-1, -1}, saved[2] = {-1, -1}, inited = 0, k;
+    int cap[2] = {-1, -1}, saved[2] = {-1, -1}, inited = 0;
     size_t limit = CATALYZER_DEFAULT_OUTPUT_LIMIT;
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     for (;;) {
@@ -439,10 +447,6 @@ static inline int catalyzer_serve(catalyzer_handler h) {
                 break;
             }
             if (lim > 0) limit = (size_t)lim;
-            for (k = 0; k < 2; k++) {
-                saved[k] = fcntl(k + 1, F_DUPFD_CLOEXEC, 10);
-                if (saved[k] < 0) rc = 1;
-            }
             if (rc == 0) inited = 1;
             if (rc == 0 && catalyzer__ready(fd) != 0) rc = 1;
             break;

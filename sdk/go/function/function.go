@@ -179,12 +179,6 @@ func (s *server) serve() error {
 			if m.OutputLimit > 0 {
 				s.limit = m.OutputLimit
 			}
-			if s.capture, err = newCapture(); err != nil {
-				if err := s.send(agent.TypeError, agent.ErrorMsg{Type: "CaptureError", Message: err.Error()}); err != nil {
-					return err
-				}
-				continue
-			}
 			inited = true
 			if err := s.ready(); err != nil {
 				return err
@@ -221,6 +215,12 @@ func (s *server) invoke(m agent.Invoke) error {
 	}
 	defer cancel()
 
+	if s.capture == nil {
+		// Made at the first call, not at init: a template must hold no
+		// memfd (its forks would share it) and no copy of its stdout
+		// (its forks would write to the template's).
+		s.capture = &capture{}
+	}
 	if err := s.capture.start(); err != nil {
 		return s.send(agent.TypeError, agent.ErrorMsg{ID: m.ID, Type: "CaptureError", Message: err.Error()})
 	}
@@ -293,37 +293,41 @@ func call(ctx context.Context, h Handler, event json.RawMessage) (out any, err e
 
 // capture redirects fds 1 and 2 into memfds during a call.
 type capture struct {
-	saved [2]int // duplicates of the original fds 1 and 2
-	files [2]int // memfds
-}
-
-func newCapture() (*capture, error) {
-	c := &capture{}
-	for i, name := range []string{"stdout", "stderr"} {
-		saved, err := unix.FcntlInt(uintptr(i+1), unix.F_DUPFD_CLOEXEC, 10)
-		if err != nil {
-			return nil, fmt.Errorf("save fd %d: %w", i+1, err)
-		}
-		c.saved[i] = saved
-		m, err := unix.MemfdCreate("catalyzer-"+name, unix.MFD_CLOEXEC)
-		if err != nil {
-			return nil, fmt.Errorf("memfd for %s: %w", name, err)
-		}
-		c.files[i] = m
-	}
-	return c, nil
+	saved [2]int // duplicates of the fds 1 and 2 of before the call
+	files [2]int // memfds, made at the first call
+	made  bool
 }
 
 func (c *capture) start() error {
+	if !c.made {
+		for i, name := range []string{"stdout", "stderr"} {
+			m, err := unix.MemfdCreate("catalyzer-"+name, unix.MFD_CLOEXEC)
+			if err != nil {
+				return fmt.Errorf("memfd for %s: %w", name, err)
+			}
+			c.files[i] = m
+		}
+		c.made = true
+	}
 	for i, m := range c.files {
-		if err := unix.Ftruncate(m, 0); err != nil {
-			return err
+		saved, err := unix.FcntlInt(uintptr(i+1), unix.F_DUPFD_CLOEXEC, 10)
+		if err == nil {
+			c.saved[i] = saved
+			if err = unix.Ftruncate(m, 0); err == nil {
+				if _, err = unix.Seek(m, 0, io.SeekStart); err == nil {
+					err = unix.Dup3(m, i+1, 0)
+				}
+			}
+			if err != nil {
+				unix.Close(saved)
+			}
 		}
-		if _, err := unix.Seek(m, 0, io.SeekStart); err != nil {
-			return err
-		}
-		if err := unix.Dup3(m, i+1, 0); err != nil {
-			return err
+		if err != nil {
+			for k := range i { // put back what was redirected
+				unix.Dup3(c.saved[k], k+1, 0)
+				unix.Close(c.saved[k])
+			}
+			return fmt.Errorf("capture fd %d: %w", i+1, err)
 		}
 	}
 	return nil
@@ -333,6 +337,7 @@ func (c *capture) stop(limit int) (stdout, stderr string, truncated bool) {
 	var out [2]string
 	for i, m := range c.files {
 		unix.Dup3(c.saved[i], i+1, 0)
+		unix.Close(c.saved[i])
 		var st unix.Stat_t
 		if unix.Fstat(m, &st) != nil {
 			continue

@@ -118,12 +118,11 @@ class Capture:
     os.write(1, ...) and C extensions are all caught)."""
 
     def __init__(self):
-        self.saved = [os.dup(1), os.dup(2)]
-        for fd in self.saved:
-            os.set_inheritable(fd, False)
-        # Created per invocation and closed after it: between invocations
-        # the agent holds no memfd, so a frozen template can be
-        # checkpointed (an image cannot hold a memfd).
+        # The saved fds and the memfds are made per invocation and closed
+        # after it: between invocations the agent holds no memfd and no
+        # copy of its stdout, which a frozen template's forks would share
+        # (each would write into the template's stdout).
+        self.saved = []
         self.files = []
 
     @staticmethod
@@ -146,6 +145,7 @@ class Capture:
 
     def start(self):
         self._flush()
+        self.saved = [os.dup(1), os.dup(2)]  # non-inheritable, as os.dup makes them
         self.files = [self._memfd("stdout"), self._memfd("stderr")]
         for target, f in zip((1, 2), self.files):
             os.dup2(f, target)
@@ -154,6 +154,8 @@ class Capture:
         self._flush()
         for target, saved in zip((1, 2), self.saved):
             os.dup2(saved, target)
+            os.close(saved)
+        self.saved = []
         out, truncated = [], False
         for f in self.files:
             size = os.fstat(f).st_size
