@@ -133,6 +133,16 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 		if !isStatus(err, 501) || !strings.Contains(err.Error(), in.want) {
 			t.Errorf("%s: boot=fork: %v, want 501 naming %q", name, err, in.want)
 		}
+		// Warm and cold need a checkpoint of that template: the image says
+		// why there is none, and they answer 501 too.
+		if st := e.waitImage(name); !strings.Contains(st, "failed") || !strings.Contains(st, in.want) || strings.Contains(st, "\n") {
+			t.Errorf("%s: image %q, want a one-line refusal naming %q", name, st, in.want)
+		}
+		for _, m := range []string{"warm", "cold"} {
+			if _, err := e.c.Invoke(context.Background(), name, m, nil); !isStatus(err, 501) {
+				t.Errorf("%s: boot=%s: %v, want 501", name, m, err)
+			}
+		}
 		inv, err := e.c.Invoke(context.Background(), name, "", nil)
 		if err != nil || inv.Boot != "scratch" {
 			t.Errorf("%s: auto: %+v %v, want a scratch boot", name, inv, err)

@@ -49,9 +49,9 @@ var (
 	// "ProtocolError"; the message names the violation.
 	ErrProtocol = errors.New("agent protocol error")
 	// ErrNotSupported: the kernel, the machine or the process lacks what
-	// an operation needs (a multi-threaded runtime cannot be forked or
-	// checkpointed). HTTP 501.
-	ErrNotSupported = errors.New("not supported on this system")
+	// an operation needs (a process holding a socket or a memfd made at
+	// init cannot be forked or checkpointed). HTTP 501.
+	ErrNotSupported = errors.New("not supported")
 )
 
 // Kind is what an error means to an API user.
