@@ -82,7 +82,7 @@ type victim struct {
 }
 
 // startVictim runs bin with a fork channel on fd 3.
-func startVictim(t *testing.T, bin string) *victim {
+func startVictim(t testing.TB, bin string) *victim {
 	t.Helper()
 	inR, inW, _ := os.Pipe()
 	outR, outW, _ := os.Pipe()
