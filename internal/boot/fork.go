@@ -402,8 +402,8 @@ func (t *template) close() {
 var (
 	dockerCaps, _ = sandbox.CapMask(sandbox.Capabilities())
 	sysAdmin      = uint64(1) << uint(capability.CAP_SYS_ADMIN)
-	raiseCaps     = sfork.Caps{Effective: dockerCaps | sysAdmin, Permitted: dockerCaps | sysAdmin, Inheritable: dockerCaps}
-	finalCaps     = sfork.Caps{Effective: dockerCaps, Permitted: dockerCaps, Inheritable: dockerCaps}
+	raiseCaps     = sfork.Caps{Effective: dockerCaps | sysAdmin, Permitted: dockerCaps | sysAdmin, Inheritable: 0}
+	finalCaps     = sfork.Caps{Effective: dockerCaps, Permitted: dockerCaps, Inheritable: 0}
 )
 
 // procMounts masks the /proc a child gets in its env (sfork.Child.ProcFS
