@@ -368,6 +368,17 @@ func TestBootNoLeaks(t *testing.T) {
 			t.Fatalf("%s: %v", m, err)
 		}
 	}
+	// A multi-threaded template with event objects: its forks' threads
+	// and copies go with them.
+	e.deploy("threads", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "threads")})
+	if st := e.waitTemplate("threads"); st != "ready" {
+		t.Fatalf("template of threads: %s", st)
+	}
+	for _, m := range []string{"fork", "fork", "scratch", "fork"} {
+		if _, err := e.c.Invoke(context.Background(), "threads", m, nil); err != nil {
+			t.Fatalf("threads %s: %v", m, err)
+		}
+	}
 	e.srv.Close()
 	e.p.Close()
 	after := testutil.Take(t, parent)
