@@ -31,7 +31,7 @@ func synth(mod func(c *compiled)) (meta, plan []byte, pagesSize uint64) {
 	if mod != nil {
 		mod(c)
 	}
-	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil), c.b.Encode(), c.hdr.PagesSize
+	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil, nil), c.b.Encode(), c.hdr.PagesSize
 }
 
 // writeSynth writes a synthetic image into a new directory.
@@ -155,7 +155,7 @@ func TestHostileImages(t *testing.T) {
 		wantInvalid(t, err, "creating")
 	})
 	t.Run("unknown manifest file", func(t *testing.T) {
-		_, err := parseManifest(append(append([]byte{}, manifestMagic[:]...), 1, 0, 0, 0, 9, 0, 0, 0))
+		_, err := parseManifest(append(append([]byte{}, manifestMagic[:]...), FormatVersion, 0, 0, 0, 9, 0, 0, 0))
 		wantInvalid(t, err, "files")
 	})
 }

@@ -114,6 +114,10 @@ type Tracee struct {
 // Pid is the tracee's pid (thread id).
 func (t *Tracee) Pid() int { return t.pid }
 
+// TracesClones reports whether threads the tracee creates are
+// auto-attached and start stopped (TraceClone).
+func (t *Tracee) TracesClones() bool { return t.opts&unix.PTRACE_O_TRACECLONE != 0 }
+
 // Tracer is the tracer this tracee belongs to.
 func (t *Tracee) Tracer() *Tracer { return t.tr }
 
