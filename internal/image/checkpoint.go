@@ -238,7 +238,7 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		case st.RSeq.Flags != 0:
 			return &UnsupportedError{s.pid, what, fmt.Sprintf("rseq registration flags %#x", st.RSeq.Flags)}
 		case len(st.XState) != len(th.XState):
-			return fmt.Errorf("checkpoint %d: %s: %d bytes of xstate, the main thread %d", s.pid, what, len(st.XState), len(th.XState))
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("%d bytes of xstate, the main thread %d", len(st.XState), len(th.XState))}
 		}
 		// Registers normalised (an interrupted syscall is re-issued) and
 		// outside any syscall, as the main thread's.
@@ -729,7 +729,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 		return nil, err
 	}
 	c.hdr.PagesSize = size
-	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, s.threads)
+	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads)
 	plan := c.b.Encode()
 	if len(plan) > ptrace.MaxBatchSize {
 		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)

@@ -16,8 +16,9 @@ type compiled struct {
 	b      *ptrace.Batch
 	hdr    metaHeader
 	vmas   []VMA
-	relocs []Reloc
-	fds    []FD
+	relocs  []Reloc
+	fds     []FD
+	threads []ptrace.ThreadState // the thread records, in the order of the plan's clone3 entries
 }
 
 // fdTable simulates the restorer's descriptor table while the plan is
@@ -429,6 +430,7 @@ func (p *planner) attributes() {
 	// share in place, and before the credentials drop the
 	// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in
 	// each clone_args is the data area's address: a relocation.
+	p.c.threads = p.s.threads
 	for _, th := range ptrace.AddThreadClones(p.b, p.s.threads) {
 		args, _ := th.Args.DataOffset()
 		tid, _ := th.TID.DataOffset()

@@ -163,6 +163,12 @@ func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o Fr
 	return t, nil
 }
 
+// Threads are the template's other threads as Freeze recorded them
+// (stopped since: forks run batches in the main thread only), for a
+// checkpoint of the template (image.Options.Threads). Shared, do not
+// modify.
+func (t *Template) Threads() []ptrace.ThreadState { return t.states }
+
 // Killed lists the processes Freeze found in the template's PID namespace
 // beside the template itself and killed (their host pids).
 func (t *Template) Killed() []int { return append([]int(nil), t.killed...) }
