@@ -74,6 +74,9 @@ func TestOpenSynthetic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if n := binary.Size(threadRecord{}); n != 360 {
+		t.Fatalf("thread record is %d bytes, docs/IMAGE.md says 360", n)
+	}
 	if len(thr.Threads) != 1 || thr.Threads[0].NSTID != 7 || thr.Threads[0].Comm != "worker" || thr.Threads[0].Caps.Permitted != 3 {
 		t.Fatalf("thread records read back as %+v", thr.Threads)
 	}

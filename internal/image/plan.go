@@ -13,9 +13,9 @@ import (
 
 // compiled is a restore plan under construction.
 type compiled struct {
-	b      *ptrace.Batch
-	hdr    metaHeader
-	vmas   []VMA
+	b       *ptrace.Batch
+	hdr     metaHeader
+	vmas    []VMA
 	relocs  []Reloc
 	fds     []FD
 	threads []ptrace.ThreadState // the thread records, in the order of the plan's clone3 entries
