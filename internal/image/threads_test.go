@@ -16,6 +16,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
+	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
 // threadsC has four threads besides main, each named and with a
@@ -289,5 +290,63 @@ func TestRestoreThreadTIDTaken(t *testing.T) {
 	time.Sleep(10 * time.Millisecond)
 	if ps, _ := procfs.PIDs(); slices.Contains(ps, cmd.Process.Pid) {
 		t.Errorf("restorer %d left behind", cmd.Process.Pid)
+	}
+}
+
+// idleThreadsC starts argv[1] threads that sleep in pause() and answers
+// each byte on stdin.
+const idleThreadsC = `
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+static void *idle(void *a) { for (;;) pause(); }
+int main(int argc, char **argv) {
+	close_range(3, ~0U, 0);
+	for (int i = 0; i < atoi(argv[1]); i++) { pthread_t t; pthread_create(&t, NULL, idle, NULL); }
+	setvbuf(stdout, NULL, _IONBF, 0);
+	char c;
+	while (read(0, &c, 1) == 1) printf("ok\n");
+	return 0;
+}
+`
+
+// BenchmarkRestoreThreads measures what a re-created thread costs a
+// restore: restore time (p50) of a process with 0 and with 8 idle
+// threads. Each thread is one clone3 in the plan (and its clone event
+// stop), then its adoption, its own batch and three register writes.
+func BenchmarkRestoreThreads(b *testing.B) {
+	testutil.RequiresRoot(b)
+	bin := gccBuild(b, "idle", idleThreadsC)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	medians := map[int]time.Duration{}
+	for _, n := range []int{0, 8} {
+		b.Run(fmt.Sprintf("threads=%d", n), func(b *testing.B) {
+			v := startVictim(b, bin, fmt.Sprint(n))
+			v.ask(b, 'p')
+			img, err := Checkpoint(tr, v.pid, b.TempDir(), Options{Reconnect: []int{0, 1}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			v.cmd.Wait() // its tids are free for the restores
+			var ds []time.Duration
+			var last []timing.Phase
+			for i := 0; i < b.N; i++ {
+				p, st := restore(b, tr, img, false)
+				p.ask(b, 'p')
+				ds, last = append(ds, st.Total), st.Phases
+				p.cmd.Process.Kill()
+				p.cmd.Wait()
+			}
+			slices.Sort(ds)
+			b.Logf("phases of the last restore: %v", last)
+			medians[n] = ds[len(ds)/2]
+			b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "restore-µs-p50")
+		})
+	}
+	if m0, m8 := medians[0], medians[8]; m0 > 0 && m8 > 0 {
+		b.Logf("cost per re-created thread: %.1f µs", float64(m8-m0)/8/1e3)
 	}
 }
