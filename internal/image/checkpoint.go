@@ -85,16 +85,24 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
+	// States maps the executor; the process goes on without it.
+	release := func() error {
+		rerr := g.Leader().RemoveExecutor()
+		if err := g.Detach(); rerr == nil {
+			rerr = err
+		}
+		return rerr
+	}
 	states, err := g.States()
 	if err != nil {
-		g.Detach()
+		release()
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	opts.Threads = states[1:]
 	img, err := CheckpointTracee(g.Leader(), dir, opts)
 	if err != nil {
 		// A refused or failed dump leaves the process as it was.
-		g.Detach()
+		release()
 		return nil, err
 	}
 	if opts.Leave == LeaveKilled {
@@ -116,7 +124,7 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 	if opts.Leave == LeaveStopped {
 		unix.Kill(pid, unix.SIGSTOP)
 	}
-	if derr := g.Detach(); derr != nil {
+	if derr := release(); derr != nil {
 		return img, derr
 	}
 	return img, nil

@@ -433,7 +433,7 @@ func StartRestorerAsPid(tr *ptrace.Tracer, files []*os.File, want int, execAddr 
 	if want < 2 || unix.Kill(want, 0) != unix.ESRCH {
 		return nil, nil, fmt.Errorf("pid %d is in use: %w", want, ErrPidTaken)
 	}
-	cmd, first, err := StartRestorer(tr, files, ptrace.TraceClone(true))
+	cmd, first, err := StartRestorer(tr, files)
 	if err != nil {
 		return nil, nil, err
 	}

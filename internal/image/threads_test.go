@@ -255,16 +255,21 @@ func TestCheckpointRestoreThreads(t *testing.T) {
 }
 
 // TestRestoreThreadTIDTaken: a restorer whose PID namespace already has a
-// thread's tid in use (here: the original, left running) fails with an
-// error naming the tid and the way out, and leaves nothing behind.
+// thread's tid in use (here: the original, left running as it was, its
+// mappings too) fails with an error naming the tid and the way out, and
+// leaves nothing behind.
 func TestRestoreThreadTIDTaken(t *testing.T) {
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	v, tids := startThreads(t)
 	v.ask(t, 'p')
+	maps, _ := layout(t, v.pid)
 	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}, Leave: LeaveRunning})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if after, _ := layout(t, v.pid); !slices.Equal(after, maps) {
+		t.Errorf("the process left running has other mappings (the executor?):\n%s\nbefore:\n%s", strings.Join(after, "\n"), strings.Join(maps, "\n"))
 	}
 	inR, inW, _ := os.Pipe()
 	outR, outW, _ := os.Pipe()
