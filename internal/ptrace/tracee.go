@@ -20,7 +20,7 @@ var ErrMultiThreaded = errors.New("multi-threaded process")
 type MultiThreadedError struct{ Pid, Threads int }
 
 func (e *MultiThreadedError) Error() string {
-	return fmt.Sprintf("process %d has %d threads; multi-threaded processes cannot be forked or checkpointed yet", e.Pid, e.Threads)
+	return fmt.Sprintf("process %d has %d threads; seize them all (SeizeGroup) to fork or checkpoint it", e.Pid, e.Threads)
 }
 
 // Is matches ErrMultiThreaded and errdefs.ErrNotSupported.
