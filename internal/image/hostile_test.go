@@ -201,6 +201,16 @@ func TestHostileImages(t *testing.T) {
 		})))
 		wantInvalid(t, err, "clone_args are not those")
 	})
+	t.Run("thread clone3 as a fork point", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) {
+			for i, e := range c.b.Entries() {
+				if e.Nr == unix.SYS_CLONE3 {
+					c.b.Entries()[i].Flags = ptrace.ForkPoint
+				}
+			}
+		})))
+		wantInvalid(t, err, "no fork point")
+	})
 	t.Run("clone3 without a thread record", func(t *testing.T) {
 		_, err := Open(writeSynth(t, thread(func(c *compiled) { c.threads = nil })))
 		wantInvalid(t, err, "more clone3 entries")

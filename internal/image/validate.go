@@ -237,7 +237,8 @@ var dataWriters = map[uint32][2]int{
 }
 
 // validateThreads checks the thread records against the plan: the plan's
-// clone3 entries are exactly one per record, in order, each with the
+// clone3 entries are exactly one per record, in order, each without
+// flags, with the
 // clone_args ptrace.ThreadCloneArgs makes of its record and a set_tid
 // pointer (a RelocDataPtr, the only relocation that writes there) at a u32
 // holding the record's tid; nothing else in the plan writes into those
@@ -262,6 +263,9 @@ func validateThreads(img *Image, b *ptrace.Batch) error {
 		st := img.Threads[k]
 		k++
 		off := e.Args[0]
+		if e.Flags != 0 {
+			return bad("flags %#x (a thread's clone3 stops the plan on error, and is no fork point)", e.Flags)
+		}
 		if e.Reloc != ptrace.RelocData || e.Args[1] != ptrace.CloneArgsSize || off%8 != 0 || off+ptrace.CloneArgsSize > uint64(len(data)) {
 			return bad("its clone_args must be %d bytes of the data area", ptrace.CloneArgsSize)
 		}

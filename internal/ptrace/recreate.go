@@ -206,13 +206,13 @@ func AddCapset(b *Batch, effective, permitted, inheritable uint64) {
 }
 
 // Release lets every thread run (PTRACE_DETACH each); the main thread is
-// the caller's to release after. On error the caller kills the process
-// (Kill).
+// the caller's to release after. On error the process is killed (Kill).
 func (r *Recreated) Release() error {
-	for i, th := range r.threads {
+	for _, th := range r.threads {
 		th.exec = 0 // the mapping is the main thread's to keep or remove
 		if err := th.Detach(); err != nil {
-			return fmt.Errorf("release thread %d of %d: %w", i, r.pid, err)
+			r.Kill()
+			return fmt.Errorf("release thread %d of %d: %w", th.Pid(), r.pid, err)
 		}
 	}
 	r.threads, r.tids = nil, nil
