@@ -427,7 +427,9 @@ func TestColdPrefetchKnob(t *testing.T) {
 // threadedPy starts a thread at import that keeps counting: a threaded
 // Python template. The handler reports the threads, the counter when it
 // was called ("at", at least the ticks of init: state kept), and how far
-// it moved during the call ("ticked": the thread runs).
+// it moved during the call ("ticked": the thread runs), and the distinct
+// privileges its threads have ("privs": capabilities, seccomp mode,
+// no_new_privs; one entry when every thread has the main thread's).
 const threadedPy = `
 import threading, time, os
 count = [0]
@@ -437,18 +439,25 @@ def tick():
         time.sleep(0.005)
 threading.Thread(target=tick, daemon=True, name="ticker").start()
 time.sleep(0.05)
+def privs(tid):
+    keep = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+    with open("/proc/self/task/%s/status" % tid) as f:
+        return " ".join(l.strip() for l in f if l.split(":")[0] in keep)
 def handler(event, context):
     a = count[0]
     time.sleep(0.1)
-    return {"threads": len(os.listdir("/proc/self/task")), "ticked": count[0] - a, "at": a,
-            "names": sorted(t.name for t in threading.enumerate())}
+    tids = os.listdir("/proc/self/task")
+    return {"threads": len(tids), "ticked": count[0] - a, "at": a,
+            "names": sorted(t.name for t in threading.enumerate()),
+            "privs": sorted(set(privs(t) for t in tids))}
 `
 
 // TestForkThreadedPython: a Python function that started a thread at
 // import boots with that thread re-created in each instance, by fork and
 // by warm and cold restore of its checkpoint, and the thread runs there
-// (its counter, kept from init, moves during each of two invocations);
-// each mode answers as a scratch boot does.
+// (its counter, kept from init, moves during each of two invocations),
+// with the instance's privileges and no more, as the main thread; each
+// mode answers as a scratch boot does.
 func TestForkThreadedPython(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("thr", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": threadedPy})})
@@ -460,6 +469,7 @@ func TestForkThreadedPython(t *testing.T) {
 		Ticked  int      `json:"ticked"`
 		At      int      `json:"at"`
 		Names   []string `json:"names"`
+		Privs   []string `json:"privs"`
 	}
 	invoke := func(mode string) out {
 		t.Helper()
@@ -477,6 +487,9 @@ func TestForkThreadedPython(t *testing.T) {
 		if o.Ticked < 3 || o.At < 3 {
 			t.Errorf("boot=%s: %s, want a counter kept from init that moves", mode, inv.Output)
 		}
+		if len(o.Privs) != 1 {
+			t.Errorf("boot=%s: threads with different privileges: %q", mode, o.Privs)
+		}
 		return o
 	}
 	scratch := invoke("scratch")
@@ -485,7 +498,7 @@ func TestForkThreadedPython(t *testing.T) {
 	}
 	e.waitImage("thr")
 	for _, m := range []string{"fork", "fork", "warm", "warm", "cold", "cold"} {
-		if o := invoke(m); o.Threads != scratch.Threads || !slices.Equal(o.Names, scratch.Names) {
+		if o := invoke(m); o.Threads != scratch.Threads || !slices.Equal(o.Names, scratch.Names) || !slices.Equal(o.Privs, scratch.Privs) {
 			t.Errorf("boot=%s: %+v, want what scratch answered: %+v", m, o, scratch)
 		}
 	}
