@@ -543,10 +543,12 @@ func (t *template) child(env *sandbox.Env, pipes *instanceIO, cgdir *os.File, re
 }
 
 // Frozen is what a checkpoint of a template needs: the template frozen
-// (its tracee, on its tracer thread, between forks), the host path of its
-// file system layer, and the host uid its user namespace maps root to.
+// (its tracee, on its tracer thread, between forks), its other threads
+// as Freeze recorded them, the host path of its file system layer, and
+// the host uid its user namespace maps root to.
 type Frozen struct {
 	Tracee   *ptrace.Tracee
+	Threads  []ptrace.ThreadState
 	UpperDir string
 	UIDBase  int
 }
@@ -564,7 +566,7 @@ func (f *Fork) WithFrozen(name string, fn func(Frozen) error) error {
 		return t.err
 	}
 	return t.tpl.WithTracee(func(tc *ptrace.Tracee) error {
-		return fn(Frozen{Tracee: tc, UpperDir: t.inst.sb.UpperDir(), UIDBase: t.users.UIDBase()})
+		return fn(Frozen{Tracee: tc, Threads: t.tpl.Threads(), UpperDir: t.inst.sb.UpperDir(), UIDBase: t.users.UIDBase()})
 	})
 }
 

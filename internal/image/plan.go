@@ -13,11 +13,12 @@ import (
 
 // compiled is a restore plan under construction.
 type compiled struct {
-	b      *ptrace.Batch
-	hdr    metaHeader
-	vmas   []VMA
-	relocs []Reloc
-	fds    []FD
+	b       *ptrace.Batch
+	hdr     metaHeader
+	vmas    []VMA
+	relocs  []Reloc
+	fds     []FD
+	threads []ptrace.ThreadState // the thread records, in the order of the plan's clone3 entries
 }
 
 // fdTable simulates the restorer's descriptor table while the plan is
@@ -104,8 +105,10 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 //     protections, close those fds;
 //  4. move the vDSO to the image's addresses;
 //  5. descriptors, cwd, umask, personality, signal handlers, altstack,
-//     mask, mm fields (PR_SET_MM_MAP with auxv and exe), comm,
-//     clear_child_tid, robust list, rseq, rlimits, credentials, itimers.
+//     mm fields (PR_SET_MM_MAP with auxv and exe), comm, clear_child_tid,
+//     robust list, rseq, rlimits; the other threads (one clone3 each with
+//     set_tid, ptrace.AddThreadClones: they start stopped, and Restore
+//     gives each its state); credentials, signal mask, itimers.
 func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 	c := &compiled{b: ptrace.NewBatch()}
 	p := &planner{s: s, c: c, b: c.b, fds: fdTable{}}
@@ -422,6 +425,16 @@ func (p *planner) attributes() {
 	for r := 0; r < numRlimits; r++ {
 		l := p.s.rlimits[r]
 		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
+	}
+	// The other threads, with the memory, files and attributes they
+	// share in place, and before the credentials drop the
+	// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in
+	// each clone_args is the data area's address: a relocation.
+	p.c.threads = p.s.threads
+	for _, th := range ptrace.AddThreadClones(p.b, p.s.threads) {
+		args, _ := th.Args.DataOffset()
+		tid, _ := th.TID.DataOffset()
+		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
 	}
 	// Credentials last: dropping them may drop the capabilities the
 	// entries above need.
