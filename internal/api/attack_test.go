@@ -486,8 +486,8 @@ def handler(event, context):
 `
 
 // TestForkThreadsDropCapabilities: capabilities, seccomp and no_new_privs
-// are per thread in Linux. Each re-created thread of a fork must end with
-// the instance's set, not the template's: a thread left with
+// are per thread in Linux. Each re-created thread of a fork or a restore
+// must end with the instance's set, not the template's: a thread left with
 // CAP_SYS_ADMIN would let the tenant's code mount and unshare at will.
 func TestForkThreadsDropCapabilities(t *testing.T) {
 	testutil.RequiresRoot(t)
@@ -498,7 +498,10 @@ func TestForkThreadsDropCapabilities(t *testing.T) {
 	}
 	const docker = "00000000a80425fb"
 	want := []string{"0000000000000000", docker, docker, docker, "0000000000000000", "2", "1"}
-	for _, mode := range []string{"scratch", "fork"} {
+	if st := e.waitImage("tcaps"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
 		inv, err := e.c.Invoke(context.Background(), "tcaps", mode, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -375,7 +375,10 @@ func TestBootNoLeaks(t *testing.T) {
 	if st := e.waitTemplate("threads"); st != "ready" {
 		t.Fatalf("template of threads: %s", st)
 	}
-	for _, m := range []string{"fork", "fork", "scratch", "fork"} {
+	if st := e.waitImage("threads"); st != "ready" {
+		t.Fatalf("image of threads: %s", st)
+	}
+	for _, m := range []string{"fork", "warm", "scratch", "cold", "fork", "warm"} {
 		if _, err := e.c.Invoke(context.Background(), "threads", m, nil); err != nil {
 			t.Fatalf("threads %s: %v", m, err)
 		}

@@ -48,8 +48,9 @@ func threadedFunctions(t *testing.T) []threadedFunction {
 
 // TestThreadedRuntimesBoot: Node, a Go function with a goroutine ticker
 // and Python with a ticker thread, a thread pool and OpenBLAS boot by
-// fork: their threads run after the boot, they answer as scratch does,
-// and every random value differs across 100 instances.
+// fork, warm and cold: their threads run after the boot, they answer as
+// scratch does, and every random value differs across 100 instances of
+// each mode.
 func TestThreadedRuntimesBoot(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
@@ -87,7 +88,10 @@ func TestThreadedRuntimesBoot(t *testing.T) {
 			if !strings.Contains(want, "ticking:true") {
 				t.Fatalf("scratch: %s, want its ticker running", ref.Output)
 			}
-			for _, mode := range []string{"fork"} {
+			if st := e.waitImage(f.name); st != "ready" {
+				t.Fatalf("image: %s", st)
+			}
+			for _, mode := range []string{"fork", "warm", "cold"} {
 				seen := make([]map[string]bool, len(f.random))
 				for i := range seen {
 					seen[i] = map[string]bool{}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
@@ -159,17 +161,16 @@ type state struct {
 	comm     string
 	rlimits  [numRlimits]unix.Rlimit
 	fds      []fdState
+	// objects are the event objects and in-process pipes the restore
+	// re-creates after the plan (package kobj).
+	objects *kobj.Table
 }
 
 type fdState struct {
-	fd     int
-	link   string
-	kind   uint32
-	info   procfs.FDInfo
-	ino    uint64 // pipes
-	write  bool   // pipes: the write end
-	data   []byte // pipes: contents
-	pipeSz int
+	fd   int
+	link string
+	kind uint32
+	info procfs.FDInfo
 }
 
 // CheckpointTracee dumps a stopped tracee, the main thread of its
@@ -402,10 +403,28 @@ func (s *state) collectFDs(opts Options) error {
 	for _, fd := range opts.Drop {
 		drop[fd] = true
 	}
-	pipes := map[uint64][2]int{} // inode -> count of read, write ends
+	// Event objects and pipes with both ends inside: re-created with
+	// their state by kobj (a pipe's bytes are read with tee, so the
+	// process, which may go on, keeps them).
+	if s.objects, err = kobj.CaptureObjects(pid, append(slices.Clone(opts.Reconnect), opts.Drop...)); err != nil {
+		var se *kobj.SharedError
+		if errors.As(err, &se) && len(se.Objects) > 0 {
+			o := se.Objects[0]
+			return &UnsupportedError{pid, o.What, o.Why + " (declare it reconnect, or drop it)"}
+		}
+		return fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	if len(s.objects.Memory) > 0 {
+		m := s.objects.Memory[0]
+		return &UnsupportedError{pid, fmt.Sprintf("mapping %x-%x", m.Start, m.End), "shared anonymous memory is not checkpointed"}
+	}
+	made := map[int]bool{}
+	for _, fd := range s.objects.FDs() {
+		made[fd] = true
+	}
 	for _, o := range open {
 		fd := o.Num
-		if drop[fd] {
+		if drop[fd] || made[fd] {
 			continue
 		}
 		f := fdState{fd: fd, link: o.Link, info: o.Info}
@@ -435,17 +454,6 @@ func (s *state) collectFDs(opts Options) error {
 				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
 			}
 			f.kind = FDFile
-		case strings.HasPrefix(f.link, "pipe:["):
-			f.ino, _ = strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(f.link, "pipe:["), "]"), 10, 64)
-			f.write = f.info.Flags&unix.O_ACCMODE == unix.O_WRONLY
-			c := pipes[f.ino]
-			if f.write {
-				c[1]++
-			} else {
-				c[0]++
-			}
-			pipes[f.ino] = c
-			f.kind = FDPipe
 		case strings.HasPrefix(f.link, "socket:["):
 			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
 		case strings.HasPrefix(f.link, "anon_inode:"):
@@ -458,75 +466,7 @@ func (s *state) collectFDs(opts Options) error {
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
 	}
-	// Pipes need both ends inside the process; read their contents (and
-	// put them back: the process may go on).
-	var pidfd = -1
-	defer func() {
-		if pidfd >= 0 {
-			unix.Close(pidfd)
-		}
-	}()
-	done := map[uint64]bool{}
-	for i := range s.fds {
-		f := &s.fds[i]
-		if f.kind != FDPipe {
-			continue
-		}
-		if c := pipes[f.ino]; c[0] == 0 || c[1] == 0 {
-			return &UnsupportedError{pid, fmt.Sprintf("fd %d (%s)", f.fd, f.link),
-				"a pipe whose other end is outside the process (declare it reconnect)"}
-		}
-		if f.write || done[f.ino] {
-			continue
-		}
-		done[f.ino] = true
-		if pidfd < 0 {
-			if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
-				return fmt.Errorf("checkpoint %d: pidfd: %w", pid, err)
-			}
-		}
-		if f.data, f.pipeSz, err = drainPipe(pidfd, f.fd, s.fds, f.ino); err != nil {
-			return fmt.Errorf("checkpoint %d: fd %d: %w", pid, f.fd, err)
-		}
-	}
 	return nil
-}
-
-// drainPipe reads what the pipe holds through a copy of its read end and
-// writes it back through a copy of its write end.
-func drainPipe(pidfd, rfd int, fds []fdState, ino uint64) ([]byte, int, error) {
-	r, err := unix.PidfdGetfd(pidfd, rfd, 0)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer unix.Close(r)
-	sz, err := unix.FcntlInt(uintptr(r), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		return nil, 0, err
-	}
-	n, err := unix.IoctlGetInt(r, 0x541b)
-	if err != nil || n == 0 {
-		return nil, sz, err
-	}
-	buf := make([]byte, n)
-	if _, err := unix.Read(r, buf); err != nil {
-		return nil, 0, err
-	}
-	for _, f := range fds {
-		if f.kind == FDPipe && f.ino == ino && f.write {
-			w, err := unix.PidfdGetfd(pidfd, f.fd, 0)
-			if err != nil {
-				return nil, 0, err
-			}
-			_, err = unix.Write(w, buf)
-			unix.Close(w)
-			if err != nil {
-				return nil, 0, err
-			}
-			break
-		}
-	}
-	return buf, sz, nil
 }
 
 // growsDown returns the start of each mapping of pid whose smaps VmFlags
@@ -719,6 +659,7 @@ type debugImage struct {
 	VMAs          []string
 	FDs           []string
 	Relocations   int
+	Objects       string
 	Threads       []string
 }
 
@@ -742,13 +683,13 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	if len(plan) > ptrace.MaxBatchSize {
 		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)
 	}
-	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan} {
+	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan, ObjectsFile: s.objects.Encode()} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return nil, err
 		}
 	}
 	os.Remove(filepath.Join(dir, WSFile))
-	if err := writeManifest(dir, []string{MetaFile, PlanFile, PagesFile}); err != nil {
+	if err := writeManifest(dir, []string{MetaFile, PlanFile, ObjectsFile, PagesFile}); err != nil {
 		return nil, err
 	}
 	dbg := debugImage{FormatVersion: FormatVersion, Pid: s.pid, Kernel: cstring(c.hdr.Kernel[:]),
@@ -763,6 +704,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	for _, f := range s.fds {
 		dbg.FDs = append(dbg.FDs, fmt.Sprintf("%d kind=%d flags=%#o pos=%d %s", f.fd, f.kind, f.info.Flags, f.info.Pos, f.link))
 	}
+	dbg.Objects = s.objects.Summary()
 	if j, err := json.MarshalIndent(dbg, "", "  "); err == nil {
 		atomicfile.WriteFile(filepath.Join(dir, DebugFile), j, 0o644)
 	}

@@ -13,14 +13,16 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
 // FormatVersion is the version of the image format (docs/IMAGE.md). It
 // changes only when the format does, never with the binary's version.
-// Version 2 added the thread records; an image of an older version is
-// refused (errdefs.ErrInvalid) and must be taken again.
-const FormatVersion = 2
+// Version 2 added the thread records, version 3 objects.bin (event
+// objects and pipes, re-created by package kobj); an image of an older
+// version is refused (errdefs.ErrInvalid) and must be taken again.
+const FormatVersion = 3
 
 // File names inside an image directory.
 const (
@@ -28,6 +30,7 @@ const (
 	MetaFile     = "meta.bin"
 	PlanFile     = "plan.bin"
 	PagesFile    = "pages.img"
+	ObjectsFile  = "objects.bin"
 	WSFile       = "ws.bin"
 	DebugFile    = "image.json" // never read by restore
 )
@@ -151,8 +154,8 @@ type Reloc struct {
 // FD kinds in the meta table.
 const (
 	FDFile      = 1 // regular file, directory or allowed char device: reopened by path
-	FDPipe      = 2 // pipe whose both ends are in the process: recreated with its contents
 	FDReconnect = 3 // the caller gives a fresh fd at restore
+	// Kind 2 was a pipe (version 1 and 2); pipes are objects.bin's now.
 )
 
 // FD describes one descriptor of the checkpointed process.
@@ -175,6 +178,10 @@ type Image struct {
 	// Threads are the process's other threads, as the restore gives them
 	// back (TID 0: only NSTID, the tid in its PID namespace, is known).
 	Threads []ptrace.ThreadState
+	// Objects are the event objects and in-process pipes that Restore
+	// re-creates once the plan has run (objects.bin, validated by
+	// kobj.Decode and against the plan's descriptors).
+	Objects *kobj.Table
 	// WorkingSet lists the pages.img ranges recorded by RecordWorkingSet
 	// (nil if the image has no ws.bin).
 	WorkingSet []Range
@@ -257,11 +264,14 @@ func Open(dir string) (*Image, error) {
 		}
 		files[name] = b
 	}
-	if files[MetaFile] == nil || files[PlanFile] == nil || pagesSize < 0 {
-		return nil, invalid("manifest lacks %s, %s or %s", MetaFile, PlanFile, PagesFile)
+	if files[MetaFile] == nil || files[PlanFile] == nil || files[ObjectsFile] == nil || pagesSize < 0 {
+		return nil, invalid("manifest lacks %s, %s, %s or %s", MetaFile, PlanFile, ObjectsFile, PagesFile)
 	}
 	img, err := decode(files[MetaFile], files[PlanFile], uint64(pagesSize))
 	if err != nil {
+		return nil, err
+	}
+	if img.Objects, err = decodeObjects(img, files[ObjectsFile]); err != nil {
 		return nil, err
 	}
 	if ws := files[WSFile]; ws != nil {
@@ -271,6 +281,29 @@ func Open(dir string) (*Image, error) {
 	}
 	img.Dir = dir
 	return img, nil
+}
+
+// decodeObjects parses objects.bin and checks it against the image: no
+// shared memory (not checkpointed), and no descriptor that the plan makes
+// too.
+func decodeObjects(img *Image, b []byte) (*kobj.Table, error) {
+	t, err := kobj.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("image: %s: %w", ObjectsFile, err)
+	}
+	if len(t.Memory) > 0 {
+		return nil, invalid("%s: shared memory is not part of an image", ObjectsFile)
+	}
+	planned := map[int]bool{}
+	for _, f := range img.FDs {
+		planned[int(f.Fd)] = true
+	}
+	for _, fd := range t.FDs() {
+		if planned[fd] {
+			return nil, invalid("%s: descriptor %d is made by the plan too", ObjectsFile, fd)
+		}
+	}
+	return t, nil
 }
 
 func readLimited(path string, max int64) ([]byte, error) {
@@ -320,7 +353,7 @@ func parseManifest(b []byte) ([]manifestEntry, error) {
 	for _, e := range ents {
 		n := entryName(e)
 		switch n {
-		case MetaFile, PlanFile, PagesFile, WSFile:
+		case MetaFile, PlanFile, ObjectsFile, PagesFile, WSFile:
 		default:
 			return nil, invalid("manifest: unknown file %q", n)
 		}

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -56,10 +57,11 @@ func writeSynth(t testing.TB, mod func(c *compiled)) string {
 	meta, plan, size := synth(mod)
 	os.WriteFile(filepath.Join(dir, MetaFile), meta, 0o644)
 	os.WriteFile(filepath.Join(dir, PlanFile), plan, 0o644)
+	os.WriteFile(filepath.Join(dir, ObjectsFile), (&kobj.Table{}).Encode(), 0o644)
 	if err := os.WriteFile(filepath.Join(dir, PagesFile), make([]byte, size), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeManifest(dir, []string{MetaFile, PlanFile, PagesFile}); err != nil {
+	if err := writeManifest(dir, []string{MetaFile, PlanFile, ObjectsFile, PagesFile}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -223,16 +225,20 @@ func TestHostileImages(t *testing.T) {
 		})))
 		wantInvalid(t, err, "the image records 2")
 	})
-	t.Run("pipe2 over a thread's clone_args", func(t *testing.T) {
+	t.Run("sigaltstack over a thread's clone_args", func(t *testing.T) {
 		_, err := Open(writeSynth(t, thread(func(c *compiled) {
 			for _, e := range c.b.Entries() {
 				if e.Nr == unix.SYS_CLONE3 {
-					c.b.Add(unix.SYS_PIPE2, c.b.DataAt(int(e.Args[0])), ptrace.Lit(0))
+					c.b.Add(unix.SYS_SIGALTSTACK, ptrace.Lit(0), c.b.DataAt(int(e.Args[0])))
 					break
 				}
 			}
 		})))
 		wantInvalid(t, err, "writes into a thread's clone_args")
+	})
+	t.Run("pipe2 (pipes are objects.bin's)", func(t *testing.T) {
+		_, err := Open(writeSynth(t, func(c *compiled) { c.b.Add(unix.SYS_PIPE2, c.b.Space(8), ptrace.Lit(0)) }))
+		wantInvalid(t, err, "not allowed")
 	})
 	t.Run("thread tid out of range", func(t *testing.T) {
 		_, err := Open(writeSynth(t, thread(func(c *compiled) { c.threads[0].NSTID = 1 << 23 })))

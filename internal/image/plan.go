@@ -293,9 +293,7 @@ func (p *planner) homeVDSO(vmas []dumpVMA) {
 // descriptors (step 5a) makes the image's descriptors, in increasing
 // order, and closes the parked reconnect fds.
 func (p *planner) descriptors() {
-	scratch := p.high + p.nReconnect
 	k := 0
-	pipeDone := map[uint64]bool{}
 	for _, f := range p.s.fds {
 		cloexec := int64(0)
 		if f.info.Flags&unix.O_CLOEXEC != 0 {
@@ -320,46 +318,6 @@ func (p *planner) descriptors() {
 			if f.info.Pos != 0 {
 				p.b.Add(unix.SYS_LSEEK, ptrace.Lit(int64(f.fd)), ptrace.Lit(f.info.Pos), ptrace.Lit(unix.SEEK_SET))
 			}
-		case FDPipe:
-			if pipeDone[f.ino] {
-				continue
-			}
-			pipeDone[f.ino] = true
-			pfds := p.b.Space(8)
-			p.b.Add(unix.SYS_PIPE2, pfds, ptrace.Lit(0))
-			r0, w0 := p.fds.alloc(), p.fds.alloc()
-			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(r0)), ptrace.Lit(int64(scratch)), ptrace.Lit(0))
-			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(w0)), ptrace.Lit(int64(scratch+1)), ptrace.Lit(0))
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(r0)))
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(w0)))
-			delete(p.fds, r0)
-			delete(p.fds, w0)
-			if f.pipeSz > 0 && f.pipeSz != 65536 {
-				p.b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(scratch)), ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(f.pipeSz)))
-			}
-			if len(f.data) > 0 {
-				p.b.Add(unix.SYS_WRITE, ptrace.Lit(int64(scratch+1)), p.b.Bytes(f.data), ptrace.Lit(int64(len(f.data))))
-			}
-			for _, g := range p.s.fds {
-				if g.kind != FDPipe || g.ino != f.ino {
-					continue
-				}
-				src := scratch
-				if g.write {
-					src = scratch + 1
-				}
-				ce := int64(0)
-				if g.info.Flags&unix.O_CLOEXEC != 0 {
-					ce = unix.O_CLOEXEC
-				}
-				p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(src)), ptrace.Lit(int64(g.fd)), ptrace.Lit(ce))
-				if fl := g.info.Flags & (unix.O_NONBLOCK | unix.O_DIRECT); fl != 0 {
-					p.b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(g.fd)), ptrace.Lit(unix.F_SETFL), ptrace.Lit(int64(fl)))
-				}
-				p.fds[g.fd] = true
-			}
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch)))
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch+1)))
 		}
 	}
 	if p.nReconnect > 0 {

@@ -67,7 +67,8 @@ var (
 	kernelStr  string
 )
 
-// Restore runs img's plan in the restorer and lets it go: the process
+// Restore runs img's plan in the restorer, then a batch that re-creates
+// its event objects and pipes (img.Objects), and lets it go: the process
 // resumes exactly where the checkpointed one was frozen. It returns the
 // restored pid (the restorer's; see StartRestorerAsPid). The plan
 // re-creates the image's other threads with their tids (the restorer must
@@ -175,6 +176,17 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 		}
 		st.Entries = b.Len()
 		phase("plan")
+		// The event objects and pipes, from objects.bin: a batch of our
+		// own making (kobj.AddTo of the validated table), not the plan's.
+		if img.Objects != nil && len(img.Objects.Objects) > 0 {
+			ob := ptrace.NewBatch()
+			img.Objects.AddTo(ob)
+			if _, err := t.Exec(ob); err != nil {
+				return fmt.Errorf("re-create event objects (%s): %w", img.Objects.Summary(), err)
+			}
+			st.Entries += ob.Len()
+			phase("objects")
+		}
 		if r.Epilogue != nil {
 			eb, err := r.Epilogue(t)
 			if err != nil {

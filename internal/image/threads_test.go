@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -353,5 +354,58 @@ func BenchmarkRestoreThreads(b *testing.B) {
 	}
 	if m0, m8 := medians[0], medians[8]; m0 > 0 && m8 > 0 {
 		b.Logf("cost per re-created thread: %.1f µs", float64(m8-m0)/8/1e3)
+	}
+}
+
+// TestCheckpointRestoreObjects: a process holding eventfds, a timerfd, a
+// signalfd, nested epolls and a pipe with bytes in it (kobj's victim) is
+// restored with each object in its state, on its numbers.
+func TestCheckpointRestoreObjects(t *testing.T) {
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	src, err := os.ReadFile("../kobj/testdata/objects.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "objects")
+	cc := exec.Command("gcc", "-O1", "-DNO_SHM", "-o", bin, "-x", "c", "-")
+	cc.Stdin = strings.NewReader(string(src))
+	if out, err := cc.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	v := startVictim(t, bin)
+	if line, _ := v.out.ReadString('\n'); !strings.HasPrefix(line, "ready") {
+		t.Fatalf("victim said %q", line)
+	}
+	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.cmd.Wait()
+	if got := img.Objects.Summary(); got != "2 eventfd, 1 timerfd, 1 signalfd, 2 epoll (3 watches), 1 pipe (5 bytes)" {
+		t.Errorf("image objects: %s", got)
+	}
+	r, st := restore(t, tr, img, false)
+	t.Logf("restore phases: %v", st.Phases)
+	for _, c := range []struct {
+		cmd  byte
+		want string
+	}{
+		{'n', "n 1 1515"},
+		{'w', "w 2 1010 1212"},
+		{'e', "e 8 5"},
+		{'s', "s 8 1"},
+		{'p', "p 5 hello"},
+		{'g', "g 128 10"},
+	} {
+		if got := r.ask(t, c.cmd); got != c.want && !(c.cmd == 'w' && got == "w 2 1212 1010") {
+			t.Errorf("%c: restored process said %q, want %q", c.cmd, got, c.want)
+		}
+	}
+	if got := r.ask(t, 't'); !strings.HasSuffix(got, " 7") || got == "t 0 7" {
+		t.Errorf("timer: %q, want it armed with a 7 s interval", got)
+	}
+	if got := r.ask(t, 'i'); !strings.HasSuffix(got, "flags20=0") {
+		t.Errorf("fd 20 (the eventfd's dup, inheritable): %q", got)
 	}
 }

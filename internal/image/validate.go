@@ -28,7 +28,7 @@ var allowed = map[uint32]bool{
 	unix.SYS_MMAP: true, unix.SYS_MUNMAP: true, unix.SYS_MREMAP: true, unix.SYS_MPROTECT: true,
 	unix.SYS_MADVISE: true, unix.SYS_PREAD64: true, unix.SYS_OPENAT: true, unix.SYS_CLOSE: true,
 	unix.SYS_CLOSE_RANGE: true, unix.SYS_DUP3: true, unix.SYS_FCNTL: true, unix.SYS_LSEEK: true,
-	unix.SYS_PIPE2: true, unix.SYS_WRITE: true, unix.SYS_RT_SIGACTION: true,
+	unix.SYS_RT_SIGACTION:   true,
 	unix.SYS_RT_SIGPROCMASK: true, unix.SYS_SIGALTSTACK: true, unix.SYS_PRCTL: true,
 	unix.SYS_SET_TID_ADDRESS: true, unix.SYS_SET_ROBUST_LIST: true, unix.SYS_RSEQ: true,
 	unix.SYS_PRLIMIT64: true, unix.SYS_CHDIR: true, unix.SYS_PERSONALITY: true,
@@ -229,7 +229,6 @@ func validate(img *Image, b *ptrace.Batch) error {
 // dataWriters are the allowed syscalls that write through a pointer
 // argument: argument index and the most bytes they write there.
 var dataWriters = map[uint32][2]int{
-	unix.SYS_PIPE2:          {0, 8},
 	unix.SYS_RT_SIGACTION:   {2, 32},
 	unix.SYS_RT_SIGPROCMASK: {2, 8},
 	unix.SYS_SIGALTSTACK:    {1, 24},

@@ -76,13 +76,30 @@ func sharedAnon(m procfs.Mapping) bool {
 // skip are the caller's and are not looked at. Objects no copy can be
 // given its own of make a *SharedError listing all of them.
 func Capture(pid int, skip []int) (*Table, error) {
+	return capture(pid, skip, true)
+}
+
+// CaptureObjects is Capture without the refusal of other shared objects:
+// it refuses only what it cannot capture among the kinds it re-creates
+// (a pipe with an end outside, say), and leaves the rest of the
+// descriptor table and the mappings to the caller (a checkpoint, which
+// has rules of its own for files and sockets).
+func CaptureObjects(pid int, skip []int) (*Table, error) {
+	return capture(pid, skip, false)
+}
+
+func capture(pid int, skip []int, others bool) (*Table, error) {
 	c := &capturer{pid: pid, skip: skip, t: &Table{}, byFD: map[int]*procfs.FD{}, pidfd: -1}
 	defer func() {
 		if c.pidfd >= 0 {
 			unix.Close(c.pidfd)
 		}
 	}()
-	for _, step := range []func() error{c.objects, c.pipes, c.watches, c.memory, c.others} {
+	steps := []func() error{c.objects, c.pipes, c.watches, c.memory}
+	if others {
+		steps = append(steps, c.others)
+	}
+	for _, step := range steps {
 		if err := step(); err != nil {
 			return nil, fmt.Errorf("capture %d: %w", pid, err)
 		}
