@@ -458,9 +458,9 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 }
 
 // reconnectFile lists, in an image made from a template, which of its fds
-// take the instance's control channel, stdout or stderr at restore: the
-// agents keep duplicates of stdout and stderr (to restore them after
-// capturing a call's output), which are the same pipes.
+// take the instance's control channel, stdout or stderr at restore: fd 3
+// and every descriptor of the same pipe as its stdout or stderr (the
+// agents hold no copy of them between calls; a native function may).
 const reconnectFile = "reconnect"
 
 // reconnectMap maps every fd of the template pid that is its control
