@@ -120,7 +120,7 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	inits := map[string]struct{ code, want string }{
 		"memfd":  {"import os\nfd = os.memfd_create('tenant-state')\nos.write(fd, b'x')\n", "memfd:tenant-state"},
-		"socket": {"import socket\npair = socket.socketpair()\n", "socket:["},
+		"socket": {"import socket\nsock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\nsock.bind(b'\\0tenant-inbox')\n", "socket:["},
 	}
 	for name, in := range inits {
 		src := in.code + "import os\ndef handler(event, context):\n    return os.getpid()\n"
@@ -152,11 +152,12 @@ func TestForkRefusesSharedObjects(t *testing.T) {
 
 // sharedPy makes, at init, the objects a fork would share with its
 // siblings if it were not given its own copies: shared anonymous memory,
-// a pipe holding bytes, an eventfd with a count, an epoll watching them.
+// a pipe and a socket pair holding bytes, an eventfd with a count, an
+// epoll watching them.
 // Each invocation reads them as it finds them, then writes its secret
 // into each.
 const sharedPy = `
-import mmap, os, select
+import mmap, os, select, socket
 shm = mmap.mmap(-1, 4096, mmap.MAP_SHARED)
 shm[:4] = b"init"
 r, w = os.pipe()
@@ -166,6 +167,9 @@ ev = os.eventfd(7, os.EFD_NONBLOCK)
 ep = select.epoll()
 ep.register(ev, select.EPOLLIN)
 ep.register(r, select.EPOLLIN)
+a, b = socket.socketpair()
+a.send(b"init")
+b.setblocking(False)
 def handler(event, context):
     seen = {"shm": shm[:16].rstrip(b"\0").decode(), "ready": sorted(fd for fd, _ in ep.poll(0))}
     try:
@@ -176,9 +180,14 @@ def handler(event, context):
         seen["eventfd"] = os.eventfd_read(ev)
     except BlockingIOError:
         seen["eventfd"] = 0
+    try:
+        seen["socket"] = b.recv(64).decode()
+    except BlockingIOError:
+        seen["socket"] = ""
     secret = event["secret"].encode()
     shm[:16] = secret.ljust(16, b"\0")
     os.write(w, secret)
+    a.send(secret)
     os.eventfd_write(ev, 1000)
     seen["fds"] = sorted([r, ev])
     return seen
@@ -205,7 +214,7 @@ func TestForkCopiesSharedObjects(t *testing.T) {
 		}
 		seen[inv.Instance] = true
 		var o struct {
-			Shm, Pipe string
+			Shm, Pipe, Socket string
 			Eventfd   int
 			Ready     []int
 			FDs       []int `json:"fds"`
@@ -213,8 +222,8 @@ func TestForkCopiesSharedObjects(t *testing.T) {
 		if err := json.Unmarshal(inv.Output, &o); err != nil {
 			t.Fatal(err)
 		}
-		if o.Shm != "init" || o.Pipe != "init" || o.Eventfd != 7 || fmt.Sprint(o.Ready) != fmt.Sprint(o.FDs) {
-			t.Errorf("fork %d found %s, want the template's state (shm and pipe \"init\", eventfd 7, both ready), not another fork's secret", i, inv.Output)
+		if o.Shm != "init" || o.Pipe != "init" || o.Socket != "init" || o.Eventfd != 7 || fmt.Sprint(o.Ready) != fmt.Sprint(o.FDs) {
+			t.Errorf("fork %d found %s, want the template's state (shm, pipe and socket pair \"init\", eventfd 7, both ready), not another fork's secret", i, inv.Output)
 		}
 	}
 }

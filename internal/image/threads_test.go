@@ -382,7 +382,7 @@ func TestCheckpointRestoreObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.cmd.Wait()
-	if got := img.Objects.Summary(); got != "2 eventfd, 1 timerfd, 1 signalfd, 2 epoll (3 watches), 1 pipe (5 bytes)" {
+	if got := img.Objects.Summary(); got != "2 eventfd, 1 timerfd, 1 signalfd, 2 epoll (3 watches), 1 pipe (5 bytes), 2 socket pair (11 bytes queued)" {
 		t.Errorf("image objects: %s", got)
 	}
 	r, st := restore(t, tr, img, false)
@@ -397,6 +397,8 @@ func TestCheckpointRestoreObjects(t *testing.T) {
 		{'s', "s 8 1"},
 		{'p', "p 5 hello"},
 		{'g', "g 128 10"},
+		{'k', "k 4 sock"},
+		{'d', "d 3 one 4 two!"},
 	} {
 		if got := r.ask(t, c.cmd); got != c.want && !(c.cmd == 'w' && got == "w 2 1212 1010") {
 			t.Errorf("%c: restored process said %q, want %q", c.cmd, got, c.want)

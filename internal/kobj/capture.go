@@ -1,6 +1,7 @@
 package kobj
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"slices"
@@ -60,8 +61,16 @@ func kindOf(link string) Kind {
 		return Epoll
 	case strings.HasPrefix(link, "pipe:["):
 		return Pipe
+	case strings.HasPrefix(link, "socket:["):
+		return SocketPair // if it is one: objects asks sock_diag
 	}
 	return 0
+}
+
+// socketIno is the inode a "socket:[INO]" link names.
+func socketIno(link string) uint64 {
+	n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
+	return n
 }
 
 // sharedAnon reports whether m is shared anonymous memory ("/dev/zero
@@ -95,7 +104,7 @@ func capture(pid int, skip []int, others bool) (*Table, error) {
 			unix.Close(c.pidfd)
 		}
 	}()
-	steps := []func() error{c.objects, c.pipes, c.watches, c.memory}
+	steps := []func() error{c.objects, c.pipes, c.sockets, c.watches, c.memory}
 	if others {
 		steps = append(steps, c.others)
 	}
@@ -172,9 +181,17 @@ func (c *capturer) objects() error {
 		into.d.FDs = append(into.d.FDs, FD{Num: f.Num, CloseOnExec: f.Info.Flags&unix.O_CLOEXEC != 0})
 	}
 	pipes := map[string]int{} // link -> index in t.Objects
+	var socks map[uint64]unixSocket
+	pairs := map[uint64]int{} // socket inode -> index in t.Objects
 	for _, d := range descs {
 		f := d.first
 		o := Object{Kind: kindOf(f.Link), Descs: []Desc{d.d}}
+		if o.Kind == SocketPair && socks == nil {
+			var err error
+			if socks, err = unixSockets(c.pid); err != nil {
+				return err
+			}
+		}
 		switch o.Kind {
 		case Eventfd:
 			if f.Object.Eventfd == nil {
@@ -209,10 +226,130 @@ func (c *capturer) objects() error {
 				continue
 			}
 			pipes[f.Link] = len(c.t.Objects)
+		case SocketPair:
+			ino := socketIno(f.Link)
+			us, ok := socks[ino]
+			if !ok || us.Peer == 0 || us.Named {
+				continue // not a unix socket pair: others() says why it is shared
+			}
+			if us.Shutdown != 0 {
+				c.refuse(f.Num, "a socket pair shut down in a direction is not re-created")
+				continue
+			}
+			if i, ok := pairs[us.Peer]; ok {
+				p := &c.t.Objects[i]
+				if len(p.Descs) == 2 {
+					c.refuse(f.Num, "a socket pair end opened twice is not re-created")
+					continue
+				}
+				d.d.End = 1
+				p.Descs = append(p.Descs, d.d)
+				continue
+			}
+			if peer, ok := socks[us.Peer]; !ok || peer.Peer != ino {
+				continue // its peer is not this socket's: not a pair
+			}
+			o.SockType = us.Type
+			pairs[ino] = len(c.t.Objects)
 		}
 		c.t.Objects = append(c.t.Objects, o)
 	}
 	return nil
+}
+
+// sockets keeps the socket pairs whose two ends the process holds, each
+// with the messages queued at each end (read with MSG_PEEK, so the
+// process keeps them); one with an end outside is left to others().
+func (c *capturer) sockets() error {
+	var kept []Object
+	for _, o := range c.t.Objects {
+		if o.Kind != SocketPair {
+			kept = append(kept, o)
+			continue
+		}
+		if len(o.Descs) != 2 {
+			continue // the peer is outside: others() refuses it
+		}
+		if c.pidfd < 0 {
+			var err error
+			if c.pidfd, err = unix.PidfdOpen(c.pid, 0); err != nil {
+				return fmt.Errorf("pidfd: %w", err)
+			}
+		}
+		ok := true
+		for end, d := range o.Descs {
+			q, why, err := peekSocket(c.pidfd, d.FDs[0].Num, o.SockType)
+			if err != nil {
+				return fmt.Errorf("socket fd %d: %w", d.FDs[0].Num, err)
+			}
+			if why != "" {
+				c.refuse(d.FDs[0].Num, why)
+				ok = false
+				break
+			}
+			o.Queued[end] = q
+		}
+		if ok {
+			kept = append(kept, o)
+		}
+	}
+	c.t.Objects = kept
+	return nil
+}
+
+// peekSocket reads the messages queued at a unix socket through a copy of
+// it, leaving them queued: peeks from a peek offset (SO_PEEK_OFF) that
+// each peek advances, then the offset is turned off again. The process is
+// stopped, so nothing else reads meanwhile. why is set for a queue that
+// cannot be re-created (descriptors or credentials in flight, too much).
+func peekSocket(pidfd, fd, typ int) (queued [][]byte, why string, err error) {
+	s, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return nil, "", fmt.Errorf("pidfd_getfd: %w", err)
+	}
+	defer unix.Close(s)
+	if pc, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PASSCRED); err == nil && pc != 0 {
+		return nil, "a socket pair end with SO_PASSCRED is not re-created", nil
+	}
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
+		return nil, "", fmt.Errorf("SO_PEEK_OFF: %w", err)
+	}
+	defer unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, -1)
+	buf := make([]byte, MaxQueued+1)
+	oob := make([]byte, unix.CmsgSpace(64*4))
+	total := 0
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EAGAIN {
+			break
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("peek: %w", err)
+		}
+		if oobn > 0 {
+			if cms, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+				for _, cm := range cms {
+					if fds, err := unix.ParseUnixRights(&cm); err == nil {
+						for _, f := range fds {
+							unix.Close(f) // installed in us by the peek
+						}
+					}
+				}
+			}
+			return nil, "a socket pair with descriptors or credentials in flight is not re-created", nil
+		}
+		if n == 0 && typ == unix.SOCK_STREAM {
+			break
+		}
+		if total += n; total > MaxQueued || len(queued) >= MaxMessages {
+			return nil, fmt.Sprintf("a socket pair end with more than %d bytes or %d messages queued is not re-created", MaxQueued, MaxMessages), nil
+		}
+		queued = append(queued, append([]byte(nil), buf[:n]...))
+	}
+	if typ == unix.SOCK_STREAM && len(queued) > 1 {
+		queued = [][]byte{bytes.Join(queued, nil)}
+	}
+	return queued, "", nil
 }
 
 // pipes keeps the pipes whose two ends the process holds, each with its

@@ -1,7 +1,8 @@
 // Package kobj gives each copy of a process its own instance of the kernel
 // objects runtimes create at start-up to wake and feed their event loops:
-// eventfd, timerfd, signalfd and epoll instances, pipes whose two ends the
-// process holds, and shared anonymous memory.
+// eventfd, timerfd, signalfd and epoll instances, pipes and connected unix
+// socket pairs whose two ends the process holds, and shared anonymous
+// memory.
 //
 // A copy made by fork(2), or restored from an image, would otherwise share
 // them with its template and its siblings: one instance's wake-up would
@@ -16,9 +17,10 @@
 // every such object with its state, and how it sits in the process — its
 // open file descriptions (flags), the descriptor numbers of each (with
 // close-on-exec), the registrations of each epoll instance. Anything else
-// a copy would share (sockets, FIFOs, memfds, inotify, io_uring, System V
-// or POSIX shared memory, a pipe whose other end is outside, a timerfd
-// with TFD_TIMER_CANCEL_ON_SET...) is a *SharedError naming every object,
+// a copy would share (other sockets, FIFOs, memfds, inotify, io_uring,
+// System V or POSIX shared memory, a pipe or socket whose other end is
+// outside, a timerfd with TFD_TIMER_CANCEL_ON_SET, a socket pair with
+// descriptors in flight...) is a *SharedError naming every object,
 // which wraps errdefs.ErrNotSupported. Descriptors the caller replaces or
 // closes in each copy itself (stdio, its control channel) are passed to
 // Capture and not looked at.
@@ -48,6 +50,11 @@
 //	pipe       pipe2; F_SETPIPE_SZ to its capacity; a write of the bytes it
 //	           held (read at Capture with tee(2), which leaves them in the
 //	           template's pipe)
+//	socket     socketpair(AF_UNIX, type); a sendto from the other end of
+//	pair       every message that was queued at each end (read at Capture
+//	           with MSG_PEEK from a peek offset, which leaves them queued;
+//	           which socket is whose peer, sock_diag says, asked from the
+//	           process's network namespace)
 //	epoll      epoll_create1, after every other object is in place; then
 //	           epoll_ctl(ADD) of each registration, by descriptor number,
 //	           with its event mask (EPOLLET, EPOLLONESHOT... included) and

@@ -13,12 +13,14 @@ import (
 // The encoding of a Table (little-endian; docs/IMAGE.md draws it):
 //
 //	header  magic "CZKO" u32, version u16, 0 u16, objects u32, memory u32, scratch u64
-//	object  kind u8, descs u8, 0 u16, then by kind:
+//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair), descs u8, 0 u16, then by kind:
 //	          eventfd  count u64, semaphore u8
 //	          timerfd  clock i32, setflags i32, ticks u64, value i64, interval i64 (ns)
 //	          signalfd mask u64
 //	          epoll    watches u32, then per watch fd i32, events u32, data u64
 //	          pipe     size i32, bytes u32, then the bytes
+//	          socket pair  type i32, then per end: messages u32, then per
+//	                   message bytes u32 and the bytes (queued to be read there)
 //	        then per desc: end u8, flags u32, fds u32, then per fd num i32, cloexec u8
 //	memory  start u64, end u64, prot i32
 const (
@@ -65,6 +67,15 @@ func (t *Table) Encode() []byte {
 			b = le.AppendUint32(b, uint32(o.PipeSize))
 			b = le.AppendUint32(b, uint32(len(o.Data)))
 			b = append(b, o.Data...)
+		case SocketPair:
+			b = le.AppendUint32(b, uint32(o.SockType))
+			for _, q := range o.Queued {
+				b = le.AppendUint32(b, uint32(len(q)))
+				for _, m := range q {
+					b = le.AppendUint32(b, uint32(len(m)))
+					b = append(b, m...)
+				}
+			}
 		}
 		for _, d := range o.Descs {
 			b = append(b, byte(d.End))
@@ -272,10 +283,34 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		if n > 0 {
 			o.Data = append([]byte(nil), r.take(n)...)
 		}
+	case SocketPair:
+		o.SockType = int(int32(r.u32()))
+		switch o.SockType {
+		case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
+		default:
+			return o, fmt.Errorf("socket type %d", o.SockType)
+		}
+		for end := range o.Queued {
+			n, bytes := int(r.u32()), 0
+			if n < 0 || n > MaxMessages || (o.SockType == unix.SOCK_STREAM && n > 1) {
+				return o, fmt.Errorf("%d messages queued at end %d", n, end)
+			}
+			for range n {
+				m := int(r.u32())
+				if bytes += m; m < 0 || bytes > MaxQueued {
+					return o, fmt.Errorf("more than %d bytes queued at end %d", MaxQueued, end)
+				}
+				msg := r.take(m)
+				if r.err != nil {
+					return o, r.err
+				}
+				o.Queued[end] = append(o.Queued[end], append([]byte{}, msg...))
+			}
+		}
 	default:
 		return o, fmt.Errorf("unknown kind %d", o.Kind)
 	}
-	if want := 1 + btoi(o.Kind == Pipe); nDesc != want {
+	if want := 1 + btoi(o.Kind == Pipe || o.Kind == SocketPair); nDesc != want {
 		return o, fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
 	}
 	for k := range nDesc {
@@ -283,7 +318,7 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		if err != nil {
 			return o, fmt.Errorf("description %d: %w", k, err)
 		}
-		if d.End != k*btoi(o.Kind == Pipe) {
+		if d.End != k*btoi(o.Kind == Pipe || o.Kind == SocketPair) {
 			return o, fmt.Errorf("description %d is of end %d", k, d.End)
 		}
 		o.Descs = append(o.Descs, d)

@@ -17,6 +17,7 @@ func sample() *Table {
 			{Kind: Timerfd, Descs: []Desc{{FDs: []FD{{14, false}}}}, Timer: procfs.TimerInfo{Clock: 1, Ticks: 2, Value: 99e9, Interval: 7e9}},
 			{Kind: Signalfd, Descs: []Desc{{FDs: []FD{{17, false}}}}, SigMask: 1 << 9},
 			{Kind: Pipe, Descs: []Desc{{End: 0, FDs: []FD{{12, false}}}, {End: 1, Flags: 0o4000, FDs: []FD{{13, false}}}}, PipeSize: 65536, Data: []byte("hello")},
+			{Kind: SocketPair, Descs: []Desc{{End: 0, FDs: []FD{{21, false}}}, {End: 1, FDs: []FD{{22, true}}}}, SockType: 2, Queued: [2][][]byte{nil, {[]byte("one"), {}}}},
 			{Kind: Epoll, Descs: []Desc{{FDs: []FD{{15, true}}}}, Watches: []Watch{{10, 1, 0x1010}, {12, 1<<31 | 1, 0x1212}}},
 		},
 		Memory:  []Memory{{Start: 0x7f0000000000, End: 0x7f0000002000, Prot: 3}},
@@ -53,6 +54,9 @@ func TestDecodeRefuses(t *testing.T) {
 		"scratch inside": mutate(func(s *Table) { s.Scratch = s.Memory[0].Start }),
 		"stray scratch":  mutate(func(s *Table) { s.Memory = nil }),
 		"huge memory":    mutate(func(s *Table) { s.Memory[0].End = s.Memory[0].Start + MaxMemory + 4096 }),
+		"socket type":    mutate(func(s *Table) { s.Objects[4].SockType = 3 }),
+		"stream of two":  mutate(func(s *Table) { s.Objects[4].SockType = 1 }),
+		"queue too long": mutate(func(s *Table) { s.Objects[4].Queued[0] = make([][]byte, MaxMessages+1) }),
 	} {
 		if _, err := Decode(b); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("%s: Decode = %v, want ErrInvalid", name, err)

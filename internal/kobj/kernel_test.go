@@ -93,7 +93,7 @@ func TestCaptureAndRecreate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := tbl.Summary(), "2 eventfd, 1 timerfd, 1 signalfd, 2 epoll (3 watches), 1 pipe (5 bytes), shared memory 8 KiB"; got != want {
+	if got, want := tbl.Summary(), "2 eventfd, 1 timerfd, 1 signalfd, 2 epoll (3 watches), 1 pipe (5 bytes), 2 socket pair (11 bytes queued), shared memory 8 KiB"; got != want {
 		t.Errorf("Summary = %q, want %q", got, want)
 	}
 	for _, o := range tbl.Objects {
@@ -133,6 +133,11 @@ func TestCaptureAndRecreate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(oldPipeW)
+	oldSock, err := unix.PidfdGetfd(pidfd, 21, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(oldSock)
 	before := v.inodes(t)
 
 	b := ptrace.NewBatch()
@@ -147,6 +152,7 @@ func TestCaptureAndRecreate(t *testing.T) {
 	// does not see.
 	unix.Write(oldEvent, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	unix.Write(oldPipeW, []byte("XX"))
+	unix.Write(oldSock, []byte("XX"))
 
 	after := v.ask(t, "i")
 	if shm := v.shmInode(t); strings.HasSuffix(before, fmt.Sprint(" shm ", shm)) {
@@ -166,6 +172,8 @@ func TestCaptureAndRecreate(t *testing.T) {
 		{"p", "p 5 hello"},     // the bytes, not ours
 		{"m", "m shared-page-one shared-page-two"},
 		{"g", "g 128 10"},
+		{"k", "k 4 sock"},
+		{"d", "d 3 one 4 two!"},
 	} {
 		if got := v.ask(t, c.cmd); got != c.want && !(c.cmd == "w" && got == "w 2 1212 1010") {
 			t.Errorf("%s: victim said %q, want %q", c.cmd, got, c.want)
@@ -219,8 +227,7 @@ func TestCaptureRefuses(t *testing.T) {
 #include <sys/socket.h>
 int main(void) {
 	close_range(3, ~0U, 0);
-	int s[2];
-	socketpair(AF_UNIX, SOCK_STREAM, 0, s);
+	int s = socket(AF_UNIX, SOCK_DGRAM, 0);
 	int m = memfd_create("x", 0);
 	ftruncate(m, 4096);
 	mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, m, 0);

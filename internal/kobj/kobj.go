@@ -17,9 +17,10 @@ const (
 	Signalfd
 	Epoll
 	Pipe
+	SocketPair // a connected pair of unix sockets, both ends in the process
 )
 
-var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe"}
+var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair"}
 
 func (k Kind) String() string {
 	if n, ok := kindNames[k]; ok {
@@ -44,7 +45,8 @@ type Table struct {
 type Object struct {
 	Kind Kind
 	// Descs are its open file descriptions: one for an anon-inode
-	// object, one per end (End 0 reads, 1 writes) for a pipe.
+	// object, one per end for a pipe (End 0 reads, 1 writes) or a socket
+	// pair.
 	Descs []Desc
 
 	Eventfd procfs.EventfdInfo // Eventfd
@@ -54,6 +56,11 @@ type Object struct {
 	// Pipe: its capacity (F_GETPIPE_SZ) and the bytes it held.
 	PipeSize int
 	Data     []byte
+	// SocketPair: its type (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET) and
+	// the messages queued to be read at each end (a stream's bytes as
+	// one message).
+	SockType int
+	Queued   [2][][]byte
 }
 
 // Desc is an open file description and the descriptors that refer to it.
@@ -94,6 +101,10 @@ const (
 	MaxWatches = 4096
 	MaxData    = 256 << 10 // bytes in all pipes together
 	MaxMemory  = 256 << 20 // bytes of shared anonymous memory in all
+	// A socket pair end's queue is re-sent without blocking, so it must
+	// fit in a fresh socket's buffers.
+	MaxQueued   = 64 << 10 // bytes queued at one end
+	MaxMessages = 64       // datagrams queued at one end
 )
 
 // Len is the number of descriptors the table re-creates.
@@ -124,14 +135,19 @@ func (t *Table) FDs() []int {
 // watches), 1 pipe (12 bytes), shared memory 8 KiB").
 func (t *Table) Summary() string {
 	count := map[Kind]int{}
-	watches, data := 0, 0
+	watches, data, queued := 0, 0, 0
 	for _, o := range t.Objects {
 		count[o.Kind]++
 		watches += len(o.Watches)
 		data += len(o.Data)
+		for _, q := range o.Queued {
+			for _, m := range q {
+				queued += len(m)
+			}
+		}
 	}
 	var parts []string
-	for k := Eventfd; k <= Pipe; k++ {
+	for k := Eventfd; k <= SocketPair; k++ {
 		if count[k] == 0 {
 			continue
 		}
@@ -141,6 +157,11 @@ func (t *Table) Summary() string {
 			s += fmt.Sprintf(" (%d watches)", watches)
 		case k == Pipe && data > 0:
 			s += fmt.Sprintf(" (%d bytes)", data)
+		case k == SocketPair:
+			s = fmt.Sprintf("%d socket pair", count[k])
+			if queued > 0 {
+				s += fmt.Sprintf(" (%d bytes queued)", queued)
+			}
 		}
 		parts = append(parts, s)
 	}

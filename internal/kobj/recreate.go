@@ -112,6 +112,16 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 			}
 		}
 		ends[0] = fd
+	case SocketPair:
+		p := b.Space(8)
+		b.Add(unix.SYS_SOCKETPAIR, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(int64(o.SockType)|unix.SOCK_CLOEXEC), ptrace.Lit(0), p)
+		ends[0], ends[1] = ptrace.Load32(p, 0), ptrace.Load32(p, 4)
+		// What was queued to be read at one end is sent from the other.
+		for end, q := range o.Queued {
+			for _, m := range q {
+				b.Add(unix.SYS_SENDTO, ends[1-end], b.Bytes(m), ptrace.Lit(int64(len(m))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
+			}
+		}
 	case Pipe:
 		p := b.Space(8)
 		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))

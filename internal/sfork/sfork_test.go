@@ -513,7 +513,7 @@ func TestForkObjects(t *testing.T) {
 	}
 	fa, a := forkOne(t, tpl)
 	defer unix.Kill(fa.Pid, unix.SIGKILL)
-	for _, cmd := range []string{"E", "P", "M", "T"} {
+	for _, cmd := range []string{"E", "P", "M", "T", "K"} {
 		say(a, cmd)
 	}
 	if got := say(a, "e"); got != "e 8 6" {
@@ -529,6 +529,8 @@ func TestForkObjects(t *testing.T) {
 			{"p", "p 5 hello"},
 			{"m", "m shared-page-one shared-page-two"},
 			{"g", "g 128 10"},
+			{"k", "k 4 sock"},
+			{"d", "d 3 one 4 two!"},
 		} {
 			if got := say(b, c.cmd); got != c.want {
 				t.Errorf("fork %d: %s: child said %q, want %q (the template's state)", i, c.cmd, got, c.want)

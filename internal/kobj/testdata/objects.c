@@ -7,8 +7,10 @@
  *   m  print the shared memory        t  timerfd_gettime on fd 14
  *   g  raise SIGUSR1 (blocked), read it from the signalfd (fd 17)
  *   i  print the inodes of fds 10-17 and of the shared memory
+ *   k  read the stream socket pair (fd 22) d  read two datagrams (fd 24)
  *   E  add 1 to the eventfd          P  write "Z" to the pipe
  *   M  overwrite the shared memory   T  disarm the timer
+ *   K  send "Y" into the stream pair (fd 21 -> 22)
  */
 #include <signal.h>
 #include <stdint.h>
@@ -18,6 +20,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -56,6 +59,16 @@ int main(void) {
 	sigprocmask(SIG_BLOCK, &m, NULL);
 	at(signalfd(-1, &m, SFD_NONBLOCK), 17);
 	dup2(10, 20); /* a second descriptor of the eventfd's description */
+	int sp[2];
+	socketpair(AF_UNIX, SOCK_STREAM, 0, sp);
+	at(sp[0], 21);
+	at(sp[1], 22);
+	write(21, "sock", 4);
+	socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0, sp);
+	at(sp[0], 23);
+	at(sp[1], 24);
+	send(23, "one", 3, 0);
+	send(23, "two!", 4, 0);
 #ifdef NO_SHM /* images do not carry shared memory: a private stand-in */
 	char *shm = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 #else
@@ -109,6 +122,14 @@ int main(void) {
 			printf("T %d\n", timerfd_settime(14, 0, &off, NULL));
 			break;
 		}
+		case 'k': { int n = recv(22, buf, sizeof buf - 1, MSG_DONTWAIT); printf("k %d %s\n", n, buf); break; }
+		case 'd': {
+			char b2[16] = {0};
+			int n1 = recv(24, buf, sizeof buf - 1, 0), n2 = recv(24, b2, sizeof b2 - 1, 0);
+			printf("d %d %s %d %s\n", n1, buf, n2, b2);
+			break;
+		}
+		case 'K': printf("K %d\n", (int)write(21, "Y", 1)); break;
 		case 'q': return 0;
 		}
 	}

@@ -1,0 +1,168 @@
+package kobj
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/procfs"
+)
+
+// The unix socket part of the sock_diag netlink interface
+// (linux/unix_diag.h; not in x/sys).
+const (
+	sockDiagByFamily = 20
+	udiagShowName    = 0x01
+	udiagShowPeer    = 0x04
+	unixDiagName     = 0
+	unixDiagPeer     = 2
+	unixDiagShutdown = 6
+)
+
+// unixSocket is what sock_diag says of one unix socket.
+type unixSocket struct {
+	Type     int
+	Peer     uint64 // inode of the socket it is connected to, 0 if none
+	Named    bool   // bound to a path or an abstract name
+	Shutdown uint8
+}
+
+// unixSockets lists the unix sockets of pid's network namespace by inode.
+// The netlink socket that asks must live in that namespace: it is made on
+// a thread of its own that enters the namespace and leaves it again.
+func unixSockets(pid int) (map[uint64]unixSocket, error) {
+	ns, err := procfs.OpenNamespace(pid, "net")
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	nl, err := socketIn(ns)
+	if err != nil {
+		return nil, fmt.Errorf("sock_diag: %w", err)
+	}
+	defer unix.Close(nl)
+	return dumpUnix(nl)
+}
+
+// socketIn makes a NETLINK_SOCK_DIAG socket in the network namespace ns.
+func socketIn(ns *os.File) (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, err}
+			return
+		}
+		defer own.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, fmt.Errorf("enter the network namespace: %w", err)}
+			return
+		}
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+		if unix.Setns(int(own.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		} // else the thread stays locked and exits with this goroutine
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	return r.fd, r.err
+}
+
+// dumpUnix asks nl for every unix socket, with its peer, name and
+// shutdown state.
+func dumpUnix(nl int) (map[uint64]unixSocket, error) {
+	le := binary.LittleEndian
+	req := make([]byte, 16+24)
+	le.PutUint32(req[0:], uint32(len(req)))
+	le.PutUint16(req[4:], sockDiagByFamily)
+	le.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	le.PutUint32(req[8:], 1)
+	req[16] = unix.AF_UNIX
+	le.PutUint32(req[20:], ^uint32(0)) // every state
+	le.PutUint32(req[28:], udiagShowName|udiagShowPeer)
+	if err := unix.Sendto(nl, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, fmt.Errorf("sock_diag request: %w", err)
+	}
+	out := map[uint64]unixSocket{}
+	buf := make([]byte, 1<<16)
+	for {
+		n, _, err := unix.Recvfrom(nl, buf, 0)
+		if err != nil {
+			return nil, fmt.Errorf("sock_diag reply: %w", err)
+		}
+		done, err := parseUnixDiag(buf[:n], out)
+		if err != nil || done {
+			return out, err
+		}
+	}
+}
+
+// parseUnixDiag parses one datagram of a unix sock_diag dump into out; it
+// reports whether the dump is done (NLMSG_DONE).
+func parseUnixDiag(b []byte, out map[uint64]unixSocket) (bool, error) {
+	le := binary.LittleEndian
+	bad := errors.New("sock_diag reply malformed")
+	for len(b) > 0 {
+		if len(b) < 16 {
+			return false, bad
+		}
+		n, typ := int(le.Uint32(b)), le.Uint16(b[4:])
+		if n < 16 || n > len(b) {
+			return false, bad
+		}
+		msg := b[16:n]
+		b = b[min(len(b), (n+3)&^3):]
+		switch typ {
+		case unix.NLMSG_DONE:
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if len(msg) >= 4 {
+				if e := int32(le.Uint32(msg)); e != 0 {
+					return false, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
+				}
+			}
+			continue
+		case sockDiagByFamily:
+		default:
+			continue
+		}
+		if len(msg) < 16 { // struct unix_diag_msg
+			return false, bad
+		}
+		s := unixSocket{Type: int(msg[1])}
+		ino := uint64(le.Uint32(msg[4:]))
+		for attrs := msg[16:]; len(attrs) >= 4; {
+			l, t := int(le.Uint16(attrs)), le.Uint16(attrs[2:])
+			if l < 4 || l > len(attrs) {
+				return false, bad
+			}
+			v := attrs[4:l]
+			switch t {
+			case unixDiagName:
+				s.Named = true
+			case unixDiagPeer:
+				if len(v) >= 4 {
+					s.Peer = uint64(le.Uint32(v))
+				}
+			case unixDiagShutdown:
+				if len(v) >= 1 {
+					s.Shutdown = v[0]
+				}
+			}
+			attrs = attrs[min(len(attrs), (l+3)&^3):]
+		}
+		out[ino] = s
+	}
+	return false, nil
+}
