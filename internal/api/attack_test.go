@@ -215,9 +215,9 @@ func TestForkCopiesSharedObjects(t *testing.T) {
 		seen[inv.Instance] = true
 		var o struct {
 			Shm, Pipe, Socket string
-			Eventfd   int
-			Ready     []int
-			FDs       []int `json:"fds"`
+			Eventfd           int
+			Ready             []int
+			FDs               []int `json:"fds"`
 		}
 		if err := json.Unmarshal(inv.Output, &o); err != nil {
 			t.Fatal(err)
