@@ -4,7 +4,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -25,7 +24,13 @@ func TestForkNode(t *testing.T) {
 	js := filepath.Join(dir, "echo.js")
 	os.WriteFile(js, []byte(`let ticks = 0;
 setInterval(() => ticks++, 5);
-process.stdin.on('data', d => process.stdout.write('echo ' + String(d).trim() + ' ' + (ticks > 0) + '\n'));
+// Answer once the timer has ticked: a fork whose timers do not run
+// never answers.
+process.stdin.on('data', d => {
+  const t0 = ticks;
+  const reply = () => ticks > t0 ? process.stdout.write('echo ' + String(d).trim() + ' ticking\n') : setTimeout(reply, 1);
+  reply();
+});
 console.log('ready');
 `), 0o644)
 	// bash, not sh: close whatever the test's environment leaked beyond
@@ -51,12 +56,11 @@ console.log('ready');
 		t.Logf("fork phases %v", f.Phases)
 		ios = append(ios, io)
 	}
-	time.Sleep(50 * time.Millisecond) // for the timer to tick in each
 	for i, io := range ios {
 		word := []string{"alpha", "beta"}[i]
 		io.in.Write([]byte(word + "\n"))
 		got, err := io.out.ReadString('\n')
-		if want := "echo " + word + " true\n"; err != nil || got != want {
+		if want := "echo " + word + " ticking\n"; err != nil || got != want {
 			t.Fatalf("fork %d said %q, %v; want %q", i, got, err, want)
 		}
 	}
