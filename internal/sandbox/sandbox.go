@@ -465,3 +465,11 @@ func newInstance(what, parent, id string, limits cgroup.Limits, c *cleanup.Clean
 	c.Add(func() { _ = cg.Kill(); _ = cg.Delete() })
 	return dir, cg, nil
 }
+
+// FavorMigrations makes moving processes into cgroups cheap while the
+// daemon runs, on a cgroup v1 host (cgroup.FavorMigrations); the
+// hierarchy is mounted under RunDir, beside the instances of
+// cgroupParent. Call release once every instance is gone.
+func FavorMigrations(cgroupParent string) (release func() error, err error) {
+	return cgroup.FavorMigrations(filepath.Join(RunDir, cgroupParent+".favordynmods"))
+}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 
+	cgroups "github.com/containerd/cgroups/v3"
+
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
@@ -360,5 +362,46 @@ func TestControllersWithoutLimits(t *testing.T) {
 	}
 	if oom, err := g.OOMKilled(); err != nil || oom {
 		t.Errorf("OOMKilled = %v, %v; want false, nil", oom, err)
+	}
+}
+
+// TestFavorMigrations: on cgroup v1 the hierarchy is mounted with
+// favordynmods while held, and gone after release.
+func TestFavorMigrations(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("cgroup v2: nothing to do (fork boots are born in their cgroup)")
+	}
+	dir := filepath.Join(t.TempDir(), "favor")
+	mounted := func() string {
+		b, _ := os.ReadFile("/proc/self/mountinfo")
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, " "+dir+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	release, err := FavorMigrations(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := mounted(); !strings.Contains(l, "favordynmods") || !strings.Contains(l, "name="+favorName) {
+		t.Fatalf("mount at %s: %q, want a named hierarchy with favordynmods", dir, l)
+	}
+	// A second one (a second daemon, or one that died and restarted)
+	// shares the hierarchy.
+	release2, err := FavorMigrations(dir + "2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := release2(); err != nil {
+		t.Fatal(err)
+	}
+	if err := release(); err != nil {
+		t.Fatal(err)
+	}
+	if l := mounted(); l != "" {
+		t.Fatalf("still mounted after release: %q", l)
 	}
 }
