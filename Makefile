@@ -11,8 +11,11 @@ all: build
 deps:
 	@bash scripts/install-deps.sh
 
+# bin/catalyzer-runc is the OCI runtime (runc's command line): a link
+# to the same binary, which dispatches on its name.
 build:
 	$(GO) build -o $(BIN) ./cmd/catalyzer
+	ln -sf catalyzer bin/catalyzer-runc
 
 examples: build
 	@bash examples/build.sh
