@@ -50,6 +50,7 @@ func ociSubcommands() []*cli.Command {
 		ociCreateCommand(), ociStartCommand(), ociRunCommand(),
 		ociStateCommand(), ociListCommand(), ociPsCommand(),
 		ociKillCommand(), ociDeleteCommand(),
+		ociExecCommand(),
 		ociPauseCommand(), ociResumeCommand(), ociUpdateCommand(), ociEventsCommand(),
 		ociFeaturesCommand(),
 	}

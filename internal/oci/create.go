@@ -229,6 +229,16 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 			intoCgroup = true
 		}
 	}
+	join, mnt, err := splitMountNS(join)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.MountNSFD = -1
+	if mnt != nil {
+		defer mnt.Close()
+		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
+	}
 	if err := startJoined(cmd, join); err != nil {
 		return nil, nil, fmt.Errorf("start init: %w", err)
 	}
@@ -249,9 +259,11 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 
 // startJoined starts cmd from a locked OS thread that has joined the
 // namespaces in join (setns is per thread for all but the user
-// namespace; the mount namespace needs a thread with its own fs struct,
-// hence unshare(CLONE_FS)). The thread is never given back to the Go
-// scheduler: its goroutine ends locked, and the runtime drops it.
+// namespace). The thread is never given back to the Go scheduler: its
+// goroutine ends locked, and the runtime drops it. The mount namespace is
+// not joined here: a child exec'ing /proc/self/exe from inside another
+// mount namespace gets ENOENT, so mountNS (if not nil) is the open
+// namespace the child joins itself (initConfig.MountNSFD).
 func startJoined(cmd *exec.Cmd, join []specs.LinuxNamespace) error {
 	if len(join) == 0 {
 		return cmd.Start()
@@ -259,19 +271,24 @@ func startJoined(cmd *exec.Cmd, join []specs.LinuxNamespace) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Unshare(unix.CLONE_FS); err != nil {
-			errc <- fmt.Errorf("unshare fs: %w", err)
-			return
-		}
+		// Open every path first: a joined namespace may change what a
+		// path names.
+		fds := make([]int, 0, len(join))
+		defer func() {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}()
 		for _, ns := range join {
 			fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				errc <- fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
 				return
 			}
-			err = unix.Setns(fd, int(nsFlags[ns.Type]))
-			unix.Close(fd)
-			if err != nil {
+			fds = append(fds, fd)
+		}
+		for i, ns := range join {
+			if err := unix.Setns(fds[i], int(nsFlags[ns.Type])); err != nil {
 				errc <- fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
 				return
 			}
@@ -279,6 +296,39 @@ func startJoined(cmd *exec.Cmd, join []specs.LinuxNamespace) error {
 		errc <- cmd.Start()
 	}()
 	return <-errc
+}
+
+// splitMountNS takes the mount namespace out of join and opens it, for
+// the child to join (see startJoined); nil when join has none.
+func splitMountNS(join []specs.LinuxNamespace) ([]specs.LinuxNamespace, *os.File, error) {
+	var rest []specs.LinuxNamespace
+	var f *os.File
+	for _, ns := range join {
+		if ns.Type != specs.MountNamespace {
+			rest = append(rest, ns)
+			continue
+		}
+		var err error
+		if f, err = os.Open(ns.Path); err != nil {
+			return nil, nil, fmt.Errorf("join mount namespace %s: %w", ns.Path, err)
+		}
+	}
+	return rest, f, nil
+}
+
+// joinMountNS is the child's side of splitMountNS: on the calling
+// (locked) thread, which must have an fs struct of its own to be let in.
+func joinMountNS(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare fs: %w", err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join mount namespace: %w", err)
+	}
+	return unix.Close(fd)
 }
 
 // syncCreate answers the init's requests (run the createRuntime hooks)

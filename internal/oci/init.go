@@ -37,6 +37,14 @@ type initConfig struct {
 	Fifo          string            // host path of exec.fifo
 	CgroupDirs    map[string]string // hierarchy -> host directory of the container's cgroup
 	Seccomp       []unix.SockFilter // compiled linux.seccomp; nil: none
+	// Exec: this is an exec'd process joining a running container (Spec
+	// holds only its Process); the console socket, if any, is the fd
+	// after the sync socket.
+	Exec bool
+	// MountNSFD is a mount namespace to join first (-1: none); ConsoleFD
+	// an exec's connected console socket (-1: none).
+	MountNSFD int
+	ConsoleFD int
 }
 
 // syncMsg is one line on the sync socket between create and the init.
@@ -103,6 +111,12 @@ func runInit(cfgF, sock *os.File) error {
 		return initErr("config", err, "read config")
 	}
 	cfgF.Close()
+	if err := joinMountNS(cfg.MountNSFD); err != nil {
+		return initErr("namespaces", err, "mount namespace")
+	}
+	if cfg.Exec {
+		return runExec(&cfg)
+	}
 	s := cfg.Spec
 	rd := bufio.NewReader(sock)
 
@@ -163,33 +177,8 @@ func runInit(cfgF, sock *os.File) error {
 		}
 	}
 	proc := s.Process
-	if err := unix.Chdir(proc.Cwd); err != nil {
-		return initErr("process", err, "chdir %s", proc.Cwd)
-	}
-	argv0, err := lookPath(proc.Args[0], proc.Env)
+	argv0, err := prepareProcess(proc, cfg.Seccomp)
 	if err != nil {
-		return initErr("process", err, "exec %q", proc.Args[0])
-	}
-	if err := setRlimits(proc.Rlimits); err != nil {
-		return err
-	}
-	if proc.OOMScoreAdj != nil {
-		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*proc.OOMScoreAdj)), 0); err != nil {
-			return initErr("process", err, "oom_score_adj")
-		}
-	}
-	if proc.NoNewPrivileges {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return initErr("security", err, "no_new_privs")
-		}
-	} else if cfg.Seccomp != nil {
-		// Without no_new_privs installing a filter needs CAP_SYS_ADMIN:
-		// do it before the capabilities go.
-		if err := seccomp.Install(cfg.Seccomp); err != nil {
-			return initErr("security", err, "seccomp")
-		}
-	}
-	if err := setUser(proc); err != nil {
 		return err
 	}
 	if err := send(sock, syncMsg{Type: msgCreated}); err != nil {
@@ -213,15 +202,59 @@ func runInit(cfgF, sock *os.File) error {
 			return initErr("hooks", err, "startContainer")
 		}
 	}
-	if proc.NoNewPrivileges && cfg.Seccomp != nil {
-		if err := seccomp.Install(cfg.Seccomp); err != nil {
+	return execProcess(proc, argv0, cfg.Seccomp, cfg.PreserveFDs)
+}
+
+// prepareProcess readies the calling thread for process p: cwd, the
+// program's path, rlimits, oom score, no_new_privs, the user and
+// capabilities, and (without no_new_privs, which needs the privilege
+// still held) the seccomp filter. It returns argv[0]'s path.
+func prepareProcess(p *specs.Process, prog []unix.SockFilter) (string, error) {
+	if err := unix.Chdir(p.Cwd); err != nil {
+		return "", initErr("process", err, "chdir %s", p.Cwd)
+	}
+	argv0, err := lookPath(p.Args[0], p.Env)
+	if err != nil {
+		return "", initErr("process", err, "exec %q", p.Args[0])
+	}
+	if err := setRlimits(p.Rlimits); err != nil {
+		return "", err
+	}
+	if p.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
+			return "", initErr("process", err, "oom_score_adj")
+		}
+	}
+	if p.NoNewPrivileges {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			return "", initErr("security", err, "no_new_privs")
+		}
+	} else if prog != nil {
+		// Without no_new_privs installing a filter needs CAP_SYS_ADMIN:
+		// do it before the capabilities go.
+		if err := seccomp.Install(prog); err != nil {
+			return "", initErr("security", err, "seccomp")
+		}
+	}
+	if err := setUser(p); err != nil {
+		return "", err
+	}
+	return argv0, nil
+}
+
+// execProcess installs the seccomp filter (with no_new_privs: last, so
+// that it filters only the program), marks every fd from 3+preserve
+// close-on-exec and execs.
+func execProcess(p *specs.Process, argv0 string, prog []unix.SockFilter, preserve int) error {
+	if p.NoNewPrivileges && prog != nil {
+		if err := seccomp.Install(prog); err != nil {
 			return initErr("security", err, "seccomp")
 		}
 	}
-	if err := unix.CloseRange(uint(3+cfg.PreserveFDs), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+	if err := unix.CloseRange(uint(3+preserve), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		return initErr("process", err, "close_range")
 	}
-	err = syscall.Exec(argv0, proc.Args, proc.Env)
+	err := syscall.Exec(argv0, p.Args, p.Env)
 	return initErr("exec", err, "exec %s", argv0)
 }
 
