@@ -22,10 +22,10 @@ import (
 
 // ExecOpts are exec's options, as runc's.
 type ExecOpts struct {
-	Process       *specs.Process // the process to run (runc's --process FILE)
-	PidFile       string
-	ConsoleSocket string
-	PreserveFDs   int
+	Process               *specs.Process // the process to run (runc's --process FILE)
+	PidFile               string
+	ConsoleSocket         string
+	PreserveFDs           int
 	Stdin, Stdout, Stderr *os.File
 }
 
