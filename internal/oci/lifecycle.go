@@ -166,13 +166,9 @@ func (s stoppedState) kill(sig unix.Signal, all bool) error {
 	return notRunning(s.c.rec.ID)
 }
 
-func (s createdState) delete(force bool) error {
-	if !force {
-		// runc deletes a created container without --force: it never ran.
-		return s.c.destroy()
-	}
-	return s.c.destroy()
-}
+// A created container is deleted without --force, as runc does: its
+// process never ran.
+func (s createdState) delete(bool) error { return s.c.destroy() }
 func (s runningState) delete(force bool) error {
 	if !force {
 		return fmt.Errorf("cannot delete container %s that is not stopped: %s: %w", s.c.rec.ID, Running, errdefs.ErrConflict)
