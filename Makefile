@@ -4,7 +4,7 @@ GO ?= go
 export GOTOOLCHAIN ?= auto
 BIN := bin/catalyzer
 
-.PHONY: all build deps examples test test-short demo bench fuzz clean
+.PHONY: all build deps examples test test-short demo bench bench-oci fuzz clean
 
 all: build
 
@@ -35,6 +35,11 @@ test-short: build examples
 # bundled examples, print a latency table, stop.
 demo: deps build examples
 	@bash scripts/demo.sh
+
+# ctr run start-to-exit of busybox true: catalyzer-runc against runc
+# (and crun when installed), p50/p99, one private containerd, one run.
+bench-oci: deps build
+	@bash scripts/oci-bench.sh $(or $(N),50)
 
 # Fuzz each parser for a short while (FUZZTIME each, default 30s): every
 # Fuzz target in the tree, found by name.

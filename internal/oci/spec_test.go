@@ -47,19 +47,27 @@ func TestLoadBundle(t *testing.T) {
 		mut  func(*specs.Spec)
 		want error
 	}{
-		"no process":      {func(s *specs.Spec) { s.Process = nil }, errdefs.ErrInvalid},
-		"no args":         {func(s *specs.Spec) { s.Process.Args = nil }, errdefs.ErrInvalid},
-		"relative cwd":    {func(s *specs.Spec) { s.Process.Cwd = "x" }, errdefs.ErrInvalid},
-		"no root":         {func(s *specs.Spec) { s.Root = nil }, errdefs.ErrInvalid},
-		"missing rootfs":  {func(s *specs.Spec) { s.Root.Path = "nope" }, errdefs.ErrInvalid},
-		"no linux":        {func(s *specs.Spec) { s.Linux = nil }, errdefs.ErrNotSupported},
-		"no mount ns":     {func(s *specs.Spec) { s.Linux.Namespaces = s.Linux.Namespaces[1:] }, errdefs.ErrInvalid},
-		"ns twice":        {func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, s.Linux.Namespaces[0]) }, errdefs.ErrInvalid},
-		"unknown ns":      {func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"}) }, errdefs.ErrInvalid},
-		"join user ns":    {func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/1/ns/user"}) }, errdefs.ErrNotSupported},
-		"time ns":         {func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace}) }, errdefs.ErrNotSupported},
-		"relative mount":  {func(s *specs.Spec) { s.Mounts = []specs.Mount{{Destination: "proc", Type: "proc"}} }, errdefs.ErrInvalid},
-		"idmap mount":     {func(s *specs.Spec) { s.Mounts = []specs.Mount{{Destination: "/x", Type: "bind", Options: []string{"idmap"}}} }, errdefs.ErrNotSupported},
+		"no process":     {func(s *specs.Spec) { s.Process = nil }, errdefs.ErrInvalid},
+		"no args":        {func(s *specs.Spec) { s.Process.Args = nil }, errdefs.ErrInvalid},
+		"relative cwd":   {func(s *specs.Spec) { s.Process.Cwd = "x" }, errdefs.ErrInvalid},
+		"no root":        {func(s *specs.Spec) { s.Root = nil }, errdefs.ErrInvalid},
+		"missing rootfs": {func(s *specs.Spec) { s.Root.Path = "nope" }, errdefs.ErrInvalid},
+		"no linux":       {func(s *specs.Spec) { s.Linux = nil }, errdefs.ErrNotSupported},
+		"no mount ns":    {func(s *specs.Spec) { s.Linux.Namespaces = s.Linux.Namespaces[1:] }, errdefs.ErrInvalid},
+		"ns twice":       {func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, s.Linux.Namespaces[0]) }, errdefs.ErrInvalid},
+		"unknown ns": {func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: "bogus"})
+		}, errdefs.ErrInvalid},
+		"join user ns": {func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: "/proc/1/ns/user"})
+		}, errdefs.ErrNotSupported},
+		"time ns": {func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
+		}, errdefs.ErrNotSupported},
+		"relative mount": {func(s *specs.Spec) { s.Mounts = []specs.Mount{{Destination: "proc", Type: "proc"}} }, errdefs.ErrInvalid},
+		"idmap mount": {func(s *specs.Spec) {
+			s.Mounts = []specs.Mount{{Destination: "/x", Type: "bind", Options: []string{"idmap"}}}
+		}, errdefs.ErrNotSupported},
 		"bad propagation": {func(s *specs.Spec) { s.Linux.RootfsPropagation = "sideways" }, errdefs.ErrInvalid},
 		"bad rlimit":      {func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_BOGUS"}} }, errdefs.ErrInvalid},
 		"bad annotation":  {func(s *specs.Spec) { s.Annotations = map[string]string{"dev.catalyzer.bogus": "1"} }, errdefs.ErrInvalid},
