@@ -354,7 +354,8 @@ func syncCreate(sock *os.File, rec *record) error {
 			return errors.New(m.Error)
 		case msgHooks:
 			st := rec.specState(specs.StateCreating)
-			err := runHooks("prestart", rec.Hooks.Prestart, st) //nolint:staticcheck // deprecated, still honoured
+			//lint:ignore SA1019 prestart is deprecated but still honoured (runc runs it)
+			err := runHooks("prestart", rec.Hooks.Prestart, st)
 			if err == nil {
 				err = runHooks("createRuntime", rec.Hooks.CreateRuntime, st)
 			}

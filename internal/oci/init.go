@@ -132,7 +132,8 @@ func runInit(cfgF, sock *os.File) error {
 	}
 	// prestart and createRuntime hooks run in the runtime's namespaces,
 	// after ours exist and before pivot_root.
-	if s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0) { //nolint:staticcheck // Prestart is deprecated but still honoured
+	//lint:ignore SA1019 prestart is deprecated but still honoured (runc runs it)
+	if s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0) {
 		if err := send(sock, syncMsg{Type: msgHooks}); err != nil {
 			return initErr("hooks", err, "sync")
 		}
