@@ -185,11 +185,11 @@ func runExec(cfg *initConfig) error {
 	if p.Env == nil {
 		p.Env = []string{}
 	}
-	argv0, err := prepareProcess(p, cfg.Seccomp)
+	argv0, err := prepareProcess(p, cfg.Seccomp, cfg.PreserveFDs)
 	if err != nil {
 		return err
 	}
-	err = execProcess(p, argv0, cfg.Seccomp, cfg.PreserveFDs)
+	err = execProcess(p, argv0, cfg.Seccomp)
 	if errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
 	}

@@ -178,7 +178,7 @@ func runInit(cfgF, sock *os.File) error {
 		}
 	}
 	proc := s.Process
-	argv0, err := prepareProcess(proc, cfg.Seccomp)
+	argv0, err := prepareProcess(proc, cfg.Seccomp, cfg.PreserveFDs)
 	if err != nil {
 		return err
 	}
@@ -203,14 +203,14 @@ func runInit(cfgF, sock *os.File) error {
 			return initErr("hooks", err, "startContainer")
 		}
 	}
-	return execProcess(proc, argv0, cfg.Seccomp, cfg.PreserveFDs)
+	return execProcess(proc, argv0, cfg.Seccomp)
 }
 
 // prepareProcess readies the calling thread for process p: cwd, the
 // program's path, rlimits, oom score, no_new_privs, the user and
 // capabilities, and (without no_new_privs, which needs the privilege
 // still held) the seccomp filter. It returns argv[0]'s path.
-func prepareProcess(p *specs.Process, prog []unix.SockFilter) (string, error) {
+func prepareProcess(p *specs.Process, prog []unix.SockFilter, preserve int) (string, error) {
 	if err := unix.Chdir(p.Cwd); err != nil {
 		return "", initErr("process", err, "chdir %s", p.Cwd)
 	}
@@ -225,6 +225,10 @@ func prepareProcess(p *specs.Process, prog []unix.SockFilter) (string, error) {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*p.OOMScoreAdj)), 0); err != nil {
 			return "", initErr("process", err, "oom_score_adj")
 		}
+	}
+	// Before any seccomp filter: an older profile may deny close_range.
+	if err := markCloseOnExec(3 + preserve); err != nil {
+		return "", initErr("process", err, "close-on-exec")
 	}
 	if p.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -244,19 +248,36 @@ func prepareProcess(p *specs.Process, prog []unix.SockFilter) (string, error) {
 }
 
 // execProcess installs the seccomp filter (with no_new_privs: last, so
-// that it filters only the program), marks every fd from 3+preserve
-// close-on-exec and execs.
-func execProcess(p *specs.Process, argv0 string, prog []unix.SockFilter, preserve int) error {
+// that it filters only the program) and execs. Every fd from
+// 3+preserve is close-on-exec by then (prepareProcess; the ones opened
+// since are O_CLOEXEC).
+func execProcess(p *specs.Process, argv0 string, prog []unix.SockFilter) error {
 	if p.NoNewPrivileges && prog != nil {
 		if err := seccomp.Install(prog); err != nil {
 			return initErr("security", err, "seccomp")
 		}
 	}
-	if err := unix.CloseRange(uint(3+preserve), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return initErr("process", err, "close_range")
-	}
 	err := syscall.Exec(argv0, p.Args, p.Env)
 	return initErr("exec", err, "exec %s", argv0)
+}
+
+// markCloseOnExec sets close-on-exec on every fd from "from" up:
+// close_range, or fd by fd where the kernel lacks it.
+func markCloseOnExec(from int) error {
+	err := unix.CloseRange(uint(from), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil || !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EPERM) {
+		return err
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= from {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
 }
 
 // lookPath resolves argv0 with the process's own PATH, inside the

@@ -19,14 +19,17 @@ import (
 var v1SpecOptional = []cgroup1.Name{cgroup1.Cpuset, cgroup1.Blkio}
 
 // checkPath validates an absolute group path such as "/default/ctr1" (an
-// OCI cgroupsPath): at least two elements, none empty, "." or "..".
+// OCI cgroupsPath): no element empty, "." or ".."; a top-level group
+// ("/ctr1") has parent "".
 func checkPath(path string) (parent, name string, err error) {
 	p := strings.Trim(path, "/")
 	parent, name = filepath.Dir(p), filepath.Base(p)
-	if !strings.HasPrefix(path, "/") || parent == "." {
-		return "", "", fmt.Errorf("cgroup path %q: want /<parent>/<name>: %w", path, errdefs.ErrInvalid)
+	if !strings.HasPrefix(path, "/") || p == "" || p != filepath.Clean(p) {
+		return "", "", fmt.Errorf("cgroup path %q: want /[<parent>/]<name>: %w", path, errdefs.ErrInvalid)
 	}
-	if err := checkParent(parent); err != nil {
+	if parent == "." {
+		parent = ""
+	} else if err := checkParent(parent); err != nil {
 		return "", "", err
 	}
 	if err := checkName("name", name); err != nil {

@@ -14,13 +14,16 @@ import (
 )
 
 func TestCheckPath(t *testing.T) {
-	for _, p := range []string{"", "/", "x", "/x", "/a/..", "a/b", "/a//.."} {
+	for _, p := range []string{"", "/", "x", "/a/..", "a/b", "/a//..", "/a/./b"} {
 		if _, _, err := checkPath(p); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("checkPath(%q) = %v, want ErrInvalid", p, err)
 		}
 	}
 	if parent, name, err := checkPath("/default/ctr-1"); err != nil || parent != "default" || name != "ctr-1" {
 		t.Errorf("checkPath(/default/ctr-1) = %q %q %v", parent, name, err)
+	}
+	if parent, name, err := checkPath("/top"); err != nil || parent != "" || name != "top" {
+		t.Errorf("checkPath(/top) = %q %q %v", parent, name, err)
 	}
 }
 
