@@ -90,6 +90,12 @@ func (r Root) Create(id string, o CreateOpts) error {
 		}
 	}
 
+	if r := s.Linux.Resources; r != nil && r.Network != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
+			return fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
+		}
+		return fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
+	}
 	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
 	if err != nil {
 		return err

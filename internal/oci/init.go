@@ -218,7 +218,7 @@ func prepareProcess(p *specs.Process, prog []unix.SockFilter, preserve int) (str
 	if err != nil {
 		return "", initErr("process", err, "exec %q", p.Args[0])
 	}
-	if err := setRlimits(p.Rlimits); err != nil {
+	if err := setRlimits(p.Rlimits, false); err != nil {
 		return "", err
 	}
 	if p.OOMScoreAdj != nil {
@@ -252,6 +252,11 @@ func prepareProcess(p *specs.Process, prog []unix.SockFilter, preserve int) (str
 // 3+preserve is close-on-exec by then (prepareProcess; the ones opened
 // since are O_CLOEXEC).
 func execProcess(p *specs.Process, argv0 string, prog []unix.SockFilter) error {
+	// Limits on memory last: the Go runtime of this process must not
+	// run under them (it aborts when an allocation fails).
+	if err := setRlimits(p.Rlimits, true); err != nil {
+		return err
+	}
 	if p.NoNewPrivileges && prog != nil {
 		if err := seccomp.Install(prog); err != nil {
 			return initErr("security", err, "seccomp")
@@ -304,9 +309,17 @@ func lookPath(argv0 string, env []string) (string, error) {
 	return "", exec.ErrNotFound
 }
 
-func setRlimits(rls []specs.POSIXRlimit) error {
+// memoryRlimits are set just before execve (setRlimits with memory).
+var memoryRlimits = map[int]bool{unix.RLIMIT_AS: true, unix.RLIMIT_DATA: true, unix.RLIMIT_STACK: true}
+
+// setRlimits sets the limits of rls that limit memory (memory) or the
+// others.
+func setRlimits(rls []specs.POSIXRlimit, memory bool) error {
 	for _, r := range rls {
 		res := rlimitByName[r.Type]
+		if memoryRlimits[res] != memory {
+			continue
+		}
 		// syscall.Setrlimit, not x/sys: exec must not restore the NOFILE
 		// limit the Go runtime saved at start.
 		if err := syscall.Setrlimit(res, &syscall.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
