@@ -4,7 +4,7 @@ GO ?= go
 export GOTOOLCHAIN ?= auto
 BIN := bin/catalyzer
 
-.PHONY: all build deps examples test test-short demo bench bench-oci fuzz clean
+.PHONY: all build deps examples test test-short demo bench bench-oci validate-oci fuzz clean
 
 all: build
 
@@ -40,6 +40,11 @@ demo: deps build examples
 # (and crun when installed), p50/p99, one private containerd, one run.
 bench-oci: deps build
 	@bash scripts/oci-bench.sh $(or $(N),50)
+
+# The runtime-tools validation suite against catalyzer-runc and runc,
+# same run (a few minutes; its own target).
+validate-oci: deps build
+	@bash scripts/validate-oci.sh
 
 # Fuzz each parser for a short while (FUZZTIME each, default 30s): every
 # Fuzz target in the tree, found by name.
