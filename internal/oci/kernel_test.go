@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
@@ -33,6 +34,7 @@ func busyboxBundle(t *testing.T, script string, mut func(*specs.Spec)) string {
 		testutil.Missing(t, "busybox not installed (install busybox-static)")
 	}
 	dir := writeBundle(t, nil)
+	t.Cleanup(func() { _ = cgroup.RemoveParent("catalyzer-oci-test") })
 	root := filepath.Join(dir, "rootfs")
 	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
