@@ -4,15 +4,18 @@ GO ?= go
 export GOTOOLCHAIN ?= auto
 BIN := bin/catalyzer
 
-.PHONY: all build deps examples test test-short demo bench fuzz clean
+.PHONY: all build deps examples test test-short demo bench bench-oci validate-oci fuzz clean
 
 all: build
 
 deps:
 	@bash scripts/install-deps.sh
 
+# bin/catalyzer-runc is the OCI runtime (runc's command line): a link
+# to the same binary, which dispatches on its name.
 build:
 	$(GO) build -o $(BIN) ./cmd/catalyzer
+	ln -sf catalyzer bin/catalyzer-runc
 
 examples: build
 	@bash examples/build.sh
@@ -32,6 +35,16 @@ test-short: build examples
 # bundled examples, print a latency table, stop.
 demo: deps build examples
 	@bash scripts/demo.sh
+
+# ctr run start-to-exit of busybox true: catalyzer-runc against runc
+# (and crun when installed), p50/p99, one private containerd, one run.
+bench-oci: deps build
+	@bash scripts/oci-bench.sh $(or $(N),50)
+
+# The runtime-tools validation suite against catalyzer-runc and runc,
+# same run (a few minutes; its own target).
+validate-oci: deps build
+	@bash scripts/validate-oci.sh
 
 # Fuzz each parser for a short while (FUZZTIME each, default 30s): every
 # Fuzz target in the tree, found by name.

@@ -12,6 +12,10 @@ have make || need+=(make)
 have bwrap || need+=(bubblewrap)   # baselines for `catalyzer bench`
 have runc || need+=(runc)
 have git || need+=(git)
+# The OCI runtime's tests: containerd (and ctr) drive bin/catalyzer-runc
+# on a root file system built from busybox.
+have containerd || need+=(containerd)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 have go || need+=(golang-go)
 # Threaded Python tests: numpy over OpenBLAS with its pthread pool.
 /usr/bin/python3 -c 'import numpy' 2>/dev/null || need+=(python3-numpy)

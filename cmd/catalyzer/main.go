@@ -1,6 +1,7 @@
 // Command catalyzer is the CLI of the catalyzer serverless sandbox
 // runtime: the daemon (serve), its client (fn), one-shot runs (run) and
-// the benchmark (bench). Each verb lives in a file of its own; the work
+// the benchmark (bench), and an OCI runtime (oci; also reached as
+// catalyzer-runc, runc's command line, for containerd). Each verb lives in a file of its own; the work
 // is done by the internal packages.
 package main
 
@@ -10,11 +11,13 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/urfave/cli/v3"
 
 	"github.com/catalyzer/catalyzer/internal/client"
+	"github.com/catalyzer/catalyzer/internal/oci"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
@@ -29,6 +32,16 @@ func main() {
 	// The sandbox's init helper is this binary re-executed: it must take
 	// over before anything else runs.
 	sandbox.MaybeInit()
+	// So is a container's init, re-executed by the OCI runtime's create.
+	oci.MaybeInit()
+
+	if ociRunNames[filepath.Base(os.Args[0])] {
+		// Run as catalyzer-runc: the OCI runtime, with runc's verbs.
+		// No signal handling of its own: a signal ends a verb as it
+		// would end runc.
+		runOCI(context.Background())
+		return
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -42,6 +55,7 @@ func main() {
 			benchCommand(),
 			checkpointCommand(),
 			restoreCommand(),
+			ociCommand(),
 		},
 	}
 	err := app.Run(ctx, os.Args)

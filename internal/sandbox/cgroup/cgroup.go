@@ -306,7 +306,12 @@ func (g *Group) LiftMemoryLimit() error {
 }
 
 // Path returns the group's path below each hierarchy root, "/<parent>/<name>".
-func (g *Group) Path() string { return "/" + g.parent + "/" + g.name }
+func (g *Group) Path() string {
+	if g.parent == "" { // a top-level group (NewSpec)
+		return "/" + g.name
+	}
+	return "/" + g.parent + "/" + g.name
+}
 
 // Dirs returns the group's directory in each hierarchy, keyed by hierarchy
 // ("memory", "pids", ... on v1; "unified" on v2).

@@ -1,0 +1,393 @@
+package oci
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/atomicfile"
+	"github.com/catalyzer/catalyzer/internal/cleanup"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/sandbox/seccomp"
+)
+
+// DefaultCgroupParent holds the cgroups of containers whose config names
+// no cgroupsPath. (Not sandbox.DefaultCgroupParent: the daemon sweeps
+// that one at start.)
+const DefaultCgroupParent = "catalyzer-oci"
+
+// CreateOpts are create's options, as runc's.
+type CreateOpts struct {
+	Bundle        string
+	PidFile       string // written once the container is created
+	ConsoleSocket string // process.terminal: where the pty master is sent
+	NoPivot       bool
+	PreserveFDs   int // fds 3..3+n-1 of the caller pass to the container
+	// Stdio of the container's process (nil: the caller's own 0, 1, 2).
+	Stdin, Stdout, Stderr *os.File
+}
+
+// Create builds container id from a bundle and leaves its init blocked
+// before exec, in state "created", until Start. The init is our child
+// and becomes the caller's parent's (the shim's, a subreaper) when the
+// runtime exits: its pid is the one in PidFile. Whatever was half-built
+// is undone on failure.
+func (r Root) Create(id string, o CreateOpts) error {
+	if err := CheckID(id); err != nil {
+		return err
+	}
+	b, err := LoadBundle(o.Bundle)
+	if err != nil {
+		return err
+	}
+	if b.Boot.Mode != BootScratch || b.Boot.Template {
+		return fmt.Errorf("container %s: boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
+	}
+	s := b.Spec
+	if s.Process.Terminal && o.ConsoleSocket == "" {
+		return invalid("container %s: process.terminal needs --console-socket", id)
+	}
+	if !s.Process.Terminal && o.ConsoleSocket != "" {
+		return invalid("container %s: --console-socket without process.terminal", id)
+	}
+	var c cleanup.Cleanup
+	defer c.Clean()
+
+	if err := os.MkdirAll(r.Dir, 0o711); err != nil {
+		return fmt.Errorf("state root %s: %w", r.Dir, err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
+		}
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	c.Add(func() { _ = os.RemoveAll(dir) })
+	fifo := filepath.Join(dir, fifoFile)
+	if err := unix.Mkfifo(fifo, 0o622); err != nil {
+		return fmt.Errorf("container %s: exec fifo: %w", id, err)
+	}
+	_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
+	var prog []unix.SockFilter
+	if s.Linux.Seccomp != nil {
+		if prog, err = seccomp.Compile(s.Linux.Seccomp, seccomp.Options{}); err != nil {
+			return fmt.Errorf("container %s: seccomp: %w", id, err)
+		}
+	}
+
+	if r := s.Linux.Resources; r != nil && r.Network != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
+			return fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
+		}
+		return fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
+	}
+	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
+	if err != nil {
+		return err
+	}
+	cg, err := cgroup.NewSpec(cgPath, withDefaultDevices(s.Linux.Resources))
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	c.Add(func() { _ = cg.Delete() })
+
+	cfg := initConfig{
+		ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Spec: s, NoPivot: o.NoPivot,
+		ConsoleSocket: o.ConsoleSocket, PreserveFDs: o.PreserveFDs, Fifo: fifo,
+		CgroupDirs: cg.Dirs(), Seccomp: prog,
+	}
+	cmd, sock, err := spawnInit(cfg, cg, o)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	defer sock.Close()
+
+	rec := &record{
+		Version: stateVersion, ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Pid: cmd.Process.Pid,
+		Created: time.Now().UTC(), Annotations: s.Annotations, CgroupPath: cgPath,
+		Hooks: s.Hooks, Boot: b.Boot,
+	}
+	rec.PidStart, _ = procStart(rec.Pid)
+	if err := syncCreate(sock, rec); err != nil {
+		return fmt.Errorf("container %s: %w", id, err)
+	}
+	if err := r.save(rec); err != nil {
+		return err
+	}
+	if o.PidFile != "" {
+		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(rec.Pid)), 0o644); err != nil {
+			return fmt.Errorf("container %s: pid file: %w", id, err)
+		}
+	}
+	c.Release()
+	// Not waited for: it is the shim's once we exit.
+	return cmd.Process.Release()
+}
+
+// cgroupPath is the container's cgroup below every hierarchy root.
+// systemd's "slice:prefix:name" form is refused (no systemd cgroup
+// driver here).
+func cgroupPath(id, p string) (string, error) {
+	switch {
+	case p == "":
+		return "/" + DefaultCgroupParent + "/" + id, nil
+	case strings.Count(p, ":") == 2 && !strings.HasPrefix(p, "/"):
+		return "", fmt.Errorf("cgroupsPath %q is systemd's slice:prefix:name form: the systemd cgroup driver is not supported: %w", p, errdefs.ErrNotSupported)
+	}
+	return "/" + strings.Trim(filepath.Clean("/"+p), "/"), nil
+}
+
+// withDefaultDevices adds runc's default device allowances after the
+// spec's rules: containerd's default spec denies all and lets the
+// runtime allow the nodes every container has.
+func withDefaultDevices(res *specs.LinuxResources) *specs.LinuxResources {
+	out := specs.LinuxResources{}
+	if res != nil {
+		out = *res
+	}
+	out.Devices = append([]specs.LinuxDeviceCgroup{}, out.Devices...)
+	for _, d := range cgroup.DeviceRules {
+		if d.Allow {
+			out.Devices = append(out.Devices, d)
+		}
+	}
+	return &out
+}
+
+// spawnInit starts the init (this binary re-executed) with the new
+// namespaces, in cg, having joined the namespaces the spec names by path,
+// and sends it its config. It returns the sync socket.
+func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.File, error) {
+	s := cfg.Spec
+	var c cleanup.Cleanup
+	defer c.Clean()
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	c.Add(func() { cfgW.Close() })
+	defer cfgR.Close()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	parent, child := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-init")
+	c.Add(func() { parent.Close() })
+	defer child.Close()
+
+	extra := make([]*os.File, 0, o.PreserveFDs+2)
+	for i := 0; i < o.PreserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{"catalyzer-runc-init"},
+		Env:         []string{initEnv + "=" + strconv.Itoa(o.PreserveFDs)},
+		ExtraFiles:  append(extra, cfgR, child),
+		Stdin:       orFile(o.Stdin, os.Stdin),
+		Stdout:      orFile(o.Stdout, os.Stdout),
+		Stderr:      orFile(o.Stderr, os.Stderr),
+		SysProcAttr: &syscall.SysProcAttr{},
+	}
+	var join []specs.LinuxNamespace
+	for _, ns := range s.Linux.Namespaces {
+		switch {
+		case ns.Path != "":
+			join = append(join, ns)
+		case ns.Type == specs.CgroupNamespace:
+			// Unshared by the init once it is in its cgroup.
+		default:
+			cmd.SysProcAttr.Cloneflags |= nsFlags[ns.Type]
+		}
+	}
+	if hasNewNS(s, specs.UserNamespace) {
+		for _, m := range s.Linux.UIDMappings {
+			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range s.Linux.GIDMappings {
+			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Root of the new namespace: capabilities survive our exec.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	intoCgroup := false
+	if dir, ok := cg.Dirs()["unified"]; ok {
+		if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			defer unix.Close(fd)
+			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+			intoCgroup = true
+		}
+	}
+	join, mnt, err := splitMountNS(join)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.MountNSFD = -1
+	if mnt != nil {
+		defer mnt.Close()
+		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
+	}
+	if err := startJoined(cmd, join); err != nil {
+		return nil, nil, fmt.Errorf("start init: %w", err)
+	}
+	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	if !intoCgroup {
+		// It blocks reading its config: account it before it runs.
+		if err := cg.Add(cmd.Process.Pid); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := json.NewEncoder(cfgW).Encode(cfg); err != nil {
+		return nil, nil, fmt.Errorf("send init config: %w", err)
+	}
+	cfgW.Close()
+	c.Release()
+	return cmd, parent, nil
+}
+
+// startJoined starts cmd from a locked OS thread that has joined the
+// namespaces in join (setns is per thread for all but the user
+// namespace). The thread is never given back to the Go scheduler: its
+// goroutine ends locked, and the runtime drops it. The mount namespace is
+// not joined here: a child exec'ing /proc/self/exe from inside another
+// mount namespace gets ENOENT, so mountNS (if not nil) is the open
+// namespace the child joins itself (initConfig.MountNSFD).
+func startJoined(cmd *exec.Cmd, join []specs.LinuxNamespace) error {
+	if len(join) == 0 {
+		return cmd.Start()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		// Open every path first: a joined namespace may change what a
+		// path names.
+		fds := make([]int, 0, len(join))
+		defer func() {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}()
+		for _, ns := range join {
+			fd, err := unix.Open(ns.Path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				errc <- fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
+				return
+			}
+			fds = append(fds, fd)
+		}
+		for i, ns := range join {
+			if err := unix.Setns(fds[i], int(nsFlags[ns.Type])); err != nil {
+				errc <- fmt.Errorf("join %s namespace %s: %w", ns.Type, ns.Path, err)
+				return
+			}
+		}
+		errc <- cmd.Start()
+	}()
+	return <-errc
+}
+
+// splitMountNS takes the mount namespace out of join and opens it, for
+// the child to join (see startJoined); nil when join has none.
+func splitMountNS(join []specs.LinuxNamespace) ([]specs.LinuxNamespace, *os.File, error) {
+	var rest []specs.LinuxNamespace
+	var f *os.File
+	for _, ns := range join {
+		if ns.Type != specs.MountNamespace {
+			rest = append(rest, ns)
+			continue
+		}
+		var err error
+		if f, err = os.Open(ns.Path); err != nil {
+			return nil, nil, fmt.Errorf("join mount namespace %s: %w", ns.Path, err)
+		}
+	}
+	return rest, f, nil
+}
+
+// joinMountNS is the child's side of splitMountNS: on the calling
+// (locked) thread, which must have an fs struct of its own to be let in.
+func joinMountNS(fd int) error {
+	if fd < 0 {
+		return nil
+	}
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare fs: %w", err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join mount namespace: %w", err)
+	}
+	return unix.Close(fd)
+}
+
+// syncCreate answers the init's requests (run the createRuntime hooks)
+// until it reports created, or fails with its error.
+func syncCreate(sock *os.File, rec *record) error {
+	rd := bufio.NewReader(sock)
+	for {
+		line, err := rd.ReadBytes('\n')
+		if err == io.EOF {
+			return errors.New("container init exited during setup")
+		}
+		if err != nil {
+			return fmt.Errorf("sync with init: %w", err)
+		}
+		var m syncMsg
+		if err := json.Unmarshal(line, &m); err != nil {
+			return fmt.Errorf("sync with init: %q: %w", line, err)
+		}
+		switch m.Type {
+		case msgCreated:
+			return nil
+		case msgError:
+			return errors.New(m.Error)
+		case msgHooks:
+			st := rec.specState(specs.StateCreating)
+			//lint:ignore SA1019 prestart is deprecated but still honoured (runc runs it)
+			err := runHooks("prestart", rec.Hooks.Prestart, st)
+			if err == nil {
+				err = runHooks("createRuntime", rec.Hooks.CreateRuntime, st)
+			}
+			reply := syncMsg{Type: msgHooksDone}
+			if err != nil {
+				reply = syncMsg{Type: msgError, Error: err.Error()}
+			}
+			if werr := send(sock, reply); werr != nil || err != nil {
+				return errors.Join(err, werr)
+			}
+		default:
+			return fmt.Errorf("sync with init: unexpected %q", m.Type)
+		}
+	}
+}
+
+// specState is the state hooks get on stdin.
+func (rec *record) specState(st specs.ContainerState) specs.State {
+	return specs.State{Version: specs.Version, ID: rec.ID, Status: st, Pid: rec.Pid, Bundle: rec.Bundle, Annotations: rec.Annotations}
+}
+
+// orFile is f, or def when f is nil (a nil *os.File in an exec.Cmd's
+// Stdin would be a closed fd 0 in the child, not the default).
+func orFile(f, def *os.File) *os.File {
+	if f == nil {
+		return def
+	}
+	return f
+}
