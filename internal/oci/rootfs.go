@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
 // defaultDevices are the nodes every container's /dev gets, as runc
@@ -114,7 +116,7 @@ func mountOne(cfg *initConfig, m specs.Mount) error {
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(cfg.Bundle, src)
 		}
-		if err := mkMountpoint(src, dst); err != nil {
+		if err := sandbox.MkMountpoint(src, dst); err != nil {
 			return err
 		}
 		bflags := unix.MS_BIND | (flags & unix.MS_REC)
@@ -199,25 +201,6 @@ func mountCgroup(cfg *initConfig, dst string, flags uintptr) error {
 	return nil
 }
 
-// mkMountpoint creates dst as a directory or an empty file, like src.
-func mkMountpoint(src, dst string) error {
-	st, err := os.Stat(src)
-	if err != nil {
-		return err
-	}
-	if st.IsDir() {
-		return os.MkdirAll(dst, 0o755)
-	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_RDONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
-
 // makeDevices creates the default and the spec's device nodes under the
 // root's /dev (bound from the host in a user namespace, where mknod is
 // refused), and runc's /dev symlinks.
@@ -234,7 +217,7 @@ func makeDevices(cfg *initConfig) error {
 			return err
 		}
 		if userns {
-			if err := mkMountpoint("/dev/null", dst); err != nil {
+			if err := sandbox.MkMountpoint("/dev/null", dst); err != nil {
 				return err
 			}
 			if err := unix.Mount(d.Path, dst, "", unix.MS_BIND, ""); err != nil {

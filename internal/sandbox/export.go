@@ -15,3 +15,7 @@ func RemountReadonly(p string) error { return remountRO(p) }
 
 // LoopbackUp brings lo up in the caller's network namespace.
 func LoopbackUp() error { return loopbackUp() }
+
+// MkMountpoint creates dst as a directory or an empty file, like src, for
+// a bind mount of src onto it.
+func MkMountpoint(src, dst string) error { return mkMountpoint(src, dst) }
