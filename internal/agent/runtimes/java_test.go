@@ -85,13 +85,13 @@ public class H {
 func javaCode(t *testing.T) string {
 	t.Helper()
 	dir := compileJava(t, map[string]string{
-		"t/H.java":        javaTest,
-		"t/Bad.java":      "package t;\npublic class Bad { static { if (true) throw new IllegalStateException(\"bad init\"); }\npublic static Object h(java.util.Map<String,Object> e) { return 1; } }\n",
-		"t/Hidden.java":   "package t;\nclass Hidden { public static Object h(java.util.Map<String,Object> e) { return 1; } }\n",
-		"t/NoCtor.java":   "package t;\npublic class NoCtor { public NoCtor(int x) {}\npublic Object h(java.util.Map<String,Object> e) { return 1; } }\n",
-		"t/Both.java":     "package t;\npublic class Both { public static Object h(java.util.Map<String,Object> e) { return 1; }\npublic static Object h(java.util.Map<String,Object> e, catalyzer.Context c) { return 2; } }\n",
-		"t/Generic.java":  "package t;\npublic class Generic { public static Object h(Object e) { return e == null ? \"null\" : e.getClass().getName(); } }\n",
-		"t/Finally.java":  "package t;\npublic class Finally { public static Object h(java.util.Map<String,Object> e) throws Exception { throw new java.io.IOException(\"io\", new RuntimeException(\"cause\")); } }\n",
+		"t/H.java":       javaTest,
+		"t/Bad.java":     "package t;\npublic class Bad { static { if (true) throw new IllegalStateException(\"bad init\"); }\npublic static Object h(java.util.Map<String,Object> e) { return 1; } }\n",
+		"t/Hidden.java":  "package t;\nclass Hidden { public static Object h(java.util.Map<String,Object> e) { return 1; } }\n",
+		"t/NoCtor.java":  "package t;\npublic class NoCtor { public NoCtor(int x) {}\npublic Object h(java.util.Map<String,Object> e) { return 1; } }\n",
+		"t/Both.java":    "package t;\npublic class Both { public static Object h(java.util.Map<String,Object> e) { return 1; }\npublic static Object h(java.util.Map<String,Object> e, catalyzer.Context c) { return 2; } }\n",
+		"t/Generic.java": "package t;\npublic class Generic { public static Object h(Object e) { return e == null ? \"null\" : e.getClass().getName(); } }\n",
+		"t/Finally.java": "package t;\npublic class Finally { public static Object h(java.util.Map<String,Object> e) throws Exception { throw new java.io.IOException(\"io\", new RuntimeException(\"cause\")); } }\n",
 	}, true)
 	jarSrc := compileJava(t, map[string]string{"lib/InJar.java": "package lib;\npublic class InJar { public static String h(java.util.Map<String,Object> e) { return \"jar\"; } }\n"}, false)
 	jar := filepath.Join(filepath.Dir(runtimes.Java), "jar")
