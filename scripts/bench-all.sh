@@ -4,6 +4,7 @@
 # ./bench-out). Needs a built bin/catalyzer and examples (make examples);
 # runtimes that are missing are skipped and said so.
 #   scripts/bench-all.sh [OUTDIR] [N]
+# ONLY="node-threads go-threads" limits the run to those functions.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bench-out}
@@ -22,12 +23,17 @@ for _ in $(seq 100); do "$BIN" fn ls >/dev/null 2>&1 && break; sleep 0.1; done
 
 fns=()
 deploy() { # name runtime handler dir
+  if [ -n "${ONLY:-}" ] && ! [[ " $ONLY " == *" $1 "* ]]; then return; fi
   if "$BIN" fn deploy "$1" --runtime "$2" --handler "$3" --code "$4" --max-instances 300 >>"$OUT/deploy.log" 2>&1; then fns+=("$1"); else echo "skip $1: deploy failed" >>"$OUT/skipped.txt"; fi
 }
 [ -x /usr/bin/python3 ] && deploy python python main.handler examples/python/hello || echo "skip python: no /usr/bin/python3" >>"$OUT/skipped.txt"
 [ -x /usr/bin/node ] && deploy node node main.handler examples/node/hello || echo "skip node: no /usr/bin/node" >>"$OUT/skipped.txt"
 deploy native-c native hello examples/native-c
 deploy native-go native hello examples/native/hello
+# Multi-threaded functions (threads and event loops alive at init).
+[ -x /usr/bin/node ] && deploy node-threads node main.handler examples/node/threads
+[ -x /usr/bin/python3 ] && deploy py-threads python main.handler examples/python/threads
+deploy go-threads native threads examples/native/threads
 # Let templates build.
 for f in "${fns[@]}"; do
   for _ in $(seq 300); do

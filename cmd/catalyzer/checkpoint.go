@@ -15,7 +15,7 @@ import (
 func checkpointCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "checkpoint",
-		Usage: "dump a single-threaded process into an image directory (restore it with 'catalyzer restore')",
+		Usage: "dump a process, all its threads, into an image directory (restore it with 'catalyzer restore')",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "pid", Usage: "process to checkpoint", Required: true},
 			&cli.StringFlag{Name: "image", Usage: "image directory (created)", Required: true},

@@ -463,3 +463,60 @@ func TestHostNetworkEveryBootMode(t *testing.T) {
 		}
 	}
 }
+
+// threadCapsPy starts threads at init, while the template still holds
+// CAP_SYS_ADMIN in its permitted set (for its forks' join); each fork
+// re-creates them. Every thread reports its own credentials.
+const threadCapsPy = `
+import os, threading, time
+def park():
+    while True:
+        time.sleep(1)
+for _ in range(3):
+    threading.Thread(target=park, daemon=True).start()
+def handler(event, context):
+    out = {}
+    for tid in sorted(os.listdir("/proc/self/task")):
+        st = {}
+        for line in open("/proc/self/task/%s/status" % tid):
+            k, _, v = line.partition(":")
+            st[k] = v.strip()
+        out[tid] = [st["CapInh"], st["CapPrm"], st["CapEff"], st["CapBnd"], st["CapAmb"], st["Seccomp"], st["NoNewPrivs"]]
+    return out
+`
+
+// TestForkThreadsDropCapabilities: capabilities, seccomp and no_new_privs
+// are per thread in Linux. Each re-created thread of a fork or a restore
+// must end with the instance's set, not the template's: a thread left with
+// CAP_SYS_ADMIN would let the tenant's code mount and unshare at will.
+func TestForkThreadsDropCapabilities(t *testing.T) {
+	testutil.RequiresRoot(t)
+	e := newEnv(t, platform.Config{})
+	e.deploy("tcaps", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": threadCapsPy})})
+	if st := e.waitTemplate("tcaps"); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	const docker = "00000000a80425fb"
+	want := []string{"0000000000000000", docker, docker, docker, "0000000000000000", "2", "1"}
+	if st := e.waitImage("tcaps"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
+		inv, err := e.c.Invoke(context.Background(), "tcaps", mode, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var threads map[string][]string
+		if err := json.Unmarshal(inv.Output, &threads); err != nil {
+			t.Fatal(err)
+		}
+		if len(threads) != 4 {
+			t.Errorf("%s: %d threads, want 4: %s", mode, len(threads), inv.Output)
+		}
+		for tid, got := range threads {
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("%s: thread %s has CapInh/Prm/Eff/Bnd/Amb, Seccomp, NoNewPrivs %v, want %v", mode, tid, got, want)
+			}
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -368,6 +369,20 @@ func TestBootNoLeaks(t *testing.T) {
 			t.Fatalf("%s: %v", m, err)
 		}
 	}
+	// A multi-threaded template with event objects: its forks' threads
+	// and copies go with them.
+	e.deploy("threads", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "threads")})
+	if st := e.waitTemplate("threads"); st != "ready" {
+		t.Fatalf("template of threads: %s", st)
+	}
+	if st := e.waitImage("threads"); st != "ready" {
+		t.Fatalf("image of threads: %s", st)
+	}
+	for _, m := range []string{"fork", "warm", "scratch", "cold", "fork", "warm"} {
+		if _, err := e.c.Invoke(context.Background(), "threads", m, nil); err != nil {
+			t.Fatalf("threads %s: %v", m, err)
+		}
+	}
 	e.srv.Close()
 	e.p.Close()
 	after := testutil.Take(t, parent)
@@ -420,7 +435,11 @@ func TestColdPrefetchKnob(t *testing.T) {
 }
 
 // threadedPy starts a thread at import that keeps counting: a threaded
-// Python template.
+// Python template. The handler reports the threads, the counter when it
+// was called ("at", at least the ticks of init: state kept), and how far
+// it moved during the call ("ticked": the thread runs), and the distinct
+// privileges its threads have ("privs": capabilities, seccomp mode,
+// no_new_privs; one entry when every thread has the main thread's).
 const threadedPy = `
 import threading, time, os
 count = [0]
@@ -428,46 +447,69 @@ def tick():
     while True:
         count[0] += 1
         time.sleep(0.005)
-threading.Thread(target=tick, daemon=True).start()
+threading.Thread(target=tick, daemon=True, name="ticker").start()
 time.sleep(0.05)
+def privs(tid):
+    keep = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+    with open("/proc/self/task/%s/status" % tid) as f:
+        return " ".join(l.strip() for l in f if l.split(":")[0] in keep)
 def handler(event, context):
     a = count[0]
     time.sleep(0.1)
-    return {"threads": len(os.listdir("/proc/self/task")), "ticked": count[0] - a,
-            "names": sorted(t.name for t in threading.enumerate())}
+    tids = os.listdir("/proc/self/task")
+    return {"threads": len(tids), "ticked": count[0] - a, "at": a,
+            "names": sorted(t.name for t in threading.enumerate()),
+            "privs": sorted(set(privs(t) for t in tids))}
 `
 
 // TestForkThreadedPython: a Python function that started a thread at
-// import forks with that thread re-created in each instance, and the
-// thread runs there (its counter moves); warm and cold answer 501 (a
-// checkpoint of a multi-threaded process is not faithful yet).
+// import boots with that thread re-created in each instance, by fork and
+// by warm and cold restore of its checkpoint, and the thread runs there
+// (its counter, kept from init, moves during each of two invocations),
+// with the instance's privileges and no more, as the main thread; each
+// mode answers as a scratch boot does.
 func TestForkThreadedPython(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("thr", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": threadedPy})})
 	if st := e.waitTemplate("thr"); st != "ready" {
 		t.Fatalf("template: %s", st)
 	}
-	for i := 0; i < 3; i++ {
-		inv, err := e.c.Invoke(context.Background(), "thr", "fork", nil)
+	type out struct {
+		Threads int      `json:"threads"`
+		Ticked  int      `json:"ticked"`
+		At      int      `json:"at"`
+		Names   []string `json:"names"`
+		Privs   []string `json:"privs"`
+	}
+	invoke := func(mode string) out {
+		t.Helper()
+		inv, err := e.c.Invoke(context.Background(), "thr", mode, nil)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("boot=%s: %v", mode, err)
 		}
-		var o struct {
-			Threads int      `json:"threads"`
-			Ticked  int      `json:"ticked"`
-			Names   []string `json:"names"`
+		if inv.Boot != mode {
+			t.Fatalf("boot=%s served by a %s instance", mode, inv.Boot)
 		}
+		var o out
 		if err := json.Unmarshal(inv.Output, &o); err != nil {
 			t.Fatal(err)
 		}
-		if o.Threads != 2 || o.Ticked < 3 || len(o.Names) != 2 {
-			t.Errorf("fork instance %d: %s, want 2 threads and a counter that moves", i, inv.Output)
+		if o.Ticked < 3 || o.At < 3 {
+			t.Errorf("boot=%s: %s, want a counter kept from init that moves", mode, inv.Output)
 		}
+		if len(o.Privs) != 1 {
+			t.Errorf("boot=%s: threads with different privileges: %q", mode, o.Privs)
+		}
+		return o
+	}
+	scratch := invoke("scratch")
+	if scratch.Threads != 2 || len(scratch.Names) != 2 {
+		t.Fatalf("scratch: %+v, want 2 threads", scratch)
 	}
 	e.waitImage("thr")
-	for _, m := range []string{"warm", "cold"} {
-		if _, err := e.c.Invoke(context.Background(), "thr", m, nil); !isStatus(err, 501) {
-			t.Errorf("boot=%s of a threaded template: %v, want 501", m, err)
+	for _, m := range []string{"fork", "fork", "warm", "warm", "cold", "cold"} {
+		if o := invoke(m); o.Threads != scratch.Threads || !slices.Equal(o.Names, scratch.Names) || !slices.Equal(o.Privs, scratch.Privs) {
+			t.Errorf("boot=%s: %+v, want what scratch answered: %+v", m, o, scratch)
 		}
 	}
 }

@@ -126,6 +126,62 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	invoke, err := invoker(ctx, o)
+	if err != nil {
+		return Report{}, err
+	}
+	// One untimed invocation first so a missing template or a broken
+	// function fails fast with the daemon's own error.
+	if _, err := invoke(); err != nil {
+		return Report{}, fmt.Errorf("bench: warm-up invocation: %w", err)
+	}
+	pss, err := measurePSS(ctx, o, invoke)
+	if err != nil {
+		return Report{}, err
+	}
+	s := sampleBoots(ctx, o, invoke)
+	if len(s.accept) == 0 {
+		return Report{}, fmt.Errorf("bench: every invocation failed; first error: %v", s.firstErr)
+	}
+	a := Summarize(s.accept)
+	r := Report{
+		Function: o.Function, Runtime: fn.Runtime, Boot: o.Boot, N: len(s.accept), Concurrency: o.Concurrency, Errors: s.errs,
+		P50: a.P50, P90: a.P90, P99: a.P99, Max: a.Max,
+		Entry: Summarize(s.entry), Client: Summarize(s.round),
+		Phases: map[string]int64{}, PhaseOrder: s.order,
+		Baselines: map[string]int64{}, BaselineRun: map[string]BaselineResult{},
+		Ratios: map[string]float64{}, Skipped: map[string]string{},
+	}
+	for k, v := range s.phases {
+		r.Phases[k] = Summarize(v).P50
+	}
+	r.PSS, r.DropCaches, r.ColdImage = pss, o.DropCaches, o.ColdImage
+	if o.Boot == "cold" {
+		pf := !o.NoPrefetch
+		r.Prefetch = &pf
+	}
+	if o.Boot == "cold" || o.Boot == "warm" {
+		if v, err := o.Client.Instances(ctx, o.Function); err == nil && v.Image.Status == "ready" {
+			r.Image = &ImageReport{PagesBytes: v.Image.PagesBytes, PagesApparent: v.Image.PagesApparent, PlanEntries: v.Image.PlanEntries, WorkingSet: v.Image.WorkingSet}
+		}
+	}
+	if o.Boot == "fork" {
+		r.addForkReport(ctx, o)
+	}
+	for _, b := range o.Baselines {
+		res, err := runBaseline(ctx, b, fn.Runtime, fn.Handler, fn.CodePath, o.Event, o.N)
+		if err != nil {
+			r.Skipped[b] = err.Error()
+			continue
+		}
+		r.addBaseline(b, res)
+	}
+	return r, nil
+}
+
+// invoker returns the function that boots one instance in o's mode, with
+// the cache state o asks for before each boot.
+func invoker(ctx context.Context, o Options) (func() (client.Invocation, error), error) {
 	q := url.Values{"boot": {o.Boot}}
 	if o.NoPrefetch {
 		q.Set("prefetch", "false")
@@ -134,13 +190,13 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	if o.ColdImage {
 		v, err := o.Client.Instances(ctx, o.Function)
 		if err != nil {
-			return Report{}, err
+			return nil, err
 		}
 		if imageDir = v.Image.Dir; imageDir == "" {
-			return Report{}, fmt.Errorf("bench: --boot cold: the function's image is %s", v.Image.Status)
+			return nil, fmt.Errorf("bench: --boot cold: the function's image is %s", v.Image.Status)
 		}
 	}
-	invoke := func() (client.Invocation, error) {
+	return func() (client.Invocation, error) {
 		if o.ColdImage || o.DropCaches {
 			if err := o.Client.Drain(ctx, o.Function); err != nil {
 				return client.Invocation{}, err
@@ -157,25 +213,24 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			}
 		}
 		return o.Client.InvokeQuery(ctx, o.Function, q, o.Event)
-	}
-	// One untimed invocation first so a missing template or a broken
-	// function fails fast with the daemon's own error.
-	if _, err := invoke(); err != nil {
-		return Report{}, fmt.Errorf("bench: warm-up invocation: %w", err)
-	}
-	pss, err := measurePSS(ctx, o, invoke)
-	if err != nil {
-		return Report{}, err
-	}
+	}, nil
+}
 
-	var (
-		mu                   sync.Mutex
-		accept, entry, round []int64
-		phases               = map[string][]int64{}
-		order                []string
-		errs                 int
-		firstErr             error
-	)
+// samples are the timed boots of a run.
+type samples struct {
+	accept, entry, round []int64
+	phases               map[string][]int64
+	order                []string
+	errs                 int
+	firstErr             error
+}
+
+// sampleBoots makes o.N boots, o.Concurrency at a time. A failed boot,
+// or an invocation that reused a live instance (no boot), counts as an
+// error.
+func sampleBoots(ctx context.Context, o Options, invoke func() (client.Invocation, error)) *samples {
+	s := &samples{phases: map[string][]int64{}}
+	var mu sync.Mutex
 	work := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := 0; w < o.Concurrency; w++ {
@@ -185,25 +240,7 @@ func Run(ctx context.Context, o Options) (Report, error) {
 			for range work {
 				inv, err := invoke()
 				mu.Lock()
-				if err != nil || inv.Reused {
-					errs++
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-					continue
-				}
-				accept = append(accept, inv.AcceptUs)
-				entry = append(entry, inv.BootUs)
-				round = append(round, inv.ClientUs)
-				for _, k := range inv.Order {
-					if _, ok := phases[k]; !ok {
-						order = append(order, k)
-					}
-				}
-				for k, v := range inv.Phases {
-					phases[k] = append(phases[k], v)
-				}
+				s.add(inv, err)
 				mu.Unlock()
 			}
 		}()
@@ -216,61 +253,53 @@ func Run(ctx context.Context, o Options) (Report, error) {
 	}
 	close(work)
 	wg.Wait()
-	if len(accept) == 0 {
-		return Report{}, fmt.Errorf("bench: every invocation failed; first error: %v", firstErr)
+	return s
+}
+
+func (s *samples) add(inv client.Invocation, err error) {
+	if err != nil || inv.Reused {
+		s.errs++
+		if s.firstErr == nil {
+			s.firstErr = err
+		}
+		return
 	}
-	a := Summarize(accept)
-	r := Report{
-		Function: o.Function, Runtime: fn.Runtime, Boot: o.Boot, N: len(accept), Concurrency: o.Concurrency, Errors: errs,
-		P50: a.P50, P90: a.P90, P99: a.P99, Max: a.Max,
-		Entry: Summarize(entry), Client: Summarize(round),
-		Phases: map[string]int64{}, PhaseOrder: order,
-		Baselines: map[string]int64{}, BaselineRun: map[string]BaselineResult{},
-		Ratios: map[string]float64{}, Skipped: map[string]string{},
-	}
-	for k, v := range phases {
-		r.Phases[k] = Summarize(v).P50
-	}
-	r.PSS, r.DropCaches, r.ColdImage = pss, o.DropCaches, o.ColdImage
-	if o.Boot == "cold" {
-		pf := !o.NoPrefetch
-		r.Prefetch = &pf
-	}
-	if o.Boot == "cold" || o.Boot == "warm" {
-		if v, err := o.Client.Instances(ctx, o.Function); err == nil && v.Image.Status == "ready" {
-			r.Image = &ImageReport{PagesBytes: v.Image.PagesBytes, PagesApparent: v.Image.PagesApparent, PlanEntries: v.Image.PlanEntries, WorkingSet: v.Image.WorkingSet}
+	s.accept = append(s.accept, inv.AcceptUs)
+	s.entry = append(s.entry, inv.BootUs)
+	s.round = append(s.round, inv.ClientUs)
+	for _, k := range inv.Order {
+		if _, ok := s.phases[k]; !ok {
+			s.order = append(s.order, k)
 		}
 	}
-	if o.Boot == "fork" {
-		if r.Template, err = templateReport(ctx, o.Client, o.Function); err != nil {
-			r.Skipped["template"] = err.Error()
-		}
-		// The floor: the same template forked with no sandbox work.
-		samples, err := o.Client.ForkFloor(ctx, o.Function, o.Event, o.N)
-		if err != nil {
-			r.Skipped["fork-floor"] = err.Error()
-		} else {
-			s := Summarize(samples)
-			r.BaselineRun["fork-floor"] = BaselineResult{Entry: s}
-			r.Baselines["fork-floor"] = s.P50
-			if r.Entry.P50 > 0 {
-				r.Ratios["fork-floor"] = float64(s.P50) / float64(r.Entry.P50)
-			}
-		}
+	for k, v := range inv.Phases {
+		s.phases[k] = append(s.phases[k], v)
 	}
-	for _, b := range o.Baselines {
-		res, err := runBaseline(ctx, b, fn.Runtime, fn.Handler, fn.CodePath, o.Event, o.N)
-		if err != nil {
-			r.Skipped[b] = err.Error()
-			continue
-		}
-		r.BaselineRun[b] = res
-		r.Baselines[b] = res.Entry.P50
-		if r.Entry.P50 > 0 {
-			r.Ratios[b] = float64(res.Entry.P50) / float64(r.Entry.P50)
-		}
+}
+
+// addForkReport adds the template's report and the fork floor (the same
+// template forked with no sandbox work) to a fork run's report.
+func (r *Report) addForkReport(ctx context.Context, o Options) {
+	var err error
+	if r.Template, err = templateReport(ctx, o.Client, o.Function); err != nil {
+		r.Skipped["template"] = err.Error()
 	}
-	return r, nil
+	floor, err := o.Client.ForkFloor(ctx, o.Function, o.Event, o.N)
+	if err != nil {
+		r.Skipped["fork-floor"] = err.Error()
+		return
+	}
+	r.addBaseline("fork-floor", BaselineResult{Entry: Summarize(floor)})
+}
+
+// addBaseline records a baseline's result and its ratio to our
+// start-to-entry median.
+func (r *Report) addBaseline(name string, res BaselineResult) {
+	r.BaselineRun[name] = res
+	r.Baselines[name] = res.Entry.P50
+	if r.Entry.P50 > 0 {
+		r.Ratios[name] = float64(res.Entry.P50) / float64(r.Entry.P50)
+	}
 }
 
 // evict drops the files of dir (an image) from the page cache.

@@ -402,8 +402,8 @@ func (t *template) close() {
 var (
 	dockerCaps, _ = sandbox.CapMask(sandbox.Capabilities())
 	sysAdmin      = uint64(1) << uint(capability.CAP_SYS_ADMIN)
-	raiseCaps     = sfork.Caps{Effective: dockerCaps | sysAdmin, Permitted: dockerCaps | sysAdmin, Inheritable: dockerCaps}
-	finalCaps     = sfork.Caps{Effective: dockerCaps, Permitted: dockerCaps, Inheritable: dockerCaps}
+	raiseCaps     = sfork.Caps{Effective: dockerCaps | sysAdmin, Permitted: dockerCaps | sysAdmin, Inheritable: 0}
+	finalCaps     = sfork.Caps{Effective: dockerCaps, Permitted: dockerCaps, Inheritable: 0}
 )
 
 // procMounts masks the /proc a child gets in its env (sfork.Child.ProcFS
@@ -421,20 +421,9 @@ var procMounts = func() []sfork.Mount {
 func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	f.init()
 	start := agent.Monotonic()
-	t := f.tpls.get(fn.Name)
-	if t == nil {
-		return nil, fmt.Errorf("boot %s: %w: deploy it again or use boot=scratch: %w", fn.Name, ErrNoTemplate, errdefs.ErrNotReady)
-	}
-	select {
-	case <-t.built:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("boot %s: waiting for its template to be built: %w: %w", fn.Name, ctx.Err(), errdefs.ErrNotReady)
-	}
-	if t.err != nil {
-		return nil, fmt.Errorf("boot %s: %w: %w", fn.Name, ErrNoTemplate, t.err)
-	}
-	if !t.hold() {
-		return nil, fmt.Errorf("boot %s: its template was replaced; retry: %w", fn.Name, errdefs.ErrNotReady)
+	t, err := f.held(ctx, fn.Name)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 	}
 	held := true
 	defer func() {
@@ -474,28 +463,11 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 		defer cgdir.Close()
 	}
 	var sb *sandbox.Sandbox
-	forked, err := t.tpl.Fork(sfork.Child{
-		Cgroup: cgdir,
-		Files:  []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
-		// The control channel is not for the handler's subprocesses (as
-		// in scratch, where the agent marks it close-on-exec at start).
-		Dups:         []sfork.Dup{{File: 0, Target: 3, CloseOnExec: true}, {File: 1, Target: 1}, {File: 2, Target: 2}},
-		Join:         3,
-		JoinFlags:    env.JoinFlags(),
-		NewPID:       true,
-		Chdir:        t.tpl.Cwd(),
-		ProcFS:       "/proc",
-		Mounts:       procMounts,
-		Close:        []int{forkChannelFD},
-		Raise:        &raiseCaps,
-		DropBounding: []int{int(capability.CAP_SYS_ADMIN)},
-		Final:        &finalCaps,
-		Ready: func(pid int) error {
-			var err error
-			sb, err = env.Adopt(pid)
-			return err
-		},
-	})
+	forked, err := t.tpl.Fork(t.child(env, pipes, cgdir, func(pid int) error {
+		var err error
+		sb, err = env.Adopt(pid)
+		return err
+	}))
 	if err != nil {
 		if errors.Is(err, sfork.ErrTemplateDead) {
 			return nil, fmt.Errorf("boot %s: its template died; it is being rebuilt, retry: %w: %w", fn.Name, err, errdefs.ErrNotReady)
@@ -525,11 +497,58 @@ func (f *Fork) Boot(ctx context.Context, fn Function) (*Instance, error) {
 	return newInstance(sb.ID(), ModeFork, fn, start, phases, sb, conn, pipes.stdout, pipes.stderr), nil
 }
 
+// held waits for name's template to be built and holds it (the caller
+// unholds it once its instance is gone).
+func (f *Fork) held(ctx context.Context, name string) (*template, error) {
+	t := f.tpls.get(name)
+	if t == nil {
+		return nil, fmt.Errorf("%w: deploy it again or use boot=scratch: %w", ErrNoTemplate, errdefs.ErrNotReady)
+	}
+	select {
+	case <-t.built:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for its template to be built: %w: %w", ctx.Err(), errdefs.ErrNotReady)
+	}
+	if t.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNoTemplate, t.err)
+	}
+	if !t.hold() {
+		return nil, fmt.Errorf("its template was replaced; retry: %w", errdefs.ErrNotReady)
+	}
+	return t, nil
+}
+
+// child is what a fork of t into env does before it runs the template's
+// code: its files in place, the env joined, its proc, its capabilities;
+// ready (the cgroup adoption) runs meanwhile.
+func (t *template) child(env *sandbox.Env, pipes *instanceIO, cgdir *os.File, ready func(pid int) error) sfork.Child {
+	return sfork.Child{
+		Cgroup: cgdir,
+		Files:  []*os.File{pipes.child, pipes.outW, pipes.errW, env.PidFD()},
+		// The control channel is not for the handler's subprocesses (as
+		// in scratch, where the agent marks it close-on-exec at start).
+		Dups:         []sfork.Dup{{File: 0, Target: 3, CloseOnExec: true}, {File: 1, Target: 1}, {File: 2, Target: 2}},
+		Join:         3,
+		JoinFlags:    env.JoinFlags(),
+		NewPID:       true,
+		Chdir:        t.tpl.Cwd(),
+		ProcFS:       "/proc",
+		Mounts:       procMounts,
+		Close:        []int{forkChannelFD},
+		Raise:        &raiseCaps,
+		DropBounding: []int{int(capability.CAP_SYS_ADMIN)},
+		Final:        &finalCaps,
+		Ready:        ready,
+	}
+}
+
 // Frozen is what a checkpoint of a template needs: the template frozen
-// (its tracee, on its tracer thread, between forks), the host path of its
-// file system layer, and the host uid its user namespace maps root to.
+// (its tracee, on its tracer thread, between forks), its other threads
+// as Freeze recorded them, the host path of its file system layer, and
+// the host uid its user namespace maps root to.
 type Frozen struct {
 	Tracee   *ptrace.Tracee
+	Threads  []ptrace.ThreadState
 	UpperDir string
 	UIDBase  int
 }
@@ -547,7 +566,7 @@ func (f *Fork) WithFrozen(name string, fn func(Frozen) error) error {
 		return t.err
 	}
 	return t.tpl.WithTracee(func(tc *ptrace.Tracee) error {
-		return fn(Frozen{Tracee: tc, UpperDir: t.inst.sb.UpperDir(), UIDBase: t.users.UIDBase()})
+		return fn(Frozen{Tracee: tc, Threads: t.tpl.Threads(), UpperDir: t.inst.sb.UpperDir(), UIDBase: t.users.UIDBase()})
 	})
 }
 

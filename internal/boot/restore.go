@@ -436,7 +436,8 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 			SeccompReinstalled: true,
 			// Credentials as the template sees them in its user
 			// namespace: restores run as root of one of the same range.
-			IDBase: t.UIDBase,
+			IDBase:  t.UIDBase,
+			Threads: t.Threads,
 		}); err != nil {
 			return err
 		}
@@ -457,9 +458,9 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 }
 
 // reconnectFile lists, in an image made from a template, which of its fds
-// take the instance's control channel, stdout or stderr at restore: the
-// agents keep duplicates of stdout and stderr (to restore them after
-// capturing a call's output), which are the same pipes.
+// take the instance's control channel, stdout or stderr at restore: fd 3
+// and every descriptor of the same pipe as its stdout or stderr (the
+// agents hold no copy of them between calls; a native function may).
 const reconnectFile = "reconnect"
 
 // reconnectMap maps every fd of the template pid that is its control
@@ -626,11 +627,12 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	}
 	phase("env")
 	pid, st, err := image.Restore(r.tr, img, image.RestoreOptions{
-		Tracee:    x.tc,
-		Reconnect: e.reconnect,
-		PagesPath: filepath.Join(ImageMount, image.PagesFile),
-		Prefetch:  prefetch,
-		Epilogue:  LockdownBatch,
+		Tracee:     x.tc,
+		Reconnect:  e.reconnect,
+		PagesPath:  filepath.Join(ImageMount, image.PagesFile),
+		Prefetch:   prefetch,
+		Epilogue:   LockdownBatch,
+		ThreadCaps: &threadCaps,
 		// The instance keeps the (mostly untouched) executor mapping: its
 		// removal cost two round trips (~0.2 ms); fork children keep theirs
 		// too.
@@ -725,7 +727,9 @@ func joinPathsBatch(paths []string) *ptrace.Batch {
 
 // LockdownBatch is the restorer's epilogue, once the image is in place:
 // hide the image, then take the sandbox's security settings (Docker's
-// capabilities in every set, no_new_privs, Docker's seccomp profile).
+// capabilities in every set, no_new_privs, Docker's seccomp profile, the
+// filter synced to the re-created threads, which also get no_new_privs
+// from it; their capabilities are bounded by threadCaps).
 func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	prog, err := sandbox.SeccompProgram(sandbox.Capabilities())
 	if err != nil {
@@ -760,7 +764,10 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	}
 	farg := b.Bytes(filter)
 	fprog := b.Space(16)
-	b.Add(unix.SYS_SECCOMP, ptrace.Lit(unix.SECCOMP_SET_MODE_FILTER), ptrace.Lit(0), fprog)
+	// Synced to every thread (a restore's re-created threads exist by
+	// now; TSYNC_ESRCH: a failure is an error, not a tid).
+	b.Add(unix.SYS_SECCOMP, ptrace.Lit(unix.SECCOMP_SET_MODE_FILTER),
+		ptrace.Lit(unix.SECCOMP_FILTER_FLAG_TSYNC|unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH), fprog)
 	addr, err := t.DataAddr(b, farg)
 	if err != nil {
 		return nil, err
@@ -771,6 +778,11 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	b.SetBytes(fprog, fp)
 	return b, nil
 }
+
+// threadCaps bound the capabilities of a restore's re-created threads as
+// LockdownBatch bounds the main thread's: Docker's, in every set.
+var threadCaps = ptrace.ThreadCaps{Inheritable: dockerCaps, Permitted: dockerCaps, Effective: dockerCaps,
+	Bounding: dockerCaps, Ambient: dockerCaps}
 
 // Close drops every image entry (files stay on disk for the next start).
 func (r *Restore) Close() error {

@@ -64,7 +64,7 @@ func RestoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, rec
 	r.cmd, r.sb = cmd, sb
 	r.undo.Add(func() { sb.Destroy(); cmd.Wait() })
 	pid, st, err := image.Restore(tr, img, image.RestoreOptions{Tracee: tc, Reconnect: reconnect, Prefetch: prefetch,
-		PagesPath: filepath.Join(ImageMount, image.PagesFile), Epilogue: LockdownBatch})
+		PagesPath: filepath.Join(ImageMount, image.PagesFile), Epilogue: LockdownBatch, ThreadCaps: &threadCaps})
 	if err != nil {
 		return fail(err)
 	}

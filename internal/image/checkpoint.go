@@ -7,14 +7,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
@@ -52,6 +55,12 @@ type Options struct {
 	// Leave applies to Checkpoint only (CheckpointTracee leaves the tracee
 	// to its caller).
 	Leave Leave
+	// Threads are the process's other threads for CheckpointTracee,
+	// stopped by the caller, as ptrace.ThreadGroup.States read them (the
+	// main thread's left out): a fork template gives those Freeze
+	// recorded (sfork.Template.Threads). Every thread of the process must
+	// be given; Checkpoint seizes and reads them itself.
+	Threads []ptrace.ThreadState
 }
 
 // UnsupportedError is a checkpoint refusal: something of the process that
@@ -69,29 +78,55 @@ func (e *UnsupportedError) Error() string {
 
 func (e *UnsupportedError) Is(target error) bool { return target == errdefs.ErrNotSupported }
 
-// Checkpoint seizes pid, dumps it into dir (created if needed) and then
-// kills, detaches or stops it as opts.Leave says. Multi-threaded processes
-// are refused (ptrace.ErrMultiThreaded).
+// Checkpoint seizes every thread of pid (ptrace.SeizeGroup), dumps the
+// process into dir (created if needed) and then kills, detaches or stops
+// it as opts.Leave says. opts.Threads is ignored: the threads are read
+// here.
 func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, error) {
-	t, err := tr.Seize(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
+	g, err := tr.SeizeGroup(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	img, err := CheckpointTracee(t, dir, opts)
+	// States maps the executor; the process goes on without it.
+	release := func() error {
+		rerr := g.Leader().RemoveExecutor()
+		if err := g.Detach(); rerr == nil {
+			rerr = err
+		}
+		return rerr
+	}
+	states, err := g.States()
+	if err != nil {
+		release()
+		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	opts.Threads = states[1:]
+	img, err := CheckpointTracee(g.Leader(), dir, opts)
 	if err != nil {
 		// A refused or failed dump leaves the process as it was.
-		t.Detach()
+		release()
 		return nil, err
 	}
 	if opts.Leave == LeaveKilled {
+		// Killed while stopped: it runs nothing more. Its traced threads
+		// report their deaths to us; reaped here, the process becomes
+		// its parent's zombie.
 		unix.Kill(pid, unix.SIGKILL)
-		t.Detach()
+		tids := make([]int, len(g.Threads))
+		for i, th := range g.Threads {
+			tids[i] = th.Pid()
+		}
+		tr.Do(func() error {
+			ptrace.ReapKilled(tids, 5*time.Second)
+			return nil
+		})
+		g.Detach() // gone: only closes their memory files
 		return img, nil
 	}
 	if opts.Leave == LeaveStopped {
 		unix.Kill(pid, unix.SIGSTOP)
 	}
-	if derr := t.Detach(); derr != nil {
+	if derr := release(); derr != nil {
 		return img, derr
 	}
 	return img, nil
@@ -115,6 +150,7 @@ type state struct {
 	itimers  [3][32]byte
 	sigmask  uint64
 	rseq     ptrace.RSeq
+	threads  []ptrace.ThreadState // the other threads, registers made restorable
 	stat     procfs.StatInfo
 	status   procfs.StatusInfo
 	auxv     []byte
@@ -125,37 +161,51 @@ type state struct {
 	comm     string
 	rlimits  [numRlimits]unix.Rlimit
 	fds      []fdState
+	// objects are the event objects and in-process pipes the restore
+	// re-creates after the plan (package kobj).
+	objects *kobj.Table
 }
 
 type fdState struct {
-	fd     int
-	link   string
-	kind   uint32
-	info   procfs.FDInfo
-	ino    uint64 // pipes
-	write  bool   // pipes: the write end
-	data   []byte // pipes: contents
-	pipeSz int
+	fd   int
+	link string
+	kind uint32
+	info procfs.FDInfo
 }
 
-// CheckpointTracee dumps a stopped, single-threaded tracee into dir. The
+// CheckpointTracee dumps a stopped tracee, the main thread of its
+// process, into dir; its other threads, stopped too, are opts.Threads. The
 // tracee is left as it was (stopped, its executor, if it had one, still
-// mapped; one is installed and removed again otherwise).
+// mapped; one is installed and removed again otherwise). A process with
+// threads not given is refused: with a *ptrace.MultiThreadedError if none
+// was given.
 func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error) {
 	pid := t.Pid()
-	if n, err := ptrace.Threads(pid); err != nil {
+	tids, err := procfs.Threads(pid)
+	if err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
-	} else if n > 1 {
-		return nil, &ptrace.MultiThreadedError{Pid: pid, Threads: n}
+	}
+	if len(tids) > 1 && len(opts.Threads) == 0 {
+		return nil, &ptrace.MultiThreadedError{Pid: pid, Threads: len(tids)}
+	}
+	given := map[int]bool{pid: true}
+	for _, st := range opts.Threads {
+		given[st.TID] = true
+	}
+	match := len(given) == len(tids)
+	for _, tid := range tids {
+		match = match && given[tid]
+	}
+	if !match {
+		return nil, fmt.Errorf("checkpoint %d: its threads are %v, the caller gave %d others: %w", pid, tids, len(opts.Threads), errdefs.ErrConflict)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	s := &state{pid: pid}
-	var err error
 	had, _ := t.ExecutorRegion()
 	err = t.Tracer().Do(func() error {
-		if err := s.collectTracee(t); err != nil {
+		if err := s.collectTracee(t, opts.Threads); err != nil {
 			return err
 		}
 		if had == 0 {
@@ -172,7 +222,7 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	return s.write(t, dir, opts)
 }
 
-func (s *state) collectTracee(t *ptrace.Tracee) error {
+func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) error {
 	th, err := t.ThreadState()
 	if err != nil {
 		return err
@@ -184,6 +234,25 @@ func (s *state) collectTracee(t *ptrace.Tracee) error {
 	s.altstack, s.tidAddr, s.robust, s.sigmask, s.rseq = th.AltStack, th.TIDAddress, th.Robust, th.SigMask, th.RSeq
 	if s.rseq.Flags != 0 {
 		return &UnsupportedError{s.pid, "rseq", fmt.Sprintf("registration flags %#x", s.rseq.Flags)}
+	}
+	if len(threads) > maxThreads {
+		return &UnsupportedError{s.pid, "threads", fmt.Sprintf("%d threads (at most %d are checkpointed)", len(threads)+1, maxThreads+1)}
+	}
+	if err := ptrace.SameSeccomp(append([]ptrace.ThreadState{th}, threads...)); err != nil {
+		return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+	}
+	for _, st := range threads {
+		what := fmt.Sprintf("thread %d", st.TID)
+		switch {
+		case st.RSeq.Flags != 0:
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("rseq registration flags %#x", st.RSeq.Flags)}
+		case len(st.XState) != len(th.XState):
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("%d bytes of xstate, the main thread %d", len(st.XState), len(th.XState))}
+		}
+		// Registers normalised (an interrupted syscall is re-issued) and
+		// outside any syscall, as the main thread's.
+		st.Regs.Orig_rax = ^uint64(0)
+		s.threads = append(s.threads, st)
 	}
 
 	// What the process has, not the thread: signal handlers, brk, timers.
@@ -256,6 +325,9 @@ func (s *state) collectProc(opts Options) error {
 			return refuse("pending signals", fmt.Sprintf("%s %s: queued signals are not checkpointed", k, s.status[k]))
 		}
 	}
+	if err := s.checkThreads(); err != nil {
+		return err
+	}
 	if n, err := procfs.Timers(pid); err == nil && n > 0 {
 		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
 	}
@@ -288,6 +360,30 @@ func (s *state) collectProc(opts Options) error {
 	return s.collectFDs(opts)
 }
 
+// checkThreads refuses other threads whose credentials are not the main
+// thread's (the plan gives every thread the main thread's) or that have
+// signals pending for them alone.
+func (s *state) checkThreads() error {
+	main, err := procfs.Thread(s.pid, s.pid)
+	if err != nil {
+		return err
+	}
+	for _, st := range s.threads {
+		ti, err := procfs.Thread(s.pid, st.TID)
+		if err != nil {
+			return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+		}
+		what := fmt.Sprintf("thread %d", st.TID)
+		if ti.Uid != main.Uid || ti.Gid != main.Gid || ti.Groups != main.Groups {
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("credentials (uid %q gid %q groups %q) differ from the main thread's", ti.Uid, ti.Gid, ti.Groups)}
+		}
+		if ti.SigPnd != 0 {
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("SigPnd %#x: queued signals are not checkpointed", ti.SigPnd)}
+		}
+	}
+	return nil
+}
+
 var allowedDevices = map[string]bool{
 	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true, "/dev/urandom": true,
 }
@@ -307,10 +403,28 @@ func (s *state) collectFDs(opts Options) error {
 	for _, fd := range opts.Drop {
 		drop[fd] = true
 	}
-	pipes := map[uint64][2]int{} // inode -> count of read, write ends
+	// Event objects and pipes with both ends inside: re-created with
+	// their state by kobj (a pipe's bytes are read with tee, so the
+	// process, which may go on, keeps them).
+	if s.objects, err = kobj.CaptureObjects(pid, append(slices.Clone(opts.Reconnect), opts.Drop...)); err != nil {
+		var se *kobj.SharedError
+		if errors.As(err, &se) && len(se.Objects) > 0 {
+			o := se.Objects[0]
+			return &UnsupportedError{pid, o.What, o.Why + " (declare it reconnect, or drop it)"}
+		}
+		return fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	if len(s.objects.Memory) > 0 {
+		m := s.objects.Memory[0]
+		return &UnsupportedError{pid, fmt.Sprintf("mapping %x-%x", m.Start, m.End), "shared anonymous memory is not checkpointed"}
+	}
+	made := map[int]bool{}
+	for _, fd := range s.objects.FDs() {
+		made[fd] = true
+	}
 	for _, o := range open {
 		fd := o.Num
-		if drop[fd] {
+		if drop[fd] || made[fd] {
 			continue
 		}
 		f := fdState{fd: fd, link: o.Link, info: o.Info}
@@ -340,17 +454,6 @@ func (s *state) collectFDs(opts Options) error {
 				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
 			}
 			f.kind = FDFile
-		case strings.HasPrefix(f.link, "pipe:["):
-			f.ino, _ = strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(f.link, "pipe:["), "]"), 10, 64)
-			f.write = f.info.Flags&unix.O_ACCMODE == unix.O_WRONLY
-			c := pipes[f.ino]
-			if f.write {
-				c[1]++
-			} else {
-				c[0]++
-			}
-			pipes[f.ino] = c
-			f.kind = FDPipe
 		case strings.HasPrefix(f.link, "socket:["):
 			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
 		case strings.HasPrefix(f.link, "anon_inode:"):
@@ -363,75 +466,7 @@ func (s *state) collectFDs(opts Options) error {
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
 	}
-	// Pipes need both ends inside the process; read their contents (and
-	// put them back: the process may go on).
-	var pidfd = -1
-	defer func() {
-		if pidfd >= 0 {
-			unix.Close(pidfd)
-		}
-	}()
-	done := map[uint64]bool{}
-	for i := range s.fds {
-		f := &s.fds[i]
-		if f.kind != FDPipe {
-			continue
-		}
-		if c := pipes[f.ino]; c[0] == 0 || c[1] == 0 {
-			return &UnsupportedError{pid, fmt.Sprintf("fd %d (%s)", f.fd, f.link),
-				"a pipe whose other end is outside the process (declare it reconnect)"}
-		}
-		if f.write || done[f.ino] {
-			continue
-		}
-		done[f.ino] = true
-		if pidfd < 0 {
-			if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
-				return fmt.Errorf("checkpoint %d: pidfd: %w", pid, err)
-			}
-		}
-		if f.data, f.pipeSz, err = drainPipe(pidfd, f.fd, s.fds, f.ino); err != nil {
-			return fmt.Errorf("checkpoint %d: fd %d: %w", pid, f.fd, err)
-		}
-	}
 	return nil
-}
-
-// drainPipe reads what the pipe holds through a copy of its read end and
-// writes it back through a copy of its write end.
-func drainPipe(pidfd, rfd int, fds []fdState, ino uint64) ([]byte, int, error) {
-	r, err := unix.PidfdGetfd(pidfd, rfd, 0)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer unix.Close(r)
-	sz, err := unix.FcntlInt(uintptr(r), unix.F_GETPIPE_SZ, 0)
-	if err != nil {
-		return nil, 0, err
-	}
-	n, err := unix.IoctlGetInt(r, 0x541b)
-	if err != nil || n == 0 {
-		return nil, sz, err
-	}
-	buf := make([]byte, n)
-	if _, err := unix.Read(r, buf); err != nil {
-		return nil, 0, err
-	}
-	for _, f := range fds {
-		if f.kind == FDPipe && f.ino == ino && f.write {
-			w, err := unix.PidfdGetfd(pidfd, f.fd, 0)
-			if err != nil {
-				return nil, 0, err
-			}
-			_, err = unix.Write(w, buf)
-			unix.Close(w)
-			if err != nil {
-				return nil, 0, err
-			}
-			break
-		}
-	}
-	return buf, sz, nil
 }
 
 // growsDown returns the start of each mapping of pid whose smaps VmFlags
@@ -624,6 +659,8 @@ type debugImage struct {
 	VMAs          []string
 	FDs           []string
 	Relocations   int
+	Objects       string
+	Threads       []string
 }
 
 func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error) {
@@ -641,18 +678,18 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 		return nil, err
 	}
 	c.hdr.PagesSize = size
-	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate)
+	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads)
 	plan := c.b.Encode()
 	if len(plan) > ptrace.MaxBatchSize {
 		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)
 	}
-	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan} {
+	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan, ObjectsFile: s.objects.Encode()} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return nil, err
 		}
 	}
 	os.Remove(filepath.Join(dir, WSFile))
-	if err := writeManifest(dir, []string{MetaFile, PlanFile, PagesFile}); err != nil {
+	if err := writeManifest(dir, []string{MetaFile, PlanFile, ObjectsFile, PagesFile}); err != nil {
 		return nil, err
 	}
 	dbg := debugImage{FormatVersion: FormatVersion, Pid: s.pid, Kernel: cstring(c.hdr.Kernel[:]),
@@ -661,9 +698,13 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	for _, v := range vmas {
 		dbg.VMAs = append(dbg.VMAs, fmt.Sprintf("%x-%x %s kind=%d runs=%d pages=%#x %s", v.Start, v.End, v.Perms, v.kind, len(v.runs), v.pages, v.Path))
 	}
+	for _, st := range s.threads {
+		dbg.Threads = append(dbg.Threads, fmt.Sprintf("tid %d (%d on the host) %q rip=%#x sigmask=%#x", st.NSTID, st.TID, st.Comm, st.Regs.Rip, st.SigMask))
+	}
 	for _, f := range s.fds {
 		dbg.FDs = append(dbg.FDs, fmt.Sprintf("%d kind=%d flags=%#o pos=%d %s", f.fd, f.kind, f.info.Flags, f.info.Pos, f.link))
 	}
+	dbg.Objects = s.objects.Summary()
 	if j, err := json.MarshalIndent(dbg, "", "  "); err == nil {
 		atomicfile.WriteFile(filepath.Join(dir, DebugFile), j, 0o644)
 	}

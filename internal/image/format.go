@@ -13,12 +13,16 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
 // FormatVersion is the version of the image format (docs/IMAGE.md). It
 // changes only when the format does, never with the binary's version.
-const FormatVersion = 1
+// Version 2 added the thread records, version 3 objects.bin (event
+// objects and pipes, re-created by package kobj); an image of an older
+// version is refused (errdefs.ErrInvalid) and must be taken again.
+const FormatVersion = 3
 
 // File names inside an image directory.
 const (
@@ -26,6 +30,7 @@ const (
 	MetaFile     = "meta.bin"
 	PlanFile     = "plan.bin"
 	PagesFile    = "pages.img"
+	ObjectsFile  = "objects.bin"
 	WSFile       = "ws.bin"
 	DebugFile    = "image.json" // never read by restore
 )
@@ -45,6 +50,7 @@ const (
 	maxRelocs    = 1 << 12
 	maxFDs       = 1 << 12
 	maxXState    = 1 << 16
+	maxThreads   = 1024
 	maxMetaSize  = 16 << 20
 	maxPlanSize  = ptrace.MaxBatchSize
 	maxWSRanges  = 1 << 20
@@ -76,7 +82,8 @@ const (
 const noPages = ^uint64(0)
 
 // metaHeader is the fixed head of meta.bin; the tables follow it in this
-// order: VMAs, relocations, fds, then XStateLen bytes of xstate.
+// order: VMAs, relocations, fds, XStateLen bytes of xstate, the thread
+// records, then XStateLen bytes of xstate per thread record.
 type metaHeader struct {
 	Magic     [8]byte
 	Version   uint32
@@ -90,10 +97,26 @@ type metaHeader struct {
 	NReloc    uint32
 	NFD       uint32
 	XStateLen uint32
-	Pid       uint32 // the checkpointed pid (informational)
-	_         uint32
+	Pid       uint32    // the checkpointed pid (informational)
+	NThread   uint32    // the process's other threads (thread records)
 	Kernel    [128]byte // uname release + " " + version: the vDSO layout depends on it
 	Regs      ptrace.Regs
+}
+
+// threadRecord is one of the process's other threads: what it has of its
+// own (ptrace.ThreadState); the restore plan re-creates it with a clone3
+// and RestoreThreads gives it the rest.
+type threadRecord struct {
+	TID        uint32 // in the process's PID namespace (set_tid)
+	Flags      uint32 // 0
+	SigMask    uint64
+	TIDAddress uint64 // clear_child_tid
+	Robust     [2]uint64
+	RSeq       ptrace.RSeq
+	AltStack   [24]byte
+	Caps       ptrace.ThreadCaps
+	Comm       [16]byte // NUL-terminated
+	Regs       ptrace.Regs
 }
 
 // VMA is one mapping of the checkpointed process.
@@ -131,8 +154,8 @@ type Reloc struct {
 // FD kinds in the meta table.
 const (
 	FDFile      = 1 // regular file, directory or allowed char device: reopened by path
-	FDPipe      = 2 // pipe whose both ends are in the process: recreated with its contents
 	FDReconnect = 3 // the caller gives a fresh fd at restore
+	// Kind 2 was a pipe (version 1 and 2); pipes are objects.bin's now.
 )
 
 // FD describes one descriptor of the checkpointed process.
@@ -152,6 +175,13 @@ type Image struct {
 	Relocs []Reloc
 	FDs    []FD
 	XState []byte
+	// Threads are the process's other threads, as the restore gives them
+	// back (TID 0: only NSTID, the tid in its PID namespace, is known).
+	Threads []ptrace.ThreadState
+	// Objects are the event objects and in-process pipes that Restore
+	// re-creates once the plan has run (objects.bin, validated by
+	// kobj.Decode and against the plan's descriptors).
+	Objects *kobj.Table
 	// WorkingSet lists the pages.img ranges recorded by RecordWorkingSet
 	// (nil if the image has no ws.bin).
 	WorkingSet []Range
@@ -234,11 +264,14 @@ func Open(dir string) (*Image, error) {
 		}
 		files[name] = b
 	}
-	if files[MetaFile] == nil || files[PlanFile] == nil || pagesSize < 0 {
-		return nil, invalid("manifest lacks %s, %s or %s", MetaFile, PlanFile, PagesFile)
+	if files[MetaFile] == nil || files[PlanFile] == nil || files[ObjectsFile] == nil || pagesSize < 0 {
+		return nil, invalid("manifest lacks %s, %s, %s or %s", MetaFile, PlanFile, ObjectsFile, PagesFile)
 	}
 	img, err := decode(files[MetaFile], files[PlanFile], uint64(pagesSize))
 	if err != nil {
+		return nil, err
+	}
+	if img.Objects, err = decodeObjects(img, files[ObjectsFile]); err != nil {
 		return nil, err
 	}
 	if ws := files[WSFile]; ws != nil {
@@ -248,6 +281,29 @@ func Open(dir string) (*Image, error) {
 	}
 	img.Dir = dir
 	return img, nil
+}
+
+// decodeObjects parses objects.bin and checks it against the image: no
+// shared memory (not checkpointed), and no descriptor that the plan makes
+// too.
+func decodeObjects(img *Image, b []byte) (*kobj.Table, error) {
+	t, err := kobj.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("image: %s: %w", ObjectsFile, err)
+	}
+	if len(t.Memory) > 0 {
+		return nil, invalid("%s: shared memory is not part of an image", ObjectsFile)
+	}
+	planned := map[int]bool{}
+	for _, f := range img.FDs {
+		planned[int(f.Fd)] = true
+	}
+	for _, fd := range t.FDs() {
+		if planned[fd] {
+			return nil, invalid("%s: descriptor %d is made by the plan too", ObjectsFile, fd)
+		}
+	}
+	return t, nil
 }
 
 func readLimited(path string, max int64) ([]byte, error) {
@@ -276,6 +332,10 @@ func parseManifest(b []byte) ([]manifestEntry, error) {
 	if h.Magic != manifestMagic {
 		return nil, invalid("manifest: bad magic %q", h.Magic[:])
 	}
+	if h.Version < FormatVersion {
+		return nil, fmt.Errorf("image: format version %d is older than this binary's %d (it has no thread records): checkpoint the process again: %w",
+			h.Version, FormatVersion, errdefs.ErrInvalid)
+	}
 	if h.Version != FormatVersion {
 		return nil, fmt.Errorf("image: format version %d, this binary reads version %d: %w", h.Version, FormatVersion, errdefs.ErrNotSupported)
 	}
@@ -293,7 +353,7 @@ func parseManifest(b []byte) ([]manifestEntry, error) {
 	for _, e := range ents {
 		n := entryName(e)
 		switch n {
-		case MetaFile, PlanFile, PagesFile, WSFile:
+		case MetaFile, PlanFile, ObjectsFile, PagesFile, WSFile:
 		default:
 			return nil, invalid("manifest: unknown file %q", n)
 		}
@@ -378,9 +438,12 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	if h.Flags != 0 {
 		return nil, invalid("meta: unknown flags %#x", h.Flags)
 	}
-	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState {
-		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate exceed the limits",
-			h.NVMA, h.NReloc, h.NFD, h.XStateLen)
+	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState || h.NThread > maxThreads {
+		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate, %d threads exceed the limits",
+			h.NVMA, h.NReloc, h.NFD, h.XStateLen, h.NThread)
+	}
+	if uint64(r.Len()) < uint64(h.NThread)*uint64(h.XStateLen+uint32(binary.Size(threadRecord{}))) {
+		return nil, invalid("meta: %d bytes left for %d thread records", r.Len(), h.NThread)
 	}
 	if h.PagesSize != pagesSize {
 		return nil, invalid("meta: pages.img should be %d bytes, it is %d", h.PagesSize, pagesSize)
@@ -389,10 +452,22 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	img.Relocs = make([]Reloc, h.NReloc)
 	img.FDs = make([]FD, h.NFD)
 	img.XState = make([]byte, h.XStateLen)
-	for _, p := range []any{img.VMAs, img.Relocs, img.FDs, img.XState} {
+	recs := make([]threadRecord, h.NThread)
+	for _, p := range []any{img.VMAs, img.Relocs, img.FDs, img.XState, recs} {
 		if err := binary.Read(r, binary.LittleEndian, p); err != nil {
 			return nil, invalid("meta: tables: %v", err)
 		}
+	}
+	for i, rec := range recs {
+		st, err := rec.state(i)
+		if err != nil {
+			return nil, err
+		}
+		st.XState = make([]byte, h.XStateLen)
+		if _, err := io.ReadFull(r, st.XState); err != nil {
+			return nil, invalid("meta: xstate of thread %d: %v", st.NSTID, err)
+		}
+		img.Threads = append(img.Threads, st)
 	}
 	if r.Len() != 0 {
 		return nil, invalid("meta: %d trailing bytes", r.Len())
@@ -411,14 +486,68 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	return img, nil
 }
 
-func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte) []byte {
+func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte, threads []ptrace.ThreadState) []byte {
 	h.Magic, h.Version = metaMagic, FormatVersion
 	h.NVMA, h.NReloc, h.NFD, h.XStateLen = uint32(len(vmas)), uint32(len(relocs)), uint32(len(fds)), uint32(len(xstate))
+	h.NThread = uint32(len(threads))
+	recs := make([]threadRecord, len(threads))
+	for i, st := range threads {
+		recs[i] = recordOf(st)
+	}
 	var buf bytes.Buffer
-	for _, p := range []any{&h, vmas, relocs, fds, xstate} {
+	for _, p := range []any{&h, vmas, relocs, fds, xstate, recs} {
 		binary.Write(&buf, binary.LittleEndian, p)
 	}
+	for _, st := range threads {
+		buf.Write(st.XState)
+	}
 	return buf.Bytes()
+}
+
+// recordOf is st as a thread record.
+func recordOf(st ptrace.ThreadState) threadRecord {
+	r := threadRecord{TID: uint32(st.NSTID), SigMask: st.SigMask, TIDAddress: st.TIDAddress, Robust: st.Robust,
+		RSeq: st.RSeq, AltStack: st.AltStack, Caps: st.Caps, Regs: st.Regs}
+	copy(r.Comm[:15], st.Comm)
+	return r
+}
+
+// Linux's bound on pids (PID_MAX_LIMIT on 64-bit) and the stack_t flags a
+// sigaltstack may show.
+const (
+	pidMaxLimit   = 1 << 22
+	ssAutodisarm  = 1 << 31
+	robustHeadLen = 24 // sizeof(struct robust_list_head)
+)
+
+// state checks thread record i on its own (decode checks the records
+// against each other and the plan) and returns it as a ThreadState
+// without xstate.
+func (r threadRecord) state(i int) (ptrace.ThreadState, error) {
+	bad := func(why string, a ...any) error {
+		return invalid("thread record %d (tid %d): %s", i, r.TID, fmt.Sprintf(why, a...))
+	}
+	c := r.Caps
+	switch {
+	case r.Flags != 0:
+		return ptrace.ThreadState{}, bad("unknown flags %#x", r.Flags)
+	case r.TID < 1 || r.TID >= pidMaxLimit:
+		return ptrace.ThreadState{}, bad("tid out of range")
+	case r.Comm[15] != 0:
+		return ptrace.ThreadState{}, bad("name not NUL-terminated")
+	case r.RSeq.Flags != 0 || (r.RSeq.Ptr != 0 && (r.RSeq.Ptr%32 != 0 || r.RSeq.Size < 32 || r.RSeq.Ptr >= taskSize)):
+		return ptrace.ThreadState{}, bad("rseq registration %+v", r.RSeq)
+	case r.Robust[0] != 0 && (r.Robust[1] != robustHeadLen || r.Robust[0] >= taskSize):
+		return ptrace.ThreadState{}, bad("robust list %#x+%d", r.Robust[0], r.Robust[1])
+	case binary.LittleEndian.Uint32(r.AltStack[8:])&^(ssOnstack|ssDisable|ssAutodisarm) != 0:
+		return ptrace.ThreadState{}, bad("sigaltstack flags %#x", binary.LittleEndian.Uint32(r.AltStack[8:]))
+	case c.Effective&^c.Permitted != 0 || c.Ambient&^(c.Permitted&c.Inheritable) != 0:
+		return ptrace.ThreadState{}, bad("capabilities %+v are not a set a thread can have", c)
+	case r.Regs.Rip >= taskSize || r.Regs.Rsp >= taskSize || r.Regs.Fs_base >= taskSize || r.Regs.Gs_base >= taskSize || r.TIDAddress >= taskSize:
+		return ptrace.ThreadState{}, bad("registers or clear_child_tid outside the user address space")
+	}
+	return ptrace.ThreadState{NSTID: int(r.TID), Regs: r.Regs, SigMask: r.SigMask, AltStack: r.AltStack,
+		TIDAddress: r.TIDAddress, Robust: r.Robust, RSeq: r.RSeq, Comm: cstring(r.Comm[:]), Caps: c}, nil
 }
 
 type wsHeader struct {

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -31,7 +32,22 @@ func synth(mod func(c *compiled)) (meta, plan []byte, pagesSize uint64) {
 	if mod != nil {
 		mod(c)
 	}
-	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil), c.b.Encode(), c.hdr.PagesSize
+	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil, c.threads), c.b.Encode(), c.hdr.PagesSize
+}
+
+// withThread adds to a synthetic image one thread record and the plan's
+// clone3 that re-creates it, as compile does.
+func withThread(c *compiled) {
+	st := ptrace.ThreadState{NSTID: 7, Comm: "worker", TIDAddress: 0x10000100, SigMask: 1 << 9,
+		Caps: ptrace.ThreadCaps{Permitted: 3, Effective: 1, Bounding: 0xff}}
+	st.Regs.Rip, st.Regs.Rsp, st.Regs.Fs_base = 0x10000010, 0x10001ff0, 0x10001000
+	binary.LittleEndian.PutUint32(st.AltStack[8:], ssDisable)
+	c.threads = append(c.threads, st)
+	for _, th := range ptrace.AddThreadClones(c.b, []ptrace.ThreadState{st}) {
+		args, _ := th.Args.DataOffset()
+		tid, _ := th.TID.DataOffset()
+		c.relocs = append(c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
+	}
 }
 
 // writeSynth writes a synthetic image into a new directory.
@@ -41,10 +57,11 @@ func writeSynth(t testing.TB, mod func(c *compiled)) string {
 	meta, plan, size := synth(mod)
 	os.WriteFile(filepath.Join(dir, MetaFile), meta, 0o644)
 	os.WriteFile(filepath.Join(dir, PlanFile), plan, 0o644)
+	os.WriteFile(filepath.Join(dir, ObjectsFile), (&kobj.Table{}).Encode(), 0o644)
 	if err := os.WriteFile(filepath.Join(dir, PagesFile), make([]byte, size), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeManifest(dir, []string{MetaFile, PlanFile, PagesFile}); err != nil {
+	if err := writeManifest(dir, []string{MetaFile, PlanFile, ObjectsFile, PagesFile}); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -54,6 +71,16 @@ func TestOpenSynthetic(t *testing.T) {
 	img, err := Open(writeSynth(t, nil))
 	if err != nil {
 		t.Fatal(err)
+	}
+	thr, err := Open(writeSynth(t, withThread))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := binary.Size(threadRecord{}); n != 360 {
+		t.Fatalf("thread record is %d bytes, docs/IMAGE.md says 360", n)
+	}
+	if len(thr.Threads) != 1 || thr.Threads[0].NSTID != 7 || thr.Threads[0].Comm != "worker" || thr.Threads[0].Caps.Permitted != 3 {
+		t.Fatalf("thread records read back as %+v", thr.Threads)
 	}
 	if err := Validate(img); err != nil {
 		t.Fatal(err)
@@ -154,8 +181,75 @@ func TestHostileImages(t *testing.T) {
 		}))
 		wantInvalid(t, err, "creating")
 	})
+	t.Run("older format version", func(t *testing.T) {
+		dir := writeSynth(t, nil)
+		p := filepath.Join(dir, ManifestFile)
+		b, _ := os.ReadFile(p)
+		binary.LittleEndian.PutUint32(b[8:], 1)
+		os.WriteFile(p, b, 0o644)
+		_, err := Open(dir)
+		wantInvalid(t, err, "checkpoint the process again")
+	})
+	thread := func(mod func(c *compiled)) func(c *compiled) {
+		return func(c *compiled) { withThread(c); mod(c) }
+	}
+	t.Run("thread clone3 with other flags", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) {
+			for _, e := range c.b.Entries() {
+				if e.Nr == unix.SYS_CLONE3 {
+					c.b.SetBytes(c.b.DataAt(int(e.Args[0])), []byte{0xff}) // CSIGNAL bits: an exit signal
+				}
+			}
+		})))
+		wantInvalid(t, err, "clone_args are not those")
+	})
+	t.Run("thread clone3 as a fork point", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) {
+			for i, e := range c.b.Entries() {
+				if e.Nr == unix.SYS_CLONE3 {
+					c.b.Entries()[i].Flags = ptrace.ForkPoint
+				}
+			}
+		})))
+		wantInvalid(t, err, "no fork point")
+	})
+	t.Run("clone3 without a thread record", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) { c.threads = nil })))
+		wantInvalid(t, err, "more clone3 entries")
+	})
+	t.Run("thread record without its clone3", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) {
+			other := c.threads[0]
+			other.NSTID = 8
+			c.threads = append(c.threads, other)
+		})))
+		wantInvalid(t, err, "the image records 2")
+	})
+	t.Run("sigaltstack over a thread's clone_args", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) {
+			for _, e := range c.b.Entries() {
+				if e.Nr == unix.SYS_CLONE3 {
+					c.b.Add(unix.SYS_SIGALTSTACK, ptrace.Lit(0), c.b.DataAt(int(e.Args[0])))
+					break
+				}
+			}
+		})))
+		wantInvalid(t, err, "writes into a thread's clone_args")
+	})
+	t.Run("pipe2 (pipes are objects.bin's)", func(t *testing.T) {
+		_, err := Open(writeSynth(t, func(c *compiled) { c.b.Add(unix.SYS_PIPE2, c.b.Space(8), ptrace.Lit(0)) }))
+		wantInvalid(t, err, "not allowed")
+	})
+	t.Run("thread tid out of range", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) { c.threads[0].NSTID = 1 << 23 })))
+		wantInvalid(t, err, "tid out of range")
+	})
+	t.Run("thread capabilities", func(t *testing.T) {
+		_, err := Open(writeSynth(t, thread(func(c *compiled) { c.threads[0].Caps.Effective = 4 })))
+		wantInvalid(t, err, "capabilities")
+	})
 	t.Run("unknown manifest file", func(t *testing.T) {
-		_, err := parseManifest(append(append([]byte{}, manifestMagic[:]...), 1, 0, 0, 0, 9, 0, 0, 0))
+		_, err := parseManifest(append(append([]byte{}, manifestMagic[:]...), FormatVersion, 0, 0, 0, 9, 0, 0, 0))
 		wantInvalid(t, err, "files")
 	})
 }
@@ -196,6 +290,9 @@ func validateBody(t *testing.T, meta, plan []byte) {
 func TestValidateFixed(t *testing.T) {
 	meta, plan, _ := synth(nil)
 	validateBody(t, meta, plan)
+	tmeta, tplan, _ := synth(withThread)
+	validateBody(t, tmeta, tplan)
+	validateBody(t, tmeta[:len(tmeta)-1], tplan)
 	validateBody(t, meta[:10], plan)
 	validateBody(t, meta, plan[:64])
 	validateBody(t, nil, nil)
@@ -213,5 +310,7 @@ func FuzzOpen(f *testing.F) {
 func FuzzValidate(f *testing.F) {
 	meta, plan, _ := synth(nil)
 	f.Add(meta, plan)
+	tmeta, tplan, _ := synth(withThread)
+	f.Add(tmeta, tplan)
 	f.Fuzz(validateBody)
 }

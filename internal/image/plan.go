@@ -13,11 +13,12 @@ import (
 
 // compiled is a restore plan under construction.
 type compiled struct {
-	b      *ptrace.Batch
-	hdr    metaHeader
-	vmas   []VMA
-	relocs []Reloc
-	fds    []FD
+	b       *ptrace.Batch
+	hdr     metaHeader
+	vmas    []VMA
+	relocs  []Reloc
+	fds     []FD
+	threads []ptrace.ThreadState // the thread records, in the order of the plan's clone3 entries
 }
 
 // fdTable simulates the restorer's descriptor table while the plan is
@@ -104,8 +105,10 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 //     protections, close those fds;
 //  4. move the vDSO to the image's addresses;
 //  5. descriptors, cwd, umask, personality, signal handlers, altstack,
-//     mask, mm fields (PR_SET_MM_MAP with auxv and exe), comm,
-//     clear_child_tid, robust list, rseq, rlimits, credentials, itimers.
+//     mm fields (PR_SET_MM_MAP with auxv and exe), comm, clear_child_tid,
+//     robust list, rseq, rlimits; the other threads (one clone3 each with
+//     set_tid, ptrace.AddThreadClones: they start stopped, and Restore
+//     gives each its state); credentials, signal mask, itimers.
 func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
 	c := &compiled{b: ptrace.NewBatch()}
 	p := &planner{s: s, c: c, b: c.b, fds: fdTable{}}
@@ -290,9 +293,7 @@ func (p *planner) homeVDSO(vmas []dumpVMA) {
 // descriptors (step 5a) makes the image's descriptors, in increasing
 // order, and closes the parked reconnect fds.
 func (p *planner) descriptors() {
-	scratch := p.high + p.nReconnect
 	k := 0
-	pipeDone := map[uint64]bool{}
 	for _, f := range p.s.fds {
 		cloexec := int64(0)
 		if f.info.Flags&unix.O_CLOEXEC != 0 {
@@ -317,46 +318,6 @@ func (p *planner) descriptors() {
 			if f.info.Pos != 0 {
 				p.b.Add(unix.SYS_LSEEK, ptrace.Lit(int64(f.fd)), ptrace.Lit(f.info.Pos), ptrace.Lit(unix.SEEK_SET))
 			}
-		case FDPipe:
-			if pipeDone[f.ino] {
-				continue
-			}
-			pipeDone[f.ino] = true
-			pfds := p.b.Space(8)
-			p.b.Add(unix.SYS_PIPE2, pfds, ptrace.Lit(0))
-			r0, w0 := p.fds.alloc(), p.fds.alloc()
-			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(r0)), ptrace.Lit(int64(scratch)), ptrace.Lit(0))
-			p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(w0)), ptrace.Lit(int64(scratch+1)), ptrace.Lit(0))
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(r0)))
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(w0)))
-			delete(p.fds, r0)
-			delete(p.fds, w0)
-			if f.pipeSz > 0 && f.pipeSz != 65536 {
-				p.b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(scratch)), ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(f.pipeSz)))
-			}
-			if len(f.data) > 0 {
-				p.b.Add(unix.SYS_WRITE, ptrace.Lit(int64(scratch+1)), p.b.Bytes(f.data), ptrace.Lit(int64(len(f.data))))
-			}
-			for _, g := range p.s.fds {
-				if g.kind != FDPipe || g.ino != f.ino {
-					continue
-				}
-				src := scratch
-				if g.write {
-					src = scratch + 1
-				}
-				ce := int64(0)
-				if g.info.Flags&unix.O_CLOEXEC != 0 {
-					ce = unix.O_CLOEXEC
-				}
-				p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(src)), ptrace.Lit(int64(g.fd)), ptrace.Lit(ce))
-				if fl := g.info.Flags & (unix.O_NONBLOCK | unix.O_DIRECT); fl != 0 {
-					p.b.Add(unix.SYS_FCNTL, ptrace.Lit(int64(g.fd)), ptrace.Lit(unix.F_SETFL), ptrace.Lit(int64(fl)))
-				}
-				p.fds[g.fd] = true
-			}
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch)))
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(scratch+1)))
 		}
 	}
 	if p.nReconnect > 0 {
@@ -422,6 +383,16 @@ func (p *planner) attributes() {
 	for r := 0; r < numRlimits; r++ {
 		l := p.s.rlimits[r]
 		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
+	}
+	// The other threads, with the memory, files and attributes they
+	// share in place, and before the credentials drop the
+	// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in
+	// each clone_args is the data area's address: a relocation.
+	p.c.threads = p.s.threads
+	for _, th := range ptrace.AddThreadClones(p.b, p.s.threads) {
+		args, _ := th.Args.DataOffset()
+		tid, _ := th.TID.DataOffset()
+		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
 	}
 	// Credentials last: dropping them may drop the capabilities the
 	// entries above need.

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
@@ -20,11 +18,24 @@ const socketVictim = `
 int main(void) { close_range(3, ~0U, 0); int s = socket(AF_INET, SOCK_STREAM, 0); char c; while (read(0, &c, 1) == 1) write(1, "ok\n", 3); return s; }
 `
 
+// threadVictim has a thread under an allow-all seccomp filter that its
+// main thread does not have.
 const threadVictim = `
+#define _GNU_SOURCE
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <unistd.h>
-static void *idle(void *a) { for (;;) pause(); }
-int main(void) { pthread_t t; pthread_create(&t, 0, idle, 0); char c; while (read(0, &c, 1) == 1) write(1, "ok\n", 3); return 0; }
+static void *filtered(void *a) {
+	struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = {1, &allow};
+	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+	write(1, "ok\n", 3);
+	for (;;) pause();
+}
+int main(void) { close_range(3, ~0U, 0); pthread_t t; pthread_create(&t, 0, filtered, 0); char c; while (read(0, &c, 1) == 1) write(1, "ok\n", 3); return 0; }
 `
 
 func TestRefusals(t *testing.T) {
@@ -52,13 +63,19 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("got %v, want a refusal naming fd 0 (pipe)", err)
 		}
 	})
-	t.Run("threads", func(t *testing.T) {
+	t.Run("thread seccomp", func(t *testing.T) {
 		v := startVictim(t, gccBuild(t, "thr", threadVictim))
-		v.ask(t, 'p')
-		_, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
-		if !errors.Is(err, ptrace.ErrMultiThreaded) {
-			t.Fatalf("got %v, want ErrMultiThreaded", err)
+		if l := v.ask(t, 'p'); l != "ok" { // the thread's: filter installed
+			t.Fatalf("victim said %q", l)
 		}
-		unix.Kill(v.pid, 0)
+		_, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
+		var se *ptrace.SeccompError
+		if !errors.As(err, &se) || !errors.Is(err, errdefs.ErrNotSupported) || se.TID == v.pid {
+			t.Fatalf("got %v, want a SeccompError naming the filtered thread", err)
+		}
+		t.Log(err)
+		if l := v.ask(t, 'p'); l != "ok" {
+			t.Errorf("process after a refused checkpoint: %q", l)
+		}
 	})
 }

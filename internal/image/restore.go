@@ -46,6 +46,12 @@ type RestoreOptions struct {
 	// handed the tracee so it can patch them (Tracee.DataAddr).
 	Prelude  *ptrace.Batch
 	Epilogue func(t *ptrace.Tracee) (*ptrace.Batch, error)
+	// ThreadCaps bounds the capabilities of the re-created threads (each
+	// gets its recorded ones Within it; nil: their own), as Epilogue
+	// bounds the main thread's. Seccomp filters and no_new_privs are per
+	// thread too: an Epilogue that installs a filter must sync it to the
+	// threads (SECCOMP_FILTER_FLAG_TSYNC), which exist by then.
+	ThreadCaps *ptrace.ThreadCaps
 }
 
 // Stats describes a restore.
@@ -61,10 +67,17 @@ var (
 	kernelStr  string
 )
 
-// Restore runs img's plan in the restorer and lets it go: the process
+// Restore runs img's plan in the restorer, then a batch that re-creates
+// its event objects and pipes (img.Objects), and lets it go: the process
 // resumes exactly where the checkpointed one was frozen. It returns the
-// restored pid (the restorer's; see StartRestorerAsPid). On error
-// the restorer is killed.
+// restored pid (the restorer's; see StartRestorerAsPid). The plan
+// re-creates the image's other threads with their tids (the restorer must
+// trace clones, as StartRestorer's do); each is given its state
+// (ptrace.RestoreThreads, with the image's credentials) after the
+// Epilogue, and all are released together just before the main thread.
+// A tid taken in the restorer's PID namespace (a restorer that is not
+// alone in a fresh one) is an error wrapping ErrPidTaken and
+// errdefs.ErrConflict that names it. On error the restorer is killed.
 func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats, err error) {
 	t := r.Tracee
 	if t == nil {
@@ -89,6 +102,9 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 	plan, err := img.Plan()
 	if err != nil {
 		return pid, st, err
+	}
+	if len(img.Threads) > 0 && !t.TracesClones() {
+		return pid, st, fmt.Errorf("the image has %d threads to re-create, the restorer does not trace clones: %w", len(img.Threads), errdefs.ErrInvalid)
 	}
 	b := plan.Clone()
 	auxv, err := procfs.Auxv(pid)
@@ -154,11 +170,23 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			}
 		}
 		phase("relocate")
-		if _, err := t.Exec(b); err != nil {
-			return fmt.Errorf("plan: %w", err)
+		res, err := t.Exec(b)
+		if err != nil {
+			return img.planError(b, err)
 		}
 		st.Entries = b.Len()
 		phase("plan")
+		// The event objects and pipes, from objects.bin: a batch of our
+		// own making (kobj.AddTo of the validated table), not the plan's.
+		if img.Objects != nil && len(img.Objects.Objects) > 0 {
+			ob := ptrace.NewBatch()
+			img.Objects.AddTo(ob)
+			if _, err := t.Exec(ob); err != nil {
+				return fmt.Errorf("re-create event objects (%s): %w", img.Objects.Summary(), err)
+			}
+			st.Entries += ob.Len()
+			phase("objects")
+		}
 		if r.Epilogue != nil {
 			eb, err := r.Epilogue(t)
 			if err != nil {
@@ -168,6 +196,18 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 				return fmt.Errorf("epilogue: %w", err)
 			}
 			phase("epilogue")
+		}
+		var threads *ptrace.Recreated
+		if len(img.Threads) > 0 {
+			if threads, err = t.RestoreThreads(img.Threads, res.Children, ptrace.ThreadSetup{Extra: img.credentials, Limit: r.ThreadCaps}); err != nil {
+				return fmt.Errorf("threads: %w", err)
+			}
+			defer func() {
+				if threads != nil { // not released: an error below
+					threads.Kill()
+				}
+			}()
+			phase("threads")
 		}
 		if err := t.SetRegs(img.Regs()); err != nil {
 			return err
@@ -184,6 +224,12 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			}
 			phase("remove-executor")
 		}
+		if threads != nil {
+			if err := threads.Release(); err != nil {
+				return err
+			}
+			threads = nil
+		}
 		st.RoundTrips = t.RoundTrips() - before
 		if err := t.Detach(); err != nil {
 			return err
@@ -192,6 +238,48 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 		return nil
 	})
 	return pid, st, err
+}
+
+// planError is the error of a plan that failed: a thread's clone3 that
+// found its tid taken names the thread and the way out.
+func (img *Image) planError(b *ptrace.Batch, err error) error {
+	var ee *ptrace.EntryError
+	if !errors.As(err, &ee) || ee.Nr != unix.SYS_CLONE3 {
+		return fmt.Errorf("plan: %w", err)
+	}
+	k := 0
+	for _, e := range b.Entries()[:ee.Index] {
+		if e.Nr == unix.SYS_CLONE3 {
+			k++
+		}
+	}
+	tid := img.Threads[k].NSTID
+	if ee.Errno == unix.EEXIST {
+		return fmt.Errorf("thread %d: its tid is taken in the restorer's PID namespace (restore into a fresh one: catalyzer restore --sandbox): %w: %w",
+			tid, ErrPidTaken, errdefs.ErrConflict)
+	}
+	return fmt.Errorf("plan: thread %d: %w", tid, err)
+}
+
+// credentials adds the plan's own credential entries (setgroups,
+// setresgid, setresuid) to b: each re-created thread runs them in its
+// batch, since credentials are per thread and the plan sets the main
+// thread's after the threads are made.
+func (img *Image) credentials(b *ptrace.Batch) {
+	plan, _ := img.Plan() // decoded by Restore already
+	data := plan.Data()
+	for _, e := range plan.Entries() {
+		switch e.Nr {
+		case unix.SYS_SETGROUPS:
+			groups := ptrace.Lit(0)
+			if e.Args[0] > 0 {
+				groups = b.Bytes(data[e.Args[1] : e.Args[1]+4*e.Args[0]])
+			}
+			b.Add(unix.SYS_SETGROUPS, ptrace.Lit(int64(e.Args[0])), groups)
+		case unix.SYS_SETRESGID, unix.SYS_SETRESUID:
+			b.Add(uintptr(e.Nr), ptrace.Lit(int64(e.Args[0])), ptrace.Lit(int64(e.Args[1])), ptrace.Lit(int64(e.Args[2])))
+		}
+	}
 }
 
 // prefetch reads the working set of pages.img in one sequential pass, so
@@ -329,7 +417,8 @@ func StartRestorerAttr(tr *ptrace.Tracer, files []*os.File, attr *syscall.SysPro
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
-	opts = append([]ptrace.Option{ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(true)}, opts...)
+	// Clones traced: the threads a plan re-creates start stopped.
+	opts = append([]ptrace.Option{ptrace.TraceFork(false), ptrace.TraceClone(true), ptrace.ExitKill(true)}, opts...)
 	t, err := tr.Seize(cmd.Process.Pid, opts...)
 	if err != nil {
 		cmd.Process.Kill()
@@ -356,7 +445,7 @@ func StartRestorerAsPid(tr *ptrace.Tracer, files []*os.File, want int, execAddr 
 	if want < 2 || unix.Kill(want, 0) != unix.ESRCH {
 		return nil, nil, fmt.Errorf("pid %d is in use: %w", want, ErrPidTaken)
 	}
-	cmd, first, err := StartRestorer(tr, files, ptrace.TraceClone(true))
+	cmd, first, err := StartRestorer(tr, files)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -2,6 +2,8 @@ package image
 
 import (
 	"bytes"
+	"encoding/binary"
+	"fmt"
 	"sort"
 	"strings"
 
@@ -26,12 +28,13 @@ var allowed = map[uint32]bool{
 	unix.SYS_MMAP: true, unix.SYS_MUNMAP: true, unix.SYS_MREMAP: true, unix.SYS_MPROTECT: true,
 	unix.SYS_MADVISE: true, unix.SYS_PREAD64: true, unix.SYS_OPENAT: true, unix.SYS_CLOSE: true,
 	unix.SYS_CLOSE_RANGE: true, unix.SYS_DUP3: true, unix.SYS_FCNTL: true, unix.SYS_LSEEK: true,
-	unix.SYS_PIPE2: true, unix.SYS_WRITE: true, unix.SYS_RT_SIGACTION: true,
+	unix.SYS_RT_SIGACTION:   true,
 	unix.SYS_RT_SIGPROCMASK: true, unix.SYS_SIGALTSTACK: true, unix.SYS_PRCTL: true,
 	unix.SYS_SET_TID_ADDRESS: true, unix.SYS_SET_ROBUST_LIST: true, unix.SYS_RSEQ: true,
 	unix.SYS_PRLIMIT64: true, unix.SYS_CHDIR: true, unix.SYS_PERSONALITY: true,
 	unix.SYS_UMASK: true, unix.SYS_SETITIMER: true, unix.SYS_SETGROUPS: true,
 	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true,
+	unix.SYS_CLONE3: true, // threads only: validateThreads
 }
 
 const (
@@ -90,6 +93,9 @@ func validate(img *Image, b *ptrace.Batch) error {
 
 	ents := b.Entries()
 	data := b.Data()
+	if err := validateThreads(img, b); err != nil {
+		return err
+	}
 	// Relocations.
 	pagesEntry := -1
 	for i, r := range img.Relocs {
@@ -192,6 +198,16 @@ func validate(img *Image, b *ptrace.Batch) error {
 			if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap)) {
 				return bad("only PR_SET_MM_MAP and PR_SET_NAME are allowed")
 			}
+		case unix.SYS_SETRESUID, unix.SYS_SETRESGID:
+			if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) {
+				return bad("ids must be literals")
+			}
+		case unix.SYS_SETGROUPS:
+			// Restore replays it in every thread (Image.credentials).
+			if !lit(e, 0) || a[0] > 65536 || !(lit(e, 1) && a[0] == 0 ||
+				(e.Reloc>>2)&3 == ptrace.RelocData && a[1]+4*a[0] <= uint64(len(data))) {
+				return bad("groups must be a literal count and a list in the data area")
+			}
 		case unix.SYS_PRLIMIT64:
 			if !lit(e, 0) || a[0] != 0 || !lit(e, 3) || a[3] != 0 {
 				return bad("only prlimit64(0, res, new, NULL) is allowed")
@@ -208,6 +224,118 @@ func validate(img *Image, b *ptrace.Batch) error {
 		}
 	}
 	return nil
+}
+
+// dataWriters are the allowed syscalls that write through a pointer
+// argument: argument index and the most bytes they write there.
+var dataWriters = map[uint32][2]int{
+	unix.SYS_RT_SIGACTION:   {2, 32},
+	unix.SYS_RT_SIGPROCMASK: {2, 8},
+	unix.SYS_SIGALTSTACK:    {1, 24},
+	unix.SYS_SETITIMER:      {2, 32},
+}
+
+// validateThreads checks the thread records against the plan: the plan's
+// clone3 entries are exactly one per record, in order, each without
+// flags, with the
+// clone_args ptrace.ThreadCloneArgs makes of its record and a set_tid
+// pointer (a RelocDataPtr, the only relocation that writes there) at a u32
+// holding the record's tid; nothing else in the plan writes into those
+// bytes. Records' tids are distinct and their xstate is the main
+// thread's size.
+func validateThreads(img *Image, b *ptrace.Batch) error {
+	ents, data := b.Entries(), b.Data()
+	type span struct{ lo, hi uint64 }
+	var guarded []span
+	seen := map[int]bool{}
+	k := 0
+	for i, e := range ents {
+		if e.Nr != unix.SYS_CLONE3 {
+			continue
+		}
+		bad := func(why string, a ...any) error {
+			return invalid("plan entry %d (clone3): %s", i, fmt.Sprintf(why, a...))
+		}
+		if k >= len(img.Threads) {
+			return bad("more clone3 entries than the %d thread records", len(img.Threads))
+		}
+		st := img.Threads[k]
+		k++
+		off := e.Args[0]
+		if e.Flags != 0 {
+			return bad("flags %#x (a thread's clone3 stops the plan on error, and is no fork point)", e.Flags)
+		}
+		if e.Reloc != ptrace.RelocData || e.Args[1] != ptrace.CloneArgsSize || off%8 != 0 || off+ptrace.CloneArgsSize > uint64(len(data)) {
+			return bad("its clone_args must be %d bytes of the data area", ptrace.CloneArgsSize)
+		}
+		if !bytes.Equal(data[off:off+ptrace.CloneArgsSize], ptrace.ThreadCloneArgs(st)) {
+			return bad("clone_args are not those that re-create thread %d", st.NSTID)
+		}
+		ptr := -1
+		for j, r := range img.Relocs {
+			if r.Kind == RelocDataPtr && uint64(r.DataOff) == off+ptrace.CloneArgsSetTID {
+				ptr = j
+			}
+		}
+		if ptr < 0 {
+			return bad("no relocation sets its set_tid pointer")
+		}
+		tid := img.Relocs[ptr].Value
+		if tid%4 != 0 || tid+4 > uint64(len(data)) || binary.LittleEndian.Uint32(data[tid:]) != uint32(st.NSTID) {
+			return bad("set_tid does not point at thread %d's tid", st.NSTID)
+		}
+		if seen[st.NSTID] {
+			return bad("thread %d twice", st.NSTID)
+		}
+		seen[st.NSTID] = true
+		if len(st.XState) != len(img.XState) {
+			return bad("thread %d has %d bytes of xstate, the main thread %d", st.NSTID, len(st.XState), len(img.XState))
+		}
+		guarded = append(guarded, span{off, off + ptrace.CloneArgsSize}, span{tid, tid + 4})
+	}
+	if k != len(img.Threads) {
+		return invalid("plan re-creates %d threads, the image records %d", k, len(img.Threads))
+	}
+	hits := func(lo, hi uint64) bool {
+		for _, g := range guarded {
+			if lo < g.hi && g.lo < hi {
+				return true
+			}
+		}
+		return false
+	}
+	for i, r := range img.Relocs {
+		var lo, hi uint64
+		switch r.Kind {
+		case RelocPagesPath:
+			lo, hi = uint64(r.DataOff), uint64(r.DataOff)+r.Value
+		case RelocDataPtr:
+			lo, hi = uint64(r.DataOff), uint64(r.DataOff)+8
+		default:
+			continue
+		}
+		if hits(lo, hi) && !(r.Kind == RelocDataPtr && isSetTID(ents, uint64(r.DataOff))) {
+			return invalid("relocation %d writes into a thread's clone_args", i)
+		}
+	}
+	for i, e := range ents {
+		w, ok := dataWriters[e.Nr]
+		if ok && (e.Reloc>>(2*w[0]))&3 == ptrace.RelocData && hits(e.Args[w[0]], e.Args[w[0]]+uint64(w[1])) {
+			return invalid("plan entry %d (%s) writes into a thread's clone_args", i, ptrace.SyscallName(uintptr(e.Nr)))
+		}
+	}
+	return nil
+}
+
+// isSetTID reports whether data offset off is the set_tid pointer of a
+// clone3 entry's clone_args.
+func isSetTID(ents []ptrace.Entry, off uint64) bool {
+	for _, e := range ents {
+		if e.Nr == unix.SYS_CLONE3 && e.Reloc == ptrace.RelocData && e.Args[0]+ptrace.CloneArgsSetTID == off {
+			return true
+		}
+	}
+	return false
 }
 
 func cstring(b []byte) string {

@@ -47,7 +47,7 @@ func RecordWorkingSet(pid int, img *Image) ([]Range, error) {
 	if err := atomicfile.WriteFile(filepath.Join(img.Dir, WSFile), encodeWS(rs), 0o644); err != nil {
 		return nil, err
 	}
-	if err := writeManifest(img.Dir, []string{MetaFile, PlanFile, PagesFile, WSFile}); err != nil {
+	if err := writeManifest(img.Dir, []string{MetaFile, PlanFile, ObjectsFile, PagesFile, WSFile}); err != nil {
 		return nil, err
 	}
 	img.WorkingSet = rs

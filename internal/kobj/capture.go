@@ -76,17 +76,67 @@ func sharedAnon(m procfs.Mapping) bool {
 // skip are the caller's and are not looked at. Objects no copy can be
 // given its own of make a *SharedError listing all of them.
 func Capture(pid int, skip []int) (*Table, error) {
-	fds, err := procfs.FDs(pid)
+	return capture(pid, skip, true)
+}
+
+// CaptureObjects is Capture without the refusal of other shared objects:
+// it refuses only what it cannot capture among the kinds it re-creates
+// (a pipe with an end outside, say), and leaves the rest of the
+// descriptor table and the mappings to the caller (a checkpoint, which
+// has rules of its own for files and sockets).
+func CaptureObjects(pid int, skip []int) (*Table, error) {
+	return capture(pid, skip, false)
+}
+
+func capture(pid int, skip []int, others bool) (*Table, error) {
+	c := &capturer{pid: pid, skip: skip, t: &Table{}, byFD: map[int]*procfs.FD{}, pidfd: -1}
+	defer func() {
+		if c.pidfd >= 0 {
+			unix.Close(c.pidfd)
+		}
+	}()
+	steps := []func() error{c.objects, c.pipes, c.watches, c.memory}
+	if others {
+		steps = append(steps, c.others)
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return nil, fmt.Errorf("capture %d: %w", pid, err)
+		}
+	}
+	if len(c.refused) > 0 {
+		slices.SortStableFunc(c.refused, func(a, b procfs.Object) int { return a.FD - b.FD })
+		return nil, &SharedError{Pid: pid, Objects: c.refused}
+	}
+	if len(c.t.Objects) > MaxObjects || c.t.Len() > MaxFDs {
+		return nil, fmt.Errorf("capture %d: %d objects on %d descriptors (at most %d on %d are re-created): %w",
+			pid, len(c.t.Objects), c.t.Len(), MaxObjects, MaxFDs, &SharedError{Pid: pid})
+	}
+	return c.t, nil
+}
+
+// capturer is Capture's state, built up by its steps in order.
+type capturer struct {
+	pid     int
+	skip    []int
+	t       *Table
+	byFD    map[int]*procfs.FD
+	refused []procfs.Object
+	pidfd   int // opened on demand
+}
+
+func (c *capturer) refuse(fd int, why string) {
+	c.refused = append(c.refused, procfs.Object{What: fmt.Sprintf("fd %d (%s)", fd, c.byFD[fd].Link), Why: why, FD: fd})
+}
+
+// objects groups the descriptors of the kinds kobj re-creates into open
+// file descriptions (kcmp), and those into objects: one per anon-inode
+// description, one per pipe inode. Each takes its state from its fdinfo.
+func (c *capturer) objects() error {
+	fds, err := procfs.FDs(c.pid)
 	if err != nil {
-		return nil, fmt.Errorf("capture %d: %w", pid, err)
+		return err
 	}
-	var refused []procfs.Object
-	refuse := func(fd int, link, why string) {
-		refused = append(refused, procfs.Object{What: fmt.Sprintf("fd %d (%s)", fd, link), Why: why, FD: fd})
-	}
-	t := &Table{}
-	byFD := map[int]*procfs.FD{}
-	// The descriptions, each with the object it belongs to.
 	type desc struct {
 		first procfs.FD
 		d     Desc
@@ -94,8 +144,8 @@ func Capture(pid int, skip []int) (*Table, error) {
 	var descs []*desc
 	for i := range fds {
 		f := &fds[i]
-		byFD[f.Num] = f
-		if slices.Contains(skip, f.Num) || kindOf(f.Link) == 0 {
+		c.byFD[f.Num] = f
+		if slices.Contains(c.skip, f.Num) || kindOf(f.Link) == 0 {
 			continue
 		}
 		var into *desc
@@ -103,9 +153,9 @@ func Capture(pid int, skip []int) (*Table, error) {
 			if d.first.Link != f.Link {
 				continue
 			}
-			same, err := sameFile(pid, d.first.Num, f.Num)
+			same, err := sameFile(c.pid, d.first.Num, f.Num)
 			if err != nil {
-				return nil, fmt.Errorf("capture %d: %w", pid, err)
+				return err
 			}
 			if same {
 				into = d
@@ -121,8 +171,6 @@ func Capture(pid int, skip []int) (*Table, error) {
 		}
 		into.d.FDs = append(into.d.FDs, FD{Num: f.Num, CloseOnExec: f.Info.Flags&unix.O_CLOEXEC != 0})
 	}
-
-	// Objects: one per anon-inode description, one per pipe inode.
 	pipes := map[string]int{} // link -> index in t.Objects
 	for _, d := range descs {
 		f := d.first
@@ -130,118 +178,114 @@ func Capture(pid int, skip []int) (*Table, error) {
 		switch o.Kind {
 		case Eventfd:
 			if f.Object.Eventfd == nil {
-				refuse(f.Num, f.Link, "its fdinfo shows no eventfd-count")
+				c.refuse(f.Num, "its fdinfo shows no eventfd-count")
 				continue
 			}
 			o.Eventfd = *f.Object.Eventfd
 		case Timerfd:
 			if f.Object.Timer == nil {
-				refuse(f.Num, f.Link, "its fdinfo shows no timer setting")
+				c.refuse(f.Num, "its fdinfo shows no timer setting")
 				continue
 			}
 			if f.Object.Timer.SetFlags&unix.TFD_TIMER_CANCEL_ON_SET != 0 {
-				refuse(f.Num, f.Link, "a timerfd with TFD_TIMER_CANCEL_ON_SET cannot be re-created")
+				c.refuse(f.Num, "a timerfd with TFD_TIMER_CANCEL_ON_SET cannot be re-created")
 				continue
 			}
 			o.Timer = *f.Object.Timer
 		case Signalfd:
 			if f.Object.SigMask == nil {
-				refuse(f.Num, f.Link, "its fdinfo shows no sigmask")
+				c.refuse(f.Num, "its fdinfo shows no sigmask")
 				continue
 			}
 			o.SigMask = *f.Object.SigMask
-		case Epoll:
-			// Watches are checked once every object is known.
 		case Pipe:
 			if i, ok := pipes[f.Link]; ok {
-				p := &t.Objects[i]
+				p := &c.t.Objects[i]
 				if slices.ContainsFunc(p.Descs, func(e Desc) bool { return e.End == d.d.End }) {
-					refuse(f.Num, f.Link, "a pipe end opened twice (two descriptions of one end) is not re-created")
+					c.refuse(f.Num, "a pipe end opened twice (two descriptions of one end) is not re-created")
 					continue
 				}
 				p.Descs = append(p.Descs, d.d)
 				continue
 			}
-			pipes[f.Link] = len(t.Objects)
+			pipes[f.Link] = len(c.t.Objects)
 		}
-		t.Objects = append(t.Objects, o)
+		c.t.Objects = append(c.t.Objects, o)
 	}
+	return nil
+}
 
-	pidfd := -1
-	defer func() {
-		if pidfd >= 0 {
-			unix.Close(pidfd)
-		}
-	}()
-	data := 0
+// pipes keeps the pipes whose two ends the process holds, each with its
+// capacity and the bytes it holds; one with an end outside is refused.
+func (c *capturer) pipes() error {
 	var kept []Object
-	made := map[int]bool{} // descriptor numbers the table re-creates
-	for _, o := range t.Objects {
-		if o.Kind == Pipe {
-			if len(o.Descs) != 2 {
-				// The other end is outside (or skipped): a copy would
-				// share it with whoever holds that end.
-				d := o.Descs[0]
-				refuse(d.FDs[0].Num, byFD[d.FDs[0].Num].Link, "a pipe whose other end is outside the process: every copy reads and writes the same one")
-				continue
+	data := 0
+	for _, o := range c.t.Objects {
+		if o.Kind != Pipe {
+			kept = append(kept, o)
+			continue
+		}
+		if len(o.Descs) != 2 {
+			// The other end is outside (or skipped): a copy would share
+			// it with whoever holds that end.
+			c.refuse(o.Descs[0].FDs[0].Num, "a pipe whose other end is outside the process: every copy reads and writes the same one")
+			continue
+		}
+		slices.SortFunc(o.Descs, func(a, b Desc) int { return a.End - b.End })
+		if c.pidfd < 0 {
+			var err error
+			if c.pidfd, err = unix.PidfdOpen(c.pid, 0); err != nil {
+				return fmt.Errorf("pidfd: %w", err)
 			}
-			if pidfd < 0 {
-				if pidfd, err = unix.PidfdOpen(pid, 0); err != nil {
-					return nil, fmt.Errorf("capture %d: pidfd: %w", pid, err)
-				}
-			}
-			r := o.Descs[0].FDs[0].Num
-			if o.Descs[0].End != 0 {
-				r = o.Descs[1].FDs[0].Num
-			}
-			if o.PipeSize, o.Data, err = peekPipe(pidfd, r); err != nil {
-				return nil, fmt.Errorf("capture %d: pipe fd %d: %w", pid, r, err)
-			}
-			if data += len(o.Data); data > MaxData {
-				refuse(r, byFD[r].Link, fmt.Sprintf("pipes holding more than %d bytes in all are not re-created", MaxData))
-				continue
-			}
-			slices.SortFunc(o.Descs, func(a, b Desc) int { return a.End - b.End })
+		}
+		r := o.Descs[0].FDs[0].Num
+		var err error
+		if o.PipeSize, o.Data, err = peekPipe(c.pidfd, r); err != nil {
+			return fmt.Errorf("pipe fd %d: %w", r, err)
+		}
+		if data += len(o.Data); data > MaxData {
+			c.refuse(r, fmt.Sprintf("pipes holding more than %d bytes in all are not re-created", MaxData))
+			continue
 		}
 		kept = append(kept, o)
-		for _, d := range o.Descs {
-			for _, f := range d.FDs {
-				made[f.Num] = true
-			}
-		}
 	}
-	t.Objects = kept
+	c.t.Objects = kept
+	return nil
+}
 
-	// Each epoll's watches: by a descriptor that still holds the file
-	// watched, and made before the epoll when that is an epoll too.
-	for i := range t.Objects {
-		o := &t.Objects[i]
+// watches gives each epoll its registrations, each by a descriptor that
+// still holds the file it watches, and orders the epolls so that one is
+// made after those it watches.
+func (c *capturer) watches() error {
+	for i := range c.t.Objects {
+		o := &c.t.Objects[i]
 		if o.Kind != Epoll {
 			continue
 		}
 		efd := o.Descs[0].FDs[0].Num
-		for _, w := range byFD[efd].Object.Watches {
-			ok, err := watches(pid, efd, w.FD)
+		for _, w := range c.byFD[efd].Object.Watches {
+			ok, err := watches(c.pid, efd, w.FD)
 			if err != nil {
-				return nil, fmt.Errorf("capture %d: %w", pid, err)
+				return err
 			}
 			if !ok {
-				refuse(efd, byFD[efd].Link, fmt.Sprintf("it watches a file by descriptor %d, which holds another file now or none", w.FD))
+				c.refuse(efd, fmt.Sprintf("it watches a file by descriptor %d, which holds another file now or none", w.FD))
 				continue
 			}
 			o.Watches = append(o.Watches, Watch{FD: w.FD, Events: w.Events, Data: w.Data})
 		}
 	}
-	if err := orderEpolls(t.Objects); err != nil {
-		return nil, fmt.Errorf("capture %d: %w", pid, err)
-	}
+	return orderEpolls(c.t.Objects)
+}
 
-	// Shared anonymous memory, and a hole to build its copies in.
-	maps, err := procfs.Maps(pid)
+// memory finds the shared anonymous mappings, and a hole to build their
+// copies in.
+func (c *capturer) memory() error {
+	maps, err := procfs.Maps(c.pid)
 	if err != nil {
-		return nil, fmt.Errorf("capture %d: %w", pid, err)
+		return err
 	}
-	var memory, largest uint64
+	var total, largest uint64
 	for _, m := range maps {
 		if !sharedAnon(m) {
 			continue
@@ -256,44 +300,37 @@ func Capture(pid int, skip []int) (*Table, error) {
 		if m.Perms.Exec {
 			prot |= unix.PROT_EXEC
 		}
-		t.Memory = append(t.Memory, Memory{Start: m.Start, End: m.End, Prot: prot})
-		memory += m.End - m.Start
+		c.t.Memory = append(c.t.Memory, Memory{Start: m.Start, End: m.End, Prot: prot})
+		total += m.End - m.Start
 		largest = max(largest, m.End-m.Start)
 	}
-	if memory > MaxMemory {
-		refused = append(refused, procfs.Object{What: fmt.Sprintf("shared anonymous memory (%d MiB)", memory>>20),
+	if total > MaxMemory {
+		c.refused = append(c.refused, procfs.Object{What: fmt.Sprintf("shared anonymous memory (%d MiB)", total>>20),
 			Why: fmt.Sprintf("more than %d MiB is not copied per instance", MaxMemory>>20), FD: -1})
 	}
 	if largest > 0 {
-		if t.Scratch, err = hole(maps, largest); err != nil {
-			return nil, fmt.Errorf("capture %d: %w", pid, err)
-		}
+		c.t.Scratch, err = hole(maps, largest)
 	}
+	return err
+}
 
-	// What else the copies would share: everything SharedObjects finds
-	// that the table does not re-create.
-	objs, err := procfs.SharedObjects(pid, append(slices.Clone(skip), t.FDs()...))
+// others refuses everything else SharedObjects finds that copies would
+// share (and the table does not re-create).
+func (c *capturer) others() error {
+	objs, err := procfs.SharedObjects(c.pid, append(slices.Clone(c.skip), c.t.FDs()...))
 	if err != nil {
-		return nil, fmt.Errorf("capture %d: %w", pid, err)
+		return err
 	}
 	for _, o := range objs {
-		if o.FD >= 0 && slices.ContainsFunc(refused, func(r procfs.Object) bool { return r.FD == o.FD }) {
-			continue // refused above, with a closer reason
+		if o.FD >= 0 && slices.ContainsFunc(c.refused, func(r procfs.Object) bool { return r.FD == o.FD }) {
+			continue // refused already, with a closer reason
 		}
-		if o.FD < 0 && slices.ContainsFunc(t.Memory, func(m Memory) bool { return m.Start == o.Start }) {
+		if o.FD < 0 && slices.ContainsFunc(c.t.Memory, func(m Memory) bool { return m.Start == o.Start }) {
 			continue
 		}
-		refused = append(refused, o)
+		c.refused = append(c.refused, o)
 	}
-	if len(refused) > 0 {
-		slices.SortStableFunc(refused, func(a, b procfs.Object) int { return a.FD - b.FD })
-		return nil, &SharedError{Pid: pid, Objects: refused}
-	}
-	if len(t.Objects) > MaxObjects || t.Len() > MaxFDs {
-		return nil, fmt.Errorf("capture %d: %d objects on %d descriptors (at most %d on %d are re-created): %w",
-			pid, len(t.Objects), t.Len(), MaxObjects, MaxFDs, &SharedError{Pid: pid})
-	}
-	return t, nil
+	return nil
 }
 
 // peekPipe reads a pipe's capacity and the bytes it holds through a copy

@@ -23,13 +23,20 @@
 // closes in each copy itself (stdio, its control channel) are passed to
 // Capture and not looked at.
 //
+// CaptureObjects is Capture without that last refusal, for a checkpoint,
+// which has rules of its own for files and sockets (package image keeps
+// the Table in its objects.bin).
+//
 // Table.AddTo appends to a ptrace batch the syscalls that, run by the
 // copy, replace each object with a fresh one in the same state, on the
 // same descriptor numbers and addresses. The copy's old references (to the
 // template's objects) are dropped by the dup3 onto their numbers and the
 // final mremap: once the batch has run the copy holds nothing of the
 // template's. The entries use only relocations (results, Load32), never a
-// descriptor number guessed ahead, so they run anywhere in a batch.
+// descriptor number guessed ahead, so they run anywhere in a batch: in a
+// fork's child batch, where the numbers hold the template's objects, and
+// in a restorer after its plan, where they are free (each object is
+// moved above the table's numbers before it is put on them).
 //
 // # How each object is re-created
 //

@@ -163,104 +163,11 @@ func decode(b []byte) (*Table, error) {
 	if nObj > MaxObjects || nMem > MaxObjects {
 		return nil, fmt.Errorf("%d objects and %d mappings (at most %d each)", nObj, nMem, MaxObjects)
 	}
-	seen := map[int]bool{}
-	watches, data := 0, 0
+	budget := &limits{seen: map[int]bool{}}
 	for i := range int(nObj) {
-		o := Object{Kind: Kind(r.u8())}
-		nDesc := int(r.u8())
-		r.u16()
-		switch o.Kind {
-		case Eventfd:
-			o.Eventfd.Count = r.u64()
-			switch r.u8() {
-			case 0:
-			case 1:
-				o.Eventfd.Semaphore = true
-			default:
-				return nil, fmt.Errorf("object %d: bad semaphore flag", i)
-			}
-			if o.Eventfd.Count == ^uint64(0) {
-				return nil, fmt.Errorf("object %d: eventfd count out of range", i)
-			}
-		case Timerfd:
-			o.Timer.Clock = int(int32(r.u32()))
-			o.Timer.SetFlags = int(int32(r.u32()))
-			o.Timer.Ticks = r.u64()
-			o.Timer.Value, o.Timer.Interval = int64(r.u64()), int64(r.u64())
-			switch o.Timer.Clock {
-			case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
-			default:
-				return nil, fmt.Errorf("object %d: timerfd clock %d", i, o.Timer.Clock)
-			}
-			if o.Timer.SetFlags&^unix.TFD_TIMER_ABSTIME != 0 || o.Timer.Value < 0 || o.Timer.Interval < 0 {
-				return nil, fmt.Errorf("object %d: bad timer setting", i)
-			}
-		case Signalfd:
-			o.SigMask = r.u64()
-		case Epoll:
-			n := int(r.u32())
-			if watches += n; n < 0 || watches > MaxWatches {
-				return nil, fmt.Errorf("object %d: more than %d epoll watches", i, MaxWatches)
-			}
-			for range n {
-				w := Watch{FD: int(int32(r.u32())), Events: r.u32(), Data: r.u64()}
-				if w.FD < 0 || w.FD >= maxFDNum {
-					return nil, fmt.Errorf("object %d: watch of fd %d", i, w.FD)
-				}
-				if r.err != nil {
-					return nil, r.err
-				}
-				o.Watches = append(o.Watches, w)
-			}
-		case Pipe:
-			o.PipeSize = int(int32(r.u32()))
-			n := int(r.u32())
-			if data += n; n < 0 || data > MaxData {
-				return nil, fmt.Errorf("object %d: pipes hold more than %d bytes", i, MaxData)
-			}
-			if o.PipeSize < 4096 || o.PipeSize > 1<<30 || n > o.PipeSize {
-				return nil, fmt.Errorf("object %d: pipe of %d bytes holding %d", i, o.PipeSize, n)
-			}
-			if n > 0 {
-				o.Data = append([]byte(nil), r.take(n)...)
-			}
-		default:
-			return nil, fmt.Errorf("object %d: unknown kind %d", i, o.Kind)
-		}
-		if want := 1 + btoi(o.Kind == Pipe); nDesc != want {
-			return nil, fmt.Errorf("object %d (%s): %d descriptions, want %d", i, o.Kind, nDesc, want)
-		}
-		for k := range nDesc {
-			d := Desc{End: int(r.u8()), Flags: r.u32()}
-			nfd := int(r.u32())
-			if d.End != k*btoi(o.Kind == Pipe) || d.Flags&^StatusFlags != 0 {
-				return nil, fmt.Errorf("object %d: description %d: end %d, flags %#o", i, k, d.End, d.Flags)
-			}
-			if nfd < 1 || nfd > MaxFDs-len(seen) {
-				return nil, fmt.Errorf("object %d: description %d on %d descriptors", i, k, nfd)
-			}
-			for range nfd {
-				f := FD{Num: int(int32(r.u32()))}
-				switch r.u8() {
-				case 0:
-				case 1:
-					f.CloseOnExec = true
-				default:
-					return nil, fmt.Errorf("object %d: bad close-on-exec flag", i)
-				}
-				if r.err != nil {
-					return nil, r.err
-				}
-				if f.Num < 0 || f.Num >= maxFDNum || seen[f.Num] {
-					return nil, fmt.Errorf("object %d: descriptor %d out of range or given twice", i, f.Num)
-				}
-				seen[f.Num] = true
-				d.FDs = append(d.FDs, f)
-			}
-			o.Descs = append(o.Descs, d)
-		}
-		if r.err != nil {
-			return nil, r.err
+		o, err := decodeObject(r, budget)
+		if err != nil {
+			return nil, fmt.Errorf("object %d: %w", i, err)
 		}
 		t.Objects = append(t.Objects, o)
 	}
@@ -301,6 +208,123 @@ func decode(b []byte) (*Table, error) {
 		return nil, fmt.Errorf("%d bytes after the table", len(r.b))
 	}
 	return t, nil
+}
+
+// limits is what the objects decoded so far used of a table's bounds.
+type limits struct {
+	seen           map[int]bool // descriptor numbers
+	watches, bytes int
+}
+
+// decodeObject reads one object and checks it against the kind's rules
+// and the table's limits.
+func decodeObject(r *reader, l *limits) (Object, error) {
+	o := Object{Kind: Kind(r.u8())}
+	nDesc := int(r.u8())
+	r.u16()
+	switch o.Kind {
+	case Eventfd:
+		o.Eventfd.Count = r.u64()
+		sem, err := flag(r.u8())
+		if err != nil || o.Eventfd.Count == ^uint64(0) {
+			return o, errors.New("bad eventfd state")
+		}
+		o.Eventfd.Semaphore = sem
+	case Timerfd:
+		o.Timer.Clock = int(int32(r.u32()))
+		o.Timer.SetFlags = int(int32(r.u32()))
+		o.Timer.Ticks = r.u64()
+		o.Timer.Value, o.Timer.Interval = int64(r.u64()), int64(r.u64())
+		switch o.Timer.Clock {
+		case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
+		default:
+			return o, fmt.Errorf("timerfd clock %d", o.Timer.Clock)
+		}
+		if o.Timer.SetFlags&^unix.TFD_TIMER_ABSTIME != 0 || o.Timer.Value < 0 || o.Timer.Interval < 0 {
+			return o, errors.New("bad timer setting")
+		}
+	case Signalfd:
+		o.SigMask = r.u64()
+	case Epoll:
+		n := int(r.u32())
+		if l.watches += n; n < 0 || l.watches > MaxWatches {
+			return o, fmt.Errorf("more than %d epoll watches", MaxWatches)
+		}
+		for range n {
+			w := Watch{FD: int(int32(r.u32())), Events: r.u32(), Data: r.u64()}
+			if r.err != nil {
+				return o, r.err
+			}
+			if w.FD < 0 || w.FD >= maxFDNum {
+				return o, fmt.Errorf("watch of fd %d", w.FD)
+			}
+			o.Watches = append(o.Watches, w)
+		}
+	case Pipe:
+		o.PipeSize = int(int32(r.u32()))
+		n := int(r.u32())
+		if l.bytes += n; n < 0 || l.bytes > MaxData {
+			return o, fmt.Errorf("pipes hold more than %d bytes", MaxData)
+		}
+		if o.PipeSize < 4096 || o.PipeSize > 1<<30 || n > o.PipeSize {
+			return o, fmt.Errorf("pipe of %d bytes holding %d", o.PipeSize, n)
+		}
+		if n > 0 {
+			o.Data = append([]byte(nil), r.take(n)...)
+		}
+	default:
+		return o, fmt.Errorf("unknown kind %d", o.Kind)
+	}
+	if want := 1 + btoi(o.Kind == Pipe); nDesc != want {
+		return o, fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
+	}
+	for k := range nDesc {
+		d, err := decodeDesc(r, l)
+		if err != nil {
+			return o, fmt.Errorf("description %d: %w", k, err)
+		}
+		if d.End != k*btoi(o.Kind == Pipe) {
+			return o, fmt.Errorf("description %d is of end %d", k, d.End)
+		}
+		o.Descs = append(o.Descs, d)
+	}
+	return o, r.err
+}
+
+func decodeDesc(r *reader, l *limits) (Desc, error) {
+	d := Desc{End: int(r.u8()), Flags: r.u32()}
+	nfd := int(r.u32())
+	if d.Flags&^StatusFlags != 0 {
+		return d, fmt.Errorf("flags %#o", d.Flags)
+	}
+	if nfd < 1 || nfd > MaxFDs-len(l.seen) {
+		return d, fmt.Errorf("on %d descriptors", nfd)
+	}
+	for range nfd {
+		f := FD{Num: int(int32(r.u32()))}
+		ce, err := flag(r.u8())
+		if r.err != nil {
+			return d, r.err
+		}
+		if err != nil || f.Num < 0 || f.Num >= maxFDNum || l.seen[f.Num] {
+			return d, fmt.Errorf("descriptor %d out of range or given twice", f.Num)
+		}
+		f.CloseOnExec = ce
+		l.seen[f.Num] = true
+		d.FDs = append(d.FDs, f)
+	}
+	return d, nil
+}
+
+// flag decodes a 0/1 byte.
+func flag(b uint8) (bool, error) {
+	switch b {
+	case 0:
+		return false, nil
+	case 1:
+		return true, nil
+	}
+	return false, fmt.Errorf("flag byte %d", b)
 }
 
 func btoi(b bool) int {

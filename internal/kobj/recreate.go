@@ -21,15 +21,17 @@ func (t *Table) AddTo(b *ptrace.Batch) {
 		t.addMemory(b, m)
 	}
 	made := map[int]bool{}
+	above := 0 // above every number the table puts a description on
 	for _, n := range t.FDs() {
 		made[n] = true
+		above = max(above, n+1)
 	}
 	// Epolls after every object they may watch (and in the order
 	// Capture gave them: an epoll after the epolls it watches).
 	for _, epolls := range []bool{false, true} {
 		for _, o := range t.Objects {
 			if (o.Kind == Epoll) == epolls {
-				addObject(b, o, made)
+				addObject(b, o, made, above)
 			}
 		}
 	}
@@ -57,8 +59,13 @@ func (t *Table) addMemory(b *ptrace.Batch, m Memory) {
 }
 
 // addObject creates o, puts each of its descriptions on its numbers and
-// closes the descriptors it was created on.
-func addObject(b *ptrace.Batch, o Object, made map[int]bool) {
+// closes the descriptors it was created on. The object is first moved to
+// a number above every one of the table's (F_DUPFD_CLOEXEC from above):
+// it was created on the lowest free number, which in a restorer may be
+// the very number it must end on, where dup3 would fail (EINVAL) and the
+// final close would undo it. In a fork those numbers still hold the
+// template's objects, which the dup3 closes.
+func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 	nonblock := int64(0)
 	if len(o.Descs) == 1 && o.Descs[0].Flags&unix.O_NONBLOCK != 0 {
 		nonblock = unix.O_NONBLOCK // EFD_, TFD_, SFD_NONBLOCK alike
@@ -114,6 +121,12 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool) {
 		}
 		if len(o.Data) > 0 {
 			b.Add(unix.SYS_WRITE, ends[1], b.Bytes(o.Data), ptrace.Lit(int64(len(o.Data))))
+		}
+	}
+	for i, e := range ends {
+		if e != (ptrace.Arg{}) {
+			ends[i] = b.Add(unix.SYS_FCNTL, e, ptrace.Lit(unix.F_DUPFD_CLOEXEC), ptrace.Lit(int64(above))).Result()
+			b.Add(unix.SYS_CLOSE, e)
 		}
 	}
 	for _, d := range o.Descs {

@@ -123,6 +123,39 @@ type entry struct {
 // New opens (or creates) the state dir, cleans up after a killed daemon,
 // and loads the registry.
 func New(cfg Config) (*Platform, error) {
+	cfg = cfg.withDefaults()
+	st, err := openStore(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.CodeRoots, err = resolveCodeRoots(cfg.CodeRoots, st.dir); err != nil {
+		return nil, err
+	}
+	sweep(cfg, st)
+	if err := runtimes.InstallAgents(st.path("agents")); err != nil {
+		return nil, fmt.Errorf("install agents: %w", err)
+	}
+	p := &Platform{
+		cfg:        cfg,
+		store:      st,
+		metrics:    newMetrics(),
+		log:        cfg.Logger,
+		fns:        map[string]*entry{},
+		retired:    map[*pool]bool{},
+		stop:       make(chan struct{}),
+		reaperDone: make(chan struct{}),
+	}
+	p.startEngines()
+	p.loadFunctions()
+	if err := p.gcCode(); err != nil {
+		p.log.Warn("code garbage collection", "err", err)
+	}
+	go p.reaper()
+	return p, nil
+}
+
+// withDefaults fills in what cfg leaves zero.
+func (cfg Config) withDefaults() Config {
 	if cfg.CgroupParent == "" {
 		cfg.CgroupParent = "catalyzer"
 	}
@@ -141,39 +174,31 @@ func New(cfg Config) (*Platform, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	st, err := openStore(cfg.StateDir)
-	if err != nil {
-		return nil, err
-	}
-	if cfg.CodeRoots, err = resolveCodeRoots(cfg.CodeRoots, st.dir); err != nil {
-		return nil, err
-	}
+	return cfg
+}
+
+// sweep removes what a previous daemon left: staged code, and the
+// sandboxes under the cgroup parent. Leftovers (a mount some other
+// process keeps busy, a cgroup a stuck process holds) never keep the
+// daemon from starting: new instances get fresh names, and the next
+// sweep tries again.
+func sweep(cfg Config, st *store) {
 	if err := st.cleanStaging(); err != nil {
 		cfg.Logger.Warn("could not clean up everything a previous daemon left; continuing", "err", err)
 	}
 	n, err := sandbox.Sweep(cfg.CgroupParent)
 	if err != nil {
-		// Leftovers (a mount some other process keeps busy, a cgroup a
-		// stuck process holds) never keep the daemon from starting: new
-		// instances get fresh names, and the next sweep tries again.
 		logLeftovers(cfg.Logger, "could not clean up everything a previous daemon left; continuing", err)
 	}
 	if n > 0 {
 		cfg.Logger.Info("cleaned up instances left by a previous daemon", "count", n)
 	}
-	if err := runtimes.InstallAgents(st.path("agents")); err != nil {
-		return nil, fmt.Errorf("install agents: %w", err)
-	}
-	p := &Platform{
-		cfg:        cfg,
-		store:      st,
-		metrics:    newMetrics(),
-		log:        cfg.Logger,
-		fns:        map[string]*entry{},
-		retired:    map[*pool]bool{},
-		stop:       make(chan struct{}),
-		reaperDone: make(chan struct{}),
-	}
+}
+
+// startEngines makes the boot engines, with the hooks that log and count
+// what they build.
+func (p *Platform) startEngines() {
+	cfg, st := p.cfg, p.store
 	scratch := &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs}
 	p.fork = &boot.Fork{
 		Scratch: scratch,
@@ -225,7 +250,13 @@ func New(cfg Config) (*Platform, error) {
 		boot.ModeCold:    p.restore.Engine(boot.ModeCold),
 		boot.ModeWarm:    p.restore.Engine(boot.ModeWarm),
 	}
-	fns, err := st.load()
+}
+
+// loadFunctions registers the stored functions, giving a uid range to a
+// record from before they existed, and starts building their templates
+// and images.
+func (p *Platform) loadFunctions() {
+	fns, err := p.store.load()
 	if err != nil {
 		// Keep serving what is readable; say loudly what is not.
 		p.log.Error("some function records could not be loaded", "err", err)
@@ -235,21 +266,15 @@ func New(cfg Config) (*Platform, error) {
 	}
 	for _, f := range fns {
 		if f.UIDSlot == 0 {
-			// A record from before uid ranges: give it one now.
 			p.lastSlot++
 			f.UIDSlot = p.lastSlot
-			if err := st.put(f); err != nil {
+			if err := p.store.put(f); err != nil {
 				p.log.Error("function record", "function", f.Name, "err", err)
 			}
 		}
 		p.fns[f.Name] = &entry{fn: f, pool: p.newPool(f)}
 		p.prepare(f)
 	}
-	if err := p.gcCode(); err != nil {
-		p.log.Warn("code garbage collection", "err", err)
-	}
-	go p.reaper()
-	return p, nil
 }
 
 // Metrics returns the platform's metrics.

@@ -13,6 +13,7 @@
 //	/proc/PID/status        Status
 //	/proc/PID/stat          Stat, State (ParseStat); every function, to tell a live process from an exited one
 //	/proc/PID/task          Threads
+//	/proc/PID/task/TID/{status,comm} Thread (one thread's own credentials, capabilities, seccomp mode, name)
 //	/proc/PID/auxv          Auxv (ParseAuxv, AuxvValue)
 //	/proc/PID/pagemap       OpenPagemap, Pagemap.Read (ParsePagemap)
 //	/proc/PID/mountinfo     Mounts (ParseMountInfo)

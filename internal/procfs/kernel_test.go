@@ -9,10 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -481,5 +483,49 @@ func TestBadPID(t *testing.T) {
 		if _, err := Maps(pid); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("Maps(%d) = %v, want ErrInvalid", pid, err)
 		}
+	}
+}
+
+// TestThreadOfOwn: Thread reads one thread of this process as the kernel
+// keeps it: its own name (set on that thread alone) and its tid; an
+// unknown tid is an error wrapping fs.ErrNotExist.
+func TestThreadOfOwn(t *testing.T) {
+	done := make(chan struct{})
+	defer close(done)
+	tids := make(chan int)
+	// A goroutine locked to a thread of its own, other than the main
+	// thread (each that lands on it keeps it, so the next cannot).
+	for tid := os.Getpid(); tid == os.Getpid(); tid = <-tids {
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+			tids <- unix.Gettid()
+			<-done
+		}()
+	}
+	var tid int
+	go func() {
+		runtime.LockOSThread()
+		tid = unix.Gettid()
+		if tid != os.Getpid() {
+			unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&[]byte("procfs-thr\x00")[0])), 0, 0, 0)
+		}
+		tids <- tid
+		<-done
+	}()
+	if <-tids == os.Getpid() {
+		t.Skip("the named goroutine ran on the main thread")
+	}
+	ti, err := Thread(os.Getpid(), tid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.Comm != "procfs-thr" || ti.NSTID != tid || ti.Uid == "" {
+		t.Fatalf("thread %d: %+v", tid, ti)
+	}
+	if main, err := Thread(os.Getpid(), os.Getpid()); err != nil || main.Comm == "procfs-thr" {
+		t.Fatalf("main thread: %+v %v", main, err)
+	}
+	if _, err := Thread(os.Getpid(), 1<<22+1); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("unknown tid: %v, want fs.ErrNotExist", err)
 	}
 }

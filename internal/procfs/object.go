@@ -143,8 +143,9 @@ func ParseObjectInfo(b []byte) (ObjectInfo, error) {
 
 // parseTimespec parses "(SEC, NSEC)" into nanoseconds.
 func parseTimespec(v string) (int64, error) {
-	in, ok := strings.CutPrefix(v, "(")
-	if in, ok = strings.CutSuffix(in, ")"); !ok {
+	in, open := strings.CutPrefix(v, "(")
+	in, closed := strings.CutSuffix(in, ")")
+	if !open || !closed {
 		return 0, ErrFormat
 	}
 	s, ns, ok := strings.Cut(in, ",")

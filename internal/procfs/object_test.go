@@ -62,6 +62,7 @@ func TestParseObjectInfo(t *testing.T) {
 		"clockid: 1\nticks: 0\n", // incomplete timer
 		"clockid: 1\nticks: 0\nsettime flags: 0\nit_value: (0, 2000000000)\nit_interval: (0, 0)\n",
 		"clockid: 1\nticks: 0\nsettime flags: 0\nit_value: 0, 0\nit_interval: (0, 0)\n",
+		"clockid: 1\nticks: 0\nsettime flags: 0\nit_value: 0, 0)\nit_interval: (0, 0)\n",
 		"tfd: 3 events: 1 data: 0\n",
 		"tfd: -3 events: 1 data: 0  pos:0 ino:1 sdev:1\n",
 		"tfd: 3 events: 1 data: 0  pos:0 inode:1 sdev:1\n",

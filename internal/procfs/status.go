@@ -111,3 +111,71 @@ func Threads(pid int) ([]int, error) {
 	slices.Sort(tids)
 	return tids, alive(pid)
 }
+
+// ThreadInfo is what /proc/PID/task/TID keeps of one thread of its own
+// (credentials, capabilities, seccomp and pending signals are per thread
+// in Linux; a process's status shows its main thread's).
+type ThreadInfo struct {
+	// Comm is the thread's name (task/TID/comm, at most 15 bytes:
+	// pthread_setname_np, PR_SET_NAME).
+	Comm string
+	// NSTID is the thread's id in its own (innermost) PID namespace: the
+	// last field of NSpid.
+	NSTID int
+	// Capability sets, bit n for capability n.
+	CapInh, CapPrm, CapEff, CapBnd, CapAmb uint64
+	// Seccomp is the mode: 0 none, 1 strict, 2 filter.
+	Seccomp int
+	// SigPnd is the signals pending for this thread alone (not the
+	// process's shared set, ShdPnd).
+	SigPnd uint64
+	// Uid, Gid and Groups are the status lines as they are ("0\t0\t0\t0").
+	Uid, Gid, Groups string
+}
+
+// Thread reads /proc/PID/task/TID/status and comm. See the package doc
+// for its errors; a thread that has exited is an error wrapping
+// fs.ErrNotExist as a process is.
+func Thread(pid, tid int) (ThreadInfo, error) {
+	if err := checkPID(tid); err != nil {
+		return ThreadInfo{}, err
+	}
+	task := "task/" + strconv.Itoa(tid) + "/"
+	comm, err := readLive(pid, task+"comm", func(b []byte) ([]byte, error) { return b, nil })
+	if err != nil {
+		return ThreadInfo{}, err
+	}
+	return readLive(pid, task+"status", func(b []byte) (ThreadInfo, error) { return parseThread(b, comm) })
+}
+
+// parseThread parses a thread's status and comm.
+func parseThread(status, comm []byte) (ThreadInfo, error) {
+	s, err := parseStatus(status)
+	if err != nil {
+		return ThreadInfo{}, err
+	}
+	ti := ThreadInfo{Comm: strings.TrimSuffix(string(comm), "\n"), Uid: s["Uid"], Gid: s["Gid"], Groups: s["Groups"]}
+	if len(ti.Comm) > 15 {
+		return ThreadInfo{}, fmt.Errorf("comm %q longer than 15 bytes: %w", ti.Comm, ErrFormat)
+	}
+	for k, p := range map[string]*uint64{"CapInh": &ti.CapInh, "CapPrm": &ti.CapPrm, "CapEff": &ti.CapEff,
+		"CapBnd": &ti.CapBnd, "CapAmb": &ti.CapAmb, "SigPnd": &ti.SigPnd} {
+		if *p, err = s.Uint(k, 16); err != nil {
+			return ThreadInfo{}, err
+		}
+	}
+	mode, err := s.Uint("Seccomp", 10)
+	if err != nil {
+		return ThreadInfo{}, err
+	}
+	ti.Seccomp = int(mode)
+	ids, err := s.Uints("NSpid", 10)
+	if err != nil {
+		return ThreadInfo{}, err
+	}
+	if len(ids) == 0 {
+		return ThreadInfo{}, fmt.Errorf("status: NSpid empty: %w", ErrFormat)
+	}
+	ti.NSTID = int(ids[len(ids)-1])
+	return ti, nil
+}

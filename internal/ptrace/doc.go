@@ -6,9 +6,10 @@
 // plan) are built on it. For a multi-threaded process, SeizeGroup stops
 // every thread (a Tracee each) and ThreadGroup.States reads what each
 // thread has of its own (ThreadState: registers, xstate, signal mask,
-// sigaltstack, clear_child_tid, robust list, rseq): the first step of
-// multi-threaded fork and checkpoint, which the engines do not use yet.
-// x86-64 only.
+// sigaltstack, clear_child_tid, robust list, rseq, name, capabilities,
+// seccomp mode, namespace tid); AddThreadClones and RestoreThreads
+// re-create such threads in another process (see "Re-creating threads"),
+// for fork and restore alike. x86-64 only.
 //
 // # Threading rule
 //
@@ -108,6 +109,36 @@
 // (FuzzDecodeBatch); Batch builds canonical batches (header, entries, data,
 // results).
 //
+// # Re-creating threads
+//
+// Both the sfork engine (in each child) and a restore (in the restorer)
+// re-create a process's other threads the same way:
+//
+//	batch in the main thread          per thread (RestoreThreads)
+//	  clone3(ThreadCloneArgs,           Adopt (its first stop)
+//	    set_tid = NSTID) per thread     batch on the shared executor:
+//	  -> clone event, thread stopped      rseq, set_robust_list,
+//	                                      sigaltstack, PR_SET_NAME,
+//	                                      PR_CAPBSET_DROP..., Extra,
+//	                                      ambient clear, capset, ambient
+//	                                      raise
+//	                                    SetRegs, SetXState, SetSigMask
+//	Release: detach every thread; the caller then lets the main thread go.
+//
+// The main thread's tracee must trace clones (TraceClone) and hold
+// CAP_CHECKPOINT_RESTORE for set_tid; a tid already taken in its PID
+// namespace fails the clone3 with EEXIST (glibc caches each thread's tid
+// in its descriptor, so a different tid is not an option). Each thread
+// runs its batch while every other thread is stopped (they share the
+// executor's stack), and none runs until all are set up. A thread's
+// capabilities are its recorded ones Within ThreadSetup.Limit; the kernel
+// clears a new thread's rseq, robust list and sigaltstack, which its batch
+// sets again. A thread that was inside a syscall resumes from normalised
+// registers (NormalizeRestart): an ERESTART_RESTARTBLOCK call (nanosleep,
+// clock_nanosleep, poll) re-issued in a process that did not inherit the
+// kernel's restart block returns EINTR from restart_syscall, as after a
+// CRIU restore; the others restart.
+//
 // # Errors
 //
 // Injected syscalls fail with *SyscallError, batch entries with *EntryError
@@ -115,5 +146,6 @@
 // unix.Errno. A tracee that exits under us gives ErrExited; a call that
 // does not fit the tracee's state ErrState (errdefs.ErrConflict); a bad
 // binary batch errdefs.ErrInvalid; a batch over MaxBatchSize
-// errdefs.ErrTooLarge.
+// errdefs.ErrTooLarge; threads of one process in different seccomp modes
+// a *SeccompError (errdefs.ErrNotSupported).
 package ptrace

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 )
 
@@ -27,7 +28,8 @@ type RSeq struct {
 // and signal handlers its process shares: what a checkpoint records and
 // what re-creating the thread must give back.
 type ThreadState struct {
-	TID        int
+	TID        int    // host tid
+	NSTID      int    // tid in the process's own (innermost) PID namespace: what set_tid re-creates
 	Regs       Regs   // normalised (NormalizeRestart): resumes by re-issuing an interrupted syscall
 	XState     []byte // FPU, SSE, AVX... (PTRACE_GETREGSET NT_X86_XSTATE)
 	SigMask    uint64 // blocked signals, bit n-1 for signal n
@@ -35,13 +37,42 @@ type ThreadState struct {
 	TIDAddress uint64 // clear_child_tid (set_tid_address)
 	Robust     [2]uint64
 	RSeq       RSeq
+	Comm       string // thread name (PR_SET_NAME), at most 15 bytes
+	Caps       ThreadCaps
+	Seccomp    int // seccomp mode: 0 none, 1 strict, 2 filter (the filters themselves are not read)
+}
+
+// ThreadCaps are a thread's capability sets, bit n for capability n
+// (capabilities are per thread in Linux).
+type ThreadCaps struct {
+	Inheritable, Permitted, Effective, Bounding, Ambient uint64
+}
+
+// AllCaps limits nothing (ThreadCaps.Within).
+var AllCaps = ThreadCaps{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+
+// Within is c limited to l: each set intersected, the effective set kept
+// within the permitted one and the ambient set within the permitted and
+// inheritable ones (the kernel's rules).
+func (c ThreadCaps) Within(l ThreadCaps) ThreadCaps {
+	c.Inheritable &= l.Inheritable
+	c.Permitted &= l.Permitted
+	c.Effective &= l.Effective & c.Permitted
+	c.Bounding &= l.Bounding
+	c.Ambient &= l.Ambient & c.Permitted & c.Inheritable
+	return c
 }
 
 // ThreadState reads the stopped thread's own state: registers and
 // extended state and its rseq registration through ptrace, its signal
 // mask, alternate signal stack, clear_child_tid address and robust futex
-// list by one injected batch (which installs the executor if needed).
-func (t *Tracee) ThreadState() (ThreadState, error) {
+// list by one injected batch (which installs the executor if needed), its
+// name, capabilities, seccomp mode and namespace tid from procfs. t is a
+// single-threaded process or the leader of its group (ThreadGroup.States
+// reads the others).
+func (t *Tracee) ThreadState() (ThreadState, error) { return t.threadState(t.pid) }
+
+func (t *Tracee) threadState(pid int) (ThreadState, error) {
 	st := ThreadState{TID: t.pid}
 	var err error
 	if st.Regs, err = t.Regs(); err != nil {
@@ -75,7 +106,39 @@ func (t *Tracee) ThreadState() (ThreadState, error) {
 	if err != nil {
 		return st, fmt.Errorf("thread %d: rseq configuration: %w", t.pid, err)
 	}
+	ti, err := procfs.Thread(pid, t.pid)
+	if err != nil {
+		return st, fmt.Errorf("thread %d: %w", t.pid, err)
+	}
+	st.NSTID, st.Comm, st.Seccomp = ti.NSTID, ti.Comm, ti.Seccomp
+	st.Caps = ThreadCaps{Inheritable: ti.CapInh, Permitted: ti.CapPrm, Effective: ti.CapEff, Bounding: ti.CapBnd, Ambient: ti.CapAmb}
 	return st, nil
+}
+
+// SeccompError refuses a thread whose seccomp mode is not its main
+// thread's: filters are per thread, and a re-created thread inherits its
+// creator's (errors.Is errdefs.ErrNotSupported).
+type SeccompError struct{ TID, Mode, MainMode int }
+
+func (e *SeccompError) Error() string {
+	return fmt.Sprintf("thread %d has seccomp mode %d, its main thread %d: threads under different seccomp filters cannot be re-created", e.TID, e.Mode, e.MainMode)
+}
+
+// Is matches errdefs.ErrNotSupported.
+func (e *SeccompError) Is(target error) bool { return target == errdefs.ErrNotSupported }
+
+// SameSeccomp checks that every thread of states (the main thread's
+// first, as ThreadGroup.States returns them) has the main thread's seccomp
+// mode, and returns a *SeccompError for the first that has not. Equal
+// modes do not prove equal filters: a re-created thread gets its
+// creator's.
+func SameSeccomp(states []ThreadState) error {
+	for _, st := range states[1:] {
+		if st.Seccomp != states[0].Seccomp {
+			return &SeccompError{TID: st.TID, Mode: st.Seccomp, MainMode: states[0].Seccomp}
+		}
+	}
+	return nil
 }
 
 // ThreadGroup is every thread of a process, seized and stopped: where a
@@ -176,7 +239,7 @@ func (g *ThreadGroup) States() ([]ThreadState, error) {
 		if t != leader {
 			t.exec, t.vdsoSys = leader.exec, leader.vdsoSys
 		}
-		st, err := t.ThreadState()
+		st, err := t.threadState(leader.pid)
 		if err != nil {
 			return nil, err
 		}

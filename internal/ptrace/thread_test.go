@@ -15,7 +15,8 @@ import (
 
 // TestSeizeGroup: every thread of a multi-threaded process is seized and
 // stopped, the leader first; each thread's own state (signal mask,
-// alternate stack, TLS, clear_child_tid) is read as that thread has it;
+// alternate stack, TLS, clear_child_tid, name, capabilities) is read as
+// that thread has it;
 // after Detach the process goes on.
 func TestSeizeGroup(t *testing.T) {
 	requireTracing(t)
@@ -84,6 +85,17 @@ func TestSeizeGroup(t *testing.T) {
 	}
 	if by[tid1].TIDAddress == 0 || by[tid1].TIDAddress == by[tid2].TIDAddress {
 		t.Errorf("clear_child_tid %#x / %#x: want each thread its own", by[tid1].TIDAddress, by[tid2].TIDAddress)
+	}
+	if st1.Comm != "worker0" || st2.Comm != "worker1" {
+		t.Errorf("thread names %q %q, want worker0 worker1", st1.Comm, st2.Comm)
+	}
+	if sysTime := uint64(1) << unix.CAP_SYS_TIME; st1.Caps.Effective&sysTime == 0 || st2.Caps.Effective&sysTime != 0 ||
+		st2.Caps.Permitted&sysTime == 0 {
+		t.Errorf("effective caps %#x / %#x (permitted %#x): want CAP_SYS_TIME dropped from thread 2's effective set only",
+			st1.Caps.Effective, st2.Caps.Effective, st2.Caps.Permitted)
+	}
+	if st1.NSTID != tid1 || st1.Seccomp != 0 {
+		t.Errorf("thread 1: NSTID %d seccomp %d, want %d and 0", st1.NSTID, st1.Seccomp, tid1)
 	}
 	if len(fsBase) != 3 {
 		t.Errorf("fs_base (TLS) not per thread: %v", fsBase)

@@ -20,7 +20,7 @@ var ErrMultiThreaded = errors.New("multi-threaded process")
 type MultiThreadedError struct{ Pid, Threads int }
 
 func (e *MultiThreadedError) Error() string {
-	return fmt.Sprintf("process %d has %d threads; multi-threaded processes cannot be forked or checkpointed yet", e.Pid, e.Threads)
+	return fmt.Sprintf("process %d has %d threads; seize them all (SeizeGroup) to fork or checkpoint it", e.Pid, e.Threads)
 }
 
 // Is matches ErrMultiThreaded and errdefs.ErrNotSupported.
@@ -113,6 +113,10 @@ type Tracee struct {
 
 // Pid is the tracee's pid (thread id).
 func (t *Tracee) Pid() int { return t.pid }
+
+// TracesClones reports whether threads the tracee creates are
+// auto-attached and start stopped (TraceClone).
+func (t *Tracee) TracesClones() bool { return t.opts&unix.PTRACE_O_TRACECLONE != 0 }
 
 // Tracer is the tracer this tracee belongs to.
 func (t *Tracee) Tracer() *Tracer { return t.tr }

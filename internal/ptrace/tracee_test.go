@@ -161,7 +161,7 @@ func TestSeizeRefusesMultiThreadedGo(t *testing.T) {
 		t.Fatalf("Seize: %v, want ErrMultiThreaded", err)
 	}
 	want := fmt.Sprintf("process %d has ", pid)
-	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "multi-threaded processes cannot be forked or checkpointed yet") {
+	if !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "seize them all (SeizeGroup)") {
 		t.Fatalf("message %q", err)
 	}
 	t.Logf("refused: %v", err)

@@ -36,8 +36,9 @@
 //     joined before the helper does anything, so every process and page of
 //     the sandbox is accounted; Exit.OOMKilled is read from it.
 //   - Rlimits (default NOFILE 1024/1024), capabilities limited to Caps
-//     (Docker's default set, Capabilities()) in the bounding, permitted,
-//     effective and inheritable sets, ambient cleared, no_new_privs, and
+//     (Docker's default set, Capabilities()) in the bounding, permitted
+//     and effective sets, inheritable and ambient cleared (as runc since
+//     CVE-2022-24769), no_new_privs, and
 //     Docker's default seccomp profile (package seccomp) unless NoSeccomp.
 //     Only fds 0-2 and ExtraFiles (3, 4, ...) cross the exec.
 //   - The program runs as uid/gid 0 of its namespace.
@@ -100,7 +101,7 @@
 // keeps is worth something in that namespace only.
 //
 // Capabilities: the helper sets bounding and permitted to Caps plus
-// CAP_SYS_ADMIN, inheritable and effective to Caps, ambient empty, so
+// CAP_SYS_ADMIN, effective to Caps, inheritable and ambient empty, so
 // that a forked child can raise CAP_SYS_ADMIN (capset) for its join batch
 // (setns into the env, mount its /proc). Note that execve as uid 0 sets
 // the effective set to the new permitted set (capabilities(7): root's

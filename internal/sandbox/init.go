@@ -243,8 +243,11 @@ func trimCap(c string) string {
 	return string(b)
 }
 
-// dropCaps limits the calling thread's bounding, inheritable, permitted
-// and effective sets to names and clears the ambient set. A template also
+// dropCaps limits the calling thread's bounding, permitted and effective
+// sets to names and clears the inheritable and ambient ones (as runc and
+// Docker do since CVE-2022-24769: an inheritable set would carry the
+// capabilities through an execve of a file with inheritable file
+// capabilities). A template also
 // keeps CAP_SYS_ADMIN in its bounding and permitted sets (not in the
 // inheritable and effective ones; but see doc.go: execve as uid 0 makes
 // the effective set equal to the permitted one).
@@ -258,7 +261,7 @@ func dropCaps(names []string, template bool) error {
 		return err
 	}
 	c.Clear(capability.CAPS | capability.BOUNDS | capability.AMBS)
-	c.Set(capability.BOUNDING|capability.INHERITABLE|capability.PERMITTED|capability.EFFECTIVE, caps...)
+	c.Set(capability.BOUNDING|capability.PERMITTED|capability.EFFECTIVE, caps...)
 	if template {
 		c.Set(capability.BOUNDING|capability.PERMITTED, capability.CAP_SYS_ADMIN)
 	}

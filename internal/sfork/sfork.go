@@ -34,11 +34,14 @@
 //     onto their final numbers and close the originals, close template fds
 //     it must not keep, replace the template's event objects, pipes and
 //     shared memory with fresh copies in the same state (CopyObjects),
-//     re-create the template's other threads (clone3
-//     with set_tid; they start stopped), drop capabilities. It stops at
-//     the executor's final int3. Each re-created thread then runs a batch
-//     of its own (rseq, robust list, sigaltstack, capability drop) and gets
-//     its registers, xstate and signal mask; all are released together.
+//     re-create the template's other threads (clone3 with set_tid,
+//     ptrace.AddThreadClones; they start stopped), drop capabilities. It
+//     stops at the executor's final int3. Each re-created thread then runs
+//     a batch of its own (ptrace.RestoreThreads: rseq, robust list,
+//     sigaltstack, name, and the template thread's own capabilities
+//     bounded by the child's) and gets its registers, xstate and signal
+//     mask; all are released together. A template whose threads differ in
+//     seccomp mode is refused (ptrace.SeccompError).
 //  4. The caller's Ready hook (put the child in its cgroup: it must be
 //     accounted before it runs any of the template's code) runs during
 //     step 3, in parallel; once both are done the child gets the
@@ -59,10 +62,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -99,7 +100,6 @@ type Template struct {
 	// gives back to the child's re-created threads.
 	threads []*ptrace.Tracee
 	states  []ptrace.ThreadState
-	nsTIDs  []int // their tids in the template's own PID namespace
 
 	// objects are the template's event objects, pipes and shared
 	// memory that each fork re-creates (FreezeOptions.CopyObjects).
@@ -156,13 +156,7 @@ func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o Fr
 	states, err := g.States()
 	if err == nil {
 		t.tracee, t.regs, t.threads, t.states = g.Leader(), states[0].Regs, g.Threads[1:], states[1:]
-		for _, st := range t.states {
-			var tid int
-			if tid, err = nsTID(st.TID); err != nil {
-				break
-			}
-			t.nsTIDs = append(t.nsTIDs, tid)
-		}
+		err = ptrace.SameSeccomp(states)
 	}
 	if err == nil {
 		// Non-dumpable: only CAP_SYS_PTRACE (the daemon) may open its
@@ -207,18 +201,11 @@ func FreezeWith(tr *ptrace.Tracer, pid int, conn *net.UnixConn, chanFD int, o Fr
 	return t, nil
 }
 
-// nsTID is tid's id in its own (innermost) PID namespace.
-func nsTID(tid int) (int, error) {
-	st, err := procfs.Status(tid)
-	if err != nil {
-		return 0, err
-	}
-	ids, err := st.Uints("NSpid", 10)
-	if err != nil || len(ids) == 0 {
-		return 0, fmt.Errorf("thread %d: no NSpid: %v", tid, err)
-	}
-	return int(ids[len(ids)-1]), nil
-}
+// Threads are the template's other threads as Freeze recorded them
+// (stopped since: forks run batches in the main thread only), for a
+// checkpoint of the template (image.Options.Threads). Shared, do not
+// modify.
+func (t *Template) Threads() []ptrace.ThreadState { return t.states }
 
 // Killed lists the processes Freeze found in the template's PID namespace
 // beside the template itself and killed (their host pids).
@@ -445,7 +432,11 @@ func (t *Template) fork(c Child) (Forked, error) {
 		}
 		phase("join")
 		if len(t.states) > 0 {
-			if err := t.restoreThreads(child, cres.Children, c); err != nil {
+			threads, err := child.RestoreThreads(t.states, cres.Children, ptrace.ThreadSetup{Limit: c.threadCaps()})
+			if err == nil {
+				err = threads.Release()
+			}
+			if err != nil {
 				<-ready
 				return fmt.Errorf("child %d threads: %w", child.Pid(), err)
 			}
@@ -618,13 +609,7 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new
 	// thread drops it in its own batch). They start stopped (traced
 	// clone), and fork gives each its state before it runs.
-	threadArgs := make([]ptrace.Arg, len(t.states))
-	threadTIDs := make([]ptrace.Arg, len(t.states))
-	for i := range t.states {
-		threadTIDs[i] = b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(t.nsTIDs[i])))
-		threadArgs[i] = b.Space(88) // struct clone_args, filled below
-		b.Add(unix.SYS_CLONE3, threadArgs[i], ptrace.Lit(88))
-	}
+	threads := ptrace.AddThreadClones(b, t.states)
 	for _, cp := range c.DropBounding {
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
 	}
@@ -651,94 +636,26 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	le.PutUint64(m[32:], must(cbuf))
 	le.PutUint64(m[40:], uint64(unix.CmsgSpace(4*n)))
 	b.SetBytes(msg, m)
-	for i, st := range t.states {
-		a := make([]byte, 88)
-		le.PutUint64(a[0:], threadCloneFlags)
-		le.PutUint64(a[16:], st.TIDAddress) // child_tid: CLONE_CHILD_CLEARTID
-		le.PutUint64(a[56:], st.Regs.Fs_base)
-		le.PutUint64(a[64:], must(threadTIDs[i]))
-		le.PutUint64(a[72:], 1)
-		b.SetBytes(threadArgs[i], a)
+	for _, th := range threads {
+		th.SetTIDPointer(b, must(th.TID))
 	}
 	return b, cbuf, msg
 }
 
-// threadCloneFlags re-create a thread of the child as glibc's
-// pthread_create makes one (its TLS and clear_child_tid given).
-const threadCloneFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
-	unix.CLONE_THREAD | unix.CLONE_SYSVSEM | unix.CLONE_SETTLS | unix.CLONE_CHILD_CLEARTID
-
-// restoreThreads gives each thread the child re-created (tids, in the
-// order of t.states) its state: rseq, robust list and sigaltstack from a
-// batch it runs itself, the capabilities c leaves the child, then its
-// registers, xstate and signal mask; then all are let go (the child's
-// main thread, stopped, later). On error the caller kills the child.
-// Called on the tracer's thread.
-func (t *Template) restoreThreads(child *ptrace.Tracee, tids []int, c Child) error {
-	if len(tids) != len(t.states) {
-		return fmt.Errorf("re-created %d threads, want %d", len(tids), len(t.states))
+// threadCaps bounds the capabilities of the child's re-created threads
+// as its batch bounds its own (DropBounding, Final); nil if it does not.
+func (c Child) threadCaps() *ptrace.ThreadCaps {
+	if c.Final == nil && len(c.DropBounding) == 0 {
+		return nil
 	}
-	// Every thread is let go only once all are set up: a released
-	// thread runs the template's code, which must never overlap a batch
-	// that runs with seccomp suspended.
-	var ready []*ptrace.Tracee
-	fail := func(err error) error {
-		// The caller kills the child; reap the threads we traced here
-		// (their deaths are reported to us, not to the child's parent).
-		unix.Kill(child.Pid(), unix.SIGKILL)
-		var tids []int
-		for _, th := range ready {
-			tids = append(tids, th.Pid())
-		}
-		reapTraced(tids, 2*time.Second)
-		return err
+	l := ptrace.AllCaps
+	if c.Final != nil {
+		l.Effective, l.Permitted, l.Inheritable = c.Final.Effective, c.Final.Permitted, c.Final.Inheritable
 	}
-	for i, tid := range tids {
-		st := t.states[i]
-		th, err := child.Adopt(tid)
-		if err != nil {
-			return fail(fmt.Errorf("thread %d: %w", tid, err))
-		}
-		ready = append(ready, th)
-		b := ptrace.NewBatch()
-		if st.RSeq.Ptr != 0 {
-			b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(st.RSeq.Ptr)), ptrace.Lit(int64(st.RSeq.Size)), ptrace.Lit(0), ptrace.Lit(int64(st.RSeq.Signature)))
-		}
-		if st.Robust[0] != 0 {
-			b.Add(unix.SYS_SET_ROBUST_LIST, ptrace.Lit(int64(st.Robust[0])), ptrace.Lit(int64(st.Robust[1])))
-		}
-		if flags := int32(binary.LittleEndian.Uint32(st.AltStack[8:])); flags&ssDisable == 0 {
-			ss := st.AltStack
-			binary.LittleEndian.PutUint32(ss[8:], uint32(flags&^ssOnstack))
-			b.Add(unix.SYS_SIGALTSTACK, b.Bytes(ss[:]), ptrace.Lit(0))
-		}
-		for _, cp := range c.DropBounding {
-			b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
-		}
-		if c.Final != nil {
-			AddCapset(b, *c.Final)
-		}
-		if b.Len() > 0 {
-			if _, err := th.Exec(b); err != nil {
-				return fail(fmt.Errorf("thread %d: %w", tid, err))
-			}
-		}
-		if err := th.SetRegs(st.Regs); err != nil {
-			return fail(err)
-		}
-		if err := th.SetXState(st.XState); err != nil {
-			return fail(err)
-		}
-		if err := th.SetSigMask(st.SigMask); err != nil {
-			return fail(err)
-		}
+	for _, cp := range c.DropBounding {
+		l.Bounding &^= 1 << cp
 	}
-	for _, th := range ready {
-		if err := th.Detach(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return &l
 }
 
 // AddMount adds mount(2) as m describes to b.
@@ -755,14 +672,7 @@ func AddMount(b *ptrace.Batch, m Mount) {
 
 // AddCapset adds capset(2) with caps to b (version 3: two 32-bit halves).
 func AddCapset(b *ptrace.Batch, c Caps) {
-	hdr := make([]byte, 8)
-	binary.LittleEndian.PutUint32(hdr, unix.LINUX_CAPABILITY_VERSION_3)
-	data := make([]byte, 24)
-	for i, v := range []uint64{c.Effective, c.Permitted, c.Inheritable} {
-		binary.LittleEndian.PutUint32(data[4*i:], uint32(v))
-		binary.LittleEndian.PutUint32(data[12+4*i:], uint32(v>>32))
-	}
-	b.Add(unix.SYS_CAPSET, b.Bytes(hdr), b.Bytes(data))
+	ptrace.AddCapset(b, c.Effective, c.Permitted, c.Inheritable)
 }
 
 // WithTracee runs f with the frozen template's tracee, on its tracer
@@ -795,7 +705,7 @@ func (t *Template) Close() error {
 		for _, th := range t.threads {
 			tids = append(tids, th.Pid())
 		}
-		if left := reapTraced(tids, 5*time.Second); len(left) > 0 {
+		if left := ptrace.ReapKilled(tids, 5*time.Second); len(left) > 0 {
 			return fmt.Errorf("close template %d: threads %v not reaped", t.pid, left)
 		}
 		return nil
@@ -803,34 +713,6 @@ func (t *Template) Close() error {
 	t.tracee, t.dead = nil, true
 	t.conn.Close()
 	return err
-}
-
-// reapTraced reaps the killed, traced threads tids (any order: a
-// leader's death is reported once its other threads are reaped), polling
-// for at most within; ECHILD (not ours, or gone) counts as reaped. It
-// returns those still unreaped. Call on the tracer's thread.
-func reapTraced(tids []int, within time.Duration) []int {
-	pending := map[int]bool{}
-	for _, tid := range tids {
-		pending[tid] = true
-	}
-	deadline := time.Now().Add(within)
-	for len(pending) > 0 && time.Now().Before(deadline) {
-		for tid := range pending {
-			var ws unix.WaitStatus
-			n, err := unix.Wait4(tid, &ws, unix.WALL|unix.WNOHANG, nil)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || (n > 0 && (ws.Exited() || ws.Signaled())) {
-				delete(pending, tid)
-			}
-		}
-		if len(pending) > 0 {
-			time.Sleep(time.Millisecond)
-		}
-	}
-	return slices.Sorted(maps.Keys(pending))
 }
 
 // gone reports whether pid has exited (a zombie or reaped).
@@ -850,9 +732,3 @@ func (t *Template) Alive() bool {
 	defer t.mu.Unlock()
 	return !t.dead && !gone(t.pid)
 }
-
-// sigaltstack flags (stack_t.ss_flags).
-const (
-	ssOnstack = 1
-	ssDisable = 2
-)

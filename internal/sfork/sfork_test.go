@@ -383,7 +383,8 @@ func TestForkIntoCgroup(t *testing.T) {
 
 // TestForkThreads: a multi-threaded template (FreezeOptions.Threads) forks
 // into a child with every thread re-created: the same tids in the child's
-// PID namespace, each thread's own signal mask, and a child that works.
+// PID namespace, each thread's own signal mask, name and capabilities,
+// and a child that works.
 func TestForkThreads(t *testing.T) {
 	testutil.RequiresRoot(t)
 	src, err := os.ReadFile("../ptrace/testdata/threads.c")
@@ -422,6 +423,14 @@ func TestForkThreads(t *testing.T) {
 		return st["SigBlk"]
 	}
 	want := map[int]string{tid1: blocked(v.cmd.Process.Pid, tid1), tid2: blocked(v.cmd.Process.Pid, tid2)}
+	info := func(pid, tid int) procfs.ThreadInfo {
+		ti, err := procfs.Thread(pid, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ti
+	}
+	tinfo := map[int]procfs.ThreadInfo{tid1: info(v.cmd.Process.Pid, tid1), tid2: info(v.cmd.Process.Pid, tid2)}
 	for i := 0; i < 2; i++ {
 		f, io := forkOne(t, tpl)
 		tids, err := procfs.Threads(f.Pid)
@@ -433,11 +442,13 @@ func TestForkThreads(t *testing.T) {
 			if tid == f.Pid {
 				continue
 			}
-			ns, err := nsTID(tid)
-			if err != nil {
-				t.Fatal(err)
-			}
+			ti := info(f.Pid, tid)
+			ns := ti.NSTID
 			seen[ns] = true
+			if w := tinfo[ns]; ti.Comm != w.Comm || ti.CapEff != w.CapEff || ti.CapPrm != w.CapPrm {
+				t.Errorf("child thread %d: name %q caps eff %#x prm %#x, want the template thread's %q %#x %#x",
+					ns, ti.Comm, ti.CapEff, ti.CapPrm, w.Comm, w.CapEff, w.CapPrm)
+			}
 			if w, ok := want[ns]; !ok || blocked(f.Pid, tid) != w {
 				t.Errorf("child thread %d (tid %d in its namespace): SigBlk %s, want the template thread's %s", tid, ns, blocked(f.Pid, tid), w)
 			}

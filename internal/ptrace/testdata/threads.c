@@ -1,6 +1,8 @@
 /* threads.c: a multi-threaded victim for the ptrace thread-group tests.
  * Two threads besides main, each with state of its own: thread 1 blocks
- * SIGUSR1 and has an alternate signal stack, thread 2 blocks SIGUSR2.
+ * SIGUSR1 and has an alternate signal stack, thread 2 blocks SIGUSR2 and
+ * drops CAP_SYS_TIME from its effective set; they are named worker0 and
+ * worker1.
  * Prints "ready <altstack address> <tid1> <tid2>" once both are set up,
  * then main echoes each line it reads until EOF ("q" exits). */
 #define _GNU_SOURCE
@@ -9,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -23,6 +26,17 @@ static void *worker(void *arg)
 	sigemptyset(&set);
 	sigaddset(&set, n == 0 ? SIGUSR1 : SIGUSR2);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	char name[16];
+	snprintf(name, sizeof name, "worker%ld", n);
+	pthread_setname_np(pthread_self(), name);
+	if (n == 1) {
+		struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+		struct __user_cap_data_struct d[2];
+		if (syscall(SYS_capget, &h, d) == 0) {
+			d[0].effective &= ~(1u << CAP_SYS_TIME);
+			syscall(SYS_capset, &h, d);
+		}
+	}
 	if (n == 0) {
 		stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
 		sigaltstack(&ss, NULL);

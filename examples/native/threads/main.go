@@ -1,4 +1,4 @@
-// Command gothreads is a native Go function with a goroutine ticker
+// Command threads is a native Go function with a goroutine ticker
 // started at init, for the multi-threaded boot tests: after any boot its
 // ticker still runs, and math/rand's global source differs per instance.
 package main
