@@ -93,7 +93,7 @@ func javaFunction(t *testing.T) string {
 }
 
 // TestJavaBoot: a Java function with a heavy static init and a ticker
-// thread boots by fork: its thread runs after the boot, it answers as
+// thread boots by fork, warm and cold restore: its thread runs after the boot, it answers as
 // scratch does, and its ThreadLocalRandom, Math.random, UUID and
 // SecureRandom values differ across 100 instances.
 func TestJavaBoot(t *testing.T) {
@@ -132,7 +132,10 @@ func TestJavaBoot(t *testing.T) {
 	if !strings.Contains(want, "ticking:true") {
 		t.Fatalf("scratch: %s, want its ticker running", ref.Output)
 	}
-	for _, mode := range []string{"fork"} {
+	if st := e.waitImage("java-heavy"); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	for _, mode := range []string{"fork", "warm", "cold"} {
 		seen := make([]map[string]bool, len(random))
 		for i := range seen {
 			seen[i] = map[string]bool{}
