@@ -162,7 +162,13 @@ public final class Main {
         }
         capture.stop();
         try {
+            // Run once here, in what may become a template: the first run
+            // loads, links and lazily creates what reseeding touches (the
+            // reflection accessors, NativePRNG's mixing SHA1PRNG), ~5 ms
+            // that every clone would pay otherwise. Reseeding a fresh JVM
+            // changes nothing it relies on.
             reseed = new Reseed();
+            reseed.run();
         } catch (ReflectiveOperationException | IOException | RuntimeException e) {
             reseedError = e;
         }
