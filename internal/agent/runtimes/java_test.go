@@ -20,8 +20,9 @@ var javac = filepath.Join(filepath.Dir(runtimes.Java), "javac")
 
 // compileJava compiles sources (path under the package root -> text)
 // into a fresh code directory, against the agent's jar when withAgent (for
-// catalyzer.Context), and returns the directory.
-func compileJava(t *testing.T, sources map[string]string, withAgent bool) string {
+// catalyzer.Context) and with javac options extra, and returns the
+// directory.
+func compileJava(t *testing.T, sources map[string]string, withAgent bool, extra ...string) string {
 	t.Helper()
 	needFile(t, javac)
 	src := writeCode(t, sources)
@@ -30,6 +31,7 @@ func compileJava(t *testing.T, sources map[string]string, withAgent bool) string
 	if withAgent {
 		args = append(args, "-cp", "java/agent.jar")
 	}
+	args = append(args, extra...)
 	for name := range sources {
 		args = append(args, filepath.Join(src, name))
 	}

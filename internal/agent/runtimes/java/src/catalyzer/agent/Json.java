@@ -23,7 +23,8 @@ import java.util.concurrent.atomic.AtomicLong;
  * LinkedHashMap (a repeated key keeps its last value, as Go, Python and
  * JavaScript do), arrays ArrayList, integers Long or BigInteger when they
  * do not fit, other numbers Double or BigDecimal when a Double would be
- * infinite, true/false Boolean, null null. Nesting deeper than MAX_DEPTH
+ * infinite (an error when the exponent is past an int, the one valid
+ * document refused), true/false Boolean, null null. Nesting deeper than MAX_DEPTH
  * is an error.
  *
  * <p>Encoding takes Map (String keys), Collection, CharSequence,
@@ -288,7 +289,14 @@ public final class Json {
                 return big.bitLength() < 64 ? (Object) big.longValue() : big;
             }
             double d = Double.parseDouble(n);
-            return Double.isInfinite(d) ? new BigDecimal(n) : (Object) d;
+            if (!Double.isInfinite(d)) {
+                return d;
+            }
+            try {
+                return new BigDecimal(n);
+            } catch (NumberFormatException e) {
+                throw fail("number out of range (its exponent does not fit an int)");
+            }
         }
 
         boolean digits() {
