@@ -13,7 +13,12 @@ deps:
 
 # bin/catalyzer-runc is the OCI runtime (runc's command line): a link
 # to the same binary, which dispatches on its name.
+# The Java agent is rebuilt from its sources when JDK 17 is here (the
+# build is reproducible, so the committed jar stays as it is unless a
+# source changed); without a JDK the committed jar is embedded as it is.
+JAVAC17 := /usr/lib/jvm/java-17-openjdk-amd64/bin/javac
 build:
+	@if [ -x $(JAVAC17) ]; then sh internal/agent/runtimes/java/build.sh; fi
 	$(GO) build -o $(BIN) ./cmd/catalyzer
 	ln -sf catalyzer bin/catalyzer-runc
 

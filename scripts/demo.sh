@@ -33,16 +33,17 @@ echo "== deploy"
 "$BIN" fn deploy hello-node   --runtime node   --handler main.handler --code examples/node/hello
 "$BIN" fn deploy hello-native --runtime native --handler hello        --code examples/native/hello
 "$BIN" fn deploy hello-c      --runtime native --handler hello        --code examples/native-c
+"$BIN" fn deploy hello-java   --runtime java   --handler example.Hello::handler --code examples/java/hello/fn
 "$BIN" fn ls
 
 echo; echo "== invoke (a scratch boot, then a reuse of the live instance)"
-for f in hello-python hello-node hello-native hello-c; do
+for f in hello-python hello-node hello-native hello-c hello-java; do
   printf '%-13s ' "$f"; "$BIN" fn invoke "$f" --boot scratch --data '{"name":"demo"}'
   printf '%-13s ' "$f"; "$BIN" fn invoke "$f" --data '{"name":"again"}'
 done
 
 echo; echo "== waiting for fork templates and checkpoint images (built in the background after deploy)"
-for f in hello-python hello-node hello-native hello-c; do
+for f in hello-python hello-node hello-native hello-c hello-java; do
   for _ in $(seq 300); do
     st=$("$BIN" fn show "$f" | sed -n 's/.*"image": *"\(.*\)",*$/\1/p')
     case "$st" in building|none|"") sleep 0.1;; *) break;; esac
@@ -53,7 +54,7 @@ done
 echo; echo "== boot latency per boot mode, 20 fresh boots each (µs, p50 / p99 of boot start to handler entry)"
 echo "   (this VM is slow at fork and page faults: compare ratios; cold evicts the image from the page cache before each boot)"
 printf '%-13s %15s %15s %15s %15s %12s\n' function scratch fork warm cold direct-exec
-for f in hello-python hello-node hello-native hello-c; do
+for f in hello-python hello-node hello-native hello-c hello-java; do
   row=$(printf '%-13s' "$f")
   for m in scratch fork warm cold; do
     if "$BIN" bench --function "$f" --boot "$m" -n 20 --baselines none --json >"$state/$f-$m.json" 2>/dev/null; then

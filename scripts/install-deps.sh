@@ -7,6 +7,9 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 [ -x /usr/bin/python3 ] || need+=(python3)
 [ -x /usr/bin/node ] || need+=(nodejs)
+# Java functions run on Debian's OpenJDK 17 (runtimes.Java names its
+# path); its javac builds the Java agent and examples at make build.
+[ -x /usr/lib/jvm/java-17-openjdk-amd64/bin/javac ] || need+=(openjdk-17-jdk-headless)
 have gcc || need+=(gcc libc6-dev)
 have make || need+=(make)
 have bwrap || need+=(bubblewrap)   # baselines for `catalyzer bench`

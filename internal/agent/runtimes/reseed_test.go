@@ -79,3 +79,28 @@ console.log(JSON.stringify({ openssl: m.exports.openssl, n, before, after,
 		t.Fatalf("RAND_seed found in neither node nor libcrypto: %s", s)
 	}
 }
+
+// TestJavaAgentRebuild rebuilds the Java agent from java/src with
+// java/build.sh and compares it with the committed (and embedded)
+// java/agent.jar (run java/build.sh, or make build, after editing it).
+func TestJavaAgentRebuild(t *testing.T) {
+	needFile(t, filepath.Join(filepath.Dir(runtimes.Java), "javac"))
+	out := filepath.Join(t.TempDir(), "agent.jar")
+	if b, err := exec.Command("sh", "java/build.sh", out).CombinedOutput(); err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, b)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed, err := os.ReadFile("java/agent.jar")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, committed) {
+		t.Fatalf("java/src builds to %d bytes that differ from java/agent.jar (%d bytes): run java/build.sh (another javac? then check and commit)", len(got), len(committed))
+	}
+	if !bytes.Equal(runtimes.Agent("java"), committed) {
+		t.Fatal("the embedded agent.jar differs from java/agent.jar: rebuild the daemon")
+	}
+}

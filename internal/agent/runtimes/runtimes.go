@@ -1,8 +1,9 @@
 // Package runtimes knows the function runtimes: how to check a handler
 // name against a code directory, the argv that starts an instance's agent,
 // the environment it must run with, and the embedded in-sandbox agents
-// (python/agent.py, node/agent.js with its OpenSSL reseed addon) that
-// InstallAgents writes out. Native functions have no agent: the function
+// (python/agent.py, node/agent.js with its OpenSSL reseed addon,
+// java/agent.jar built from java/src by java/build.sh) that InstallAgents
+// writes out. Native functions have no agent: the function
 // binary links an SDK (sdk/go/function, sdk/c/catalyzer.h) and speaks the
 // protocol itself.
 //
@@ -10,6 +11,7 @@
 package runtimes
 
 import (
+	"archive/zip"
 	"embed"
 	"errors"
 	"fmt"
@@ -26,7 +28,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 )
 
-//go:embed python/agent.py node/agent.js node/reseed_amd64.node
+//go:embed python/agent.py node/agent.js node/reseed_amd64.node java/agent.jar
 var agents embed.FS
 
 // NodeReseedAddon is the file name, in the agent dir, of the Node agent's
@@ -42,6 +44,7 @@ var installed = []struct{ name, src string }{
 	{"agent.py", "python/agent.py"},
 	{"agent.js", "node/agent.js"},
 	{NodeReseedAddon, "node/reseed_amd64.node"},
+	{"agent.jar", "java/agent.jar"},
 }
 
 // Interpreters used by Command. The sandbox's rootfs provides the same
@@ -49,13 +52,41 @@ var installed = []struct{ name, src string }{
 const (
 	Python = "/usr/bin/python3"
 	Node   = "/usr/bin/node"
+	// Java is Debian's OpenJDK 17, named by its own path: /usr/bin/java
+	// is an alternative that may point at another JDK.
+	Java = "/usr/lib/jvm/java-17-openjdk-amd64/bin/java"
 )
+
+// JavaFlags are the JVM options of every Java instance, before the agent's
+// module (docs/JAVA.md says why each, with the measurements):
+//   - no hsperfdata: its /tmp/hsperfdata_<user>/<pid> is a shared file
+//     mapping, which a fork clone cannot be given a copy of (refused);
+//   - no attach listener: it would be a UNIX socket made on demand;
+//   - the serial collector and C1 only: the fewest threads a JVM can have
+//     (no GC workers, one compiler thread), the fastest scratch boot and
+//     the least memory per clone, for short handlers;
+//   - java.base's internals the agent needs opened to its module alone:
+//     java.io for the control fd (catalyzer.agent.Channel), the rest for
+//     the generators it reseeds in a clone (catalyzer.agent.Reseed).
+var JavaFlags = []string{
+	"-XX:-UsePerfData",
+	"-XX:+DisableAttachMechanism",
+	"-XX:+UseSerialGC",
+	"-XX:TieredStopAtLevel=1",
+	"-Xshare:auto",
+	"--add-opens=java.base/java.io=catalyzer",
+	"--add-opens=java.base/java.lang=catalyzer",
+	"--add-opens=java.base/java.util=catalyzer",
+	"--add-opens=java.base/java.util.concurrent=catalyzer",
+	"--add-opens=java.base/sun.security.jca=catalyzer",
+	"--add-opens=java.base/sun.security.provider=catalyzer",
+}
 
 // Runtime is one kind of function runtime.
 type Runtime struct {
-	Name      string // "python", "node", "native"
+	Name      string // "python", "node", "java", "native"
 	AgentFile string // agent file name inside the agent dir ("" for native)
-	Ext       string // module file extension (".py", ".js"; "" for native)
+	Ext       string // module file extension (".py", ".js"; "" for java and native)
 	// Env is what the runtime's environment must hold whatever the
 	// function's own variables say ("KEY=value"); see Node's.
 	Env []string
@@ -69,6 +100,7 @@ var all = []Runtime{
 	// UV_USE_IO_URING=1 in a function's env would turn it on in the
 	// template: pinned to 0.
 	{Name: "node", AgentFile: "agent.js", Ext: ".js", Env: []string{"UV_USE_IO_URING=0"}},
+	{Name: "java", AgentFile: "agent.jar"},
 	{Name: "native"},
 }
 
@@ -102,8 +134,11 @@ var handlerRE = regexp.MustCompile(`^([A-Za-z_$][A-Za-z0-9_$-]*(?:[./][A-Za-z_$]
 // pkg/mod.py); for native it is a relative path to an executable regular
 // file inside codeDir (no "..", symlinks may not leave codeDir).
 func (r Runtime) CheckHandler(codeDir, handler string) error {
-	if r.Name == "native" {
+	switch r.Name {
+	case "native":
 		return checkNative(codeDir, handler)
+	case "java":
+		return checkJava(codeDir, handler)
 	}
 	m := handlerRE.FindStringSubmatch(handler)
 	if m == nil || strings.Contains(m[1], "-") && r.Name == "python" {
@@ -124,6 +159,47 @@ func (r Runtime) CheckHandler(codeDir, handler string) error {
 		}
 	}
 	return fmt.Errorf("%s handler %q: module file %s not found in the code directory: %w", r.Name, handler, candidates[0], errdefs.ErrInvalid)
+}
+
+var javaHandlerRE = regexp.MustCompile(`^([A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*)::[A-Za-z_$][A-Za-z0-9_$]*$`)
+
+func checkJava(codeDir, handler string) error {
+	m := javaHandlerRE.FindStringSubmatch(handler)
+	if m == nil {
+		return fmt.Errorf("java handler %q: want the form package.Class::method, e.g. example.Hello::handle: %w", handler, errdefs.ErrInvalid)
+	}
+	class := strings.ReplaceAll(m[1], ".", "/") + ".class"
+	if fi, err := os.Stat(filepath.Join(codeDir, filepath.FromSlash(class))); err == nil && fi.Mode().IsRegular() {
+		return nil
+	}
+	for _, jar := range javaJars(codeDir) {
+		z, err := zip.OpenReader(jar)
+		if err != nil {
+			return fmt.Errorf("java handler %q: %s: %v: %w", handler, filepath.Base(jar), err, errdefs.ErrInvalid)
+		}
+		_, err = z.Open(class)
+		z.Close()
+		if err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("java handler %q: class file %s found neither in the code directory nor in its jars: %w", handler, class, errdefs.ErrInvalid)
+}
+
+// javaJars lists a Java function's jars in codeDir, as the agent puts
+// them on its classpath after codeDir itself: *.jar, then lib/*.jar,
+// each in name order.
+func javaJars(codeDir string) []string {
+	var jars []string
+	for _, d := range []string{codeDir, filepath.Join(codeDir, "lib")} {
+		m, _ := filepath.Glob(filepath.Join(d, "*.jar")) // sorted; the pattern is well formed
+		for _, j := range m {
+			if fi, err := os.Stat(j); err == nil && fi.Mode().IsRegular() {
+				jars = append(jars, j)
+			}
+		}
+	}
+	return jars
 }
 
 func checkNative(codeDir, handler string) error {
@@ -166,6 +242,9 @@ func (r Runtime) Command(codeDir, agentDir, handler string) []string {
 		return []string{Python, "-I", "-B", path.Join(agentDir, r.AgentFile)}
 	case "node":
 		return []string{Node, path.Join(agentDir, r.AgentFile)}
+	case "java":
+		argv := append([]string{Java}, JavaFlags...)
+		return append(argv, "-p", path.Join(agentDir, r.AgentFile), "-m", "catalyzer/catalyzer.agent.Main")
 	case "native":
 		return []string{path.Join(codeDir, handler)}
 	}

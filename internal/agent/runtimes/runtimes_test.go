@@ -1,6 +1,7 @@
 package runtimes_test
 
 import (
+	"archive/zip"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,7 +14,7 @@ import (
 )
 
 func TestLookup(t *testing.T) {
-	if got := runtimes.Names(); !reflect.DeepEqual(got, []string{"python", "node", "native"}) {
+	if got := runtimes.Names(); !reflect.DeepEqual(got, []string{"python", "node", "java", "native"}) {
 		t.Fatalf("Names = %v", got)
 	}
 	for _, n := range runtimes.Names() {
@@ -21,17 +22,20 @@ func TestLookup(t *testing.T) {
 			t.Fatalf("Lookup(%q) = %+v, %v", n, r, err)
 		}
 	}
-	_, err := runtimes.Lookup("java")
-	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "python, node, native") {
-		t.Fatalf("Lookup(java): %v", err)
+	_, err := runtimes.Lookup("ruby")
+	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "python, node, java, native") {
+		t.Fatalf("Lookup(ruby): %v", err)
 	}
 }
 
 func TestCheckHandler(t *testing.T) {
 	dir := writeCode(t, map[string]string{
 		"main.py": "", "main.js": "", "pkg/mod.py": "", "lib/util.js": "",
-		"bin/fn": "", "data.txt": "",
+		"bin/fn": "", "data.txt": "", "p/q/C.class": "", "top.jar": "", "lib/x.jar": "", "lib/y.jar": "",
 	})
+	writeJar(t, filepath.Join(dir, "top.jar"), "p/Other.class")
+	writeJar(t, filepath.Join(dir, "lib/x.jar"), "META-INF/MANIFEST.MF")
+	writeJar(t, filepath.Join(dir, "lib/y.jar"), "r/InJar.class")
 	os.Chmod(filepath.Join(dir, "bin/fn"), 0o755)
 	os.Symlink("/bin/sh", filepath.Join(dir, "escape"))
 	cases := []struct {
@@ -51,6 +55,15 @@ func TestCheckHandler(t *testing.T) {
 		{"node", "lib.util.handler", true},
 		{"node", "lib/util.handler", true},
 		{"node", "nope.handler", false},
+		{"java", "p.q.C::handle", true},
+		{"java", "r.InJar::h", true},
+		{"java", "p.q.C::h", true},
+		{"java", "p.q.D::h", false},
+		{"java", "p.q.C", false},
+		{"java", "p.q.C::", false},
+		{"java", "p/q/C::h", false},
+		{"java", "p.q.C::h::i", false},
+		{"java", "p..C::h", false},
 		{"native", "bin/fn", true},
 		{"native", "./bin/fn", true},
 		{"native", "data.txt", false},
@@ -71,6 +84,23 @@ func TestCheckHandler(t *testing.T) {
 	}
 }
 
+// writeJar writes a jar at path holding one empty entry, name.
+func writeJar(t *testing.T, path, name string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := zip.NewWriter(f)
+	if _, err := z.Create(name); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+}
+
 func TestCommand(t *testing.T) {
 	py, _ := runtimes.Lookup("python")
 	node, _ := runtimes.Lookup("node")
@@ -83,6 +113,11 @@ func TestCommand(t *testing.T) {
 	}
 	if !reflect.DeepEqual(node.Env, []string{"UV_USE_IO_URING=0"}) || py.Env != nil || native.Env != nil {
 		t.Errorf("pinned env: node %q python %q native %q", node.Env, py.Env, native.Env)
+	}
+	java, _ := runtimes.Lookup("java")
+	want := append(append([]string{runtimes.Java}, runtimes.JavaFlags...), "-p", "/opt/catalyzer/agent.jar", "-m", "catalyzer/catalyzer.agent.Main")
+	if got := java.Command("/var/task", "/opt/catalyzer", "p.C::h"); !reflect.DeepEqual(got, want) {
+		t.Errorf("java: %v", got)
 	}
 	if got := native.Command("/var/task", "/opt/catalyzer", "bin/fn"); !reflect.DeepEqual(got, []string{"/var/task/bin/fn"}) {
 		t.Errorf("native: %v", got)
@@ -101,10 +136,10 @@ func TestInstallAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 3 {
-		t.Fatalf("dir holds %d entries, want agent.py, agent.js and %s only", len(ents), runtimes.NodeReseedAddon)
+	if len(ents) != 4 {
+		t.Fatalf("dir holds %d entries, want agent.py, agent.js, %s and agent.jar only", len(ents), runtimes.NodeReseedAddon)
 	}
-	for _, rt := range []string{"python", "node"} {
+	for _, rt := range []string{"python", "node", "java"} {
 		r, _ := runtimes.Lookup(rt)
 		p := filepath.Join(dir, r.AgentFile)
 		b, err := os.ReadFile(p)
