@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/catalyzer/catalyzer/internal/client"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
 
@@ -49,11 +50,19 @@ func main() {
 	switch {
 	case errors.As(err, &st):
 		os.Exit(int(st))
+	case errors.Is(err, errdefs.ErrNotSupported):
+		fmt.Fprintln(os.Stderr, "catalyzer:", err)
+		os.Exit(exitRefused)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "catalyzer:", err)
 		os.Exit(1)
 	}
 }
+
+// exitRefused is the exit status of a refusal by name (an error that is
+// errdefs.ErrNotSupported: checkpoint's UnsupportedError, an image from
+// another kernel), so that a script can tell it from a failure.
+const exitRefused = 3
 
 // exitStatus is a verb's way to exit with a status of its own (a restored
 // process's) once its deferred cleanup has run: main exits with it.

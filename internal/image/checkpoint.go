@@ -352,10 +352,17 @@ func (s *state) collectProc(opts Options) error {
 	}
 	s.exe, _ = procfs.Link(pid, "exe")
 	s.comm = s.stat.Comm
-	for r := 0; r < numRlimits; r++ {
-		if err := unix.Prlimit(pid, r, nil, &s.rlimits[r]); err != nil {
-			return fmt.Errorf("checkpoint %d: rlimit %d: %w", pid, r, err)
-		}
+	// /proc/PID/limits, not prlimit(2): that needs CAP_SYS_RESOURCE for a
+	// process of another uid.
+	limits, err := procfs.Limits(pid)
+	if err != nil {
+		return fmt.Errorf("checkpoint %d: rlimits: %w", pid, err)
+	}
+	if len(limits) < numRlimits {
+		return fmt.Errorf("checkpoint %d: rlimits: %d in /proc/%d/limits, want %d", pid, len(limits), pid, numRlimits)
+	}
+	for r := range s.rlimits {
+		s.rlimits[r] = unix.Rlimit{Cur: limits[r].Cur, Max: limits[r].Max}
 	}
 	return s.collectFDs(opts)
 }
