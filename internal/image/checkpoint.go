@@ -160,7 +160,10 @@ type state struct {
 	exe      string
 	comm     string
 	rlimits  [numRlimits]unix.Rlimit
-	fds      []fdState
+	// sessionLeader: the process led its session (and its group), alone
+	// (checkTree); the plan calls setsid.
+	sessionLeader bool
+	fds           []fdState
 	// objects are the event objects and in-process pipes the restore
 	// re-creates after the plan (package kobj).
 	objects *kobj.Table
@@ -331,6 +334,12 @@ func (s *state) collectProc(opts Options) error {
 	if n, err := procfs.Timers(pid); err == nil && n > 0 {
 		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
 	}
+	if err := s.checkTree(); err != nil {
+		return err
+	}
+	if err := s.checkShmemAlone(); err != nil {
+		return err
+	}
 	if root, err := procfs.Link(pid, "root"); err != nil || root != "/" {
 		return refuse("root", fmt.Sprintf("root %q: only processes rooted at / are checkpointed", root))
 	}
@@ -421,10 +430,6 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	if len(s.objects.Memory) > 0 {
-		m := s.objects.Memory[0]
-		return &UnsupportedError{pid, fmt.Sprintf("mapping %x-%x", m.Start, m.End), "shared anonymous memory is not checkpointed"}
-	}
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -500,6 +505,7 @@ type dumpVMA struct {
 	procfs.Mapping
 	kind      uint32
 	growsDown bool        // VM_GROWSDOWN: restored as such (the stack)
+	shared    bool        // shared anonymous memory: every page is dumped
 	runs      [][2]uint64 // dumped page runs [start, end) (addresses)
 	pages     uint64      // pages.img offset of the region, or noPages
 }
@@ -537,6 +543,10 @@ func (s *state) classify() ([]dumpVMA, error) {
 			continue
 		case v.Path == "[vvar]" || v.Path == "[vvar_vclock]" || v.Path == "[vdso]":
 			d.kind = VMAVDSO
+		case kobj.SharedAnon(v):
+			// Dumped whole, mapped from pages.img, then made shared
+			// again by objects.bin (shmem.go).
+			d.kind, d.shared = VMAAnon, true
 		case v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || strings.HasPrefix(v.Path, "[anon:"):
 			if v.Perms.Shared {
 				return nil, &UnsupportedError{s.pid, what, "shared anonymous memory is not checkpointed"}
@@ -591,7 +601,11 @@ func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64
 			dump := false
 			if p < n {
 				e := ents[p]
-				if d.kind == VMAAnon {
+				if d.shared {
+					// Its pages may be in the shmem object and not
+					// in this process's page tables.
+					dump = true
+				} else if d.kind == VMAAnon {
 					dump = e.Present() || e.Swapped()
 				} else {
 					dump = (e.Present() && !e.FileOrShared()) || e.Swapped()
@@ -682,6 +696,9 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	}
 	c, err := s.compile(vmas)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.placeScratch(vmas, c.hdr); err != nil {
 		return nil, err
 	}
 	c.hdr.PagesSize = size

@@ -104,7 +104,7 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 //     copy the CoW'ed pages of private file mappings (pread), set final
 //     protections, close those fds;
 //  4. move the vDSO to the image's addresses;
-//  5. descriptors, cwd, umask, personality, signal handlers, altstack,
+//  5. descriptors, the session (setsid, for a session leader), cwd, umask, personality, signal handlers, altstack,
 //     mm fields (PR_SET_MM_MAP with auxv and exe), comm, clear_child_tid,
 //     robust list, rseq, rlimits; the other threads (one clone3 each with
 //     set_tid, ptrace.AddThreadClones: they start stopped, and Restore
@@ -334,6 +334,10 @@ func (p *planner) descriptors() {
 // rlimits, credentials, then the signal mask and timers.
 func (p *planner) attributes() {
 	le := binary.LittleEndian
+	if p.s.sessionLeader {
+		// The restorer leads no group: it is a child of its starter.
+		p.b.Add(unix.SYS_SETSID)
+	}
 	p.b.Add(unix.SYS_CHDIR, p.b.String(p.s.cwd))
 	if m, err := p.s.status.Uint("Umask", 8); err == nil {
 		p.b.Add(unix.SYS_UMASK, ptrace.Lit(int64(m)))

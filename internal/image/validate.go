@@ -33,7 +33,7 @@ var allowed = map[uint32]bool{
 	unix.SYS_SET_TID_ADDRESS: true, unix.SYS_SET_ROBUST_LIST: true, unix.SYS_RSEQ: true,
 	unix.SYS_PRLIMIT64: true, unix.SYS_CHDIR: true, unix.SYS_PERSONALITY: true,
 	unix.SYS_UMASK: true, unix.SYS_SETITIMER: true, unix.SYS_SETGROUPS: true,
-	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true,
+	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true, unix.SYS_SETSID: true,
 	unix.SYS_CLONE3: true, // threads only: validateThreads
 }
 

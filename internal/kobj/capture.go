@@ -73,10 +73,10 @@ func socketIno(link string) uint64 {
 	return n
 }
 
-// sharedAnon reports whether m is shared anonymous memory ("/dev/zero
+// SharedAnon reports whether m is shared anonymous memory ("/dev/zero
 // (deleted)" is how maps names MAP_SHARED|MAP_ANONYMOUS; "[anon_shmem:X]"
 // once named with PR_SET_VMA_ANON_NAME).
-func sharedAnon(m procfs.Mapping) bool {
+func SharedAnon(m procfs.Mapping) bool {
 	return m.Perms.Shared && (strings.HasPrefix(m.Path, "/dev/zero") || strings.HasPrefix(m.Path, "[anon_shmem:"))
 }
 
@@ -424,7 +424,7 @@ func (c *capturer) memory() error {
 	}
 	var total, largest uint64
 	for _, m := range maps {
-		if !sharedAnon(m) {
+		if !SharedAnon(m) {
 			continue
 		}
 		var prot int
