@@ -160,6 +160,8 @@ type state struct {
 	exe      string
 	comm     string
 	rlimits  [numRlimits]unix.Rlimit
+	attrs    procAttrs
+	advice   map[uint64][]int // madvise advice to give again, by VMA start (readVMAFlags)
 	// sessionLeader: the process led its session (and its group), alone
 	// (checkTree); the plan calls setsid.
 	sessionLeader bool
@@ -269,6 +271,7 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), ptrace.Lit(0), acts[sig], ptrace.Lit(8)).With(ptrace.IgnoreError)
 	}
 	brk := b.Add(unix.SYS_BRK, ptrace.Lit(0))
+	attrs := queryAttrs(b)
 	var its [3]ptrace.Arg
 	for w := range its {
 		its[w] = b.Space(32)
@@ -285,6 +288,7 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		}
 	}
 	s.brk = uint64(res.Value(brk))
+	s.attrs = attrs(res)
 	for w := range its {
 		copy(s.itimers[w][:], res.Data(its[w], 32))
 	}
@@ -338,6 +342,12 @@ func (s *state) collectProc(opts Options) error {
 		return err
 	}
 	if err := s.checkShmemAlone(); err != nil {
+		return err
+	}
+	if err := s.checkProcAttrs(); err != nil {
+		return err
+	}
+	if err := s.readVMAFlags(); err != nil {
 		return err
 	}
 	if root, err := procfs.Link(pid, "root"); err != nil || root != "/" {
@@ -446,6 +456,12 @@ func (s *state) collectFDs(opts Options) error {
 			f.kind = FDReconnect
 			delete(reconnect, fd)
 		case strings.HasPrefix(f.link, "/"):
+			if len(o.Info.Locks) > 0 {
+				return &UnsupportedError{pid, what, fmt.Sprintf("file locks and leases are not checkpointed (lock: %s)", o.Info.Locks[0])}
+			}
+			if strings.HasPrefix(f.link, "/proc/") {
+				return &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
+			}
 			if strings.HasSuffix(f.link, " (deleted)") {
 				return &UnsupportedError{pid, what, "the file was deleted"}
 			}
@@ -628,7 +644,10 @@ func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64
 		cursor += d.Len() + pageSize
 		for _, r := range d.runs {
 			buf := make([]byte, r[1]-r[0])
-			if err := t.ReadMem(uintptr(r[0]), buf); err != nil {
+			if err := t.ReadMem(uintptr(r[0]), buf); errors.Is(err, unix.EIO) {
+				return 0, 0, &UnsupportedError{s.pid, strings.TrimSpace(fmt.Sprintf("mapping %x-%x %s", d.Start, d.End, d.Path)),
+					"its pages cannot be read (guard pages, MADV_GUARD_INSTALL, are not checkpointed)"}
+			} else if err != nil {
 				return 0, 0, err
 			}
 			for off := uint64(0); off < uint64(len(buf)); off += pageSize {
@@ -705,7 +724,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads)
 	plan := c.b.Encode()
 	if len(plan) > ptrace.MaxBatchSize {
-		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)
+		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d bytes, more than %d", len(vmas), len(plan), ptrace.MaxBatchSize)}
 	}
 	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan, ObjectsFile: s.objects.Encode()} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {

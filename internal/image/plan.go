@@ -102,7 +102,7 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 //     (RelocFD) and close every other descriptor;
 //  3. open pages.img (RelocPagesPath) and the mapped files, map every VMA,
 //     copy the CoW'ed pages of private file mappings (pread), set final
-//     protections, close those fds;
+//     protections, madvise each VMA's advice (smaps VmFlags), close those fds;
 //  4. move the vDSO to the image's addresses;
 //  5. descriptors, the session (setsid, for a session leader), cwd, umask, personality, signal handlers, altstack,
 //     mm fields (PR_SET_MM_MAP with auxv and exe), comm, clear_child_tid,
@@ -271,6 +271,14 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 			}
 		}
 	}
+	for _, v := range vmas {
+		if v.kind == VMAVDSO {
+			continue // the kernel's flags (dd), and not in place yet
+		}
+		for _, adv := range p.s.advice[v.Start] {
+			p.b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(adv)))
+		}
+	}
 	p.b.Add(unix.SYS_CLOSE, pages.Result())
 	delete(p.fds, pagesFD)
 	for _, fd := range fileFDs {
@@ -414,6 +422,7 @@ func (p *planner) attributes() {
 	}
 	p.b.Add(unix.SYS_SETRESGID, ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)))
 	p.b.Add(unix.SYS_SETRESUID, ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)))
+	p.addAttrs()
 	// Signal mask and timers at the very end (the timers start counting).
 	p.b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_SETMASK), p.b.Bytes(u64s(p.s.sigmask)), ptrace.Lit(0), ptrace.Lit(8))
 	for w := range p.s.itimers {
