@@ -61,8 +61,10 @@ func main() {
 
 // exitRefused is the exit status of a refusal by name (an error that is
 // errdefs.ErrNotSupported: checkpoint's UnsupportedError, an image from
-// another kernel), so that a script can tell it from a failure.
-const exitRefused = 3
+// another kernel), so that a script can tell it from a failure: 69,
+// sysexits' EX_UNAVAILABLE. A restore that waits for its process exits
+// with the process's status instead, which may be any (use --detach).
+const exitRefused = 69
 
 // exitStatus is a verb's way to exit with a status of its own (a restored
 // process's) once its deferred cleanup has run: main exits with it.

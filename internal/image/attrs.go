@@ -3,6 +3,7 @@ package image
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -38,10 +39,18 @@ func (s *state) readVMAFlags() error {
 		return fmt.Errorf("checkpoint %d: %w", s.pid, err)
 	}
 	s.advice = map[uint64][]int{}
+	s.mayWrite = map[uint64]bool{}
 	for _, e := range es {
 		if e.End > s.execLo && e.Start < s.execHi {
 			continue // the executor, which is not dumped
 		}
+		if strings.HasPrefix(e.Path, "/") && !strings.HasSuffix(e.Path, " (deleted)") {
+			what := fmt.Sprintf("mapping %x-%x %s", e.Start, e.End, e.Path)
+			if err := s.checkFileIdentity(what, e.Path, mapDev(e.Dev), e.Inode); err != nil {
+				return err
+			}
+		}
+		s.mayWrite[e.Start] = e.HasFlag("mw")
 		for _, f := range e.VMFlags {
 			if why, ok := refusedVMFlags[f]; ok {
 				return &UnsupportedError{s.pid, strings.TrimSpace(fmt.Sprintf("mapping %x-%x %s", e.Start, e.End, e.Path)), why}
@@ -129,4 +138,53 @@ func (p *planner) addAttrs() {
 		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetTHPDisable), ptrace.Lit(1), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
 	}
 	p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetDumpable), ptrace.Lit(int64(a.dumpable)))
+}
+
+// checkPlace refuses, for Checkpoint (a process the restore puts in the
+// restorer's namespaces and cgroup, not a platform template, which its
+// sandbox restores), a process in other namespaces or another cgroup than
+// the checkpointer's: a host restore would move it silently.
+func checkPlace(pid int) error {
+	for _, ns := range []string{"cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts"} {
+		theirs, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		ours, err2 := os.Readlink("/proc/self/ns/" + ns)
+		if err1 != nil || err2 != nil {
+			continue // a namespace this kernel lacks
+		}
+		if theirs != ours {
+			return &UnsupportedError{pid, ns + " namespace", fmt.Sprintf("%s is not the checkpointer's %s: a restore would not put it back", theirs, ours)}
+		}
+	}
+	theirs, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	if ours, err := os.ReadFile("/proc/self/cgroup"); err != nil || string(ours) != string(theirs) {
+		return &UnsupportedError{pid, "cgroup", fmt.Sprintf("%s is not the checkpointer's: a restore would not put it back",
+			strings.ReplaceAll(strings.TrimSpace(string(theirs)), "\n", "; "))}
+	}
+	return nil
+}
+
+// checkFileIdentity refuses a file (descriptor or mapping) whose path now
+// names another file than the one the process holds (overmounted,
+// replaced): the restore reopens it by path. Only for a process in our
+// namespaces (samePlace): a template's paths are its sandbox's.
+func (s *state) checkFileIdentity(what, path string, dev, ino uint64) error {
+	if !s.samePlace {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Dev != dev || st.Ino != ino {
+		return &UnsupportedError{s.pid, what, "its path names another file now (overmounted or replaced): the restore reopens by path"}
+	}
+	return nil
+}
+
+// mapDev is maps' "major:minor" (hex) as a dev_t.
+func mapDev(s string) uint64 {
+	maj, min, _ := strings.Cut(s, ":")
+	a, _ := strconv.ParseUint(maj, 16, 32)
+	b, _ := strconv.ParseUint(min, 16, 32)
+	return unix.Mkdev(uint32(a), uint32(b))
 }

@@ -47,6 +47,16 @@ type Options struct {
 	// caller installs the same filter again at restore (RestoreOptions.Epilogue);
 	// the image records no filter.
 	SeccompReinstalled bool
+	// CopyAnon restores anonymous memory as anonymous memory, its dumped
+	// pages read in (pread): MADV_DONTNEED zeroes it, as in the
+	// original. Without it each anonymous VMA maps pages.img privately
+	// (no copy, page cache shared between restores), and MADV_DONTNEED
+	// on it brings the checkpoint's bytes back instead of zeros.
+	CopyAnon bool
+	// samePlace is set by Checkpoint once checkPlace found the process
+	// in the checkpointer's namespaces: its paths are ours, and each
+	// file's identity is checked against its path.
+	samePlace bool
 	// IDBase is the host uid and gid that root of the process's user
 	// namespace maps to (0: the initial namespace): credentials are
 	// recorded relative to it, as the process itself sees them, so that
@@ -83,6 +93,10 @@ func (e *UnsupportedError) Is(target error) bool { return target == errdefs.ErrN
 // it as opts.Leave says. opts.Threads is ignored: the threads are read
 // here.
 func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, error) {
+	if err := checkPlace(pid); err != nil {
+		return nil, err
+	}
+	opts.samePlace = true
 	g, err := tr.SeizeGroup(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
@@ -162,6 +176,10 @@ type state struct {
 	rlimits  [numRlimits]unix.Rlimit
 	attrs    procAttrs
 	advice   map[uint64][]int // madvise advice to give again, by VMA start (readVMAFlags)
+	mayWrite map[uint64]bool  // VMAs with VM_MAYWRITE (smaps "mw"), by start
+	// samePlace: Options.samePlace; file identities are checked.
+	samePlace bool
+	copyAnon  bool // Options.CopyAnon
 	// sessionLeader: the process led its session (and its group), alone
 	// (checkTree); the plan calls setsid.
 	sessionLeader bool
@@ -207,7 +225,7 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	s := &state{pid: pid}
+	s := &state{pid: pid, samePlace: opts.samePlace, copyAnon: opts.CopyAnon}
 	had, _ := t.ExecutorRegion()
 	err = t.Tracer().Do(func() error {
 		if err := s.collectTracee(t, opts.Threads); err != nil {
@@ -472,6 +490,9 @@ func (s *state) collectFDs(opts Options) error {
 			if err != nil {
 				return err
 			}
+			if err := s.checkFileIdentity(what, f.link, st.Dev, st.Ino); err != nil {
+				return err
+			}
 			switch st.Mode & unix.S_IFMT {
 			case unix.S_IFREG, unix.S_IFDIR:
 			case unix.S_IFCHR:
@@ -522,6 +543,7 @@ type dumpVMA struct {
 	kind      uint32
 	growsDown bool        // VM_GROWSDOWN: restored as such (the stack)
 	shared    bool        // shared anonymous memory: every page is dumped
+	mayWrite  bool        // a shared file mapping of a file opened for writing
 	runs      [][2]uint64 // dumped page runs [start, end) (addresses)
 	pages     uint64      // pages.img offset of the region, or noPages
 }
@@ -577,6 +599,9 @@ func (s *state) classify() ([]dumpVMA, error) {
 			!strings.HasPrefix(v.Path, "/memfd:") && !strings.HasPrefix(v.Path, "/SYSV"):
 			if v.Perms.Shared {
 				d.kind = VMAFileShared
+				// VM_MAYWRITE: the file was opened for writing; reopened
+				// so, a later mprotect(PROT_WRITE) works as it did.
+				d.mayWrite = s.mayWrite[v.Start]
 			} else {
 				d.kind = VMAFilePriv
 			}

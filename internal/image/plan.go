@@ -65,23 +65,30 @@ func protOf(p procfs.Perms) uint32 {
 	return prot
 }
 
-// mapStack maps a VMA that grows down (the main thread's stack):
+// mapCopied maps a VMA that grows down (the main thread's stack):
 // anonymous and MAP_GROWSDOWN, as the kernel made it, so that it grows on demand below what was mapped at
 // checkpoint (up to RLIMIT_STACK, which the plan restores later, and no
 // closer than stack_guard_gap to the mapping below, which the kernel
 // enforces on growth). A private mapping of pages.img cannot grow: a fault
 // below it is a SIGSEGV, and a file mapping that grew would show the
 // pages.img bytes below it. So the dumped pages are read in (pread), and
-// the pages that were not present stay demand-zero. The stack is the one
-// anonymous VMA whose pages are copied rather than shared through the
+// the pages that were not present stay demand-zero. Without
+// Options.CopyAnon the stack is the one anonymous VMA whose pages are copied rather than shared through the
 // page cache; it is small and written at once anyway.
-func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
+//
+// With Options.CopyAnon every anonymous VMA with dumped pages is mapped
+// so (without MAP_GROWSDOWN unless it grows down): anonymous memory, whose
+// MADV_DONTNEED gives zeros.
+func (c *compiled) mapCopied(v dumpVMA, pages ptrace.Ref) {
 	b := c.b
 	prot := protOf(v.Perms)
 	if len(v.runs) > 0 {
 		prot |= protWrite
 	}
-	flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS | unix.MAP_GROWSDOWN
+	flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS
+	if v.growsDown {
+		flags |= unix.MAP_GROWSDOWN
+	}
 	b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(prot)),
 		ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
 	for _, r := range v.runs {
@@ -226,8 +233,8 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
 		case VMAAnon:
-			if v.growsDown {
-				p.c.mapStack(v, pages)
+			if v.growsDown || (p.s.copyAnon && v.pages != noPages) {
+				p.c.mapCopied(v, pages)
 			} else if v.pages != noPages {
 				p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
 					ptrace.Lit(unix.MAP_PRIVATE|unix.MAP_FIXED), pages.Result(), ptrace.Lit(int64(v.pages)))
@@ -244,7 +251,7 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 			flags := unix.MAP_PRIVATE | unix.MAP_FIXED
 			if v.kind == VMAFileShared {
 				flags = unix.MAP_SHARED | unix.MAP_FIXED
-				if v.Perms.Write {
+				if v.Perms.Write || v.mayWrite {
 					mode = unix.O_RDWR
 				}
 			}
