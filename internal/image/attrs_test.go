@@ -12,13 +12,14 @@ import (
 )
 
 // attrsVictim, by its argument, holds what checkpoint refuses ("flock
-// FILE", "mlock", "oom", "procfd") or, with "attrs", what the plan gives
+// FILE", "mlock", "oom", "procfd", "sigtrap": a blocked SIGTRAP pending) or, with "attrs", what the plan gives
 // back: child subreaper, THP disabled, a MADV_DONTFORK mapping, a
 // membarrier registration. 'p' prints them.
 const attrsVictim = `
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <linux/membarrier.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -47,6 +48,11 @@ int main(int argc, char **argv) {
 	if (!strcmp(mode, "mlock")) mlock(m, 4096);
 	if (!strcmp(mode, "oom")) { int f = open("/proc/self/oom_score_adj", O_WRONLY); write(f, "500", 3); close(f); }
 	if (!strcmp(mode, "procfd")) open("/proc/self/status", O_RDONLY);
+	if (!strcmp(mode, "sigtrap")) {
+		sigset_t s; sigemptyset(&s); sigaddset(&s, SIGTRAP);
+		sigprocmask(SIG_BLOCK, &s, 0);
+		kill(getpid(), SIGTRAP);
+	}
 	if (!strcmp(mode, "attrs")) {
 		prctl(PR_SET_CHILD_SUBREAPER, 1);
 		prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0);
@@ -94,6 +100,9 @@ func TestAttrsRefused(t *testing.T) {
 		"mlock":  "locked memory (mlock, MAP_LOCKED) is not restored",
 		"oom":    "oom_score_adj 500 is not restored",
 		"procfd": "files under /proc are not checkpointed",
+		// Refused before the executor runs, which would take the
+		// pending SIGTRAP for its own.
+		"sigtrap": "ShdPnd 0000000000000010: queued signals are not checkpointed",
 	} {
 		t.Run(mode, func(t *testing.T) {
 			v := startVictim(t, bin, mode, filepath.Join(t.TempDir(), "locked"))

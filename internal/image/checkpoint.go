@@ -225,6 +225,11 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
+	// Pending signals before anything runs in the process: a pending
+	// SIGTRAP would be taken for the executor's own trap.
+	if err := checkPending(pid); err != nil {
+		return nil, err
+	}
 	s := &state{pid: pid, samePlace: opts.samePlace, copyAnon: opts.CopyAnon}
 	had, _ := t.ExecutorRegion()
 	err = t.Tracer().Do(func() error {
@@ -344,11 +349,6 @@ func (s *state) collectProc(opts Options) error {
 	}
 	if v := s.status["Seccomp"]; v != "" && v != "0" && !opts.SeccompReinstalled {
 		return refuse("seccomp", "seccomp filters are not checkpointed yet (mode "+v+")")
-	}
-	for _, k := range []string{"SigPnd", "ShdPnd"} {
-		if m, err := s.status.Uint(k, 16); err != nil || m != 0 {
-			return refuse("pending signals", fmt.Sprintf("%s %s: queued signals are not checkpointed", k, s.status[k]))
-		}
 	}
 	if err := s.checkThreads(); err != nil {
 		return err
