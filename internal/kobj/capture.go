@@ -400,7 +400,15 @@ func (c *capturer) watches() error {
 			continue
 		}
 		efd := o.Descs[0].FDs[0].Num
+		seen := map[int]bool{}
 		for _, w := range c.byFD[efd].Object.Watches {
+			if seen[w.FD] {
+				// Files registered by one number that was closed and
+				// reused: one registration per number is re-created.
+				c.refuse(efd, fmt.Sprintf("it watches several files by descriptor %d (closed and reused since)", w.FD))
+				break
+			}
+			seen[w.FD] = true
 			ok, err := watches(c.pid, efd, w.FD)
 			if err != nil {
 				return err
