@@ -18,7 +18,8 @@
 #            errdefs.ErrNotSupported): the reason is the message
 #   FAIL     any other checkpoint or restore error, or restored and the
 #            check failed, or it crashed or hung: restored wrong
-#   ERROR    a harness problem: the test did not build or did not start
+#   ERROR    not ours: the test did not build or start, or it fails
+#            without checkpoint/restore too (this machine lacks something)
 #   SKIP     not run: a namespace-only test (it would change the host's
 #            namespaces), or one zdtm.py runs only by hand (noauto)
 #
@@ -26,7 +27,8 @@
 # directory, default a new one under /tmp), ZDTM_TESTS (space-separated
 # test names, default the whole static suite), ZDTM_TIMEOUT (seconds per
 # step, default 10), ZDTM_RESULTS (results table, default
-# $ZDTM_WORK/results.tsv).
+# $ZDTM_WORK/results.tsv), ZDTM_MARKDOWN (also write the table there, as
+# markdown).
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -215,5 +217,22 @@ for t in $tests; do
 	printf '%-28s %s\n' "$t" "$(cut -c1-120 <<<"$line" | tr '\t' ' ')"
 done
 
-echo "zdtm: summary (CRIU $criu_rev, kernel $(uname -r), catalyzer $(git -C "$root" rev-parse --short HEAD))"
-tail -n +2 "$results" | cut -f2 | sort | uniq -c
+summary=$(tail -n +2 "$results" | cut -f2 | sort | uniq -c)
+stamp="$(date -u +%Y-%m-%d), kernel $(uname -r), CRIU $criu_rev, catalyzer $(git -C "$root" rev-parse --short HEAD)"
+echo "zdtm: summary ($stamp)"
+echo "$summary"
+
+# The table as markdown (docs/ZDTM.md's), when ZDTM_MARKDOWN names a file.
+if [[ -n ${ZDTM_MARKDOWN:-} ]]; then
+	{
+		echo "Run: $stamp."
+		echo
+		echo "| class | tests |"
+		echo "|---|---|"
+		awk '{print "| " $2 " | " $1 " |"}' <<<"$summary"
+		echo
+		echo "| test | class | reason |"
+		echo "|---|---|---|"
+		tail -n +2 "$results" | awk -F'\t' '{gsub(/\|/, "\\|", $3); print "| " $1 " | " $2 " | " $3 " |"}'
+	} >"$ZDTM_MARKDOWN"
+fi
