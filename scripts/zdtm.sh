@@ -209,10 +209,22 @@ control() {
 	[[ -f $static/$t.out ]] && tr -s ' \t' '\n\n' <"$static/$t.out" | grep -qx PASS
 }
 
+# leftovers: kill what a test left behind outside its process group
+# (children that made sessions of their own, a refused test's children):
+# every process running one of the scratch directory's test binaries.
+leftovers() {
+	local p
+	for p in /proc/[0-9]*; do
+		[[ $(readlink "$p/exe" 2>/dev/null) == "$static"/* ]] && kill -KILL "${p#/proc/}" 2>/dev/null
+	done
+	return 0
+}
+
 echo "zdtm: running $(wc -w <<<"$tests") tests, results in $results"
 printf 'test\tclass\treason\n' >"$results"
 for t in $tests; do
 	line=$(run "$t")
+	leftovers
 	printf '%s\t%s\n' "$t" "$line" >>"$results"
 	printf '%-28s %s\n' "$t" "$(cut -c1-120 <<<"$line" | tr '\t' ' ')"
 done
