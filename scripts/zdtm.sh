@@ -211,11 +211,16 @@ control() {
 
 # leftovers: kill what a test left behind outside its process group
 # (children that made sessions of their own, a refused test's children):
-# every process running one of the scratch directory's test binaries.
+# every process running one of the scratch directory's test binaries;
+# then unmount what a killed test mounted under its directory (cgroup and
+# overmount tests), innermost first.
 leftovers() {
-	local p
+	local p m
 	for p in /proc/[0-9]*; do
 		[[ $(readlink "$p/exe" 2>/dev/null) == "$static"/* ]] && kill -KILL "${p#/proc/}" 2>/dev/null
+	done
+	for m in $(awk -v d="$static/" 'index($2, d) == 1 {print $2}' /proc/self/mounts | sort -r); do
+		umount -l "$m" 2>/dev/null
 	done
 	return 0
 }
