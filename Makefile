@@ -4,7 +4,7 @@ GO ?= go
 export GOTOOLCHAIN ?= auto
 BIN := bin/catalyzer
 
-.PHONY: all build deps examples test test-short demo bench bench-oci validate-oci fuzz clean
+.PHONY: all build deps examples test test-short demo bench bench-oci validate-oci fuzz zdtm clean
 
 all: build
 
@@ -60,6 +60,12 @@ fuzz:
 	    echo "fuzz $$pkg $$f"; $(GO) test $$pkg -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME); \
 	  done; \
 	done
+
+# CRIU's zdtm static suite against our checkpoint/restore (scripts/zdtm.sh;
+# docs/ZDTM.md). CRIU's sources are not ours: give CRIU_SRC (a checkout) or
+# CRIU_GIT (a git directory); without either it skips. Not part of test.
+zdtm: build
+	@bash scripts/zdtm.sh
 
 clean:
 	rm -rf bin

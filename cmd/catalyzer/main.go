@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/catalyzer/catalyzer/internal/client"
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/oci"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 )
@@ -63,11 +64,21 @@ func main() {
 	switch {
 	case errors.As(err, &st):
 		os.Exit(int(st))
+	case errors.Is(err, errdefs.ErrNotSupported):
+		fmt.Fprintln(os.Stderr, "catalyzer:", err)
+		os.Exit(exitRefused)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "catalyzer:", err)
 		os.Exit(1)
 	}
 }
+
+// exitRefused is the exit status of a refusal by name (an error that is
+// errdefs.ErrNotSupported: checkpoint's UnsupportedError, an image from
+// another kernel), so that a script can tell it from a failure: 69,
+// sysexits' EX_UNAVAILABLE. A restore that waits for its process exits
+// with the process's status instead, which may be any (use --detach).
+const exitRefused = 69
 
 // exitStatus is a verb's way to exit with a status of its own (a restored
 // process's) once its deferred cleanup has run: main exits with it.

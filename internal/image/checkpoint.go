@@ -47,6 +47,16 @@ type Options struct {
 	// caller installs the same filter again at restore (RestoreOptions.Epilogue);
 	// the image records no filter.
 	SeccompReinstalled bool
+	// CopyAnon restores anonymous memory as anonymous memory, its dumped
+	// pages read in (pread): MADV_DONTNEED zeroes it, as in the
+	// original. Without it each anonymous VMA maps pages.img privately
+	// (no copy, page cache shared between restores), and MADV_DONTNEED
+	// on it brings the checkpoint's bytes back instead of zeros.
+	CopyAnon bool
+	// samePlace is set by Checkpoint once checkPlace found the process
+	// in the checkpointer's namespaces: its paths are ours, and each
+	// file's identity is checked against its path.
+	samePlace bool
 	// IDBase is the host uid and gid that root of the process's user
 	// namespace maps to (0: the initial namespace): credentials are
 	// recorded relative to it, as the process itself sees them, so that
@@ -83,6 +93,10 @@ func (e *UnsupportedError) Is(target error) bool { return target == errdefs.ErrN
 // it as opts.Leave says. opts.Threads is ignored: the threads are read
 // here.
 func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, error) {
+	if err := checkPlace(pid); err != nil {
+		return nil, err
+	}
+	opts.samePlace = true
 	g, err := tr.SeizeGroup(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
@@ -160,7 +174,16 @@ type state struct {
 	exe      string
 	comm     string
 	rlimits  [numRlimits]unix.Rlimit
-	fds      []fdState
+	attrs    procAttrs
+	advice   map[uint64][]int // madvise advice to give again, by VMA start (readVMAFlags)
+	mayWrite map[uint64]bool  // VMAs with VM_MAYWRITE (smaps "mw"), by start
+	// samePlace: Options.samePlace; file identities are checked.
+	samePlace bool
+	copyAnon  bool // Options.CopyAnon
+	// sessionLeader: the process led its session (and its group), alone
+	// (checkTree); the plan calls setsid.
+	sessionLeader bool
+	fds           []fdState
 	// objects are the event objects and in-process pipes the restore
 	// re-creates after the plan (package kobj).
 	objects *kobj.Table
@@ -202,7 +225,12 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	s := &state{pid: pid}
+	// Pending signals before anything runs in the process: a pending
+	// SIGTRAP would be taken for the executor's own trap.
+	if err := checkPending(pid); err != nil {
+		return nil, err
+	}
+	s := &state{pid: pid, samePlace: opts.samePlace, copyAnon: opts.CopyAnon}
 	had, _ := t.ExecutorRegion()
 	err = t.Tracer().Do(func() error {
 		if err := s.collectTracee(t, opts.Threads); err != nil {
@@ -266,6 +294,7 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), ptrace.Lit(0), acts[sig], ptrace.Lit(8)).With(ptrace.IgnoreError)
 	}
 	brk := b.Add(unix.SYS_BRK, ptrace.Lit(0))
+	attrs := queryAttrs(b)
 	var its [3]ptrace.Arg
 	for w := range its {
 		its[w] = b.Space(32)
@@ -282,6 +311,7 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		}
 	}
 	s.brk = uint64(res.Value(brk))
+	s.attrs = attrs(res)
 	for w := range its {
 		copy(s.itimers[w][:], res.Data(its[w], 32))
 	}
@@ -320,16 +350,23 @@ func (s *state) collectProc(opts Options) error {
 	if v := s.status["Seccomp"]; v != "" && v != "0" && !opts.SeccompReinstalled {
 		return refuse("seccomp", "seccomp filters are not checkpointed yet (mode "+v+")")
 	}
-	for _, k := range []string{"SigPnd", "ShdPnd"} {
-		if m, err := s.status.Uint(k, 16); err != nil || m != 0 {
-			return refuse("pending signals", fmt.Sprintf("%s %s: queued signals are not checkpointed", k, s.status[k]))
-		}
-	}
 	if err := s.checkThreads(); err != nil {
 		return err
 	}
 	if n, err := procfs.Timers(pid); err == nil && n > 0 {
 		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
+	}
+	if err := s.checkTree(); err != nil {
+		return err
+	}
+	if err := s.checkShmemAlone(); err != nil {
+		return err
+	}
+	if err := s.checkProcAttrs(); err != nil {
+		return err
+	}
+	if err := s.readVMAFlags(); err != nil {
+		return err
 	}
 	if root, err := procfs.Link(pid, "root"); err != nil || root != "/" {
 		return refuse("root", fmt.Sprintf("root %q: only processes rooted at / are checkpointed", root))
@@ -352,10 +389,17 @@ func (s *state) collectProc(opts Options) error {
 	}
 	s.exe, _ = procfs.Link(pid, "exe")
 	s.comm = s.stat.Comm
-	for r := 0; r < numRlimits; r++ {
-		if err := unix.Prlimit(pid, r, nil, &s.rlimits[r]); err != nil {
-			return fmt.Errorf("checkpoint %d: rlimit %d: %w", pid, r, err)
-		}
+	// /proc/PID/limits, not prlimit(2): that needs CAP_SYS_RESOURCE for a
+	// process of another uid.
+	limits, err := procfs.Limits(pid)
+	if err != nil {
+		return fmt.Errorf("checkpoint %d: rlimits: %w", pid, err)
+	}
+	if len(limits) < numRlimits {
+		return fmt.Errorf("checkpoint %d: rlimits: %d in /proc/%d/limits, want %d", pid, len(limits), pid, numRlimits)
+	}
+	for r := range s.rlimits {
+		s.rlimits[r] = unix.Rlimit{Cur: limits[r].Cur, Max: limits[r].Max}
 	}
 	return s.collectFDs(opts)
 }
@@ -414,10 +458,6 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	if len(s.objects.Memory) > 0 {
-		m := s.objects.Memory[0]
-		return &UnsupportedError{pid, fmt.Sprintf("mapping %x-%x", m.Start, m.End), "shared anonymous memory is not checkpointed"}
-	}
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -434,6 +474,12 @@ func (s *state) collectFDs(opts Options) error {
 			f.kind = FDReconnect
 			delete(reconnect, fd)
 		case strings.HasPrefix(f.link, "/"):
+			if len(o.Info.Locks) > 0 {
+				return &UnsupportedError{pid, what, fmt.Sprintf("file locks and leases are not checkpointed (lock: %s)", o.Info.Locks[0])}
+			}
+			if strings.HasPrefix(f.link, "/proc/") {
+				return &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
+			}
 			if strings.HasSuffix(f.link, " (deleted)") {
 				return &UnsupportedError{pid, what, "the file was deleted"}
 			}
@@ -442,6 +488,9 @@ func (s *state) collectFDs(opts Options) error {
 			}
 			st, err := procfs.StatFD(pid, fd)
 			if err != nil {
+				return err
+			}
+			if err := s.checkFileIdentity(what, f.link, st.Dev, st.Ino); err != nil {
 				return err
 			}
 			switch st.Mode & unix.S_IFMT {
@@ -493,6 +542,8 @@ type dumpVMA struct {
 	procfs.Mapping
 	kind      uint32
 	growsDown bool        // VM_GROWSDOWN: restored as such (the stack)
+	shared    bool        // shared anonymous memory: every page is dumped
+	mayWrite  bool        // a shared file mapping of a file opened for writing
 	runs      [][2]uint64 // dumped page runs [start, end) (addresses)
 	pages     uint64      // pages.img offset of the region, or noPages
 }
@@ -530,6 +581,10 @@ func (s *state) classify() ([]dumpVMA, error) {
 			continue
 		case v.Path == "[vvar]" || v.Path == "[vvar_vclock]" || v.Path == "[vdso]":
 			d.kind = VMAVDSO
+		case kobj.SharedAnon(v):
+			// Dumped whole, mapped from pages.img, then made shared
+			// again by objects.bin (shmem.go).
+			d.kind, d.shared = VMAAnon, true
 		case v.Path == "" || v.Path == "[heap]" || v.Path == "[stack]" || strings.HasPrefix(v.Path, "[anon:"):
 			if v.Perms.Shared {
 				return nil, &UnsupportedError{s.pid, what, "shared anonymous memory is not checkpointed"}
@@ -544,6 +599,9 @@ func (s *state) classify() ([]dumpVMA, error) {
 			!strings.HasPrefix(v.Path, "/memfd:") && !strings.HasPrefix(v.Path, "/SYSV"):
 			if v.Perms.Shared {
 				d.kind = VMAFileShared
+				// VM_MAYWRITE: the file was opened for writing; reopened
+				// so, a later mprotect(PROT_WRITE) works as it did.
+				d.mayWrite = s.mayWrite[v.Start]
 			} else {
 				d.kind = VMAFilePriv
 			}
@@ -584,7 +642,11 @@ func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64
 			dump := false
 			if p < n {
 				e := ents[p]
-				if d.kind == VMAAnon {
+				if d.shared {
+					// Its pages may be in the shmem object and not
+					// in this process's page tables.
+					dump = true
+				} else if d.kind == VMAAnon {
 					dump = e.Present() || e.Swapped()
 				} else {
 					dump = (e.Present() && !e.FileOrShared()) || e.Swapped()
@@ -607,7 +669,10 @@ func (s *state) dumpPages(t *ptrace.Tracee, vmas []dumpVMA, path string) (uint64
 		cursor += d.Len() + pageSize
 		for _, r := range d.runs {
 			buf := make([]byte, r[1]-r[0])
-			if err := t.ReadMem(uintptr(r[0]), buf); err != nil {
+			if err := t.ReadMem(uintptr(r[0]), buf); errors.Is(err, unix.EIO) {
+				return 0, 0, &UnsupportedError{s.pid, strings.TrimSpace(fmt.Sprintf("mapping %x-%x %s", d.Start, d.End, d.Path)),
+					"its pages cannot be read (guard pages, MADV_GUARD_INSTALL, are not checkpointed)"}
+			} else if err != nil {
 				return 0, 0, err
 			}
 			for off := uint64(0); off < uint64(len(buf)); off += pageSize {
@@ -677,11 +742,14 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	if err != nil {
 		return nil, err
 	}
+	if err := s.placeScratch(vmas, c.hdr); err != nil {
+		return nil, err
+	}
 	c.hdr.PagesSize = size
 	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads)
 	plan := c.b.Encode()
 	if len(plan) > ptrace.MaxBatchSize {
-		return nil, fmt.Errorf("checkpoint %d: plan of %d bytes exceeds %d: %w", s.pid, len(plan), ptrace.MaxBatchSize, errdefs.ErrTooLarge)
+		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d bytes, more than %d", len(vmas), len(plan), ptrace.MaxBatchSize)}
 	}
 	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan, ObjectsFile: s.objects.Encode()} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {

@@ -22,7 +22,10 @@
 // RestorerBinary and StartRestorer) through the injected executor in one
 // round trip, re-creates and sets up the other threads, loads the
 // registers and xstate and detaches: the process resumes where it was
-// frozen. RecordWorkingSet and RestoreOptions.Prefetch implement
+// frozen. Shared anonymous memory that the process alone maps is dumped
+// whole and rebuilt shared by objects.bin (shmem.go); a process with
+// children, or leading a group or session with others in it, is refused
+// (tree.go), a session leader alone in it restored as one. RecordWorkingSet and RestoreOptions.Prefetch implement
 // working-set prefetch.
 //
 // # Threads

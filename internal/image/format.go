@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
@@ -283,16 +284,31 @@ func Open(dir string) (*Image, error) {
 	return img, nil
 }
 
-// decodeObjects parses objects.bin and checks it against the image: no
-// shared memory (not checkpointed), and no descriptor that the plan makes
-// too.
+// decodeObjects parses objects.bin and checks it against the image: each
+// shared memory range is an anonymous VMA of the image with its
+// protection, the scratch range where it is rebuilt meets no VMA and not
+// the executor region, and no descriptor is made by the plan too.
 func decodeObjects(img *Image, b []byte) (*kobj.Table, error) {
 	t, err := kobj.Decode(b)
 	if err != nil {
 		return nil, fmt.Errorf("image: %s: %w", ObjectsFile, err)
 	}
-	if len(t.Memory) > 0 {
-		return nil, invalid("%s: shared memory is not part of an image", ObjectsFile)
+	var largest uint64
+	for _, m := range t.Memory {
+		if !slices.ContainsFunc(img.VMAs, func(v VMA) bool {
+			return v.Start == m.Start && v.End == m.End && v.Kind == VMAAnon && v.Prot == uint32(m.Prot)
+		}) {
+			return nil, invalid("%s: shared memory %x-%x is not an anonymous mapping of the image", ObjectsFile, m.Start, m.End)
+		}
+		largest = max(largest, m.End-m.Start)
+	}
+	if largest > 0 {
+		lo, hi := t.Scratch, t.Scratch+largest
+		meets := func(start, end uint64) bool { return start < hi && lo < end }
+		if meets(img.hdr.ExecAddr, img.hdr.TempAddr+img.hdr.TempSize) ||
+			slices.ContainsFunc(img.VMAs, func(v VMA) bool { return meets(v.Start, v.End) }) {
+			return nil, invalid("%s: scratch range %x-%x meets a mapping or the executor", ObjectsFile, lo, hi)
+		}
 	}
 	planned := map[int]bool{}
 	for _, f := range img.FDs {

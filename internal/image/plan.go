@@ -65,23 +65,30 @@ func protOf(p procfs.Perms) uint32 {
 	return prot
 }
 
-// mapStack maps a VMA that grows down (the main thread's stack):
+// mapCopied maps a VMA that grows down (the main thread's stack):
 // anonymous and MAP_GROWSDOWN, as the kernel made it, so that it grows on demand below what was mapped at
 // checkpoint (up to RLIMIT_STACK, which the plan restores later, and no
 // closer than stack_guard_gap to the mapping below, which the kernel
 // enforces on growth). A private mapping of pages.img cannot grow: a fault
 // below it is a SIGSEGV, and a file mapping that grew would show the
 // pages.img bytes below it. So the dumped pages are read in (pread), and
-// the pages that were not present stay demand-zero. The stack is the one
-// anonymous VMA whose pages are copied rather than shared through the
+// the pages that were not present stay demand-zero. Without
+// Options.CopyAnon the stack is the one anonymous VMA whose pages are copied rather than shared through the
 // page cache; it is small and written at once anyway.
-func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
+//
+// With Options.CopyAnon every anonymous VMA with dumped pages is mapped
+// so (without MAP_GROWSDOWN unless it grows down): anonymous memory, whose
+// MADV_DONTNEED gives zeros.
+func (c *compiled) mapCopied(v dumpVMA, pages ptrace.Ref) {
 	b := c.b
 	prot := protOf(v.Perms)
 	if len(v.runs) > 0 {
 		prot |= protWrite
 	}
-	flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS | unix.MAP_GROWSDOWN
+	flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS
+	if v.growsDown {
+		flags |= unix.MAP_GROWSDOWN
+	}
 	b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(prot)),
 		ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
 	for _, r := range v.runs {
@@ -102,9 +109,9 @@ func (c *compiled) mapStack(v dumpVMA, pages ptrace.Ref) {
 //     (RelocFD) and close every other descriptor;
 //  3. open pages.img (RelocPagesPath) and the mapped files, map every VMA,
 //     copy the CoW'ed pages of private file mappings (pread), set final
-//     protections, close those fds;
+//     protections, madvise each VMA's advice (smaps VmFlags), close those fds;
 //  4. move the vDSO to the image's addresses;
-//  5. descriptors, cwd, umask, personality, signal handlers, altstack,
+//  5. descriptors, the session (setsid, for a session leader), cwd, umask, personality, signal handlers, altstack,
 //     mm fields (PR_SET_MM_MAP with auxv and exe), comm, clear_child_tid,
 //     robust list, rseq, rlimits; the other threads (one clone3 each with
 //     set_tid, ptrace.AddThreadClones: they start stopped, and Restore
@@ -226,8 +233,8 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
 		case VMAAnon:
-			if v.growsDown {
-				p.c.mapStack(v, pages)
+			if v.growsDown || (p.s.copyAnon && v.pages != noPages) {
+				p.c.mapCopied(v, pages)
 			} else if v.pages != noPages {
 				p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
 					ptrace.Lit(unix.MAP_PRIVATE|unix.MAP_FIXED), pages.Result(), ptrace.Lit(int64(v.pages)))
@@ -244,7 +251,7 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 			flags := unix.MAP_PRIVATE | unix.MAP_FIXED
 			if v.kind == VMAFileShared {
 				flags = unix.MAP_SHARED | unix.MAP_FIXED
-				if v.Perms.Write {
+				if v.Perms.Write || v.mayWrite {
 					mode = unix.O_RDWR
 				}
 			}
@@ -269,6 +276,14 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 			if prot != vm.Prot {
 				p.b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)))
 			}
+		}
+	}
+	for _, v := range vmas {
+		if v.kind == VMAVDSO {
+			continue // the kernel's flags (dd), and not in place yet
+		}
+		for _, adv := range p.s.advice[v.Start] {
+			p.b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(adv)))
 		}
 	}
 	p.b.Add(unix.SYS_CLOSE, pages.Result())
@@ -334,6 +349,10 @@ func (p *planner) descriptors() {
 // rlimits, credentials, then the signal mask and timers.
 func (p *planner) attributes() {
 	le := binary.LittleEndian
+	if p.s.sessionLeader {
+		// The restorer leads no group: it is a child of its starter.
+		p.b.Add(unix.SYS_SETSID)
+	}
 	p.b.Add(unix.SYS_CHDIR, p.b.String(p.s.cwd))
 	if m, err := p.s.status.Uint("Umask", 8); err == nil {
 		p.b.Add(unix.SYS_UMASK, ptrace.Lit(int64(m)))
@@ -410,6 +429,7 @@ func (p *planner) attributes() {
 	}
 	p.b.Add(unix.SYS_SETRESGID, ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)))
 	p.b.Add(unix.SYS_SETRESUID, ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)))
+	p.addAttrs()
 	// Signal mask and timers at the very end (the timers start counting).
 	p.b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_SETMASK), p.b.Bytes(u64s(p.s.sigmask)), ptrace.Lit(0), ptrace.Lit(8))
 	for w := range p.s.itimers {

@@ -176,9 +176,10 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 		}
 		st.Entries = b.Len()
 		phase("plan")
-		// The event objects and pipes, from objects.bin: a batch of our
-		// own making (kobj.AddTo of the validated table), not the plan's.
-		if img.Objects != nil && len(img.Objects.Objects) > 0 {
+		// The shared memory, event objects and pipes, from objects.bin: a
+		// batch of our own making (kobj.AddTo of the validated table), not
+		// the plan's.
+		if img.Objects != nil && (len(img.Objects.Objects) > 0 || len(img.Objects.Memory) > 0) {
 			ob := ptrace.NewBatch()
 			img.Objects.AddTo(ob)
 			if _, err := t.Exec(ob); err != nil {

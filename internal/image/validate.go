@@ -33,7 +33,7 @@ var allowed = map[uint32]bool{
 	unix.SYS_SET_TID_ADDRESS: true, unix.SYS_SET_ROBUST_LIST: true, unix.SYS_RSEQ: true,
 	unix.SYS_PRLIMIT64: true, unix.SYS_CHDIR: true, unix.SYS_PERSONALITY: true,
 	unix.SYS_UMASK: true, unix.SYS_SETITIMER: true, unix.SYS_SETGROUPS: true,
-	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true,
+	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true, unix.SYS_SETSID: true, unix.SYS_MEMBARRIER: true,
 	unix.SYS_CLONE3: true, // threads only: validateThreads
 }
 
@@ -195,8 +195,9 @@ func validate(img *Image, b *ptrace.Batch) error {
 				return bad("opens " + p)
 			}
 		case unix.SYS_PRCTL:
-			if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap)) {
-				return bad("only PR_SET_MM_MAP and PR_SET_NAME are allowed")
+			if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap) ||
+				a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable) {
+				return bad("only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER and PR_SET_THP_DISABLE are allowed")
 			}
 		case unix.SYS_SETRESUID, unix.SYS_SETRESGID:
 			if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) {

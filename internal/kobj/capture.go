@@ -73,10 +73,10 @@ func socketIno(link string) uint64 {
 	return n
 }
 
-// sharedAnon reports whether m is shared anonymous memory ("/dev/zero
+// SharedAnon reports whether m is shared anonymous memory ("/dev/zero
 // (deleted)" is how maps names MAP_SHARED|MAP_ANONYMOUS; "[anon_shmem:X]"
 // once named with PR_SET_VMA_ANON_NAME).
-func sharedAnon(m procfs.Mapping) bool {
+func SharedAnon(m procfs.Mapping) bool {
 	return m.Perms.Shared && (strings.HasPrefix(m.Path, "/dev/zero") || strings.HasPrefix(m.Path, "[anon_shmem:"))
 }
 
@@ -400,7 +400,15 @@ func (c *capturer) watches() error {
 			continue
 		}
 		efd := o.Descs[0].FDs[0].Num
+		seen := map[int]bool{}
 		for _, w := range c.byFD[efd].Object.Watches {
+			if seen[w.FD] {
+				// Files registered by one number that was closed and
+				// reused: one registration per number is re-created.
+				c.refuse(efd, fmt.Sprintf("it watches several files by descriptor %d (closed and reused since)", w.FD))
+				break
+			}
+			seen[w.FD] = true
 			ok, err := watches(c.pid, efd, w.FD)
 			if err != nil {
 				return err
@@ -424,7 +432,7 @@ func (c *capturer) memory() error {
 	}
 	var total, largest uint64
 	for _, m := range maps {
-		if !sharedAnon(m) {
+		if !SharedAnon(m) {
 			continue
 		}
 		var prot int

@@ -256,3 +256,35 @@ int main(void) {
 		t.Errorf("Capture without skipping stdio = %v, want the stdout pipe refused", err)
 	}
 }
+
+// TestCaptureRefusesReusedWatch: an epoll holding two registrations by one
+// descriptor number (the first file's number closed, then reused) cannot
+// be re-created, where each number is registered once (EEXIST).
+func TestCaptureRefusesReusedWatch(t *testing.T) {
+	v := startVictim(t, `#define _GNU_SOURCE
+#include <stdio.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+int main(void) {
+	close_range(3, ~0U, 0);
+	int e = epoll_create1(0);
+	struct epoll_event ev = {.events = EPOLLIN};
+	for (int i = 0; i < 2; i++) {
+		int p[2];
+		pipe(p);
+		dup2(p[0], 50);
+		epoll_ctl(e, EPOLL_CTL_ADD, 50, &ev);
+		if (i == 0) close(50);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	char c;
+	while (read(0, &c, 1) == 1) {}
+	return 0;
+}`)
+	_, err := Capture(v.cmd.Process.Pid, []int{0, 1, 2})
+	if !errors.Is(err, errdefs.ErrNotSupported) || !strings.Contains(err.Error(), "several files by descriptor 50") {
+		t.Fatalf("Capture = %v, want a refusal of the epoll's reused descriptor 50", err)
+	}
+	t.Log(err)
+}

@@ -32,6 +32,9 @@ type FDInfo struct {
 	Flags uint32 // "flags:" in octal: the open flags, O_CLOEXEC included
 	MntID int    // "mnt_id:", 0 if absent
 	Ino   uint64 // "ino:" (Linux 5.14+), 0 if absent
+	// Locks are the "lock:" lines: the file locks and leases held
+	// through this descriptor ("1: FLOCK  ADVISORY  WRITE 1234 ...").
+	Locks []string
 }
 
 // FDs lists the open descriptors of pid in increasing order, each with its
@@ -110,6 +113,9 @@ func ParseFDInfo(b []byte) (FDInfo, error) {
 			fi.MntID, err = strconv.Atoi(v)
 		case "ino":
 			fi.Ino, err = strconv.ParseUint(v, 10, 64)
+		case "lock":
+			fi.Locks = append(fi.Locks, v)
+			continue
 		default:
 			continue
 		}
