@@ -640,9 +640,12 @@ func (f *Fork) floorOnce(ctx context.Context, t *template, devnull *os.File, eve
 	defer parent.Close()
 	defer child.Close()
 	forked, err := t.tpl.Fork(sfork.Child{
-		Files:        []*os.File{child, devnull},
-		Dups:         []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 1, Target: 2}},
-		Join:         -1,
+		Files: []*os.File{child, devnull},
+		Dups:  []sfork.Dup{{File: 0, Target: 3}, {File: 1, Target: 1}, {File: 1, Target: 2}},
+		Join:  -1,
+		// Its own PID namespace, as a boot's: the template's threads
+		// are re-created with their tids, free only in a fresh one.
+		NewPID:       true,
 		Close:        []int{forkChannelFD},
 		ReadOnlyRoot: true,
 		DropBounding: []int{int(capability.CAP_SYS_ADMIN)},

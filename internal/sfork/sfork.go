@@ -381,6 +381,7 @@ func (t *Template) fork(c Child) (Forked, error) {
 	phase("send")
 
 	var child *ptrace.Tracee
+	var orphans []int // threads a failed child batch re-created
 	ready := make(chan error, 1)
 	err := t.tr.Do(func() error {
 		b, cbuf, msg := t.batch(c)
@@ -428,6 +429,11 @@ func (t *Template) fork(c Child) (Forked, error) {
 		out.RoundTrips += child.RoundTrips() - before
 		if err != nil {
 			<-ready
+			if cres != nil {
+				// Threads the batch re-created before it failed: traced,
+				// their deaths come to us, and the child's only after.
+				orphans = cres.Children
+			}
 			return fmt.Errorf("child %d setup: %w", child.Pid(), err)
 		}
 		phase("join")
@@ -445,12 +451,12 @@ func (t *Template) fork(c Child) (Forked, error) {
 		return nil
 	})
 	if err != nil {
-		t.killChild(child)
+		t.killChild(child, orphans)
 		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
 	}
 	out.Pid = child.Pid()
 	if err := <-ready; err != nil {
-		t.killChild(child)
+		t.killChild(child, orphans)
 		return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, out.Pid, err)
 	}
 	phase("ready")
@@ -461,7 +467,7 @@ func (t *Template) fork(c Child) (Forked, error) {
 		return child.Detach()
 	})
 	if err != nil {
-		t.killChild(child)
+		t.killChild(child, orphans)
 		return Forked{}, fmt.Errorf("fork %d: resume child %d: %w", t.pid, out.Pid, err)
 	}
 	phase("resume")
@@ -504,13 +510,16 @@ func (t *Template) closeHeld() {
 	})
 }
 
-func (t *Template) killChild(child *ptrace.Tracee) {
+// killChild kills a child whose fork failed and reaps it, with the
+// traced threads its batch had re-created (threads): a leader's death is
+// reported only once they are reaped.
+func (t *Template) killChild(child *ptrace.Tracee, threads []int) {
 	if child == nil {
 		return
 	}
 	unix.Kill(child.Pid(), unix.SIGKILL)
 	t.tr.Do(func() error {
-		child.Wait()
+		ptrace.ReapKilled(append([]int{child.Pid()}, threads...), 5*time.Second)
 		return nil
 	})
 }

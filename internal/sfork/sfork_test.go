@@ -550,3 +550,50 @@ func TestForkObjects(t *testing.T) {
 		t.Errorf("child a's eventfd after it was read: %q, want empty", got)
 	}
 }
+
+// TestForkThreadsFailureReaped: a fork whose child batch fails after it
+// re-created some threads (here: no PID namespace of its own, so a
+// thread's tid is taken) kills and reaps the child and those threads; the
+// template still forks and closes (the traced threads' deaths used to be
+// left unreaped, and the child's Wait never returned).
+func TestForkThreadsFailureReaped(t *testing.T) {
+	testutil.RequiresRoot(t)
+	src, err := os.ReadFile("../ptrace/testdata/threads.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "threads")
+	cc := exec.Command("gcc", "-O2", "-pthread", "-o", bin, "-x", "c", "-")
+	cc.Stdin = strings.NewReader(string(src))
+	if out, err := cc.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	v := startVictim(t, bin)
+	v.out.ReadString('\n')
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tpl, err := FreezeWith(tr, v.cmd.Process.Pid, v.conn, 3, FreezeOptions{Threads: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inR, inW, _ := os.Pipe()
+	defer inW.Close()
+	_, err = tpl.Fork(Child{Files: []*os.File{inR}, Dups: []Dup{{File: 0, Target: 0}}, Join: -1, Close: []int{3}})
+	inR.Close()
+	if err == nil || !strings.Contains(err.Error(), "clone3") {
+		t.Fatalf("fork without a PID namespace of its own: %v, want clone3 to fail (tid taken)", err)
+	}
+	f, io := forkOne(t, tpl) // NewPID: works
+	io.in.Write([]byte("q\n"))
+	unix.Kill(f.Pid, unix.SIGKILL)
+	done := make(chan error, 1)
+	go func() { done <- tpl.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("template Close hangs after a failed threaded fork")
+	}
+}
