@@ -743,6 +743,12 @@ func RemoveParent(parent string) error {
 	if err != nil {
 		return err
 	}
+	if cgroups.Mode() != cgroups.Unified {
+		// Spec-driven groups (package oci) also live in these.
+		for _, n := range v1SpecOptional {
+			roots[string(n)] = filepath.Join(Root, string(n))
+		}
+	}
 	for _, root := range roots {
 		err := os.Remove(filepath.Join(root, strings.Trim(parent, "/")))
 		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENOTEMPTY) && !errors.Is(err, unix.EBUSY) {

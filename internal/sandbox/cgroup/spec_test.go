@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"testing"
 
@@ -82,5 +83,30 @@ func TestNewSpecFreezeUpdate(t *testing.T) {
 	}
 	if _, err := OpenSpec(path); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("OpenSpec after Delete: %v, want ErrNotFound", err)
+	}
+}
+
+// TestRemoveParentSpecHierarchies: a spec group's parent is gone from
+// every hierarchy once its group is deleted, cpuset and blkio included
+// (which instances' groups do not use).
+func TestRemoveParentSpecHierarchies(t *testing.T) {
+	testutil.RequiresRoot(t)
+	parent := fmt.Sprintf("catalyzer-spec-rmtest-%d", os.Getpid())
+	g, err := NewSpec("/"+parent+"/g", &specs.LinuxResources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveParent(parent); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := filepath.Glob(filepath.Join(Root, "*", parent))
+	if _, err := os.Stat(filepath.Join(Root, parent)); err == nil { // cgroup v2
+		left = append(left, filepath.Join(Root, parent))
+	}
+	if len(left) != 0 {
+		t.Fatalf("parent left in %v", left)
 	}
 }
