@@ -44,6 +44,12 @@ run() { # runtime outdir
     prog=$(basename "$t" .t)
     (cd "$src" && RUNTIME=$1 timeout 120 unshare -m --propagation private "$t" >"$2/$prog.tap" 2>"$2/$prog.err") || true
   done
+  # Containers without a cgroupsPath go under the runtime's default parent,
+  # which it leaves (as runc does): remove it once empty.
+  for c in /sys/fs/cgroup/catalyzer-oci /sys/fs/cgroup/*/catalyzer-oci; do
+    [ -d "$c" ] && find "$c" -depth -type d -exec rmdir {} \; 2>/dev/null
+  done
+  true
 }
 declare -A bins=([catalyzer-runc]=$ours)
 command -v runc >/dev/null && bins[runc]=$(command -v runc)

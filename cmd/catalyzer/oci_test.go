@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/catalyzer/catalyzer/internal/procfs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
@@ -76,6 +77,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		// The runtime, like runc, leaves the parent of a container's
+		// cgroupsPath ("/<namespace>/<id>"): the test's own to remove.
+		if err := cgroup.RemoveParent(e.ns); err != nil {
+			t.Errorf("remove cgroup parent %s: %v", e.ns, err)
+		}
 		log.Close()
 		if t.Failed() {
 			b, _ := os.ReadFile(log.Name())
