@@ -1,12 +1,8 @@
 package api_test
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/agent/runtimes"
@@ -104,57 +100,7 @@ func TestJavaBoot(t *testing.T) {
 	if testing.Short() {
 		n = 10
 	}
-	random := []string{"tlr", "math", "uuid", "secure"}
-	e.deploy("java-heavy", wire.DeployRequest{Runtime: "java", Handler: "fn.Heavy::handle", CodePath: code, MaxInstances: 4, MemoryMB: 256})
-	if st := e.waitTemplate("java-heavy"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
-	split := func(out []byte) (fixed string, values []string) {
-		var m map[string]any
-		if err := json.Unmarshal(out, &m); err != nil {
-			t.Fatalf("output %s: %v", out, err)
-		}
-		for _, k := range random {
-			v, ok := m[k]
-			if !ok {
-				t.Fatalf("output %s has no %q", out, k)
-			}
-			values = append(values, fmt.Sprint(v))
-			delete(m, k)
-		}
-		return fmt.Sprint(m), values
-	}
-	ref, err := e.c.Invoke(context.Background(), "java-heavy", "scratch", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want, _ := split(ref.Output)
-	if !strings.Contains(want, "ticking:true") {
-		t.Fatalf("scratch: %s, want its ticker running", ref.Output)
-	}
-	if st := e.waitImage("java-heavy"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
-	for _, mode := range []string{"fork", "warm", "cold"} {
-		seen := make([]map[string]bool, len(random))
-		for i := range seen {
-			seen[i] = map[string]bool{}
-		}
-		for i := range n {
-			inv, err := e.c.Invoke(context.Background(), "java-heavy", mode, nil)
-			if err != nil {
-				t.Fatalf("%s %d: %v", mode, i, err)
-			}
-			got, values := split(inv.Output)
-			if inv.Boot != mode || got != want {
-				t.Fatalf("%s %d (boot %s) answered %s, scratch %s", mode, i, inv.Boot, got, want)
-			}
-			for k, v := range values {
-				if seen[k][v] {
-					t.Fatalf("%s %d: %s %s repeats an earlier instance's", mode, i, random[k], v)
-				}
-				seen[k][v] = true
-			}
-		}
-	}
+	checkThreadedBoots(t, e, threadedFunction{"java-heavy",
+		wire.DeployRequest{Runtime: "java", Handler: "fn.Heavy::handle", CodePath: code, MaxInstances: 4, MemoryMB: 256},
+		[]string{"tlr", "math", "uuid", "secure"}}, n)
 }

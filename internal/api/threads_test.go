@@ -59,60 +59,68 @@ func TestThreadedRuntimesBoot(t *testing.T) {
 		n = 10
 	}
 	for _, f := range threadedFunctions(t) {
-		t.Run(f.name, func(t *testing.T) {
-			f.req.MaxInstances = 4
-			e.deploy(f.name, f.req)
-			if st := e.waitTemplate(f.name); st != "ready" {
-				t.Fatalf("template: %s", st)
+		t.Run(f.name, func(t *testing.T) { checkThreadedBoots(t, e, f, n) })
+	}
+}
+
+// checkThreadedBoots deploys f and checks that it boots in fork, warm and
+// cold, n instances each: every answer equals scratch's (whose ticker must
+// be running), and none of f.random's values repeats across instances.
+func checkThreadedBoots(t *testing.T, e *env, f threadedFunction, n int) {
+	t.Helper()
+	if f.req.MaxInstances == 0 {
+		f.req.MaxInstances = 4
+	}
+	e.deploy(f.name, f.req)
+	if st := e.waitTemplate(f.name); st != "ready" {
+		t.Fatalf("template: %s", st)
+	}
+	split := func(out []byte) (fixed string, random []string) {
+		var m map[string]any
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("output %s: %v", out, err)
+		}
+		for _, k := range f.random {
+			v, ok := m[k]
+			if !ok {
+				t.Fatalf("output %s has no %q", out, k)
 			}
-			split := func(out []byte) (fixed string, random []string) {
-				var m map[string]any
-				if err := json.Unmarshal(out, &m); err != nil {
-					t.Fatalf("output %s: %v", out, err)
-				}
-				for _, k := range f.random {
-					v, ok := m[k]
-					if !ok {
-						t.Fatalf("output %s has no %q", out, k)
-					}
-					random = append(random, fmt.Sprint(v))
-					delete(m, k)
-				}
-				return fmt.Sprint(m), random
-			}
-			ref, err := e.c.Invoke(context.Background(), f.name, "scratch", nil)
+			random = append(random, fmt.Sprint(v))
+			delete(m, k)
+		}
+		return fmt.Sprint(m), random
+	}
+	ref, err := e.c.Invoke(context.Background(), f.name, "scratch", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := split(ref.Output)
+	if !strings.Contains(want, "ticking:true") {
+		t.Fatalf("scratch: %s, want its ticker running", ref.Output)
+	}
+	if st := e.waitImage(f.name); st != "ready" {
+		t.Fatalf("image: %s", st)
+	}
+	for _, mode := range []string{"fork", "warm", "cold"} {
+		seen := make([]map[string]bool, len(f.random))
+		for i := range seen {
+			seen[i] = map[string]bool{}
+		}
+		for i := range n {
+			inv, err := e.c.Invoke(context.Background(), f.name, mode, nil)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%s %d: %v", mode, i, err)
 			}
-			want, _ := split(ref.Output)
-			if !strings.Contains(want, "ticking:true") {
-				t.Fatalf("scratch: %s, want its ticker running", ref.Output)
+			got, random := split(inv.Output)
+			if inv.Boot != mode || got != want {
+				t.Fatalf("%s %d (boot %s) answered %s, scratch %s", mode, i, inv.Boot, got, want)
 			}
-			if st := e.waitImage(f.name); st != "ready" {
-				t.Fatalf("image: %s", st)
-			}
-			for _, mode := range []string{"fork", "warm", "cold"} {
-				seen := make([]map[string]bool, len(f.random))
-				for i := range seen {
-					seen[i] = map[string]bool{}
+			for k, v := range random {
+				if seen[k][v] {
+					t.Fatalf("%s %d: %s %s repeats an earlier instance's", mode, i, f.random[k], v)
 				}
-				for i := range n {
-					inv, err := e.c.Invoke(context.Background(), f.name, mode, nil)
-					if err != nil {
-						t.Fatalf("%s %d: %v", mode, i, err)
-					}
-					got, random := split(inv.Output)
-					if inv.Boot != mode || got != want {
-						t.Fatalf("%s %d (boot %s) answered %s, scratch %s", mode, i, inv.Boot, got, want)
-					}
-					for k, v := range random {
-						if seen[k][v] {
-							t.Fatalf("%s %d: %s %s repeats an earlier instance's", mode, i, f.random[k], v)
-						}
-						seen[k][v] = true
-					}
-				}
+				seen[k][v] = true
 			}
-		})
+		}
 	}
 }
