@@ -72,24 +72,28 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 	defer pipes.closeChildEnds()
 
 	cfg := sandbox.Config{
-		ID:   id,
-		Argv: rt.Command(CodeMount, AgentMount, f.Handler),
-		Env:  InstanceEnv(f),
-		Cwd:  CodeMount,
-		Binds: []sandbox.Bind{
-			{Source: f.CodeDir, Target: CodeMount},
-			{Source: s.AgentDir, Target: AgentMount},
+		EnvConfig: sandbox.EnvConfig{
+			ID: id,
+			Binds: []sandbox.Bind{
+				{Source: f.CodeDir, Target: CodeMount},
+				{Source: s.AgentDir, Target: AgentMount},
+			},
+			Rootfs:       s.Rootfs,
+			Network:      sandbox.NetworkNone,
+			Limits:       Limits(f),
+			CgroupParent: s.CgroupParent,
 		},
-		Rootfs:       s.Rootfs,
-		Network:      sandbox.NetworkNone,
-		UserNS:       f.UserNS,
-		UIDBase:      f.UIDBase,
-		Limits:       Limits(f),
-		CgroupParent: s.CgroupParent,
-		ExtraFiles:   append([]*os.File{pipes.child}, extra...),
-		Template:     template,
-		Stdout:       pipes.outW,
-		Stderr:       pipes.errW,
+		Process: sandbox.Process{
+			Argv:       rt.Command(CodeMount, AgentMount, f.Handler),
+			Env:        InstanceEnv(f),
+			Cwd:        CodeMount,
+			ExtraFiles: append([]*os.File{pipes.child}, extra...),
+			Stdout:     pipes.outW,
+			Stderr:     pipes.errW,
+		},
+		OwnUserNS: f.UserNS,
+		UIDBase:   f.UIDBase,
+		Template:  template,
 	}
 	if f.NetworkHost {
 		cfg.Network = sandbox.NetworkHost

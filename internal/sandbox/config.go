@@ -7,19 +7,16 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/sandbox/initwire"
 )
 
 // Bind makes the host path Source visible at Target inside the sandbox,
 // read-only unless Writable.
-type Bind struct {
-	Source, Target string
-	Writable       bool
-}
+type Bind = initwire.Bind
 
 // Network selects the sandbox's network namespace.
 type Network string
@@ -35,21 +32,18 @@ const (
 
 // Rlimit is one resource limit set in the sandbox before exec.
 // Resource is a unix.RLIMIT_* value.
-type Rlimit struct {
-	Resource   int
-	Soft, Hard uint64
-}
+type Rlimit = initwire.Rlimit
 
 // DefaultRlimits are applied when Config.Rlimits is nil: 1024 open files
 // (soft and hard), as Docker does for most distributions. Other limits are
 // inherited from the daemon.
 var DefaultRlimits = []Rlimit{{Resource: unix.RLIMIT_NOFILE, Soft: 1024, Hard: 1024}}
 
-// UIDMapBase is the first host uid (and gid) that root inside a UserNS
+// UIDMapBase is the first host uid (and gid) that root inside an OwnUserNS
 // sandbox maps to; 65536 ids are mapped (0..65535 -> base..base+65535).
 var UIDMapBase = 100000
 
-// UIDMapSize is the number of ids mapped in a UserNS sandbox.
+// UIDMapSize is the number of ids mapped in an OwnUserNS sandbox.
 const UIDMapSize = 65536
 
 // RunDir holds one directory per live instance (named by Config.ID): the
@@ -68,123 +62,84 @@ const (
 	DefaultShmBytes   = 64 << 20 // /dev/shm, as Docker
 )
 
-// Config describes one sandbox. The zero values of optional fields select
-// the documented defaults.
+// Config describes one sandbox started by Start: the env it gets (as for
+// NewEnv, but built for this process alone, in a PID namespace of its
+// own) and the process run in it. The zero values of optional fields
+// select the documented defaults, the env's those of EnvConfig.
 type Config struct {
-	ID           string   // unique instance id, [a-z0-9-]{1,64}; names the cgroup and the run dir
-	Argv         []string // Argv[0]: absolute path inside the sandbox
-	Env          []string
-	Cwd          string // default "/"
-	Rootfs       string // "" = the embedded default root (defaultroot.go); else a directory
-	Binds        []Bind
-	Hostname     string // default: ID
-	Network      Network
-	UserNS       bool          // map root inside to UIDBase.. outside
-	UIDBase      int           // with UserNS: first host uid/gid of the range (0 = UIDMapBase)
-	Template     bool          // a template for sfork: CAP_SYS_ADMIN kept in bounding+permitted, upper layer host-visible (see doc.go)
-	Limits       cgroup.Limits // memory, pids, cpu
-	CgroupParent string        // default DefaultCgroupParent
-	Rlimits      []Rlimit      // nil = DefaultRlimits
-	Caps         []string      // nil = Capabilities(); names as "CHOWN" or "CAP_CHOWN"; empty non-nil = none
-	NoSeccomp    bool          // false: Docker's default profile is applied
-	UpperBytes   int64         // size of the overlay upper tmpfs; default DefaultUpperBytes
-	ExtraFiles   []*os.File    // become fds 3, 4, ... in the sandboxed process
-	Stdout       *os.File      // nil: /dev/null
-	Stderr       *os.File      // nil: /dev/null
+	// EnvConfig is the env; its UserNS must be nil (Start makes a user
+	// namespace of the sandbox's own: OwnUserNS).
+	EnvConfig
+	Process
+	OwnUserNS bool // map root inside to UIDBase.. outside, in a user namespace of its own
+	UIDBase   int  // with OwnUserNS: first host uid/gid of the range (0 = UIDMapBase)
+	Template  bool // a template for sfork: CAP_SYS_ADMIN kept in bounding+permitted, upper layer host-visible (see doc.go)
 }
 
-// Capabilities returns Docker's default capability set (names without the
-// CAP_ prefix). It is what a sandbox keeps when Config.Caps is nil.
-func Capabilities() []string {
-	return []string{"CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW",
-		"SETGID", "SETUID", "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT",
-		"KILL", "AUDIT_WRITE"}
-}
-
-// CapMask returns the capability set names as a bit mask (bit n is
-// capability n), for capset(2) done by injected code.
-func CapMask(names []string) (uint64, error) {
-	caps, err := parseCaps(names)
-	if err != nil {
-		return 0, err
-	}
-	var m uint64
-	for _, c := range caps {
-		m |= 1 << uint(c)
-	}
-	return m, nil
+// Process is the program a sandbox runs and its privileges.
+type Process struct {
+	Argv       []string // Argv[0]: absolute path inside the sandbox
+	Env        []string
+	Cwd        string     // default "/"
+	Rlimits    []Rlimit   // nil = DefaultRlimits
+	Caps       []string   // nil = Capabilities(); names as "CHOWN" or "CAP_CHOWN"; empty non-nil = none
+	NoSeccomp  bool       // false: Docker's default profile is applied
+	ExtraFiles []*os.File // become fds 3, 4, ... in the sandboxed process
+	Stdout     *os.File   // nil: /dev/null
+	Stderr     *os.File   // nil: /dev/null
 }
 
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
-// parseCaps maps capability names to values; unknown names are ErrInvalid.
-func parseCaps(names []string) ([]capability.Cap, error) {
-	known := map[string]capability.Cap{}
-	for _, c := range capability.ListKnown() {
-		known[strings.ToUpper(c.String())] = c
-	}
-	out := make([]capability.Cap, 0, len(names))
-	for _, n := range names {
-		c, ok := known[strings.TrimPrefix(strings.ToUpper(n), "CAP_")]
-		if !ok {
-			return nil, fmt.Errorf("unknown capability %q: %w", n, errdefs.ErrInvalid)
-		}
-		out = append(out, c)
-	}
-	return out, nil
-}
-
-// withDefaults validates cfg and returns a copy with defaults filled in.
+// withDefaults validates cfg and returns a copy with defaults filled in:
+// the env's (EnvConfig.withDefaults), the process's (Process.withDefaults),
+// and the user namespace's.
 func (cfg Config) withDefaults() (Config, error) {
-	bad := func(f string, a ...any) (Config, error) {
-		return Config{}, fmt.Errorf("sandbox config: "+f+": %w", append(a, errdefs.ErrInvalid)...)
-	}
 	var err error
-	if !idRE.MatchString(cfg.ID) {
-		return bad("id %q must match %s", cfg.ID, idRE)
+	if cfg.UserNS != nil {
+		return Config{}, fmt.Errorf("sandbox config: Start makes its own user namespace (OwnUserNS), it joins none: %w", errdefs.ErrInvalid)
 	}
-	if len(cfg.Argv) == 0 || !filepath.IsAbs(cfg.Argv[0]) {
-		return bad("argv[0] must be an absolute path, got %q", cfg.Argv)
-	}
-	if cfg.Cwd == "" {
-		cfg.Cwd = "/"
-	}
-	if !filepath.IsAbs(cfg.Cwd) {
-		return bad("cwd %q is not absolute", cfg.Cwd)
-	}
-	if cfg.Rootfs, cfg.Binds, err = rootfsWithDefault(cfg.Rootfs, cfg.Binds); err != nil {
+	if cfg.EnvConfig, err = cfg.EnvConfig.withDefaults(); err != nil {
 		return Config{}, err
 	}
-	if cfg.Hostname == "" {
-		cfg.Hostname = cfg.ID
-	}
-	if cfg.Network, err = checkNetwork(cfg.Network); err != nil {
+	if cfg.Process, err = cfg.Process.withDefaults(); err != nil {
 		return Config{}, err
 	}
-	if cfg.CgroupParent == "" {
-		cfg.CgroupParent = DefaultCgroupParent
-	}
-	if cfg.UserNS {
+	if cfg.OwnUserNS {
 		if cfg.UIDBase == 0 {
 			cfg.UIDBase = UIDMapBase
 		}
 		if cfg.UIDBase < 0 || cfg.UIDBase > 1<<31-UIDMapSize {
-			return bad("uid base %d out of range", cfg.UIDBase)
+			return Config{}, fmt.Errorf("sandbox config: uid base %d out of range: %w", cfg.UIDBase, errdefs.ErrInvalid)
 		}
 	}
-	if cfg.Rlimits == nil {
-		cfg.Rlimits = DefaultRlimits
-	}
-	if cfg.Caps == nil {
-		cfg.Caps = Capabilities()
-	}
-	if _, err := parseCaps(cfg.Caps); err != nil {
-		return Config{}, fmt.Errorf("sandbox config: %w", err)
-	}
-	if cfg.UpperBytes <= 0 {
-		cfg.UpperBytes = DefaultUpperBytes
-	}
 	return cfg, nil
+}
+
+// withDefaults validates p and returns a copy with defaults filled in.
+func (p Process) withDefaults() (Process, error) {
+	bad := func(f string, a ...any) (Process, error) {
+		return Process{}, fmt.Errorf("sandbox config: "+f+": %w", append(a, errdefs.ErrInvalid)...)
+	}
+	if len(p.Argv) == 0 || !filepath.IsAbs(p.Argv[0]) {
+		return bad("argv[0] must be an absolute path, got %q", p.Argv)
+	}
+	if p.Cwd == "" {
+		p.Cwd = "/"
+	}
+	if !filepath.IsAbs(p.Cwd) {
+		return bad("cwd %q is not absolute", p.Cwd)
+	}
+	if p.Rlimits == nil {
+		p.Rlimits = DefaultRlimits
+	}
+	if p.Caps == nil {
+		p.Caps = Capabilities()
+	}
+	if _, err := parseCaps(p.Caps); err != nil {
+		return Process{}, fmt.Errorf("sandbox config: %w", err)
+	}
+	return p, nil
 }
 
 // rootfsWithDefault validates a config's root and binds; an empty root is
@@ -249,12 +204,13 @@ func checkNetwork(n Network) (Network, error) {
 	return "", fmt.Errorf("sandbox config: network %q (want %q or %q): %w", n, NetworkNone, NetworkHost, errdefs.ErrInvalid)
 }
 
-// EnvConfig describes a pre-built sandbox env (see Env). The zero values
-// of optional fields select the same defaults as Config.
+// EnvConfig describes a sandbox env: pre-built for a process to join
+// (NewEnv, see Env), or a sandbox's own (Config). The zero values of
+// optional fields select the documented defaults.
 type EnvConfig struct {
 	ID           string   // [a-z0-9-]{1,64}; names the cgroup and the run dir (and the instance adopted into it)
 	Lowers       []string // extra read-only lower layers above Rootfs, topmost first (e.g. a template's UpperDir)
-	Rootfs       string   // "" = the embedded default root
+	Rootfs       string   // "" = the embedded default root (defaultroot.go); else a directory
 	Binds        []Bind
 	Hostname     string // default: ID
 	Network      Network
@@ -263,7 +219,7 @@ type EnvConfig struct {
 	UpperBytes   int64  // size of the overlay upper tmpfs; default DefaultUpperBytes
 	// UserNS, if set, is the user namespace that owns the env's
 	// namespaces (its template's): the holder joins it before making
-	// them, and root in it owns the env's upper layer.
+	// them, and root in it owns the env's upper layer. NewEnv only.
 	UserNS *UserNS
 }
 
@@ -295,4 +251,14 @@ func (cfg EnvConfig) withDefaults() (EnvConfig, error) {
 		cfg.UpperBytes = DefaultUpperBytes
 	}
 	return cfg, nil
+}
+
+// envLower is an env's overlay lowerdir option: its Lowers, then its
+// root.
+func envLower(cfg EnvConfig) string {
+	lower := "/"
+	if cfg.Rootfs != "" {
+		lower = cfg.Rootfs
+	}
+	return strings.Join(append(append([]string{}, cfg.Lowers...), lower), ":")
 }

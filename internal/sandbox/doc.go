@@ -1,5 +1,7 @@
-// Package sandbox is the sandbox env: it starts one process fully isolated
-// and tears it down leaving nothing behind.
+// Package sandbox is the host side of the sandbox env: it starts one
+// process fully isolated and tears it down leaving nothing behind. The
+// in-sandbox side, the init helper this package re-executes, is package
+// sandboxinit; the wire between them is package initwire.
 //
 // # Contract
 //
@@ -16,7 +18,7 @@
 // # Isolation
 //
 //   - PID, mount, UTS, IPC namespaces always; a network namespace with only
-//     lo (up) unless Network is NetworkHost; a user namespace when UserNS
+//     lo (up) unless Network is NetworkHost; a user namespace when OwnUserNS
 //     (root inside = UIDBase outside, 65536 ids).
 //   - The program is PID 1 of its PID namespace (it replaces the init
 //     helper by execve): when it dies the kernel kills the rest. As PID 1 it
@@ -46,30 +48,27 @@
 // # Setup order
 //
 // Daemon (Start): validate; mkdir RunDir/<parent>/<id>; create the cgroup;
-// (UserNS only: mount the instance tmpfs and overlay there, see below);
+// (OwnUserNS only: mount the instance tmpfs and overlay there, see below);
 // re-exec /proc/self/exe as the init helper with CLONE_NEWPID|NEWNS|NEWUTS|
 // NEWIPC (+NEWNET, +NEWUSER with uid/gid maps), Pdeathsig SIGKILL; add the
 // helper's pid to the cgroup; only then send the config (JSON on a pipe;
 // the helper blocks reading it); read the status pipe: phase marks, then
 // EOF (the pipe is close-on-exec: exec succeeded) or an error.
 //
-// Helper (MaybeInit, PID 1, its OS thread locked throughout): make /
-// rprivate; mount the instance tmpfs and the overlay (or bind the daemon's
-// copy); binds (read-only by remount); /proc; /dev (tmpfs, device binds,
-// devpts, shm, symlinks); /tmp; /sys; pivot_root(".", ".") and detach the
-// old root; masked paths (/dev/null or an empty read-only tmpfs on top),
-// read-only paths; sethostname; lo up; rlimits; chdir Cwd; drop
-// capabilities; no_new_privs; seccomp; mark every fd from 3+len(ExtraFiles)
-// close-on-exec; execve.
+// Helper (package sandboxinit, PID 1, its OS thread locked throughout):
+// config, rootfs, net, security, exec, in the order its package doc
+// gives; the wire (fds, config, report stream) is package initwire.
+// Config is EnvConfig (the env) plus Process (the program): each has its
+// own defaults, and the helper gets both parts, decided here.
 //
 // # Rootfs and user namespaces
 //
-// Without UserNS the helper, real root in a mount namespace owned by the
+// Without OwnUserNS the helper, real root in a mount namespace owned by the
 // initial user namespace, mounts the overlay itself: the host never sees it
-// and it dies with the sandbox's mount namespace. With UserNS that fails:
+// and it dies with the sandbox's mount namespace. With OwnUserNS that fails:
 // overlayfs clones its lower layers privately, and "/" has submounts that
 // are locked in a child user namespace ("failed to clone lowerpath"). So
-// for UserNS the daemon mounts the tmpfs and overlay in its own mount
+// for OwnUserNS the daemon mounts the tmpfs and overlay in its own mount
 // namespace, the helper (whose namespace holds a copy) bind-mounts its copy
 // onto itself (a locked mount cannot be pivoted into), pivots, and after
 // exec the daemon lazily unmounts its copy. The upper's root is chowned to
@@ -87,7 +86,7 @@
 // function instance that the daemon freezes under ptrace and clones. Two
 // things differ from a plain sandbox.
 //
-// Its overlay is built on the host side, as for UserNS (the same code:
+// Its overlay is built on the host side, as for OwnUserNS (the same code:
 // tmpfs on RunDir/<parent>/<id>, overlay on merged, the helper pivots
 // into its copy); after exec the daemon drops its overlay but keeps the
 // tmpfs, so UpperDir (RunDir/<parent>/<id>/upper) shows what the template
@@ -95,7 +94,7 @@
 // it as the top read-only lower layer of their Env. Overlayfs logs that a
 // lower layer is in use as another mount's upper ("undefined behavior"
 // if both change): the template is frozen while forks use it. Destroy
-// and Sweep unmount it. A template runs with UserNS (its owner, package
+// and Sweep unmount it. A template runs with OwnUserNS (its owner, package
 // boot, always asks for it): its user namespace (OpenUserNS) then owns
 // the envs its forks join (EnvConfig.UserNS), so that every capability it
 // keeps is worth something in that namespace only.
@@ -156,7 +155,7 @@
 // dir and the cgroup (with Limits) and re-executes /proc/self/exe as a
 // holder (MaybeInit, "hold" mode) with CLONE_NEWNS|NEWUTS|NEWIPC (+NEWNET
 // unless NetworkHost), no new PID or user namespace, Pdeathsig SIGKILL.
-// The holder builds the root exactly as the init helper does (buildRootfs)
+// The holder builds the root exactly as the init helper does
 // with lowerdir = Lowers..., then Rootfs or "/", upper and work on its own
 // tmpfs (in its mount namespace only), except that /proc is left an empty
 // directory: the joining process mounts proc for its own PID namespace
@@ -170,7 +169,7 @@
 // a cgroup namespace rooted there, which the joining process enters too
 // (EnvNamespaces); until it is retired it is one more task of the cgroup.
 // With EnvConfig.UserNS the daemon mounts the env's overlay and binds (as
-// for a UserNS sandbox) and starts the holder as nsenter (nsenter/
+// for an OwnUserNS sandbox) and starts the holder as nsenter (nsenter/
 // nsenter.c): it joins that user namespace, becomes its root, unshares the
 // env's namespaces there (so that they are owned by it) and execs the
 // daemon binary by fd; the holder binds its copy of the prepared root.

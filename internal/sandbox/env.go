@@ -17,6 +17,8 @@ import (
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/sandbox/initwire"
+	"github.com/catalyzer/catalyzer/internal/sandbox/sandboxinit"
 	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
@@ -85,13 +87,11 @@ func readNS(pid int) (map[string]procfs.NSID, error) {
 // with the holder's error (an *InitError); whatever was half-built is
 // undone on failure.
 func NewEnv(cfg EnvConfig) (*Env, error) {
-	t0 := monoNow()
+	clock := newPhaseClock()
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	marks := []mark{}
-	markNow := func(name string) { marks = append(marks, mark{name, monoNow()}) }
 	var c cleanup.Cleanup
 	defer c.Clean()
 
@@ -102,7 +102,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	markNow("cgroup")
+	clock.Now("cgroup")
 
 	flags := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC)
 	if cfg.Network != NetworkHost {
@@ -111,19 +111,19 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{"catalyzer-sandbox-env"},
-		Env:         []string{parentEnv + "=" + strconv.Itoa(os.Getpid())},
+		Env:         []string{initwire.ParentEnv + "=" + strconv.Itoa(os.Getpid())},
 		SysProcAttr: &syscall.SysProcAttr{Cloneflags: flags, Pdeathsig: syscall.SIGKILL},
 	}
 	var after []*os.File
 	if cfg.UserNS != nil {
-		// Real root builds the root here, as Start does for UserNS; the
+		// Real root builds the root here, as Start does for OwnUserNS; the
 		// holder binds its copy. The holder starts as nsenter, which
 		// joins the user namespace and makes the env's namespaces there
 		// (see doc.go, "Envs"); its fds follow the pipes (3, 4).
-		if err := prepareRoot(dir, holderLower(cfg), cfg.UpperBytes, cfg.UserNS.uidBase, cfg.Binds, &c); err != nil {
+		if err := prepareRoot(dir, envLower(cfg), cfg.UpperBytes, cfg.UserNS.uidBase, cfg.Binds, &c); err != nil {
 			return nil, fmt.Errorf("sandbox env %s: rootfs: %w", cfg.ID, err)
 		}
-		markNow("rootfs-host")
+		clock.Now("rootfs-host")
 		prog, err := nsenterProg()
 		if err != nil {
 			return nil, fmt.Errorf("sandbox env %s: %w", cfg.ID, err)
@@ -134,12 +134,12 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 		cmd.SysProcAttr.Cloneflags = 0
 	}
 	h, err := helperLaunch{what: "sandbox env", id: cfg.ID, cmd: cmd, after: after, cg: cg,
-		config: holderConfig(cfg, dir), sendMark: "send", markNow: markNow}.run(&c)
+		config: holderWire(cfg, dir), sendMark: "send", markNow: clock.Now}.run(&c)
 	if err != nil {
 		return nil, err
 	}
 	cfgW := h.cfgW
-	marks = append(marks, h.marks...)
+	clock.Add(h.marks)
 	if !h.ready {
 		return nil, fmt.Errorf("sandbox env %s: holder exited before it was ready", cfg.ID)
 	}
@@ -155,14 +155,21 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	if cfg.UserNS != nil {
 		// The holder has its own copy now; drop the daemon's.
-		unmountOverlay(dir)
+		sandboxinit.UnmountOverlay(dir)
 	}
-	markNow("ready")
+	clock.Now("ready")
 
 	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cfgW: cfgW, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost}
-	e.phases = phasesOf(t0, marks)
+	e.phases = clock.Phases()
 	c.Release()
 	return e, nil
+}
+
+// holderWire is the config of an Env's holder.
+func holderWire(cfg EnvConfig, dir string) initwire.Config {
+	w := envWire(cfg, dir)
+	w.Prepared, w.Hold = cfg.UserNS != nil, true
+	return w
 }
 
 // ID is the env's id (its cgroup's and run dir's name, and the adopted

@@ -21,6 +21,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/sandboxinit"
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
@@ -681,7 +682,7 @@ func TestTemplateCaps(t *testing.T) {
 	if _, err := os.Stat(filepath.Dir(upper)); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("template run dir left after Destroy: %v", err)
 	}
-	if mps, _ := mountsUnder(filepath.Dir(upper)); len(mps) > 0 {
+	if mps, _ := sandboxinit.MountsUnder(filepath.Dir(upper)); len(mps) > 0 {
 		t.Errorf("template upper still mounted after Destroy")
 	}
 	// Not a template: no host-visible upper.
@@ -720,7 +721,7 @@ func TestTemplateSweep(t *testing.T) {
 	if n, err := Sweep(parent); err != nil || n != 1 {
 		t.Errorf("Sweep = %d, %v", n, err)
 	}
-	if mps, _ := mountsUnder(filepath.Join(RunDir, parent)); len(mps) > 0 {
+	if mps, _ := sandboxinit.MountsUnder(filepath.Join(RunDir, parent)); len(mps) > 0 {
 		t.Errorf("template upper still mounted after Sweep")
 	}
 	if _, err := os.Stat(filepath.Join(RunDir, parent)); !errors.Is(err, fs.ErrNotExist) {
@@ -737,7 +738,7 @@ func TestEnvInUserNS(t *testing.T) {
 	requireRoot(t)
 	const base = 300000
 	cfg := baseConfig(sh, "-c", "echo from-template > /template-file; exec sleep 100")
-	cfg.Template, cfg.UserNS, cfg.UIDBase = true, true, base
+	cfg.Template, cfg.OwnUserNS, cfg.UIDBase = true, true, base
 	s, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,7 +12,43 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/sandbox/initwire"
+	"github.com/catalyzer/catalyzer/internal/sandbox/sandboxinit"
 )
+
+// MaybeInit must be the first call in main (and in TestMain of packages
+// that start sandboxes). In the daemon it returns at once. In a process
+// this package re-executed it never returns: it runs the init helper
+// (package sandboxinit) or a helper registered with RegisterHelper.
+func MaybeInit() {
+	if name, ok := os.LookupEnv(helperEnv); ok {
+		runHelper(name) // never returns
+	}
+	if sandboxinit.IsHelper() {
+		sandboxinit.Main() // never returns
+	}
+}
+
+// envWire is the env part of the helper's config (cfg has its defaults).
+func envWire(cfg EnvConfig, dir string) initwire.Config {
+	return initwire.Config{
+		Lower: envLower(cfg), Dir: dir, UpperBytes: cfg.UpperBytes,
+		TmpBytes: DefaultTmpBytes, ShmBytes: DefaultShmBytes, Binds: cfg.Binds,
+		Masked: MaskedPaths, Readonly: ReadonlyPaths,
+		Hostname: cfg.Hostname, NewNet: cfg.Network != NetworkHost,
+	}
+}
+
+// withProcess adds the process part to w (p has its defaults).
+func withProcess(w initwire.Config, p Process, template bool, prog []unix.SockFilter) (initwire.Config, error) {
+	caps, err := parseCaps(p.Caps)
+	if err != nil {
+		return w, err
+	}
+	w.Argv, w.Env, w.Cwd, w.Rlimits = p.Argv, p.Env, p.Cwd, p.Rlimits
+	w.Caps, w.Template, w.Seccomp, w.NExtra = caps, template, prog, len(p.ExtraFiles)
+	return w, nil
+}
 
 // helperLaunch is one start of the init helper (this binary re-executed,
 // or nsenter ahead of it): what Start and NewEnv share.
@@ -25,7 +61,7 @@ type helperLaunch struct {
 	after []*os.File
 	cg    *cgroup.Group
 	// config is sent once the helper is in cg; sendMark names that step.
-	config   initConfig
+	config   initwire.Config
 	sendMark string
 	markNow  func(string)
 }
@@ -34,7 +70,7 @@ type helperLaunch struct {
 // whether it reported ready (an Env's holder), and the config pipe's
 // write end (an Env keeps it; Start closes it).
 type launched struct {
-	marks []mark
+	marks []initwire.Mark
 	ready bool
 	cfgW  *os.File
 }
@@ -61,7 +97,7 @@ func (l helperLaunch) run(c *cleanup.Cleanup) (launched, error) {
 	c.Add(func() { stW.Close() })
 
 	cmd := l.cmd
-	cmd.Env = append(cmd.Env, initEnv+"="+strconv.Itoa(len(cmd.ExtraFiles)))
+	cmd.Env = append(cmd.Env, initwire.InitEnv+"="+strconv.Itoa(len(cmd.ExtraFiles)))
 	cmd.ExtraFiles = append(append(append([]*os.File{}, cmd.ExtraFiles...), cfgR, stW), l.after...)
 	intoCgroup := false
 	if dir, ok := l.cg.Dirs()["unified"]; ok {
@@ -92,7 +128,7 @@ func (l helperLaunch) run(c *cleanup.Cleanup) (launched, error) {
 	}
 	// Phase marks, then EOF (the helper exec'd: the pipe is
 	// close-on-exec) or an error report.
-	marks, ready, err := readReports(stR)
+	marks, ready, err := initwire.ReadReports(stR)
 	if err != nil {
 		return launched{}, fmt.Errorf("%s %s: %w", l.what, l.id, err)
 	}
@@ -107,9 +143,9 @@ func (l helperLaunch) run(c *cleanup.Cleanup) (launched, error) {
 // targets in host-root-owned directories nor, maybe, reach the sources);
 // the helper binds its copy. rootUID owns the upper's root.
 func prepareRoot(dir, lower string, size int64, rootUID int, binds []Bind, c *cleanup.Cleanup) error {
-	if err := mountOverlay(dir, lower, size, rootUID); err != nil {
+	if err := sandboxinit.MountOverlay(dir, lower, size, rootUID); err != nil {
 		return err
 	}
-	c.Add(func() { unmountOverlay(dir) })
-	return bindAll(filepath.Join(dir, "merged"), binds)
+	c.Add(func() { sandboxinit.UnmountOverlay(dir) })
+	return sandboxinit.BindAll(filepath.Join(dir, "merged"), binds)
 }

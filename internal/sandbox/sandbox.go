@@ -15,6 +15,8 @@ import (
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/sandbox/initwire"
+	"github.com/catalyzer/catalyzer/internal/sandbox/sandboxinit"
 	"github.com/catalyzer/catalyzer/internal/timing"
 )
 
@@ -28,20 +30,7 @@ type Exit struct {
 // InitError is a setup step of the init helper that failed inside the
 // sandbox (Step is e.g. "rootfs", "exec"). It unwraps to the errno, so
 // errors.Is(err, fs.ErrNotExist) works for a missing argv[0].
-type InitError struct {
-	Step  string
-	Msg   string
-	Errno syscall.Errno
-}
-
-func (e *InitError) Error() string { return e.Msg }
-
-func (e *InitError) Unwrap() error {
-	if e.Errno == 0 {
-		return nil
-	}
-	return e.Errno
-}
+type InitError = initwire.InitError
 
 // Sandbox is one running sandboxed process and the resources around it:
 // one started by Start (our child), or one adopted into an Env (not our
@@ -68,70 +57,87 @@ type Sandbox struct {
 	destroyErr  error
 }
 
-// mark is a point in time (CLOCK_MONOTONIC ns, comparable across the
-// daemon and the init helper) at which the named phase ended.
-type mark struct {
-	Phase string `json:"phase"`
-	T     int64  `json:"t"`
-}
-
-func monoNow() int64 {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return ts.Nano()
-}
-
-// report is one line the init helper writes on the status pipe: a phase
-// mark, or (last) the error that stopped it.
-type report struct {
-	Mark  *mark      `json:"mark,omitempty"`
-	Error *InitError `json:"error,omitempty"`
-	Ready bool       `json:"ready,omitempty"` // an Env's holder is built and blocks
-}
-
 func instanceDir(parent, id string) string { return filepath.Join(RunDir, parent, id) }
 
 // Start builds the sandbox described by cfg and starts cfg.Argv in it. It
 // returns once the program has been exec'd, or with the init helper's
-// error; whatever was half-built is undone on failure.
+// error; whatever was half-built is undone on failure. The steps are
+// those of doc.go, "Setup order".
 func Start(cfg Config) (*Sandbox, error) {
-	t0 := monoNow()
+	clock := newPhaseClock()
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	marks := []mark{}
-	markNow := func(name string) { marks = append(marks, mark{name, monoNow()}) }
 	var c cleanup.Cleanup
 	defer c.Clean()
 
-	var prog []unix.SockFilter
-	if !cfg.NoSeccomp {
-		if prog, err = seccompProgram(cfg.Caps); err != nil {
-			return nil, fmt.Errorf("sandbox %s: seccomp: %w", cfg.ID, err)
-		}
+	w, err := startWire(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
 	}
-
 	dir, cg, err := newInstance("sandbox", cfg.CgroupParent, cfg.ID, cfg.Limits, &c)
 	if err != nil {
 		return nil, err
 	}
-	markNow("cgroup")
+	w.Dir = dir
+	clock.Now("cgroup")
 
-	if cfg.UserNS || cfg.Template {
+	if w.Prepared {
 		// Real root builds the root here (see doc.go); the helper pivots
 		// into its copy. A template's upper layer stays visible here for
 		// forked envs.
 		rootUID := 0
-		if cfg.UserNS {
+		if cfg.OwnUserNS {
 			rootUID = cfg.UIDBase
 		}
-		if err := prepareRoot(dir, lowerDir(cfg), cfg.UpperBytes, rootUID, cfg.Binds, &c); err != nil {
+		if err := prepareRoot(dir, w.Lower, cfg.UpperBytes, rootUID, cfg.Binds, &c); err != nil {
 			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
 		}
-		markNow("rootfs-host")
+		clock.Now("rootfs-host")
 	}
 
+	cmd := initCmd(cfg)
+	h, err := helperLaunch{what: "sandbox", id: cfg.ID, cmd: cmd, cg: cg, config: w, sendMark: "join", markNow: clock.Now}.run(&c)
+	if err != nil {
+		return nil, err
+	}
+	h.cfgW.Close()
+	clock.Add(h.marks)
+	clock.Now("exec")
+
+	s := &Sandbox{id: cfg.ID, pid: cmd.Process.Pid, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
+	if cfg.OwnUserNS {
+		s.uidBase = cfg.UIDBase
+	}
+	s.dropHostRoot(cfg.Template, w.Prepared)
+	s.phases = clock.Phases()
+	if err := s.watchExit(cfg.Template); err != nil {
+		return nil, err
+	}
+	c.Release()
+	return s, nil
+}
+
+// startWire is the helper's config for cfg (with its defaults), but its
+// run dir: the env part, the process part, the compiled seccomp program.
+func startWire(cfg Config) (initwire.Config, error) {
+	var prog []unix.SockFilter
+	if !cfg.NoSeccomp {
+		var err error
+		if prog, err = seccompProgram(cfg.Caps); err != nil {
+			return initwire.Config{}, fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	w := envWire(cfg.EnvConfig, "")
+	w.Prepared = cfg.OwnUserNS || cfg.Template
+	return withProcess(w, cfg.Process, cfg.Template, prog)
+}
+
+// initCmd is the init helper's command for cfg: this binary re-executed
+// in new PID, mount, UTS and IPC namespaces (and network, user), killed
+// with the daemon's thread.
+func initCmd(cfg Config) *exec.Cmd {
 	cmd := &exec.Cmd{
 		Path:       "/proc/self/exe",
 		Args:       []string{"catalyzer-sandbox-init"},
@@ -150,7 +156,7 @@ func Start(cfg Config) (*Sandbox, error) {
 	if cfg.Network != NetworkHost {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
 	}
-	if cfg.UserNS {
+	if cfg.OwnUserNS {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWUSER
 		m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: cfg.UIDBase, Size: UIDMapSize}}
 		cmd.SysProcAttr.UidMappings = m
@@ -159,49 +165,38 @@ func Start(cfg Config) (*Sandbox, error) {
 		// Become root of the new namespace (host uid 0 is unmapped there).
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
-	hc := helperConfig(cfg, dir)
-	hc.Prepared = cfg.UserNS || cfg.Template
-	hc.Seccomp = prog
-	h, err := helperLaunch{what: "sandbox", id: cfg.ID, cmd: cmd, cg: cg, config: hc, sendMark: "join", markNow: markNow}.run(&c)
-	if err != nil {
-		return nil, err
-	}
-	h.cfgW.Close()
-	marks = append(marks, h.marks...)
-	markNow("exec")
+	return cmd
+}
 
-	s := &Sandbox{id: cfg.ID, pid: cmd.Process.Pid, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
-	if cfg.UserNS {
-		s.uidBase = cfg.UIDBase
-	}
+// dropHostRoot drops the daemon's copy of a root it prepared, now that
+// the helper holds its own; a template's tmpfs (its upper dir) stays
+// until Destroy.
+func (s *Sandbox) dropHostRoot(template, prepared bool) {
 	switch {
-	case cfg.Template:
-		// The helper holds its own copy of the overlay: drop the
-		// daemon's, but keep the tmpfs (its upper dir) until Destroy.
-		_ = unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
-		s.upper = filepath.Join(dir, "upper")
-	case cfg.UserNS:
-		// The helper holds its own copy now; drop the daemon's.
-		unmountOverlay(dir)
+	case template:
+		_ = unix.Unmount(filepath.Join(s.dir, "merged"), unix.MNT_DETACH)
+		s.upper = filepath.Join(s.dir, "upper")
+	case prepared:
+		sandboxinit.UnmountOverlay(s.dir)
 	}
-	s.phases = phasesOf(t0, marks)
-	if cfg.Template {
-		// A template is frozen under ptrace by its owner, and a wait4
-		// from any other thread of this process would steal the
-		// tracer's stops: watch its exit through a pidfd instead and
-		// leave the reaping to the tracer (or to Destroy).
-		fd, err := unix.PidfdOpen(s.pid, unix.PIDFD_NONBLOCK)
-		if err != nil {
-			return nil, fmt.Errorf("sandbox %s: pidfd: %w", cfg.ID, err)
-		}
-		s.pidfd = os.NewFile(uintptr(fd), "pidfd")
-		c.Release()
-		go s.watch()
-		return s, nil
+}
+
+// watchExit starts watching for the process's exit. A template is frozen
+// under ptrace by its owner, and a wait4 from any other thread of this
+// process would steal the tracer's stops: its exit is watched through a
+// pidfd, and the reaping left to the tracer (or to Destroy).
+func (s *Sandbox) watchExit(template bool) error {
+	if !template {
+		go s.reap()
+		return nil
 	}
-	c.Release()
-	go s.reap()
-	return s, nil
+	fd, err := unix.PidfdOpen(s.pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: pidfd: %w", s.id, err)
+	}
+	s.pidfd = os.NewFile(uintptr(fd), "pidfd")
+	go s.watch()
+	return nil
 }
 
 // reap waits for the sandboxed process (PID 1 of the sandbox: when it
@@ -252,7 +247,7 @@ func (s *Sandbox) ID() string { return s.id }
 
 // Phases returns the measured setup phases of Start (for an adopted
 // sandbox: of NewEnv, see Env.Phases), in order: "cgroup"
-// (validate, run dir, cgroup created), "rootfs-host" (UserNS only: overlay
+// (validate, run dir, cgroup created), "rootfs-host" (OwnUserNS or Template only: overlay
 // built by the daemon), "spawn" (clone+exec of the init helper), "join"
 // (helper added to the cgroup, config sent), "config" (the helper's Go
 // runtime started and read its config), "rootfs", "net" (hostname,
@@ -298,7 +293,7 @@ func (s *Sandbox) Destroy() error {
 		if err := s.cg.Delete(); err != nil {
 			errs = append(errs, fmt.Errorf("cgroup delete: %w", err))
 		}
-		unmountOverlay(s.dir)
+		sandboxinit.UnmountOverlay(s.dir)
 		if err := os.Remove(s.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
@@ -325,48 +320,6 @@ func Sweep(cgroupParent string) (int, error) {
 	n, err := cgroup.Sweep(cgroupParent)
 	dirs, rerr := sweepRunDir(filepath.Join(RunDir, cgroupParent))
 	return max(n, dirs), errors.Join(err, rerr)
-}
-
-// lowerDir is the overlay's lower layer.
-func lowerDir(cfg Config) string {
-	if cfg.Rootfs == "" {
-		return "/"
-	}
-	return cfg.Rootfs
-}
-
-// mountOverlay mounts, in the caller's mount namespace, a size-limited
-// tmpfs on dir holding the overlay's upper and work dirs, and the overlay
-// (lower, that upper) on dir/merged. rootUID owns the upper's root.
-func mountOverlay(dir, lower string, size int64, rootUID int) error {
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV,
-		fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		return fmt.Errorf("mount tmpfs on %s: %w", dir, err)
-	}
-	for _, d := range []string{"upper", "work", "merged"} {
-		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
-			_ = unix.Unmount(dir, unix.MNT_DETACH)
-			return err
-		}
-	}
-	if rootUID != 0 {
-		// Root inside a user namespace must own "/" to write there, and
-		// must be able to reach the merged dir through dir.
-		_ = os.Chown(filepath.Join(dir, "upper"), rootUID, rootUID)
-		_ = os.Chmod(dir, 0o711)
-	}
-	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir)
-	if err := unix.Mount("overlay", filepath.Join(dir, "merged"), "overlay", 0, opts); err != nil {
-		_ = unix.Unmount(dir, unix.MNT_DETACH)
-		return fmt.Errorf("mount overlay (%s): %w", opts, err)
-	}
-	return nil
-}
-
-// unmountOverlay lazily unmounts what mountOverlay mounted, if mounted.
-func unmountOverlay(dir string) {
-	_ = unix.Unmount(filepath.Join(dir, "merged"), unix.MNT_DETACH)
-	_ = unix.Unmount(dir, unix.MNT_DETACH)
 }
 
 // Tidy removes cgroupParent's cgroup and run directories if nothing uses

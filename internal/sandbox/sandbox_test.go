@@ -61,8 +61,8 @@ var seq atomic.Int64
 func newID() string { return fmt.Sprintf("t%d-%d", os.Getpid(), seq.Add(1)) }
 
 func baseConfig(argv ...string) Config {
-	return Config{ID: newID(), Argv: argv, CgroupParent: testParent,
-		Env: []string{"PATH=/usr/bin:/bin", "HOME=/"}}
+	return Config{EnvConfig: EnvConfig{ID: newID(), CgroupParent: testParent},
+		Process: Process{Argv: argv, Env: []string{"PATH=/usr/bin:/bin", "HOME=/"}}}
 }
 
 // run starts cfg, waits for it and returns its combined output and exit.
@@ -269,7 +269,7 @@ func TestRootfsDir(t *testing.T) {
 		out := shell(t, `ls / | tr '\n' ' '; echo; echo x > /new && echo ok`, func(c *Config) {
 			c.Rootfs = rootfs
 			c.Binds = []Bind{{Source: "/usr", Target: "/usr"}}
-			c.UserNS = userns
+			c.OwnUserNS = userns
 		})
 		if !strings.HasPrefix(out, "bin dev lib lib64 proc sys tmp usr \nok") {
 			t.Errorf("userns=%v: rootfs listing: %q", userns, out)
@@ -376,7 +376,7 @@ func TestBadArgv(t *testing.T) {
 	if _, err := Start(baseConfig("relative")); !errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("relative argv: %v", err)
 	}
-	if _, err := Start(Config{ID: "Bad_ID", Argv: []string{sh}}); !errors.Is(err, errdefs.ErrInvalid) {
+	if _, err := Start(Config{EnvConfig: EnvConfig{ID: "Bad_ID"}, Process: Process{Argv: []string{sh}}}); !errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("bad id: %v", err)
 	}
 	if after := countLeaks(t); !slices.Equal(before, after) {
@@ -386,7 +386,7 @@ func TestBadArgv(t *testing.T) {
 
 func TestUserNS(t *testing.T) {
 	requireRoot(t)
-	out := shell(t, `cat /proc/self/uid_map; id -u; echo x > /tmp/x && echo tmp-ok; echo y > /y && echo root-ok; grep -E '^(CapEff|Seccomp):' /proc/self/status`, func(c *Config) { c.UserNS = true })
+	out := shell(t, `cat /proc/self/uid_map; id -u; echo x > /tmp/x && echo tmp-ok; echo y > /y && echo root-ok; grep -E '^(CapEff|Seccomp):' /proc/self/status`, func(c *Config) { c.OwnUserNS = true })
 	f := strings.Fields(out)
 	if len(f) < 3 || f[0] != "0" || f[1] != strconv.Itoa(UIDMapBase) || f[2] != "65536" {
 		t.Errorf("uid_map: %q", out)
@@ -398,7 +398,7 @@ func TestUserNS(t *testing.T) {
 	}
 	var s *Sandbox
 	cfg := baseConfig(sh, "-c", "sleep 100")
-	cfg.UserNS = true
+	cfg.OwnUserNS = true
 	s, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -470,7 +470,7 @@ func TestNoLeaks(t *testing.T) {
 	before := settledLeaks(t)
 	for i := range 6 {
 		cfg := baseConfig(sh, "-c", "sleep 100 & echo x > /tmp/f; sleep 100")
-		cfg.UserNS = i%2 == 1
+		cfg.OwnUserNS = i%2 == 1
 		cfg.Network = []Network{NetworkNone, NetworkNone, NetworkHost}[i%3]
 		s, err := Start(cfg)
 		if err != nil {
@@ -550,7 +550,7 @@ func BenchmarkStartDestroy(b *testing.B) {
 			var order []string
 			for b.Loop() {
 				cfg := baseConfig("/bin/true")
-				cfg.UserNS = userns
+				cfg.OwnUserNS = userns
 				s, err := Start(cfg)
 				if err != nil {
 					b.Fatal(err)

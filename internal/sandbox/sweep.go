@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/sandbox/sandboxinit"
 )
 
 // Leftover is what a sweep could not remove: a mount point that stayed
@@ -42,7 +44,7 @@ func UnmountUnder(dir string) (int, error) {
 	n := 0
 	var last map[string]error
 	for round := 0; round < sweepRounds; round++ {
-		mps, err := mountsUnder(dir)
+		mps, err := sandboxinit.MountsUnder(dir)
 		if err != nil {
 			return n, fmt.Errorf("unmount under %s: %w", dir, err)
 		}
@@ -74,7 +76,7 @@ func UnmountUnder(dir string) (int, error) {
 			break
 		}
 	}
-	mps, err := mountsUnder(dir)
+	mps, err := sandboxinit.MountsUnder(dir)
 	if err != nil {
 		return n, fmt.Errorf("unmount under %s: %w", dir, err)
 	}
@@ -105,7 +107,7 @@ func sweepRunDir(base string) (int, error) {
 	}
 	_, uerr := UnmountUnder(base)
 	stuck := map[string]bool{}
-	if mps, err := mountsUnder(base); err == nil {
+	if mps, err := sandboxinit.MountsUnder(base); err == nil {
 		for _, mp := range mps {
 			stuck[mp] = true
 		}

@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/sandbox/sandboxinit"
+
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
@@ -34,7 +36,7 @@ func TestSweepStackedAndBusy(t *testing.T) {
 	if err := os.MkdirAll(inst, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if err := mountOverlay(inst, filepath.Join(base, "layer-0123456789abcdef"), 1<<20, 0); err != nil {
+	if err := sandboxinit.MountOverlay(inst, filepath.Join(base, "layer-0123456789abcdef"), 1<<20, 0); err != nil {
 		t.Fatal(err)
 	}
 	busy, err := NewLayerTmpfs(parent, "busy-1", 1<<20)
@@ -50,7 +52,7 @@ func TestSweepStackedAndBusy(t *testing.T) {
 	if err := unix.Unmount(busy.Dir, 0); !errors.Is(err, unix.EBUSY) {
 		t.Fatalf("unmount of a tmpfs that a process has its cwd in: %v, want EBUSY", err)
 	}
-	mps, _ := mountsUnder(base)
+	mps, _ := sandboxinit.MountsUnder(base)
 	if len(mps) != 6 {
 		t.Fatalf("set up %d mounts, want 6: %v", len(mps), mps)
 	}
@@ -62,7 +64,7 @@ func TestSweepStackedAndBusy(t *testing.T) {
 	if n != 3 {
 		t.Errorf("Sweep removed %d run dirs, want 3", n)
 	}
-	if mps, _ := mountsUnder(base); len(mps) != 0 {
+	if mps, _ := sandboxinit.MountsUnder(base); len(mps) != 0 {
 		t.Errorf("still mounted after Sweep: %v", mps)
 	}
 	if _, err := os.Stat(base); !errors.Is(err, fs.ErrNotExist) {

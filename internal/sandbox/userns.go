@@ -25,7 +25,7 @@ type UserNS struct {
 }
 
 // OpenUserNS opens the user namespace of the sandbox's process. The
-// sandbox must have been started with Config.UserNS.
+// sandbox must have been started with Config.OwnUserNS.
 func (s *Sandbox) OpenUserNS() (*UserNS, error) {
 	if s.uidBase == 0 {
 		return nil, fmt.Errorf("sandbox %s: not in a user namespace of its own", s.id)
