@@ -91,18 +91,15 @@ type Process struct {
 
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 
-// withDefaults validates cfg and returns a copy with defaults filled in:
-// the env's (EnvConfig.withDefaults), the process's (Process.withDefaults),
-// and the user namespace's.
+// withDefaults validates cfg but its Process (Exec does that) and returns
+// a copy with defaults filled in: the env's (EnvConfig.withDefaults) and
+// the user namespace's.
 func (cfg Config) withDefaults() (Config, error) {
 	var err error
 	if cfg.UserNS != nil {
 		return Config{}, fmt.Errorf("sandbox config: Start makes its own user namespace (OwnUserNS), it joins none: %w", errdefs.ErrInvalid)
 	}
 	if cfg.EnvConfig, err = cfg.EnvConfig.withDefaults(); err != nil {
-		return Config{}, err
-	}
-	if cfg.Process, err = cfg.Process.withDefaults(); err != nil {
 		return Config{}, err
 	}
 	if cfg.OwnUserNS {

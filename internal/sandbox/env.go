@@ -55,7 +55,6 @@ type Env struct {
 	id     string
 	cmd    *exec.Cmd
 	pidfd  *os.File // holder's pidfd
-	cfgW   *os.File // the holder blocks reading the other end
 	cg     *cgroup.Group
 	dir    string
 	phases []timing.Phase
@@ -138,11 +137,9 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfgW := h.cfgW
+	// The holder closed its ends and becomes the pause binary.
+	h.close()
 	clock.Add(h.marks)
-	if !h.ready {
-		return nil, fmt.Errorf("sandbox env %s: holder exited before it was ready", cfg.ID)
-	}
 	pfd, err := unix.PidfdOpen(cmd.Process.Pid, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sandbox env %s: pidfd_open: %w", cfg.ID, err)
@@ -159,7 +156,7 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	clock.Now("ready")
 
-	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cfgW: cfgW, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost}
+	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost}
 	e.phases = clock.Phases()
 	c.Release()
 	return e, nil
@@ -307,12 +304,11 @@ func (e *Env) joined(pid int) bool {
 	return true
 }
 
-// retire kills and reaps the holder and closes its pidfd and pipe. It is
+// retire kills and reaps the holder and closes its pidfd. It is
 // idempotent.
 func (e *Env) retire() error {
 	e.retireOnce.Do(func() {
 		_ = unix.PidfdSendSignal(int(e.pidfd.Fd()), unix.SIGKILL, nil, 0)
-		e.cfgW.Close()
 		err := e.cmd.Wait()
 		var ee *exec.ExitError
 		if err != nil && !errors.As(err, &ee) {

@@ -1,12 +1,10 @@
 package sandbox
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 
 	"golang.org/x/sys/unix"
 
@@ -39,24 +37,37 @@ func envWire(cfg EnvConfig, dir string) initwire.Config {
 	}
 }
 
-// withProcess adds the process part to w (p has its defaults).
-func withProcess(w initwire.Config, p Process, template bool, prog []unix.SockFilter) (initwire.Config, error) {
+// processWire is the helper's Process message for p (with its defaults)
+// and the files that go with it.
+func processWire(p Process, template bool) (initwire.Process, []*os.File, error) {
 	caps, err := parseCaps(p.Caps)
 	if err != nil {
-		return w, err
+		return initwire.Process{}, nil, err
 	}
-	w.Argv, w.Env, w.Cwd, w.Rlimits = p.Argv, p.Env, p.Cwd, p.Rlimits
-	w.Caps, w.Template, w.Seccomp, w.NExtra = caps, template, prog, len(p.ExtraFiles)
-	return w, nil
+	var prog []unix.SockFilter
+	if !p.NoSeccomp {
+		if prog, err = seccompProgram(p.Caps); err != nil {
+			return initwire.Process{}, nil, fmt.Errorf("seccomp: %w", err)
+		}
+	}
+	w := initwire.Process{Argv: p.Argv, Env: p.Env, Cwd: p.Cwd, Rlimits: p.Rlimits,
+		Caps: caps, Template: template, Seccomp: prog, NExtra: len(p.ExtraFiles)}
+	var files []*os.File
+	if p.Stdout != nil {
+		w.Stdout, files = true, append(files, p.Stdout)
+	}
+	if p.Stderr != nil {
+		w.Stderr, files = true, append(files, p.Stderr)
+	}
+	return w, append(files, p.ExtraFiles...), nil
 }
 
 // helperLaunch is one start of the init helper (this binary re-executed,
-// or nsenter ahead of it): what Start and NewEnv share.
+// or nsenter ahead of it): what Prestart and NewEnv share.
 type helperLaunch struct {
 	what, id string
-	// cmd has its Path, Args, Env, SysProcAttr and output set; its
-	// ExtraFiles are the caller's (fds 3, 4, ...). The config and status
-	// pipes follow them, then after.
+	// cmd has its Path, Args, Env and SysProcAttr set. The config socket
+	// and the status pipe become its fds 3 and 4, after 5, 6, ...
 	cmd   *exec.Cmd
 	after []*os.File
 	cg    *cgroup.Group
@@ -66,39 +77,48 @@ type helperLaunch struct {
 	markNow  func(string)
 }
 
-// launched is a helper that got through its setup: its reports' marks,
-// whether it reported ready (an Env's holder), and the config pipe's
-// write end (an Env keeps it; Start closes it).
+// launched is a helper that reported its env ready: its reports' marks,
+// its config socket (the host's end) and its status stream, which a
+// sandbox's helper goes on with once it gets its Process.
 type launched struct {
-	marks []initwire.Mark
-	ready bool
-	cfgW  *os.File
+	marks   []initwire.Mark
+	config  *os.File
+	status  *os.File
+	reports *initwire.Reports
+}
+
+// close closes the host's ends of the helper's channels.
+func (l launched) close() {
+	l.config.Close()
+	l.status.Close()
 }
 
 // run starts the helper in its cgroup (born there on cgroup v2: no
 // migration, which costs a synchronize_rcu, ~20 ms measured on a 16-core
 // host, whenever attaches are sparse; added before it reads its config
-// on v1), sends its config and reads its status reports to EOF. What it
-// made is undone by c on failure.
+// on v1), sends its config and reads its status reports until it is
+// ready. What it made is undone by c on failure.
 func (l helperLaunch) run(c *cleanup.Cleanup) (launched, error) {
 	fail := func(f string, err error) (launched, error) {
 		return launched{}, fmt.Errorf("%s %s: "+f+": %w", l.what, l.id, err)
 	}
-	cfgR, cfgW, err := os.Pipe()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return fail("config pipe", err)
+		return fail("config socket", err)
 	}
-	c.Add(func() { cfgR.Close(); cfgW.Close() })
+	cfgOurs, cfgTheirs := os.NewFile(uintptr(fds[0]), "config"), os.NewFile(uintptr(fds[1]), "config-helper")
+	defer cfgTheirs.Close()
+	c.Add(func() { cfgOurs.Close() })
 	stR, stW, err := os.Pipe()
 	if err != nil {
 		return fail("status pipe", err)
 	}
-	defer stR.Close()
-	c.Add(func() { stW.Close() })
+	defer stW.Close()
+	c.Add(func() { stR.Close() })
 
 	cmd := l.cmd
-	cmd.Env = append(cmd.Env, initwire.InitEnv+"="+strconv.Itoa(len(cmd.ExtraFiles)))
-	cmd.ExtraFiles = append(append(append([]*os.File{}, cmd.ExtraFiles...), cfgR, stW), l.after...)
+	cmd.Env = append(cmd.Env, initwire.InitEnv+"=1")
+	cmd.ExtraFiles = append([]*os.File{cfgTheirs, stW}, l.after...)
 	intoCgroup := false
 	if dir, ok := l.cg.Dirs()["unified"]; ok {
 		if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
@@ -111,7 +131,7 @@ func (l helperLaunch) run(c *cleanup.Cleanup) (launched, error) {
 		return fail("spawn helper", err)
 	}
 	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	cfgR.Close()
+	cfgTheirs.Close()
 	stW.Close()
 	if !intoCgroup {
 		// It blocks reading its config: account it before it runs.
@@ -120,19 +140,21 @@ func (l helperLaunch) run(c *cleanup.Cleanup) (launched, error) {
 		}
 	}
 	l.markNow("spawn")
-	// Marked before the write: once written, the helper's "config" mark
-	// may come first.
+	// Marked before the send: once sent, the helper's "config" mark may
+	// come first.
 	l.markNow(l.sendMark)
-	if err := json.NewEncoder(cfgW).Encode(l.config); err != nil {
+	if err := initwire.Send(int(cfgOurs.Fd()), l.config, nil); err != nil {
 		return fail("send config", err)
 	}
-	// Phase marks, then EOF (the helper exec'd: the pipe is
-	// close-on-exec) or an error report.
-	marks, ready, err := initwire.ReadReports(stR)
+	reports := initwire.NewReports(stR)
+	marks, ready, err := reports.Next()
 	if err != nil {
 		return launched{}, fmt.Errorf("%s %s: %w", l.what, l.id, err)
 	}
-	return launched{marks: marks, ready: ready, cfgW: cfgW}, nil
+	if !ready {
+		return fail("helper", fmt.Errorf("exited before it was ready"))
+	}
+	return launched{marks: marks, config: cfgOurs, status: stR, reports: reports}, nil
 }
 
 // prepareRoot mounts, as real root in the daemon's namespaces, the

@@ -59,79 +59,26 @@ type Sandbox struct {
 
 func instanceDir(parent, id string) string { return filepath.Join(RunDir, parent, id) }
 
-// Start builds the sandbox described by cfg and starts cfg.Argv in it. It
-// returns once the program has been exec'd, or with the init helper's
-// error; whatever was half-built is undone on failure. The steps are
-// those of doc.go, "Setup order".
+// Start builds the sandbox described by cfg and starts cfg.Argv in it:
+// Prestart, then Exec. It returns once the program has been exec'd, or
+// with the init helper's error; whatever was half-built is undone on
+// failure. The steps are those of doc.go, "Setup order".
 func Start(cfg Config) (*Sandbox, error) {
-	clock := newPhaseClock()
-	cfg, err := cfg.withDefaults()
+	proc, err := cfg.Process.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	var c cleanup.Cleanup
-	defer c.Clean()
-
-	w, err := startWire(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", cfg.ID, err)
-	}
-	dir, cg, err := newInstance("sandbox", cfg.CgroupParent, cfg.ID, cfg.Limits, &c)
+	cfg.Process = Process{}
+	p, err := Prestart(cfg)
 	if err != nil {
 		return nil, err
 	}
-	w.Dir = dir
-	clock.Now("cgroup")
-
-	if w.Prepared {
-		// Real root builds the root here (see doc.go); the helper pivots
-		// into its copy. A template's upper layer stays visible here for
-		// forked envs.
-		rootUID := 0
-		if cfg.OwnUserNS {
-			rootUID = cfg.UIDBase
-		}
-		if err := prepareRoot(dir, w.Lower, cfg.UpperBytes, rootUID, cfg.Binds, &c); err != nil {
-			return nil, fmt.Errorf("sandbox %s: rootfs: %w", cfg.ID, err)
-		}
-		clock.Now("rootfs-host")
-	}
-
-	cmd := initCmd(cfg)
-	h, err := helperLaunch{what: "sandbox", id: cfg.ID, cmd: cmd, cg: cg, config: w, sendMark: "join", markNow: clock.Now}.run(&c)
+	s, err := p.Exec(proc)
 	if err != nil {
 		return nil, err
 	}
-	h.cfgW.Close()
-	clock.Add(h.marks)
-	clock.Now("exec")
-
-	s := &Sandbox{id: cfg.ID, pid: cmd.Process.Pid, cmd: cmd, cg: cg, dir: dir, done: make(chan struct{})}
-	if cfg.OwnUserNS {
-		s.uidBase = cfg.UIDBase
-	}
-	s.dropHostRoot(cfg.Template, w.Prepared)
-	s.phases = clock.Phases()
-	if err := s.watchExit(cfg.Template); err != nil {
-		return nil, err
-	}
-	c.Release()
+	s.phases = append(p.Phases(), s.phases...)
 	return s, nil
-}
-
-// startWire is the helper's config for cfg (with its defaults), but its
-// run dir: the env part, the process part, the compiled seccomp program.
-func startWire(cfg Config) (initwire.Config, error) {
-	var prog []unix.SockFilter
-	if !cfg.NoSeccomp {
-		var err error
-		if prog, err = seccompProgram(cfg.Caps); err != nil {
-			return initwire.Config{}, fmt.Errorf("seccomp: %w", err)
-		}
-	}
-	w := envWire(cfg.EnvConfig, "")
-	w.Prepared = cfg.OwnUserNS || cfg.Template
-	return withProcess(w, cfg.Process, cfg.Template, prog)
 }
 
 // initCmd is the init helper's command for cfg: this binary re-executed
@@ -139,19 +86,12 @@ func startWire(cfg Config) (initwire.Config, error) {
 // with the daemon's thread.
 func initCmd(cfg Config) *exec.Cmd {
 	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{"catalyzer-sandbox-init"},
-		ExtraFiles: cfg.ExtraFiles,
+		Path: "/proc/self/exe",
+		Args: []string{"catalyzer-sandbox-init"},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS | syscall.CLONE_NEWIPC,
 			Pdeathsig:  syscall.SIGKILL,
 		},
-	}
-	if cfg.Stdout != nil {
-		cmd.Stdout = cfg.Stdout
-	}
-	if cfg.Stderr != nil {
-		cmd.Stderr = cfg.Stderr
 	}
 	if cfg.Network != NetworkHost {
 		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNET
@@ -166,19 +106,6 @@ func initCmd(cfg Config) *exec.Cmd {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	return cmd
-}
-
-// dropHostRoot drops the daemon's copy of a root it prepared, now that
-// the helper holds its own; a template's tmpfs (its upper dir) stays
-// until Destroy.
-func (s *Sandbox) dropHostRoot(template, prepared bool) {
-	switch {
-	case template:
-		_ = unix.Unmount(filepath.Join(s.dir, "merged"), unix.MNT_DETACH)
-		s.upper = filepath.Join(s.dir, "upper")
-	case prepared:
-		sandboxinit.UnmountOverlay(s.dir)
-	}
 }
 
 // watchExit starts watching for the process's exit. A template is frozen
@@ -245,14 +172,10 @@ func (s *Sandbox) LiftMemoryLimit() error { return s.cg.LiftMemoryLimit() }
 // ID is the instance id the sandbox was started with.
 func (s *Sandbox) ID() string { return s.id }
 
-// Phases returns the measured setup phases of Start (for an adopted
-// sandbox: of NewEnv, see Env.Phases), in order: "cgroup"
-// (validate, run dir, cgroup created), "rootfs-host" (OwnUserNS or Template only: overlay
-// built by the daemon), "spawn" (clone+exec of the init helper), "join"
-// (helper added to the cgroup, config sent), "config" (the helper's Go
-// runtime started and read its config), "rootfs", "net" (hostname,
-// loopback), "security" (rlimits, cwd, caps, no_new_privs, seccomp, fds),
-// "exec" (execve until the daemon saw the status pipe close).
+// Phases returns the measured setup phases, in order: for Start those of
+// Prestart then of Exec (see Pending.Phases and Pending.Exec); for
+// Pending.Exec its own; for an adopted sandbox those of NewEnv (see
+// Env.Phases).
 func (s *Sandbox) Phases() []timing.Phase { return append([]timing.Phase(nil), s.phases...) }
 
 // Done is closed when the sandboxed process has exited and been reaped.

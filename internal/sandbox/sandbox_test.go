@@ -533,7 +533,7 @@ func TestPhases(t *testing.T) {
 			t.Errorf("negative phase %v", p)
 		}
 	}
-	want := []string{"cgroup", "spawn", "join", "config", "rootfs", "net", "security", "exec"}
+	want := []string{"cgroup", "spawn", "join", "config", "rootfs", "net", "ready", "send", "process", "security", "exec"}
 	if !slices.Equal(names, want) {
 		t.Errorf("phases %v, want %v", names, want)
 	}

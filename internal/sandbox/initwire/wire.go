@@ -1,31 +1,34 @@
 // Package initwire is the wire between the two sides of a sandbox: the
 // host (package sandbox, in the daemon) and the init helper (package
 // sandboxinit: the daemon binary re-executed inside the new namespaces).
-// Both import it; neither imports the other's internals.
+// Both import it; neither imports the other.
 //
 // # Channel
 //
-// The host starts the helper with InitEnv=n in its environment, where n
-// is the number of caller files (fds 3 .. 3+n-1, the sandboxed program's
-// ExtraFiles). Then:
+// The host starts the helper with InitEnv in its environment and:
 //
-//	fd 3+n    config pipe (host -> helper): one Config, JSON, one line;
-//	          an env holder keeps it open and blocks on it
-//	fd 3+n+1  status pipe (helper -> host, close-on-exec): Reports, one
-//	          JSON object a line
+//	fd 0-2  /dev/null
+//	fd 3    config socket (AF_UNIX, SOCK_SEQPACKET): host -> helper, one
+//	        message a datagram (JSON): first a Config, later, for a
+//	        sandbox, a Process with its files (SCM_RIGHTS)
+//	fd 4    status pipe (helper -> host, close-on-exec): Reports, one JSON
+//	        object a line
+//	fd 5..  what a helper started by nsenter needs (an env holder)
 //
 // A helper that changed its credentials before its Go code ran (an env
 // holder started by nsenter) finds the daemon's pid in ParentEnv.
 //
 // # Report stream
 //
-// The helper writes zero or more phase marks ({"mark":{"phase":P,"t":T}},
-// T in CLOCK_MONOTONIC ns, comparable with the host's MonoNow), then one
-// of: {"ready":true} (an env's holder is built), {"error":{...}} (an
-// InitError: the step that failed), or nothing: the pipe closes at execve
-// (close-on-exec), which tells the host the program runs. ReadReports
-// reads that stream; it keeps at most MaxReports lines, and anything that
-// is not a report is errdefs.ErrInvalid.
+// After the Config the helper writes phase marks ({"mark":{"phase":P,
+// "t":T}}, T in CLOCK_MONOTONIC ns, comparable with the host's MonoNow)
+// and {"ready":true} once the env is built: an env's holder then becomes
+// the pause binary, a sandbox's helper waits for its Process. After the
+// Process: marks, then nothing: the pipe closes at execve (close-on-exec),
+// which tells the host the program runs. At any point {"error":{...}} (an
+// InitError: the step that failed) ends the stream. Reports reads it; it
+// keeps at most MaxReports lines, and anything that is not a report is
+// errdefs.ErrInvalid.
 package initwire
 
 import (
@@ -41,9 +44,18 @@ import (
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
-// InitEnv marks the re-executed init helper; its value is the number of
-// caller files (see the package doc for the fd layout).
+// InitEnv marks the re-executed init helper (see the package doc for its
+// fds).
 const InitEnv = "_CATALYZER_SANDBOX_INIT"
+
+// The helper's fds.
+const (
+	ConfigFD = 3
+	StatusFD = 4
+)
+
+// MaxMessage bounds a datagram on the config socket.
+const MaxMessage = 1 << 20
 
 // ParentEnv carries the daemon's pid to a helper that changed its
 // credentials before its Go code ran (an env holder started as nsenter):
@@ -65,11 +77,10 @@ type Rlimit struct {
 	Soft, Hard uint64
 }
 
-// Config is what the host sends the helper: every decision is the host's
-// (defaults, policy lists, the compiled seccomp program); the helper only
-// applies it, in the order of package sandboxinit.
+// Config is the first message: the env. Every decision is the host's
+// (defaults, policy lists); the helper only applies it, in the order of
+// package sandboxinit.
 type Config struct {
-	// The env.
 	Lower      string // overlay lowerdir option (layers joined by ':')
 	Dir        string // instance run dir (host path)
 	Prepared   bool   // the host already mounted the overlay and binds on Dir/merged
@@ -82,10 +93,14 @@ type Config struct {
 	Hostname   string
 	NewNet     bool
 	// Hold: an Env's holder: build the env (no /proc), report ready,
-	// become the pause binary; no process part.
+	// become the pause binary; no Process follows.
 	Hold bool
+}
 
-	// The process.
+// Process is the second message: the program and its privileges. Its
+// datagram carries the files Stdout, Stderr (each if set) and then
+// NExtra more, which become fds 1, 2, and 3..3+NExtra-1.
+type Process struct {
 	Argv     []string
 	Env      []string
 	Cwd      string
@@ -93,7 +108,21 @@ type Config struct {
 	Caps     []capability.Cap // kept in bounding, permitted, effective
 	Template bool             // also keep CAP_SYS_ADMIN in bounding and permitted
 	Seccomp  []unix.SockFilter
-	NExtra   int // caller files, fds 3..3+NExtra-1, cross the exec
+	Stdout   bool // a file for fd 1 comes first (else /dev/null stays)
+	Stderr   bool // then one for fd 2
+	NExtra   int
+}
+
+// NFiles is the number of files that come with p.
+func (p *Process) NFiles() int {
+	n := p.NExtra
+	if p.Stdout {
+		n++
+	}
+	if p.Stderr {
+		n++
+	}
+	return n
 }
 
 // InitError is a setup step of the init helper that failed inside the
@@ -149,20 +178,27 @@ func WriteReport(fd int, r Report) error {
 // dozen phase marks, one ready or error report.
 const MaxReports = 64
 
-// ReadReports reads a helper's status stream to EOF: its phase marks,
-// whether it reported ready, or the error it reported (an *InitError). A
-// line that is not a report, or more than MaxReports of them, is
-// errdefs.ErrInvalid.
-func ReadReports(r io.Reader) (marks []Mark, ready bool, err error) {
-	sc := bufio.NewScanner(r)
-	n := 0
-	for sc.Scan() {
-		if n++; n > MaxReports {
+// Reports reads a helper's status stream.
+type Reports struct {
+	sc *bufio.Scanner
+	n  int
+}
+
+// NewReports reads the stream r.
+func NewReports(r io.Reader) *Reports { return &Reports{sc: bufio.NewScanner(r)} }
+
+// Next reads reports up to a ready report or EOF: the phase marks, whether
+// it stopped at ready, or the error the helper reported (an *InitError).
+// A line that is not a report, or more than MaxReports of them in the
+// whole stream, is errdefs.ErrInvalid.
+func (r *Reports) Next() (marks []Mark, ready bool, err error) {
+	for r.sc.Scan() {
+		if r.n++; r.n > MaxReports {
 			return nil, false, fmt.Errorf("more than %d status reports: %w", MaxReports, errdefs.ErrInvalid)
 		}
 		var rep Report
-		if err := json.Unmarshal(sc.Bytes(), &rep); err != nil {
-			return nil, false, fmt.Errorf("bad status report %q: %v: %w", sc.Text(), err, errdefs.ErrInvalid)
+		if err := json.Unmarshal(r.sc.Bytes(), &rep); err != nil {
+			return nil, false, fmt.Errorf("bad status report %q: %v: %w", r.sc.Text(), err, errdefs.ErrInvalid)
 		}
 		switch {
 		case rep.Error != nil:
@@ -170,11 +206,73 @@ func ReadReports(r io.Reader) (marks []Mark, ready bool, err error) {
 		case rep.Mark != nil:
 			marks = append(marks, *rep.Mark)
 		case rep.Ready:
-			ready = true
+			return marks, true, nil
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err := r.sc.Err(); err != nil {
 		return nil, false, fmt.Errorf("read status: %w", err)
 	}
-	return marks, ready, nil
+	return marks, false, nil
+}
+
+// Send writes v (JSON) as one datagram on the config socket fd, with
+// files passed along (SCM_RIGHTS).
+func Send(fd int, v any, files []int) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if len(b) > MaxMessage {
+		return fmt.Errorf("config message of %d bytes (max %d): %w", len(b), MaxMessage, errdefs.ErrInvalid)
+	}
+	var oob []byte
+	if len(files) > 0 {
+		oob = unix.UnixRights(files...)
+	}
+	return unix.Sendmsg(fd, b, oob, nil, 0)
+}
+
+// maxFiles bounds the files one message may carry.
+const maxFiles = 64
+
+// Recv reads one datagram from the config socket fd into v and returns
+// the files that came with it (close-on-exec). EOF (the host closed its
+// end) is io.EOF.
+func Recv(fd int, v any) ([]int, error) {
+	buf := make([]byte, MaxMessage)
+	oob := make([]byte, unix.CmsgSpace(maxFiles*4))
+	n, oobn, flags, _, err := unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	var files []int
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				return nil, err
+			}
+			files = append(files, fds...)
+		}
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		for _, f := range files {
+			unix.Close(f)
+		}
+		return nil, fmt.Errorf("config message truncated: %w", errdefs.ErrInvalid)
+	}
+	if n == 0 && len(files) == 0 {
+		return nil, io.EOF
+	}
+	if err := json.Unmarshal(buf[:n], v); err != nil {
+		for _, f := range files {
+			unix.Close(f)
+		}
+		return nil, fmt.Errorf("config message: %v: %w", err, errdefs.ErrInvalid)
+	}
+	return files, nil
 }

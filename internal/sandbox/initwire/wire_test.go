@@ -9,21 +9,37 @@ import (
 )
 
 // checkReports is the body of the fixed-input tests and the fuzz target:
-// a stream gives marks, or an *InitError, or ErrInvalid, or a read error;
-// never more marks than MaxReports.
+// each Next of a stream gives marks, or an *InitError, or ErrInvalid, or
+// a read error; never more marks than MaxReports in all. It returns the
+// first Next's result, as the host reads a helper's setup.
 func checkReports(t *testing.T, in string) ([]Mark, bool, error) {
-	marks, ready, err := ReadReports(strings.NewReader(in))
-	var ie *InitError
-	switch {
-	case err == nil:
-		if len(marks) > MaxReports {
-			t.Fatalf("%d marks kept", len(marks))
-		}
-	case errors.As(err, &ie), errors.Is(err, errdefs.ErrInvalid), strings.Contains(err.Error(), "read status"):
-	default:
-		t.Fatalf("%q: unexpected error %v", in, err)
+	r := NewReports(strings.NewReader(in))
+	var first struct {
+		marks []Mark
+		ready bool
+		err   error
 	}
-	return marks, ready, err
+	total := 0
+	for i := 0; ; i++ {
+		marks, ready, err := r.Next()
+		if i == 0 {
+			first.marks, first.ready, first.err = marks, ready, err
+		}
+		total += len(marks)
+		var ie *InitError
+		switch {
+		case err == nil:
+			if total > MaxReports {
+				t.Fatalf("%d marks kept", total)
+			}
+		case errors.As(err, &ie), errors.Is(err, errdefs.ErrInvalid), strings.Contains(err.Error(), "read status"):
+		default:
+			t.Fatalf("%q: unexpected error %v", in, err)
+		}
+		if !ready || err != nil {
+			return first.marks, first.ready, first.err
+		}
+	}
 }
 
 func TestReadReports(t *testing.T) {
@@ -35,6 +51,14 @@ func TestReadReports(t *testing.T) {
 	var ie *InitError
 	if !errors.As(err, &ie) || ie.Step != "exec" {
 		t.Errorf("error report: %v", err)
+	}
+	// A sandbox's stream: setup to ready, then the process part to EOF.
+	r := NewReports(strings.NewReader(`{"mark":{"phase":"net","t":5}}` + "\n" + `{"ready":true}` + "\n" + `{"mark":{"phase":"security","t":7}}` + "\n"))
+	if marks, ready, err := r.Next(); err != nil || !ready || len(marks) != 1 {
+		t.Fatalf("setup: %v %v %v", marks, ready, err)
+	}
+	if marks, ready, err := r.Next(); err != nil || ready || len(marks) != 1 || marks[0].Phase != "security" {
+		t.Fatalf("process: %v %v %v", marks, ready, err)
 	}
 	for _, bad := range []string{"not json\n", strings.Repeat(`{"mark":{"phase":"x","t":1}}`+"\n", MaxReports+1), strings.Repeat("x", 70000)} {
 		if _, _, err := checkReports(t, bad); err == nil {

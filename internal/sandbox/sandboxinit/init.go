@@ -1,7 +1,6 @@
 package sandboxinit
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -39,30 +38,35 @@ func IsHelper() bool {
 // Main is the init helper's whole life: it builds the sandbox and execs
 // the program (or, for an env's holder, becomes the pause binary), never
 // returning. A failure is reported on the status pipe and ends the
-// process (exit 127; 125: the daemon is gone; 126: a bad environment).
-// Call it only when IsHelper.
+// process (exit 127; 125: the daemon is gone). Call it only when
+// IsHelper.
 func Main() {
 	// Capabilities, no_new_privs and seccomp are per thread: do all of it,
 	// and the execve, on this one.
 	runtime.LockOSThread()
-	n, err := strconv.Atoi(os.Getenv(initEnv))
-	if err != nil || n < 0 {
-		os.Exit(126)
-	}
 	if pp, ok := os.LookupEnv(initwire.ParentEnv); ok {
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil || strconv.Itoa(os.Getppid()) != pp {
 			os.Exit(125) // the daemon is already gone
 		}
 	}
-	status := 3 + n + 1
-	unix.CloseOnExec(status)
-	err = run(3+n, status)
+	h := &helper{config: initwire.ConfigFD, status: initwire.StatusFD}
+	unix.CloseOnExec(h.config)
+	unix.CloseOnExec(h.status)
+	err := h.run()
 	var ie *initwire.InitError
 	if !errors.As(err, &ie) {
 		ie = &initwire.InitError{Step: "init", Msg: err.Error()}
 	}
-	_ = initwire.WriteReport(status, initwire.Report{Error: ie})
+	_ = initwire.WriteReport(h.status, initwire.Report{Error: ie})
 	os.Exit(127)
+}
+
+// helper is the init helper's state: its two channel fds.
+type helper struct{ config, status int }
+
+// mark reports the end of the named step.
+func (h *helper) mark(name string) {
+	_ = initwire.WriteReport(h.status, initwire.Report{Mark: &initwire.Mark{Phase: name, T: initwire.MonoNow()}})
 }
 
 // stepErr is the *InitError of a failed step.
@@ -78,14 +82,10 @@ func stepErr(step string, err error, format string, a ...any) error {
 
 // run does the steps of the package doc, in order, reporting a mark after
 // each.
-func run(cfgFD, status int) error {
-	f := os.NewFile(uintptr(cfgFD), "config")
+func (h *helper) run() error {
 	var cfg initwire.Config
-	if err := json.NewDecoder(f).Decode(&cfg); err != nil {
+	if _, err := initwire.Recv(h.config, &cfg); err != nil {
 		return stepErr("config", err, "read config")
-	}
-	if !cfg.Hold {
-		f.Close()
 	}
 	// The daemon put us in our cgroup before it sent the config: a cgroup
 	// namespace made now is rooted there, and the sandbox sees its
@@ -93,30 +93,92 @@ func run(cfgFD, status int) error {
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		return stepErr("config", err, "unshare cgroup namespace")
 	}
-	mark := func(name string) {
-		_ = initwire.WriteReport(status, initwire.Report{Mark: &initwire.Mark{Phase: name, T: initwire.MonoNow()}})
-	}
-	mark("config")
+	h.mark("config")
 
 	if err := buildRootfs(&cfg); err != nil {
 		return err
 	}
-	mark("rootfs")
+	h.mark("rootfs")
 
 	if err := setupNet(&cfg); err != nil {
 		return err
 	}
-	mark("net")
+	h.mark("net")
 
 	if cfg.Hold {
-		return hold(f, status)
+		return h.hold()
 	}
-	if err := secure(&cfg); err != nil {
+	if err := initwire.WriteReport(h.status, initwire.Report{Ready: true}); err != nil {
+		return stepErr("ready", err, "report ready")
+	}
+	var p initwire.Process
+	files, err := initwire.Recv(h.config, &p)
+	if err != nil {
+		return stepErr("process", err, "read process")
+	}
+	if err := h.placeFiles(&p, files); err != nil {
 		return err
 	}
-	mark("security")
-	err := syscall.Exec(cfg.Argv[0], cfg.Argv, cfg.Env)
-	return stepErr("exec", err, "exec %s", cfg.Argv[0])
+	h.mark("process")
+	if err := secure(&p); err != nil {
+		return err
+	}
+	h.mark("security")
+	err = syscall.Exec(p.Argv[0], p.Argv, p.Env)
+	return stepErr("exec", err, "exec %s", p.Argv[0])
+}
+
+// placeFiles puts the files that came with p where the program expects
+// them: stdout on 1, stderr on 2, the others on 3, 4, ... First the
+// helper's own fds and the received ones move above every target, so
+// that no dup3 closes one of them.
+func (h *helper) placeFiles(p *initwire.Process, files []int) error {
+	if len(files) != p.NFiles() {
+		return stepErr("process", unix.EINVAL, "%d files for %d", len(files), p.NFiles())
+	}
+	top := 3 + p.NExtra
+	lift := func(fd *int) error {
+		if *fd >= top {
+			return nil
+		}
+		nfd, err := unix.FcntlInt(uintptr(*fd), unix.F_DUPFD_CLOEXEC, top)
+		if err != nil {
+			return err
+		}
+		_ = unix.Close(*fd)
+		*fd = nfd
+		return nil
+	}
+	for _, fd := range append([]*int{&h.config, &h.status}, ptrs(files)...) {
+		if err := lift(fd); err != nil {
+			return stepErr("process", err, "move fd %d", *fd)
+		}
+	}
+	var targets []int
+	if p.Stdout {
+		targets = append(targets, 1)
+	}
+	if p.Stderr {
+		targets = append(targets, 2)
+	}
+	for i := range p.NExtra {
+		targets = append(targets, 3+i)
+	}
+	for i, fd := range files {
+		if err := unix.Dup3(fd, targets[i], 0); err != nil {
+			return stepErr("process", err, "dup fd %d to %d", fd, targets[i])
+		}
+		_ = unix.Close(fd)
+	}
+	return nil
+}
+
+func ptrs(s []int) []*int {
+	out := make([]*int, len(s))
+	for i := range s {
+		out[i] = &s[i]
+	}
+	return out
 }
 
 // setupNet sets the hostname and brings lo up in a network namespace of
@@ -136,7 +198,7 @@ func setupNet(cfg *initwire.Config) error {
 // secure is the process part's security step: rlimits, cwd, capabilities,
 // no_new_privs, seccomp, and every fd but 0-2 and the caller's marked
 // close-on-exec.
-func secure(cfg *initwire.Config) error {
+func secure(cfg *initwire.Process) error {
 	for _, r := range cfg.Rlimits {
 		// syscall.Setrlimit (not x/sys) so that exec does not restore the
 		// NOFILE limit the Go runtime saved at start.
@@ -190,7 +252,7 @@ func dropCaps(caps []capability.Cap, template bool) error {
 // hold is the rest of an Env holder's life: report ready, close the
 // status pipe, become the pause binary. The daemon retires the holder
 // with SIGKILL; the parent-death signal ends it with the daemon.
-func hold(cfgPipe *os.File, status int) error {
+func (h *helper) hold() error {
 	// Once ready the holder only has to exist: it becomes the pause
 	// binary (a few pages instead of a Go runtime, ~2 MB of anonymous
 	// memory per pre-built env), exec'd from a memfd since no host path
@@ -211,11 +273,11 @@ func hold(cfgPipe *os.File, status int) error {
 	if err := dropCaps(nil, false); err != nil {
 		return stepErr("ready", err, "drop capabilities")
 	}
-	if err := initwire.WriteReport(status, initwire.Report{Ready: true}); err != nil {
+	if err := initwire.WriteReport(h.status, initwire.Report{Ready: true}); err != nil {
 		return stepErr("ready", err, "report ready")
 	}
-	_ = unix.Close(status)
-	cfgPipe.Close()
+	_ = unix.Close(h.status)
+	_ = unix.Close(h.config)
 	argv0, _ := unix.BytePtrFromString("catalyzer-env-holder")
 	empty, _ := unix.BytePtrFromString("")
 	argv := []*byte{argv0, nil}
