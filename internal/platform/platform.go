@@ -215,7 +215,8 @@ func sweep(cfg Config, st *store) {
 // what they build.
 func (p *Platform) startEngines() {
 	cfg, st := p.cfg, p.store
-	scratch := &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs}
+	scratch := &boot.Scratch{AgentDir: st.path("agents"), CgroupParent: cfg.CgroupParent, Rootfs: cfg.Rootfs,
+		Pools: &boot.Pools{Size: cfg.EnvPoolSize, Workers: cfg.EnvPoolWorkers}}
 	p.fork = &boot.Fork{
 		Scratch: scratch,
 		Pools:   boot.Pools{Size: cfg.EnvPoolSize, Workers: cfg.EnvPoolWorkers},
@@ -433,6 +434,7 @@ func (p *Platform) Delete(name string) error {
 	p.mu.Unlock()
 	e.pool.retire()
 	p.fork.Drop(name)
+	p.fork.Scratch.Drop(name)
 	p.restore.Drop(name)
 	p.metrics.forget(name)
 	p.log.Info("deleted", "function", name)
@@ -672,6 +674,9 @@ func (p *Platform) Close() error {
 	}
 	p.restore.Close()
 	p.fork.Close()
+	if err := p.fork.Scratch.Close(); err != nil {
+		p.log.Warn("prestarted sandboxes not all released", "err", err)
+	}
 	// Every instance is gone; remove the parent cgroup and run dir too so
 	// that a stopped daemon leaves nothing on the host, and say what it
 	// leaves if it does.

@@ -51,7 +51,7 @@ func processWire(p Process, template bool) (initwire.Process, []*os.File, error)
 		}
 	}
 	w := initwire.Process{Argv: p.Argv, Env: p.Env, Cwd: p.Cwd, Rlimits: p.Rlimits,
-		Caps: caps, Template: template, Seccomp: prog, NExtra: len(p.ExtraFiles)}
+		Caps: caps, Template: template, Seccomp: initwire.EncodeFilter(prog), NExtra: len(p.ExtraFiles)}
 	var files []*os.File
 	if p.Stdout != nil {
 		w.Stdout, files = true, append(files, p.Stdout)

@@ -2,8 +2,11 @@ package initwire
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
@@ -72,4 +75,18 @@ func FuzzReadReports(f *testing.F) {
 	f.Add(`{"error":{"Step":"exec","Msg":"x","Errno":2}}`)
 	f.Add("{}\n{\"mark\":null}\n")
 	f.Fuzz(func(t *testing.T, in string) { checkReports(t, in) })
+}
+
+func TestFilterEncoding(t *testing.T) {
+	prog := []unix.SockFilter{{Code: 0x20, K: 4}, {Code: 0x15, Jt: 1, Jf: 2, K: 0xc000003e}, {Code: 6, K: 0x7fff0000}}
+	got, err := DecodeFilter(EncodeFilter(prog))
+	if err != nil || !slices.Equal(got, prog) {
+		t.Fatalf("round trip: %v %v", got, err)
+	}
+	if p, err := DecodeFilter(nil); p != nil || err != nil {
+		t.Errorf("nil: %v %v", p, err)
+	}
+	if _, err := DecodeFilter(make([]byte, 7)); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("7 bytes: %v", err)
+	}
 }

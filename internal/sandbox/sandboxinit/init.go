@@ -215,8 +215,12 @@ func secure(cfg *initwire.Process) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return stepErr("security", err, "no_new_privs")
 	}
-	if cfg.Seccomp != nil {
-		if err := seccomp.Install(cfg.Seccomp); err != nil {
+	prog, err := initwire.DecodeFilter(cfg.Seccomp)
+	if err != nil {
+		return stepErr("security", err, "seccomp program")
+	}
+	if prog != nil {
+		if err := seccomp.Install(prog); err != nil {
 			return stepErr("security", err, "seccomp install")
 		}
 	}
