@@ -47,13 +47,18 @@
 //
 // # Setup order
 //
-// Daemon (Start): validate; mkdir RunDir/<parent>/<id>; create the cgroup;
-// (OwnUserNS only: mount the instance tmpfs and overlay there, see below);
-// re-exec /proc/self/exe as the init helper with CLONE_NEWPID|NEWNS|NEWUTS|
-// NEWIPC (+NEWNET, +NEWUSER with uid/gid maps), Pdeathsig SIGKILL; add the
-// helper's pid to the cgroup; only then send the config (JSON on a pipe;
-// the helper blocks reading it); read the status pipe: phase marks, then
-// EOF (the pipe is close-on-exec: exec succeeded) or an error.
+// Daemon (Start = Prestart, then Exec). Prestart: validate; mkdir
+// RunDir/<parent>/<id>; create the cgroup; (OwnUserNS or Template only:
+// mount the instance tmpfs and overlay there, see below); re-exec
+// /proc/self/exe as the init helper with CLONE_NEWPID|NEWNS|NEWUTS|NEWIPC
+// (+NEWNET, +NEWUSER with uid/gid maps), Pdeathsig SIGKILL; add the
+// helper's pid to the cgroup; only then send the env config (a datagram
+// on its config socket; the helper blocks reading it); read the status
+// pipe to the helper's ready report. Exec: send the process part with its
+// files (SCM_RIGHTS); read the status pipe: phase marks, then EOF (the
+// pipe is close-on-exec: exec succeeded) or an error. A Pending (what
+// Prestart returns) can wait in a Pool, so that only Exec is on a boot's
+// path.
 //
 // Helper (package sandboxinit, PID 1, its OS thread locked throughout):
 // config, rootfs, net, security, exec, in the order its package doc
@@ -208,8 +213,9 @@
 //
 // # Phases
 //
-// Phases names each measured step of Start: cgroup, rootfs-host (UserNS),
-// spawn, join, config, rootfs, net, security, exec. Timestamps are
+// Phases names each measured step of Start: cgroup, rootfs-host
+// (OwnUserNS or Template), spawn, join, config, rootfs, net, ready
+// (Prestart's), send, process, security, exec (Exec's). Timestamps are
 // CLOCK_MONOTONIC, shared by the daemon and the helper.
 //
 // # Caveats
