@@ -68,6 +68,7 @@ type lifecycle interface {
 	resume() error
 	kill(sig unix.Signal, all bool) error
 	delete(force bool) error
+	checkpoint(o CheckpointOpts) error
 }
 
 // state decides the container's current state from the kernel: its init
@@ -182,6 +183,16 @@ func (s pausedState) delete(force bool) error {
 	return s.c.destroy()
 }
 func (s stoppedState) delete(bool) error { return s.c.destroy() }
+
+// Only a running container is checkpointed: a created one has no
+// process of its own yet, a paused one is frozen in its cgroup (ptrace
+// cannot stop it: resume it first), a stopped one is gone.
+func (s createdState) checkpoint(CheckpointOpts) error   { return refuse(s, "checkpoint") }
+func (s runningState) checkpoint(o CheckpointOpts) error { return s.c.checkpoint(o) }
+func (s pausedState) checkpoint(CheckpointOpts) error {
+	return fmt.Errorf("%w: resume it first", refuse(s, "checkpoint"))
+}
+func (s stoppedState) checkpoint(CheckpointOpts) error { return refuse(s, "checkpoint") }
 
 func (c *Container) start() error {
 	fifo := filepath.Join(c.root.dir(c.rec.ID), fifoFile)
