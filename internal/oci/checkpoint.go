@@ -63,6 +63,18 @@ func (c *Container) checkpoint(o CheckpointOpts) error {
 			opts.Reconnect = append(opts.Reconnect, fd)
 		}
 	}
+	// oom_score_adj is the runtime's setting for the container (the
+	// shim's, inherited, or process.oomScoreAdj), not state of the
+	// process: it is set aside for the dump (the image engine restores
+	// only 0) and given back after; a restore gets the restoring
+	// container's.
+	adjFile := fmt.Sprintf("/proc/%d/oom_score_adj", c.rec.Pid)
+	if adj, err := os.ReadFile(adjFile); err == nil && strings.TrimSpace(string(adj)) != "0" {
+		if err := os.WriteFile(adjFile, []byte("0"), 0); err != nil {
+			return fmt.Errorf("container %s: checkpoint: set oom_score_adj aside: %w", id, err)
+		}
+		defer func() { _ = os.WriteFile(adjFile, adj, 0) }() // gone with the process if it was killed
+	}
 	start := time.Now()
 	img, err := dumpProcess(c.rec.Pid, dir, opts, o.LeaveRunning)
 	if err != nil {

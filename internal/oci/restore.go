@@ -279,6 +279,11 @@ func execRestorer(cfg *initConfig, sock *os.File) error {
 	if err := markCloseOnExec(3); err != nil {
 		return initErr("process", err, "close-on-exec")
 	}
+	if adj := cfg.Spec.Process.OOMScoreAdj; adj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*adj)), 0); err != nil {
+			return initErr("process", err, "oom_score_adj")
+		}
+	}
 	if cfg.Spec.Process.NoNewPrivileges {
 		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 			return initErr("security", err, "no_new_privs")
