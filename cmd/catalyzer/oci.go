@@ -52,6 +52,7 @@ func ociSubcommands() []*cli.Command {
 		ociKillCommand(), ociDeleteCommand(),
 		ociExecCommand(),
 		ociPauseCommand(), ociResumeCommand(), ociUpdateCommand(), ociEventsCommand(),
+		ociCheckpointCommand(), ociRestoreCommand(),
 		ociFeaturesCommand(),
 	}
 }

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -245,6 +251,281 @@ func TestOCIContainerdDetached(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if out, err := e.ctr("task", "delete", id); err != nil {
+		t.Fatalf("task delete: %v\n%s", err, out)
+	}
+	if out, err := e.ctr("container", "delete", id); err != nil {
+		t.Fatalf("container delete: %v\n%s", err, out)
+	}
+	e.checkNothingLeft()
+}
+
+// importBusybox imports the busybox root as an image (an OCI layout
+// tarball made here: no registry), for what ctr does only with images:
+// `ctr container checkpoint` and `restore`.
+func (e *containerdEnv) importBusybox(ref string) {
+	t := e.t
+	t.Helper()
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	err := filepath.Walk(e.rootfs, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == e.rootfs {
+			return err
+		}
+		link := ""
+		if fi.Mode()&os.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		h.Name, _ = filepath.Rel(e.rootfs, p)
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			_, err = tw.Write(data)
+			return err
+		}
+		return nil
+	})
+	if err == nil {
+		err = tw.Close()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := func(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
+	desc := func(mt string, b []byte) map[string]any {
+		return map[string]any{"mediaType": mt, "digest": digest(b), "size": len(b)}
+	}
+	mustJSON := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cfg := mustJSON(map[string]any{"architecture": runtime.GOARCH, "os": "linux", "config": map[string]any{},
+		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{digest(layer.Bytes())}}})
+	man := mustJSON(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+		"config": desc("application/vnd.oci.image.config.v1+json", cfg),
+		"layers": []any{desc("application/vnd.oci.image.layer.v1.tar", layer.Bytes())}})
+	md := desc("application/vnd.oci.image.manifest.v1+json", man)
+	md["annotations"] = map[string]string{"io.containerd.image.name": ref}
+	idx := mustJSON(map[string]any{"schemaVersion": 2, "manifests": []any{md}})
+	path := filepath.Join(e.dir, "busybox-image.tar")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ow := tar.NewWriter(f)
+	add := func(name string, data []byte) {
+		if err := ow.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ow.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
+	add("index.json", idx)
+	for _, b := range [][]byte{layer.Bytes(), cfg, man} {
+		add("blobs/sha256/"+digest(b)[len("sha256:"):], b)
+	}
+	if err := ow.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if out, err := e.ctr("images", "import", path); err != nil {
+		t.Fatalf("import busybox image: %v\n%s", err, out)
+	}
+}
+
+// waitTask waits until ctr task ls shows id in status st.
+func (e *containerdEnv) waitTask(id, st string) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _ := e.ctr("task", "ls")
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[0] == id && f[2] == st {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("task %s not %s:\n%s", id, st, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// counterLines are the n=N lines of a counter's output, in order.
+func counterLines(out string) []int {
+	var ns []int
+	for _, l := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "n="); ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				ns = append(ns, n)
+			}
+		}
+	}
+	return ns
+}
+
+// lockedBuffer is a bytes.Buffer written by a command, read by the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// waitCounter waits until out shows a counter at n or more; the last n.
+func waitCounter(t *testing.T, out *lockedBuffer, n int) int {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if ns := counterLines(out.String()); len(ns) > 0 && ns[len(ns)-1] >= n {
+			return ns[len(ns)-1]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("counter did not reach %d; output:\n%s", n, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The counter: a busybox sh loop, no child process (read -t waits on
+// stdin, a pipe that never gets a byte), so that the image engine takes
+// it; its state is in the shell's memory only.
+const counterScript = `i=0; while :; do echo n=$i; i=$((i+1)); read -t 0.1 x; done`
+
+func TestOCIContainerdCheckpointRestore(t *testing.T) {
+	e := startContainerd(t)
+	const img, ckpt = "catalyzer.test/busybox:latest", "catalyzer.test/counter-checkpoint:1"
+	e.importBusybox(img)
+
+	// The counter in the foreground of ctr run, its stdin a pipe of ours.
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdinW.Close()
+	var out1 lockedBuffer
+	run := exec.Command("ctr", "-a", e.sock, "-n", e.ns, "run", "--runc-binary", e.runtime, "--runc-root", e.runcRoot,
+		img, "counter", "/bin/sh", "-c", counterScript)
+	run.Stdin, run.Stdout, run.Stderr = stdinR, &out1, &out1
+	if err := run.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdinR.Close()
+	defer func() { _ = run.Process.Kill(); _ = run.Wait() }()
+	before := waitCounter(t, &out1, 3)
+
+	// containerd pauses the task, our checkpoint dumps it (left
+	// running), containerd resumes it and stores the image.
+	if out, err := e.ctr("container", "checkpoint", "--task", "counter", ckpt); err != nil {
+		t.Fatalf("checkpoint: %v\n%s", err, out)
+	}
+	waitCounter(t, &out1, before+3) // it goes on after the dump
+	if out, err := e.ctr("task", "kill", "-s", "KILL", "counter"); err != nil {
+		t.Fatalf("kill: %v\n%s", err, out)
+	}
+	_ = run.Wait()
+	ns := counterLines(out1.String())
+	last := ns[len(ns)-1]
+	if out, err := e.ctr("container", "delete", "counter"); err != nil {
+		t.Fatalf("container delete: %v\n%s", err, out)
+	}
+
+	// containerd restores it into a new container (our restore verb,
+	// with the shim's arguments) and its output continues from the
+	// checkpoint's count, on the new task's pipes.
+	if out, err := e.ctr("container", "restore", "--live", "restored", ckpt); err != nil {
+		t.Fatalf("restore: %v\n%s", err, out)
+	}
+	e.waitTask("restored", "RUNNING")
+	var out2 lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	attach := exec.CommandContext(ctx, "ctr", "-a", e.sock, "-n", e.ns, "task", "attach", "restored")
+	attach.Stdout, attach.Stderr = &out2, &out2
+	if err := attach.Start(); err != nil {
+		t.Fatal(err)
+	}
+	got := counterLines(out2.String())
+	for deadline := time.Now().Add(15 * time.Second); len(got) < 3 && time.Now().Before(deadline); got = counterLines(out2.String()) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	_ = attach.Wait()
+	if len(got) < 3 {
+		t.Fatalf("restored counter printed %v; want it to go on; output:\n%s", got, out2.String())
+	}
+	// It was dumped after it printed "before" and before "last": it
+	// goes on from there, not from 0.
+	if got[0] <= before || got[0] > last+1 || got[1] != got[0]+1 {
+		t.Errorf("restored counter starts %v; checkpointed between n=%d and n=%d", got[:3], before, last)
+	}
+	// The restored process is the container's init for the runtime too.
+	state, err := exec.Command(e.runtime, "--root", filepath.Join(e.runcRoot, e.ns), "state", "restored").Output()
+	if err != nil || !strings.Contains(string(state), `"status": "running"`) {
+		t.Errorf("runtime state of the restored container: %v\n%s", err, state)
+	}
+	if out, err := e.ctr("task", "kill", "-s", "KILL", "restored"); err != nil {
+		t.Fatalf("kill restored: %v\n%s", err, out)
+	}
+	e.waitTask("restored", "STOPPED")
+	if out, err := e.ctr("task", "delete", "restored"); err != nil {
+		t.Fatalf("task delete: %v\n%s", err, out)
+	}
+	if out, err := e.ctr("container", "delete", "restored"); err != nil {
+		t.Fatalf("container delete: %v\n%s", err, out)
+	}
+	_, _ = e.ctr("images", "rm", ckpt, img)
+	e.checkNothingLeft()
+}
+
+// A process the image engine cannot restore faithfully (here: one with
+// a child) is refused by name; the container runs on as it was and no
+// image is left.
+func TestOCIContainerdCheckpointRefused(t *testing.T) {
+	e := startContainerd(t)
+	id := "parent"
+	if out, err := e.run([]string{"-d"}, id, "/bin/sh", "-c", "sleep 1000 & wait"); err != nil {
+		t.Fatalf("run -d: %v\n%s", err, out)
+	}
+	imgDir := filepath.Join(e.dir, "refused-image")
+	out, err := e.ctr("task", "checkpoint", "--image-path", imgDir, "--work-path", filepath.Join(e.dir, "work"), id)
+	if err == nil || !strings.Contains(out, "child") {
+		t.Errorf("checkpoint of a process with a child: %v, want a refusal naming the child:\n%s", err, out)
+	}
+	if ents, _ := os.ReadDir(imgDir); len(ents) > 0 {
+		t.Errorf("refused checkpoint left %v in %s", ents, imgDir)
+	}
+	e.waitTask(id, "RUNNING")
+	if out, err := e.ctr("task", "kill", "-a", "-s", "KILL", id); err != nil {
+		t.Fatalf("kill: %v\n%s", err, out)
+	}
+	e.waitTask(id, "STOPPED")
 	if out, err := e.ctr("task", "delete", id); err != nil {
 		t.Fatalf("task delete: %v\n%s", err, out)
 	}

@@ -57,52 +57,65 @@ func (r Root) Create(id string, o CreateOpts) error {
 	if b.Boot.Mode != BootScratch || b.Boot.Template {
 		return fmt.Errorf("container %s: boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
 	}
+	_, err = r.create(id, b, o, nil)
+	return err
+}
+
+// create builds container id from bundle b: state dir, cgroup, init.
+// With ri the init execs the restorer instead of waiting for start, and
+// ri's image is restored into it (restore.go); the container is then
+// running. It returns the container's record.
+func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*record, error) {
 	s := b.Spec
 	if s.Process.Terminal && o.ConsoleSocket == "" {
-		return invalid("container %s: process.terminal needs --console-socket", id)
+		return nil, invalid("container %s: process.terminal needs --console-socket", id)
 	}
 	if !s.Process.Terminal && o.ConsoleSocket != "" {
-		return invalid("container %s: --console-socket without process.terminal", id)
+		return nil, invalid("container %s: --console-socket without process.terminal", id)
 	}
 	var c cleanup.Cleanup
 	defer c.Clean()
 
 	if err := os.MkdirAll(r.Dir, 0o711); err != nil {
-		return fmt.Errorf("state root %s: %w", r.Dir, err)
+		return nil, fmt.Errorf("state root %s: %w", r.Dir, err)
 	}
 	dir := r.dir(id)
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
+			return nil, fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
 		}
-		return fmt.Errorf("container %s: %w", id, err)
+		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	c.Add(func() { _ = os.RemoveAll(dir) })
-	fifo := filepath.Join(dir, fifoFile)
-	if err := unix.Mkfifo(fifo, 0o622); err != nil {
-		return fmt.Errorf("container %s: exec fifo: %w", id, err)
+	fifo := ""
+	if ri == nil {
+		fifo = filepath.Join(dir, fifoFile)
+		if err := unix.Mkfifo(fifo, 0o622); err != nil {
+			return nil, fmt.Errorf("container %s: exec fifo: %w", id, err)
+		}
+		_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
 	}
-	_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
 	var prog []unix.SockFilter
 	if s.Linux.Seccomp != nil {
+		var err error
 		if prog, err = seccomp.Compile(s.Linux.Seccomp, seccomp.Options{}); err != nil {
-			return fmt.Errorf("container %s: seccomp: %w", id, err)
+			return nil, fmt.Errorf("container %s: seccomp: %w", id, err)
 		}
 	}
 
 	if r := s.Linux.Resources; r != nil && r.Network != nil {
 		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
-			return fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
+			return nil, fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
 		}
-		return fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
+		return nil, fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
 	}
 	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cg, err := cgroup.NewSpec(cgPath, withDefaultDevices(s.Linux.Resources))
 	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	c.Add(func() { _ = cg.Delete() })
 
@@ -111,9 +124,12 @@ func (r Root) Create(id string, o CreateOpts) error {
 		ConsoleSocket: o.ConsoleSocket, PreserveFDs: o.PreserveFDs, Fifo: fifo,
 		CgroupDirs: cg.Dirs(), Seccomp: prog,
 	}
+	if ri != nil {
+		cfg.Restore, cfg.RestoreImage = true, ri.img.Dir
+	}
 	cmd, sock, err := spawnInit(cfg, cg, o)
 	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	defer sock.Close()
@@ -124,20 +140,26 @@ func (r Root) Create(id string, o CreateOpts) error {
 		Hooks: s.Hooks, Boot: b.Boot,
 	}
 	rec.PidStart, _ = procStart(rec.Pid)
-	if err := syncCreate(sock, rec); err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+	rd := bufio.NewReader(sock)
+	if err := syncCreate(sock, rd, rec); err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	if ri != nil {
+		if err := ri.restore(rec, rd, s); err != nil {
+			return nil, fmt.Errorf("container %s: %w", id, err)
+		}
 	}
 	if err := r.save(rec); err != nil {
-		return err
+		return nil, err
 	}
 	if o.PidFile != "" {
 		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(rec.Pid)), 0o644); err != nil {
-			return fmt.Errorf("container %s: pid file: %w", id, err)
+			return nil, fmt.Errorf("container %s: pid file: %w", id, err)
 		}
 	}
 	c.Release()
 	// Not waited for: it is the shim's once we exit.
-	return cmd.Process.Release()
+	return rec, cmd.Process.Release()
 }
 
 // cgroupPath is the container's cgroup below every hierarchy root.
@@ -339,8 +361,7 @@ func joinMountNS(fd int) error {
 
 // syncCreate answers the init's requests (run the createRuntime hooks)
 // until it reports created, or fails with its error.
-func syncCreate(sock *os.File, rec *record) error {
-	rd := bufio.NewReader(sock)
+func syncCreate(sock *os.File, rd *bufio.Reader, rec *record) error {
 	for {
 		line, err := rd.ReadBytes('\n')
 		if err == io.EOF {

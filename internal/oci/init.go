@@ -45,6 +45,12 @@ type initConfig struct {
 	// an exec's connected console socket (-1: none).
 	MountNSFD int
 	ConsoleFD int
+	// Restore: once the container is set up, exec the restorer (not
+	// process.args) for create to restore an image into; RestoreImage
+	// is the image's host directory, bound read-only at
+	// /dev/.catalyzer-image until the restore has read it.
+	Restore      bool
+	RestoreImage string
 }
 
 // syncMsg is one line on the sync socket between create and the init.
@@ -151,6 +157,15 @@ func runInit(cfgF, sock *os.File) error {
 		if err := runHooks("createContainer", s.Hooks.CreateContainer, st); err != nil {
 			return initErr("hooks", err, "createContainer")
 		}
+	}
+	if cfg.Restore {
+		if err := enterRootfs(&cfg); err != nil {
+			return err
+		}
+		if err := finishRootfs(&cfg); err != nil {
+			return err
+		}
+		return execRestorer(&cfg, sock)
 	}
 	var console *os.File
 	if cfg.ConsoleSocket != "" {

@@ -68,6 +68,7 @@ type lifecycle interface {
 	resume() error
 	kill(sig unix.Signal, all bool) error
 	delete(force bool) error
+	checkpoint(o CheckpointOpts) error
 }
 
 // state decides the container's current state from the kernel: its init
@@ -182,6 +183,28 @@ func (s pausedState) delete(force bool) error {
 	return s.c.destroy()
 }
 func (s stoppedState) delete(bool) error { return s.c.destroy() }
+
+// A running or paused container is checkpointed (containerd pauses a
+// task before it checkpoints it); a created one has no process of its
+// own yet, a stopped one is gone.
+func (s createdState) checkpoint(CheckpointOpts) error   { return refuse(s, "checkpoint") }
+func (s runningState) checkpoint(o CheckpointOpts) error { return s.c.checkpoint(o) }
+func (s pausedState) checkpoint(o CheckpointOpts) error {
+	// A frozen task never reaches the ptrace stop the dump needs: thaw
+	// it for the dump (it runs until it is seized) and freeze it again
+	// if it is left running.
+	if err := s.c.freeze(false); err != nil {
+		return err
+	}
+	err := s.c.checkpoint(o)
+	if o.LeaveRunning || err != nil {
+		if ferr := s.c.freeze(true); ferr != nil {
+			return errors.Join(err, ferr)
+		}
+	}
+	return err
+}
+func (s stoppedState) checkpoint(CheckpointOpts) error { return refuse(s, "checkpoint") }
 
 func (c *Container) start() error {
 	fifo := filepath.Join(c.root.dir(c.rec.ID), fifoFile)

@@ -90,6 +90,11 @@ func prepareRootfs(cfg *initConfig) error {
 	if err := makeDevices(cfg); err != nil {
 		return fail(err, "devices")
 	}
+	if cfg.RestoreImage != "" {
+		if err := bindRestoreImage(cfg); err != nil {
+			return fail(err, "restore image")
+		}
+	}
 	if shared {
 		if err := unix.Mount("", root, "", prop, ""); err != nil {
 			return fail(err, "root propagation")
