@@ -445,6 +445,7 @@ type InvokeResult struct {
 	Boot       boot.Mode // how the serving instance was booted
 	Reused     bool      // a live instance served it: no boot
 	BootUs     int64     // boot start to handler entry, µs (0 when reused)
+	HandlerUs  int64     // handler entry to exit, µs (0 when unknown)
 	Phases     []timing.Phase
 	InstanceID string
 	Stdout     string
@@ -512,6 +513,9 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	pl.release(inst)
 
 	res.Output, res.Stdout, res.Stderr, res.Truncated, res.LogsTruncated = out.Output, out.Stdout, out.Stderr, out.Truncated, out.LogsTruncated
+	if out.EntryNS > 0 && out.ExitNS >= out.EntryNS {
+		res.HandlerUs = (out.ExitNS - out.EntryNS) / 1000
+	}
 	if !reused && out.EntryNS > 0 {
 		res.BootUs, res.Phases = bootBreakdown(inst, out.EntryNS)
 		p.metrics.bootLatency.WithLabelValues(name, string(inst.Mode)).Observe(float64(res.BootUs) / 1e6)
