@@ -76,6 +76,12 @@ type Config struct {
 	// EnvPoolWorkers is how many envs each pool builds in parallel
 	// (default: a quarter of the CPUs).
 	EnvPoolWorkers int
+	// EnvPoolSize and EnvPoolWorkers are the floor of pools that size
+	// themselves from the boot rate they serve (sizer.go); EnvPoolMax is
+	// the ceiling of their size (default 64). FixedEnvPools keeps every
+	// pool at EnvPoolSize and EnvPoolWorkers.
+	EnvPoolMax    int
+	FixedEnvPools bool
 	// NoTemplates turns off building fork templates (fork boot then fails
 	// with "no template").
 	NoTemplates bool
@@ -119,6 +125,7 @@ type Platform struct {
 	// still hold its range).
 	lastSlot int
 
+	sizer        *sizer
 	invocationID atomic.Uint64
 	stop         chan struct{}
 	reaperDone   chan struct{}
@@ -161,6 +168,7 @@ func New(cfg Config) (*Platform, error) {
 		stop:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
+	p.sizer = newSizer(p, cfg)
 	p.startEngines()
 	p.loadFunctions()
 	if err := p.gcCode(); err != nil {
@@ -186,6 +194,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxFunctions <= 0 {
 		cfg.MaxFunctions = DefaultMaxFunctions
+	}
+	if cfg.EnvPoolMax <= 0 {
+		cfg.EnvPoolMax = 64
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -434,6 +445,7 @@ func (p *Platform) Delete(name string) error {
 	e.pool.retire()
 	p.fork.Drop(name)
 	p.restore.Drop(name)
+	p.sizer.forget(name)
 	p.metrics.forget(name)
 	p.log.Info("deleted", "function", name)
 	return nil
@@ -648,6 +660,7 @@ func (p *Platform) reaper() {
 			for _, pl := range pools {
 				pl.reap(now)
 			}
+			p.sizer.tick(now)
 		}
 	}
 }
