@@ -20,6 +20,7 @@ JAVAC17 := /usr/lib/jvm/java-17-openjdk-amd64/bin/javac
 build:
 	@if [ -x $(JAVAC17) ]; then sh internal/agent/runtimes/java/build.sh; fi
 	$(GO) build -o $(BIN) ./cmd/catalyzer
+	$(GO) build -o bin/catalyzer-plot ./cmd/catalyzer-plot
 	ln -sf catalyzer bin/catalyzer-runc
 
 examples: build

@@ -243,6 +243,9 @@ func (s *Server) invoke(w http.ResponseWriter, r *http.Request) {
 		h.Set(wire.HeaderBoot, string(res.Boot))
 		h.Set(wire.HeaderBootUs, strconv.FormatInt(res.BootUs, 10))
 		h.Set(wire.HeaderReused, strconv.FormatBool(res.Reused))
+		if res.HandlerUs > 0 {
+			h.Set(wire.HeaderHandlerUs, strconv.FormatInt(res.HandlerUs, 10))
+		}
 		h.Set(wire.HeaderInstance, res.InstanceID)
 		if len(res.Phases) > 0 {
 			parts := make([]string, len(res.Phases))

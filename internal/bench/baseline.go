@@ -77,7 +77,7 @@ func runBaseline(ctx context.Context, b, runtime, handler, codeDir string, event
 		}
 		entry, total = append(entry, e), append(total, t)
 	}
-	return BaselineResult{Entry: Summarize(entry), Total: Summarize(total)}, nil
+	return BaselineResult{Entry: Summarize(entry), Total: Summarize(total), EntrySamples: entry, TotalSamples: total}, nil
 }
 
 // runcBundle makes an OCI bundle for runc's baseline: runc's default spec

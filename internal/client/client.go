@@ -147,11 +147,13 @@ type Invocation struct {
 	Reused   bool
 	BootUs   int64
 	AcceptUs int64
-	Phases   map[string]int64 // µs
-	Order    []string         // phase names in order
-	Instance string
-	Stdout   string
-	Stderr   string
+	// HandlerUs is how long the handler ran (entry to exit, µs).
+	HandlerUs int64
+	Phases    map[string]int64 // µs
+	Order     []string         // phase names in order
+	Instance  string
+	Stdout    string
+	Stderr    string
 	// LogsTruncated: the instance sent more log frames than the daemon
 	// keeps per invocation.
 	LogsTruncated bool
@@ -186,6 +188,7 @@ func (c *Client) InvokeQuery(ctx context.Context, name string, q url.Values, eve
 	inv.Reused = h.Get(wire.HeaderReused) == "true"
 	inv.BootUs, _ = strconv.ParseInt(h.Get(wire.HeaderBootUs), 10, 64)
 	inv.AcceptUs, _ = strconv.ParseInt(h.Get(wire.HeaderAcceptUs), 10, 64)
+	inv.HandlerUs, _ = strconv.ParseInt(h.Get(wire.HeaderHandlerUs), 10, 64)
 	inv.Instance = h.Get(wire.HeaderInstance)
 	inv.LogsTruncated = h.Get(wire.HeaderLogsTruncated) == "true"
 	inv.Stdout = decodeLog(h.Get(wire.HeaderStdout))

@@ -19,6 +19,9 @@ type Metrics struct {
 	instances   *prometheus.GaugeVec
 	envBuilt    *prometheus.CounterVec
 	imageBytes  *prometheus.GaugeVec
+	poolTarget  *prometheus.GaugeVec
+	evictions   *prometheus.CounterVec
+	bootWait    *prometheus.HistogramVec
 }
 
 // latencyBuckets span 50 µs to 10 s: fork boots sit at the bottom,
@@ -59,12 +62,26 @@ func newMetrics() *Metrics {
 			Name: "catalyzer_image_bytes",
 			Help: "Size of each function's checkpoint image: pages on disk (pages.img is sparse) and apparent.",
 		}, []string{"function", "kind"}),
+		poolTarget: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "catalyzer_pool_target",
+			Help: "What each function's self-sizing pool is set to, by pool (fork: envs, restore: restorers) and what (size, workers).",
+		}, []string{"function", "pool", "what"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "catalyzer_evictions_total",
+			Help: "Idle instances destroyed to make room for a boot (max_instances), by function. Off the boot path: the boot does not wait for them.",
+		}, []string{"function"}),
+		bootWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "catalyzer_boot_admit_seconds",
+			Help:    "Time from an invocation's arrival at its function's pool to the start of its boot (admission: finding room under max_instances), by function.",
+			Buckets: latencyBuckets,
+		}, []string{"function"}),
 		envBuilt: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "catalyzer_sandbox_envs_total",
 			Help: "Sandbox envs built, by how (pool, on_demand).",
 		}, []string{"how"}),
 	}
 	m.Registry.MustRegister(m.invocations, m.errors, m.bootLatency, m.bootPhase, m.invokeDur, m.instances, m.envBuilt, m.imageBytes,
+		m.poolTarget, m.evictions, m.bootWait,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -81,7 +98,7 @@ func (m *Metrics) countError(name string, err error) {
 }
 
 func (m *Metrics) forget(function string) {
-	for _, v := range []*prometheus.GaugeVec{m.instances, m.imageBytes} {
+	for _, v := range []*prometheus.GaugeVec{m.instances, m.imageBytes, m.poolTarget} {
 		v.DeletePartialMatch(prometheus.Labels{"function": function})
 	}
 }

@@ -76,6 +76,12 @@ type Config struct {
 	// EnvPoolWorkers is how many envs each pool builds in parallel
 	// (default: a quarter of the CPUs).
 	EnvPoolWorkers int
+	// EnvPoolSize and EnvPoolWorkers are the floor of pools that size
+	// themselves from the boot rate they serve (sizer.go); EnvPoolMax is
+	// the ceiling of their size (default 64). FixedEnvPools keeps every
+	// pool at EnvPoolSize and EnvPoolWorkers.
+	EnvPoolMax    int
+	FixedEnvPools bool
 	// NoTemplates turns off building fork templates (fork boot then fails
 	// with "no template").
 	NoTemplates bool
@@ -119,6 +125,7 @@ type Platform struct {
 	// still hold its range).
 	lastSlot int
 
+	sizer        *sizer
 	invocationID atomic.Uint64
 	stop         chan struct{}
 	reaperDone   chan struct{}
@@ -161,6 +168,7 @@ func New(cfg Config) (*Platform, error) {
 		stop:       make(chan struct{}),
 		reaperDone: make(chan struct{}),
 	}
+	p.sizer = newSizer(p, cfg)
 	p.startEngines()
 	p.loadFunctions()
 	if err := p.gcCode(); err != nil {
@@ -186,6 +194,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxFunctions <= 0 {
 		cfg.MaxFunctions = DefaultMaxFunctions
+	}
+	if cfg.EnvPoolMax <= 0 {
+		cfg.EnvPoolMax = 64
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -436,6 +447,7 @@ func (p *Platform) Delete(name string) error {
 	p.fork.Drop(name)
 	p.fork.Scratch.Drop(name)
 	p.restore.Drop(name)
+	p.sizer.forget(name)
 	p.metrics.forget(name)
 	p.log.Info("deleted", "function", name)
 	return nil
@@ -447,6 +459,7 @@ type InvokeResult struct {
 	Boot       boot.Mode // how the serving instance was booted
 	Reused     bool      // a live instance served it: no boot
 	BootUs     int64     // boot start to handler entry, µs (0 when reused)
+	HandlerUs  int64     // handler entry to exit, µs (0 when unknown)
 	Phases     []timing.Phase
 	InstanceID string
 	Stdout     string
@@ -514,6 +527,9 @@ func (p *Platform) Invoke(ctx context.Context, name string, mode boot.Mode, even
 	pl.release(inst)
 
 	res.Output, res.Stdout, res.Stderr, res.Truncated, res.LogsTruncated = out.Output, out.Stdout, out.Stderr, out.Truncated, out.LogsTruncated
+	if out.EntryNS > 0 && out.ExitNS >= out.EntryNS {
+		res.HandlerUs = (out.ExitNS - out.EntryNS) / 1000
+	}
 	if !reused && out.EntryNS > 0 {
 		res.BootUs, res.Phases = bootBreakdown(inst, out.EntryNS)
 		p.metrics.bootLatency.WithLabelValues(name, string(inst.Mode)).Observe(float64(res.BootUs) / 1e6)
@@ -646,6 +662,7 @@ func (p *Platform) reaper() {
 			for _, pl := range pools {
 				pl.reap(now)
 			}
+			p.sizer.tick(now)
 		}
 	}
 }

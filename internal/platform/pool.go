@@ -23,7 +23,12 @@ type pool struct {
 	live  int
 	busy  map[*boot.Instance]bool
 	state poolState
+	dying int            // instances being destroyed off the request path (evictions, releases)
 	wg    sync.WaitGroup // instance destructions in flight
+
+	// destroyFn destroys one instance: (*boot.Instance).Destroy, or a
+	// test's hook.
+	destroyFn func(*boot.Instance) error
 }
 
 // poolState is where a function's pool is, changed under pool.mu:
@@ -44,13 +49,17 @@ type idleInstance struct {
 }
 
 func (p *Platform) newPool(f Function) *pool {
-	return &pool{p: p, fn: f, bf: p.bootFunction(f), max: f.MaxInstances, busy: map[*boot.Instance]bool{}}
+	return &pool{p: p, fn: f, bf: p.bootFunction(f), max: f.MaxInstances, busy: map[*boot.Instance]bool{},
+		destroyFn: (*boot.Instance).Destroy}
 }
 
 // acquire returns an instance to serve one invocation: a live idle one
-// when mode is auto, else a freshly booted one.
+// when mode is auto, else a freshly booted one. Nothing it destroys is on
+// the boot's path: an idle instance evicted to make room under
+// max_instances (or found dead) is destroyed in the background while the
+// boot goes on.
 func (pl *pool) acquire(ctx context.Context, mode boot.Mode, o invokeOptions) (*boot.Instance, bool, error) {
-	var evict *boot.Instance
+	arrived := time.Now()
 	pl.mu.Lock()
 	if pl.state != poolServing {
 		pl.mu.Unlock()
@@ -68,7 +77,7 @@ func (pl *pool) acquire(ctx context.Context, mode boot.Mode, o invokeOptions) (*
 			}
 			// Died while idle.
 			pl.live--
-			pl.destroy(it.inst)
+			pl.destroyLater(it.inst)
 		}
 	}
 	if pl.live >= pl.max {
@@ -76,22 +85,25 @@ func (pl *pool) acquire(ctx context.Context, mode boot.Mode, o invokeOptions) (*
 			pl.mu.Unlock()
 			return nil, false, fmt.Errorf("function %q is running its max_instances (%d) invocations; retry later or raise max_instances: %w", pl.fn.Name, pl.max, errdefs.ErrUnavailable)
 		}
-		// A fresh boot was asked for: make room by evicting the oldest idle.
-		evict = pl.idle[0].inst
+		// A fresh boot was asked for: make room by evicting the oldest
+		// idle. It never serves again and no longer counts as live; it is
+		// destroyed in the background, the boot does not wait for it.
+		pl.destroyLater(pl.idle[0].inst)
 		pl.idle = pl.idle[1:]
 		pl.live--
+		pl.p.metrics.evictions.WithLabelValues(pl.fn.Name).Inc()
 	}
 	pl.live++
 	pl.gauges()
 	pl.mu.Unlock()
-	if evict != nil {
-		pl.destroy(evict)
-	}
 
 	eng := pl.p.engineFor(mode, pl.fn.Name, o)
+	pl.p.metrics.bootWait.WithLabelValues(pl.fn.Name).Observe(time.Since(arrived).Seconds())
+	done := pl.p.sizer.start(pl.fn.Name, eng.Mode())
 	bctx, cancel := context.WithTimeout(ctx, pl.p.cfg.InitTimeout)
 	inst, err := eng.Boot(bctx, pl.bf)
 	cancel()
+	done()
 	if err != nil {
 		pl.mu.Lock()
 		pl.live--
@@ -108,7 +120,8 @@ func (pl *pool) acquire(ctx context.Context, mode boot.Mode, o invokeOptions) (*
 }
 
 // release returns an instance after an invocation: kept idle when it is
-// healthy, reuse is on and the pool is current; destroyed otherwise.
+// healthy, reuse is on and the pool is current; destroyed otherwise, in
+// the background (the invocation's response does not wait for it).
 func (pl *pool) release(inst *boot.Instance) {
 	pl.mu.Lock()
 	delete(pl.busy, inst)
@@ -117,13 +130,28 @@ func (pl *pool) release(inst *boot.Instance) {
 		pl.idle = append(pl.idle, idleInstance{inst: inst, since: time.Now()})
 	} else {
 		pl.live--
+		pl.destroyLater(inst)
 	}
 	pl.gauges()
 	pl.mu.Unlock()
-	if !keep {
-		pl.destroy(inst)
+}
+
+// destroyLater destroys inst in the background; call with pl.mu held.
+// shutdown waits for it, and a retired pool is drained only once it is
+// done.
+func (pl *pool) destroyLater(inst *boot.Instance) {
+	pl.dying++
+	pl.wg.Add(1)
+	go func() {
+		defer pl.wg.Done()
+		if err := pl.destroyFn(inst); err != nil {
+			pl.p.log.Warn("destroy instance", "function", pl.fn.Name, "instance", inst.ID, "err", err)
+		}
+		pl.mu.Lock()
+		pl.dying--
+		pl.mu.Unlock()
 		pl.maybeDrained()
-	}
+	}()
 }
 
 // reap destroys instances idle since before now-KeepAlive (and dead ones).
@@ -177,14 +205,14 @@ func (pl *pool) shutdown() {
 func (pl *pool) destroy(inst *boot.Instance) {
 	pl.wg.Add(1)
 	defer pl.wg.Done()
-	if err := inst.Destroy(); err != nil {
+	if err := pl.destroyFn(inst); err != nil {
 		pl.p.log.Warn("destroy instance", "function", pl.fn.Name, "instance", inst.ID, "err", err)
 	}
 }
 
 func (pl *pool) maybeDrained() {
 	pl.mu.Lock()
-	done := pl.state == poolRetired && pl.live == 0
+	done := pl.state == poolRetired && pl.live == 0 && pl.dying == 0
 	if done {
 		pl.state = poolDrained
 	}

@@ -31,10 +31,12 @@ type PoolStats struct {
 // failure; release frees one that is never handed out. Its methods are
 // safe for concurrent use.
 type Pool[T any] struct {
-	size     int
+	size     int // under mu (SetSize)
 	build    func() (T, error)
 	release  func(T) error
 	inflight int // background builds running
+	workers  int // refill goroutines wanted (SetWorkers); under mu
+	running  int // refill goroutines running; under mu
 
 	mu         sync.Mutex
 	ready      []T
@@ -57,13 +59,90 @@ type Pool[T any] struct {
 // boot consumes, so size the workers to the cores that can be spared.
 func NewPool[T any](size, workers int, build func() (T, error), release func(T) error) *Pool[T] {
 	workers = max(workers, 1)
-	p := &Pool[T]{size: max(size, 0), build: build, release: release, wake: make(chan struct{}, workers),
-		stop: make(chan struct{})}
+	p := &Pool[T]{size: max(size, 0), build: build, release: release, wake: make(chan struct{}, maxPoolWorkers),
+		stop: make(chan struct{}), workers: workers, running: workers}
 	for range workers {
 		p.wg.Add(1)
 		go p.refill()
 	}
 	return p
+}
+
+// maxPoolWorkers bounds SetWorkers.
+const maxPoolWorkers = 64
+
+// SetSize changes how many are kept ready. Growing wakes the builders;
+// shrinking releases the surplus ready ones (in the background). Safe
+// for concurrent use; a no-op on a closed pool.
+func (p *Pool[T]) SetSize(size int) {
+	size = max(size, 0)
+	p.mu.Lock()
+	if p.closed || size == p.size {
+		p.mu.Unlock()
+		return
+	}
+	grow := size > p.size
+	p.size = size
+	var surplus []T
+	if n := len(p.ready); n > size {
+		surplus = append(surplus, p.ready[size:]...)
+		clear(p.ready[size:])
+		p.ready = p.ready[:size]
+	}
+	if len(surplus) > 0 {
+		p.wg.Add(1)
+	}
+	p.mu.Unlock()
+	if grow {
+		p.kick()
+	}
+	if len(surplus) > 0 {
+		go func() {
+			defer p.wg.Done()
+			for _, e := range surplus {
+				_ = p.release(e)
+			}
+		}()
+	}
+}
+
+// SetWorkers changes how many builders refill the pool in parallel (1
+// to 64): extra ones start at once, surplus ones stop after their build
+// in progress. A no-op on a closed pool.
+func (p *Pool[T]) SetWorkers(n int) {
+	n = min(max(n, 1), maxPoolWorkers)
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.workers = n
+	start := max(n-p.running, 0)
+	p.running += start
+	p.wg.Add(start)
+	p.mu.Unlock()
+	for range start {
+		go p.refill()
+	}
+	p.kick() // surplus ones notice they are surplus
+}
+
+// Target is the size and workers the pool is set to.
+func (p *Pool[T]) Target() (size, workers int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.size, p.workers
+}
+
+// kick wakes every idle builder (without blocking).
+func (p *Pool[T]) kick() {
+	for range maxPoolWorkers {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+			return
+		}
+	}
 }
 
 // timedBuild builds one env and accounts for it.
@@ -88,6 +167,11 @@ func (p *Pool[T]) refill() {
 	backoff := time.Duration(0)
 	for {
 		p.mu.Lock()
+		if p.running > p.workers { // SetWorkers lowered the count
+			p.running--
+			p.mu.Unlock()
+			return
+		}
 		need := !p.closed && len(p.ready)+p.inflight < p.size
 		if need {
 			p.inflight++

@@ -29,11 +29,12 @@ const (
 
 // Response headers of an invocation.
 const (
-	HeaderBoot      = "X-Catalyzer-Boot"      // boot mode of the serving instance
-	HeaderBootUs    = "X-Catalyzer-Boot-Us"   // boot start to handler entry, µs; 0 when reused
-	HeaderReused    = "X-Catalyzer-Reused"    // "true" when a live instance served it
-	HeaderPhases    = "X-Catalyzer-Phases"    // name=µs,... of the boot
-	HeaderAcceptUs  = "X-Catalyzer-Accept-Us" // accept to response, µs (taken as the response is written)
+	HeaderBoot      = "X-Catalyzer-Boot"       // boot mode of the serving instance
+	HeaderBootUs    = "X-Catalyzer-Boot-Us"    // boot start to handler entry, µs; 0 when reused
+	HeaderReused    = "X-Catalyzer-Reused"     // "true" when a live instance served it
+	HeaderPhases    = "X-Catalyzer-Phases"     // name=µs,... of the boot
+	HeaderAcceptUs  = "X-Catalyzer-Accept-Us"  // accept to response, µs (taken as the response is written)
+	HeaderHandlerUs = "X-Catalyzer-Handler-Us" // handler entry to exit, µs, as the instance's agent timed it
 	HeaderInstance  = "X-Catalyzer-Instance"
 	HeaderStdout    = "X-Catalyzer-Stdout" // base64 tail of the handler's stdout
 	HeaderStderr    = "X-Catalyzer-Stderr"
