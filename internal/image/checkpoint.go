@@ -194,6 +194,9 @@ type fdState struct {
 	link string
 	kind uint32
 	info procfs.FDInfo
+	// locks are the file locks and leases held through it (fdinfo), as
+	// checked by parseLocks; placeLocks keeps each POSIX lock on one fd.
+	locks []procfs.Lock
 }
 
 // CheckpointTracee dumps a stopped tracee, the main thread of its
@@ -475,9 +478,6 @@ func (s *state) collectFDs(opts Options) error {
 			f.kind = FDReconnect
 			delete(reconnect, fd)
 		case strings.HasPrefix(f.link, "/"):
-			if len(o.Info.Locks) > 0 {
-				return &UnsupportedError{pid, what, fmt.Sprintf("file locks and leases are not checkpointed (lock: %s)", o.Info.Locks[0])}
-			}
 			if strings.HasPrefix(f.link, "/proc/") {
 				return &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
 			}
@@ -507,6 +507,9 @@ func (s *state) collectFDs(opts Options) error {
 				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
 			}
 			f.kind = FDFile
+			if f.locks, err = parseLocks(what, pid, o.Info.Locks); err != nil {
+				return err
+			}
 		case strings.HasPrefix(f.link, "socket:["):
 			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
 		case strings.HasPrefix(f.link, "anon_inode:"):
@@ -518,6 +521,9 @@ func (s *state) collectFDs(opts Options) error {
 	}
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
+	}
+	if err := s.placeLocks(); err != nil {
+		return err
 	}
 	return s.captureFiles(nameless)
 }

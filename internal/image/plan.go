@@ -306,7 +306,8 @@ func (p *planner) homeVDSO(vmas []dumpVMA) {
 }
 
 // descriptors (step 5a) makes the image's descriptors, in increasing
-// order, and closes the parked reconnect fds.
+// order, takes their locks and leases again (addLocks) and closes the
+// parked reconnect fds.
 func (p *planner) descriptors() {
 	k := 0
 	for _, f := range p.s.fds {
@@ -335,6 +336,7 @@ func (p *planner) descriptors() {
 			}
 		}
 	}
+	p.addLocks()
 	if p.nReconnect > 0 {
 		p.b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(p.high)), ptrace.Lit(int64(p.high+p.nReconnect-1)), ptrace.Lit(0))
 		for i := 0; i < p.nReconnect; i++ {
