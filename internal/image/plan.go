@@ -92,6 +92,9 @@ func (c *compiled) mapCopied(v dumpVMA, pages ptrace.Ref) {
 	b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(prot)),
 		ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
 	for _, r := range v.runs {
+		// Populated in one call first: pread would fault each page in
+		// one by one (a trap each, dear on a paravirtualized guest).
+		b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])), ptrace.Lit(madvPopulateWrite)).With(ptrace.IgnoreError)
 		b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
 			ptrace.Lit(int64(v.pages+r[0]-v.Start)))
 	}
@@ -99,6 +102,9 @@ func (c *compiled) mapCopied(v dumpVMA, pages ptrace.Ref) {
 		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(protOf(v.Perms))))
 	}
 }
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
+const madvPopulateWrite = 23
 
 // compile turns the collected state into the restore plan. The order of
 // the plan, as it runs in the restorer:
