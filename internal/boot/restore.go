@@ -107,6 +107,9 @@ func (r *Restore) init() {
 func imageKey(f Function) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00", f.CodeDir, f.Runtime, f.Handler, f.OutputLimit)
+	// Images whose anonymous memory maps pages.img (before CopyAnon)
+	// are not reused.
+	fmt.Fprintf(h, "copyanon\x00")
 	keys := make([]string, 0, len(f.Env))
 	for k := range f.Env {
 		keys = append(keys, k)
@@ -438,6 +441,13 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 			// namespace: restores run as root of one of the same range.
 			IDBase:  t.UIDBase,
 			Threads: t.Threads,
+			// Anonymous memory restored as anonymous memory (pages
+			// read in at boot), not mapped from pages.img: after
+			// MADV_DONTNEED it must read zeros, as allocators
+			// (jemalloc's purge, calloc) rely on, never the
+			// template's bytes. The cost is measured in
+			// docs/ARCHITECTURE.md (image.BenchmarkCopyAnon).
+			CopyAnon: true,
 		}); err != nil {
 			return err
 		}

@@ -194,6 +194,9 @@ type fdState struct {
 	link string
 	kind uint32
 	info procfs.FDInfo
+	// locks are the file locks and leases held through it (fdinfo), as
+	// checked by parseLocks; placeLocks keeps each POSIX lock on one fd.
+	locks []procfs.Lock
 }
 
 // CheckpointTracee dumps a stopped tracee, the main thread of its
@@ -458,6 +461,7 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
+	var nameless []procfs.FD
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -474,17 +478,17 @@ func (s *state) collectFDs(opts Options) error {
 			f.kind = FDReconnect
 			delete(reconnect, fd)
 		case strings.HasPrefix(f.link, "/"):
-			if len(o.Info.Locks) > 0 {
-				return &UnsupportedError{pid, what, fmt.Sprintf("file locks and leases are not checkpointed (lock: %s)", o.Info.Locks[0])}
-			}
 			if strings.HasPrefix(f.link, "/proc/") {
 				return &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
 			}
-			if strings.HasSuffix(f.link, " (deleted)") {
-				return &UnsupportedError{pid, what, "the file was deleted"}
+			if strings.HasPrefix(f.link, "/dev/zero (deleted)") {
+				return &UnsupportedError{pid, what, "a descriptor of shared anonymous memory is not checkpointed"}
 			}
-			if strings.HasPrefix(f.link, "/memfd:") {
-				return &UnsupportedError{pid, what, "memfd is not checkpointed"}
+			if strings.HasPrefix(f.link, "/memfd:") || strings.HasSuffix(f.link, " (deleted)") {
+				// A file without a name: made again, with its
+				// contents, by objects.bin (kobj.CaptureFiles).
+				nameless = append(nameless, o)
+				continue
 			}
 			st, err := procfs.StatFD(pid, fd)
 			if err != nil {
@@ -503,6 +507,9 @@ func (s *state) collectFDs(opts Options) error {
 				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
 			}
 			f.kind = FDFile
+			if f.locks, err = parseLocks(what, pid, o.Info.Locks); err != nil {
+				return err
+			}
 		case strings.HasPrefix(f.link, "socket:["):
 			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
 		case strings.HasPrefix(f.link, "anon_inode:"):
@@ -514,6 +521,61 @@ func (s *state) collectFDs(opts Options) error {
 	}
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
+	}
+	if err := s.placeLocks(); err != nil {
+		return err
+	}
+	return s.captureFiles(nameless)
+}
+
+// captureFiles adds the files without a name (memfds, deleted files) at
+// fds to the objects: each is made again at restore with the process's
+// own credentials, so a ghost file must be one the process could make
+// again where it was (owner, directory).
+func (s *state) captureFiles(fds []procfs.FD) error {
+	if len(fds) == 0 {
+		return nil
+	}
+	objs, err := kobj.CaptureFiles(s.pid, fds)
+	if err != nil {
+		var se *kobj.SharedError
+		if errors.As(err, &se) && len(se.Objects) > 0 {
+			return &UnsupportedError{s.pid, se.Objects[0].What, se.Objects[0].Why}
+		}
+		return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+	}
+	uid, _ := s.status.Uint("Uid", 10)
+	gid, _ := s.status.Uint("Gid", 10)
+	groups, _ := s.status.Uints("Groups", 10)
+	for _, o := range objs {
+		f := o.File
+		what := fmt.Sprintf("fd %d (%s)", o.Descs[0].FDs[0].Num, f.Name)
+		if f.Kind != kobj.Ghost || uid == 0 {
+			continue
+		}
+		inGroup := uint64(f.Gid) == gid || slices.Contains(groups, uint64(f.Gid))
+		if uint64(f.Uid) != uid || !inGroup {
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("a deleted file owned by %d:%d, which the process (uid %d) cannot make again", f.Uid, f.Gid, uid)}
+		}
+		var dst unix.Stat_t
+		dir := filepath.Dir(f.Name)
+		if err := unix.Stat(dir, &dst); err != nil {
+			return &UnsupportedError{s.pid, what, "its directory is gone (the restore makes the file again there)"}
+		}
+		var bits uint32 = 0o003
+		switch {
+		case uint64(dst.Uid) == uid:
+			bits = 0o300
+		case uint64(dst.Gid) == gid || slices.Contains(groups, uint64(dst.Gid)):
+			bits = 0o030
+		}
+		if dst.Mode&bits != bits {
+			return &UnsupportedError{s.pid, what, fmt.Sprintf("its directory %s (mode %#o) is not writable by the process: the restore makes the file again there", dir, dst.Mode&0o7777)}
+		}
+	}
+	s.objects.Objects = append(s.objects.Objects, objs...)
+	if len(s.objects.Objects) > kobj.MaxObjects || s.objects.Len() > kobj.MaxFDs {
+		return &UnsupportedError{s.pid, "descriptors", fmt.Sprintf("%d objects on %d descriptors (at most %d on %d are re-created)", len(s.objects.Objects), s.objects.Len(), kobj.MaxObjects, kobj.MaxFDs)}
 	}
 	return nil
 }

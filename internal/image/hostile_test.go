@@ -248,6 +248,28 @@ func TestHostileImages(t *testing.T) {
 		_, err := Open(writeSynth(t, thread(func(c *compiled) { c.threads[0].Caps.Effective = 4 })))
 		wantInvalid(t, err, "capabilities")
 	})
+	t.Run("blocking flock", func(t *testing.T) {
+		_, err := Open(writeSynth(t, func(c *compiled) { c.b.Add(unix.SYS_FLOCK, ptrace.Lit(3), ptrace.Lit(unix.LOCK_EX)) }))
+		wantInvalid(t, err, "non-blocking")
+	})
+	t.Run("blocking record lock", func(t *testing.T) {
+		_, err := Open(writeSynth(t, func(c *compiled) {
+			c.b.Add(unix.SYS_FCNTL, ptrace.Lit(3), ptrace.Lit(unix.F_SETLKW), c.b.Space(32))
+		}))
+		wantInvalid(t, err, "fcntl command not allowed")
+	})
+	t.Run("record lock outside the data area", func(t *testing.T) {
+		_, err := Open(writeSynth(t, func(c *compiled) {
+			c.b.Add(unix.SYS_FCNTL, ptrace.Lit(3), ptrace.Lit(unix.F_OFD_SETLK), ptrace.Lit(0x10000000))
+		}))
+		wantInvalid(t, err, "struct flock")
+	})
+	t.Run("lease of another kind", func(t *testing.T) {
+		_, err := Open(writeSynth(t, func(c *compiled) {
+			c.b.Add(unix.SYS_FCNTL, ptrace.Lit(3), ptrace.Lit(unix.F_SETLEASE), ptrace.Lit(7))
+		}))
+		wantInvalid(t, err, "lease")
+	})
 	t.Run("unknown manifest file", func(t *testing.T) {
 		_, err := parseManifest(append(append([]byte{}, manifestMagic[:]...), FormatVersion, 0, 0, 0, 9, 0, 0, 0))
 		wantInvalid(t, err, "files")

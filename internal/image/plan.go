@@ -92,6 +92,9 @@ func (c *compiled) mapCopied(v dumpVMA, pages ptrace.Ref) {
 	b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(prot)),
 		ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
 	for _, r := range v.runs {
+		// Populated in one call first: pread would fault each page in
+		// one by one (a trap each, dear on a paravirtualized guest).
+		b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])), ptrace.Lit(madvPopulateWrite)).With(ptrace.IgnoreError)
 		b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
 			ptrace.Lit(int64(v.pages+r[0]-v.Start)))
 	}
@@ -99,6 +102,9 @@ func (c *compiled) mapCopied(v dumpVMA, pages ptrace.Ref) {
 		b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(protOf(v.Perms))))
 	}
 }
+
+// madvPopulateWrite is MADV_POPULATE_WRITE (Linux 5.14).
+const madvPopulateWrite = 23
 
 // compile turns the collected state into the restore plan. The order of
 // the plan, as it runs in the restorer:
@@ -306,7 +312,8 @@ func (p *planner) homeVDSO(vmas []dumpVMA) {
 }
 
 // descriptors (step 5a) makes the image's descriptors, in increasing
-// order, and closes the parked reconnect fds.
+// order, takes their locks and leases again (addLocks) and closes the
+// parked reconnect fds.
 func (p *planner) descriptors() {
 	k := 0
 	for _, f := range p.s.fds {
@@ -335,6 +342,7 @@ func (p *planner) descriptors() {
 			}
 		}
 	}
+	p.addLocks()
 	if p.nReconnect > 0 {
 		p.b.Add(unix.SYS_CLOSE_RANGE, ptrace.Lit(int64(p.high)), ptrace.Lit(int64(p.high+p.nReconnect-1)), ptrace.Lit(0))
 		for i := 0; i < p.nReconnect; i++ {

@@ -180,8 +180,15 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 		// batch of our own making (kobj.AddTo of the validated table), not
 		// the plan's.
 		if img.Objects != nil && (len(img.Objects.Objects) > 0 || len(img.Objects.Memory) > 0) {
+			// Files without a name first: made and filled (their
+			// contents never go through a batch), then finished by
+			// AddWithFiles' batch.
+			files, err := img.Objects.CreateFiles(pid, t.Exec)
+			if err != nil {
+				return err
+			}
 			ob := ptrace.NewBatch()
-			img.Objects.AddTo(ob)
+			img.Objects.AddWithFiles(ob, files)
 			if _, err := t.Exec(ob); err != nil {
 				return fmt.Errorf("re-create event objects (%s): %w", img.Objects.Summary(), err)
 			}

@@ -34,6 +34,7 @@ var allowed = map[uint32]bool{
 	unix.SYS_PRLIMIT64: true, unix.SYS_CHDIR: true, unix.SYS_PERSONALITY: true,
 	unix.SYS_UMASK: true, unix.SYS_SETITIMER: true, unix.SYS_SETGROUPS: true,
 	unix.SYS_SETRESUID: true, unix.SYS_SETRESGID: true, unix.SYS_SETSID: true, unix.SYS_MEMBARRIER: true,
+	unix.SYS_FLOCK:  true,
 	unix.SYS_CLONE3: true, // threads only: validateThreads
 }
 
@@ -44,27 +45,79 @@ const (
 	oTmpfile   = 0o20000000
 )
 
+// validate checks an image's tables and plan, in steps: the header and
+// VMAs (layout), the relocations, then every plan entry against the
+// allow-list and the rules of its syscall (entry).
 func validate(img *Image, b *ptrace.Batch) error {
-	h := &img.hdr
-	// The executor region and the vDSO's waiting room: nothing may touch them.
+	c := &planCheck{img: img, h: &img.hdr, ents: b.Entries(), data: b.Data(), pagesEntry: -1, mapped: map[int]bool{}}
+	if err := c.layout(); err != nil {
+		return err
+	}
+	if err := validateThreads(img, b); err != nil {
+		return err
+	}
+	if err := c.relocs(); err != nil {
+		return err
+	}
+	for i, e := range c.ents {
+		if err := c.entry(i, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planCheck is validate's state.
+type planCheck struct {
+	img        *Image
+	h          *metaHeader
+	ents       []ptrace.Entry
+	data       []byte
+	pagesEntry int          // the openat of pages.img, -1 before relocs
+	mapped     map[int]bool // VMAs an mmap entry maps
+}
+
+// hits reports whether [lo, hi) touches the executor region or the
+// vDSO's waiting room.
+func (c *planCheck) hits(lo, hi uint64) bool {
+	return lo < c.h.TempAddr+c.h.TempSize && c.h.ExecAddr < hi
+}
+
+// vmaAt is the VMA holding [lo, hi), or -1.
+func (c *planCheck) vmaAt(lo, hi uint64) int {
+	vs := c.img.VMAs
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].End > lo })
+	if i < len(vs) && vs[i].Start <= lo && hi <= vs[i].End && lo < hi {
+		return i
+	}
+	return -1
+}
+
+func (c *planCheck) isPagesFD(e ptrace.Entry, k int) bool {
+	return (e.Reloc>>(2*k))&3 == ptrace.RelocResult && int(e.Args[k]) == c.pagesEntry && c.pagesEntry >= 0
+}
+
+func lit(e ptrace.Entry, k int) bool { return (e.Reloc>>(2*k))&3 == ptrace.RelocLit }
+
+// layout checks the executor region and the VMAs: sorted, disjoint,
+// page-aligned, canonical, away from the executor, their pages.img
+// regions inside it and not shared.
+func (c *planCheck) layout() error {
+	h := c.h
 	if h.ExecAddr%pageSize != 0 || h.ExecAddr < 1<<16 || h.TempAddr != h.ExecAddr+ptrace.ExecutorRegionSize ||
 		h.TempSize%pageSize != 0 || h.TempSize > 1<<20 || h.TempAddr+h.TempSize > taskSize {
 		return invalid("meta: executor region %#x / vDSO area %#x+%#x is not canonical", h.ExecAddr, h.TempAddr, h.TempSize)
 	}
-	resLo, resHi := h.ExecAddr, h.TempAddr+h.TempSize
-	hits := func(lo, hi uint64) bool { return lo < resHi && resLo < hi }
-
-	// VMAs: sorted, disjoint, page-aligned, canonical, away from the executor.
 	type span struct{ off, end uint64 }
 	var regions []span
-	for i, v := range img.VMAs {
+	for i, v := range c.img.VMAs {
 		if v.Start%pageSize != 0 || v.End%pageSize != 0 || v.Start >= v.End || v.End > taskSize || v.Start < 1<<16 {
 			return invalid("VMA %d [%#x, %#x) is not a canonical page-aligned range", i, v.Start, v.End)
 		}
-		if i > 0 && v.Start < img.VMAs[i-1].End {
+		if i > 0 && v.Start < c.img.VMAs[i-1].End {
 			return invalid("VMA %d [%#x, %#x) overlaps or precedes VMA %d", i, v.Start, v.End, i-1)
 		}
-		if hits(v.Start, v.End) {
+		if c.hits(v.Start, v.End) {
 			return invalid("VMA %d [%#x, %#x) overlaps the executor region", i, v.Start, v.End)
 		}
 		if v.Kind < VMAAnon || v.Kind > VMAVDSO || v.Prot&^7 != 0 {
@@ -83,22 +136,13 @@ func validate(img *Image, b *ptrace.Batch) error {
 			return invalid("two VMAs share pages.img bytes at %#x", regions[i].off)
 		}
 	}
-	vmaAt := func(lo, hi uint64) int {
-		i := sort.Search(len(img.VMAs), func(i int) bool { return img.VMAs[i].End > lo })
-		if i < len(img.VMAs) && img.VMAs[i].Start <= lo && hi <= img.VMAs[i].End && lo < hi {
-			return i
-		}
-		return -1
-	}
+	return nil
+}
 
-	ents := b.Entries()
-	data := b.Data()
-	if err := validateThreads(img, b); err != nil {
-		return err
-	}
-	// Relocations.
-	pagesEntry := -1
-	for i, r := range img.Relocs {
+// relocs checks each relocation's target and finds the pages.img openat.
+func (c *planCheck) relocs() error {
+	ents, data := c.ents, c.data
+	for i, r := range c.img.Relocs {
 		switch r.Kind {
 		case RelocVDSO, RelocFD:
 			if int(r.Entry) >= len(ents) || r.Arg >= 6 || (ents[r.Entry].Reloc>>(2*r.Arg))&3 != ptrace.RelocLit {
@@ -114,10 +158,10 @@ func validate(img *Image, b *ptrace.Batch) error {
 			if off, kind := ents[r.Entry].Args[1], (ents[r.Entry].Reloc>>2)&3; kind != ptrace.RelocData || off != uint64(r.DataOff) {
 				return invalid("relocation %d: the openat does not open the pages path", i)
 			}
-			if pagesEntry >= 0 {
+			if c.pagesEntry >= 0 {
 				return invalid("relocation %d: a second pages path", i)
 			}
-			pagesEntry = int(r.Entry)
+			c.pagesEntry = int(r.Entry)
 		case RelocDataPtr:
 			if r.DataOff%8 != 0 || uint64(r.DataOff)+8 > uint64(len(data)) || r.Value > uint64(len(data)) {
 				return invalid("relocation %d: pointer at data %d to %d outside the data area", i, r.DataOff, r.Value)
@@ -126,105 +170,147 @@ func validate(img *Image, b *ptrace.Batch) error {
 			return invalid("relocation %d: unknown kind %d", i, r.Kind)
 		}
 	}
-	isPagesFD := func(e ptrace.Entry, k int) bool {
-		return (e.Reloc>>(2*k))&3 == ptrace.RelocResult && int(e.Args[k]) == pagesEntry && pagesEntry >= 0
-	}
-	lit := func(e ptrace.Entry, k int) bool { return (e.Reloc>>(2*k))&3 == ptrace.RelocLit }
-	mapped := map[int]bool{}
+	return nil
+}
 
-	for i, e := range ents {
-		if !allowed[e.Nr] {
-			return invalid("plan entry %d: syscall %s is not allowed in a restore plan", i, ptrace.SyscallName(uintptr(e.Nr)))
-		}
-		a := e.Args
-		bad := func(why string) error {
-			return invalid("plan entry %d (%s): %s", i, ptrace.SyscallName(uintptr(e.Nr)), why)
-		}
-		switch e.Nr {
-		case unix.SYS_MMAP:
-			if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) || !lit(e, 3) || !lit(e, 5) {
-				return bad("address, length, protection, flags and offset must be literals")
-			}
-			if a[3]&unix.MAP_FIXED == 0 {
-				return bad("mapping without MAP_FIXED")
-			}
-			vi := vmaAt(a[0], a[0]+a[1])
-			if vi < 0 || img.VMAs[vi].Start != a[0] || img.VMAs[vi].End != a[0]+a[1] {
-				return bad("mapping is not one VMA of the image")
-			}
-			if mapped[vi] {
-				return bad("VMA mapped twice (overlapping mappings)")
-			}
-			mapped[vi] = true
-			if isPagesFD(e, 4) && (a[5] != img.VMAs[vi].PagesOff || a[5]+a[1] > h.PagesSize) {
-				return bad("maps pages.img at an offset that is not its VMA's region")
-			}
-		case unix.SYS_MPROTECT, unix.SYS_MADVISE:
-			if !lit(e, 0) || !lit(e, 1) || vmaAt(a[0], a[0]+a[1]) < 0 {
-				return bad("range outside the image's VMAs")
-			}
-		case unix.SYS_PREAD64:
-			if !isPagesFD(e, 0) || !lit(e, 1) || !lit(e, 2) || !lit(e, 3) {
-				return bad("reads other than from pages.img into a literal address")
-			}
-			if vmaAt(a[1], a[1]+a[2]) < 0 || a[3]%pageSize != 0 || a[3]+a[2] < a[3] || a[3]+a[2] > h.PagesSize {
-				return bad("range outside the image's VMAs or pages.img")
-			}
-		case unix.SYS_MUNMAP:
-			if !lit(e, 0) || !lit(e, 1) || a[0]+a[1] < a[0] || hits(a[0], a[0]+a[1]) {
-				return bad("unmaps the executor region")
-			}
-		case unix.SYS_MREMAP:
-			if !lit(e, 1) || !lit(e, 2) || !lit(e, 3) || !lit(e, 4) || a[1] != a[2] || a[3] != unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED {
-				return bad("only same-size fixed moves are allowed")
-			}
-			dst := a[4]
-			inTemp := dst >= h.TempAddr && dst+a[1] <= h.TempAddr+h.TempSize
-			vi := vmaAt(dst, dst+a[1])
-			if !inTemp && (vi < 0 || img.VMAs[vi].Kind != VMAVDSO) {
-				return bad("moves a mapping elsewhere than the vDSO's places")
-			}
-		case unix.SYS_OPENAT:
-			if !lit(e, 0) || int32(a[0]) != unix.AT_FDCWD || (e.Reloc>>2)&3 != ptrace.RelocData || !lit(e, 2) {
-				return bad("open must be relative to the cwd with a path in the data area")
-			}
-			if a[2]&(unix.O_CREAT|unix.O_TRUNC|oTmpfile) != 0 {
-				return bad("creating or truncating files is not allowed")
-			}
-			if p := cstring(data[a[1]:]); strings.HasPrefix(p, "/proc/") && i != pagesEntry {
-				return bad("opens " + p)
-			}
-		case unix.SYS_PRCTL:
-			if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap) ||
-				a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable) {
-				return bad("only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER and PR_SET_THP_DISABLE are allowed")
-			}
-		case unix.SYS_SETRESUID, unix.SYS_SETRESGID:
-			if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) {
-				return bad("ids must be literals")
-			}
-		case unix.SYS_SETGROUPS:
-			// Restore replays it in every thread (Image.credentials).
-			if !lit(e, 0) || a[0] > 65536 || !(lit(e, 1) && a[0] == 0 ||
-				(e.Reloc>>2)&3 == ptrace.RelocData && a[1]+4*a[0] <= uint64(len(data))) {
-				return bad("groups must be a literal count and a list in the data area")
-			}
-		case unix.SYS_PRLIMIT64:
-			if !lit(e, 0) || a[0] != 0 || !lit(e, 3) || a[3] != 0 {
-				return bad("only prlimit64(0, res, new, NULL) is allowed")
-			}
-		case unix.SYS_FCNTL:
-			if !lit(e, 1) {
-				return bad("command must be a literal")
-			}
-			switch a[1] {
-			case unix.F_DUPFD, unix.F_DUPFD_CLOEXEC, unix.F_SETFD, unix.F_SETFL, unix.F_SETPIPE_SZ:
-			default:
-				return bad("fcntl command not allowed")
-			}
-		}
+// entry checks plan entry i: allowed, and within its syscall's rules.
+func (c *planCheck) entry(i int, e ptrace.Entry) error {
+	if !allowed[e.Nr] {
+		return invalid("plan entry %d: syscall %s is not allowed in a restore plan", i, ptrace.SyscallName(uintptr(e.Nr)))
+	}
+	var why string
+	switch e.Nr {
+	case unix.SYS_MMAP, unix.SYS_MPROTECT, unix.SYS_MADVISE, unix.SYS_PREAD64, unix.SYS_MUNMAP, unix.SYS_MREMAP:
+		why = c.memoryEntry(e)
+	case unix.SYS_OPENAT, unix.SYS_FCNTL, unix.SYS_FLOCK:
+		why = c.fileEntry(i, e)
+	default:
+		why = c.processEntry(e)
+	}
+	if why != "" {
+		return invalid("plan entry %d (%s): %s", i, ptrace.SyscallName(uintptr(e.Nr)), why)
 	}
 	return nil
+}
+
+// memoryEntry checks mmap, mprotect, madvise, pread64, munmap, mremap:
+// each on the image's VMAs, pages.img or the vDSO's places only.
+func (c *planCheck) memoryEntry(e ptrace.Entry) string {
+	a, h := e.Args, c.h
+	switch e.Nr {
+	case unix.SYS_MMAP:
+		if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) || !lit(e, 3) || !lit(e, 5) {
+			return "address, length, protection, flags and offset must be literals"
+		}
+		if a[3]&unix.MAP_FIXED == 0 {
+			return "mapping without MAP_FIXED"
+		}
+		vi := c.vmaAt(a[0], a[0]+a[1])
+		if vi < 0 || c.img.VMAs[vi].Start != a[0] || c.img.VMAs[vi].End != a[0]+a[1] {
+			return "mapping is not one VMA of the image"
+		}
+		if c.mapped[vi] {
+			return "VMA mapped twice (overlapping mappings)"
+		}
+		c.mapped[vi] = true
+		if c.isPagesFD(e, 4) && (a[5] != c.img.VMAs[vi].PagesOff || a[5]+a[1] > h.PagesSize) {
+			return "maps pages.img at an offset that is not its VMA's region"
+		}
+	case unix.SYS_MPROTECT, unix.SYS_MADVISE:
+		if !lit(e, 0) || !lit(e, 1) || c.vmaAt(a[0], a[0]+a[1]) < 0 {
+			return "range outside the image's VMAs"
+		}
+	case unix.SYS_PREAD64:
+		if !c.isPagesFD(e, 0) || !lit(e, 1) || !lit(e, 2) || !lit(e, 3) {
+			return "reads other than from pages.img into a literal address"
+		}
+		if c.vmaAt(a[1], a[1]+a[2]) < 0 || a[3]%pageSize != 0 || a[3]+a[2] < a[3] || a[3]+a[2] > h.PagesSize {
+			return "range outside the image's VMAs or pages.img"
+		}
+	case unix.SYS_MUNMAP:
+		if !lit(e, 0) || !lit(e, 1) || a[0]+a[1] < a[0] || c.hits(a[0], a[0]+a[1]) {
+			return "unmaps the executor region"
+		}
+	case unix.SYS_MREMAP:
+		if !lit(e, 1) || !lit(e, 2) || !lit(e, 3) || !lit(e, 4) || a[1] != a[2] || a[3] != unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED {
+			return "only same-size fixed moves are allowed"
+		}
+		dst := a[4]
+		inTemp := dst >= h.TempAddr && dst+a[1] <= h.TempAddr+h.TempSize
+		vi := c.vmaAt(dst, dst+a[1])
+		if !inTemp && (vi < 0 || c.img.VMAs[vi].Kind != VMAVDSO) {
+			return "moves a mapping elsewhere than the vDSO's places"
+		}
+	}
+	return ""
+}
+
+// fileEntry checks openat (no creation, no /proc but pages.img), fcntl
+// (duplicates, flags, pipe size, locks and leases) and flock.
+func (c *planCheck) fileEntry(i int, e ptrace.Entry) string {
+	a := e.Args
+	switch e.Nr {
+	case unix.SYS_OPENAT:
+		if !lit(e, 0) || int32(a[0]) != unix.AT_FDCWD || (e.Reloc>>2)&3 != ptrace.RelocData || !lit(e, 2) {
+			return "open must be relative to the cwd with a path in the data area"
+		}
+		if a[2]&(unix.O_CREAT|unix.O_TRUNC|oTmpfile) != 0 {
+			return "creating or truncating files is not allowed"
+		}
+		if p := cstring(c.data[a[1]:]); strings.HasPrefix(p, "/proc/") && i != c.pagesEntry {
+			return "opens " + p
+		}
+	case unix.SYS_FCNTL:
+		if !lit(e, 1) {
+			return "command must be a literal"
+		}
+		switch a[1] {
+		case unix.F_DUPFD, unix.F_DUPFD_CLOEXEC, unix.F_SETFD, unix.F_SETFL, unix.F_SETPIPE_SZ:
+		case unix.F_SETLEASE:
+			if !lit(e, 2) || (a[2] != unix.F_RDLCK && a[2] != unix.F_WRLCK) {
+				return "a lease must be F_RDLCK or F_WRLCK"
+			}
+		case unix.F_SETLK, unix.F_OFD_SETLK:
+			if (e.Reloc>>4)&3 != ptrace.RelocData || a[2]+32 > uint64(len(c.data)) {
+				return "a lock's struct flock must be in the data area"
+			}
+		default:
+			return "fcntl command not allowed"
+		}
+	case unix.SYS_FLOCK:
+		if !lit(e, 1) || (a[1] != unix.LOCK_SH|unix.LOCK_NB && a[1] != unix.LOCK_EX|unix.LOCK_NB) {
+			return "only non-blocking LOCK_SH and LOCK_EX are allowed"
+		}
+	}
+	return ""
+}
+
+// processEntry checks the process-wide calls: prctl options, credentials,
+// groups, rlimits.
+func (c *planCheck) processEntry(e ptrace.Entry) string {
+	a := e.Args
+	switch e.Nr {
+	case unix.SYS_PRCTL:
+		if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap) ||
+			a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable) {
+			return "only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER and PR_SET_THP_DISABLE are allowed"
+		}
+	case unix.SYS_SETRESUID, unix.SYS_SETRESGID:
+		if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) {
+			return "ids must be literals"
+		}
+	case unix.SYS_SETGROUPS:
+		// Restore replays it in every thread (Image.credentials).
+		if !lit(e, 0) || a[0] > 65536 || !(lit(e, 1) && a[0] == 0 ||
+			(e.Reloc>>2)&3 == ptrace.RelocData && a[1]+4*a[0] <= uint64(len(c.data))) {
+			return "groups must be a literal count and a list in the data area"
+		}
+	case unix.SYS_PRLIMIT64:
+		if !lit(e, 0) || a[0] != 0 || !lit(e, 3) || a[3] != 0 {
+			return "only prlimit64(0, res, new, NULL) is allowed"
+		}
+	}
+	return ""
 }
 
 // dataWriters are the allowed syscalls that write through a pointer

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -21,11 +22,19 @@ import (
 //	          pipe     size i32, bytes u32, then the bytes
 //	          socket pair  type i32, then per end: messages u32, then per
 //	                   message bytes u32 and the bytes (queued to be read there)
-//	        then per desc: end u8, flags u32, fds u32, then per fd num i32, cloexec u8
+//	          file     (version 2) kind u8 (1 memfd, 2 ghost), 0 u8, 0 u16, name u32 and its
+//	                   bytes, mode u32, uid u32, gid u32, size i64, atime sec i64 nsec i64,
+//	                   mtime sec i64 nsec i64, seals i32, extents u32, then per extent
+//	                   offset i64, bytes u32 and the bytes
+//	        then per desc: end u8, flags u32, (a file's only) offset i64, fds u32,
+//	          then per fd num i32, cloexec u8
+//
+// Version 1 (no file objects, no offsets) is read too.
+//
 //	memory  start u64, end u64, prot i32
 const (
 	encodeMagic   = 0x4f4b5a43 // "CZKO"
-	EncodeVersion = 1
+	EncodeVersion = 2
 	maxFDNum      = 1 << 20 // fs.nr_open's ceiling
 )
 
@@ -76,10 +85,15 @@ func (t *Table) Encode() []byte {
 					b = append(b, m...)
 				}
 			}
+		case File:
+			b = encodeFile(b, o.File)
 		}
 		for _, d := range o.Descs {
 			b = append(b, byte(d.End))
 			b = le.AppendUint32(b, d.Flags)
+			if o.Kind == File {
+				b = le.AppendUint64(b, uint64(d.Pos))
+			}
 			b = le.AppendUint32(b, uint32(len(d.FDs)))
 			for _, f := range d.FDs {
 				b = le.AppendUint32(b, uint32(f.Num))
@@ -162,8 +176,9 @@ func decode(b []byte) (*Table, error) {
 	if r.u32() != encodeMagic {
 		return nil, errors.New("bad magic")
 	}
-	if v := r.u16(); v != EncodeVersion {
-		return nil, fmt.Errorf("version %d, this build reads %d", v, EncodeVersion)
+	version := r.u16()
+	if version != 1 && version != EncodeVersion {
+		return nil, fmt.Errorf("version %d, this build reads 1 to %d", version, EncodeVersion)
 	}
 	r.u16()
 	nObj, nMem := r.u32(), r.u32()
@@ -174,7 +189,7 @@ func decode(b []byte) (*Table, error) {
 	if nObj > MaxObjects || nMem > MaxObjects {
 		return nil, fmt.Errorf("%d objects and %d mappings (at most %d each)", nObj, nMem, MaxObjects)
 	}
-	budget := &limits{seen: map[int]bool{}}
+	budget := &limits{seen: map[int]bool{}, version: version}
 	for i := range int(nObj) {
 		o, err := decodeObject(r, budget)
 		if err != nil {
@@ -225,6 +240,9 @@ func decode(b []byte) (*Table, error) {
 type limits struct {
 	seen           map[int]bool // descriptor numbers
 	watches, bytes int
+	fileBytes      int // data in File objects
+	extents        int
+	version        uint16
 }
 
 // decodeObject reads one object and checks it against the kind's rules
@@ -307,14 +325,26 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 				o.Queued[end] = append(o.Queued[end], append([]byte{}, msg...))
 			}
 		}
+	case File:
+		if l.version < 2 {
+			return o, errors.New("a file object in a version 1 table")
+		}
+		var err error
+		if o.File, err = decodeFile(r, l); err != nil {
+			return o, err
+		}
 	default:
 		return o, fmt.Errorf("unknown kind %d", o.Kind)
 	}
-	if want := 1 + btoi(o.Kind == Pipe || o.Kind == SocketPair); nDesc != want {
+	if o.Kind == File {
+		if nDesc < 1 {
+			return o, errors.New("a file without descriptions")
+		}
+	} else if want := 1 + btoi(o.Kind == Pipe || o.Kind == SocketPair); nDesc != want {
 		return o, fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
 	}
 	for k := range nDesc {
-		d, err := decodeDesc(r, l)
+		d, err := decodeDesc(r, l, o.Kind == File)
 		if err != nil {
 			return o, fmt.Errorf("description %d: %w", k, err)
 		}
@@ -326,10 +356,18 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 	return o, r.err
 }
 
-func decodeDesc(r *reader, l *limits) (Desc, error) {
+func decodeDesc(r *reader, l *limits, file bool) (Desc, error) {
 	d := Desc{End: int(r.u8()), Flags: r.u32()}
+	allowed := uint32(StatusFlags)
+	if file {
+		allowed = FileFlags
+		d.Pos = int64(r.u64())
+		if d.Pos < 0 || d.Pos > MaxFileSize || d.Flags&unix.O_ACCMODE == unix.O_ACCMODE {
+			return d, fmt.Errorf("offset %d, flags %#o", d.Pos, d.Flags)
+		}
+	}
 	nfd := int(r.u32())
-	if d.Flags&^StatusFlags != 0 {
+	if d.Flags&^allowed != 0 {
 		return d, fmt.Errorf("flags %#o", d.Flags)
 	}
 	if nfd < 1 || nfd > MaxFDs-len(l.seen) {
@@ -367,4 +405,96 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func encodeFile(b []byte, f FileInfo) []byte {
+	le := binary.LittleEndian
+	b = append(b, byte(f.Kind), 0, 0, 0)
+	b = le.AppendUint32(b, uint32(len(f.Name)))
+	b = append(b, f.Name...)
+	b = le.AppendUint32(b, f.Mode)
+	b = le.AppendUint32(b, f.Uid)
+	b = le.AppendUint32(b, f.Gid)
+	b = le.AppendUint64(b, uint64(f.Size))
+	for _, ts := range []unix.Timespec{f.Atime, f.Mtime} {
+		b = le.AppendUint64(b, uint64(ts.Sec))
+		b = le.AppendUint64(b, uint64(ts.Nsec))
+	}
+	b = le.AppendUint32(b, uint32(f.Seals))
+	b = le.AppendUint32(b, uint32(len(f.Extents)))
+	for _, e := range f.Extents {
+		b = le.AppendUint64(b, uint64(e.Off))
+		b = le.AppendUint32(b, uint32(len(e.Data)))
+		b = append(b, e.Data...)
+	}
+	return b
+}
+
+// decodeFile reads a File's state and checks it: a memfd name or an
+// absolute path without NUL or "..", permission bits only, seals only on
+// a memfd, extents in order inside the size, the table's data bounds.
+func decodeFile(r *reader, l *limits) (FileInfo, error) {
+	f := FileInfo{Kind: FileKind(r.u8())}
+	r.take(3)
+	n := int(r.u32())
+	if n < 1 || n > 4095 {
+		return f, fmt.Errorf("file name of %d bytes", n)
+	}
+	f.Name = string(r.take(n))
+	f.Mode, f.Uid, f.Gid = r.u32(), r.u32(), r.u32()
+	f.Size = int64(r.u64())
+	for _, ts := range []*unix.Timespec{&f.Atime, &f.Mtime} {
+		ts.Sec, ts.Nsec = int64(r.u64()), int64(r.u64())
+		if ts.Nsec < 0 || ts.Nsec >= 1e9 {
+			return f, errors.New("bad file time")
+		}
+	}
+	f.Seals = int(int32(r.u32()))
+	ne := int(r.u32())
+	if r.err != nil {
+		return f, r.err
+	}
+	switch f.Kind {
+	case Memfd:
+		if len(f.Name) > maxMemfdName {
+			return f, fmt.Errorf("memfd name of %d bytes", len(f.Name))
+		}
+	case Ghost:
+		if f.Name[0] != '/' || strings.Contains("/"+f.Name+"/", "/../") || strings.HasSuffix(f.Name, "/") {
+			return f, fmt.Errorf("ghost file path %q", f.Name)
+		}
+		if f.Seals != 0 {
+			return f, errors.New("seals on a ghost file")
+		}
+	default:
+		return f, fmt.Errorf("file kind %d", f.Kind)
+	}
+	if strings.IndexByte(f.Name, 0) >= 0 {
+		return f, errors.New("NUL in a file name")
+	}
+	if f.Mode&^0o7777 != 0 || f.Seals&^memfdSeals != 0 || f.Size < 0 || f.Size > MaxFileSize {
+		return f, fmt.Errorf("file mode %#o, seals %#x, size %d", f.Mode, f.Seals, f.Size)
+	}
+	if l.extents += ne; ne < 0 || l.extents > MaxExtents {
+		return f, fmt.Errorf("more than %d file extents", MaxExtents)
+	}
+	end := int64(0)
+	for range ne {
+		e := Extent{Off: int64(r.u64())}
+		m := int(r.u32())
+		if l.fileBytes += m; m < 1 || l.fileBytes > MaxFileData {
+			return f, fmt.Errorf("files hold more than %d bytes", MaxFileData)
+		}
+		if e.Off < end || e.Off+int64(m) > f.Size {
+			return f, fmt.Errorf("extent [%d, +%d) out of order or past the size %d", e.Off, m, f.Size)
+		}
+		d := r.take(m)
+		if r.err != nil {
+			return f, r.err
+		}
+		e.Data = append([]byte(nil), d...)
+		end = e.Off + int64(m)
+		f.Extents = append(f.Extents, e)
+	}
+	return f, nil
 }

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/catalyzer/catalyzer/internal/errdefs"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 )
@@ -19,6 +21,11 @@ func sample() *Table {
 			{Kind: Pipe, Descs: []Desc{{End: 0, FDs: []FD{{12, false}}}, {End: 1, Flags: 0o4000, FDs: []FD{{13, false}}}}, PipeSize: 65536, Data: []byte("hello")},
 			{Kind: SocketPair, Descs: []Desc{{End: 0, FDs: []FD{{21, false}}}, {End: 1, FDs: []FD{{22, true}}}}, SockType: 2, Queued: [2][][]byte{nil, {[]byte("one"), {}}}},
 			{Kind: Epoll, Descs: []Desc{{FDs: []FD{{15, true}}}}, Watches: []Watch{{10, 1, 0x1010}, {12, 1<<31 | 1, 0x1212}}},
+			{Kind: File, Descs: []Desc{{Flags: 2 | 0o2000, Pos: 3, FDs: []FD{{30, false}, {31, true}}}, {Flags: 0, Pos: 9, FDs: []FD{{32, false}}}},
+				File: FileInfo{Kind: Memfd, Name: "buf", Mode: 0o642, Size: 8192, Seals: 6, Extents: []Extent{{0, []byte("hello")}, {4096, []byte("x")}}}},
+			{Kind: File, Descs: []Desc{{Flags: 1, FDs: []FD{{33, false}}}},
+				File: FileInfo{Kind: Ghost, Name: "/tmp/gone", Mode: 0o741, Uid: 7, Gid: 8, Size: 1 << 30,
+					Atime: unix.Timespec{Sec: 1000, Nsec: 5}, Mtime: unix.Timespec{Sec: 2000, Nsec: 7}, Extents: []Extent{{1 << 20, []byte("tail")}}}},
 		},
 		Memory:  []Memory{{Start: 0x7f0000000000, End: 0x7f0000002000, Prot: 3}},
 		Scratch: 1 << 32,
@@ -57,10 +64,44 @@ func TestDecodeRefuses(t *testing.T) {
 		"socket type":    mutate(func(s *Table) { s.Objects[4].SockType = 3 }),
 		"stream of two":  mutate(func(s *Table) { s.Objects[4].SockType = 1 }),
 		"queue too long": mutate(func(s *Table) { s.Objects[4].Queued[0] = make([][]byte, MaxMessages+1) }),
+		"file kind":      mutate(func(s *Table) { s.Objects[6].File.Kind = 9 }),
+		"relative ghost": mutate(func(s *Table) { s.Objects[7].File.Name = "tmp/gone" }),
+		"ghost dotdot":   mutate(func(s *Table) { s.Objects[7].File.Name = "/tmp/../etc/x" }),
+		"ghost NUL":      mutate(func(s *Table) { s.Objects[7].File.Name = "/tmp/a\x00b" }),
+		"ghost seals":    mutate(func(s *Table) { s.Objects[7].File.Seals = 1 }),
+		"long memfd":     mutate(func(s *Table) { s.Objects[6].File.Name = string(make([]byte, 250)) }),
+		"file mode":      mutate(func(s *Table) { s.Objects[6].File.Mode = 0o170000 }),
+		"extent past":    mutate(func(s *Table) { s.Objects[6].File.Extents[1].Off = 8192 }),
+		"extent order":   mutate(func(s *Table) { s.Objects[6].File.Extents[1].Off = 2 }),
+		"empty extent":   mutate(func(s *Table) { s.Objects[6].File.Extents[1].Data = nil }),
+		"file too big":   mutate(func(s *Table) { s.Objects[7].File.Size = MaxFileSize + 1 }),
+		"bad nsec":       mutate(func(s *Table) { s.Objects[7].File.Mtime.Nsec = 1e9 }),
+		"file no desc":   mutate(func(s *Table) { s.Objects[7].Descs = nil }),
+		"file accmode":   mutate(func(s *Table) { s.Objects[7].Descs[0].Flags = 3 }),
+		"file flags":     mutate(func(s *Table) { s.Objects[7].Descs[0].Flags = 0o100 }),
+		"file offset":    mutate(func(s *Table) { s.Objects[7].Descs[0].Pos = -1 }),
+		"file in v1":     append([]byte{0x43, 0x5a, 0x4b, 0x4f, 1, 0}, good[6:]...),
+		"file data": mutate(func(s *Table) {
+			s.Objects[7].File.Size = MaxFileSize
+			s.Objects[7].File.Extents[0].Data = make([]byte, MaxFileData+1)
+		}),
 	} {
 		if _, err := Decode(b); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("%s: Decode = %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+// TestDecodeVersion1 reads a table of the previous format version (no
+// file objects, no offsets): images written before files were kept.
+func TestDecodeVersion1(t *testing.T) {
+	s := sample()
+	s.Objects = s.Objects[:6]
+	b := s.Encode()
+	b[4] = 1
+	got, err := Decode(b)
+	if err != nil || !reflect.DeepEqual(got, s) {
+		t.Errorf("version 1: %+v, %v", got, err)
 	}
 }
 

@@ -18,9 +18,12 @@ const (
 	Epoll
 	Pipe
 	SocketPair // a connected pair of unix sockets, both ends in the process
+	// File is a file without a name (a memfd, a deleted regular file)
+	// with its contents: only a checkpoint captures these (CaptureFiles).
+	File
 )
 
-var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair"}
+var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair", File: "file"}
 
 func (k Kind) String() string {
 	if n, ok := kindNames[k]; ok {
@@ -61,12 +64,16 @@ type Object struct {
 	// one message).
 	SockType int
 	Queued   [2][][]byte
+	// File: the file and its contents; its descriptions keep their
+	// access mode and offset (Desc.Flags within FileFlags, Desc.Pos).
+	File FileInfo
 }
 
 // Desc is an open file description and the descriptors that refer to it.
 type Desc struct {
 	End   int    // a pipe's end: 0 read, 1 write
-	Flags uint32 // status flags to give it (StatusFlags of the fdinfo flags)
+	Flags uint32 // status flags to give it (StatusFlags of the fdinfo flags; FileFlags for a File)
+	Pos   int64  // a File description's offset
 	FDs   []FD
 }
 
@@ -147,7 +154,7 @@ func (t *Table) Summary() string {
 		}
 	}
 	var parts []string
-	for k := Eventfd; k <= SocketPair; k++ {
+	for k := Eventfd; k <= File; k++ {
 		if count[k] == 0 {
 			continue
 		}

@@ -15,8 +15,13 @@ const tfdIocSetTicks = 0x40085400
 // copy of every object and mapping in t, on the same descriptor numbers
 // and addresses (see the package doc). Memory comes first, epolls last.
 // Every entry stops the batch on error except the registration of a
-// descriptor t does not re-create (the caller's: it may be closed).
-func (t *Table) AddTo(b *ptrace.Batch) {
+// descriptor t does not re-create (the caller's: it may be closed). A
+// table with File objects needs CreateFiles to have run first.
+func (t *Table) AddTo(b *ptrace.Batch) { t.AddWithFiles(b, nil) }
+
+// AddWithFiles is AddTo for a table with File objects, made in the copy
+// by CreateFiles.
+func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 	for _, m := range t.Memory {
 		t.addMemory(b, m)
 	}
@@ -29,8 +34,16 @@ func (t *Table) AddTo(b *ptrace.Batch) {
 	// Epolls after every object they may watch (and in the order
 	// Capture gave them: an epoll after the epolls it watches).
 	for _, epolls := range []bool{false, true} {
-		for _, o := range t.Objects {
-			if (o.Kind == Epoll) == epolls {
+		for i, o := range t.Objects {
+			switch {
+			case (o.Kind == Epoll) != epolls:
+			case o.Kind == File:
+				fd, ok := files[i]
+				if !ok {
+					fd = -1 // CreateFiles did not run: the batch fails on it (EBADF)
+				}
+				addFile(b, o, fd, above)
+			default:
 				addObject(b, o, made, above)
 			}
 		}
