@@ -12,7 +12,7 @@ import (
 )
 
 // attrsVictim, by its argument, holds what checkpoint refuses ("flock
-// FILE", "mlock", "oom", "procfd", "sigtrap": a blocked SIGTRAP pending) or, with "attrs", what the plan gives
+// FILE": a flock on a description two fds share, "mlock", "oom", "procfd", "sigtrap": a blocked SIGTRAP pending) or, with "attrs", what the plan gives
 // back: child subreaper, THP disabled, a MADV_DONTFORK mapping, a
 // membarrier registration. 'p' prints them.
 const attrsVictim = `
@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
 	char *mode = argv[1];
 	m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	m[0] = 1;
-	if (!strcmp(mode, "flock")) flock(open(argv[2], O_RDWR | O_CREAT, 0600), LOCK_EX);
+	if (!strcmp(mode, "flock")) { int f = open(argv[2], O_RDWR | O_CREAT, 0600); dup(f); flock(f, LOCK_EX); }
 	if (!strcmp(mode, "mlock")) mlock(m, 4096);
 	if (!strcmp(mode, "oom")) { int f = open("/proc/self/oom_score_adj", O_WRONLY); write(f, "500", 3); close(f); }
 	if (!strcmp(mode, "procfd")) open("/proc/self/status", O_RDONLY);
@@ -96,7 +96,7 @@ func TestAttrsRefused(t *testing.T) {
 	defer tr.Close()
 	bin := gccBuild(t, "attrs", attrsVictim)
 	for mode, want := range map[string]string{
-		"flock":  "file locks and leases are not checkpointed",
+		"flock":  "lock on a description fd",
 		"mlock":  "locked memory (mlock, MAP_LOCKED) is not restored",
 		"oom":    "oom_score_adj 500 is not restored",
 		"procfd": "files under /proc are not checkpointed",
