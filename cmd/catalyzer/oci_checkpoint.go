@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v3"
 	"golang.org/x/sys/unix"
@@ -130,21 +128,8 @@ func ociRestoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			// The restored process is our child here: reap it.
-			var ws unix.WaitStatus
-			for {
-				_, err := unix.Wait4(c.Pid(), &ws, 0, nil)
-				if !errors.Is(err, unix.EINTR) {
-					break
-				}
-			}
-			if err := c.Delete(true); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-			}
-			if ws.Signaled() {
-				return exitStatus(128 + int(ws.Signal()))
-			}
-			return exitCode(ws.ExitStatus())
+			// The restored process is our child here.
+			return reapAndDelete(c)
 		},
 	}
 }

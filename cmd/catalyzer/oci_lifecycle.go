@@ -91,21 +91,8 @@ func ociRunCommand() *cli.Command {
 			if cmd.Bool("detach") {
 				return nil
 			}
-			// The init is our child here: reap it.
-			var ws unix.WaitStatus
-			for {
-				_, err := unix.Wait4(c.Pid(), &ws, 0, nil)
-				if !errors.Is(err, unix.EINTR) {
-					break
-				}
-			}
-			if err := c.Delete(true); err != nil {
-				fmt.Fprintln(os.Stderr, err)
-			}
-			if ws.Signaled() {
-				return exitStatus(128 + int(ws.Signal()))
-			}
-			return exitCode(ws.ExitStatus())
+			// The init is our child here.
+			return reapAndDelete(c)
 		},
 	}
 }
@@ -146,4 +133,24 @@ func ociDeleteCommand() *cli.Command {
 			return c.Delete(cmd.Bool("force"))
 		},
 	}
+}
+
+// reapAndDelete waits for c's init, which run and restore (without
+// --detach) started as their own child, deletes the container and
+// returns the init's status as this command's.
+func reapAndDelete(c *oci.Container) error {
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(c.Pid(), &ws, 0, nil)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err := c.Delete(true); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	if ws.Signaled() {
+		return exitStatus(128 + int(ws.Signal()))
+	}
+	return exitCode(ws.ExitStatus())
 }

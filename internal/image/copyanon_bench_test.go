@@ -1,11 +1,9 @@
 package image
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/testutil"
@@ -43,39 +41,12 @@ func BenchmarkCopyAnon(b *testing.B) {
 		for _, copyAnon := range []bool{false, true} {
 			name := map[bool]string{false: "warm", true: "cold"}[cold] + map[bool]string{false: "/map", true: "/copy"}[copyAnon]
 			b.Run(name, func(b *testing.B) {
-				var total, restoreOnly []time.Duration
-				for i := 0; i < b.N; i++ {
-					b.StopTimer()
-					if cold {
-						os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
-					}
-					inR, inW, _ := os.Pipe()
-					outR, outW, _ := os.Pipe()
-					cmd, tc, err := StartRestorer(tr, []*os.File{inR, outW})
-					inR.Close()
-					outW.Close()
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.StartTimer()
-					start := time.Now()
-					pid, st, err := Restore(tr, imgs[copyAnon], RestoreOptions{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}})
-					if err != nil {
-						b.Fatal(err)
-					}
-					p := &proc{pid: pid, in: inW, out: newReader(outR), cmd: cmd}
+				total, restoreOnly := benchRestores(b, tr, imgs[copyAnon], RestoreOptions{}, cold, func(p *proc) {
 					p.in.Write([]byte("x\n"))
 					if _, err := p.out.ReadString('\n'); err != nil {
 						b.Fatal(err)
 					}
-					total = append(total, time.Since(start))
-					restoreOnly = append(restoreOnly, st.Total)
-					b.StopTimer()
-					cmd.Process.Kill()
-					cmd.Wait()
-					inW.Close()
-					outR.Close()
-				}
+				})
 				b.ReportMetric(float64(p50(total).Microseconds()), "p50-answer-us")
 				b.ReportMetric(float64(p50(restoreOnly).Microseconds()), "p50-restore-us")
 			})

@@ -129,41 +129,51 @@ func BenchmarkRestore(b *testing.B) {
 		for _, prefetch := range []bool{false, true} {
 			name := map[bool]string{false: "warm", true: "cold"}[cold] + map[bool]string{false: "", true: "-prefetch"}[prefetch]
 			b.Run(name, func(b *testing.B) {
-				var ds, restoreOnly []time.Duration
-				for i := 0; i < b.N; i++ {
-					b.StopTimer()
-					if cold {
-						os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
-					}
-					inR, inW, _ := os.Pipe()
-					outR, outW, _ := os.Pipe()
-					cmd, tc, err := StartRestorer(tr, []*os.File{inR, outW})
-					inR.Close()
-					outW.Close()
-					if err != nil {
-						b.Fatal(err)
-					}
-					b.StartTimer()
-					start := time.Now()
-					pid, st, err := Restore(tr, img, RestoreOptions{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}, Prefetch: prefetch})
-					if err != nil {
-						b.Fatal(err)
-					}
-					p := &proc{pid: pid, in: inW, out: newReader(outR), cmd: cmd}
-					p.ask(b, 'p')
-					ds = append(ds, time.Since(start))
-					restoreOnly = append(restoreOnly, st.Total)
-					b.StopTimer()
-					cmd.Process.Kill()
-					cmd.Wait()
-					inW.Close()
-					outR.Close()
-				}
+				ds, restoreOnly := benchRestores(b, tr, img, RestoreOptions{Prefetch: prefetch}, cold, func(p *proc) { p.ask(b, 'p') })
 				b.ReportMetric(float64(p50(ds).Microseconds()), "p50-us")
 				b.ReportMetric(float64(p50(restoreOnly).Microseconds()), "p50-restore-us")
 			})
 		}
 	}
+}
+
+// benchRestores restores img b.N times with opts (the restorer's pipes
+// as fds 3 and 4; cold: the page cache dropped first), has answer wait
+// for the restored process's first reply, and returns each restore's
+// time to that reply and the engine's own restore time. Only the
+// restore and the reply are timed.
+func benchRestores(b *testing.B, tr *ptrace.Tracer, img *Image, opts RestoreOptions, cold bool, answer func(*proc)) (total, restoreOnly []time.Duration) {
+	opts.Reconnect = map[int]int{0: 3, 1: 4}
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		if cold {
+			os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0o200)
+		}
+		inR, inW, _ := os.Pipe()
+		outR, outW, _ := os.Pipe()
+		cmd, tc, err := StartRestorer(tr, []*os.File{inR, outW})
+		inR.Close()
+		outW.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		opts.Tracee = tc
+		b.StartTimer()
+		start := time.Now()
+		pid, st, err := Restore(tr, img, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		answer(&proc{pid: pid, in: inW, out: newReader(outR), cmd: cmd})
+		total = append(total, time.Since(start))
+		restoreOnly = append(restoreOnly, st.Total)
+		b.StopTimer()
+		cmd.Process.Kill()
+		cmd.Wait()
+		inW.Close()
+		outR.Close()
+	}
+	return total, restoreOnly
 }
 
 func p50(ds []time.Duration) time.Duration {
