@@ -5,10 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -71,12 +69,9 @@ func BenchmarkForkThreads(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer tpl.Close()
-			var ds []time.Duration
 			b.ResetTimer()
 			for range b.N {
-				t0 := time.Now()
 				f, io := forkOne(b, tpl)
-				ds = append(ds, time.Since(t0))
 				b.StopTimer()
 				io.in.Write([]byte{'x'})
 				if got, _ := io.out.ReadString('\n'); got != "echo x\n" {
@@ -86,18 +81,6 @@ func BenchmarkForkThreads(b *testing.B) {
 				io.in.Close()
 				b.StartTimer()
 			}
-			reportPercentiles(b, ds)
 		})
 	}
-}
-
-// reportPercentiles adds the p50 and p99 of ds to b's report: on a noisy
-// shared machine the mean says little.
-func reportPercentiles(b *testing.B, ds []time.Duration) {
-	if len(ds) == 0 {
-		return
-	}
-	slices.Sort(ds)
-	b.ReportMetric(float64(ds[len(ds)/2].Microseconds()), "p50-us")
-	b.ReportMetric(float64(ds[len(ds)*99/100].Microseconds()), "p99-us")
 }
