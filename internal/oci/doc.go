@@ -58,6 +58,23 @@
 // pid is not mistaken for it), the exec fifo present (not started), the
 // cgroup frozen.
 //
+// # Checkpoint and restore
+//
+// checkpoint.go and restore.go, on package image's engine with go-runc's
+// flag lists. checkpoint seizes the container's threads itself (the
+// runtime is outside the container's namespaces, which image.Checkpoint
+// refuses) and dumps through image.CheckpointTracee; a paused container
+// is thawed for the dump and frozen again if it stays. fds 0-2 and the
+// seccomp filter are not dumped: the restore gives the new caller's
+// stdio and the restoring bundle's filter. A refusal names what it
+// refuses, leaves the container running and removes the image files.
+// restore builds the container as create does (namespaces, root,
+// mounts, cgroup, seccomp), then the container's init runs the restorer
+// (a sealed memfd) with the image bound read-only under the container's
+// /dev tmpfs until the restore has read it. The restored process is the
+// container's init, so it is the --pid-file pid and the shim's child: no
+// monitor is needed for restore, unlike fork below.
+//
 // # Boot by annotation
 //
 // Annotations are checked as the API checks its input (parseBoot):
@@ -87,7 +104,13 @@
 // exits with the child's status (pidfd + PIDFD_INFO_EXIT, as
 // sandbox.Env adoption does). Restore works the same way with the
 // monitor as the restorer's tracer (image.Restore) for the restore
-// batch, after which it only watches the pidfd.
+// batch, after which it only watches the pidfd. (boot=restore by
+// annotation could instead reuse restore.go's path, with the restored
+// process as the init.) Fork has one more constraint: a template under
+// containerd's default capabilities has no CAP_SYS_ADMIN, which the
+// injected child needs to join the new container's namespaces and for
+// sfork's CLONE_NEWPID; templates and their forks would then run in a
+// user namespace of their own, entered through sandbox's nsenter.
 //
 // # Errors
 //
