@@ -19,23 +19,33 @@ int main(void) { close_range(3, ~0U, 0); int s = socket(AF_INET, SOCK_STREAM, 0)
 `
 
 // threadVictim has a thread under an allow-all seccomp filter that its
-// main thread does not have.
+// main thread does not have. The main thread answers only once that
+// filter is installed (before, its first answer could come first, and
+// the checkpoint then found no filtered thread).
 const threadVictim = `
 #define _GNU_SOURCE
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+static int filtered_now;
 static void *filtered(void *a) {
 	struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 	struct sock_fprog prog = {1, &allow};
 	prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-	write(1, "ok\n", 3);
+	__atomic_store_n(&filtered_now, 1, __ATOMIC_RELEASE);
 	for (;;) pause();
 }
-int main(void) { close_range(3, ~0U, 0); pthread_t t; pthread_create(&t, 0, filtered, 0); char c; while (read(0, &c, 1) == 1) write(1, "ok\n", 3); return 0; }
+int main(void) {
+	close_range(3, ~0U, 0);
+	pthread_t t; pthread_create(&t, 0, filtered, 0);
+	while (!__atomic_load_n(&filtered_now, __ATOMIC_ACQUIRE)) sched_yield();
+	char c; while (read(0, &c, 1) == 1) write(1, "ok\n", 3);
+	return 0;
+}
 `
 
 func TestRefusals(t *testing.T) {
@@ -65,7 +75,7 @@ func TestRefusals(t *testing.T) {
 	})
 	t.Run("thread seccomp", func(t *testing.T) {
 		v := startVictim(t, gccBuild(t, "thr", threadVictim))
-		if l := v.ask(t, 'p'); l != "ok" { // the thread's: filter installed
+		if l := v.ask(t, 'p'); l != "ok" { // answered after the thread's filter is installed
 			t.Fatalf("victim said %q", l)
 		}
 		_, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
