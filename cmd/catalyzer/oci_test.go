@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/catalyzer/catalyzer/internal/image"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
 	"github.com/catalyzer/catalyzer/internal/testutil"
@@ -531,6 +532,118 @@ func TestOCIContainerdCheckpointRefused(t *testing.T) {
 	}
 	if out, err := e.ctr("container", "delete", id); err != nil {
 		t.Fatalf("container delete: %v\n%s", err, out)
+	}
+	e.checkNothingLeft()
+}
+
+// counterRun is `ctr run` of our runtime in the foreground, its stdin a
+// pipe of ours that never gets a byte (the counter's read -t waits on
+// it), its output in a buffer.
+type counterRun struct {
+	cmd     *exec.Cmd
+	stdin   *os.File
+	out     lockedBuffer
+	deleted bool
+}
+
+func (e *containerdEnv) startCounter(flags []string, id string, argv ...string) *counterRun {
+	t := e.t
+	t.Helper()
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &counterRun{stdin: stdinW}
+	args := append(append([]string{"-a", e.sock, "-n", e.ns, "run", "--runc-binary", e.runtime, "--runc-root", e.runcRoot},
+		flags...), "--rootfs", e.rootfs, id)
+	r.cmd = exec.Command("ctr", append(args, argv...)...)
+	r.cmd.Stdin, r.cmd.Stdout, r.cmd.Stderr = stdinR, &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdinR.Close()
+	t.Cleanup(func() {
+		if !r.deleted { // a failed test: its container must not outlive it
+			_, _ = e.ctr("task", "kill", "-s", "KILL", id)
+			_ = r.cmd.Wait()
+			_, _ = e.ctr("task", "delete", id)
+			_, _ = e.ctr("container", "delete", id)
+		}
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+		stdinW.Close()
+	})
+	return r
+}
+
+// killAndDelete kills a foreground counter's task and deletes its
+// container; the exit status ctr run reported.
+func (e *containerdEnv) killAndDelete(r *counterRun, id string) error {
+	e.t.Helper()
+	if out, err := e.ctr("task", "kill", "-s", "KILL", id); err != nil {
+		e.t.Fatalf("kill %s: %v\n%s", id, err, out)
+	}
+	err := r.cmd.Wait()
+	r.stdin.Close()
+	if out, derr := e.ctr("container", "delete", id); derr != nil {
+		e.t.Fatalf("container delete %s: %v\n%s", id, derr, out)
+	}
+	r.deleted = true
+	return err
+}
+
+// dev.catalyzer.boot=restore: a container whose process is restored from
+// an image at start (here one our checkpoint verb wrote of a counter),
+// by annotation on an ordinary ctr run. Bad annotations are refused at
+// create with words that say what to fix.
+func TestOCIContainerdBootRestoreAnnotation(t *testing.T) {
+	e := startContainerd(t)
+	c := e.startCounter(nil, "counter", "/bin/sh", "-c", counterScript)
+	before := waitCounter(t, &c.out, 3)
+	imgDir := filepath.Join(e.dir, "counter-image")
+	if out, err := e.ctr("task", "checkpoint", "--image-path", imgDir, "--work-path", filepath.Join(e.dir, "work"), "counter"); err != nil {
+		t.Fatalf("checkpoint: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(imgDir, image.ManifestFile)); err != nil {
+		ents, _ := os.ReadDir(imgDir)
+		t.Fatalf("no image manifest in %s (%v): %v", imgDir, ents, err)
+	}
+	_ = e.killAndDelete(c, "counter")
+	ns := counterLines(c.out.String())
+	last := ns[len(ns)-1]
+
+	// Refused at create: a relative image, a missing one, a directory
+	// that is no image. Nothing is left of them.
+	for _, bad := range []struct{ image, want string }{
+		{"counter-image", "absolute"},
+		{filepath.Join(e.dir, "missing"), "missing"},
+		{e.rootfs, "manifest"},
+	} {
+		out, err := e.run([]string{"--rm", "--annotation", "dev.catalyzer.boot=restore", "--annotation", "dev.catalyzer.image=" + bad.image}, "bad", "/bin/true")
+		if err == nil || !strings.Contains(out, "dev.catalyzer.image") || !strings.Contains(out, bad.want) {
+			t.Errorf("image %q: %v, want a refusal naming the annotation and %q:\n%s", bad.image, err, bad.want, out)
+		}
+		_, _ = e.ctr("container", "delete", "bad")
+	}
+
+	// Twice from the same image: each goes on from the checkpoint.
+	for _, id := range []string{"restored1", "restored2"} {
+		r := e.startCounter([]string{"--annotation", "dev.catalyzer.boot=restore", "--annotation", "dev.catalyzer.image=" + imgDir}, id, "/bin/false")
+		waitCounter(t, &r.out, 0)
+		got := counterLines(r.out.String())
+		for deadline := time.Now().Add(15 * time.Second); len(got) < 3 && time.Now().Before(deadline); got = counterLines(r.out.String()) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(got) < 3 || got[0] <= before || got[0] > last+1 || got[1] != got[0]+1 {
+			t.Errorf("%s: restored counter printed %v; checkpointed between n=%d and n=%d", id, got, before, last)
+		}
+		state, err := exec.Command(e.runtime, "--root", filepath.Join(e.runcRoot, e.ns), "state", id).Output()
+		if err != nil || !strings.Contains(string(state), `"status": "running"`) {
+			t.Errorf("runtime state of %s: %v\n%s", id, err, state)
+		}
+		if err := e.killAndDelete(r, id); exitCodeOf(err) != 137 {
+			t.Errorf("%s: ctr run exit %v, want 137 (killed)", id, err)
+		}
 	}
 	e.checkNothingLeft()
 }

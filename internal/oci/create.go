@@ -54,17 +54,33 @@ func (r Root) Create(id string, o CreateOpts) error {
 	if err != nil {
 		return err
 	}
-	if b.Boot.Mode != BootScratch || b.Boot.Template {
+	var ri *restoreInput
+	switch {
+	case b.Boot.Template:
 		return fmt.Errorf("container %s: boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
+	case b.Boot.Mode == BootFork:
+		return fmt.Errorf("container %s: boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
+	case b.Boot.Mode == BootRestore:
+		// Restored at start, not now: a created container's process
+		// has not run yet (restore.go, Container.start).
+		if err := checkRestoreBundle(id, b); err != nil {
+			return err
+		}
+		img, err := openRestoreImage(id, b.Boot.Image)
+		if err != nil {
+			return fmt.Errorf("annotation %s: %w", AnnotationImage, err)
+		}
+		ri = &restoreInput{img: img, onStart: true}
 	}
-	_, err = r.create(id, b, o, nil)
+	_, err = r.create(id, b, o, ri)
 	return err
 }
 
 // create builds container id from bundle b: state dir, cgroup, init.
-// With ri the init execs the restorer instead of waiting for start, and
-// ri's image is restored into it (restore.go); the container is then
-// running. It returns the container's record.
+// With ri the init execs the restorer instead of process.args, and ri's
+// image is restored into it (restore.go): now, and the container is
+// then running; or with ri.onStart once start has let the init go on,
+// and the container is created. It returns the container's record.
 func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*record, error) {
 	s := b.Spec
 	if s.Process.Terminal && o.ConsoleSocket == "" {
@@ -88,7 +104,7 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	}
 	c.Add(func() { _ = os.RemoveAll(dir) })
 	fifo := ""
-	if ri == nil {
+	if ri == nil || ri.onStart {
 		fifo = filepath.Join(dir, fifoFile)
 		if err := unix.Mkfifo(fifo, 0o622); err != nil {
 			return nil, fmt.Errorf("container %s: exec fifo: %w", id, err)
@@ -139,12 +155,15 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 		Created: time.Now().UTC(), Annotations: s.Annotations, CgroupPath: cgPath,
 		Hooks: s.Hooks, Boot: b.Boot,
 	}
+	if ri != nil && ri.onStart {
+		rec.RestoreCaps = s.Process.Capabilities
+	}
 	rec.PidStart, _ = procStart(rec.Pid)
 	rd := bufio.NewReader(sock)
 	if err := syncCreate(sock, rd, rec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	if ri != nil {
+	if ri != nil && !ri.onStart {
 		if err := ri.restore(rec, rd, s); err != nil {
 			return nil, fmt.Errorf("container %s: %w", id, err)
 		}

@@ -83,8 +83,17 @@
 // dev.catalyzer.image=<absolute dir> (restore only). Unknown
 // dev.catalyzer.* keys are ErrInvalid.
 //
-// Design for fork and restore (not implemented yet: create refuses them
-// with errdefs.ErrNotSupported). A frozen template must be held by a
+// dev.catalyzer.boot=restore (built): create validates the image
+// (image.Open: its manifest, this kernel; only fds 0-2 reconnected) and
+// builds the container as for the restore verb, but its init, set up
+// and with the restorer memfd ready, blocks on the exec fifo like a
+// scratch init; start lets it exec the restorer and restores the image
+// into it (restore.go's restoreInto, the restore verb's path). The
+// restored process is the init, the shim's child, the --pid-file pid:
+// no monitor. process.args are not run.
+//
+// Design for fork (not implemented yet: create refuses it, and
+// template=true, with errdefs.ErrNotSupported). A frozen template must be held by a
 // ptrace tracer between runtime invocations, and every ptrace call for
 // a tracee comes from one thread of one process. The owner is a
 // per-template holder: create of a template container starts, instead
@@ -102,11 +111,7 @@
 // create also starts a small monitor (this binary, detached) that holds
 // a pidfd of the child, is the pid in --pid-file, forwards kill and
 // exits with the child's status (pidfd + PIDFD_INFO_EXIT, as
-// sandbox.Env adoption does). Restore works the same way with the
-// monitor as the restorer's tracer (image.Restore) for the restore
-// batch, after which it only watches the pidfd. (boot=restore by
-// annotation could instead reuse restore.go's path, with the restored
-// process as the init.) Fork has one more constraint: a template under
+// sandbox.Env adoption does). Fork has one more constraint: a template under
 // containerd's default capabilities has no CAP_SYS_ADMIN, which the
 // injected child needs to join the new container's namespaces and for
 // sfork's CLONE_NEWPID; templates and their forks would then run in a
@@ -117,7 +122,7 @@
 // errdefs.ErrInvalid: a bad id, config.json or annotation.
 // errdefs.ErrNotSupported: what this runtime does not do (systemd
 // cgroups, joining a user namespace, exec into a user namespace, time
-// namespaces, idmapped mounts, fork/restore boot). errdefs.ErrConflict:
+// namespaces, idmapped mounts, fork boot and templates). errdefs.ErrConflict:
 // an id in use, a transition the state refuses. errdefs.ErrNotFound: a
 // container that "does not exist", a signal to one "not running" (the
 // shim matches these words). Others carry the failing step of the init

@@ -159,13 +159,20 @@ func runInit(cfgF, sock *os.File) error {
 		}
 	}
 	if cfg.Restore {
+		fifoFD := -1
+		if cfg.Fifo != "" {
+			var err error
+			if fifoFD, err = unix.Open(cfg.Fifo, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
+				return initErr("fifo", err, "open %s", cfg.Fifo)
+			}
+		}
 		if err := enterRootfs(&cfg); err != nil {
 			return err
 		}
 		if err := finishRootfs(&cfg); err != nil {
 			return err
 		}
-		return execRestorer(&cfg, sock)
+		return execRestorer(&cfg, sock, fifoFD)
 	}
 	var console *os.File
 	if cfg.ConsoleSocket != "" {
@@ -202,7 +209,18 @@ func runInit(cfgF, sock *os.File) error {
 	}
 	sock.Close()
 
-	// Block until start opens the fifo for reading.
+	if err := waitStart(fifoFD); err != nil {
+		return err
+	}
+	if err := startContainerHooks(&cfg); err != nil {
+		return err
+	}
+	return execProcess(proc, argv0, cfg.Seccomp)
+}
+
+// waitStart blocks until start opens the exec fifo (open at fifoFD,
+// O_PATH) for reading, and writes it the byte start waits for.
+func waitStart(fifoFD int) error {
 	w, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fifoFD), unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return initErr("start", err, "open exec fifo")
@@ -212,13 +230,20 @@ func runInit(cfgF, sock *os.File) error {
 	}
 	unix.Close(w)
 	unix.Close(fifoFD)
-	if s.Hooks != nil {
-		st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateCreated, Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: s.Annotations}
-		if err := runHooks("startContainer", s.Hooks.StartContainer, st); err != nil {
-			return initErr("hooks", err, "startContainer")
-		}
+	return nil
+}
+
+// startContainerHooks run in the container once start let the init go on.
+func startContainerHooks(cfg *initConfig) error {
+	s := cfg.Spec
+	if s.Hooks == nil {
+		return nil
 	}
-	return execProcess(proc, argv0, cfg.Seccomp)
+	st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateCreated, Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: s.Annotations}
+	if err := runHooks("startContainer", s.Hooks.StartContainer, st); err != nil {
+		return initErr("hooks", err, "startContainer")
+	}
+	return nil
 }
 
 // prepareProcess readies the calling thread for process p: cwd, the

@@ -233,6 +233,13 @@ func (c *Container) start() error {
 	if err := os.Remove(fifo); err != nil {
 		return fmt.Errorf("container %s: start: %w", c.rec.ID, err)
 	}
+	if c.rec.Boot.Mode == BootRestore {
+		if err := c.restoreOnStart(); err != nil {
+			// Nothing of the image's process may run half restored.
+			_ = unix.Kill(c.rec.Pid, unix.SIGKILL)
+			return fmt.Errorf("container %s: start: %w", c.rec.ID, err)
+		}
+	}
 	if c.rec.Hooks != nil {
 		// poststart failures are reported, the container keeps running
 		// (runtime-spec: a warning), except that runc fails start: so

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/moby/sys/capability"
@@ -45,6 +46,10 @@ const restoreLog = "restore.log"
 type restoreInput struct {
 	img  *image.Image
 	work string
+	// onStart: the init waits on the exec fifo before it execs the
+	// restorer, and start restores (boot by annotation); otherwise
+	// create restores at once (the restore verb).
+	onStart bool
 }
 
 // Restore builds container id from a bundle, as Create does, and
@@ -73,21 +78,12 @@ func (r Root) Restore(id string, o RestoreOpts) error {
 	if b.Boot.Template || b.Boot.Mode == BootFork {
 		return fmt.Errorf("container %s: restore of a bundle with boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
 	}
-	if b.Spec.Process.Terminal {
-		return fmt.Errorf("container %s: restore with process.terminal (a new pty for a checkpointed process): %w", id, errdefs.ErrNotSupported)
+	if err := checkRestoreBundle(id, b); err != nil {
+		return err
 	}
-	dir, err := filepath.Abs(o.ImagePath)
+	img, err := openRestoreImage(id, o.ImagePath)
 	if err != nil {
-		return fmt.Errorf("container %s: image path: %w", id, err)
-	}
-	img, err := image.Open(dir)
-	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
-	}
-	for _, fd := range img.FDs {
-		if fd.Kind == image.FDReconnect && (fd.Fd < 0 || fd.Fd > 2) {
-			return fmt.Errorf("container %s: image %s: fd %d must be reconnected, a container restore reconnects only 0, 1 and 2: %w", id, dir, fd.Fd, errdefs.ErrNotSupported)
-		}
+		return err
 	}
 	rec, err := r.create(id, b, o.CreateOpts, &restoreInput{img: img, work: o.WorkPath})
 	if err != nil {
@@ -101,10 +97,37 @@ func (r Root) Restore(id string, o RestoreOpts) error {
 	return nil
 }
 
+// checkRestoreBundle refuses what a restore cannot give a bundle.
+func checkRestoreBundle(id string, b *Bundle) error {
+	if b.Spec.Process.Terminal {
+		return fmt.Errorf("container %s: restore with process.terminal (a new pty for a checkpointed process): %w", id, errdefs.ErrNotSupported)
+	}
+	return nil
+}
+
+// openRestoreImage opens and validates the image at path for a
+// container restore: it must be an image package image reads (its
+// manifest, this kernel) whose reconnected fds are only 0, 1 and 2.
+func openRestoreImage(id, path string) (*image.Image, error) {
+	dir, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: image path: %w", id, err)
+	}
+	img, err := image.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, err)
+	}
+	for _, fd := range img.FDs {
+		if fd.Kind == image.FDReconnect && (fd.Fd < 0 || fd.Fd > 2) {
+			return nil, fmt.Errorf("container %s: image %s: fd %d must be reconnected, a container restore reconnects only 0, 1 and 2: %w", id, dir, fd.Fd, errdefs.ErrNotSupported)
+		}
+	}
+	return img, nil
+}
+
 // restore runs in create once the init reported itself set up: it waits
 // for the init's exec of the restorer (the sync socket, close-on-exec,
-// reaches EOF), seizes it and restores the image into it, then removes
-// the image's bind from the container.
+// reaches EOF), then restores the image into it (restoreInto).
 func (ri *restoreInput) restore(rec *record, rd *bufio.Reader, s *specs.Spec) error {
 	line, err := rd.ReadBytes('\n')
 	switch {
@@ -118,10 +141,17 @@ func (ri *restoreInput) restore(rec *record, rd *bufio.Reader, s *specs.Spec) er
 	default:
 		return fmt.Errorf("sync with init: %w", err)
 	}
-	pid := rec.Pid
-	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); !strings.Contains(exe, restorerName) {
+	if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", rec.Pid)); !strings.Contains(exe, restorerName) {
 		return fmt.Errorf("restore: the container's init did not become the restorer (exe %q)", exe)
 	}
+	return ri.restoreInto(rec, s.Process.Capabilities)
+}
+
+// restoreInto seizes the container's init, now the restorer, restores
+// the image into it with capabilities bounded by caps, then removes the
+// image's bind from the container.
+func (ri *restoreInput) restoreInto(rec *record, caps *specs.LinuxCapabilities) error {
+	pid := rec.Pid
 	tr := ptrace.NewTracer()
 	defer tr.Close()
 	// Clones traced: the threads the plan re-creates start stopped. The
@@ -136,7 +166,6 @@ func (ri *restoreInput) restore(rec *record, rd *bufio.Reader, s *specs.Spec) er
 			reconnect[int(fd.Fd)] = int(fd.Fd) // the restorer's own 0, 1, 2: the shim's
 		}
 	}
-	caps := s.Process.Capabilities
 	if caps == nil {
 		caps = &specs.LinuxCapabilities{}
 	}
@@ -270,8 +299,9 @@ func bindRestoreImage(cfg *initConfig) error {
 // suspends it while it restores; the restored process keeps it), then
 // the restorer, still root with every capability (the restore plan sets
 // credentials and mm fields; create's epilogue bounds them), exec'd
-// from a sealed memfd.
-func execRestorer(cfg *initConfig, sock *os.File) error {
+// from a sealed memfd. With fifoFD (>= 0: boot by annotation) it
+// blocks until start first, as a scratch init does, and start restores.
+func execRestorer(cfg *initConfig, sock *os.File, fifoFD int) error {
 	fd, err := restorerMemfd()
 	if err != nil {
 		return initErr("restore", err, "restorer")
@@ -296,6 +326,15 @@ func execRestorer(cfg *initConfig, sock *os.File) error {
 	}
 	if err := send(sock, syncMsg{Type: msgCreated}); err != nil {
 		return initErr("sync", err, "report created")
+	}
+	if fifoFD >= 0 {
+		sock.Close()
+		if err := waitStart(fifoFD); err != nil {
+			return err
+		}
+		if err := startContainerHooks(cfg); err != nil {
+			return err
+		}
 	}
 	err = execveat(fd, []string{restorerName})
 	return initErr("exec", err, "exec the restorer")
@@ -347,4 +386,27 @@ func restorerMemfd() (int, error) {
 		return -1, fmt.Errorf("memfd: seal: %w", err)
 	}
 	return fd, nil
+}
+
+// restoreOnStart is start's part of a boot by annotation: the init, let
+// go by the fifo, execs the restorer; once it has (its exe is the
+// restorer's memfd) the image is restored into it as create restores
+// for the restore verb.
+func (c *Container) restoreOnStart() error {
+	img, err := openRestoreImage(c.rec.ID, c.rec.Boot.Image)
+	if err != nil {
+		return fmt.Errorf("annotation %s: %w", AnnotationImage, err)
+	}
+	for {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", c.rec.Pid))
+		if strings.Contains(exe, restorerName) {
+			break
+		}
+		if !c.rec.alive() {
+			return errors.New("restore: the container's init exited before it became the restorer")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	ri := &restoreInput{img: img}
+	return ri.restoreInto(c.rec, c.rec.RestoreCaps)
 }

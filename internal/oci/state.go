@@ -44,6 +44,10 @@ type record struct {
 	// Monitor is the pid in --pid-file when it is not Pid (a forked or
 	// restored container: see doc.go); 0 otherwise.
 	Monitor int `json:"monitor,omitempty"`
+	// RestoreCaps are the bundle's capabilities for a container restored
+	// at start (dev.catalyzer.boot=restore): the restore bounds the
+	// restored process by them.
+	RestoreCaps *specs.LinuxCapabilities `json:"restore_caps,omitempty"`
 }
 
 // Root is a runtime state root (runc's --root): one directory per
