@@ -2,11 +2,13 @@ package main
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -646,4 +648,83 @@ func TestOCIContainerdBootRestoreAnnotation(t *testing.T) {
 		}
 	}
 	e.checkNothingLeft()
+}
+
+// dev.catalyzer.template=true: the container's process is frozen by its
+// holder once it says "ready" on its fork channel (fd 3) and waits
+// there, and stays so; killing it ends
+// the container with the status the shim reaps (137), and delete leaves
+// no holder, process, cgroup or mount. A template that never signals is
+// deleted as cleanly.
+func TestOCIContainerdTemplate(t *testing.T) {
+	e := startContainerd(t)
+	root := filepath.Join(e.runcRoot, e.ns)
+	tpl := e.startCounter([]string{"--annotation", "dev.catalyzer.template=true"}, "tpl",
+		"/bin/sh", "-c", `v=$((6*7)); echo ready v=$v; echo ready >&3; read go <&3; echo resumed v=$v`)
+	var fr struct{ Pid, Holder, Threads int }
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if b, err := os.ReadFile(filepath.Join(root, "tpl", "frozen.json")); err == nil {
+			if err := json.Unmarshal(b, &fr); err != nil {
+				t.Fatalf("frozen.json %q: %v", b, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(root, "tpl", "holder.log"))
+			t.Fatalf("template not frozen; output %q; holder.log %q", tpl.out.String(), log)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(tpl.out.String(), "ready v=42") || strings.Contains(tpl.out.String(), "resumed") {
+		t.Errorf("template output %q: want ready, not resumed", tpl.out.String())
+	}
+	// Frozen under the holder's ptrace: its tracer is the holder.
+	st, err := procfs.Status(fr.Pid)
+	tracer, _ := strconv.Atoi(strings.TrimSpace(st["TracerPid"]))
+	tst, terr := procfs.Status(tracer)
+	if err != nil || terr != nil || strings.TrimSpace(tst["Tgid"]) != strconv.Itoa(fr.Holder) || fr.Threads != 1 {
+		t.Errorf("template %d: TracerPid %d (of %q), threads %d; want a thread of the holder %d and 1 thread (%v, %v)", fr.Pid, tracer, tst["Tgid"], fr.Threads, fr.Holder, err, terr)
+	}
+	// The holder answers on its socket.
+	c, err := net.Dial("unix", filepath.Join(root, "tpl", "holder.sock"))
+	if err != nil {
+		t.Fatalf("holder socket: %v", err)
+	}
+	fmt.Fprintln(c, `{"op":"info"}`)
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	if !strings.Contains(line, fmt.Sprintf(`"pid":%d`, fr.Pid)) {
+		t.Errorf("holder info: %q", line)
+	}
+	state, err := exec.Command(e.runtime, "--root", root, "state", "tpl").Output()
+	if err != nil || !strings.Contains(string(state), `"status": "running"`) {
+		t.Errorf("runtime state of the template: %v\n%s", err, state)
+	}
+	if err := e.killAndDelete(tpl, "tpl"); exitCodeOf(err) != 137 {
+		t.Errorf("template: ctr run exit %v, want 137 (killed)", err)
+	}
+	if _, ok := procStartOf(fr.Holder); ok {
+		t.Errorf("holder %d still there after delete", fr.Holder)
+	}
+
+	// Never ready: deleted with its holder.
+	w := e.startCounter([]string{"--annotation", "dev.catalyzer.template=true"}, "waiting", "/bin/sh", "-c", counterScript)
+	waitCounter(t, &w.out, 1)
+	if err := e.killAndDelete(w, "waiting"); exitCodeOf(err) != 137 {
+		t.Errorf("waiting template: ctr run exit %v, want 137", err)
+	}
+	e.checkNothingLeft()
+	if out, _ := exec.Command("pgrep", "-f", "catalyzer-template-holder "+root).Output(); len(out) > 0 {
+		t.Errorf("holders left: %s", out)
+	}
+}
+
+// procStartOf reports whether pid is alive (not a zombie).
+func procStartOf(pid int) (string, bool) {
+	st, err := procfs.Stat(pid)
+	if err != nil || st.Exited() {
+		return "", false
+	}
+	return st.Comm, true
 }

@@ -56,10 +56,9 @@ func (r Root) Create(id string, o CreateOpts) error {
 	}
 	var ri *restoreInput
 	switch {
-	case b.Boot.Template:
-		return fmt.Errorf("container %s: boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
 	case b.Boot.Mode == BootFork:
-		return fmt.Errorf("container %s: boot %s (template=%v): %w", id, b.Boot.Mode, b.Boot.Template, errdefs.ErrNotSupported)
+		return fmt.Errorf("container %s: %s=fork from template %s: not built: a template without CAP_SYS_ADMIN (containerd's default capabilities) cannot clone its forks into a PID namespace of their own (docs/KUBERNETES.md, \"Fork\"); boot from an image instead (%s=restore, %s=<dir>): %w",
+			id, AnnotationBoot, b.Boot.TemplateID, AnnotationBoot, AnnotationImage, errdefs.ErrNotSupported)
 	case b.Boot.Mode == BootRestore:
 		// Restored at start, not now: a created container's process
 		// has not run yet (restore.go, Container.start).
@@ -138,7 +137,20 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	cfg := initConfig{
 		ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Spec: s, NoPivot: o.NoPivot,
 		ConsoleSocket: o.ConsoleSocket, PreserveFDs: o.PreserveFDs, Fifo: fifo,
-		CgroupDirs: cg.Dirs(), Seccomp: prog,
+		CgroupDirs: cg.Dirs(), Seccomp: prog, ForkChanFD: -1,
+	}
+	// A template's fork channel: the init's end goes to its process, the
+	// other to the holder (template.go).
+	var chanOurs *os.File
+	if b.Boot.Template {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: fork channel: %w", id, err)
+		}
+		chanOurs = os.NewFile(uintptr(fds[0]), "fork-channel")
+		defer chanOurs.Close()
+		cfg.forkChan = os.NewFile(uintptr(fds[1]), "fork-channel-template")
+		defer cfg.forkChan.Close()
 	}
 	if ri != nil {
 		cfg.Restore, cfg.RestoreImage = true, ri.img.Dir
@@ -167,6 +179,14 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 		if err := ri.restore(rec, rd, s); err != nil {
 			return nil, fmt.Errorf("container %s: %w", id, err)
 		}
+	}
+	if chanOurs != nil {
+		h, err := startHolder(dir, rec, o.PreserveFDs, chanOurs)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", id, err)
+		}
+		c.Add(func() { rec.stopHolder() })
+		defer func() { _ = h.Process.Release() }()
 	}
 	if err := r.save(rec); err != nil {
 		return nil, err
@@ -232,9 +252,13 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	c.Add(func() { parent.Close() })
 	defer child.Close()
 
-	extra := make([]*os.File, 0, o.PreserveFDs+2)
+	extra := make([]*os.File, 0, o.PreserveFDs+3)
 	for i := 0; i < o.PreserveFDs; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	if cfg.forkChan != nil {
+		// After the config pipe and the sync socket.
+		cfg.ForkChanFD = 3 + len(extra) + 2
 	}
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
@@ -279,6 +303,9 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	join, mnt, err := splitMountNS(join)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.forkChan != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.forkChan)
 	}
 	cfg.MountNSFD = -1
 	if mnt != nil {

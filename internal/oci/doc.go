@@ -92,37 +92,40 @@
 // restored process is the init, the shim's child, the --pid-file pid:
 // no monitor. process.args are not run.
 //
-// Design for fork (not implemented yet: create refuses it, and
-// template=true, with errdefs.ErrNotSupported). A frozen template must be held by a
-// ptrace tracer between runtime invocations, and every ptrace call for
-// a tracee comes from one thread of one process. The owner is a
-// per-template holder: create of a template container starts, instead
-// of the plain init, a holder process (this binary, detached, in the
-// container's cgroup parent) that starts the template's init as its
-// child, waits for readiness (the process creates /run/catalyzer-ready
-// in its root, or signals SIGUSR2 to its pid 1 — one of the two,
-// documented per runtime), freezes it under ptrace (sfork.Template) and
-// serves fork requests on a unix socket <root>/<id>/holder.sock. The
-// template container's --pid-file pid is the holder, which exits with
-// the template's status. A fork container's create connects to the
-// template's holder socket and asks for a child with the new bundle's
-// rootfs layer (an overlay over the template's upper dir) and limits
-// (its own cgroup); since the child is the template's, not the shim's,
-// create also starts a small monitor (this binary, detached) that holds
-// a pidfd of the child, is the pid in --pid-file, forwards kill and
-// exits with the child's status (pidfd + PIDFD_INFO_EXIT, as
-// sandbox.Env adoption does). Fork has one more constraint: a template under
-// containerd's default capabilities has no CAP_SYS_ADMIN, which the
-// injected child needs to join the new container's namespaces and for
-// sfork's CLONE_NEWPID; templates and their forks would then run in a
-// user namespace of their own, entered through sandbox's nsenter.
+// dev.catalyzer.template=true (built, template.go): the container is a
+// scratch container whose process gets one more descriptor, the fork
+// channel (a unix socket) on fd 3+--preserve-fds, and create starts a
+// holder for it: this binary re-executed, detached (its own session,
+// /dev/null stdio, none of the shim's descriptors), its pid and start
+// time in the state file. A frozen template must be held by one ptrace
+// tracer between runtime invocations, which is why the holder exists.
+// The process signals readiness on the channel: it writes the line
+// "ready", then reads a line from it (`echo ready >&3; read go <&3`).
+// The holder freezes it at once (sfork.FreezeWith, threads and all),
+// writes <root>/<id>/frozen.json and serves the template on
+// <root>/<id>/holder.sock (JSON lines; "info" today). A signal is no
+// readiness signal: the process is PID 1 of its PID namespace and the
+// kernel drops the SIGSTOP it sends itself. The template's process
+// stays the init, the shim's child and --pid-file pid; SIGKILL ends
+// it (the holder, its tracer, reaps it first and exits, and the shim
+// reaps it next); delete stops the holder (SIGTERM: it kills and reaps
+// the template) before it removes the cgroup. Signals other than
+// SIGKILL wait while it is frozen.
+//
+// Fork (not built: create refuses dev.catalyzer.boot=fork with
+// errdefs.ErrNotSupported, naming why). A fork container's create would
+// ask the template's holder for a child with the new bundle's rootfs,
+// namespaces and limits; since the child is the template's, not the
+// shim's, a small monitor (this binary, detached) would hold a pidfd of
+// it, be the pid in --pid-file and exit with its status. What blocks
+// it is the template's capabilities: see docs/KUBERNETES.md, "Fork".
 //
 // # Errors
 //
 // errdefs.ErrInvalid: a bad id, config.json or annotation.
 // errdefs.ErrNotSupported: what this runtime does not do (systemd
 // cgroups, joining a user namespace, exec into a user namespace, time
-// namespaces, idmapped mounts, fork boot and templates). errdefs.ErrConflict:
+// namespaces, idmapped mounts, fork boot). errdefs.ErrConflict:
 // an id in use, a transition the state refuses. errdefs.ErrNotFound: a
 // container that "does not exist", a signal to one "not running" (the
 // shim matches these words). Others carry the failing step of the init

@@ -51,6 +51,10 @@ type initConfig struct {
 	// /dev/.catalyzer-image until the restore has read it.
 	Restore      bool
 	RestoreImage string
+	// ForkChanFD is a template's fork channel (-1: not a template): the
+	// init puts it on templateChanFD(PreserveFDs), kept across exec.
+	ForkChanFD int
+	forkChan   *os.File // create's side: the file sent as ForkChanFD
 }
 
 // syncMsg is one line on the sync socket between create and the init.
@@ -79,6 +83,7 @@ func init() {
 // (this binary re-executed by Create) it sets the container up and execs
 // its process, never returning; elsewhere it returns at once.
 func MaybeInit() {
+	maybeHolder()
 	v, ok := os.LookupEnv(initEnv)
 	if !ok {
 		return
@@ -117,6 +122,13 @@ func runInit(cfgF, sock *os.File) error {
 		return initErr("config", err, "read config")
 	}
 	cfgF.Close()
+	if cfg.ForkChanFD >= 0 {
+		// On its number now, before anything else takes it: the config
+		// pipe's, just closed.
+		if err := unix.Dup2(cfg.ForkChanFD, templateChanFD(cfg.PreserveFDs)); err != nil {
+			return initErr("template", err, "fork channel")
+		}
+	}
 	if err := joinMountNS(cfg.MountNSFD); err != nil {
 		return initErr("namespaces", err, "mount namespace")
 	}
@@ -200,7 +212,11 @@ func runInit(cfgF, sock *os.File) error {
 		}
 	}
 	proc := s.Process
-	argv0, err := prepareProcess(proc, cfg.Seccomp, cfg.PreserveFDs)
+	keep := cfg.PreserveFDs
+	if cfg.ForkChanFD >= 0 {
+		keep++ // the fork channel, on templateChanFD
+	}
+	argv0, err := prepareProcess(proc, cfg.Seccomp, keep)
 	if err != nil {
 		return err
 	}

@@ -295,6 +295,9 @@ func (c *Container) signal(sig unix.Signal, all bool) error {
 // gone anyway).
 func (c *Container) destroy() error {
 	var errs []error
+	// A template's holder first: it kills the template and reaps it as
+	// its tracer, so that the shim can reap it.
+	c.rec.stopHolder()
 	if c.rec.alive() {
 		_ = unix.Kill(c.rec.Pid, unix.SIGKILL)
 		if c.cg != nil {

@@ -48,6 +48,10 @@ type record struct {
 	// at start (dev.catalyzer.boot=restore): the restore bounds the
 	// restored process by them.
 	RestoreCaps *specs.LinuxCapabilities `json:"restore_caps,omitempty"`
+	// Holder is a template's holder process (template.go), with its
+	// start time; 0 for other containers.
+	Holder      int    `json:"holder,omitempty"`
+	HolderStart uint64 `json:"holder_start,omitempty"`
 }
 
 // Root is a runtime state root (runc's --root): one directory per
