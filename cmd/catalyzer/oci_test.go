@@ -708,9 +708,18 @@ func TestOCIContainerdTemplate(t *testing.T) {
 		t.Errorf("holder %d still there after delete", fr.Holder)
 	}
 
-	// Never ready: deleted with its holder.
-	w := e.startCounter([]string{"--annotation", "dev.catalyzer.template=true"}, "waiting", "/bin/sh", "-c", counterScript)
-	waitCounter(t, &w.out, 1)
+	// Never ready, its fork channel closed: it runs on unfrozen, its
+	// holder says why, and it is deleted as any container.
+	w := e.startCounter([]string{"--annotation", "dev.catalyzer.template=true"}, "waiting", "/bin/sh", "-c", "exec 3<&-; "+counterScript)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(root, "waiting", "holder.log")); strings.Contains(string(b), "closed its fork channel") {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("holder.log %q: want the closed channel named", b)
+		}
+	}
+	n := waitCounter(t, &w.out, 1)
+	waitCounter(t, &w.out, n+2)
 	if err := e.killAndDelete(w, "waiting"); exitCodeOf(err) != 137 {
 		t.Errorf("waiting template: ctr run exit %v, want 137", err)
 	}

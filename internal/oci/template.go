@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"os"
@@ -86,6 +87,7 @@ func startHolder(dir string, rec *record, preserve int, ch *os.File) (*exec.Cmd,
 			strconv.FormatUint(rec.PidStart, 10), strconv.Itoa(templateChanFD(preserve))},
 		Env:         []string{holderEnv + "=1"},
 		ExtraFiles:  []*os.File{ch},
+		Dir:         "/", // nothing of the bundle held
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
@@ -231,12 +233,19 @@ func (h *holder) waitReady(conn *net.UnixConn, term <-chan os.Signal) (bool, err
 		case <-term:
 			return false, nil
 		case err := <-said:
-			if err != nil {
+			switch {
+			case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+				// Closed without a word: the container runs on, never a
+				// template.
+				return false, fmt.Errorf("readiness: the template closed its fork channel (fd %d) before it wrote \"ready\": it runs on, unfrozen", h.chanFD)
+			case err != nil:
 				if !h.templateAlive() {
 					return false, nil
 				}
+				// It said something else: it is not following the
+				// protocol, and its forks would not either.
 				_ = unix.Kill(h.pid, unix.SIGKILL)
-				return false, fmt.Errorf("readiness: %w", err)
+				return false, fmt.Errorf("readiness: %w (the template was killed)", err)
 			}
 			return true, nil
 		case <-time.After(delay):
