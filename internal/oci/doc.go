@@ -118,7 +118,14 @@
 // namespaces and limits; since the child is the template's, not the
 // shim's, a small monitor (this binary, detached) would hold a pidfd of
 // it, be the pid in --pid-file and exit with its status. What blocks
-// it is the template's capabilities: see docs/KUBERNETES.md, "Fork".
+// it is the template's capabilities: a fork must be PID 1 of a PID
+// namespace of its own, and the template's clone(CLONE_NEWPID) needs
+// CAP_SYS_ADMIN in its user namespace, which containerd's defaults do
+// not give; the kernel facts are checked by TestKernelForkCapabilityFacts
+// and the way that would work (a per-template user namespace the
+// template enters at freeze, with an env factory inside it) is in
+// docs/KUBERNETES.md, "Fork", with the RuntimeClass, the pod
+// annotations and how templates and images scale per node.
 //
 // # Errors
 //

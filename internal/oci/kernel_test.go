@@ -201,3 +201,58 @@ func TestCreateFailureUndone(t *testing.T) {
 		t.Errorf("cgroups left: %v", m)
 	}
 }
+
+// The kernel facts that block dev.catalyzer.boot=fork for a template
+// with containerd's default capabilities (docs/KUBERNETES.md, "Fork"),
+// checked on this kernel: a process with euid 0 and no capability (a
+// template's fork, before it drops more) cannot make a PID namespace,
+// but can enter a user namespace root made for it (owner uid 0, parent
+// the initial namespace) and that namespace's network and UTS ones; and
+// it can make a PID namespace together with a user namespace of its own.
+func TestKernelForkCapabilityFacts(t *testing.T) {
+	testutil.RequiresRoot(t)
+	for _, bin := range []string{"setpriv", "unshare", "nsenter", "sleep"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			testutil.Missing(t, "%s not installed (util-linux)", bin)
+		}
+	}
+	capless := func(args ...string) ([]byte, error) {
+		return exec.Command("setpriv", append([]string{"--inh-caps=-all", "--bounding-set=-all", "--ambient-caps=-all"}, args...)...).CombinedOutput()
+	}
+	if out, err := capless("unshare", "--pid", "--fork", "true"); err == nil {
+		t.Errorf("a capless process made a PID namespace (%s): the fork blocker is gone on this kernel", out)
+	}
+	if out, err := capless("unshare", "--user", "--pid", "--fork", "true"); err != nil {
+		t.Errorf("CLONE_NEWUSER|CLONE_NEWPID without capabilities: %v\n%s", err, out)
+	}
+	// U: made by root (owner 0), with network and UTS namespaces of its own.
+	u := exec.Command("unshare", "--user", "--net", "--uts", "--fork", "sleep", "30")
+	if err := u.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = u.Process.Kill(); _ = u.Wait() }()
+	// unshare --fork: the namespaces are its child's.
+	var pid int
+	for range 1000 {
+		if kids, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", u.Process.Pid, u.Process.Pid)); len(strings.TrimSpace(string(kids))) > 0 {
+			fmt.Sscan(string(kids), &pid)
+			break
+		}
+		unix.Nanosleep(&unix.Timespec{Nsec: 1e6}, nil)
+	}
+	if pid == 0 {
+		t.Fatal("unshare's child did not appear")
+	}
+	// Identity maps, written by root (the runtime's part): uid 0 in U is
+	// the template's uid, so that exec keeps the capabilities in U.
+	for _, m := range []string{"uid_map", "gid_map"} {
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/%s", pid, m), []byte("0 0 4294967295\n"), 0); err != nil {
+			t.Fatalf("%s: %v", m, err)
+		}
+	}
+	ns := func(n string) string { return fmt.Sprintf("--%s=/proc/%d/ns/%s", n, pid, n) }
+	out, err := capless("nsenter", "--preserve-credentials", ns("user"), ns("net"), ns("uts"), "hostname", "in-u")
+	if err != nil {
+		t.Errorf("a capless euid-0 process entering root's user namespace and its net/uts namespaces: %v\n%s", err, out)
+	}
+}
