@@ -256,3 +256,19 @@ func TestKernelForkCapabilityFacts(t *testing.T) {
 		t.Errorf("a capless euid-0 process entering root's user namespace and its net/uts namespaces: %v\n%s", err, out)
 	}
 }
+
+// dev.catalyzer.boot=fork is refused at create, with the reason and
+// what to do instead, and leaves nothing.
+func TestCreateForkRefused(t *testing.T) {
+	dir := busyboxBundle(t, "true", func(s *specs.Spec) {
+		s.Annotations = map[string]string{AnnotationBoot: "fork", AnnotationTemplateID: "tpl"}
+	})
+	r := Root{Dir: t.TempDir()}
+	err := r.Create("fork1", CreateOpts{Bundle: dir})
+	if !errors.Is(err, errdefs.ErrNotSupported) || !strings.Contains(err.Error(), "CAP_SYS_ADMIN") || !strings.Contains(err.Error(), AnnotationImage) {
+		t.Fatalf("create of a fork: %v, want not supported naming CAP_SYS_ADMIN and the restore alternative", err)
+	}
+	if ents, _ := os.ReadDir(r.Dir); len(ents) != 0 {
+		t.Errorf("state left: %v", ents)
+	}
+}
