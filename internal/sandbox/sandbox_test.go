@@ -604,3 +604,63 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("/dev/urandom unusable:\n%s", out)
 	}
 }
+
+// An earlier run (or another tool) may leave the state root above RunDir
+// 0700; root of a user namespace (an unprivileged host uid) could not
+// then reach its overlay ("bind .../merged: permission denied").
+func TestUserNSStateRoot0700(t *testing.T) {
+	requireRoot(t)
+	top := filepath.Dir(RunDir)
+	if err := os.MkdirAll(top, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(top, st.Mode().Perm()) })
+	if err := os.Chmod(top, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out := shell(t, "echo in-userns", func(c *Config) { c.OwnUserNS = true }); !strings.Contains(out, "in-userns") {
+		t.Errorf("output: %q", out)
+	}
+	if st, err := os.Stat(top); err != nil || st.Mode().Perm() != 0o711 {
+		t.Errorf("state root %s after Start: %v %v; want 0711", top, st.Mode().Perm(), err)
+	}
+}
+
+// mkRunParent adds the search bits from the dir it makes up to the state
+// root and stops there: it widens no read bit, and nothing above.
+func TestMkRunParent(t *testing.T) {
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := RunDir
+	t.Cleanup(func() { RunDir = old })
+	RunDir = filepath.Join(tmp, "state", "sandbox")
+	top := filepath.Dir(RunDir)
+	if err := os.Mkdir(top, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(RunDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(RunDir, 0o750); err != nil { // umask
+		t.Fatal(err)
+	}
+	parent := filepath.Join(RunDir, "p")
+	if err := mkRunParent(parent); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]fs.FileMode{parent: 0o711, RunDir: 0o751, top: 0o711, tmp: 0o700} {
+		st, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o", dir, got, want)
+		}
+	}
+}
