@@ -19,7 +19,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -332,17 +331,19 @@ func TestMaxInstances(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	code := writeCode(t, map[string]string{"main.py": "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"})
 	e.deploy("slow", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MaxInstances: 1})
-	var wg sync.WaitGroup
+	// The first invocation holds the only instance (its handler sleeps
+	// 1.5 s): the two sent once it is busy must be refused, not queued.
 	errs := make([]error, 3)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = e.c.Invoke(context.Background(), "slow", "", nil)
-		}()
-		time.Sleep(50 * time.Millisecond)
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		_, errs[0] = e.c.Invoke(context.Background(), "slow", "", nil)
+	}()
+	waitBusy(t, e, "slow")
+	for i := 1; i < len(errs); i++ {
+		_, errs[i] = e.c.Invoke(context.Background(), "slow", "", nil)
 	}
-	wg.Wait()
+	<-first
 	ok, busy := 0, 0
 	for _, err := range errs {
 		switch {

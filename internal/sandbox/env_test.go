@@ -737,9 +737,17 @@ func TestTemplateSweep(t *testing.T) {
 func TestEnvInUserNS(t *testing.T) {
 	requireRoot(t)
 	const base = 300000
-	cfg := baseConfig(sh, "-c", "echo from-template > /template-file; exec sleep 100")
+	// The template says "written" once its file is in its upper layer.
+	cfg := baseConfig(sh, "-c", "echo from-template > /template-file; echo written; exec sleep 100")
 	cfg.Template, cfg.OwnUserNS, cfg.UIDBase = true, true, base
+	written, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer written.Close()
+	cfg.Stdout = w
 	s, err := Start(cfg)
+	w.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -753,12 +761,8 @@ func TestEnvInUserNS(t *testing.T) {
 		t.Errorf("UIDBase %d, want %d", users.UIDBase(), base)
 	}
 	upper := s.UpperDir()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(upper, "template-file")); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	if line, err := bufio.NewReader(written).ReadString('\n'); err != nil || line != "written\n" {
+		t.Fatalf("template: %q %v", line, err)
 	}
 	e, err := NewEnv(EnvConfig{ID: newID(), CgroupParent: testParent, Lowers: []string{upper}, UserNS: users})
 	if err != nil {
