@@ -214,7 +214,7 @@ func TestNodeAndNative(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(c.req.CodePath, c.req.Handler)); c.req.Runtime == "native" && err != nil {
-				t.Skipf("example not built (run make examples): %v", err)
+				testutil.Missing(t, "example not built (run make examples; make test does): %v", err)
 			}
 			e.deploy(c.name, c.req)
 			inv, err := e.c.Invoke(context.Background(), c.name, "scratch", []byte(`{"name":"x"}`))

@@ -28,7 +28,7 @@ func threadedFunctions(t *testing.T) []threadedFunction {
 	ex := examples(t)
 	gothreads := filepath.Join(ex, "native", "threads")
 	if _, err := os.Stat(filepath.Join(gothreads, "threads")); err != nil {
-		t.Skipf("example not built (make examples): %v", err)
+		testutil.Missing(t, "example not built (run make examples; make test does): %v", err)
 	}
 	pyRandom := []string{"random", "urandom", "uuid"}
 	if exec.Command("/usr/bin/python3", "-c", "import numpy").Run() != nil {
