@@ -304,9 +304,7 @@ func TestUserNS(t *testing.T) {
 		e.deploy(fn, wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
 		for _, m := range []string{"scratch", "fork"} {
 			if m == "fork" {
-				if st := e.waitTemplate(fn); st != "ready" {
-					t.Fatalf("%s template: %s", fn, st)
-				}
+				e.requireTemplate(t, fn)
 			}
 			inv, err := e.c.Invoke(context.Background(), fn, m, nil)
 			if err != nil {

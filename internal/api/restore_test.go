@@ -31,9 +31,7 @@ func TestRestoreFidelity(t *testing.T) {
 				testutil.Missing(t, "example not built (run make examples; make test does): %v", err)
 			}
 			e.deploy(c.name, wire.DeployRequest{Runtime: c.runtime, Handler: c.handler, CodePath: c.dir, MaxInstances: 4})
-			if st := e.waitImage(c.name); st != "ready" {
-				t.Fatalf("image: %s", st)
-			}
+			e.requireImage(t, c.name)
 			norm := func(b []byte) string {
 				var m map[string]any
 				if err := json.Unmarshal(b, &m); err != nil {
