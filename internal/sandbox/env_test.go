@@ -329,9 +329,7 @@ func TestEnvJoinAdopt(t *testing.T) {
 			t.Errorf("the child's write reached the lower layer")
 		}
 	}()
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 // TestEnvAdoptZombie: the exit status of a child its parent has not
@@ -400,9 +398,7 @@ func TestEnvAdoptBeforeJoin(t *testing.T) {
 		}
 		_ = j.cmd.Wait()
 	}()
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func TestEnvErrors(t *testing.T) {
@@ -438,9 +434,7 @@ func TestEnvErrors(t *testing.T) {
 	if _, err := e.Adopt(os.Getpid()); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("Adopt after Release: %v", err)
 	}
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func TestEnvSweep(t *testing.T) {
@@ -528,9 +522,7 @@ func TestPool(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func BenchmarkNewEnv(b *testing.B) {

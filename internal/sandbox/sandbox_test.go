@@ -446,6 +446,14 @@ func countLeaks(t *testing.T) []int {
 	return []int{s.Descendants + s.Zombies, s.Mounts, s.Cgroups, len(rd), s.FDs}
 }
 
+// checkNoLeaks fails t if countLeaks differs from before.
+func checkNoLeaks(t *testing.T, before []int) {
+	t.Helper()
+	if after := countLeaks(t); !slices.Equal(before, after) {
+		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
+	}
+}
+
 // settledLeaks is countLeaks once earlier tests' background work (an
 // adopted env's holder is retired asynchronously) has finished.
 func settledLeaks(t *testing.T) []int {
@@ -480,9 +488,7 @@ func TestNoLeaks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func TestSweep(t *testing.T) {
