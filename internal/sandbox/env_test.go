@@ -214,6 +214,17 @@ func (j *joiner) untilReady(t *testing.T) map[string]string {
 
 func alive(pid int) bool { return unix.Kill(pid, 0) == nil }
 
+// waitRetired waits up to d for e's holder to be retired (killed and
+// reaped), reporting whether it was.
+func waitRetired(e *Env, d time.Duration) bool {
+	select {
+	case <-e.retired:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 func waitExit(t *testing.T, s *Sandbox) Exit {
 	t.Helper()
 	select {
@@ -302,10 +313,7 @@ func TestEnvJoinAdopt(t *testing.T) {
 			t.Errorf("Pid %d ID %s", s.Pid(), s.ID())
 		}
 		// The holder is retired in the background, off the boot path.
-		for i := 0; i < 200 && alive(holder); i++ {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if alive(holder) {
+		if !waitRetired(e, 10*time.Second) || alive(holder) {
 			t.Errorf("holder %d not retired after Adopt of a joined process", holder)
 		}
 		if procs, _ := s.cg.Procs(); !slices.Equal(procs, []int{j.child}) {
@@ -383,11 +391,7 @@ func TestEnvAdoptBeforeJoin(t *testing.T) {
 		if got := j.untilReady(t); got["self"] != "1" {
 			t.Errorf("late join: %v", got)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for alive(holder) && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if alive(holder) {
+		if !waitRetired(e, 10*time.Second) || alive(holder) {
 			t.Error("holder not retired after the join")
 		}
 		if err := s.Destroy(); err != nil {
