@@ -26,9 +26,7 @@ func fnCommand() *cli.Command {
 				Name:      "deploy",
 				Usage:     "deploy (create or replace) a function",
 				ArgsUsage: "NAME",
-				Flags: clientFlags(
-					&cli.StringFlag{Name: "runtime", Usage: "python, node or native", Required: true},
-					&cli.StringFlag{Name: "handler", Usage: `"main.handler" (python, node) or the executable's path in the code dir (native)`, Required: true},
+				Flags: clientFlags(append(functionFlags(),
 					&cli.StringFlag{Name: "code", Usage: "directory holding the function's code", Required: true},
 					&cli.BoolFlag{Name: "by-path", Usage: "send the code's path instead of uploading it (the daemon must be on this host and run with a --code-root above it)"},
 					&cli.IntFlag{Name: "memory", Usage: "memory limit in MiB (default 256)"},
@@ -36,7 +34,7 @@ func fnCommand() *cli.Command {
 					&cli.IntFlag{Name: "max-instances", Usage: "maximum live instances (default 10)"},
 					&cli.StringSliceFlag{Name: "env", Usage: "KEY=VALUE for the function's environment (repeatable)"},
 					&cli.StringFlag{Name: "network", Usage: `"none" (loopback only, default) or "host" (the daemon must run with --allow-host-network)`},
-				),
+				)...),
 				Action: fnDeploy,
 			},
 			{
@@ -63,6 +61,17 @@ func nameArg(cmd *cli.Command) (string, error) {
 		return "", fmt.Errorf("%s: give exactly one function NAME", cmd.Name)
 	}
 	return cmd.Args().First(), nil
+}
+
+// nameAndClient is the NAME argument and a client of the daemon, for
+// the verbs that need nothing else.
+func nameAndClient(cmd *cli.Command) (string, *client.Client, error) {
+	name, err := nameArg(cmd)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := newClient(cmd)
+	return name, c, err
 }
 
 func fnDeploy(ctx context.Context, cmd *cli.Command) error {
@@ -171,11 +180,7 @@ func fnList(ctx context.Context, cmd *cli.Command) error {
 }
 
 func fnShow(ctx context.Context, cmd *cli.Command) error {
-	name, err := nameArg(cmd)
-	if err != nil {
-		return err
-	}
-	c, err := newClient(cmd)
+	name, c, err := nameAndClient(cmd)
 	if err != nil {
 		return err
 	}
@@ -189,11 +194,7 @@ func fnShow(ctx context.Context, cmd *cli.Command) error {
 }
 
 func fnRemove(ctx context.Context, cmd *cli.Command) error {
-	name, err := nameArg(cmd)
-	if err != nil {
-		return err
-	}
-	c, err := newClient(cmd)
+	name, c, err := nameAndClient(cmd)
 	if err != nil {
 		return err
 	}

@@ -116,6 +116,15 @@ func clientFlags(more ...cli.Flag) []cli.Flag {
 	}, more...)
 }
 
+// functionFlags are what names a function's code to run: its runtime and
+// its handler (fn deploy, run).
+func functionFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "runtime", Usage: "python, node, java or native", Required: true},
+		&cli.StringFlag{Name: "handler", Usage: `"main.handler" (python, node), "pkg.Class::method" (java) or the executable's path in the code dir (native)`, Required: true},
+	}
+}
+
 // newClient is a client of the daemon named by the client flags.
 func newClient(cmd *cli.Command) (*client.Client, error) {
 	tok, err := client.ResolveToken(cmd.String("token-file"), cmd.String("state-dir"))

@@ -21,9 +21,7 @@ func runCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "run",
 		Usage: "boot one instance from a code directory, invoke it once, tear it down (no daemon)",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "runtime", Usage: "python, node or native", Required: true},
-			&cli.StringFlag{Name: "handler", Usage: `"main.handler" (python, node) or the executable's path in the code dir (native)`, Required: true},
+		Flags: append(functionFlags(),
 			&cli.StringFlag{Name: "code", Usage: "directory holding the function's code", Required: true},
 			&cli.StringFlag{Name: "data", Usage: "event JSON", Value: "{}"},
 			&cli.IntFlag{Name: "memory", Usage: "memory limit in MiB", Value: platform.DefaultMemoryMB},
@@ -31,7 +29,7 @@ func runCommand() *cli.Command {
 			&cli.BoolFlag{Name: "userns", Usage: "run in a user namespace"},
 			&cli.BoolFlag{Name: "network-host", Usage: "share the host's network (default: loopback only)"},
 			&cli.BoolFlag{Name: "logs", Usage: "print the handler's stdout/stderr and boot phases to stderr"},
-		},
+		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if os.Geteuid() != 0 {
 				return errors.New("run needs root (namespaces, mounts, cgroups); run it as root")

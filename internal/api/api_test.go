@@ -19,7 +19,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -215,7 +214,7 @@ func TestNodeAndNative(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(c.req.CodePath, c.req.Handler)); c.req.Runtime == "native" && err != nil {
-				t.Skipf("example not built (run make examples): %v", err)
+				testutil.Missing(t, "example not built (run make examples; make test does): %v", err)
 			}
 			e.deploy(c.name, c.req)
 			inv, err := e.c.Invoke(context.Background(), c.name, "scratch", []byte(`{"name":"x"}`))
@@ -305,9 +304,7 @@ func TestUserNS(t *testing.T) {
 		e.deploy(fn, wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
 		for _, m := range []string{"scratch", "fork"} {
 			if m == "fork" {
-				if st := e.waitTemplate(fn); st != "ready" {
-					t.Fatalf("%s template: %s", fn, st)
-				}
+				e.requireTemplate(t, fn)
 			}
 			inv, err := e.c.Invoke(context.Background(), fn, m, nil)
 			if err != nil {
@@ -332,17 +329,19 @@ func TestMaxInstances(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	code := writeCode(t, map[string]string{"main.py": "import time\ndef handler(e, c):\n    time.sleep(1.5)\n    return 1\n"})
 	e.deploy("slow", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MaxInstances: 1})
-	var wg sync.WaitGroup
+	// The first invocation holds the only instance (its handler sleeps
+	// 1.5 s): the two sent once it is busy must be refused, not queued.
 	errs := make([]error, 3)
-	for i := range errs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = e.c.Invoke(context.Background(), "slow", "", nil)
-		}()
-		time.Sleep(50 * time.Millisecond)
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		_, errs[0] = e.c.Invoke(context.Background(), "slow", "", nil)
+	}()
+	waitBusy(t, e, "slow")
+	for i := 1; i < len(errs); i++ {
+		_, errs[i] = e.c.Invoke(context.Background(), "slow", "", nil)
 	}
-	wg.Wait()
+	<-first
 	ok, busy := 0, 0
 	for _, err := range errs {
 		switch {

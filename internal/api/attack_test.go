@@ -55,9 +55,7 @@ func TestTemplateLeftoverKilled(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	code := writeCode(t, map[string]string{"main.py": leftoverPy})
 	e.deploy("left", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code})
-	if st := e.waitTemplate("left"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "left")
 	info, err := e.c.Instances(context.Background(), "left")
 	if err != nil {
 		t.Fatal(err)
@@ -200,9 +198,7 @@ func TestForkCopiesSharedObjects(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	e.deploy("shared", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": sharedPy})})
-	if st := e.waitTemplate("shared"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "shared")
 	seen := map[string]bool{}
 	for i := range 4 {
 		inv, err := e.c.Invoke(context.Background(), "shared", "fork", []byte(fmt.Sprintf(`{"secret":"secret-%d"}`, i)))
@@ -253,9 +249,7 @@ func TestForkFloorCannotTouchTemplate(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	e.deploy("floor", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": floorPy})})
-	if st := e.waitTemplate("floor"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "floor")
 	samples, err := e.c.ForkFloor(context.Background(), "floor", []byte(`{}`), 3)
 	if err != nil || len(samples) != 3 {
 		t.Fatalf("fork floor: %v %v", samples, err)
@@ -291,9 +285,7 @@ func TestForkInstancesOutliveTemplate(t *testing.T) {
 	deploy := func(v string) {
 		e.deploy("slow", wire.DeployRequest{Runtime: "python", Handler: "main.handler",
 			CodePath: writeCode(t, map[string]string{"main.py": "VERSION = " + v + "\n" + slowPy})})
-		if st := e.waitTemplate("slow"); st != "ready" {
-			t.Fatalf("template: %s", st)
-		}
+		e.requireTemplate(t, "slow")
 	}
 	deploy("1")
 	for _, change := range []string{"redeploy", "delete"} {
@@ -366,9 +358,7 @@ func TestTemplateMemoryNotLimited(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("mem", wire.DeployRequest{Runtime: "python", Handler: "main.handler", MemoryMB: 64,
 		CodePath: writeCode(t, map[string]string{"main.py": "VERSION = 1\n" + slowPy})})
-	if st := e.waitTemplate("mem"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "mem")
 	v, err := e.c.Instances(context.Background(), "mem")
 	if err != nil {
 		t.Fatal(err)
@@ -418,9 +408,7 @@ func TestImageLayerChargedToItsCgroup(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	src := "open('/big', 'wb').write(b'x' * (4 << 20))\ndef handler(event, context):\n    return 1\n"
 	e.deploy("big", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": src})})
-	if st := e.waitImage("big"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
+	e.requireImage(t, "big")
 	stats, _ := filepath.Glob(testutil.CgroupFile(filepath.Join(e.parent, "layer-*"), "memory", "memory.stat", "memory.stat"))
 	if len(stats) != 1 {
 		t.Fatalf("layer cgroups: %v, want one", stats)
@@ -452,9 +440,7 @@ func TestHostNetworkEveryBootMode(t *testing.T) {
 	src := "import os\ndef handler(event, context):\n    return {'net': os.readlink('/proc/self/ns/net'), 'uid_map': open('/proc/self/uid_map').read().split()}\n"
 	e.deploy("hn", wire.DeployRequest{Runtime: "python", Handler: "main.handler", Network: "host",
 		CodePath: writeCode(t, map[string]string{"main.py": src})})
-	if st := e.waitImage("hn"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
+	e.requireImage(t, "hn")
 	hostNet, _ := os.Readlink("/proc/self/ns/net")
 	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
 		inv, err := e.c.Invoke(context.Background(), "hn", mode, nil)
@@ -502,14 +488,10 @@ func TestForkThreadsDropCapabilities(t *testing.T) {
 	testutil.RequiresRoot(t)
 	e := newEnv(t, platform.Config{})
 	e.deploy("tcaps", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": threadCapsPy})})
-	if st := e.waitTemplate("tcaps"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "tcaps")
 	const docker = "00000000a80425fb"
 	want := []string{"0000000000000000", docker, docker, docker, "0000000000000000", "2", "1"}
-	if st := e.waitImage("tcaps"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
+	e.requireImage(t, "tcaps")
 	for _, mode := range []string{"scratch", "fork", "warm", "cold"} {
 		inv, err := e.c.Invoke(context.Background(), "tcaps", mode, nil)
 		if err != nil {

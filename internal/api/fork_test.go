@@ -31,6 +31,24 @@ func (e *env) waitImage(name string) string {
 	return e.waitBuilt(name, "image", func(f wire.Function) string { return f.Image })
 }
 
+// requireTemplate waits for name's fork template and fails t (the test
+// or subtest that needs it) unless it is ready.
+func (e *env) requireTemplate(t testing.TB, name string) {
+	t.Helper()
+	if st := e.waitTemplate(name); st != "ready" {
+		t.Fatalf("template of %s: %s", name, st)
+	}
+}
+
+// requireImage waits for name's checkpoint image and fails t unless it
+// is ready.
+func (e *env) requireImage(t testing.TB, name string) {
+	t.Helper()
+	if st := e.waitImage(name); st != "ready" {
+		t.Fatalf("image of %s: %s", name, st)
+	}
+}
+
 // waitBuilt waits until the state that field reads is neither
 // "building" nor "none", and returns it.
 func (e *env) waitBuilt(name, what string, field func(wire.Function) string) string {
@@ -133,12 +151,8 @@ func TestBootIsolation(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	code := writeCode(t, map[string]string{"main.py": isoPy})
 	e.deploy("iso", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: code, MemoryMB: 96})
-	if st := e.waitTemplate("iso"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
-	if st := e.waitImage("iso"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
+	e.requireTemplate(t, "iso")
+	e.requireImage(t, "iso")
 	const docker = "00000000a80425fb"
 	host, _ := os.Hostname()
 	seen := map[string]bool{}
@@ -231,9 +245,7 @@ def ok(event, context):
 `})
 	for _, h := range []string{"exits", "hog", "ok"} {
 		e.deploy(h, wire.DeployRequest{Runtime: "python", Handler: "main." + h, CodePath: code, MemoryMB: 64, TimeoutMs: 5000})
-		if st := e.waitTemplate(h); st != "ready" {
-			t.Fatalf("%s template: %s", h, st)
-		}
+		e.requireTemplate(t, h)
 	}
 	ctx := context.Background()
 	_, err := e.c.Invoke(ctx, "exits", "fork", nil)
@@ -304,9 +316,7 @@ func templatePids(t *testing.T, parent string) []int {
 func TestForkConcurrent(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("hello", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello"), MaxInstances: 20})
-	if st := e.waitTemplate("hello"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "hello")
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
 	for i := 0; i < 16; i++ {
@@ -335,9 +345,7 @@ func TestForkConcurrent(t *testing.T) {
 func TestForkNode(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("node", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "hello")})
-	if st := e.waitTemplate("node"); st != "ready" {
-		t.Fatalf("template of a node function: %s", st)
-	}
+	e.requireTemplate(t, "node")
 	want, err := e.c.Invoke(context.Background(), "node", "scratch", []byte(`{"name":"n"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -372,12 +380,8 @@ func TestBootNoLeaks(t *testing.T) {
 	// A multi-threaded template with event objects: its forks' threads
 	// and copies go with them.
 	e.deploy("threads", wire.DeployRequest{Runtime: "node", Handler: "main.handler", CodePath: filepath.Join(examples(t), "node", "threads")})
-	if st := e.waitTemplate("threads"); st != "ready" {
-		t.Fatalf("template of threads: %s", st)
-	}
-	if st := e.waitImage("threads"); st != "ready" {
-		t.Fatalf("image of threads: %s", st)
-	}
+	e.requireTemplate(t, "threads")
+	e.requireImage(t, "threads")
 	for _, m := range []string{"fork", "warm", "scratch", "cold", "fork", "warm"} {
 		if _, err := e.c.Invoke(context.Background(), "threads", m, nil); err != nil {
 			t.Fatalf("threads %s: %v", m, err)
@@ -400,9 +404,7 @@ func TestBootNoLeaks(t *testing.T) {
 func TestColdPrefetchKnob(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("pf", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
-	if st := e.waitImage("pf"); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
+	e.requireImage(t, "pf")
 	ctx := context.Background()
 	if _, err := e.c.Invoke(ctx, "pf", "cold", nil); err != nil { // records the working set
 		t.Fatal(err)
@@ -471,9 +473,7 @@ def handler(event, context):
 func TestForkThreadedPython(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("thr", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: writeCode(t, map[string]string{"main.py": threadedPy})})
-	if st := e.waitTemplate("thr"); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, "thr")
 	type out struct {
 		Threads int      `json:"threads"`
 		Ticked  int      `json:"ticked"`

@@ -129,12 +129,8 @@ func TestProtocolViolations(t *testing.T) {
 			name := "rogue-" + c.mode
 			deployRogue(t, e, name, c.mode)
 			// In every boot mode: the rogue answers init and forked.
-			if st := e.waitTemplate(name); st != "ready" {
-				t.Fatalf("template: %s", st)
-			}
-			if st := e.waitImage(name); st != "ready" {
-				t.Fatalf("image: %s", st)
-			}
+			e.requireTemplate(t, name)
+			e.requireImage(t, name)
 			for _, m := range []string{"scratch", "fork", "warm", "cold"} {
 				start := time.Now()
 				_, err := e.c.Invoke(context.Background(), name, m, nil)

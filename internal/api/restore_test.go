@@ -10,6 +10,7 @@ import (
 
 	"github.com/catalyzer/catalyzer/internal/api/wire"
 	"github.com/catalyzer/catalyzer/internal/platform"
+	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
 // TestRestoreFidelity: instances restored from an image answer exactly
@@ -27,12 +28,10 @@ func TestRestoreFidelity(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(c.dir, c.handler)); c.runtime == "native" && err != nil {
-				t.Skipf("example not built (make examples): %v", err)
+				testutil.Missing(t, "example not built (run make examples; make test does): %v", err)
 			}
 			e.deploy(c.name, wire.DeployRequest{Runtime: c.runtime, Handler: c.handler, CodePath: c.dir, MaxInstances: 4})
-			if st := e.waitImage(c.name); st != "ready" {
-				t.Fatalf("image: %s", st)
-			}
+			e.requireImage(t, c.name)
 			norm := func(b []byte) string {
 				var m map[string]any
 				if err := json.Unmarshal(b, &m); err != nil {

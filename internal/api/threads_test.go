@@ -28,7 +28,7 @@ func threadedFunctions(t *testing.T) []threadedFunction {
 	ex := examples(t)
 	gothreads := filepath.Join(ex, "native", "threads")
 	if _, err := os.Stat(filepath.Join(gothreads, "threads")); err != nil {
-		t.Skipf("example not built (make examples): %v", err)
+		testutil.Missing(t, "example not built (run make examples; make test does): %v", err)
 	}
 	pyRandom := []string{"random", "urandom", "uuid"}
 	if exec.Command("/usr/bin/python3", "-c", "import numpy").Run() != nil {
@@ -72,9 +72,7 @@ func checkThreadedBoots(t *testing.T, e *env, f threadedFunction, n int) {
 		f.req.MaxInstances = 4
 	}
 	e.deploy(f.name, f.req)
-	if st := e.waitTemplate(f.name); st != "ready" {
-		t.Fatalf("template: %s", st)
-	}
+	e.requireTemplate(t, f.name)
 	split := func(out []byte) (fixed string, random []string) {
 		var m map[string]any
 		if err := json.Unmarshal(out, &m); err != nil {
@@ -98,9 +96,7 @@ func checkThreadedBoots(t *testing.T, e *env, f threadedFunction, n int) {
 	if !strings.Contains(want, "ticking:true") {
 		t.Fatalf("scratch: %s, want its ticker running", ref.Output)
 	}
-	if st := e.waitImage(f.name); st != "ready" {
-		t.Fatalf("image: %s", st)
-	}
+	e.requireImage(t, f.name)
 	for _, mode := range []string{"fork", "warm", "cold"} {
 		seen := make([]map[string]bool, len(f.random))
 		for i := range seen {

@@ -61,7 +61,7 @@ type defaultRoot struct {
 // test may pass another tree).
 func buildDefaultRoot(host string) (defaultRoot, error) {
 	base := filepath.Join(filepath.Dir(RunDir), "root")
-	if err := os.MkdirAll(base, 0o711); err != nil {
+	if err := mkRunParent(base); err != nil {
 		return defaultRoot{}, fmt.Errorf("default root: %w", err)
 	}
 	tmp, err := os.MkdirTemp(base, ".build-")

@@ -61,7 +61,7 @@
 // path.
 //
 // Helper (package sandboxinit, PID 1, its OS thread locked throughout):
-// config, rootfs, net, security, exec, in the order its package doc
+// config, rootfs, net, process, security, exec, in the order its package doc
 // gives; the wire (fds, config, report stream) is package initwire.
 // Config is EnvConfig (the env) plus Process (the program): each has its
 // own defaults, and the helper gets both parts, decided here.

@@ -65,6 +65,7 @@ type Env struct {
 	state      envState
 	retireOnce sync.Once
 	retireErr  error
+	retired    chan struct{} // closed once the holder is retired
 }
 
 var envNSNames = []string{"mnt", "net", "uts", "ipc", "cgroup"}
@@ -156,7 +157,8 @@ func NewEnv(cfg EnvConfig) (*Env, error) {
 	}
 	clock.Now("ready")
 
-	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost}
+	e := &Env{id: cfg.ID, cmd: cmd, pidfd: pidfd, cg: cg, dir: dir, ns: ns, ownNet: cfg.Network != NetworkHost,
+		retired: make(chan struct{})}
 	e.phases = clock.Phases()
 	c.Release()
 	return e, nil
@@ -315,6 +317,7 @@ func (e *Env) retire() error {
 			e.retireErr = fmt.Errorf("sandbox env %s: reap holder: %w", e.id, err)
 		}
 		e.pidfd.Close()
+		close(e.retired)
 	})
 	return e.retireErr
 }

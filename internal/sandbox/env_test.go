@@ -214,6 +214,17 @@ func (j *joiner) untilReady(t *testing.T) map[string]string {
 
 func alive(pid int) bool { return unix.Kill(pid, 0) == nil }
 
+// waitRetired waits up to d for e's holder to be retired (killed and
+// reaped), reporting whether it was.
+func waitRetired(e *Env, d time.Duration) bool {
+	select {
+	case <-e.retired:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 func waitExit(t *testing.T, s *Sandbox) Exit {
 	t.Helper()
 	select {
@@ -302,10 +313,7 @@ func TestEnvJoinAdopt(t *testing.T) {
 			t.Errorf("Pid %d ID %s", s.Pid(), s.ID())
 		}
 		// The holder is retired in the background, off the boot path.
-		for i := 0; i < 200 && alive(holder); i++ {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if alive(holder) {
+		if !waitRetired(e, 10*time.Second) || alive(holder) {
 			t.Errorf("holder %d not retired after Adopt of a joined process", holder)
 		}
 		if procs, _ := s.cg.Procs(); !slices.Equal(procs, []int{j.child}) {
@@ -329,9 +337,7 @@ func TestEnvJoinAdopt(t *testing.T) {
 			t.Errorf("the child's write reached the lower layer")
 		}
 	}()
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 // TestEnvAdoptZombie: the exit status of a child its parent has not
@@ -385,11 +391,7 @@ func TestEnvAdoptBeforeJoin(t *testing.T) {
 		if got := j.untilReady(t); got["self"] != "1" {
 			t.Errorf("late join: %v", got)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for alive(holder) && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-		if alive(holder) {
+		if !waitRetired(e, 10*time.Second) || alive(holder) {
 			t.Error("holder not retired after the join")
 		}
 		if err := s.Destroy(); err != nil {
@@ -400,9 +402,7 @@ func TestEnvAdoptBeforeJoin(t *testing.T) {
 		}
 		_ = j.cmd.Wait()
 	}()
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func TestEnvErrors(t *testing.T) {
@@ -438,9 +438,7 @@ func TestEnvErrors(t *testing.T) {
 	if _, err := e.Adopt(os.Getpid()); !errors.Is(err, errdefs.ErrConflict) {
 		t.Errorf("Adopt after Release: %v", err)
 	}
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func TestEnvSweep(t *testing.T) {
@@ -528,9 +526,7 @@ func TestPool(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func BenchmarkNewEnv(b *testing.B) {
@@ -737,9 +733,17 @@ func TestTemplateSweep(t *testing.T) {
 func TestEnvInUserNS(t *testing.T) {
 	requireRoot(t)
 	const base = 300000
-	cfg := baseConfig(sh, "-c", "echo from-template > /template-file; exec sleep 100")
+	// The template says "written" once its file is in its upper layer.
+	cfg := baseConfig(sh, "-c", "echo from-template > /template-file; echo written; exec sleep 100")
 	cfg.Template, cfg.OwnUserNS, cfg.UIDBase = true, true, base
+	written, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer written.Close()
+	cfg.Stdout = w
 	s, err := Start(cfg)
+	w.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -753,12 +757,8 @@ func TestEnvInUserNS(t *testing.T) {
 		t.Errorf("UIDBase %d, want %d", users.UIDBase(), base)
 	}
 	upper := s.UpperDir()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(upper, "template-file")); err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
+	if line, err := bufio.NewReader(written).ReadString('\n'); err != nil || line != "written\n" {
+		t.Fatalf("template: %q %v", line, err)
 	}
 	e, err := NewEnv(EnvConfig{ID: newID(), CgroupParent: testParent, Lowers: []string{upper}, UserNS: users})
 	if err != nil {

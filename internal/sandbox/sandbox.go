@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -299,19 +300,27 @@ func (s *Sandbox) reaped() bool {
 	return gone
 }
 
-// mkRunParent makes RunDir/<parent> (and RunDir) searchable by anyone
-// (0711), whoever made them first: root of a user namespace (an
-// unprivileged host uid) must reach its prepared root through them.
+// mkRunParent makes dir (RunDir/<parent>, or the default root's base)
+// and every directory from it up to the state root, filepath.Dir(RunDir),
+// searchable by anyone, whoever made them first and with what mode: root
+// of a user namespace (an unprivileged host uid) must reach its prepared
+// root through all of them, and an earlier run (or another tool) may have
+// left the state root 0700. Only the search bits are added: what was
+// listable stays so, and nothing above the state root is touched.
 func mkRunParent(dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
-	for d := dir; d != filepath.Dir(RunDir); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o711); err != nil {
+	top := filepath.Dir(RunDir)
+	for d := filepath.Clean(dir); d == top || strings.HasPrefix(d, top+"/"); d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
 			return err
 		}
-		if d == "/" || d == "." {
-			break
+		if m := st.Mode().Perm(); m&0o011 != 0o011 {
+			if err := os.Chmod(d, m|0o011); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

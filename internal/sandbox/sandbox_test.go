@@ -446,6 +446,14 @@ func countLeaks(t *testing.T) []int {
 	return []int{s.Descendants + s.Zombies, s.Mounts, s.Cgroups, len(rd), s.FDs}
 }
 
+// checkNoLeaks fails t if countLeaks differs from before.
+func checkNoLeaks(t *testing.T, before []int) {
+	t.Helper()
+	if after := countLeaks(t); !slices.Equal(before, after) {
+		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
+	}
+}
+
 // settledLeaks is countLeaks once earlier tests' background work (an
 // adopted env's holder is retired asynchronously) has finished.
 func settledLeaks(t *testing.T) []int {
@@ -480,9 +488,7 @@ func TestNoLeaks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if after := countLeaks(t); !slices.Equal(before, after) {
-		t.Errorf("leak [children mounts cgroups rundirs fds]: before %v after %v", before, after)
-	}
+	checkNoLeaks(t, before)
 }
 
 func TestSweep(t *testing.T) {
@@ -581,26 +587,126 @@ func BenchmarkStartDestroy(b *testing.B) {
 }
 
 // TestDevices: CAP_MKNOD (in Docker's default set) lets a sandbox create
-// a node for the host's disk, but the device cgroup must keep it from
-// opening it; the sandbox's own /dev nodes work.
+// a node for a host device (its disk), but the device cgroup must keep it
+// from opening it; the sandbox's own /dev nodes work.
 func TestDevices(t *testing.T) {
 	requireRoot(t)
-	var st unix.Stat_t
-	if err := unix.Stat("/dev/vda", &st); err != nil {
-		// Any block device of the host will do.
-		if err := unix.Stat("/dev/loop0", &st); err != nil {
-			t.Skip("no host block device to try (/dev/vda, /dev/loop0)")
-		}
+	typ, maj, min, ok := openableDevice(t)
+	if !ok {
+		testutil.Missing(t, "no host device outside cgroup.DeviceRules that root can open")
 	}
-	maj, min := unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))
-	out := shell(t, fmt.Sprintf(`mknod /disk b %d %d && echo MADE; head -c 512 /disk >/dev/null 2>&1 && echo READ; echo x >/dev/null && head -c 4 /dev/urandom | wc -c; echo end`, maj, min))
+	t.Logf("trying host device %s %d:%d", typ, maj, min)
+	out := shell(t, fmt.Sprintf(`mknod /dev-node %s %d %d && echo MADE; `+
+		`%s -c 'import os; os.open("/dev-node", os.O_RDONLY|os.O_NONBLOCK|os.O_NOCTTY); print("OPENED")' 2>/dev/null; `+
+		`echo x >/dev/null && head -c 4 /dev/urandom | wc -c; echo end`, typ, maj, min, python))
 	if !strings.Contains(out, "MADE") {
 		t.Fatalf("mknod failed (CAP_MKNOD is in Docker's set):\n%s", out)
 	}
-	if strings.Contains(out, "READ") {
-		t.Fatalf("sandbox read the host's block device %d:%d:\n%s", maj, min, out)
+	if strings.Contains(out, "OPENED") {
+		t.Fatalf("sandbox opened the host's device %s %d:%d:\n%s", typ, maj, min, out)
 	}
 	if !strings.Contains(out, "4\nend") {
 		t.Fatalf("/dev/urandom unusable:\n%s", out)
+	}
+}
+
+// openableDevice finds a device of the host, a block device if it can,
+// that cgroup.DeviceRules does not allow and that this (root) process can
+// open through a node of its own making: with one it cannot open (an outer
+// container's device cgroup) the check would pass vacuously.
+func openableDevice(t *testing.T) (typ string, maj, min uint32, ok bool) {
+	node := filepath.Join(t.TempDir(), "node")
+	for _, kind := range []struct {
+		typ, dir string
+		mode     uint32
+	}{{"b", "/sys/dev/block", unix.S_IFBLK}, {"c", "/sys/dev/char", unix.S_IFCHR}} {
+		devs, _ := os.ReadDir(kind.dir)
+		for _, d := range devs {
+			if _, err := fmt.Sscanf(d.Name(), "%d:%d", &maj, &min); err != nil || deviceAllowed(kind.typ, maj, min) {
+				continue
+			}
+			_ = os.Remove(node)
+			if err := unix.Mknod(node, kind.mode|0o600, int(unix.Mkdev(maj, min))); err != nil {
+				continue
+			}
+			if fd, err := unix.Open(node, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0); err == nil {
+				unix.Close(fd)
+				return kind.typ, maj, min, true
+			}
+		}
+	}
+	return "", 0, 0, false
+}
+
+// deviceAllowed is whether cgroup.DeviceRules let a sandbox read device
+// typ maj:min (the last matching rule decides, as the kernel's list does).
+func deviceAllowed(typ string, maj, min uint32) bool {
+	allowed := false
+	for _, r := range cgroup.DeviceRules {
+		if (r.Type == "a" || r.Type == typ) && (*r.Major == -1 || *r.Major == int64(maj)) &&
+			(*r.Minor == -1 || *r.Minor == int64(min)) && strings.Contains(r.Access, "r") {
+			allowed = r.Allow
+		}
+	}
+	return allowed
+}
+
+// An earlier run (or another tool) may leave the state root above RunDir
+// 0700; root of a user namespace (an unprivileged host uid) could not
+// then reach its overlay ("bind .../merged: permission denied").
+func TestUserNSStateRoot0700(t *testing.T) {
+	requireRoot(t)
+	top := filepath.Dir(RunDir)
+	if err := os.MkdirAll(top, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(top, st.Mode().Perm()) })
+	if err := os.Chmod(top, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out := shell(t, "echo in-userns", func(c *Config) { c.OwnUserNS = true }); !strings.Contains(out, "in-userns") {
+		t.Errorf("output: %q", out)
+	}
+	if st, err := os.Stat(top); err != nil || st.Mode().Perm() != 0o711 {
+		t.Errorf("state root %s after Start: %v %v; want 0711", top, st.Mode().Perm(), err)
+	}
+}
+
+// mkRunParent adds the search bits from the dir it makes up to the state
+// root and stops there: it widens no read bit, and nothing above.
+func TestMkRunParent(t *testing.T) {
+	tmp := t.TempDir()
+	if err := os.Chmod(tmp, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := RunDir
+	t.Cleanup(func() { RunDir = old })
+	RunDir = filepath.Join(tmp, "state", "sandbox")
+	top := filepath.Dir(RunDir)
+	if err := os.Mkdir(top, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(RunDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(RunDir, 0o750); err != nil { // umask
+		t.Fatal(err)
+	}
+	parent := filepath.Join(RunDir, "p")
+	if err := mkRunParent(parent); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]fs.FileMode{parent: 0o711, RunDir: 0o751, top: 0o711, tmp: 0o700} {
+		st, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.Mode().Perm(); got != want {
+			t.Errorf("%s: mode %o, want %o", dir, got, want)
+		}
 	}
 }

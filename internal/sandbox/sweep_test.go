@@ -102,3 +102,12 @@ func TestSweepReportsLeftovers(t *testing.T) {
 		t.Errorf("run dir after Sweep: %v", err)
 	}
 }
+
+// testutil keeps its own copy of RunDir (it cannot import this package,
+// whose tests use it): the two must not drift apart, or leak counts would
+// look at a directory nothing uses.
+func TestRunDirMatchesTestutil(t *testing.T) {
+	if RunDir != testutil.RunDir {
+		t.Fatalf("sandbox.RunDir %q, testutil.RunDir %q", RunDir, testutil.RunDir)
+	}
+}

@@ -162,6 +162,10 @@ func v1Subsystem(n cgroup1.Name) cgroup1.Subsystem {
 		return cgroup1.NewFreezer(Root)
 	case cgroup1.Devices:
 		return cgroup1.NewDevices(Root)
+	case cgroup1.Cpuset: // NewSpec's
+		return cgroup1.NewCpuset(Root)
+	case cgroup1.Blkio: // NewSpec's
+		return cgroup1.NewBlkio(Root)
 	}
 	panic("cgroup: unexpected v1 controller " + n)
 }
@@ -185,47 +189,9 @@ func New(parent, name string, l Limits) (*Group, error) {
 	parent = strings.Trim(parent, "/")
 	rel := "/" + parent + "/" + name
 	g := &Group{parent: parent, name: name, dirs: map[string]string{}}
-
-	quota := int64(0)
-	if l.CPUMillis > 0 {
-		quota = max(l.CPUMillis*cpuPeriod/1000, 1000) // the kernel's minimum quota is 1 ms
-	}
-
 	switch cgroups.Mode() {
 	case cgroups.Unified:
-		g.unified = true
-		res := &cgroup2.Resources{}
-		if l.MemoryBytes > 0 {
-			zero, oomGroup := int64(0), true
-			res.Memory = &cgroup2.Memory{Max: &l.MemoryBytes, OOMGroup: &oomGroup}
-			if exists(filepath.Join(Root, "memory.swap.max")) || exists(filepath.Join(Root, "init.scope", "memory.swap.max")) {
-				res.Memory.Swap = &zero
-			}
-		}
-		if l.PidsMax > 0 {
-			res.Pids = &cgroup2.Pids{Max: l.PidsMax}
-		}
-		if quota > 0 {
-			period := uint64(cpuPeriod)
-			res.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}
-		}
-		res.Devices = DeviceRules
-		m, err := cgroup2.NewManager(Root, rel, res)
-		if err != nil {
-			return nil, fmt.Errorf("create cgroup %s: %w", rel, wrapErr(err))
-		}
-		g.v2 = m
-		g.dirs["unified"] = filepath.Join(Root, rel)
-		// The parent must delegate the controllers even when no limit
-		// asks for them, so that Stats and OOMKilled work: without
-		// memory.events an OOM kill would pass for a plain SIGKILL.
-		// (A controller the parent has already delegated is a no-op;
-		// only the direct parent's write decides the result.)
-		if err := m.ToggleControllers([]string{"memory", "pids"}, cgroup2.Enable); err != nil {
-			err = fmt.Errorf("create cgroup %s: delegate the memory and pids controllers: %w", rel, wrapErr(err))
-			if derr := m.Delete(); derr != nil {
-				err = errors.Join(err, fmt.Errorf("remove cgroup %s: %w", rel, derr))
-			}
+		if err := g.newUnified(rel, l); err != nil {
 			return nil, err
 		}
 		return g, nil
@@ -233,27 +199,97 @@ func New(parent, name string, l Limits) (*Group, error) {
 	default:
 		return nil, fmt.Errorf("create cgroup %s: no cgroup file system at %s: %w", rel, Root, errdefs.ErrNotSupported)
 	}
-
 	names, err := v1Hierarchies()
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", rel, err)
 	}
-	res := &specs.LinuxResources{}
+	for _, n := range names {
+		g.dirs[string(n)] = filepath.Join(Root, string(n), parent, name)
+	}
+	if err := g.createV1(rel, names, v1Resources(l)); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// cpuQuota is the CFS quota per cpuPeriod that l.CPUMillis asks for; 0:
+// none.
+func cpuQuota(l Limits) int64 {
+	if l.CPUMillis <= 0 {
+		return 0
+	}
+	return max(l.CPUMillis*cpuPeriod/1000, 1000) // the kernel's minimum quota is 1 ms
+}
+
+// v2Resources are l, and DeviceRules, on cgroup v2: no swap (where the
+// kernel accounts it) and the whole group OOM-killed together.
+func v2Resources(l Limits) *cgroup2.Resources {
+	res := &cgroup2.Resources{Devices: DeviceRules}
+	if l.MemoryBytes > 0 {
+		zero, oomGroup := int64(0), true
+		res.Memory = &cgroup2.Memory{Max: &l.MemoryBytes, OOMGroup: &oomGroup}
+		if exists(filepath.Join(Root, "memory.swap.max")) || exists(filepath.Join(Root, "init.scope", "memory.swap.max")) {
+			res.Memory.Swap = &zero
+		}
+	}
+	if l.PidsMax > 0 {
+		res.Pids = &cgroup2.Pids{Max: l.PidsMax}
+	}
+	if quota := cpuQuota(l); quota > 0 {
+		period := uint64(cpuPeriod)
+		res.CPU = &cgroup2.CPU{Max: cgroup2.NewCPUMax(&quota, &period)}
+	}
+	return res
+}
+
+// v1Resources are l, and DeviceRules, on cgroup v1: memory+swap equal to
+// memory (no swap) where the kernel accounts swap, swappiness 0, and the
+// OOM killer on.
+func v1Resources(l Limits) *specs.LinuxResources {
+	res := &specs.LinuxResources{Devices: DeviceRules}
 	if l.MemoryBytes > 0 {
 		swappiness, noDisable := uint64(0), false
 		res.Memory = &specs.LinuxMemory{Limit: &l.MemoryBytes, Swappiness: &swappiness, DisableOOMKiller: &noDisable}
 		if exists(filepath.Join(Root, "memory", "memory.memsw.limit_in_bytes")) {
-			res.Memory.Swap = &l.MemoryBytes // memory+swap = memory: no swap
+			res.Memory.Swap = &l.MemoryBytes
 		}
 	}
 	if l.PidsMax > 0 {
 		res.Pids = &specs.LinuxPids{Limit: &l.PidsMax}
 	}
-	if quota > 0 {
+	if quota := cpuQuota(l); quota > 0 {
 		period := uint64(cpuPeriod)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
-	res.Devices = DeviceRules
+	return res
+}
+
+// newUnified creates g at rel on cgroup v2 with limits l, and has the
+// parent delegate memory and pids to it even when no limit asks for them,
+// so that Stats and OOMKilled work: without memory.events an OOM kill
+// would pass for a plain SIGKILL. (A controller the parent has already
+// delegated is a no-op; only the direct parent's write decides the
+// result.) What it made is removed when it fails.
+func (g *Group) newUnified(rel string, l Limits) error {
+	m, err := cgroup2.NewManager(Root, rel, v2Resources(l))
+	if err != nil {
+		return fmt.Errorf("create cgroup %s: %w", rel, wrapErr(err))
+	}
+	g.unified, g.v2 = true, m
+	g.dirs["unified"] = filepath.Join(Root, rel)
+	if err := m.ToggleControllers([]string{"memory", "pids"}, cgroup2.Enable); err != nil {
+		err = fmt.Errorf("create cgroup %s: delegate the memory and pids controllers: %w", rel, wrapErr(err))
+		if derr := m.Delete(); derr != nil {
+			err = errors.Join(err, fmt.Errorf("remove cgroup %s: %w", rel, derr))
+		}
+		return err
+	}
+	return nil
+}
+
+// createV1 creates g (its dirs set) at rel in the v1 hierarchies names,
+// with res; it removes what it made when it fails.
+func (g *Group) createV1(rel string, names []cgroup1.Name, res *specs.LinuxResources) error {
 	hier := func() ([]cgroup1.Subsystem, error) {
 		var s []cgroup1.Subsystem
 		for _, n := range names {
@@ -261,16 +297,13 @@ func New(parent, name string, l Limits) (*Group, error) {
 		}
 		return s, nil
 	}
-	for _, n := range names {
-		g.dirs[string(n)] = filepath.Join(Root, string(n), parent, name)
-	}
 	cg, err := cgroup1.New(cgroup1.StaticPath(rel), res, cgroup1.WithHierarchy(hier))
 	if err != nil {
 		_ = g.removeDirs()
-		return nil, fmt.Errorf("create cgroup %s: %w", rel, wrapErr(err))
+		return fmt.Errorf("create cgroup %s: %w", rel, wrapErr(err))
 	}
 	g.v1 = cg
-	return g, nil
+	return nil
 }
 
 func wrapErr(err error) error {

@@ -104,6 +104,9 @@ func TestInvalidNames(t *testing.T) {
 	}
 }
 
+// TestLimits checks each limit in the file the host's cgroup version
+// has: every assertion runs on v1 and on v2 (devices are an eBPF program
+// on v2, checked by TestDeviceFilterCompiles and sandbox's TestDevices).
 func TestLimits(t *testing.T) {
 	parent := testParent(t)
 	g, err := New(parent, "limits", Limits{MemoryBytes: 64 << 20, PidsMax: 16, CPUMillis: 500})
@@ -111,52 +114,49 @@ func TestLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Delete()
-	d := g.Dirs()
-	if u, ok := d["unified"]; ok {
-		for f, want := range map[string]string{"memory.max": "67108864", "pids.max": "16", "cpu.max": "50000 100000"} {
-			if got := readFile(t, filepath.Join(u, f)); got != want {
-				t.Errorf("%s = %q, want %q", f, got, want)
-			}
-		}
-		return
-	}
-	for _, h := range []string{"memory", "pids", "cpu"} {
-		if _, ok := d[h]; !ok {
-			t.Fatalf("no %s hierarchy in %v", h, d)
-		}
-	}
-	check := func(h, f, want string) {
-		t.Helper()
-		if got := readFile(t, filepath.Join(d[h], f)); got != want {
-			t.Errorf("%s/%s = %q, want %q", h, f, got, want)
-		}
-	}
-	check("memory", "memory.limit_in_bytes", "67108864")
-	check("memory", "memory.swappiness", "0")
-	if _, err := os.Stat(filepath.Join(d["memory"], "memory.memsw.limit_in_bytes")); err == nil {
-		check("memory", "memory.memsw.limit_in_bytes", "67108864")
-	}
-	if oc := readFile(t, filepath.Join(d["memory"], "memory.oom_control")); !strings.Contains(oc, "oom_kill_disable 0") {
-		t.Errorf("memory.oom_control: %q", oc)
-	}
-	check("pids", "pids.max", "16")
-	check("cpu", "cpu.cfs_quota_us", "50000")
-	// Devices: only the sandbox's own nodes may be opened (mknod allowed).
-	want := "c *:* m\nb *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\nc 5:0 rwm\nc 5:1 rwm\nc 5:2 rwm\nc 136:* rwm"
-	check("devices", "devices.list", want)
-	check("cpu", "cpu.cfs_period_us", "100000")
-
-	// Unlimited by default.
 	u, err := New(parent, "unlimited", Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer u.Delete()
-	if got := readFile(t, filepath.Join(u.Dirs()["pids"], "pids.max")); got != "max" {
-		t.Errorf("unlimited pids.max = %q", got)
+	type want struct{ hier, file, value string }
+	var limited, unlimited []want
+	if _, ok := g.Dirs()["unified"]; ok {
+		limited = []want{{"unified", "memory.max", "67108864"}, {"unified", "memory.oom.group", "1"},
+			{"unified", "pids.max", "16"}, {"unified", "cpu.max", "50000 100000"}}
+		if _, err := os.Stat(filepath.Join(g.Dirs()["unified"], "memory.swap.max")); err == nil {
+			limited = append(limited, want{"unified", "memory.swap.max", "0"})
+		}
+		unlimited = []want{{"unified", "memory.max", "max"}, {"unified", "pids.max", "max"}, {"unified", "cpu.max", "max 100000"}}
+	} else {
+		limited = []want{{"memory", "memory.limit_in_bytes", "67108864"}, {"memory", "memory.swappiness", "0"},
+			{"pids", "pids.max", "16"}, {"cpu", "cpu.cfs_quota_us", "50000"}, {"cpu", "cpu.cfs_period_us", "100000"},
+			// Devices: only the sandbox's own nodes may be opened (mknod allowed).
+			{"devices", "devices.list", "c *:* m\nb *:* m\nc 1:3 rwm\nc 1:5 rwm\nc 1:7 rwm\nc 1:8 rwm\nc 1:9 rwm\nc 5:0 rwm\nc 5:1 rwm\nc 5:2 rwm\nc 136:* rwm"}}
+		if _, err := os.Stat(filepath.Join(g.Dirs()["memory"], "memory.memsw.limit_in_bytes")); err == nil {
+			limited = append(limited, want{"memory", "memory.memsw.limit_in_bytes", "67108864"})
+		}
+		unlimited = []want{{"pids", "pids.max", "max"}, {"cpu", "cpu.cfs_quota_us", "-1"}}
 	}
-	if got := readFile(t, filepath.Join(u.Dirs()["cpu"], "cpu.cfs_quota_us")); got != "-1" {
-		t.Errorf("unlimited cpu.cfs_quota_us = %q", got)
+	for _, c := range []struct {
+		g     *Group
+		wants []want
+	}{{g, limited}, {u, unlimited}} {
+		for _, w := range c.wants {
+			dir, ok := c.g.Dirs()[w.hier]
+			if !ok {
+				t.Errorf("%s: no %s hierarchy in %v", c.g.Path(), w.hier, c.g.Dirs())
+				continue
+			}
+			if got := readFile(t, filepath.Join(dir, w.file)); got != w.value {
+				t.Errorf("%s: %s/%s = %q, want %q", c.g.Path(), w.hier, w.file, got, w.value)
+			}
+		}
+	}
+	if d, ok := g.Dirs()["memory"]; ok {
+		if oc := readFile(t, filepath.Join(d, "memory.oom_control")); !strings.Contains(oc, "oom_kill_disable 0") {
+			t.Errorf("memory.oom_control: %q", oc)
+		}
 	}
 }
 

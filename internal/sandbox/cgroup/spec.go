@@ -88,19 +88,9 @@ func NewSpec(path string, res *specs.LinuxResources) (*Group, error) {
 		g.v2 = m
 		return g, nil
 	}
-	hier := func() ([]cgroup1.Subsystem, error) {
-		var s []cgroup1.Subsystem
-		for _, n := range names {
-			s = append(s, v1SpecSubsystem(n))
-		}
-		return s, nil
+	if err := g.createV1(rel, names, res); err != nil {
+		return nil, err
 	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(rel), res, cgroup1.WithHierarchy(hier))
-	if err != nil {
-		_ = g.removeDirs()
-		return nil, fmt.Errorf("create cgroup %s: %w", rel, wrapErr(err))
-	}
-	g.v1 = cg
 	return g, nil
 }
 
@@ -136,7 +126,7 @@ func OpenSpec(path string) (*Group, error) {
 		var s []cgroup1.Subsystem
 		for _, n := range names {
 			if exists(dirs[string(n)]) {
-				s = append(s, v1SpecSubsystem(n))
+				s = append(s, v1Subsystem(n))
 			}
 		}
 		return s, nil
@@ -145,16 +135,6 @@ func OpenSpec(path string) (*Group, error) {
 		return nil, fmt.Errorf("open cgroup %s: %w", rel, wrapErr(err))
 	}
 	return g, nil
-}
-
-func v1SpecSubsystem(n cgroup1.Name) cgroup1.Subsystem {
-	switch n {
-	case cgroup1.Cpuset:
-		return cgroup1.NewCpuset(Root)
-	case cgroup1.Blkio:
-		return cgroup1.NewBlkio(Root)
-	}
-	return v1Subsystem(n)
 }
 
 // Update applies res to the group (an OCI runtime's update verb).

@@ -1,6 +1,7 @@
 package initwire
 
 import (
+	"bytes"
 	"errors"
 	"slices"
 	"strings"
@@ -77,16 +78,41 @@ func FuzzReadReports(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in string) { checkReports(t, in) })
 }
 
+// checkFilter is FuzzDecodeFilter's body: DecodeFilter takes whole
+// instructions only (else ErrInvalid), and EncodeFilter gives back the
+// very bytes.
+func checkFilter(t *testing.T, b []byte) []unix.SockFilter {
+	t.Helper()
+	prog, err := DecodeFilter(b)
+	if len(b)%8 != 0 {
+		if !errors.Is(err, errdefs.ErrInvalid) {
+			t.Fatalf("%d bytes: %v, want ErrInvalid", len(b), err)
+		}
+		return nil
+	}
+	if err != nil || len(prog) != len(b)/8 {
+		t.Fatalf("%d bytes: %d instructions, %v", len(b), len(prog), err)
+	}
+	if back := EncodeFilter(prog); !bytes.Equal(back, b) || (back == nil) != (b == nil) {
+		t.Fatalf("round trip of %x gave %x", b, back)
+	}
+	return prog
+}
+
 func TestFilterEncoding(t *testing.T) {
 	prog := []unix.SockFilter{{Code: 0x20, K: 4}, {Code: 0x15, Jt: 1, Jf: 2, K: 0xc000003e}, {Code: 6, K: 0x7fff0000}}
-	got, err := DecodeFilter(EncodeFilter(prog))
-	if err != nil || !slices.Equal(got, prog) {
-		t.Fatalf("round trip: %v %v", got, err)
+	if got := checkFilter(t, EncodeFilter(prog)); !slices.Equal(got, prog) {
+		t.Fatalf("round trip: %v", got)
 	}
-	if p, err := DecodeFilter(nil); p != nil || err != nil {
-		t.Errorf("nil: %v %v", p, err)
+	if p := checkFilter(t, nil); p != nil {
+		t.Errorf("nil: %v", p)
 	}
-	if _, err := DecodeFilter(make([]byte, 7)); !errors.Is(err, errdefs.ErrInvalid) {
-		t.Errorf("7 bytes: %v", err)
-	}
+	checkFilter(t, make([]byte, 7))
+}
+
+func FuzzDecodeFilter(f *testing.F) {
+	f.Add([]byte(nil))
+	f.Add(make([]byte, 7))
+	f.Add(EncodeFilter([]unix.SockFilter{{Code: 0x20, K: 4}, {Code: 6, K: 0x7fff0000}}))
+	f.Fuzz(func(t *testing.T, b []byte) { checkFilter(t, b) })
 }

@@ -39,11 +39,15 @@
 //  3. net: sethostname; lo up in a network namespace of its own.
 //  4. An env's holder: drop every capability, report ready, exec the pause
 //     binary from a memfd (see package sandbox, "Envs"). Otherwise:
-//  5. security: rlimits; chdir Cwd; capabilities (bounding, permitted and
+//  5. process: report ready (the env is built: a prestarted sandbox waits
+//     here), read the Process and its files, and put them on 1 (Stdout),
+//     2 (Stderr), 3, 4, ... (the extra files), first lifting the helper's
+//     own fds above those numbers.
+//  6. security: rlimits; chdir Cwd; capabilities (bounding, permitted and
 //     effective = Caps, plus CAP_SYS_ADMIN in bounding and permitted for a
 //     template; inheritable and ambient empty); no_new_privs; seccomp;
 //     every fd from 3+NExtra marked close-on-exec.
-//  6. exec: execve(Argv, Env).
+//  7. exec: execve(Argv, Env).
 //
 // The mount building blocks (MountOverlay, BindAll, MaskPath, ...) are
 // exported for the host, which builds prepared roots with them, and for

@@ -33,8 +33,14 @@ func MountOverlay(dir, lower string, size int64, rootUID int) error {
 	if rootUID != 0 {
 		// Root inside a user namespace must own "/" to write there, and
 		// must be able to reach the merged dir through dir.
-		_ = os.Chown(filepath.Join(dir, "upper"), rootUID, rootUID)
-		_ = os.Chmod(dir, 0o711)
+		err := os.Chown(filepath.Join(dir, "upper"), rootUID, rootUID)
+		if err == nil {
+			err = os.Chmod(dir, 0o711)
+		}
+		if err != nil {
+			_ = unix.Unmount(dir, unix.MNT_DETACH)
+			return fmt.Errorf("give the upper layer to uid %d: %w", rootUID, err)
+		}
 	}
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s/upper,workdir=%s/work", lower, dir, dir)
 	if err := unix.Mount("overlay", filepath.Join(dir, "merged"), "overlay", 0, opts); err != nil {

@@ -122,8 +122,20 @@ func (o *asmOp) size() int {
 
 // assemble resolves the labels and returns the program.
 func (a *assembler) assemble() ([]unix.SockFilter, error) {
-	pos := make([]int, len(a.ops)) // position of each op's first instruction
-	where := make([]int, a.labels) // position of each label
+	pos, where, err := a.layout()
+	if err != nil {
+		return nil, err
+	}
+	return a.encode(pos, where)
+}
+
+// layout gives the position of each op's first instruction and of each
+// label. A conditional jump is one instruction until its target is
+// farther than 255, then three (with trampolines); widening one moves
+// what follows it, so layout repeats until no jump widens.
+func (a *assembler) layout() (pos, where []int, err error) {
+	pos = make([]int, len(a.ops))
+	where = make([]int, a.labels)
 	for {
 		for i := range where {
 			where[i] = -1
@@ -133,40 +145,50 @@ func (a *assembler) assemble() ([]unix.SockFilter, error) {
 			pos[i] = n
 			if a.ops[i].kind == opLabel {
 				if where[a.ops[i].lbl] != -1 {
-					return nil, fmt.Errorf("label %d placed twice", a.ops[i].lbl)
+					return nil, nil, fmt.Errorf("label %d placed twice", a.ops[i].lbl)
 				}
 				where[a.ops[i].lbl] = n
 			}
 			n += a.ops[i].size()
 		}
 		if n > maxInsns {
-			return nil, fmt.Errorf("program has %d instructions, the kernel accepts at most %d", n, maxInsns)
+			return nil, nil, fmt.Errorf("program has %d instructions, the kernel accepts at most %d", n, maxInsns)
 		}
-		changed := false
-		for i := range a.ops {
-			o := &a.ops[i]
-			if o.kind != opCond || o.long {
-				continue
-			}
-			for _, t := range []label{o.jt, o.jf} {
-				if t == next {
-					continue
-				}
-				if where[t] < 0 {
-					return nil, fmt.Errorf("label %d never placed", t)
-				}
-				if d := where[t] - (pos[i] + 1); d > 255 {
-					o.long = true
-					changed = true
-				}
-			}
-		}
-		if !changed {
-			break
+		widened, err := a.widen(pos, where)
+		if err != nil || !widened {
+			return pos, where, err
 		}
 	}
+}
 
-	prog := make([]unix.SockFilter, 0, len(a.ops))
+// widen marks long each short conditional jump whose target is out of
+// an 8-bit offset's reach, and reports whether it marked any.
+func (a *assembler) widen(pos, where []int) (bool, error) {
+	widened := false
+	for i := range a.ops {
+		o := &a.ops[i]
+		if o.kind != opCond || o.long {
+			continue
+		}
+		for _, t := range []label{o.jt, o.jf} {
+			if t == next {
+				continue
+			}
+			if where[t] < 0 {
+				return false, fmt.Errorf("label %d never placed", t)
+			}
+			if d := where[t] - (pos[i] + 1); d > 255 {
+				o.long = true
+				widened = true
+			}
+		}
+	}
+	return widened, nil
+}
+
+// encode writes the instructions of the ops laid out at pos, labels at
+// where.
+func (a *assembler) encode(pos, where []int) ([]unix.SockFilter, error) {
 	off := func(from int, t label) (int, error) {
 		if t == next {
 			return 0, nil
@@ -177,6 +199,7 @@ func (a *assembler) assemble() ([]unix.SockFilter, error) {
 		}
 		return d, nil
 	}
+	prog := make([]unix.SockFilter, 0, len(a.ops))
 	for i := range a.ops {
 		o := &a.ops[i]
 		p := pos[i]
@@ -202,13 +225,13 @@ func (a *assembler) assemble() ([]unix.SockFilter, error) {
 				prog = append(prog, unix.SockFilter{Code: o.code, Jt: uint8(dt), Jf: uint8(df), K: o.k})
 				continue
 			}
+			// Long: the condition picks one of two trampolines that
+			// follow it, each a BPF_JA (32-bit offset) to its target.
 			prog = append(prog, unix.SockFilter{Code: o.code, Jt: 0, Jf: 1, K: o.k})
 			for j, t := range []label{o.jt, o.jf} {
 				at := p + 1 + j
-				var d int
-				if t == next {
-					d = p + 3 - (at + 1) // past the trampolines
-				} else {
+				d := p + 3 - (at + 1) // next: past the trampolines
+				if t != next {
 					var err error
 					if d, err = off(at, t); err != nil {
 						return nil, err

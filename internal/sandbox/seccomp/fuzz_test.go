@@ -3,11 +3,15 @@ package seccomp
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
+	"github.com/catalyzer/catalyzer/internal/sandbox/initwire"
 )
 
 // FuzzCompile feeds profile JSON and a Trace list into Compile. Compile must
@@ -89,5 +93,42 @@ func FuzzCompile(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// checkValidateRun is FuzzValidate's body: what Validate accepts, Run
+// evaluates to a return value on any input (it cannot fall off the end,
+// read outside seccomp_data or loop); what it refuses, Run refuses too.
+func checkValidateRun(t *testing.T, prog []unix.SockFilter, d Data) {
+	verr := Validate(prog)
+	_, rerr := Run(prog, d)
+	switch {
+	case verr == nil && rerr != nil:
+		t.Fatalf("Validate accepts %v, Run fails: %v", prog, rerr)
+	case verr != nil && !errors.Is(verr, errdefs.ErrInvalid):
+		t.Fatalf("Validate: %v does not wrap ErrInvalid", verr)
+	case verr != nil && rerr == nil:
+		t.Fatalf("Validate refuses %v (%v), Run accepts", prog, verr)
+	}
+}
+
+// FuzzValidate feeds arbitrary instructions to Validate and Run (the
+// compiler only ever makes well-formed ones; FuzzCompile covers those).
+func FuzzValidate(f *testing.F) {
+	def, err := DefaultProgram(Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(initwire.EncodeFilter(def[:min(len(def), 64)]), int32(0), uint64(0))
+	f.Add([]byte{0x20, 0, 0, 0, 4, 0, 0, 0, 0x06, 0, 0, 0, 0, 0, 0xff, 0x7f}, int32(1), uint64(2))
+	f.Add([]byte{0x34, 0, 0, 0, 0, 0, 0, 0, 0x16, 0, 0, 0, 0, 0, 0, 0}, int32(0), uint64(0)) // A /= 0
+	f.Add([]byte{0x3c, 0, 0, 0, 0, 0, 0, 0, 0x16, 0, 0, 0, 0, 0, 0, 0}, int32(0), uint64(0)) // A /= X, X 0
+	f.Fuzz(func(t *testing.T, b []byte, nr int32, arg uint64) {
+		d := Data{Nr: nr, Arch: unix.AUDIT_ARCH_X86_64, InstructionPointer: arg}
+		for i := range d.Args {
+			d.Args[i] = arg << i
+		}
+		prog, _ := initwire.DecodeFilter(b[:len(b)/8*8])
+		checkValidateRun(t, prog, d)
 	})
 }

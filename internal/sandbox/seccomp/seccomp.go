@@ -182,24 +182,13 @@ func validOp(op specs.LinuxSeccompOperator) bool {
 // Compile turns a runtime-spec seccomp profile into a classic BPF program
 // for x86_64. See the package documentation for the semantics.
 func Compile(p *specs.LinuxSeccomp, opts Options) ([]unix.SockFilter, error) {
-	if p == nil {
-		return nil, fmt.Errorf("compile seccomp: nil profile: %w", errdefs.ErrInvalid)
-	}
-	if p.ListenerPath != "" || len(p.ListenerMetadata) > 0 {
-		return nil, fmt.Errorf("compile seccomp: listenerPath: %w", errdefs.ErrNotSupported)
-	}
-	if len(p.Flags) > 0 {
-		return nil, fmt.Errorf("compile seccomp: flags %v: %w", p.Flags, errdefs.ErrNotSupported)
-	}
-	if len(p.Architectures) > 0 && !slices.Contains(p.Architectures, specs.ArchX86_64) {
-		return nil, fmt.Errorf("compile seccomp: profile architectures %v lack %s: %w",
-			p.Architectures, specs.ArchX86_64, errdefs.ErrNotSupported)
+	if err := supported(p); err != nil {
+		return nil, fmt.Errorf("compile seccomp: %w", err)
 	}
 	def, err := action(p.DefaultAction, p.DefaultErrnoRet)
 	if err != nil {
 		return nil, fmt.Errorf("compile seccomp: default action: %w", err)
 	}
-
 	trace := map[uint32]bool{}
 	for _, n := range opts.Trace {
 		nr, ok := SyscallNumber(n)
@@ -208,87 +197,123 @@ func Compile(p *specs.LinuxSeccomp, opts Options) ([]unix.SockFilter, error) {
 		}
 		trace[nr] = true
 	}
+	bodies, err := collect(p, def)
+	if err != nil {
+		return nil, fmt.Errorf("compile seccomp: %w", err)
+	}
+	for nr := range trace {
+		if bodies[nr] == nil {
+			bodies[nr] = &body{fallback: def}
+		}
+	}
+	for nr, b := range bodies {
+		b.simplify(trace[nr])
+	}
+	return generate(bodies, def)
+}
 
-	// Collect, per syscall number, the conditional rules and the
-	// unconditional action.
+// supported refuses what Compile does not compile: a nil profile, a
+// listener, flags, a profile without x86_64.
+func supported(p *specs.LinuxSeccomp) error {
+	switch {
+	case p == nil:
+		return fmt.Errorf("nil profile: %w", errdefs.ErrInvalid)
+	case p.ListenerPath != "" || len(p.ListenerMetadata) > 0:
+		return fmt.Errorf("listenerPath: %w", errdefs.ErrNotSupported)
+	case len(p.Flags) > 0:
+		return fmt.Errorf("flags %v: %w", p.Flags, errdefs.ErrNotSupported)
+	case len(p.Architectures) > 0 && !slices.Contains(p.Architectures, specs.ArchX86_64):
+		return fmt.Errorf("profile architectures %v lack %s: %w", p.Architectures, specs.ArchX86_64, errdefs.ErrNotSupported)
+	}
+	return nil
+}
+
+// collect gathers, per syscall number the table knows, the conditional
+// rules of p in profile order and the unconditional action (def where p
+// names none).
+func collect(p *specs.LinuxSeccomp, def uint32) (map[uint32]*body, error) {
 	bodies := map[uint32]*body{}
 	uncond := map[uint32]bool{}
-	get := func(nr uint32) *body {
-		b := bodies[nr]
-		if b == nil {
-			b = &body{fallback: def}
-			bodies[nr] = b
-		}
-		return b
-	}
 	for i, sc := range p.Syscalls {
 		act, err := action(sc.Action, sc.ErrnoRet)
 		if err != nil {
-			return nil, fmt.Errorf("compile seccomp: rule %d %v: %w", i, sc.Names, err)
+			return nil, fmt.Errorf("rule %d %v: %w", i, sc.Names, err)
 		}
-		var conds []cond
-		perIndex := map[uint]int{}
-		for _, a := range sc.Args {
-			if a.Index >= 6 {
-				return nil, fmt.Errorf("compile seccomp: rule %d %v: argument index %d (want 0..5): %w", i, sc.Names, a.Index, errdefs.ErrInvalid)
-			}
-			if !validOp(a.Op) {
-				return nil, fmt.Errorf("compile seccomp: rule %d %v: unknown operator %q: %w", i, sc.Names, a.Op, errdefs.ErrInvalid)
-			}
-			perIndex[a.Index]++
-			conds = append(conds, cond{index: a.Index, op: a.Op, value: a.Value, value2: a.ValueTwo})
-		}
-		// As runc does: conditions on distinct arguments are ANDed in one
-		// rule; if one argument is named twice, each condition becomes a
-		// rule of its own (ORed).
-		var rules []rule
-		split := false
-		for _, n := range perIndex {
-			split = split || n > 1
-		}
-		if split {
-			for _, c := range conds {
-				rules = append(rules, rule{conds: []cond{c}, action: act})
-			}
-		} else {
-			rules = []rule{{conds: conds, action: act}}
+		rules, err := rulesOf(sc.Args, act)
+		if err != nil {
+			return nil, fmt.Errorf("rule %d %v: %w", i, sc.Names, err)
 		}
 		for _, name := range sc.Names {
 			nr, ok := SyscallNumber(name)
 			if !ok {
 				continue // unknown to this kernel ABI: skipped, as libseccomp does
 			}
-			b := get(nr)
-			if len(conds) == 0 {
-				if uncond[nr] && b.fallback != act {
-					return nil, fmt.Errorf("compile seccomp: syscall %s has conflicting actions %#x and %#x: %w",
-						name, b.fallback, act, errdefs.ErrInvalid)
-				}
-				uncond[nr] = true
-				b.fallback = act
+			b := bodies[nr]
+			if b == nil {
+				b = &body{fallback: def}
+				bodies[nr] = b
+			}
+			if len(sc.Args) > 0 {
+				b.rules = append(b.rules, rules...)
 				continue
 			}
-			b.rules = append(b.rules, rules...)
-		}
-	}
-	for nr := range trace {
-		get(nr)
-	}
-	for nr, b := range bodies {
-		// Trailing conditional rules whose action equals the fallback
-		// change nothing (first match wins); dropping them keeps bodies
-		// small and shareable.
-		for n := len(b.rules); n > 0 && b.rules[n-1].action == b.fallback; n-- {
-			b.rules = b.rules[:n-1]
-		}
-		if trace[nr] {
-			for i := range b.rules {
-				b.rules[i].action = traced(b.rules[i].action)
+			if uncond[nr] && b.fallback != act {
+				return nil, fmt.Errorf("syscall %s has conflicting actions %#x and %#x: %w",
+					name, b.fallback, act, errdefs.ErrInvalid)
 			}
-			b.fallback = traced(b.fallback)
+			uncond[nr] = true
+			b.fallback = act
 		}
 	}
-	return generate(bodies, def)
+	return bodies, nil
+}
+
+// rulesOf is the conditional rules that one profile rule with args and
+// action act makes (none without args). As runc does: conditions on
+// distinct arguments are ANDed in one rule; if one argument is named
+// twice, each condition becomes a rule of its own (ORed).
+func rulesOf(args []specs.LinuxSeccompArg, act uint32) ([]rule, error) {
+	var conds []cond
+	perIndex := map[uint]int{}
+	split := false
+	for _, a := range args {
+		if a.Index >= 6 {
+			return nil, fmt.Errorf("argument index %d (want 0..5): %w", a.Index, errdefs.ErrInvalid)
+		}
+		if !validOp(a.Op) {
+			return nil, fmt.Errorf("unknown operator %q: %w", a.Op, errdefs.ErrInvalid)
+		}
+		perIndex[a.Index]++
+		split = split || perIndex[a.Index] > 1
+		conds = append(conds, cond{index: a.Index, op: a.Op, value: a.Value, value2: a.ValueTwo})
+	}
+	if len(conds) == 0 {
+		return nil, nil
+	}
+	if !split {
+		return []rule{{conds: conds, action: act}}, nil
+	}
+	rules := make([]rule, len(conds))
+	for i, c := range conds {
+		rules[i] = rule{conds: []cond{c}, action: act}
+	}
+	return rules, nil
+}
+
+// simplify drops b's trailing conditional rules whose action equals the
+// fallback (first match wins: they change nothing, and dropping them keeps
+// bodies small and shareable), then, for a traced syscall, turns each
+// denial into SECCOMP_RET_TRACE.
+func (b *body) simplify(trace bool) {
+	for n := len(b.rules); n > 0 && b.rules[n-1].action == b.fallback; n-- {
+		b.rules = b.rules[:n-1]
+	}
+	if trace {
+		for i := range b.rules {
+			b.rules[i].action = traced(b.rules[i].action)
+		}
+		b.fallback = traced(b.fallback)
+	}
 }
 
 // interval is a run [lo, hi] of syscall numbers with the same body.
@@ -297,16 +322,46 @@ type interval struct {
 	body   *body
 }
 
+// generate emits the program of the package doc's shape: the
+// architecture checks, the binary search over intervals, then each body
+// a leaf jumps to, once.
 func generate(bodies map[uint32]*body, def uint32) ([]unix.SockFilter, error) {
+	a := &assembler{}
+	emitArchCheck(a)
+	order, labels := emitDispatch(a, intervals(bodies, def))
+	for _, b := range order {
+		a.place(labels[b])
+		for _, r := range b.rules {
+			fail := a.newLabel()
+			for _, c := range r.conds {
+				emitCond(a, c, fail)
+			}
+			a.ret(r.action)
+			a.place(fail)
+		}
+		a.ret(b.fallback)
+	}
+	prog, err := a.assemble()
+	if err != nil {
+		return nil, fmt.Errorf("compile seccomp: %w", errors.Join(err, errdefs.ErrInvalid))
+	}
+	if err := Validate(prog); err != nil {
+		return nil, fmt.Errorf("compile seccomp: produced an invalid program (a compiler bug): %w", err)
+	}
+	return prog, nil
+}
+
+// intervals covers [0, 2^32) with runs of syscall numbers (only those
+// below x32Bit and 0xffffffff reach the dispatch), numbers without a body
+// getting def's, neighbours whose bodies are equal merged into one run
+// and equal bodies made one pointer (so a body is emitted once).
+func intervals(bodies map[uint32]*body, def uint32) []interval {
 	defBody := &body{fallback: def}
 	nrs := make([]uint32, 0, len(bodies))
 	for nr := range bodies {
 		nrs = append(nrs, nr)
 	}
 	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
-
-	// Number intervals covering [0, 2^32) (only < x32Bit and 0xffffffff
-	// reach the dispatch), merging neighbours whose bodies are equal.
 	keyOf := map[*body]string{defBody: defBody.key()}
 	canon := map[string]*body{keyOf[defBody]: defBody}
 	var ivs []interval
@@ -336,8 +391,13 @@ func generate(bodies map[uint32]*body, def uint32) ([]unix.SockFilter, error) {
 		cur = nr + 1
 	}
 	add(cur, 0xffffffff, defBody)
+	return ivs
+}
 
-	a := &assembler{}
+// emitArchCheck emits step 1 of the package doc: BadArchAction for a
+// foreign architecture and for x32 syscalls; it falls through to the
+// dispatch with nr loaded.
+func emitArchCheck(a *assembler) {
 	a.loadWord(offArch)
 	archOK := a.newLabel()
 	a.jump(bpfJEQ, unix.AUDIT_ARCH_X86_64, archOK, next)
@@ -351,10 +411,14 @@ func generate(bodies map[uint32]*body, def uint32) ([]unix.SockFilter, error) {
 	a.jump(bpfJEQ, 0xffffffff, dispatch, next)
 	a.ret(BadArchAction)
 	a.place(dispatch)
+}
 
-	// Binary search over the intervals; a leaf returns directly when its
-	// body is a single action, else jumps to the body, emitted once below.
-	bodyLabel := map[*body]label{}
+// emitDispatch emits the binary search over ivs (nr loaded). A leaf
+// returns directly when its body is a single action, else jumps to the
+// body's label; it returns those bodies in first-use order, with their
+// labels, for the caller to emit once each.
+func emitDispatch(a *assembler, ivs []interval) ([]*body, map[*body]label) {
+	labels := map[*body]label{}
 	var order []*body
 	var tree func(ivs []interval)
 	tree = func(ivs []interval) {
@@ -364,10 +428,10 @@ func generate(bodies map[uint32]*body, def uint32) ([]unix.SockFilter, error) {
 				a.ret(b.fallback)
 				return
 			}
-			l, ok := bodyLabel[b]
+			l, ok := labels[b]
 			if !ok {
 				l = a.newLabel()
-				bodyLabel[b] = l
+				labels[b] = l
 				order = append(order, b)
 			}
 			a.goTo(l)
@@ -381,28 +445,7 @@ func generate(bodies map[uint32]*body, def uint32) ([]unix.SockFilter, error) {
 		tree(ivs[mid:])
 	}
 	tree(ivs)
-
-	for _, b := range order {
-		a.place(bodyLabel[b])
-		for _, r := range b.rules {
-			fail := a.newLabel()
-			for _, c := range r.conds {
-				emitCond(a, c, fail)
-			}
-			a.ret(r.action)
-			a.place(fail)
-		}
-		a.ret(b.fallback)
-	}
-
-	prog, err := a.assemble()
-	if err != nil {
-		return nil, fmt.Errorf("compile seccomp: %w", errors.Join(err, errdefs.ErrInvalid))
-	}
-	if err := Validate(prog); err != nil {
-		return nil, fmt.Errorf("compile seccomp: produced an invalid program (a compiler bug): %w", err)
-	}
-	return prog, nil
+	return order, labels
 }
 
 // emitCond emits a 64-bit comparison of argument c.index as two 32-bit
@@ -432,30 +475,28 @@ func emitCond(a *assembler, c cond, fail label) {
 		a.loadWord(lo)
 		a.stmt(bpfALU|bpfAND|bpfK, vlo)
 		a.jump(bpfJEQ, wlo, next, fail)
-	case specs.OpGreaterThan:
+	case specs.OpGreaterThan, specs.OpGreaterEqual:
+		// High word greater: holds; equal: the low word decides.
+		loOp := uint16(bpfJGT)
+		if c.op == specs.OpGreaterEqual {
+			loOp = bpfJGE
+		}
 		a.loadWord(hi)
 		a.jump(bpfJGT, vhi, pass, next)
 		a.jump(bpfJEQ, vhi, next, fail)
 		a.loadWord(lo)
-		a.jump(bpfJGT, vlo, next, fail)
-	case specs.OpGreaterEqual:
-		a.loadWord(hi)
-		a.jump(bpfJGT, vhi, pass, next)
-		a.jump(bpfJEQ, vhi, next, fail)
-		a.loadWord(lo)
-		a.jump(bpfJGE, vlo, next, fail)
-	case specs.OpLessThan:
-		a.loadWord(hi)
-		a.jump(bpfJGE, vhi, next, pass)
-		a.jump(bpfJEQ, vhi, next, fail)
-		a.loadWord(lo)
-		a.jump(bpfJGE, vlo, fail, next)
-	case specs.OpLessEqual:
+		a.jump(loOp, vlo, next, fail)
+	case specs.OpLessThan, specs.OpLessEqual:
+		// The negations: arg < v is !(arg >= v), arg <= v is !(arg > v).
+		loOp := uint16(bpfJGE)
+		if c.op == specs.OpLessEqual {
+			loOp = bpfJGT
+		}
 		a.loadWord(hi)
 		a.jump(bpfJGE, vhi, next, pass)
 		a.jump(bpfJEQ, vhi, next, fail)
 		a.loadWord(lo)
-		a.jump(bpfJGT, vlo, fail, next)
+		a.jump(loOp, vlo, fail, next)
 	}
 	a.place(pass)
 }

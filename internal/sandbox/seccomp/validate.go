@@ -127,35 +127,9 @@ func Run(prog []unix.SockFilter, d Data) (uint32, error) {
 			if ins.Code&bpfX != 0 {
 				v = x
 			}
-			switch ins.Code & 0xf0 {
-			case bpfADD:
-				a += v
-			case bpfSUB:
-				a -= v
-			case bpfMUL:
-				a *= v
-			case bpfDIV:
-				if v == 0 {
-					return 0, nil // the kernel returns 0 (kill) on a runtime division by zero
-				}
-				a /= v
-			case bpfMOD:
-				if v == 0 {
-					return 0, nil
-				}
-				a %= v
-			case bpfOR:
-				a |= v
-			case bpfAND:
-				a &= v
-			case bpfXOR:
-				a ^= v
-			case bpfLSH:
-				a <<= v & 31
-			case bpfRSH:
-				a >>= v & 31
-			case bpfNEG:
-				a = -a
+			var ok bool
+			if a, ok = alu(ins.Code, a, v); !ok {
+				return 0, nil // the kernel returns 0 (kill) on a runtime division by zero
 			}
 		case bpfJMP:
 			if ins.Code == bpfJMP|bpfJA {
@@ -166,18 +140,7 @@ func Run(prog []unix.SockFilter, d Data) (uint32, error) {
 			if ins.Code&bpfX != 0 {
 				v = x
 			}
-			var cond bool
-			switch ins.Code & 0xf0 {
-			case bpfJEQ:
-				cond = a == v
-			case bpfJGT:
-				cond = a > v
-			case bpfJGE:
-				cond = a >= v
-			case bpfJSET:
-				cond = a&v != 0
-			}
-			if cond {
+			if taken(ins.Code, a, v) {
 				pc += int(ins.Jt)
 			} else {
 				pc += int(ins.Jf)
@@ -196,4 +159,56 @@ func Run(prog []unix.SockFilter, d Data) (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("seccomp program fell off its end: %w", errdefs.ErrInvalid)
+}
+
+// alu is the BPF_ALU operation of code on a and v; false for a division
+// (or modulo) by zero.
+func alu(code uint16, a, v uint32) (uint32, bool) {
+	switch code & 0xf0 {
+	case bpfADD:
+		a += v
+	case bpfSUB:
+		a -= v
+	case bpfMUL:
+		a *= v
+	case bpfDIV:
+		if v == 0 {
+			return 0, false
+		}
+		a /= v
+	case bpfMOD:
+		if v == 0 {
+			return 0, false
+		}
+		a %= v
+	case bpfOR:
+		a |= v
+	case bpfAND:
+		a &= v
+	case bpfXOR:
+		a ^= v
+	case bpfLSH:
+		a <<= v & 31
+	case bpfRSH:
+		a >>= v & 31
+	case bpfNEG:
+		a = -a
+	}
+	return a, true
+}
+
+// taken is whether the conditional jump of code, comparing a with v,
+// goes to its true branch.
+func taken(code uint16, a, v uint32) bool {
+	switch code & 0xf0 {
+	case bpfJEQ:
+		return a == v
+	case bpfJGT:
+		return a > v
+	case bpfJGE:
+		return a >= v
+	case bpfJSET:
+		return a&v != 0
+	}
+	return false
 }
