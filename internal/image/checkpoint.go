@@ -187,6 +187,11 @@ type state struct {
 	// objects are the event objects and in-process pipes the restore
 	// re-creates after the plan (package kobj).
 	objects *kobj.Table
+	// mainTID is the main thread's tid in its PID namespace; timers and
+	// signals are the POSIX timers and queued signals (timers.go).
+	mainTID int
+	timers  []Timer
+	signals []Signal
 }
 
 type fdState struct {
@@ -286,6 +291,19 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		s.threads = append(s.threads, st)
 	}
 
+	mi, err := procfs.Thread(s.pid, s.pid)
+	if err != nil {
+		return err
+	}
+	s.mainTID = mi.NSTID
+	if err := s.readSignals(threads); err != nil {
+		return err
+	}
+	timers, err := s.readTimers()
+	if err != nil {
+		return err
+	}
+
 	// What the process has, not the thread: signal handlers, brk, timers.
 	b := ptrace.NewBatch()
 	var acts [65]ptrace.Arg
@@ -303,9 +321,13 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		its[w] = b.Space(32)
 		b.Add(unix.SYS_GETITIMER, ptrace.Lit(int64(w)), its[w])
 	}
+	readTimers := s.queryTimers(b, timers)
 	res, err := t.Exec(b)
 	if err != nil {
 		return fmt.Errorf("query batch: %w", err)
+	}
+	if err := readTimers(res); err != nil {
+		return err
 	}
 	for sig := 1; sig <= 64; sig++ {
 		if d := res.Data(acts[sig], 32); d != nil {
@@ -356,9 +378,6 @@ func (s *state) collectProc(opts Options) error {
 	if err := s.checkThreads(); err != nil {
 		return err
 	}
-	if n, err := procfs.Timers(pid); err == nil && n > 0 {
-		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
-	}
 	if err := s.checkTree(); err != nil {
 		return err
 	}
@@ -408,8 +427,7 @@ func (s *state) collectProc(opts Options) error {
 }
 
 // checkThreads refuses other threads whose credentials are not the main
-// thread's (the plan gives every thread the main thread's) or that have
-// signals pending for them alone.
+// thread's (the plan gives every thread the main thread's).
 func (s *state) checkThreads() error {
 	main, err := procfs.Thread(s.pid, s.pid)
 	if err != nil {
@@ -423,9 +441,6 @@ func (s *state) checkThreads() error {
 		what := fmt.Sprintf("thread %d", st.TID)
 		if ti.Uid != main.Uid || ti.Gid != main.Gid || ti.Groups != main.Groups {
 			return &UnsupportedError{s.pid, what, fmt.Sprintf("credentials (uid %q gid %q groups %q) differ from the main thread's", ti.Uid, ti.Gid, ti.Groups)}
-		}
-		if ti.SigPnd != 0 {
-			return &UnsupportedError{s.pid, what, fmt.Sprintf("SigPnd %#x: queued signals are not checkpointed", ti.SigPnd)}
 		}
 	}
 	return nil
@@ -808,7 +823,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 		return nil, err
 	}
 	c.hdr.PagesSize = size
-	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads)
+	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads, c.timers, c.signals)
 	plan := c.b.Encode()
 	if len(plan) > ptrace.MaxBatchSize {
 		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d bytes, more than %d", len(vmas), len(plan), ptrace.MaxBatchSize)}

@@ -21,9 +21,10 @@ import (
 // FormatVersion is the version of the image format (docs/IMAGE.md). It
 // changes only when the format does, never with the binary's version.
 // Version 2 added the thread records, version 3 objects.bin (event
-// objects and pipes, re-created by package kobj); an image of an older
-// version is refused (errdefs.ErrInvalid) and must be taken again.
-const FormatVersion = 3
+// objects and pipes, re-created by package kobj), version 4 the POSIX
+// timer and queued signal tables; an image of an older version is
+// refused (errdefs.ErrInvalid) and must be taken again.
+const FormatVersion = 4
 
 // File names inside an image directory.
 const (
@@ -84,7 +85,8 @@ const noPages = ^uint64(0)
 
 // metaHeader is the fixed head of meta.bin; the tables follow it in this
 // order: VMAs, relocations, fds, XStateLen bytes of xstate, the thread
-// records, then XStateLen bytes of xstate per thread record.
+// records, XStateLen bytes of xstate per thread record, the POSIX timers
+// (Timer), then the queued signals (Signal).
 type metaHeader struct {
 	Magic     [8]byte
 	Version   uint32
@@ -100,6 +102,11 @@ type metaHeader struct {
 	XStateLen uint32
 	Pid       uint32    // the checkpointed pid (informational)
 	NThread   uint32    // the process's other threads (thread records)
+	MainTID   uint32    // the main thread's tid in its PID namespace (a timer's SIGEV_THREAD_ID target)
+	NTimer    uint32    // POSIX timers
+	NSignal   uint32    // queued signals
+	_         uint32    // zero
+	SigMask   uint64    // the main thread's blocked signals (a queued signal must be blocked)
 	Kernel    [128]byte // uname release + " " + version: the vDSO layout depends on it
 	Regs      ptrace.Regs
 }
@@ -183,6 +190,10 @@ type Image struct {
 	// re-creates once the plan has run (objects.bin, validated by
 	// kobj.Decode and against the plan's descriptors).
 	Objects *kobj.Table
+	// Timers are the POSIX timers and Signals the queued signals that
+	// Restore gives back after the threads (timers.go).
+	Timers  []Timer
+	Signals []Signal
 	// WorkingSet lists the pages.img ranges recorded by RecordWorkingSet
 	// (nil if the image has no ws.bin).
 	WorkingSet []Range
@@ -454,9 +465,13 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	if h.Flags != 0 {
 		return nil, invalid("meta: unknown flags %#x", h.Flags)
 	}
-	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState || h.NThread > maxThreads {
-		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate, %d threads exceed the limits",
-			h.NVMA, h.NReloc, h.NFD, h.XStateLen, h.NThread)
+	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState || h.NThread > maxThreads ||
+		h.NTimer > maxTimers || h.NSignal > maxSignals {
+		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate, %d threads, %d timers, %d signals exceed the limits",
+			h.NVMA, h.NReloc, h.NFD, h.XStateLen, h.NThread, h.NTimer, h.NSignal)
+	}
+	if h.MainTID < 1 || h.MainTID >= pidMaxLimit {
+		return nil, invalid("meta: main thread tid %d out of range", h.MainTID)
 	}
 	if uint64(r.Len()) < uint64(h.NThread)*uint64(h.XStateLen+uint32(binary.Size(threadRecord{}))) {
 		return nil, invalid("meta: %d bytes left for %d thread records", r.Len(), h.NThread)
@@ -485,6 +500,19 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 		}
 		img.Threads = append(img.Threads, st)
 	}
+	if uint64(r.Len()) < uint64(h.NTimer)*uint64(binary.Size(Timer{}))+uint64(h.NSignal)*uint64(binary.Size(Signal{})) {
+		return nil, invalid("meta: %d bytes left for %d timers and %d signals", r.Len(), h.NTimer, h.NSignal)
+	}
+	img.Timers = make([]Timer, h.NTimer)
+	img.Signals = make([]Signal, h.NSignal)
+	for _, p := range []any{img.Timers, img.Signals} {
+		if err := binary.Read(r, binary.LittleEndian, p); err != nil {
+			return nil, invalid("meta: timers and signals: %v", err)
+		}
+	}
+	if err := checkTimersSignals(img); err != nil {
+		return nil, err
+	}
 	if r.Len() != 0 {
 		return nil, invalid("meta: %d trailing bytes", r.Len())
 	}
@@ -502,10 +530,10 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	return img, nil
 }
 
-func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte, threads []ptrace.ThreadState) []byte {
+func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte, threads []ptrace.ThreadState, timers []Timer, signals []Signal) []byte {
 	h.Magic, h.Version = metaMagic, FormatVersion
 	h.NVMA, h.NReloc, h.NFD, h.XStateLen = uint32(len(vmas)), uint32(len(relocs)), uint32(len(fds)), uint32(len(xstate))
-	h.NThread = uint32(len(threads))
+	h.NThread, h.NTimer, h.NSignal = uint32(len(threads)), uint32(len(timers)), uint32(len(signals))
 	recs := make([]threadRecord, len(threads))
 	for i, st := range threads {
 		recs[i] = recordOf(st)
@@ -517,6 +545,8 @@ func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byt
 	for _, st := range threads {
 		buf.Write(st.XState)
 	}
+	binary.Write(&buf, binary.LittleEndian, timers)
+	binary.Write(&buf, binary.LittleEndian, signals)
 	return buf.Bytes()
 }
 

@@ -19,6 +19,8 @@ type compiled struct {
 	relocs  []Reloc
 	fds     []FD
 	threads []ptrace.ThreadState // the thread records, in the order of the plan's clone3 entries
+	timers  []Timer
+	signals []Signal
 }
 
 // fdTable simulates the restorer's descriptor table while the plan is
@@ -123,7 +125,7 @@ const madvPopulateWrite = 23
 //     set_tid, ptrace.AddThreadClones: they start stopped, and Restore
 //     gives each its state); credentials, signal mask, itimers.
 func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
-	c := &compiled{b: ptrace.NewBatch()}
+	c := &compiled{b: ptrace.NewBatch(), timers: s.timers, signals: s.signals}
 	p := &planner{s: s, c: c, b: c.b, fds: fdTable{}}
 	if err := p.place(vmas); err != nil {
 		return nil, err
@@ -172,7 +174,7 @@ func (p *planner) place(vmas []dumpVMA) error {
 	}
 	p.tempAddr = p.execAddr + ptrace.ExecutorRegionSize
 	p.c.hdr = metaHeader{ExecAddr: p.execAddr, TempAddr: p.tempAddr, TempSize: p.tempSize, VDSOBase: p.s.vdsoBase,
-		Pid: uint32(p.s.pid), Regs: p.s.regs}
+		Pid: uint32(p.s.pid), Regs: p.s.regs, MainTID: uint32(p.s.mainTID), SigMask: p.s.sigmask}
 	copy(p.c.hdr.Kernel[:], kernelID())
 	if p.tempSize > 0 && p.s.vdsoBase == 0 {
 		return &UnsupportedError{p.s.pid, "vDSO", "no AT_SYSINFO_EHDR in auxv"}
@@ -420,6 +422,12 @@ func (p *planner) attributes() {
 		args, _ := th.Args.DataOffset()
 		tid, _ := th.TID.DataOffset()
 		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
+	}
+	// Timers take their own ids again (Restore makes them once the
+	// threads have their masks): a switch that needs
+	// CAP_CHECKPOINT_RESTORE, which the credentials drop.
+	if len(p.s.timers) > 0 {
+		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prTimerCreateRestoreIDs), ptrace.Lit(prTimerCreateRestoreIDsOn), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
 	}
 	// Credentials last: dropping them may drop the capabilities the
 	// entries above need.

@@ -217,6 +217,19 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			}()
 			phase("threads")
 		}
+		if len(img.Timers) > 0 || len(img.Signals) > 0 {
+			// Every thread has its mask: the signals stay queued.
+			me, err := procfs.Thread(pid, pid)
+			if err != nil {
+				return err
+			}
+			tb := ptrace.NewBatch()
+			img.addTimersSignals(tb, me.NSTID)
+			if _, err := t.Exec(tb); err != nil {
+				return fmt.Errorf("timers and signals: %w", err)
+			}
+			phase("timers")
+		}
 		if err := t.SetRegs(img.Regs()); err != nil {
 			return err
 		}

@@ -292,8 +292,9 @@ func (c *planCheck) processEntry(e ptrace.Entry) string {
 	switch e.Nr {
 	case unix.SYS_PRCTL:
 		if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap) ||
-			a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable) {
-			return "only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER and PR_SET_THP_DISABLE are allowed"
+			a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable ||
+			(a[0] == prTimerCreateRestoreIDs && lit(e, 1) && a[1] == prTimerCreateRestoreIDsOn)) {
+			return "only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_THP_DISABLE and PR_TIMER_CREATE_RESTORE_IDS_ON are allowed"
 		}
 	case unix.SYS_SETRESUID, unix.SYS_SETRESGID:
 		if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) {
