@@ -146,6 +146,9 @@ func checkPending(pid int) error {
 // signal whose siginfo was not queued (the queue was full when it came).
 func (s *state) readSignals(threads []ptrace.ThreadState) error {
 	read := func(tid int, shared bool, rtid uint32, pending uint64) error {
+		if pending == 0 {
+			return nil // nothing to peek (and a thread given by the caller need not be ours to peek)
+		}
 		infos, err := ptrace.PeekSigInfo(tid, shared)
 		if err != nil {
 			return err
