@@ -476,7 +476,7 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	var nameless []procfs.FD
+	var nameless, fifos []procfs.FD
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -513,6 +513,14 @@ func (s *state) collectFDs(opts Options) error {
 				return err
 			}
 			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFIFO:
+				// Reopened by its path with its queued bytes, by
+				// objects.bin (kobj.CaptureFIFOs).
+				if len(o.Info.Locks) > 0 {
+					return &UnsupportedError{pid, what, "file locks on a FIFO are not checkpointed"}
+				}
+				fifos = append(fifos, o)
+				continue
 			case unix.S_IFREG, unix.S_IFDIR:
 			case unix.S_IFCHR:
 				if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
@@ -539,6 +547,21 @@ func (s *state) collectFDs(opts Options) error {
 	}
 	if err := s.placeLocks(); err != nil {
 		return err
+	}
+	if len(fifos) > 0 {
+		data := 0
+		for _, o := range s.objects.Objects {
+			data += len(o.Data)
+		}
+		objs, err := kobj.CaptureFIFOs(pid, fifos, data)
+		if err != nil {
+			var se *kobj.SharedError
+			if errors.As(err, &se) && len(se.Objects) > 0 {
+				return &UnsupportedError{pid, se.Objects[0].What, se.Objects[0].Why}
+			}
+			return fmt.Errorf("checkpoint %d: %w", pid, err)
+		}
+		s.objects.Objects = append(s.objects.Objects, objs...)
 	}
 	return s.captureFiles(nameless)
 }

@@ -487,6 +487,11 @@ func peekPipe(pidfd, rfd int) (size int, data []byte, err error) {
 		return 0, nil, fmt.Errorf("pidfd_getfd: %w", err)
 	}
 	defer unix.Close(r)
+	return peekPipeFD(r)
+}
+
+// peekPipeFD is peekPipe through r, a readable descriptor of the pipe.
+func peekPipeFD(r int) (size int, data []byte, err error) {
 	if size, err = unix.FcntlInt(uintptr(r), unix.F_GETPIPE_SZ, 0); err != nil {
 		return 0, nil, err
 	}

@@ -27,7 +27,11 @@
 //
 // CaptureObjects is Capture without that last refusal, for a checkpoint,
 // which has rules of its own for files and sockets (package image keeps
-// the Table in its objects.bin).
+// the Table in its objects.bin). A checkpoint adds files without a name
+// (CaptureFiles) and FIFOs (CaptureFIFOs: reopened by their path, with
+// the bytes queued in them; the path must be checked by the caller, and
+// at restore a path that is not a pipe stops the batch at F_GETPIPE_SZ
+// before anything is written or put on a descriptor).
 //
 // Table.AddTo appends to a ptrace batch the syscalls that, run by the
 // copy, replace each object with a fresh one in the same state, on the

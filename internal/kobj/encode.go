@@ -14,7 +14,7 @@ import (
 // The encoding of a Table (little-endian; docs/IMAGE.md draws it):
 //
 //	header  magic "CZKO" u32, version u16, 0 u16, objects u32, memory u32, scratch u64
-//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair), descs u8, 0 u16, then by kind:
+//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair, 7 file, 8 FIFO), descs u8, 0 u16, then by kind:
 //	          eventfd  count u64, semaphore u8
 //	          timerfd  clock i32, setflags i32, ticks u64, value i64, interval i64 (ns)
 //	          signalfd mask u64
@@ -26,15 +26,16 @@ import (
 //	                   bytes, mode u32, uid u32, gid u32, size i64, atime sec i64 nsec i64,
 //	                   mtime sec i64 nsec i64, seals i32, extents u32, then per extent
 //	                   offset i64, bytes u32 and the bytes
+//	          FIFO     (version 3) path u32 and its bytes, size i32, bytes u32, then the bytes
 //	        then per desc: end u8, flags u32, (a file's only) offset i64, fds u32,
 //	          then per fd num i32, cloexec u8
 //
-// Version 1 (no file objects, no offsets) is read too.
+// Versions 1 (no file objects, no offsets) and 2 (no FIFOs) are read too.
 //
 //	memory  start u64, end u64, prot i32
 const (
 	encodeMagic   = 0x4f4b5a43 // "CZKO"
-	EncodeVersion = 2
+	EncodeVersion = 3
 	maxFDNum      = 1 << 20 // fs.nr_open's ceiling
 )
 
@@ -87,6 +88,12 @@ func (t *Table) Encode() []byte {
 			}
 		case File:
 			b = encodeFile(b, o.File)
+		case Fifo:
+			b = le.AppendUint32(b, uint32(len(o.Path)))
+			b = append(b, o.Path...)
+			b = le.AppendUint32(b, uint32(o.PipeSize))
+			b = le.AppendUint32(b, uint32(len(o.Data)))
+			b = append(b, o.Data...)
 		}
 		for _, d := range o.Descs {
 			b = append(b, byte(d.End))
@@ -177,7 +184,7 @@ func decode(b []byte) (*Table, error) {
 		return nil, errors.New("bad magic")
 	}
 	version := r.u16()
-	if version != 1 && version != EncodeVersion {
+	if version < 1 || version > EncodeVersion {
 		return nil, fmt.Errorf("version %d, this build reads 1 to %d", version, EncodeVersion)
 	}
 	r.u16()
@@ -333,10 +340,17 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		if o.File, err = decodeFile(r, l); err != nil {
 			return o, err
 		}
+	case Fifo:
+		if l.version < 3 {
+			return o, errors.New("a FIFO object in a version 1 or 2 table")
+		}
+		if err := decodeFifo(r, l, &o); err != nil {
+			return o, err
+		}
 	default:
 		return o, fmt.Errorf("unknown kind %d", o.Kind)
 	}
-	if o.Kind == File {
+	if o.Kind == File || o.Kind == Fifo {
 		if nDesc < 1 {
 			return o, errors.New("a file without descriptions")
 		}
@@ -344,7 +358,7 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		return o, fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
 	}
 	for k := range nDesc {
-		d, err := decodeDesc(r, l, o.Kind == File)
+		d, err := decodeDesc(r, l, o.Kind)
 		if err != nil {
 			return o, fmt.Errorf("description %d: %w", k, err)
 		}
@@ -356,10 +370,16 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 	return o, r.err
 }
 
-func decodeDesc(r *reader, l *limits, file bool) (Desc, error) {
+func decodeDesc(r *reader, l *limits, kind Kind) (Desc, error) {
 	d := Desc{End: int(r.u8()), Flags: r.u32()}
 	allowed := uint32(StatusFlags)
-	if file {
+	if kind == Fifo {
+		allowed = fifoFlags
+		if d.Flags&unix.O_ACCMODE == unix.O_ACCMODE {
+			return d, fmt.Errorf("flags %#o", d.Flags)
+		}
+	}
+	if kind == File {
 		allowed = FileFlags
 		d.Pos = int64(r.u64())
 		if d.Pos < 0 || d.Pos > MaxFileSize || d.Flags&unix.O_ACCMODE == unix.O_ACCMODE {

@@ -26,6 +26,8 @@ func sample() *Table {
 			{Kind: File, Descs: []Desc{{Flags: 1, FDs: []FD{{33, false}}}},
 				File: FileInfo{Kind: Ghost, Name: "/tmp/gone", Mode: 0o741, Uid: 7, Gid: 8, Size: 1 << 30,
 					Atime: unix.Timespec{Sec: 1000, Nsec: 5}, Mtime: unix.Timespec{Sec: 2000, Nsec: 7}, Extents: []Extent{{1 << 20, []byte("tail")}}}},
+			{Kind: Fifo, Path: "/tmp/fifo", PipeSize: 65536, Data: []byte("queued"),
+				Descs: []Desc{{Flags: 2, FDs: []FD{{40, false}}}, {Flags: 0o4000, FDs: []FD{{41, true}, {42, false}}}}},
 		},
 		Memory:  []Memory{{Start: 0x7f0000000000, End: 0x7f0000002000, Prot: 3}},
 		Scratch: 1 << 32,
@@ -81,6 +83,19 @@ func TestDecodeRefuses(t *testing.T) {
 		"file flags":     mutate(func(s *Table) { s.Objects[7].Descs[0].Flags = 0o100 }),
 		"file offset":    mutate(func(s *Table) { s.Objects[7].Descs[0].Pos = -1 }),
 		"file in v1":     append([]byte{0x43, 0x5a, 0x4b, 0x4f, 1, 0}, good[6:]...),
+		"FIFO in v2":     append([]byte{0x43, 0x5a, 0x4b, 0x4f, 2, 0}, good[6:]...),
+		"FIFO relative":  mutate(func(s *Table) { s.Objects[8].Path = "tmp/fifo" }),
+		"FIFO dotdot":    mutate(func(s *Table) { s.Objects[8].Path = "/tmp/../etc/passwd" }),
+		"FIFO in /proc":  mutate(func(s *Table) { s.Objects[8].Path = "/proc/1/fd/3" }),
+		"FIFO NUL":       mutate(func(s *Table) { s.Objects[8].Path = "/tmp/a\x00b" }),
+		"FIFO overfull":  mutate(func(s *Table) { s.Objects[8].PipeSize = 4096; s.Objects[8].Data = make([]byte, 5000) }),
+		"FIFO accmode":   mutate(func(s *Table) { s.Objects[8].Descs[0].Flags = 3 }),
+		"FIFO flags":     mutate(func(s *Table) { s.Objects[8].Descs[0].Flags = unix.O_APPEND }),
+		"FIFO no desc":   mutate(func(s *Table) { s.Objects[8].Descs = nil }),
+		"FIFO data": mutate(func(s *Table) {
+			s.Objects[8].PipeSize = 1 << 20
+			s.Objects[8].Data = make([]byte, MaxData+1)
+		}),
 		"file data": mutate(func(s *Table) {
 			s.Objects[7].File.Size = MaxFileSize
 			s.Objects[7].File.Extents[0].Data = make([]byte, MaxFileData+1)

@@ -37,6 +37,8 @@ func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 		for i, o := range t.Objects {
 			switch {
 			case (o.Kind == Epoll) != epolls:
+			case o.Kind == Fifo:
+				addFifo(b, o, above)
 			case o.Kind == File:
 				fd, ok := files[i]
 				if !ok {
