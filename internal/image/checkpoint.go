@@ -202,6 +202,10 @@ type fdState struct {
 	// locks are the file locks and leases held through it (fdinfo), as
 	// checked by parseLocks; placeLocks keeps each POSIX lock on one fd.
 	locks []procfs.Lock
+	// dupOf is the lower fd whose open file description this one shares
+	// (dup, fork, SCM_RIGHTS: one offset, one set of status flags), made
+	// again by a dup3 of it; -1 for none.
+	dupOf int
 }
 
 // CheckpointTracee dumps a stopped tracee, the main thread of its
@@ -486,7 +490,7 @@ func (s *state) collectFDs(opts Options) error {
 		if drop[fd] || made[fd] {
 			continue
 		}
-		f := fdState{fd: fd, link: o.Link, info: o.Info}
+		f := fdState{fd: fd, link: o.Link, info: o.Info, dupOf: -1}
 		what := fmt.Sprintf("fd %d (%s)", fd, f.link)
 		switch {
 		case reconnect[fd]:
@@ -545,6 +549,9 @@ func (s *state) collectFDs(opts Options) error {
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
 	}
+	if err := s.shareDescriptions(); err != nil {
+		return err
+	}
 	if err := s.placeLocks(); err != nil {
 		return err
 	}
@@ -564,6 +571,33 @@ func (s *state) collectFDs(opts Options) error {
 		s.objects.Objects = append(s.objects.Objects, objs...)
 	}
 	return s.captureFiles(nameless)
+}
+
+// shareDescriptions finds the fds reopened by path that share an open
+// file description with a lower one (kcmp): the plan dups those instead
+// of opening the file again, so that their offset and status flags stay
+// one.
+func (s *state) shareDescriptions() error {
+	for i := range s.fds {
+		f := &s.fds[i]
+		if f.kind != FDFile {
+			continue
+		}
+		for _, g := range s.fds[:i] {
+			if g.kind != FDFile || g.link != f.link || g.dupOf >= 0 {
+				continue
+			}
+			same, err := sameDescription(s.pid, g.fd, f.fd)
+			if err != nil {
+				return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+			}
+			if same {
+				f.dupOf = g.fd
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // captureFiles adds the files without a name (memfds, deleted files) at

@@ -330,6 +330,12 @@ func (p *planner) descriptors() {
 			p.fds[f.fd] = true
 			k++
 		case FDFile:
+			if f.dupOf >= 0 {
+				// The lower fd's description, already in place.
+				p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(f.dupOf)), ptrace.Lit(int64(f.fd)), ptrace.Lit(cloexec))
+				p.fds[f.fd] = true
+				continue
+			}
 			flags := int64(f.info.Flags) &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOCTTY)
 			p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(f.link), ptrace.Lit(flags|unix.O_NOCTTY|cloexec))
 			tmp := p.fds.alloc()
