@@ -82,6 +82,13 @@ type UnsupportedError struct {
 	Why  string
 }
 
+// transientError is a refusal that would not stand a moment later (a
+// signal about to be delivered): Checkpoint lets the process run and
+// tries again.
+type transientError struct{ *UnsupportedError }
+
+func (e transientError) Unwrap() error { return e.UnsupportedError }
+
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("checkpoint %d: %s: %s", e.Pid, e.What, e.Why)
 }
@@ -97,30 +104,54 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 		return nil, err
 	}
 	opts.samePlace = true
+	for try := 0; ; try++ {
+		img, g, err := checkpointOnce(tr, pid, dir, opts)
+		var te transientError
+		if errors.As(err, &te) && try < 20 {
+			// Run a moment: the signal is delivered.
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return finish(tr, pid, g, img, opts)
+	}
+}
+
+// checkpointOnce seizes pid and dumps it; a refused or failed dump leaves
+// it running as it was.
+func checkpointOnce(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, *ptrace.ThreadGroup, error) {
 	g, err := tr.SeizeGroup(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
-	}
-	// States maps the executor; the process goes on without it.
-	release := func() error {
-		rerr := g.Leader().RemoveExecutor()
-		if err := g.Detach(); rerr == nil {
-			rerr = err
-		}
-		return rerr
+		return nil, nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	states, err := g.States()
 	if err != nil {
-		release()
-		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+		release(g)
+		return nil, nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	opts.Threads = states[1:]
 	img, err := CheckpointTracee(g.Leader(), dir, opts)
 	if err != nil {
-		// A refused or failed dump leaves the process as it was.
-		release()
-		return nil, err
+		release(g)
+		return nil, nil, err
 	}
+	return img, g, nil
+}
+
+// release removes the executor States mapped and detaches the group: the
+// process goes on without it.
+func release(g *ptrace.ThreadGroup) error {
+	rerr := g.Leader().RemoveExecutor()
+	if err := g.Detach(); rerr == nil {
+		rerr = err
+	}
+	return rerr
+}
+
+// finish leaves the dumped process as opts.Leave says.
+func finish(tr *ptrace.Tracer, pid int, g *ptrace.ThreadGroup, img *Image, opts Options) (*Image, error) {
 	if opts.Leave == LeaveKilled {
 		// Killed while stopped: it runs nothing more. Its traced threads
 		// report their deaths to us; reaped here, the process becomes
@@ -140,7 +171,7 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 	if opts.Leave == LeaveStopped {
 		unix.Kill(pid, unix.SIGSTOP)
 	}
-	if derr := release(); derr != nil {
+	if derr := release(g); derr != nil {
 		return img, derr
 	}
 	return img, nil
@@ -854,7 +885,8 @@ type debugImage struct {
 	ExecAddr      string
 	PagesSize     uint64
 	PagesWritten  uint64
-	Entries       int
+	Entries       int // of the last batch
+	Batches       int
 	VMAs          []string
 	FDs           []string
 	Relocations   int
@@ -881,10 +913,16 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	}
 	c.hdr.PagesSize = size
 	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads, c.timers, c.signals)
-	plan := c.b.Encode()
-	if len(plan) > ptrace.MaxBatchSize {
-		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d bytes, more than %d", len(vmas), len(plan), ptrace.MaxBatchSize)}
+	batches := append(slices.Clone(c.done), c.b)
+	for _, b := range batches {
+		if n := batchSize(b); n > ptrace.MaxBatchSize {
+			return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan batch of %d bytes, more than %d", len(vmas), n, ptrace.MaxBatchSize)}
+		}
 	}
+	if len(batches) > maxPlanBatches {
+		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d batches, more than %d", len(vmas), len(batches), maxPlanBatches)}
+	}
+	plan := encodePlan(batches)
 	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan, ObjectsFile: s.objects.Encode()} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return nil, err
@@ -896,7 +934,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	}
 	dbg := debugImage{FormatVersion: FormatVersion, Pid: s.pid, Kernel: cstring(c.hdr.Kernel[:]),
 		ExecAddr: fmt.Sprintf("%#x", c.hdr.ExecAddr), PagesSize: size, PagesWritten: written,
-		Entries: c.b.Len(), Relocations: len(c.relocs)}
+		Entries: c.b.Len(), Batches: len(batches), Relocations: len(c.relocs)}
 	for _, v := range vmas {
 		dbg.VMAs = append(dbg.VMAs, fmt.Sprintf("%x-%x %s kind=%d runs=%d pages=%#x %s", v.Start, v.End, v.Perms, v.kind, len(v.runs), v.pages, v.Path))
 	}

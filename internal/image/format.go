@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
@@ -150,13 +149,15 @@ const (
 	RelocFD = 4
 )
 
-// Reloc is one entry of the relocation table.
+// Reloc is one entry of the relocation table: in batch Batch of the plan.
 type Reloc struct {
 	Kind    uint32
 	Entry   uint32
 	Arg     uint32
 	DataOff uint32
 	Value   uint64
+	Batch   uint32
+	_       uint32
 }
 
 // FD kinds in the meta table.
@@ -198,10 +199,7 @@ type Image struct {
 	// (nil if the image has no ws.bin).
 	WorkingSet []Range
 
-	planBuf  []byte
-	planOnce sync.Once
-	plan     *ptrace.Batch
-	planErr  error
+	plans []*ptrace.Batch // decoded and validated by Open
 }
 
 // Range is a byte range of pages.img.
@@ -219,13 +217,71 @@ func (img *Image) PagesSize() uint64 { return img.hdr.PagesSize }
 // Pid is the pid the image was taken from.
 func (img *Image) Pid() int { return int(img.hdr.Pid) }
 
-// Plan returns the decoded restore plan, decoded once and shared: Restore
-// clones it before patching relocations.
+// Plan returns the last batch of the restore plan, decoded and
+// validated by Open and shared (Restore clones it before patching
+// relocations): the whole plan but for the memory of a process whose
+// mappings do not fit one batch, which PlanBatches gives too.
 func (img *Image) Plan() (*ptrace.Batch, error) {
-	img.planOnce.Do(func() {
-		img.plan, img.planErr = ptrace.Decode(img.planBuf)
-	})
-	return img.plan, img.planErr
+	if len(img.plans) == 0 {
+		return nil, invalid("no plan")
+	}
+	return img.plans[len(img.plans)-1], nil
+}
+
+// PlanBatches returns every batch of the restore plan, in the order they
+// run.
+func (img *Image) PlanBatches() []*ptrace.Batch { return img.plans }
+
+// planMagic heads plan.bin: then u32 count and per batch u32 size and
+// the encoded batch (ptrace's format v1).
+var planMagic = [8]byte{'C', 'Z', 'P', 'L', 'A', 'N', 0, 0}
+
+// maxPlanBatches bounds the batches of a plan (each at most
+// ptrace.MaxBatchSize bytes; plan.bin is read whole, up to maxMetaSize).
+const maxPlanBatches = 15
+
+func encodePlan(bs []*ptrace.Batch) []byte {
+	out := append([]byte(nil), planMagic[:]...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(bs)))
+	for _, b := range bs {
+		e := b.Encode()
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(e)))
+		out = append(out, e...)
+	}
+	return out
+}
+
+// decodePlan parses plan.bin into its batches (each ptrace.Decode'd).
+func decodePlan(buf []byte) ([]*ptrace.Batch, error) {
+	if len(buf) < 12 || !bytes.Equal(buf[:8], planMagic[:]) {
+		return nil, invalid("plan: bad magic")
+	}
+	n := binary.LittleEndian.Uint32(buf[8:])
+	if n < 1 || n > maxPlanBatches {
+		return nil, invalid("plan: %d batches (1 to %d)", n, maxPlanBatches)
+	}
+	buf = buf[12:]
+	var out []*ptrace.Batch
+	for i := range n {
+		if len(buf) < 4 {
+			return nil, invalid("plan: batch %d: truncated", i)
+		}
+		size := uint64(binary.LittleEndian.Uint32(buf))
+		buf = buf[4:]
+		if size > maxPlanSize || size > uint64(len(buf)) {
+			return nil, invalid("plan: batch %d: %d bytes (max %d, %d left)", i, size, maxPlanSize, len(buf))
+		}
+		b, err := ptrace.Decode(buf[:size])
+		if err != nil {
+			return nil, fmt.Errorf("image: plan batch %d: %w", i, err)
+		}
+		out = append(out, b)
+		buf = buf[size:]
+	}
+	if len(buf) != 0 {
+		return nil, invalid("plan: %d trailing bytes", len(buf))
+	}
+	return out, nil
 }
 
 func invalid(format string, a ...any) error {
@@ -451,7 +507,7 @@ func (img *Image) Verify() error {
 // decode parses meta.bin and plan.bin and validates them together.
 func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	r := bytes.NewReader(meta)
-	img := &Image{planBuf: plan}
+	img := &Image{}
 	if err := binary.Read(r, binary.LittleEndian, &img.hdr); err != nil {
 		return nil, invalid("meta: header: %v", err)
 	}
@@ -516,17 +572,14 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	if r.Len() != 0 {
 		return nil, invalid("meta: %d trailing bytes", r.Len())
 	}
-	if len(plan) > maxPlanSize {
-		return nil, invalid("plan: %d bytes (max %d)", len(plan), maxPlanSize)
-	}
-	b, err := ptrace.Decode(plan)
+	bs, err := decodePlan(plan)
 	if err != nil {
-		return nil, fmt.Errorf("image: plan: %w", err)
-	}
-	if err := validate(img, b); err != nil {
 		return nil, err
 	}
-	img.planOnce.Do(func() { img.plan = b })
+	if err := validate(img, bs); err != nil {
+		return nil, err
+	}
+	img.plans = bs
 	return img, nil
 }
 

@@ -32,7 +32,7 @@ func synth(mod func(c *compiled)) (meta, plan []byte, pagesSize uint64) {
 	if mod != nil {
 		mod(c)
 	}
-	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil, c.threads, c.timers, c.signals), c.b.Encode(), c.hdr.PagesSize
+	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil, c.threads, c.timers, c.signals), encodePlan(append(c.done, c.b)), c.hdr.PagesSize
 }
 
 // withThread adds to a synthetic image one thread record and the plan's

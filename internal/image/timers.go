@@ -127,7 +127,7 @@ func checkPending(pid int) error {
 			what = fmt.Sprintf("thread %d", tid)
 		}
 		if m := ti.SigPnd &^ ti.SigBlk; m != 0 {
-			return &UnsupportedError{pid, what, fmt.Sprintf("SigPnd %#x not blocked (about to be delivered): checkpoint it again", m)}
+			return transientError{&UnsupportedError{pid, what, fmt.Sprintf("SigPnd %#x not blocked (about to be delivered): checkpoint it again", m)}}
 		}
 		if (ti.SigPnd|ti.ShdPnd)&(1<<(sigTrap-1)) != 0 {
 			return &UnsupportedError{pid, what, "a pending SIGTRAP is not checkpointed (the checkpoint's own traps are SIGTRAPs)"}
@@ -136,7 +136,7 @@ func checkPending(pid int) error {
 		shared = ti.ShdPnd
 	}
 	if m := shared &^ blockedByAll; m != 0 {
-		return &UnsupportedError{pid, "pending signals", fmt.Sprintf("ShdPnd %#x not blocked by every thread (about to be delivered): checkpoint it again", m)}
+		return transientError{&UnsupportedError{pid, "pending signals", fmt.Sprintf("ShdPnd %#x not blocked by every thread (about to be delivered): checkpoint it again", m)}}
 	}
 	return nil
 }
