@@ -20,7 +20,7 @@ import (
 //	          signalfd mask u64
 //	          epoll    watches u32, then per watch fd i32, events u32, data u64
 //	          pipe     size i32, bytes u32, then the bytes
-//	          socket pair  type i32, then per end: messages u32, then per
+//	          socket pair  type i32, (version 3) shutdown u8 per end (1 receive, 2 send), then per end: messages u32, then per
 //	                   message bytes u32 and the bytes (queued to be read there)
 //	          file     (version 2) kind u8 (1 memfd, 2 ghost), 0 u8, 0 u16, name u32 and its
 //	                   bytes, mode u32, uid u32, gid u32, size i64, atime sec i64 nsec i64,
@@ -79,6 +79,7 @@ func (t *Table) Encode() []byte {
 			b = append(b, o.Data...)
 		case SocketPair:
 			b = le.AppendUint32(b, uint32(o.SockType))
+			b = append(b, o.Shutdown[0], o.Shutdown[1])
 			for _, q := range o.Queued {
 				b = le.AppendUint32(b, uint32(len(q)))
 				for _, m := range q {
@@ -314,6 +315,12 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
 		default:
 			return o, fmt.Errorf("socket type %d", o.SockType)
+		}
+		if l.version >= 3 {
+			o.Shutdown = [2]uint8{r.u8(), r.u8()}
+			if o.Shutdown[0] > 3 || o.Shutdown[1] > 3 || (o.SockType != unix.SOCK_DGRAM && !mirrored(o.Shutdown)) {
+				return o, fmt.Errorf("socket pair shutdown states %v", o.Shutdown)
+			}
 		}
 		for end := range o.Queued {
 			n, bytes := int(r.u32()), 0

@@ -67,6 +67,9 @@ type Object struct {
 	// one message).
 	SockType int
 	Queued   [2][][]byte
+	// Shutdown is each end's shutdown state (sock_diag: 1 receive, 2
+	// send); a stream or seqpacket pair's are mirrors of each other.
+	Shutdown [2]uint8
 	// File: the file and its contents; its descriptions keep their
 	// access mode and offset (Desc.Flags within FileFlags, Desc.Pos).
 	File FileInfo

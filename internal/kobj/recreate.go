@@ -137,6 +137,17 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 				b.Add(unix.SYS_SENDTO, ends[1-end], b.Bytes(m), ptrace.Lit(int64(len(m))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
 			}
 		}
+		// Shut down once the bytes are in (SHUT_RD 0, WR 1, RDWR 2 are
+		// the state bits less one). A stream pair's shutdown sets its
+		// peer's mirror state too: one call gives both.
+		for end, sh := range o.Shutdown {
+			if sh != 0 {
+				b.Add(unix.SYS_SHUTDOWN, ends[end], ptrace.Lit(int64(sh)-1))
+				if o.SockType != unix.SOCK_DGRAM {
+					break
+				}
+			}
+		}
 	case Pipe:
 		p := b.Space(8)
 		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))
