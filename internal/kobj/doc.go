@@ -58,7 +58,13 @@
 //	pair       every message that was queued at each end (read at Capture
 //	           with MSG_PEEK from a peek offset, which leaves them queued;
 //	           which socket is whose peer, sock_diag says, asked from the
-//	           process's network namespace)
+//	           process's network namespace); then shutdown(2) of each end
+//	           shut down in a direction (sock_diag's state; a stream
+//	           pair's must mirror, one call sets both ends)
+//	FIFO       openat(path, O_RDWR|O_NONBLOCK), a helper that keeps every
+//	           other open from blocking and must be a pipe (F_GETPIPE_SZ);
+//	           F_SETPIPE_SZ; a write of the bytes it held; an openat of
+//	           the path per description, with its access mode
 //	epoll      epoll_create1, after every other object is in place; then
 //	           epoll_ctl(ADD) of each registration, by descriptor number,
 //	           with its event mask (EPOLLET, EPOLLONESHOT... included) and
