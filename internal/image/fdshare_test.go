@@ -1,7 +1,6 @@
 package image
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/ptrace"
@@ -48,12 +47,7 @@ func TestSharedFileDescription(t *testing.T) {
 	if got := v.ask(t, 'p'); got != want {
 		t.Fatalf("victim: %q, want %q", got, want)
 	}
-	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.cmd.Wait()
-	p, _ := restore(t, tr, img, false)
+	p, _ := roundTrip(t, tr, v)
 	if got := p.ask(t, 'p'); got != want {
 		t.Errorf("restored: %q, want %q", got, want)
 	}

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/ptrace"
@@ -57,12 +56,7 @@ func TestFIFO(t *testing.T) {
 	if got := v.ask(t, 'p'); got != want {
 		t.Fatalf("victim: %q, want %q", got, want)
 	}
-	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.cmd.Wait()
-	p, _ := restore(t, tr, img, false)
+	p, img := roundTrip(t, tr, v)
 	if got := p.ask(t, 'p'); got != want {
 		maps, fds := layout(t, p.pid)
 		_ = maps

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"path/filepath"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -51,15 +50,10 @@ func TestManyMappings(t *testing.T) {
 	if got := v.ask(t, 'p'); got != want {
 		t.Fatalf("victim: %q, want %q", got, want)
 	}
-	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.cmd.Wait()
+	p, img := roundTrip(t, tr, v)
 	if n := len(img.PlanBatches()); n < 2 {
 		t.Fatalf("plan of %d batches for %d VMAs, want several", n, len(img.VMAs))
 	}
-	p, _ := restore(t, tr, img, false)
 	if got := p.ask(t, 'p'); got != want {
 		t.Errorf("restored: %q, want %q", got, want)
 	}

@@ -1,7 +1,6 @@
 package image
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/catalyzer/catalyzer/internal/ptrace"
@@ -51,12 +50,7 @@ func TestSocketPairShutdown(t *testing.T) {
 	if l, _ := v.out.ReadString('\n'); l != "ready\n" {
 		t.Fatalf("victim: %q", l)
 	}
-	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.cmd.Wait()
-	p, _ := restore(t, tr, img, false)
+	p, _ := roundTrip(t, tr, v)
 	if got, want := p.ask(t, 'p'), "read 1 x 0 write -1 epipe 1 send -1 epipe 1"; got != want {
 		t.Errorf("restored: %q, want %q", got, want)
 	}

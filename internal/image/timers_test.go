@@ -3,7 +3,6 @@ package image
 import (
 	"encoding/binary"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,15 +104,10 @@ func TestTimersSignals(t *testing.T) {
 	if !strings.Contains(before, "left 1 1 1 iv 5 0 0 usr1 1 rt1 1") {
 		t.Fatalf("victim before: %q", before)
 	}
-	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.cmd.Wait()
+	p, img := roundTrip(t, tr, v)
 	if len(img.Timers) != 3 || len(img.Signals) != 5 {
 		t.Fatalf("image has %d timers and %d signals, want 3 and 5", len(img.Timers), len(img.Signals))
 	}
-	p, _ := restore(t, tr, img, false)
 	if got := p.ask(t, 'p'); got != before {
 		t.Errorf("restored: %q, want %q", got, before)
 	}

@@ -121,13 +121,7 @@ func addFifo(b *ptrace.Batch, o Object, above int) {
 		if fl := int64(d.Flags & StatusFlags); fl != unix.O_NONBLOCK {
 			b.Add(unix.SYS_FCNTL, moved, ptrace.Lit(unix.F_SETFL), ptrace.Lit(fl))
 		}
-		for _, n := range d.FDs {
-			ce := int64(0)
-			if n.CloseOnExec {
-				ce = unix.O_CLOEXEC
-			}
-			b.Add(unix.SYS_DUP3, moved, ptrace.Lit(int64(n.Num)), ptrace.Lit(ce))
-		}
+		putOn(b, moved, d.FDs)
 		b.Add(unix.SYS_CLOSE, moved)
 	}
 	b.Add(unix.SYS_CLOSE, helper)

@@ -399,13 +399,7 @@ func addFile(b *ptrace.Batch, o Object, fd int, above int) {
 		if d.Pos != 0 {
 			b.Add(unix.SYS_LSEEK, srcs[k], ptrace.Lit(d.Pos), ptrace.Lit(unix.SEEK_SET))
 		}
-		for _, n := range d.FDs {
-			ce := int64(0)
-			if n.CloseOnExec {
-				ce = unix.O_CLOEXEC
-			}
-			b.Add(unix.SYS_DUP3, srcs[k], ptrace.Lit(int64(n.Num)), ptrace.Lit(ce))
-		}
+		putOn(b, srcs[k], d.FDs)
 	}
 	if f.Kind == Ghost {
 		// Last: opening and chmod leave them, writes did not.

@@ -170,17 +170,22 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 		if fl := int64(d.Flags & StatusFlags); fl != nonblock { // not as created
 			b.Add(unix.SYS_FCNTL, src, ptrace.Lit(unix.F_SETFL), ptrace.Lit(fl))
 		}
-		for _, f := range d.FDs {
-			ce := int64(0)
-			if f.CloseOnExec {
-				ce = unix.O_CLOEXEC
-			}
-			b.Add(unix.SYS_DUP3, src, ptrace.Lit(int64(f.Num)), ptrace.Lit(ce))
-		}
+		putOn(b, src, d.FDs)
 	}
 	for _, e := range ends {
 		if e != (ptrace.Arg{}) {
 			b.Add(unix.SYS_CLOSE, e)
 		}
+	}
+}
+
+// putOn dup3s src onto each of fds, with its close-on-exec flag.
+func putOn(b *ptrace.Batch, src ptrace.Arg, fds []FD) {
+	for _, f := range fds {
+		ce := int64(0)
+		if f.CloseOnExec {
+			ce = unix.O_CLOEXEC
+		}
+		b.Add(unix.SYS_DUP3, src, ptrace.Lit(int64(f.Num)), ptrace.Lit(ce))
 	}
 }
