@@ -25,11 +25,7 @@ import (
 func CaptureFIFOs(pid int, fds []procfs.FD, data int) ([]Object, error) {
 	var objs []Object
 	var refused []procfs.Object
-	type fifo struct {
-		ino, dev uint64
-		first    []int
-	}
-	var seen []*fifo
+	fifos := fileGroups{pid: pid}
 	for _, f := range fds {
 		st, err := procfs.StatFD(pid, f.Num)
 		if err != nil {
@@ -39,30 +35,9 @@ func CaptureFIFOs(pid int, fds []procfs.FD, data int) ([]Object, error) {
 			return nil, fmt.Errorf("fd %d (%s) is not a FIFO", f.Num, f.Link)
 		}
 		d := Desc{Flags: f.Info.Flags & fifoFlags, FDs: []FD{{Num: f.Num, CloseOnExec: f.Info.Flags&unix.O_CLOEXEC != 0}}}
-		k := -1
-		for i, s := range seen {
-			if s.ino == st.Ino && s.dev == st.Dev {
-				k = i
-			}
-		}
-		if k >= 0 {
-			o := &objs[k]
-			shared := false
-			for j, first := range seen[k].first {
-				same, err := sameFile(pid, first, f.Num)
-				if err != nil {
-					return nil, err
-				}
-				if same {
-					o.Descs[j].FDs = append(o.Descs[j].FDs, d.FDs[0])
-					shared = true
-					break
-				}
-			}
-			if !shared {
-				o.Descs = append(o.Descs, d)
-				seen[k].first = append(seen[k].first, f.Num)
-			}
+		if known, err := fifos.add(objs, st, d); err != nil {
+			return nil, err
+		} else if known {
 			continue
 		}
 		r, err := unix.Open(fmt.Sprintf("/proc/%d/fd/%d", pid, f.Num), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -79,7 +54,7 @@ func CaptureFIFOs(pid int, fds []procfs.FD, data int) ([]Object, error) {
 				Why: fmt.Sprintf("pipes and FIFOs holding more than %d bytes in all are not re-created", MaxData)})
 			continue
 		}
-		seen = append(seen, &fifo{ino: st.Ino, dev: st.Dev, first: []int{f.Num}})
+		fifos.made(st, len(objs), f.Num)
 		objs = append(objs, Object{Kind: Fifo, Path: f.Link, PipeSize: size, Data: bytes, Descs: []Desc{d}})
 	}
 	if len(refused) > 0 {
