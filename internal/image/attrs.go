@@ -188,18 +188,3 @@ func mapDev(s string) uint64 {
 	b, _ := strconv.ParseUint(min, 16, 32)
 	return unix.Mkdev(uint32(a), uint32(b))
 }
-
-// checkPending refuses a process with signals pending for it (ShdPnd)
-// or for its main thread (SigPnd): they are not checkpointed.
-func checkPending(pid int) error {
-	st, err := procfs.Status(pid)
-	if err != nil {
-		return fmt.Errorf("checkpoint %d: %w", pid, err)
-	}
-	for _, k := range []string{"SigPnd", "ShdPnd"} {
-		if m, err := st.Uint(k, 16); err != nil || m != 0 {
-			return &UnsupportedError{pid, "pending signals", fmt.Sprintf("%s %s: queued signals are not checkpointed", k, st[k])}
-		}
-	}
-	return nil
-}

@@ -102,7 +102,7 @@ func TestAttrsRefused(t *testing.T) {
 		"procfd": "files under /proc are not checkpointed",
 		// Refused before the executor runs, which would take the
 		// pending SIGTRAP for its own.
-		"sigtrap": "ShdPnd 0000000000000010: queued signals are not checkpointed",
+		"sigtrap": "a pending SIGTRAP is not checkpointed",
 	} {
 		t.Run(mode, func(t *testing.T) {
 			v := startVictim(t, bin, mode, filepath.Join(t.TempDir(), "locked"))

@@ -82,6 +82,13 @@ type UnsupportedError struct {
 	Why  string
 }
 
+// transientError is a refusal that would not stand a moment later (a
+// signal about to be delivered): Checkpoint lets the process run and
+// tries again.
+type transientError struct{ *UnsupportedError }
+
+func (e transientError) Unwrap() error { return e.UnsupportedError }
+
 func (e *UnsupportedError) Error() string {
 	return fmt.Sprintf("checkpoint %d: %s: %s", e.Pid, e.What, e.Why)
 }
@@ -97,30 +104,54 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 		return nil, err
 	}
 	opts.samePlace = true
+	for try := 0; ; try++ {
+		img, g, err := checkpointOnce(tr, pid, dir, opts)
+		var te transientError
+		if errors.As(err, &te) && try < 20 {
+			// Run a moment: the signal is delivered.
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return finish(tr, pid, g, img, opts)
+	}
+}
+
+// checkpointOnce seizes pid and dumps it; a refused or failed dump leaves
+// it running as it was.
+func checkpointOnce(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, *ptrace.ThreadGroup, error) {
 	g, err := tr.SeizeGroup(pid, ptrace.TraceFork(false), ptrace.TraceClone(false), ptrace.ExitKill(false))
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
-	}
-	// States maps the executor; the process goes on without it.
-	release := func() error {
-		rerr := g.Leader().RemoveExecutor()
-		if err := g.Detach(); rerr == nil {
-			rerr = err
-		}
-		return rerr
+		return nil, nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	states, err := g.States()
 	if err != nil {
-		release()
-		return nil, fmt.Errorf("checkpoint %d: %w", pid, err)
+		release(g)
+		return nil, nil, fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
 	opts.Threads = states[1:]
 	img, err := CheckpointTracee(g.Leader(), dir, opts)
 	if err != nil {
-		// A refused or failed dump leaves the process as it was.
-		release()
-		return nil, err
+		release(g)
+		return nil, nil, err
 	}
+	return img, g, nil
+}
+
+// release removes the executor States mapped and detaches the group: the
+// process goes on without it.
+func release(g *ptrace.ThreadGroup) error {
+	rerr := g.Leader().RemoveExecutor()
+	if err := g.Detach(); rerr == nil {
+		rerr = err
+	}
+	return rerr
+}
+
+// finish leaves the dumped process as opts.Leave says.
+func finish(tr *ptrace.Tracer, pid int, g *ptrace.ThreadGroup, img *Image, opts Options) (*Image, error) {
 	if opts.Leave == LeaveKilled {
 		// Killed while stopped: it runs nothing more. Its traced threads
 		// report their deaths to us; reaped here, the process becomes
@@ -140,7 +171,7 @@ func Checkpoint(tr *ptrace.Tracer, pid int, dir string, opts Options) (*Image, e
 	if opts.Leave == LeaveStopped {
 		unix.Kill(pid, unix.SIGSTOP)
 	}
-	if derr := release(); derr != nil {
+	if derr := release(g); derr != nil {
 		return img, derr
 	}
 	return img, nil
@@ -187,6 +218,11 @@ type state struct {
 	// objects are the event objects and in-process pipes the restore
 	// re-creates after the plan (package kobj).
 	objects *kobj.Table
+	// mainTID is the main thread's tid in its PID namespace; timers and
+	// signals are the POSIX timers and queued signals (timers.go).
+	mainTID int
+	timers  []Timer
+	signals []Signal
 }
 
 type fdState struct {
@@ -197,6 +233,10 @@ type fdState struct {
 	// locks are the file locks and leases held through it (fdinfo), as
 	// checked by parseLocks; placeLocks keeps each POSIX lock on one fd.
 	locks []procfs.Lock
+	// dupOf is the lower fd whose open file description this one shares
+	// (dup, fork, SCM_RIGHTS: one offset, one set of status flags), made
+	// again by a dup3 of it; -1 for none.
+	dupOf int
 }
 
 // CheckpointTracee dumps a stopped tracee, the main thread of its
@@ -286,6 +326,19 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		s.threads = append(s.threads, st)
 	}
 
+	mi, err := procfs.Thread(s.pid, s.pid)
+	if err != nil {
+		return err
+	}
+	s.mainTID = mi.NSTID
+	if err := s.readSignals(threads); err != nil {
+		return err
+	}
+	timers, err := s.readTimers()
+	if err != nil {
+		return err
+	}
+
 	// What the process has, not the thread: signal handlers, brk, timers.
 	b := ptrace.NewBatch()
 	var acts [65]ptrace.Arg
@@ -303,9 +356,13 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		its[w] = b.Space(32)
 		b.Add(unix.SYS_GETITIMER, ptrace.Lit(int64(w)), its[w])
 	}
+	readTimers := s.queryTimers(b, timers)
 	res, err := t.Exec(b)
 	if err != nil {
 		return fmt.Errorf("query batch: %w", err)
+	}
+	if err := readTimers(res); err != nil {
+		return err
 	}
 	for sig := 1; sig <= 64; sig++ {
 		if d := res.Data(acts[sig], 32); d != nil {
@@ -356,9 +413,6 @@ func (s *state) collectProc(opts Options) error {
 	if err := s.checkThreads(); err != nil {
 		return err
 	}
-	if n, err := procfs.Timers(pid); err == nil && n > 0 {
-		return refuse("POSIX timers", "timer_create timers are not checkpointed (alarm/setitimer are)")
-	}
 	if err := s.checkTree(); err != nil {
 		return err
 	}
@@ -408,8 +462,7 @@ func (s *state) collectProc(opts Options) error {
 }
 
 // checkThreads refuses other threads whose credentials are not the main
-// thread's (the plan gives every thread the main thread's) or that have
-// signals pending for them alone.
+// thread's (the plan gives every thread the main thread's).
 func (s *state) checkThreads() error {
 	main, err := procfs.Thread(s.pid, s.pid)
 	if err != nil {
@@ -423,9 +476,6 @@ func (s *state) checkThreads() error {
 		what := fmt.Sprintf("thread %d", st.TID)
 		if ti.Uid != main.Uid || ti.Gid != main.Gid || ti.Groups != main.Groups {
 			return &UnsupportedError{s.pid, what, fmt.Sprintf("credentials (uid %q gid %q groups %q) differ from the main thread's", ti.Uid, ti.Gid, ti.Groups)}
-		}
-		if ti.SigPnd != 0 {
-			return &UnsupportedError{s.pid, what, fmt.Sprintf("SigPnd %#x: queued signals are not checkpointed", ti.SigPnd)}
 		}
 	}
 	return nil
@@ -461,7 +511,7 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	var nameless []procfs.FD
+	var nameless, fifos []procfs.FD
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -471,7 +521,7 @@ func (s *state) collectFDs(opts Options) error {
 		if drop[fd] || made[fd] {
 			continue
 		}
-		f := fdState{fd: fd, link: o.Link, info: o.Info}
+		f := fdState{fd: fd, link: o.Link, info: o.Info, dupOf: -1}
 		what := fmt.Sprintf("fd %d (%s)", fd, f.link)
 		switch {
 		case reconnect[fd]:
@@ -498,6 +548,14 @@ func (s *state) collectFDs(opts Options) error {
 				return err
 			}
 			switch st.Mode & unix.S_IFMT {
+			case unix.S_IFIFO:
+				// Reopened by its path with its queued bytes, by
+				// objects.bin (kobj.CaptureFIFOs).
+				if len(o.Info.Locks) > 0 {
+					return &UnsupportedError{pid, what, "file locks on a FIFO are not checkpointed"}
+				}
+				fifos = append(fifos, o)
+				continue
 			case unix.S_IFREG, unix.S_IFDIR:
 			case unix.S_IFCHR:
 				if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
@@ -522,10 +580,55 @@ func (s *state) collectFDs(opts Options) error {
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
 	}
+	if err := s.shareDescriptions(); err != nil {
+		return err
+	}
 	if err := s.placeLocks(); err != nil {
 		return err
 	}
+	if len(fifos) > 0 {
+		data := 0
+		for _, o := range s.objects.Objects {
+			data += len(o.Data)
+		}
+		objs, err := kobj.CaptureFIFOs(pid, fifos, data)
+		if err != nil {
+			var se *kobj.SharedError
+			if errors.As(err, &se) && len(se.Objects) > 0 {
+				return &UnsupportedError{pid, se.Objects[0].What, se.Objects[0].Why}
+			}
+			return fmt.Errorf("checkpoint %d: %w", pid, err)
+		}
+		s.objects.Objects = append(s.objects.Objects, objs...)
+	}
 	return s.captureFiles(nameless)
+}
+
+// shareDescriptions finds the fds reopened by path that share an open
+// file description with a lower one (kcmp): the plan dups those instead
+// of opening the file again, so that their offset and status flags stay
+// one.
+func (s *state) shareDescriptions() error {
+	for i := range s.fds {
+		f := &s.fds[i]
+		if f.kind != FDFile {
+			continue
+		}
+		for _, g := range s.fds[:i] {
+			if g.kind != FDFile || g.link != f.link || g.dupOf >= 0 {
+				continue
+			}
+			same, err := sameDescription(s.pid, g.fd, f.fd)
+			if err != nil {
+				return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+			}
+			if same {
+				f.dupOf = g.fd
+				break
+			}
+		}
+	}
+	return nil
 }
 
 // captureFiles adds the files without a name (memfds, deleted files) at
@@ -782,7 +885,8 @@ type debugImage struct {
 	ExecAddr      string
 	PagesSize     uint64
 	PagesWritten  uint64
-	Entries       int
+	Entries       int // of the last batch
+	Batches       int
 	VMAs          []string
 	FDs           []string
 	Relocations   int
@@ -808,11 +912,17 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 		return nil, err
 	}
 	c.hdr.PagesSize = size
-	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads)
-	plan := c.b.Encode()
-	if len(plan) > ptrace.MaxBatchSize {
-		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d bytes, more than %d", len(vmas), len(plan), ptrace.MaxBatchSize)}
+	meta := encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, s.xstate, c.threads, c.timers, c.signals)
+	batches := append(slices.Clone(c.done), c.b)
+	for _, b := range batches {
+		if n := batchSize(b); n > ptrace.MaxBatchSize {
+			return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan batch of %d bytes, more than %d", len(vmas), n, ptrace.MaxBatchSize)}
+		}
 	}
+	if len(batches) > maxPlanBatches {
+		return nil, &UnsupportedError{s.pid, "address space", fmt.Sprintf("%d mappings make a plan of %d batches, more than %d", len(vmas), len(batches), maxPlanBatches)}
+	}
+	plan := encodePlan(batches)
 	for name, b := range map[string][]byte{MetaFile: meta, PlanFile: plan, ObjectsFile: s.objects.Encode()} {
 		if err := atomicfile.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return nil, err
@@ -824,7 +934,7 @@ func (s *state) write(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	}
 	dbg := debugImage{FormatVersion: FormatVersion, Pid: s.pid, Kernel: cstring(c.hdr.Kernel[:]),
 		ExecAddr: fmt.Sprintf("%#x", c.hdr.ExecAddr), PagesSize: size, PagesWritten: written,
-		Entries: c.b.Len(), Relocations: len(c.relocs)}
+		Entries: c.b.Len(), Batches: len(batches), Relocations: len(c.relocs)}
 	for _, v := range vmas {
 		dbg.VMAs = append(dbg.VMAs, fmt.Sprintf("%x-%x %s kind=%d runs=%d pages=%#x %s", v.Start, v.End, v.Perms, v.kind, len(v.runs), v.pages, v.Path))
 	}

@@ -20,7 +20,8 @@
 // the path of pages.img, the data area's address, reconnected fds), runs it
 // in the restorer (a tiny static ELF that loops on pause(), see
 // RestorerBinary and StartRestorer) through the injected executor in one
-// round trip, re-creates and sets up the other threads, loads the
+// round trip, re-creates and sets up the other threads, re-creates the
+// POSIX timers with their ids and re-queues the queued signals (timers.go), loads the
 // registers and xstate and detaches: the process resumes where it was
 // frozen. Shared anonymous memory that the process alone maps is dumped
 // whole and rebuilt shared by objects.bin (shmem.go); a process with

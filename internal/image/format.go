@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 
 	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
@@ -21,9 +20,10 @@ import (
 // FormatVersion is the version of the image format (docs/IMAGE.md). It
 // changes only when the format does, never with the binary's version.
 // Version 2 added the thread records, version 3 objects.bin (event
-// objects and pipes, re-created by package kobj); an image of an older
-// version is refused (errdefs.ErrInvalid) and must be taken again.
-const FormatVersion = 3
+// objects and pipes, re-created by package kobj), version 4 the POSIX
+// timer and queued signal tables; an image of an older version is
+// refused (errdefs.ErrInvalid) and must be taken again.
+const FormatVersion = 4
 
 // File names inside an image directory.
 const (
@@ -84,7 +84,8 @@ const noPages = ^uint64(0)
 
 // metaHeader is the fixed head of meta.bin; the tables follow it in this
 // order: VMAs, relocations, fds, XStateLen bytes of xstate, the thread
-// records, then XStateLen bytes of xstate per thread record.
+// records, XStateLen bytes of xstate per thread record, the POSIX timers
+// (Timer), then the queued signals (Signal).
 type metaHeader struct {
 	Magic     [8]byte
 	Version   uint32
@@ -100,6 +101,11 @@ type metaHeader struct {
 	XStateLen uint32
 	Pid       uint32    // the checkpointed pid (informational)
 	NThread   uint32    // the process's other threads (thread records)
+	MainTID   uint32    // the main thread's tid in its PID namespace (a timer's SIGEV_THREAD_ID target)
+	NTimer    uint32    // POSIX timers
+	NSignal   uint32    // queued signals
+	_         uint32    // zero
+	SigMask   uint64    // the main thread's blocked signals (a queued signal must be blocked)
 	Kernel    [128]byte // uname release + " " + version: the vDSO layout depends on it
 	Regs      ptrace.Regs
 }
@@ -143,13 +149,15 @@ const (
 	RelocFD = 4
 )
 
-// Reloc is one entry of the relocation table.
+// Reloc is one entry of the relocation table: in batch Batch of the plan.
 type Reloc struct {
 	Kind    uint32
 	Entry   uint32
 	Arg     uint32
 	DataOff uint32
 	Value   uint64
+	Batch   uint32
+	_       uint32
 }
 
 // FD kinds in the meta table.
@@ -183,14 +191,15 @@ type Image struct {
 	// re-creates once the plan has run (objects.bin, validated by
 	// kobj.Decode and against the plan's descriptors).
 	Objects *kobj.Table
+	// Timers are the POSIX timers and Signals the queued signals that
+	// Restore gives back after the threads (timers.go).
+	Timers  []Timer
+	Signals []Signal
 	// WorkingSet lists the pages.img ranges recorded by RecordWorkingSet
 	// (nil if the image has no ws.bin).
 	WorkingSet []Range
 
-	planBuf  []byte
-	planOnce sync.Once
-	plan     *ptrace.Batch
-	planErr  error
+	plans []*ptrace.Batch // decoded and validated by Open
 }
 
 // Range is a byte range of pages.img.
@@ -208,13 +217,71 @@ func (img *Image) PagesSize() uint64 { return img.hdr.PagesSize }
 // Pid is the pid the image was taken from.
 func (img *Image) Pid() int { return int(img.hdr.Pid) }
 
-// Plan returns the decoded restore plan, decoded once and shared: Restore
-// clones it before patching relocations.
+// Plan returns the last batch of the restore plan, decoded and
+// validated by Open and shared (Restore clones it before patching
+// relocations): the whole plan but for the memory of a process whose
+// mappings do not fit one batch, which PlanBatches gives too.
 func (img *Image) Plan() (*ptrace.Batch, error) {
-	img.planOnce.Do(func() {
-		img.plan, img.planErr = ptrace.Decode(img.planBuf)
-	})
-	return img.plan, img.planErr
+	if len(img.plans) == 0 {
+		return nil, invalid("no plan")
+	}
+	return img.plans[len(img.plans)-1], nil
+}
+
+// PlanBatches returns every batch of the restore plan, in the order they
+// run.
+func (img *Image) PlanBatches() []*ptrace.Batch { return img.plans }
+
+// planMagic heads plan.bin: then u32 count and per batch u32 size and
+// the encoded batch (ptrace's format v1).
+var planMagic = [8]byte{'C', 'Z', 'P', 'L', 'A', 'N', 0, 0}
+
+// maxPlanBatches bounds the batches of a plan (each at most
+// ptrace.MaxBatchSize bytes; plan.bin is read whole, up to maxMetaSize).
+const maxPlanBatches = 15
+
+func encodePlan(bs []*ptrace.Batch) []byte {
+	out := append([]byte(nil), planMagic[:]...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(bs)))
+	for _, b := range bs {
+		e := b.Encode()
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(e)))
+		out = append(out, e...)
+	}
+	return out
+}
+
+// decodePlan parses plan.bin into its batches (each ptrace.Decode'd).
+func decodePlan(buf []byte) ([]*ptrace.Batch, error) {
+	if len(buf) < 12 || !bytes.Equal(buf[:8], planMagic[:]) {
+		return nil, invalid("plan: bad magic")
+	}
+	n := binary.LittleEndian.Uint32(buf[8:])
+	if n < 1 || n > maxPlanBatches {
+		return nil, invalid("plan: %d batches (1 to %d)", n, maxPlanBatches)
+	}
+	buf = buf[12:]
+	var out []*ptrace.Batch
+	for i := range n {
+		if len(buf) < 4 {
+			return nil, invalid("plan: batch %d: truncated", i)
+		}
+		size := uint64(binary.LittleEndian.Uint32(buf))
+		buf = buf[4:]
+		if size > maxPlanSize || size > uint64(len(buf)) {
+			return nil, invalid("plan: batch %d: %d bytes (max %d, %d left)", i, size, maxPlanSize, len(buf))
+		}
+		b, err := ptrace.Decode(buf[:size])
+		if err != nil {
+			return nil, fmt.Errorf("image: plan batch %d: %w", i, err)
+		}
+		out = append(out, b)
+		buf = buf[size:]
+	}
+	if len(buf) != 0 {
+		return nil, invalid("plan: %d trailing bytes", len(buf))
+	}
+	return out, nil
 }
 
 func invalid(format string, a ...any) error {
@@ -440,7 +507,7 @@ func (img *Image) Verify() error {
 // decode parses meta.bin and plan.bin and validates them together.
 func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	r := bytes.NewReader(meta)
-	img := &Image{planBuf: plan}
+	img := &Image{}
 	if err := binary.Read(r, binary.LittleEndian, &img.hdr); err != nil {
 		return nil, invalid("meta: header: %v", err)
 	}
@@ -454,9 +521,13 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 	if h.Flags != 0 {
 		return nil, invalid("meta: unknown flags %#x", h.Flags)
 	}
-	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState || h.NThread > maxThreads {
-		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate, %d threads exceed the limits",
-			h.NVMA, h.NReloc, h.NFD, h.XStateLen, h.NThread)
+	if h.NVMA > maxVMAs || h.NReloc > maxRelocs || h.NFD > maxFDs || h.XStateLen > maxXState || h.NThread > maxThreads ||
+		h.NTimer > maxTimers || h.NSignal > maxSignals {
+		return nil, invalid("meta: table sizes %d VMAs, %d relocations, %d fds, %d bytes of xstate, %d threads, %d timers, %d signals exceed the limits",
+			h.NVMA, h.NReloc, h.NFD, h.XStateLen, h.NThread, h.NTimer, h.NSignal)
+	}
+	if h.MainTID < 1 || h.MainTID >= pidMaxLimit {
+		return nil, invalid("meta: main thread tid %d out of range", h.MainTID)
 	}
 	if uint64(r.Len()) < uint64(h.NThread)*uint64(h.XStateLen+uint32(binary.Size(threadRecord{}))) {
 		return nil, invalid("meta: %d bytes left for %d thread records", r.Len(), h.NThread)
@@ -485,27 +556,37 @@ func decode(meta, plan []byte, pagesSize uint64) (*Image, error) {
 		}
 		img.Threads = append(img.Threads, st)
 	}
+	if uint64(r.Len()) < uint64(h.NTimer)*uint64(binary.Size(Timer{}))+uint64(h.NSignal)*uint64(binary.Size(Signal{})) {
+		return nil, invalid("meta: %d bytes left for %d timers and %d signals", r.Len(), h.NTimer, h.NSignal)
+	}
+	img.Timers = make([]Timer, h.NTimer)
+	img.Signals = make([]Signal, h.NSignal)
+	for _, p := range []any{img.Timers, img.Signals} {
+		if err := binary.Read(r, binary.LittleEndian, p); err != nil {
+			return nil, invalid("meta: timers and signals: %v", err)
+		}
+	}
+	if err := checkTimersSignals(img); err != nil {
+		return nil, err
+	}
 	if r.Len() != 0 {
 		return nil, invalid("meta: %d trailing bytes", r.Len())
 	}
-	if len(plan) > maxPlanSize {
-		return nil, invalid("plan: %d bytes (max %d)", len(plan), maxPlanSize)
-	}
-	b, err := ptrace.Decode(plan)
+	bs, err := decodePlan(plan)
 	if err != nil {
-		return nil, fmt.Errorf("image: plan: %w", err)
-	}
-	if err := validate(img, b); err != nil {
 		return nil, err
 	}
-	img.planOnce.Do(func() { img.plan = b })
+	if err := validate(img, bs); err != nil {
+		return nil, err
+	}
+	img.plans = bs
 	return img, nil
 }
 
-func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte, threads []ptrace.ThreadState) []byte {
+func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byte, threads []ptrace.ThreadState, timers []Timer, signals []Signal) []byte {
 	h.Magic, h.Version = metaMagic, FormatVersion
 	h.NVMA, h.NReloc, h.NFD, h.XStateLen = uint32(len(vmas)), uint32(len(relocs)), uint32(len(fds)), uint32(len(xstate))
-	h.NThread = uint32(len(threads))
+	h.NThread, h.NTimer, h.NSignal = uint32(len(threads)), uint32(len(timers)), uint32(len(signals))
 	recs := make([]threadRecord, len(threads))
 	for i, st := range threads {
 		recs[i] = recordOf(st)
@@ -517,6 +598,8 @@ func encodeMeta(h metaHeader, vmas []VMA, relocs []Reloc, fds []FD, xstate []byt
 	for _, st := range threads {
 		buf.Write(st.XState)
 	}
+	binary.Write(&buf, binary.LittleEndian, timers)
+	binary.Write(&buf, binary.LittleEndian, signals)
 	return buf.Bytes()
 }
 

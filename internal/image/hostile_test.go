@@ -19,7 +19,7 @@ import (
 // anonymous VMA of two pages mapped from pages.img, then mod may spoil it.
 func synth(mod func(c *compiled)) (meta, plan []byte, pagesSize uint64) {
 	c := &compiled{b: ptrace.NewBatch()}
-	c.hdr = metaHeader{ExecAddr: 1 << 32, TempAddr: 1<<32 + ptrace.ExecutorRegionSize, TempSize: 0x8000, PagesSize: 3 * pageSize}
+	c.hdr = metaHeader{ExecAddr: 1 << 32, TempAddr: 1<<32 + ptrace.ExecutorRegionSize, TempSize: 0x8000, PagesSize: 3 * pageSize, MainTID: 1}
 	copy(c.hdr.Kernel[:], kernelID())
 	path := c.b.Space(4096)
 	pages := c.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY))
@@ -32,7 +32,7 @@ func synth(mod func(c *compiled)) (meta, plan []byte, pagesSize uint64) {
 	if mod != nil {
 		mod(c)
 	}
-	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil, c.threads), c.b.Encode(), c.hdr.PagesSize
+	return encodeMeta(c.hdr, c.vmas, c.relocs, c.fds, nil, c.threads, c.timers, c.signals), encodePlan(append(c.done, c.b)), c.hdr.PagesSize
 }
 
 // withThread adds to a synthetic image one thread record and the plan's

@@ -13,12 +13,17 @@ import (
 
 // compiled is a restore plan under construction.
 type compiled struct {
+	// b is the batch being written, the plan's last; done are the ones
+	// before it (a plan whose memory does not fit one batch).
 	b       *ptrace.Batch
+	done    []*ptrace.Batch
 	hdr     metaHeader
 	vmas    []VMA
 	relocs  []Reloc
 	fds     []FD
 	threads []ptrace.ThreadState // the thread records, in the order of the plan's clone3 entries
+	timers  []Timer
+	signals []Signal
 }
 
 // fdTable simulates the restorer's descriptor table while the plan is
@@ -123,7 +128,7 @@ const madvPopulateWrite = 23
 //     set_tid, ptrace.AddThreadClones: they start stopped, and Restore
 //     gives each its state); credentials, signal mask, itimers.
 func (s *state) compile(vmas []dumpVMA) (*compiled, error) {
-	c := &compiled{b: ptrace.NewBatch()}
+	c := &compiled{b: ptrace.NewBatch(), timers: s.timers, signals: s.signals}
 	p := &planner{s: s, c: c, b: c.b, fds: fdTable{}}
 	if err := p.place(vmas); err != nil {
 		return nil, err
@@ -172,7 +177,7 @@ func (p *planner) place(vmas []dumpVMA) error {
 	}
 	p.tempAddr = p.execAddr + ptrace.ExecutorRegionSize
 	p.c.hdr = metaHeader{ExecAddr: p.execAddr, TempAddr: p.tempAddr, TempSize: p.tempSize, VDSOBase: p.s.vdsoBase,
-		Pid: uint32(p.s.pid), Regs: p.s.regs}
+		Pid: uint32(p.s.pid), Regs: p.s.regs, MainTID: uint32(p.s.mainTID), SigMask: p.s.sigmask}
 	copy(p.c.hdr.Kernel[:], kernelID())
 	if p.tempSize > 0 && p.s.vdsoBase == 0 {
 		return &UnsupportedError{p.s.pid, "vDSO", "no AT_SYSINFO_EHDR in auxv"}
@@ -188,7 +193,7 @@ func (p *planner) parkVDSO(vmas []dumpVMA) {
 		}
 		r := p.b.Add(unix.SYS_MREMAP, ptrace.Lit(0), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(v.Len())),
 			ptrace.Lit(unix.MREMAP_MAYMOVE|unix.MREMAP_FIXED), ptrace.Lit(int64(p.tempAddr+v.Start-p.vdsoLo)))
-		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocVDSO, Entry: uint32(r.Index()), Arg: 0, Value: v.Start - p.s.vdsoBase})
+		p.reloc(Reloc{Kind: RelocVDSO, Entry: uint32(r.Index()), Arg: 0, Value: v.Start - p.s.vdsoBase})
 	}
 }
 
@@ -213,7 +218,7 @@ func (p *planner) clearRestorer() {
 			continue
 		}
 		r := p.b.Add(unix.SYS_DUP3, ptrace.Lit(0), ptrace.Lit(int64(p.high+k)), ptrace.Lit(0))
-		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocFD, Entry: uint32(r.Index()), Arg: 0, Value: uint64(f.fd)})
+		p.reloc(Reloc{Kind: RelocFD, Entry: uint32(r.Index()), Arg: 0, Value: uint64(f.fd)})
 		p.fds[p.high+k] = true
 		k++
 	}
@@ -226,14 +231,39 @@ func (p *planner) clearRestorer() {
 // VMA, copies the CoW'ed pages of private file mappings in, sets final
 // protections and closes those fds.
 func (p *planner) mapMemory(vmas []dumpVMA) {
-	path := p.b.Space(4096)
-	pages := p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
-	pathOff, _ := path.DataOffset()
-	p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocPagesPath, Entry: uint32(pages.Index()), DataOff: uint32(pathOff), Value: 4096})
-	pagesFD := p.fds.alloc()
-	files := map[string]int{}
+	var pages ptrace.Ref
+	var pagesFD int
+	var files map[string]int
 	var fileFDs []int
+	open := func() {
+		path := p.b.Space(4096)
+		pages = p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
+		pathOff, _ := path.DataOffset()
+		p.reloc(Reloc{Kind: RelocPagesPath, Batch: uint32(len(p.c.done)), Entry: uint32(pages.Index()), DataOff: uint32(pathOff), Value: 4096})
+		pagesFD = p.fds.alloc()
+		files = map[string]int{}
+		fileFDs = nil
+	}
+	closeAll := func() {
+		p.b.Add(unix.SYS_CLOSE, pages.Result())
+		delete(p.fds, pagesFD)
+		for _, fd := range fileFDs {
+			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd)))
+			delete(p.fds, fd)
+		}
+	}
+	open()
 	for _, v := range vmas {
+		if batchSize(p.b) > planBatchSplit && v.kind != VMAVDSO {
+			// This batch is full: the rest of the memory goes on in a
+			// batch of its own, which opens pages.img and the files
+			// again (a result is a batch's own).
+			closeAll()
+			p.c.done = append(p.c.done, p.b)
+			p.c.b = ptrace.NewBatch()
+			p.b = p.c.b
+			open()
+		}
 		vm := VMA{Start: v.Start, End: v.End, PagesOff: v.pages, Prot: protOf(v.Perms), Kind: v.kind}
 		p.c.vmas = append(p.c.vmas, vm)
 		length := ptrace.Lit(int64(v.Len()))
@@ -283,22 +313,22 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 				p.b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)))
 			}
 		}
-	}
-	for _, v := range vmas {
-		if v.kind == VMAVDSO {
-			continue // the kernel's flags (dd), and not in place yet
-		}
-		for _, adv := range p.s.advice[v.Start] {
-			p.b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(adv)))
+		if v.kind != VMAVDSO {
+			for _, adv := range p.s.advice[v.Start] {
+				p.b.Add(unix.SYS_MADVISE, ptrace.Lit(int64(v.Start)), ptrace.Lit(int64(v.Len())), ptrace.Lit(int64(adv)))
+			}
 		}
 	}
-	p.b.Add(unix.SYS_CLOSE, pages.Result())
-	delete(p.fds, pagesFD)
-	for _, fd := range fileFDs {
-		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd)))
-		delete(p.fds, fd)
-	}
+	closeAll()
 }
+
+// planBatchSplit is the size past which mapMemory starts a new batch of
+// the plan: below ptrace.MaxBatchSize by more than the rest of the plan
+// (descriptors, attributes, thread clones) and one VMA's entries take.
+const planBatchSplit = ptrace.MaxBatchSize / 2
+
+// batchSize is b's encoded size.
+func batchSize(b *ptrace.Batch) int { return 64 + 72*b.Len() + len(b.Data()) }
 
 // homeVDSO (step 4) moves the vDSO to the image's addresses.
 func (p *planner) homeVDSO(vmas []dumpVMA) {
@@ -328,6 +358,12 @@ func (p *planner) descriptors() {
 			p.fds[f.fd] = true
 			k++
 		case FDFile:
+			if f.dupOf >= 0 {
+				// The lower fd's description, already in place.
+				p.b.Add(unix.SYS_DUP3, ptrace.Lit(int64(f.dupOf)), ptrace.Lit(int64(f.fd)), ptrace.Lit(cloexec))
+				p.fds[f.fd] = true
+				continue
+			}
 			flags := int64(f.info.Flags) &^ (unix.O_CREAT | unix.O_TRUNC | unix.O_EXCL | unix.O_CLOEXEC | unix.O_NOCTTY)
 			p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(f.link), ptrace.Lit(flags|unix.O_NOCTTY|cloexec))
 			tmp := p.fds.alloc()
@@ -391,7 +427,7 @@ func (p *planner) attributes() {
 	auxArg := p.b.Bytes(p.s.auxv)
 	mmOff, _ := mmArg.DataOffset()
 	auxOff, _ := auxArg.DataOffset()
-	p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(mmOff + 88), Value: uint64(auxOff)})
+	p.reloc(Reloc{Kind: RelocDataPtr, DataOff: uint32(mmOff + 88), Value: uint64(auxOff)})
 	p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetMM), ptrace.Lit(prSetMMMap), mmArg, ptrace.Lit(104), ptrace.Lit(0))
 	if exeFD >= 0 {
 		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(exeFD))
@@ -419,7 +455,13 @@ func (p *planner) attributes() {
 	for _, th := range ptrace.AddThreadClones(p.b, p.s.threads) {
 		args, _ := th.Args.DataOffset()
 		tid, _ := th.TID.DataOffset()
-		p.c.relocs = append(p.c.relocs, Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
+		p.reloc(Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
+	}
+	// Timers take their own ids again (Restore makes them once the
+	// threads have their masks): a switch that needs
+	// CAP_CHECKPOINT_RESTORE, which the credentials drop.
+	if len(p.s.timers) > 0 {
+		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prTimerCreateRestoreIDs), ptrace.Lit(prTimerCreateRestoreIDsOn), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
 	}
 	// Credentials last: dropping them may drop the capabilities the
 	// entries above need.
@@ -460,3 +502,9 @@ const (
 	ssOnstack = 1
 	ssDisable = 2
 )
+
+// reloc adds a relocation of the batch being written.
+func (p *planner) reloc(r Reloc) {
+	r.Batch = uint32(len(p.c.done))
+	p.c.relocs = append(p.c.relocs, r)
+}

@@ -99,14 +99,17 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 	if k := cstring(img.hdr.Kernel[:]); k != kernelStr {
 		return pid, st, fmt.Errorf("image taken on kernel %q, this is %q (the vDSO layout may differ): %w", k, kernelStr, errdefs.ErrNotSupported)
 	}
-	plan, err := img.Plan()
-	if err != nil {
-		return pid, st, err
+	if len(img.plans) == 0 {
+		return pid, st, fmt.Errorf("image has no plan: %w", errdefs.ErrInvalid)
 	}
 	if len(img.Threads) > 0 && !t.TracesClones() {
 		return pid, st, fmt.Errorf("the image has %d threads to re-create, the restorer does not trace clones: %w", len(img.Threads), errdefs.ErrInvalid)
 	}
-	b := plan.Clone()
+	batches := make([]*ptrace.Batch, len(img.plans))
+	for i, pb := range img.plans {
+		batches[i] = pb.Clone()
+	}
+	b := batches[len(batches)-1]
 	auxv, err := procfs.Auxv(pid)
 	if err != nil {
 		return pid, st, err
@@ -137,6 +140,7 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			phase("prelude")
 		}
 		for _, rl := range img.Relocs {
+			b := batches[rl.Batch]
 			switch rl.Kind {
 			case RelocVDSO:
 				if rvdso == 0 {
@@ -170,11 +174,20 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			}
 		}
 		phase("relocate")
+		// The memory batches first, if the plan has more than one; the
+		// last holds the rest (and the thread clones, whose children
+		// its results give).
+		for _, mb := range batches[:len(batches)-1] {
+			if _, err := t.Exec(mb); err != nil {
+				return fmt.Errorf("plan: %w", err)
+			}
+			st.Entries += mb.Len()
+		}
 		res, err := t.Exec(b)
 		if err != nil {
 			return img.planError(b, err)
 		}
-		st.Entries = b.Len()
+		st.Entries += b.Len()
 		phase("plan")
 		// The shared memory, event objects and pipes, from objects.bin: a
 		// batch of our own making (kobj.AddTo of the validated table), not
@@ -216,6 +229,19 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 				}
 			}()
 			phase("threads")
+		}
+		if len(img.Timers) > 0 || len(img.Signals) > 0 {
+			// Every thread has its mask: the signals stay queued.
+			me, err := procfs.Thread(pid, pid)
+			if err != nil {
+				return err
+			}
+			tb := ptrace.NewBatch()
+			img.addTimersSignals(tb, me.NSTID)
+			if _, err := t.Exec(tb); err != nil {
+				return fmt.Errorf("timers and signals: %w", err)
+			}
+			phase("timers")
 		}
 		if err := t.SetRegs(img.Regs()); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,11 +16,7 @@ import (
 // Validate re-checks an opened image (Open already did): the tables of
 // meta.bin and every entry of the plan against the allow-list below.
 func Validate(img *Image) error {
-	b, err := img.Plan()
-	if err != nil {
-		return err
-	}
-	return validate(img, b)
+	return validate(img, img.plans)
 }
 
 // allowed is the allow-list of syscalls a restore plan may contain.
@@ -48,20 +45,49 @@ const (
 // validate checks an image's tables and plan, in steps: the header and
 // VMAs (layout), the relocations, then every plan entry against the
 // allow-list and the rules of its syscall (entry).
-func validate(img *Image, b *ptrace.Batch) error {
-	c := &planCheck{img: img, h: &img.hdr, ents: b.Entries(), data: b.Data(), pagesEntry: -1, mapped: map[int]bool{}}
+//
+// A plan of several batches (a process whose memory does not fit one) is
+// checked batch by batch with the same rules: each relocation applies to
+// its own batch, each batch opens pages.img once at most (its own
+// pages path), a VMA is mapped once in the whole plan, and the thread
+// clones are in the last batch only.
+func validate(img *Image, bs []*ptrace.Batch) error {
+	if len(bs) == 0 {
+		return invalid("no plan")
+	}
+	mapped := map[int]bool{}
+	c := &planCheck{img: img, h: &img.hdr, mapped: mapped}
 	if err := c.layout(); err != nil {
 		return err
 	}
-	if err := validateThreads(img, b); err != nil {
-		return err
+	for i, r := range img.Relocs {
+		if int(r.Batch) >= len(bs) {
+			return invalid("relocation %d: batch %d of a plan of %d", i, r.Batch, len(bs))
+		}
 	}
-	if err := c.relocs(); err != nil {
-		return err
-	}
-	for i, e := range c.ents {
-		if err := c.entry(i, e); err != nil {
-			return err
+	for k, b := range bs {
+		var relocs []Reloc
+		for _, r := range img.Relocs {
+			if int(r.Batch) == k {
+				relocs = append(relocs, r)
+			}
+		}
+		c := &planCheck{img: img, h: &img.hdr, ents: b.Entries(), data: b.Data(), pagesEntry: -1, mapped: mapped, relocTable: relocs}
+		last := k == len(bs)-1
+		if last {
+			if err := validateThreads(img, b, relocs); err != nil {
+				return err
+			}
+		} else if slices.ContainsFunc(b.Entries(), func(e ptrace.Entry) bool { return e.Nr == unix.SYS_CLONE3 }) {
+			return invalid("plan batch %d of %d: a clone3 outside the last batch", k, len(bs))
+		}
+		if err := c.relocs(); err != nil {
+			return fmt.Errorf("plan batch %d: %w", k, err)
+		}
+		for i, e := range c.ents {
+			if err := c.entry(i, e); err != nil {
+				return fmt.Errorf("plan batch %d: %w", k, err)
+			}
 		}
 	}
 	return nil
@@ -74,7 +100,8 @@ type planCheck struct {
 	ents       []ptrace.Entry
 	data       []byte
 	pagesEntry int          // the openat of pages.img, -1 before relocs
-	mapped     map[int]bool // VMAs an mmap entry maps
+	mapped     map[int]bool // VMAs an mmap entry maps (in the whole plan)
+	relocTable []Reloc      // the relocations of this batch
 }
 
 // hits reports whether [lo, hi) touches the executor region or the
@@ -142,7 +169,7 @@ func (c *planCheck) layout() error {
 // relocs checks each relocation's target and finds the pages.img openat.
 func (c *planCheck) relocs() error {
 	ents, data := c.ents, c.data
-	for i, r := range c.img.Relocs {
+	for i, r := range c.relocTable {
 		switch r.Kind {
 		case RelocVDSO, RelocFD:
 			if int(r.Entry) >= len(ents) || r.Arg >= 6 || (ents[r.Entry].Reloc>>(2*r.Arg))&3 != ptrace.RelocLit {
@@ -292,8 +319,9 @@ func (c *planCheck) processEntry(e ptrace.Entry) string {
 	switch e.Nr {
 	case unix.SYS_PRCTL:
 		if !lit(e, 0) || !(a[0] == prSetName || (a[0] == prSetMM && lit(e, 1) && a[1] == prSetMMMap) ||
-			a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable) {
-			return "only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER and PR_SET_THP_DISABLE are allowed"
+			a[0] == prSetDumpable || a[0] == prSetChildSubreaper || a[0] == prSetTHPDisable ||
+			(a[0] == prTimerCreateRestoreIDs && lit(e, 1) && a[1] == prTimerCreateRestoreIDsOn)) {
+			return "only PR_SET_MM_MAP, PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_THP_DISABLE and PR_TIMER_CREATE_RESTORE_IDS_ON are allowed"
 		}
 	case unix.SYS_SETRESUID, unix.SYS_SETRESGID:
 		if !lit(e, 0) || !lit(e, 1) || !lit(e, 2) {
@@ -330,7 +358,7 @@ var dataWriters = map[uint32][2]int{
 // holding the record's tid; nothing else in the plan writes into those
 // bytes. Records' tids are distinct and their xstate is the main
 // thread's size.
-func validateThreads(img *Image, b *ptrace.Batch) error {
+func validateThreads(img *Image, b *ptrace.Batch, relocs []Reloc) error {
 	ents, data := b.Entries(), b.Data()
 	type span struct{ lo, hi uint64 }
 	var guarded []span
@@ -359,7 +387,7 @@ func validateThreads(img *Image, b *ptrace.Batch) error {
 			return bad("clone_args are not those that re-create thread %d", st.NSTID)
 		}
 		ptr := -1
-		for j, r := range img.Relocs {
+		for j, r := range relocs {
 			if r.Kind == RelocDataPtr && uint64(r.DataOff) == off+ptrace.CloneArgsSetTID {
 				ptr = j
 			}
@@ -367,7 +395,7 @@ func validateThreads(img *Image, b *ptrace.Batch) error {
 		if ptr < 0 {
 			return bad("no relocation sets its set_tid pointer")
 		}
-		tid := img.Relocs[ptr].Value
+		tid := relocs[ptr].Value
 		if tid%4 != 0 || tid+4 > uint64(len(data)) || binary.LittleEndian.Uint32(data[tid:]) != uint32(st.NSTID) {
 			return bad("set_tid does not point at thread %d's tid", st.NSTID)
 		}
@@ -391,7 +419,7 @@ func validateThreads(img *Image, b *ptrace.Batch) error {
 		}
 		return false
 	}
-	for i, r := range img.Relocs {
+	for i, r := range relocs {
 		var lo, hi uint64
 		switch r.Kind {
 		case RelocPagesPath:

@@ -232,10 +232,6 @@ func (c *capturer) objects() error {
 			if !ok || us.Peer == 0 || us.Named {
 				continue // not a unix socket pair: others() says why it is shared
 			}
-			if us.Shutdown != 0 {
-				c.refuse(f.Num, "a socket pair shut down in a direction is not re-created")
-				continue
-			}
 			if i, ok := pairs[us.Peer]; ok {
 				p := &c.t.Objects[i]
 				if len(p.Descs) == 2 {
@@ -244,17 +240,32 @@ func (c *capturer) objects() error {
 				}
 				d.d.End = 1
 				p.Descs = append(p.Descs, d.d)
+				p.Shutdown[1] = us.Shutdown
+				if p.SockType != unix.SOCK_DGRAM && !mirrored(p.Shutdown) {
+					// Shut down before it was connected: no
+					// shutdown(2) of a connected pair makes that.
+					c.refuse(f.Num, fmt.Sprintf("a socket pair whose ends' shutdown states do not mirror each other (%d, %d) is not re-created", p.Shutdown[0], p.Shutdown[1]))
+				}
 				continue
 			}
 			if peer, ok := socks[us.Peer]; !ok || peer.Peer != ino {
 				continue // its peer is not this socket's: not a pair
 			}
 			o.SockType = us.Type
+			o.Shutdown[0] = us.Shutdown
 			pairs[ino] = len(c.t.Objects)
 		}
 		c.t.Objects = append(c.t.Objects, o)
 	}
 	return nil
+}
+
+// mirrored reports whether a stream pair's shutdown states are each
+// other's mirror (one end's send is the other's receive), as shutdown(2)
+// of a connected pair leaves them.
+func mirrored(sh [2]uint8) bool {
+	flip := func(b uint8) uint8 { return (b&1)<<1 | (b&2)>>1 }
+	return sh[1] == flip(sh[0])
 }
 
 // sockets keeps the socket pairs whose two ends the process holds, each
@@ -487,6 +498,11 @@ func peekPipe(pidfd, rfd int) (size int, data []byte, err error) {
 		return 0, nil, fmt.Errorf("pidfd_getfd: %w", err)
 	}
 	defer unix.Close(r)
+	return peekPipeFD(r)
+}
+
+// peekPipeFD is peekPipe through r, a readable descriptor of the pipe.
+func peekPipeFD(r int) (size int, data []byte, err error) {
 	if size, err = unix.FcntlInt(uintptr(r), unix.F_GETPIPE_SZ, 0); err != nil {
 		return 0, nil, err
 	}

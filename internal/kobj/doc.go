@@ -27,7 +27,11 @@
 //
 // CaptureObjects is Capture without that last refusal, for a checkpoint,
 // which has rules of its own for files and sockets (package image keeps
-// the Table in its objects.bin).
+// the Table in its objects.bin). A checkpoint adds files without a name
+// (CaptureFiles) and FIFOs (CaptureFIFOs: reopened by their path, with
+// the bytes queued in them; the path must be checked by the caller, and
+// at restore a path that is not a pipe stops the batch at F_GETPIPE_SZ
+// before anything is written or put on a descriptor).
 //
 // Table.AddTo appends to a ptrace batch the syscalls that, run by the
 // copy, replace each object with a fresh one in the same state, on the
@@ -54,7 +58,13 @@
 //	pair       every message that was queued at each end (read at Capture
 //	           with MSG_PEEK from a peek offset, which leaves them queued;
 //	           which socket is whose peer, sock_diag says, asked from the
-//	           process's network namespace)
+//	           process's network namespace); then shutdown(2) of each end
+//	           shut down in a direction (sock_diag's state; a stream
+//	           pair's must mirror, one call sets both ends)
+//	FIFO       openat(path, O_RDWR|O_NONBLOCK), a helper that keeps every
+//	           other open from blocking and must be a pipe (F_GETPIPE_SZ);
+//	           F_SETPIPE_SZ; a write of the bytes it held; an openat of
+//	           the path per description, with its access mode
 //	epoll      epoll_create1, after every other object is in place; then
 //	           epoll_ctl(ADD) of each registration, by descriptor number,
 //	           with its event mask (EPOLLET, EPOLLONESHOT... included) and

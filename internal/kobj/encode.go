@@ -14,27 +14,28 @@ import (
 // The encoding of a Table (little-endian; docs/IMAGE.md draws it):
 //
 //	header  magic "CZKO" u32, version u16, 0 u16, objects u32, memory u32, scratch u64
-//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair), descs u8, 0 u16, then by kind:
+//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair, 7 file, 8 FIFO), descs u8, 0 u16, then by kind:
 //	          eventfd  count u64, semaphore u8
 //	          timerfd  clock i32, setflags i32, ticks u64, value i64, interval i64 (ns)
 //	          signalfd mask u64
 //	          epoll    watches u32, then per watch fd i32, events u32, data u64
 //	          pipe     size i32, bytes u32, then the bytes
-//	          socket pair  type i32, then per end: messages u32, then per
+//	          socket pair  type i32, (version 3) shutdown u8 per end (1 receive, 2 send), then per end: messages u32, then per
 //	                   message bytes u32 and the bytes (queued to be read there)
 //	          file     (version 2) kind u8 (1 memfd, 2 ghost), 0 u8, 0 u16, name u32 and its
 //	                   bytes, mode u32, uid u32, gid u32, size i64, atime sec i64 nsec i64,
 //	                   mtime sec i64 nsec i64, seals i32, extents u32, then per extent
 //	                   offset i64, bytes u32 and the bytes
+//	          FIFO     (version 3) path u32 and its bytes, size i32, bytes u32, then the bytes
 //	        then per desc: end u8, flags u32, (a file's only) offset i64, fds u32,
 //	          then per fd num i32, cloexec u8
 //
-// Version 1 (no file objects, no offsets) is read too.
+// Versions 1 (no file objects, no offsets) and 2 (no FIFOs) are read too.
 //
 //	memory  start u64, end u64, prot i32
 const (
 	encodeMagic   = 0x4f4b5a43 // "CZKO"
-	EncodeVersion = 2
+	EncodeVersion = 3
 	maxFDNum      = 1 << 20 // fs.nr_open's ceiling
 )
 
@@ -78,6 +79,7 @@ func (t *Table) Encode() []byte {
 			b = append(b, o.Data...)
 		case SocketPair:
 			b = le.AppendUint32(b, uint32(o.SockType))
+			b = append(b, o.Shutdown[0], o.Shutdown[1])
 			for _, q := range o.Queued {
 				b = le.AppendUint32(b, uint32(len(q)))
 				for _, m := range q {
@@ -87,6 +89,12 @@ func (t *Table) Encode() []byte {
 			}
 		case File:
 			b = encodeFile(b, o.File)
+		case Fifo:
+			b = le.AppendUint32(b, uint32(len(o.Path)))
+			b = append(b, o.Path...)
+			b = le.AppendUint32(b, uint32(o.PipeSize))
+			b = le.AppendUint32(b, uint32(len(o.Data)))
+			b = append(b, o.Data...)
 		}
 		for _, d := range o.Descs {
 			b = append(b, byte(d.End))
@@ -177,7 +185,7 @@ func decode(b []byte) (*Table, error) {
 		return nil, errors.New("bad magic")
 	}
 	version := r.u16()
-	if version != 1 && version != EncodeVersion {
+	if version < 1 || version > EncodeVersion {
 		return nil, fmt.Errorf("version %d, this build reads 1 to %d", version, EncodeVersion)
 	}
 	r.u16()
@@ -308,6 +316,12 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		default:
 			return o, fmt.Errorf("socket type %d", o.SockType)
 		}
+		if l.version >= 3 {
+			o.Shutdown = [2]uint8{r.u8(), r.u8()}
+			if o.Shutdown[0] > 3 || o.Shutdown[1] > 3 || (o.SockType != unix.SOCK_DGRAM && !mirrored(o.Shutdown)) {
+				return o, fmt.Errorf("socket pair shutdown states %v", o.Shutdown)
+			}
+		}
 		for end := range o.Queued {
 			n, bytes := int(r.u32()), 0
 			if n < 0 || n > MaxMessages || (o.SockType == unix.SOCK_STREAM && n > 1) {
@@ -333,10 +347,17 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		if o.File, err = decodeFile(r, l); err != nil {
 			return o, err
 		}
+	case Fifo:
+		if l.version < 3 {
+			return o, errors.New("a FIFO object in a version 1 or 2 table")
+		}
+		if err := decodeFifo(r, l, &o); err != nil {
+			return o, err
+		}
 	default:
 		return o, fmt.Errorf("unknown kind %d", o.Kind)
 	}
-	if o.Kind == File {
+	if o.Kind == File || o.Kind == Fifo {
 		if nDesc < 1 {
 			return o, errors.New("a file without descriptions")
 		}
@@ -344,7 +365,7 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 		return o, fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
 	}
 	for k := range nDesc {
-		d, err := decodeDesc(r, l, o.Kind == File)
+		d, err := decodeDesc(r, l, o.Kind)
 		if err != nil {
 			return o, fmt.Errorf("description %d: %w", k, err)
 		}
@@ -356,10 +377,16 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 	return o, r.err
 }
 
-func decodeDesc(r *reader, l *limits, file bool) (Desc, error) {
+func decodeDesc(r *reader, l *limits, kind Kind) (Desc, error) {
 	d := Desc{End: int(r.u8()), Flags: r.u32()}
 	allowed := uint32(StatusFlags)
-	if file {
+	if kind == Fifo {
+		allowed = fifoFlags
+		if d.Flags&unix.O_ACCMODE == unix.O_ACCMODE {
+			return d, fmt.Errorf("flags %#o", d.Flags)
+		}
+	}
+	if kind == File {
 		allowed = FileFlags
 		d.Pos = int64(r.u64())
 		if d.Pos < 0 || d.Pos > MaxFileSize || d.Flags&unix.O_ACCMODE == unix.O_ACCMODE {

@@ -19,13 +19,15 @@ func sample() *Table {
 			{Kind: Timerfd, Descs: []Desc{{FDs: []FD{{14, false}}}}, Timer: procfs.TimerInfo{Clock: 1, Ticks: 2, Value: 99e9, Interval: 7e9}},
 			{Kind: Signalfd, Descs: []Desc{{FDs: []FD{{17, false}}}}, SigMask: 1 << 9},
 			{Kind: Pipe, Descs: []Desc{{End: 0, FDs: []FD{{12, false}}}, {End: 1, Flags: 0o4000, FDs: []FD{{13, false}}}}, PipeSize: 65536, Data: []byte("hello")},
-			{Kind: SocketPair, Descs: []Desc{{End: 0, FDs: []FD{{21, false}}}, {End: 1, FDs: []FD{{22, true}}}}, SockType: 2, Queued: [2][][]byte{nil, {[]byte("one"), {}}}},
+			{Kind: SocketPair, Descs: []Desc{{End: 0, FDs: []FD{{21, false}}}, {End: 1, FDs: []FD{{22, true}}}}, SockType: 2, Queued: [2][][]byte{nil, {[]byte("one"), {}}}, Shutdown: [2]uint8{1, 0}},
 			{Kind: Epoll, Descs: []Desc{{FDs: []FD{{15, true}}}}, Watches: []Watch{{10, 1, 0x1010}, {12, 1<<31 | 1, 0x1212}}},
 			{Kind: File, Descs: []Desc{{Flags: 2 | 0o2000, Pos: 3, FDs: []FD{{30, false}, {31, true}}}, {Flags: 0, Pos: 9, FDs: []FD{{32, false}}}},
 				File: FileInfo{Kind: Memfd, Name: "buf", Mode: 0o642, Size: 8192, Seals: 6, Extents: []Extent{{0, []byte("hello")}, {4096, []byte("x")}}}},
 			{Kind: File, Descs: []Desc{{Flags: 1, FDs: []FD{{33, false}}}},
 				File: FileInfo{Kind: Ghost, Name: "/tmp/gone", Mode: 0o741, Uid: 7, Gid: 8, Size: 1 << 30,
 					Atime: unix.Timespec{Sec: 1000, Nsec: 5}, Mtime: unix.Timespec{Sec: 2000, Nsec: 7}, Extents: []Extent{{1 << 20, []byte("tail")}}}},
+			{Kind: Fifo, Path: "/tmp/fifo", PipeSize: 65536, Data: []byte("queued"),
+				Descs: []Desc{{Flags: 2, FDs: []FD{{40, false}}}, {Flags: 0o4000, FDs: []FD{{41, true}, {42, false}}}}},
 		},
 		Memory:  []Memory{{Start: 0x7f0000000000, End: 0x7f0000002000, Prot: 3}},
 		Scratch: 1 << 32,
@@ -62,6 +64,11 @@ func TestDecodeRefuses(t *testing.T) {
 		"stray scratch":  mutate(func(s *Table) { s.Memory = nil }),
 		"huge memory":    mutate(func(s *Table) { s.Memory[0].End = s.Memory[0].Start + MaxMemory + 4096 }),
 		"socket type":    mutate(func(s *Table) { s.Objects[4].SockType = 3 }),
+		"shutdown bits":  mutate(func(s *Table) { s.Objects[4].Shutdown[0] = 4 }),
+		"stream shutdown not mirrored": mutate(func(s *Table) {
+			s.Objects[4].SockType = unix.SOCK_STREAM
+			s.Objects[4].Queued[1] = s.Objects[4].Queued[1][:1]
+		}),
 		"stream of two":  mutate(func(s *Table) { s.Objects[4].SockType = 1 }),
 		"queue too long": mutate(func(s *Table) { s.Objects[4].Queued[0] = make([][]byte, MaxMessages+1) }),
 		"file kind":      mutate(func(s *Table) { s.Objects[6].File.Kind = 9 }),
@@ -81,6 +88,19 @@ func TestDecodeRefuses(t *testing.T) {
 		"file flags":     mutate(func(s *Table) { s.Objects[7].Descs[0].Flags = 0o100 }),
 		"file offset":    mutate(func(s *Table) { s.Objects[7].Descs[0].Pos = -1 }),
 		"file in v1":     append([]byte{0x43, 0x5a, 0x4b, 0x4f, 1, 0}, good[6:]...),
+		"FIFO in v2":     append([]byte{0x43, 0x5a, 0x4b, 0x4f, 2, 0}, good[6:]...),
+		"FIFO relative":  mutate(func(s *Table) { s.Objects[8].Path = "tmp/fifo" }),
+		"FIFO dotdot":    mutate(func(s *Table) { s.Objects[8].Path = "/tmp/../etc/passwd" }),
+		"FIFO in /proc":  mutate(func(s *Table) { s.Objects[8].Path = "/proc/1/fd/3" }),
+		"FIFO NUL":       mutate(func(s *Table) { s.Objects[8].Path = "/tmp/a\x00b" }),
+		"FIFO overfull":  mutate(func(s *Table) { s.Objects[8].PipeSize = 4096; s.Objects[8].Data = make([]byte, 5000) }),
+		"FIFO accmode":   mutate(func(s *Table) { s.Objects[8].Descs[0].Flags = 3 }),
+		"FIFO flags":     mutate(func(s *Table) { s.Objects[8].Descs[0].Flags = unix.O_APPEND }),
+		"FIFO no desc":   mutate(func(s *Table) { s.Objects[8].Descs = nil }),
+		"FIFO data": mutate(func(s *Table) {
+			s.Objects[8].PipeSize = 1 << 20
+			s.Objects[8].Data = make([]byte, MaxData+1)
+		}),
 		"file data": mutate(func(s *Table) {
 			s.Objects[7].File.Size = MaxFileSize
 			s.Objects[7].File.Extents[0].Data = make([]byte, MaxFileData+1)
@@ -96,7 +116,8 @@ func TestDecodeRefuses(t *testing.T) {
 // file objects, no offsets): images written before files were kept.
 func TestDecodeVersion1(t *testing.T) {
 	s := sample()
-	s.Objects = s.Objects[:6]
+	// No socket pair: version 3 added its shutdown states.
+	s.Objects = append(s.Objects[:4:4], s.Objects[5])
 	b := s.Encode()
 	b[4] = 1
 	got, err := Decode(b)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -81,12 +82,7 @@ func CaptureFiles(pid int, fds []procfs.FD) ([]Object, error) {
 	refuse := func(f procfs.FD, why string) {
 		refused = append(refused, procfs.Object{What: fmt.Sprintf("fd %d (%s)", f.Num, f.Link), Why: why, FD: f.Num})
 	}
-	type file struct {
-		ino, dev uint64
-		obj      int // index in objs
-		first    []int
-	}
-	var files []*file
+	files := fileGroups{pid: pid}
 	data, extents := 0, 0
 	for _, f := range fds {
 		st, err := procfs.StatFD(pid, f.Num)
@@ -98,30 +94,9 @@ func CaptureFiles(pid int, fds []procfs.FD) ([]Object, error) {
 			refuse(f, "file locks and leases are not checkpointed (lock: "+f.Info.Locks[0]+")")
 			continue
 		}
-		var into *file
-		for _, fl := range files {
-			if fl.ino == st.Ino && fl.dev == st.Dev {
-				into = fl
-			}
-		}
-		if into != nil {
-			o := &objs[into.obj]
-			shared := false
-			for k, first := range into.first {
-				same, err := sameFile(pid, first, f.Num)
-				if err != nil {
-					return nil, err
-				}
-				if same {
-					o.Descs[k].FDs = append(o.Descs[k].FDs, d.FDs[0])
-					shared = true
-					break
-				}
-			}
-			if !shared {
-				o.Descs = append(o.Descs, d)
-				into.first = append(into.first, f.Num)
-			}
+		if known, err := files.add(objs, st, d); err != nil {
+			return nil, err
+		} else if known {
 			continue
 		}
 		info, why, err := readFile(pid, f, st)
@@ -140,13 +115,57 @@ func CaptureFiles(pid int, fds []procfs.FD) ([]Object, error) {
 			refuse(f, fmt.Sprintf("files without a name holding more than %d bytes in %d runs in all are not checkpointed", MaxFileData, MaxExtents))
 			continue
 		}
-		files = append(files, &file{ino: st.Ino, dev: st.Dev, obj: len(objs), first: []int{f.Num}})
+		files.made(st, len(objs), f.Num)
 		objs = append(objs, Object{Kind: File, File: info, Descs: []Desc{d}})
 	}
 	if len(refused) > 0 {
 		return nil, &SharedError{Pid: pid, Objects: refused}
 	}
 	return objs, nil
+}
+
+// fileGroups sorts a process's descriptors of files into objects: one
+// per file (device and inode), one description per open file description
+// (kcmp) of it.
+type fileGroups struct {
+	pid   int
+	files []*fileGroup
+}
+
+type fileGroup struct {
+	ino, dev uint64
+	obj      int   // index in the objects
+	first    []int // a descriptor of each of its descriptions
+}
+
+// add puts d, one descriptor's description, into the object of its file
+// among objs if one was made (known): in the description it shares, or as
+// a new one.
+func (g *fileGroups) add(objs []Object, st unix.Stat_t, d Desc) (known bool, err error) {
+	k := slices.IndexFunc(g.files, func(f *fileGroup) bool { return f.ino == st.Ino && f.dev == st.Dev })
+	if k < 0 {
+		return false, nil
+	}
+	fg, o, num := g.files[k], &objs[g.files[k].obj], d.FDs[0].Num
+	for j, first := range fg.first {
+		same, err := sameFile(g.pid, first, num)
+		if err != nil {
+			return true, err
+		}
+		if same {
+			o.Descs[j].FDs = append(o.Descs[j].FDs, d.FDs[0])
+			return true, nil
+		}
+	}
+	o.Descs = append(o.Descs, d)
+	fg.first = append(fg.first, num)
+	return true, nil
+}
+
+// made records that the object at index obj was made for the file st,
+// with its first description on descriptor num.
+func (g *fileGroups) made(st unix.Stat_t, obj, num int) {
+	g.files = append(g.files, &fileGroup{ino: st.Ino, dev: st.Dev, obj: obj, first: []int{num}})
 }
 
 // tmpfsMagic is TMPFS_MAGIC: where memfds live (hugetlbfs ones are not
@@ -399,13 +418,7 @@ func addFile(b *ptrace.Batch, o Object, fd int, above int) {
 		if d.Pos != 0 {
 			b.Add(unix.SYS_LSEEK, srcs[k], ptrace.Lit(d.Pos), ptrace.Lit(unix.SEEK_SET))
 		}
-		for _, n := range d.FDs {
-			ce := int64(0)
-			if n.CloseOnExec {
-				ce = unix.O_CLOEXEC
-			}
-			b.Add(unix.SYS_DUP3, srcs[k], ptrace.Lit(int64(n.Num)), ptrace.Lit(ce))
-		}
+		putOn(b, srcs[k], d.FDs)
 	}
 	if f.Kind == Ghost {
 		// Last: opening and chmod leave them, writes did not.

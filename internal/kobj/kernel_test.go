@@ -288,3 +288,36 @@ int main(void) {
 	}
 	t.Log(err)
 }
+
+// TestFifoNotAPipe: a FIFO object whose path names a regular file (a
+// hostile image's) stops the batch before anything is written to it or
+// put on a descriptor.
+func TestFifoNotAPipe(t *testing.T) {
+	v := startVictim(t, "")
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	tc, err := tr.Seize(v.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "plain")
+	if err := os.WriteFile(path, []byte("orig"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	tbl := &Table{Objects: []Object{{Kind: Fifo, Path: path, PipeSize: 65536, Data: []byte("evil"),
+		Descs: []Desc{{Flags: unix.O_RDWR, FDs: []FD{{Num: 40}}}}}}}
+	if tbl, err = Decode(tbl.Encode()); err != nil {
+		t.Fatal(err)
+	}
+	b := ptrace.NewBatch()
+	tbl.AddTo(b)
+	if _, err := tc.Exec(b); !errors.Is(err, unix.EBADF) {
+		t.Errorf("batch on a regular file: %v, want EBADF (F_GETPIPE_SZ)", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != "orig" {
+		t.Errorf("file now holds %q", got)
+	}
+	if _, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/40", v.cmd.Process.Pid)); err == nil {
+		t.Errorf("fd 40 was made")
+	}
+}

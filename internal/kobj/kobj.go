@@ -21,9 +21,12 @@ const (
 	// File is a file without a name (a memfd, a deleted regular file)
 	// with its contents: only a checkpoint captures these (CaptureFiles).
 	File
+	// Fifo is a named pipe, reopened by its path, with the bytes queued
+	// in it: only a checkpoint captures these (CaptureFIFOs).
+	Fifo
 )
 
-var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair", File: "file"}
+var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair", File: "file", Fifo: "FIFO"}
 
 func (k Kind) String() string {
 	if n, ok := kindNames[k]; ok {
@@ -56,7 +59,7 @@ type Object struct {
 	Timer   procfs.TimerInfo   // Timerfd
 	SigMask uint64             // Signalfd: bit n-1 blocks signal n
 	Watches []Watch            // Epoll: its registrations
-	// Pipe: its capacity (F_GETPIPE_SZ) and the bytes it held.
+	// Pipe, Fifo: its capacity (F_GETPIPE_SZ) and the bytes it held.
 	PipeSize int
 	Data     []byte
 	// SocketPair: its type (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET) and
@@ -64,9 +67,15 @@ type Object struct {
 	// one message).
 	SockType int
 	Queued   [2][][]byte
+	// Shutdown is each end's shutdown state (sock_diag: 1 receive, 2
+	// send); a stream or seqpacket pair's are mirrors of each other.
+	Shutdown [2]uint8
 	// File: the file and its contents; its descriptions keep their
 	// access mode and offset (Desc.Flags within FileFlags, Desc.Pos).
 	File FileInfo
+	// Fifo: its path; its descriptions keep their access mode
+	// (Desc.Flags within O_ACCMODE|StatusFlags).
+	Path string
 }
 
 // Desc is an open file description and the descriptors that refer to it.
@@ -154,7 +163,7 @@ func (t *Table) Summary() string {
 		}
 	}
 	var parts []string
-	for k := Eventfd; k <= File; k++ {
+	for k := Eventfd; k <= Fifo; k++ {
 		if count[k] == 0 {
 			continue
 		}
@@ -162,7 +171,7 @@ func (t *Table) Summary() string {
 		switch {
 		case k == Epoll:
 			s += fmt.Sprintf(" (%d watches)", watches)
-		case k == Pipe && data > 0:
+		case (k == Pipe || k == Fifo) && data > 0:
 			s += fmt.Sprintf(" (%d bytes)", data)
 		case k == SocketPair:
 			s = fmt.Sprintf("%d socket pair", count[k])

@@ -37,6 +37,8 @@ func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 		for i, o := range t.Objects {
 			switch {
 			case (o.Kind == Epoll) != epolls:
+			case o.Kind == Fifo:
+				addFifo(b, o, above)
 			case o.Kind == File:
 				fd, ok := files[i]
 				if !ok {
@@ -135,6 +137,17 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 				b.Add(unix.SYS_SENDTO, ends[1-end], b.Bytes(m), ptrace.Lit(int64(len(m))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
 			}
 		}
+		// Shut down once the bytes are in (SHUT_RD 0, WR 1, RDWR 2 are
+		// the state bits less one). A stream pair's shutdown sets its
+		// peer's mirror state too: one call gives both.
+		for end, sh := range o.Shutdown {
+			if sh != 0 {
+				b.Add(unix.SYS_SHUTDOWN, ends[end], ptrace.Lit(int64(sh)-1))
+				if o.SockType != unix.SOCK_DGRAM {
+					break
+				}
+			}
+		}
 	case Pipe:
 		p := b.Space(8)
 		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))
@@ -157,17 +170,22 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 		if fl := int64(d.Flags & StatusFlags); fl != nonblock { // not as created
 			b.Add(unix.SYS_FCNTL, src, ptrace.Lit(unix.F_SETFL), ptrace.Lit(fl))
 		}
-		for _, f := range d.FDs {
-			ce := int64(0)
-			if f.CloseOnExec {
-				ce = unix.O_CLOEXEC
-			}
-			b.Add(unix.SYS_DUP3, src, ptrace.Lit(int64(f.Num)), ptrace.Lit(ce))
-		}
+		putOn(b, src, d.FDs)
 	}
 	for _, e := range ends {
 		if e != (ptrace.Arg{}) {
 			b.Add(unix.SYS_CLOSE, e)
 		}
+	}
+}
+
+// putOn dup3s src onto each of fds, with its close-on-exec flag.
+func putOn(b *ptrace.Batch, src ptrace.Arg, fds []FD) {
+	for _, f := range fds {
+		ce := int64(0)
+		if f.CloseOnExec {
+			ce = unix.O_CLOEXEC
+		}
+		b.Add(unix.SYS_DUP3, src, ptrace.Lit(int64(f.Num)), ptrace.Lit(ce))
 	}
 }

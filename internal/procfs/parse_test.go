@@ -230,14 +230,14 @@ func TestSharedFD(t *testing.T) {
 // status without a capability line is refused.
 func TestParseThread(t *testing.T) {
 	status := "Name:\tworker\nState:\tS (sleeping)\nNSpid:\t4242\t3\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\n" +
-		"SigPnd:\t0000000000000200\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001fffffffffe\n" +
+		"SigPnd:\t0000000000000200\nShdPnd:\t0000000000000001\nSigBlk:\t0000000000000201\nCapInh:\t0000000000000000\nCapPrm:\t000001ffffffffff\nCapEff:\t000001fffffffffe\n" +
 		"CapBnd:\t000001ffffffffff\nCapAmb:\t0000000000000000\nSeccomp:\t2\n"
 	ti, err := parseThread([]byte(status), []byte("worker\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := ThreadInfo{Comm: "worker", NSTID: 3, CapPrm: 0x1ffffffffff, CapEff: 0x1fffffffffe, CapBnd: 0x1ffffffffff,
-		Seccomp: 2, SigPnd: 0x200, Uid: "0\t0\t0\t0", Gid: "0\t0\t0\t0"}
+		Seccomp: 2, SigPnd: 0x200, ShdPnd: 1, SigBlk: 0x201, Uid: "0\t0\t0\t0", Gid: "0\t0\t0\t0"}
 	if ti != want {
 		t.Fatalf("got %+v\nwant %+v", ti, want)
 	}

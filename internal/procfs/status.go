@@ -129,6 +129,9 @@ type ThreadInfo struct {
 	// SigPnd is the signals pending for this thread alone (not the
 	// process's shared set, ShdPnd).
 	SigPnd uint64
+	// SigBlk is the thread's blocked signals; ShdPnd the process's
+	// shared pending set (the same in every thread).
+	SigBlk, ShdPnd uint64
 	// Uid, Gid and Groups are the status lines as they are ("0\t0\t0\t0").
 	Uid, Gid, Groups string
 }
@@ -159,7 +162,8 @@ func parseThread(status, comm []byte) (ThreadInfo, error) {
 		return ThreadInfo{}, fmt.Errorf("comm %q longer than 15 bytes: %w", ti.Comm, ErrFormat)
 	}
 	for k, p := range map[string]*uint64{"CapInh": &ti.CapInh, "CapPrm": &ti.CapPrm, "CapEff": &ti.CapEff,
-		"CapBnd": &ti.CapBnd, "CapAmb": &ti.CapAmb, "SigPnd": &ti.SigPnd} {
+		"CapBnd": &ti.CapBnd, "CapAmb": &ti.CapAmb, "SigPnd": &ti.SigPnd,
+		"SigBlk": &ti.SigBlk, "ShdPnd": &ti.ShdPnd} {
 		if *p, err = s.Uint(k, 16); err != nil {
 			return ThreadInfo{}, err
 		}

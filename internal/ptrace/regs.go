@@ -80,14 +80,14 @@ func (t *Tracee) SetRegs(r Regs) error {
 }
 
 func (t *Tracee) getRegs(r *Regs) error {
-	if err := t.ptrace(unix.PTRACE_GETREGS, 0, uintptr(unsafe.Pointer(r))); err != nil {
+	if err := t.ptracePtr(unix.PTRACE_GETREGS, 0, unsafe.Pointer(r)); err != nil {
 		return fmt.Errorf("get registers of %d: %w", t.pid, err)
 	}
 	return nil
 }
 
 func (t *Tracee) setRegs(r *Regs) error {
-	if err := t.ptrace(unix.PTRACE_SETREGS, 0, uintptr(unsafe.Pointer(r))); err != nil {
+	if err := t.ptracePtr(unix.PTRACE_SETREGS, 0, unsafe.Pointer(r)); err != nil {
 		return fmt.Errorf("set registers of %d: %w", t.pid, err)
 	}
 	return nil
@@ -115,7 +115,7 @@ func (t *Tracee) XState() ([]byte, error) {
 		buf := make([]byte, n)
 		iov := unix.Iovec{Base: &buf[0]}
 		iov.SetLen(n)
-		if err := t.ptrace(unix.PTRACE_GETREGSET, ntX86XState, uintptr(unsafe.Pointer(&iov))); err != nil {
+		if err := t.ptracePtr(unix.PTRACE_GETREGSET, ntX86XState, unsafe.Pointer(&iov)); err != nil {
 			return fmt.Errorf("get xstate of %d: %w", t.pid, err)
 		}
 		xstateSize.Store(int64(iov.Len))
@@ -136,7 +136,7 @@ func (t *Tracee) SetXState(buf []byte) error {
 		}
 		iov := unix.Iovec{Base: &buf[0]}
 		iov.SetLen(len(buf))
-		if err := t.ptrace(unix.PTRACE_SETREGSET, ntX86XState, uintptr(unsafe.Pointer(&iov))); err != nil {
+		if err := t.ptracePtr(unix.PTRACE_SETREGSET, ntX86XState, unsafe.Pointer(&iov)); err != nil {
 			return fmt.Errorf("set xstate of %d: %w", t.pid, err)
 		}
 		return nil
