@@ -5,6 +5,7 @@
 #   examples/native-c/hello       (C SDK, sdk/c/catalyzer.h)
 #   examples/java/hello/fn        (classes of examples/java/hello/src, javac
 #                                  17 against the agent's catalyzer.Context)
+#   examples/java/heavy/fn        (examples/java/heavy/src, the JDK alone)
 # Usage: examples/build.sh [GO] [CC]   (defaults: go, gcc; or $GO / $CC;
 # $JAVA_HOME_17, default Debian's /usr/lib/jvm/java-17-openjdk-amd64)
 set -eu
@@ -19,4 +20,6 @@ jdk=${JAVA_HOME_17:-/usr/lib/jvm/java-17-openjdk-amd64}
 rm -rf examples/java/hello/fn
 "$jdk/bin/javac" --release 17 -Xlint:all -Werror -encoding UTF-8 -p internal/agent/runtimes/java/agent.jar --add-modules catalyzer \
 	-d examples/java/hello/fn $(find examples/java/hello/src -name '*.java' | LC_ALL=C sort)
-echo "built examples/native/hello/hello examples/native/threads/threads examples/native-c/hello examples/java/hello/fn"
+rm -rf examples/java/heavy/fn
+"$jdk/bin/javac" --release 17 -Xlint:all -Werror -encoding UTF-8 -d examples/java/heavy/fn $(find examples/java/heavy/src -name '*.java' | LC_ALL=C sort)
+echo "built examples/native/hello/hello examples/native/threads/threads examples/native-c/hello examples/java/hello/fn examples/java/heavy/fn"

@@ -243,7 +243,8 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			}
 			phase("timers")
 		}
-		if err := t.SetRegs(img.Regs()); err != nil {
+		// Its restart block is the restorer's (ptrace.OwnRestart).
+		if err := t.SetRegs(t.OwnRestart(img.Regs())); err != nil {
 			return err
 		}
 		if len(img.XState) > 0 {

@@ -204,31 +204,38 @@ func (t *Tracee) syscall(nr uintptr, args ...uintptr) (uintptr, error) {
 // stray SIGTRAP in injected code is an error. On success r holds the
 // registers at the trap.
 func (t *Tracee) runToTrap(at func(rip uint64) bool, r *Regs) error {
+	if err := t.resume(unix.PTRACE_CONT, 0); err != nil {
+		return err
+	}
+	return t.waitTrap(at, r)
+}
+
+// waitTrap is runToTrap for a tracee already resumed (PTRACE_CONT).
+func (t *Tracee) waitTrap(at func(rip uint64) bool, r *Regs) error {
 	for {
-		if err := t.resume(unix.PTRACE_CONT, 0); err != nil {
-			return err
-		}
 		s, err := t.wait()
 		if err != nil {
 			return err
 		}
-		if s.Kind != StopSignal {
-			continue
+		if s.Kind == StopSignal {
+			switch s.Signal {
+			case unix.SIGTRAP, unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
+				if err := t.getRegs(r); err != nil {
+					return err
+				}
+				if s.Signal == unix.SIGTRAP && at(r.Rip) {
+					return nil
+				}
+				inCode := t.exec != 0 && r.Rip >= uint64(t.exec) && r.Rip <= uint64(t.exec+execCodeSize)
+				if s.Signal != unix.SIGTRAP || inCode {
+					return fmt.Errorf("%v at %#x in injected code of %d", s.Signal, r.Rip, t.pid)
+				}
+			}
+			t.pending |= 1 << (s.Signal - 1)
 		}
-		switch s.Signal {
-		case unix.SIGTRAP, unix.SIGSEGV, unix.SIGBUS, unix.SIGILL, unix.SIGFPE:
-			if err := t.getRegs(r); err != nil {
-				return err
-			}
-			if s.Signal == unix.SIGTRAP && at(r.Rip) {
-				return nil
-			}
-			inCode := t.exec != 0 && r.Rip >= uint64(t.exec) && r.Rip <= uint64(t.exec+execCodeSize)
-			if s.Signal != unix.SIGTRAP || inCode {
-				return fmt.Errorf("%v at %#x in injected code of %d", s.Signal, r.Rip, t.pid)
-			}
+		if err := t.resume(unix.PTRACE_CONT, 0); err != nil {
+			return err
 		}
-		t.pending |= 1 << (s.Signal - 1)
 	}
 }
 
@@ -493,18 +500,8 @@ func (t *Tracee) runBatch(b *Batch) (*Results, error) {
 		restore()
 		return nil, err
 	}
-	le := binary.LittleEndian
-	rs := tail[l.resultsOff-l.dataOff:]
-	res := &Results{
-		Status:   Status(le.Uint64(rs[0:])),
-		Index:    int(le.Uint64(rs[8:])),
-		Values:   make([]int64, len(b.entries)),
-		Children: t.Children(),
-		data:     tail[:l.dataSize],
-	}
-	for i := range res.Values {
-		res.Values[i] = int64(le.Uint64(rs[resultsHead+8*i:]))
-	}
+	res := decodeResults(b, tail)
+	res.Children = t.Children()
 	switch res.Status {
 	case StatusPaused:
 		if r.Rip == uint64(t.exec+execDoneTrap) {
@@ -525,4 +522,22 @@ func (t *Tracee) runBatch(b *Batch) (*Results, error) {
 	}
 	restore()
 	return res, fmt.Errorf("batch in %d: executor trapped with status %v", t.pid, res.Status)
+}
+
+// decodeResults reads b's results from tail, the batch as the executor
+// left it from its data area on.
+func decodeResults(b *Batch, tail []byte) *Results {
+	l := b.layout()
+	le := binary.LittleEndian
+	rs := tail[l.resultsOff-l.dataOff:]
+	res := &Results{
+		Status: Status(le.Uint64(rs[0:])),
+		Index:  int(le.Uint64(rs[8:])),
+		Values: make([]int64, len(b.entries)),
+		data:   tail[:l.dataSize],
+	}
+	for i := range res.Values {
+		res.Values[i] = int64(le.Uint64(rs[resultsHead+8*i:]))
+	}
+	return res
 }

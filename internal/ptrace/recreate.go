@@ -9,6 +9,8 @@ import (
 
 	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
 // ThreadCloneFlags re-create a thread as glibc's pthread_create makes one
@@ -100,13 +102,15 @@ type Recreated struct {
 // RestoreThreads gives each thread that t (stopped: its process's main
 // thread) re-created with AddThreadClones its state: tids are the new
 // threads' host tids as their clone events reported them, in the order
-// of states. Each thread is adopted, runs one batch of its own on t's
+// of states. Each thread is adopted and runs one batch of its own on t's
 // executor (rseq, robust list, sigaltstack, name, bounding set, s.Extra,
-// ambient set, capset), one thread after another, and gets its
-// registers, xstate and signal mask. None runs until Release: a released
-// thread runs the process's own code, which must never overlap a batch
-// that runs with seccomp suspended. On error t's process is killed and
-// the threads adopted so far are reaped.
+// ambient set, capset), then gets its registers, xstate and signal mask.
+// The batches run side by side, each on a stack of its own in the batch
+// area (as many at a time as fit there): the threads' stops overlap
+// instead of adding up. None runs the process's own code until Release:
+// a released thread runs the process's own code, which must never
+// overlap a batch that runs with seccomp suspended. On error t's process
+// is killed and the threads adopted so far are reaped.
 func (t *Tracee) RestoreThreads(states []ThreadState, tids []int, s ThreadSetup) (*Recreated, error) {
 	r := &Recreated{tr: t.tr, pid: t.pid, tids: tids}
 	if len(tids) != len(states) {
@@ -122,27 +126,34 @@ func (t *Tracee) RestoreThreads(states []ThreadState, tids []int, s ThreadSetup)
 	if s.Limit != nil {
 		limit = *s.Limit
 	}
+	batches := make([]*Batch, len(states))
+	for i, st := range states {
+		batches[i] = threadBatch(st, st.Caps.Within(limit), int(last), s.Extra)
+	}
 	err = t.tr.Do(func() error {
+		if err := t.stopped("re-create threads of"); err != nil {
+			return err
+		}
+		if t.exec == 0 {
+			return fmt.Errorf("re-create threads of %d: no executor: %w", t.pid, ErrState)
+		}
 		for i, tid := range tids {
-			st := states[i]
-			th, err := t.Adopt(tid)
+			th, err := t.adopt(tid, true)
 			if err != nil {
-				return fmt.Errorf("thread %d (tid %d): %w", st.NSTID, tid, err)
+				return fmt.Errorf("thread %d (tid %d): %w", states[i].NSTID, tid, err)
 			}
 			r.threads = append(r.threads, th)
-			b := threadBatch(st, st.Caps.Within(limit), int(last), s.Extra)
-			if _, err := th.Exec(b); err != nil {
-				return fmt.Errorf("thread %d (tid %d): %w", st.NSTID, tid, err)
-			}
-			if err := th.SetRegs(st.Regs); err != nil {
+		}
+		// What runs is ours (see Exec): the code page once for all.
+		if err := t.WriteMem(t.exec, executorCode); err != nil {
+			return fmt.Errorf("re-create threads of %d: refresh executor: %w", t.pid, err)
+		}
+		for start := 0; start < len(batches); {
+			end, err := t.threadWave(r.threads, states, batches, start)
+			if err != nil {
 				return err
 			}
-			if err := th.SetXState(st.XState); err != nil {
-				return err
-			}
-			if err := th.SetSigMask(st.SigMask); err != nil {
-				return err
-			}
+			start = end
 		}
 		return nil
 	})
@@ -151,6 +162,125 @@ func (t *Tracee) RestoreThreads(states []ThreadState, tids []int, s ThreadSetup)
 		return nil, err
 	}
 	return r, nil
+}
+
+// threadSlotStack is the stack each thread's batch runs on: the
+// executor's frames are a few hundred bytes.
+const threadSlotStack = 2 << 10
+
+// threadWave runs the batches of threads[start:end] at once, as many as
+// fit in the batch area from start, and gives each thread its state; it
+// returns end. Slot k: the batch, then its stack (16-byte aligned top).
+func (t *Tracee) threadWave(threads []*Tracee, states []ThreadState, batches []*Batch, start int) (int, error) {
+	var area []byte
+	var offs, tops []int
+	end := start
+	for end < len(batches) {
+		enc := batches[end].Encode()
+		size := (len(enc)+15)&^15 + threadSlotStack
+		if len(area)+size > MaxBatchSize {
+			if end == start {
+				return 0, fmt.Errorf("thread %d: batch of %d bytes (max %d): %w", states[end].NSTID, len(enc), MaxBatchSize-threadSlotStack, errdefs.ErrTooLarge)
+			}
+			break
+		}
+		offs = append(offs, len(area))
+		area = append(area, enc...)
+		area = append(area, make([]byte, size-len(enc))...)
+		tops = append(tops, len(area))
+		end++
+	}
+	base := t.exec + execBatchOff
+	if err := t.WriteMem(base, area); err != nil {
+		return 0, err
+	}
+	atTrap := func(rip uint64) bool { return rip == uint64(t.exec+execDoneTrap) }
+	// Start every batch, then collect them: a thread runs while the
+	// next ones are started.
+	for k, th := range threads[start:end] {
+		r := states[start+k].Regs
+		r.Rip = uint64(t.exec + execEntryOff)
+		r.Rdi = uint64(base) + uint64(offs[k])
+		r.Rsp = uint64(base) + uint64(tops[k])
+		r.Orig_rax = ^uint64(0)
+		r.Eflags &^= 0x500 // TF, DF
+		if err := th.setRegs(&r); err != nil {
+			return 0, err
+		}
+		if err := th.resume(unix.PTRACE_CONT, 0); err != nil {
+			return 0, err
+		}
+	}
+	for k, th := range threads[start:end] {
+		var r Regs
+		if err := th.waitTrap(atTrap, &r); err != nil {
+			return 0, fmt.Errorf("thread %d (tid %d): %w", states[start+k].NSTID, th.pid, err)
+		}
+	}
+	if err := t.ReadMem(base, area); err != nil {
+		return 0, err
+	}
+	for k, th := range threads[start:end] {
+		st := states[start+k]
+		b := batches[start+k]
+		l := b.layout()
+		res := decodeResults(b, area[offs[k]+l.dataOff:offs[k]+l.total])
+		switch {
+		case res.Status == StatusError && res.Index >= 0 && res.Index < len(b.entries):
+			return 0, fmt.Errorf("thread %d (tid %d): %w", st.NSTID, th.pid,
+				&EntryError{res.Index, uintptr(b.entries[res.Index].Nr), unix.Errno(-res.Values[res.Index])})
+		case res.Status != StatusDone:
+			return 0, fmt.Errorf("thread %d (tid %d): batch ended with status %v", st.NSTID, th.pid, res.Status)
+		}
+		regs := t.OwnRestart(st.Regs)
+		if err := th.setRegs(&regs); err != nil {
+			return 0, err
+		}
+		if err := th.SetXState(st.XState); err != nil {
+			return 0, err
+		}
+		if err := th.SetSigMask(st.SigMask); err != nil {
+			return 0, err
+		}
+	}
+	return end, nil
+}
+
+// OwnRestart is r, the normalised registers of a thread of t's process
+// whose restart block is not its own (a re-created thread; a restored
+// main thread, whose block is its restorer's), with a resume through
+// restart_syscall made an EINTR return from the interrupted call. t
+// must be stopped; it reads the instruction at rip. RestoreThreads
+// applies it to every thread it re-creates.
+//
+// The kernel keeps how to resume an ERESTART_RESTARTBLOCK call (relative
+// nanosleep and clock_nanosleep, futex waits with a timeout, poll) in
+// the thread's restart block, and clone copies the creator's: a
+// re-created thread's restart_syscall would resume its creator's last
+// interrupted call, not its own (a 1 ms nanosleep became the main
+// thread's 1000 s sleep, or a wait on the main thread's pollfds or
+// futex; TestRecreatedThreadsTick). Returning EINTR at the instruction
+// after the syscall is what a fresh restart block gives
+// (do_no_restart_syscall) and what each of those calls may return.
+// Normalised registers say restart_syscall with rax and rip rewound onto
+// a syscall instruction; a call that returned 219 at its exit stop has
+// rip after it (checked when orig_rax is one of those calls).
+func (t *Tracee) OwnRestart(r Regs) Regs {
+	if int64(r.Orig_rax) < 0 || r.Rax != unix.SYS_RESTART_SYSCALL {
+		return r
+	}
+	switch r.Orig_rax {
+	case unix.SYS_NANOSLEEP, unix.SYS_CLOCK_NANOSLEEP, unix.SYS_FUTEX, unix.SYS_POLL, unix.SYS_RESTART_SYSCALL:
+	default:
+		return r
+	}
+	insn := make([]byte, 2)
+	if err := t.ReadMem(uintptr(r.Rip), insn); err != nil || insn[0] != 0x0f || insn[1] != 0x05 {
+		return r
+	}
+	eintr := -int64(unix.EINTR)
+	r.Rax, r.Rip, r.Orig_rax = uint64(eintr), r.Rip+2, ^uint64(0)
+	return r
 }
 
 // threadBatch is the batch a re-created thread runs to take st's state,

@@ -93,6 +93,9 @@ type Tracee struct {
 	opts int
 	mem  *os.File
 	st   state
+	// memShared: mem is another tracee's (a thread of the same process,
+	// AdoptThread), closed by its owner.
+	memShared bool
 
 	// last stop seen by wait.
 	last Stop
@@ -320,6 +323,10 @@ func (t *Tracee) detach() error {
 }
 
 func (t *Tracee) closeMem() {
+	if t.memShared {
+		t.mem = nil
+		return
+	}
 	if t.mem != nil {
 		t.mem.Close()
 		t.mem = nil
@@ -331,22 +338,20 @@ func (t *Tracee) closeMem() {
 // stop and returns it as its own Tracee, which shares this one's tracer,
 // options and executor mapping (the child has a copy of it).
 func (t *Tracee) Adopt(pid int) (*Tracee, error) {
+	return t.adopt(pid, false)
+}
+
+// adopt is Adopt; thread (a thread t created in its own process) shares
+// t's memory file rather than opening its own.
+func (t *Tracee) adopt(pid int, thread bool) (*Tracee, error) {
 	c := &Tracee{tr: t.tr, pid: pid, opts: t.opts, st: stateRunning, exec: t.exec, vdsoSys: t.vdsoSys}
 	err := t.tr.Do(func() error {
-		for {
-			s, err := c.wait()
-			if err != nil {
-				return fmt.Errorf("adopt %d: %w", pid, err)
-			}
-			if s.Kind == StopInterrupt || s.Kind == StopGroup {
-				break
-			}
-			if s.Kind == StopSignal {
-				c.pending |= 1 << (s.Signal - 1)
-			}
-			if err := c.resume(unix.PTRACE_CONT, 0); err != nil {
-				return err
-			}
+		if err := c.waitStart(); err != nil {
+			return err
+		}
+		if thread {
+			c.mem, c.memShared = t.mem, true
+			return nil
 		}
 		return c.openMem()
 	})
@@ -354,6 +359,25 @@ func (t *Tracee) Adopt(pid int) (*Tracee, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// waitStart waits for an auto-attached child's initial stop.
+func (t *Tracee) waitStart() error {
+	for {
+		s, err := t.wait()
+		if err != nil {
+			return fmt.Errorf("adopt %d: %w", t.pid, err)
+		}
+		if s.Kind == StopInterrupt || s.Kind == StopGroup {
+			return nil
+		}
+		if s.Kind == StopSignal {
+			t.pending |= 1 << (s.Signal - 1)
+		}
+		if err := t.resume(unix.PTRACE_CONT, 0); err != nil {
+			return err
+		}
+	}
 }
 
 // Children returns (and forgets) the pids that fork/clone events reported
