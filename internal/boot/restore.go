@@ -406,7 +406,9 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 		case <-ctx.Done():
 		}
 	}()
-	st, err := r.Fork.Wait(ctx, e.fn.Name)
+	// Through the template's retried failures: a template that builds
+	// at its second try still gets its image.
+	st, err := r.Fork.WaitBuilt(ctx, e.fn.Name)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("dropped")
