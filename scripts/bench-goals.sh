@@ -57,6 +57,7 @@ want first && bench first-hello --function python --boot fork,warm,cold -n 30 --
 want first && bench first-cache --function py-cache --boot fork,warm,cold -n 30 --first-invocation --baselines none
 want scratch && bench scratch --function python --boot scratch -n "$N" --baselines direct
 want cold && bench cold --function python --boot cold,scratch -n 40 --baselines none
+want cold && bench cold-noprefetch --function python --boot cold -n 40 --no-prefetch --baselines none
 want concurrency && bench concurrency --function python --boot fork -n "$N" --concurrency 1,2,4,8 --baselines none
 # A function at max_instances 4 with a 3 s keep-alive: from the fifth boot
 # on each one needs an idle instance evicted; set against the fork goal's
