@@ -32,7 +32,7 @@ func benchCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object (an array of them for several modes)"},
 			&cli.BoolFlag{Name: "drop-caches", Usage: "empty the whole page cache (the runtime's files too) before each boot"},
 			&cli.BoolFlag{Name: "warm-image", Usage: "--boot cold: keep the image in the page cache (default: evict it and destroy idle instances before each boot)"},
-			&cli.BoolFlag{Name: "no-prefetch", Usage: "cold boot: do not prefetch the recorded working set"},
+			&cli.BoolFlag{Name: "no-prefetch", Usage: "cold boot: do not read the image ahead (the pages the plan reads then come from disk as it reads them)"},
 			&cli.StringFlag{Name: "pss", Usage: "comma list of live-instance counts at which to report PSS per instance (e.g. 1,10,50)"},
 		),
 		Action: func(ctx context.Context, cmd *cli.Command) error {

@@ -53,7 +53,7 @@ type Options struct {
 	// before each boot: everything cold, the runtime's files too. Needs
 	// root on the daemon's host.
 	DropCaches bool
-	// NoPrefetch turns off the working-set prefetch of cold boots.
+	// NoPrefetch turns off the readahead of cold boots.
 	NoPrefetch bool
 	// PSSAt lists instance counts at which to measure the proportional set
 	// size per instance (booted in this mode, kept alive), before the

@@ -161,6 +161,38 @@ func (f *Fork) Wait(ctx context.Context, name string) (BuildStatus, error) {
 	}
 }
 
+// WaitBuilt is Wait that also waits through failed builds keep will
+// retry (all but an unsupported runtime and a broken function), so a
+// template that fails at first and then builds is seen built: it returns
+// Built, a failure that is final, or where it stands when ctx ends.
+func (f *Fork) WaitBuilt(ctx context.Context, name string) (BuildStatus, error) {
+	for {
+		st, err := f.Wait(ctx, name)
+		if err != nil || st.State != BuildFailed || !retried(st.Err) {
+			return st, err
+		}
+		t := f.tpls.get(name)
+		if t == nil {
+			return BuildStatus{State: NotBuilt}, nil
+		}
+		if t.status().State != BuildFailed {
+			continue // already replaced
+		}
+		select {
+		case <-t.replaced:
+		case <-t.stop:
+			return st, nil
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
+}
+
+// retried reports whether keep builds a template again after err.
+func retried(err error) bool {
+	return !errors.Is(err, errdefs.ErrNotSupported) && !errors.Is(err, errdefs.ErrFunction)
+}
+
 // Ready reports whether name has a live template to fork now.
 func (f *Fork) Ready(name string) bool { return f.Status(name).State == Built }
 
@@ -172,7 +204,7 @@ func (f *Fork) keep(t *template) {
 		if f.OnTemplate != nil {
 			f.OnTemplate(t.fn.Name, err)
 		}
-		if errors.Is(err, errdefs.ErrNotSupported) || errors.Is(err, errdefs.ErrFunction) {
+		if err != nil && !retried(err) {
 			return // a multi-threaded runtime or a broken init: retrying will not help
 		}
 		if err == nil {

@@ -40,8 +40,9 @@ const ImageMount = "/.catalyzer-image"
 // init-less boot. Images are taken from the fork templates in the
 // background and kept on disk, so a restarted daemon restores at once.
 // Warm boot uses the image opened once (plan decoded and cached, pages in
-// the page cache); cold boot opens it from disk each time and prefetches
-// its recorded working set.
+// the page cache); cold boot opens it from disk each time and starts
+// reading all of pages.img into the page cache before it takes its env
+// (the plan reads every page of it: anonymous memory is copied).
 type Restore struct {
 	// Fork provides the templates that images are taken from.
 	Fork *Fork
@@ -52,7 +53,9 @@ type Restore struct {
 	OnImage func(function string, err error)
 	// OnWorkingSet, if set, is told how recording an image's working set
 	// went (after the first invocation of its first cold boot): the bytes
-	// recorded, or why it failed (cold boots then go without prefetch).
+	// recorded, or why it failed. The platform's cold boots no longer
+	// prefetch it (they read ahead all of pages.img); it is kept for
+	// image.RestoreOptions.Prefetch users and as a measure.
 	OnWorkingSet func(function string, bytes int64, err error)
 	OnEnv        func(function string, fromPool bool)
 
@@ -77,12 +80,12 @@ type imageEntry struct {
 	wsSet     bool
 }
 
-// Engine returns the engine of mode (ModeWarm or ModeCold, which
-// prefetches the image's recorded working set).
+// Engine returns the engine of mode (ModeWarm or ModeCold, which reads
+// pages.img ahead).
 func (r *Restore) Engine(mode Mode) Engine { return restoreEngine{r, mode, mode == ModeCold} }
 
-// ColdWithoutPrefetch is the cold engine that skips the working-set
-// prefetch (to measure what it buys: catalyzer bench --no-prefetch).
+// ColdWithoutPrefetch is the cold engine that skips the readahead (to
+// measure what it buys: catalyzer bench --no-prefetch).
 func (r *Restore) ColdWithoutPrefetch() Engine { return restoreEngine{r, ModeCold, false} }
 
 type restoreEngine struct {
@@ -406,7 +409,9 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 		case <-ctx.Done():
 		}
 	}()
-	st, err := r.Fork.Wait(ctx, e.fn.Name)
+	// Through the template's retried failures: a template that builds
+	// at its second try still gets its image.
+	st, err := r.Fork.WaitBuilt(ctx, e.fn.Name)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("dropped")
@@ -627,6 +632,10 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 			return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 		}
 		phase("open")
+		if prefetch {
+			readAhead(filepath.Join(e.dir, image.PagesFile))
+			phase("readahead")
+		}
 	}
 	x, fromPool, err := e.pool.Get()
 	if err != nil {
@@ -637,10 +646,14 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	}
 	phase("env")
 	pid, st, err := image.Restore(r.tr, img, image.RestoreOptions{
-		Tracee:     x.tc,
-		Reconnect:  e.reconnect,
-		PagesPath:  filepath.Join(ImageMount, image.PagesFile),
-		Prefetch:   prefetch,
+		Tracee:    x.tc,
+		Reconnect: e.reconnect,
+		PagesPath: filepath.Join(ImageMount, image.PagesFile),
+		// The plan reads every page of pages.img (CopyAnon), so the
+		// readahead above is the prefetch: the working set's own
+		// sequential read before the plan (7.9-9.4 ms for a Python
+		// hello) cost more than it saved the plan (docs/ARCHITECTURE.md).
+		Prefetch:   false,
 		Epilogue:   LockdownBatch,
 		ThreadCaps: &threadCaps,
 		// The instance keeps the (mostly untouched) executor mapping: its
@@ -690,6 +703,19 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	}
 	e.wsMu.Unlock()
 	return inst, nil
+}
+
+// readAhead starts reading all of path into the page cache and returns
+// without waiting (POSIX_FADV_WILLNEED submits the reads): the disk works
+// while the boot takes its env and runs the plan, which reads the pages
+// in. Best effort: a failure only leaves the plan to read from disk.
+func readAhead(path string) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	_ = unix.Fadvise(fd, 0, 0, unix.FADV_WILLNEED)
+	unix.Close(fd)
 }
 
 // joinBatch is the restorer's prelude: join its env (it is PID 1 of a new

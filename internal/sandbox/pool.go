@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,6 +41,7 @@ type Pool[T any] struct {
 
 	mu         sync.Mutex
 	ready      []T
+	waiters    []*hedge[T] // Gets on an empty pool waiting for a builder's env, oldest first
 	closed     bool
 	st         PoolStats
 	buildTotal time.Duration
@@ -210,14 +212,96 @@ func (p *Pool[T]) refill() {
 			_ = p.release(e)
 			return
 		}
-		p.ready = append(p.ready, e)
 		p.st.Built++
+		p.deliver(e)
 		p.mu.Unlock()
+	}
+}
+
+// hedge is a Get on an empty pool racing its own build against the
+// builds in progress: it takes whichever env comes first, and the other
+// one goes to the pool.
+type hedge[T any] struct {
+	pooled chan T              // a builder's env, handed over by deliver
+	own    chan buildResult[T] // its own build's, when that came first
+	done   bool                // under mu: one of the two was handed over
+}
+
+type buildResult[T any] struct {
+	e   T
+	err error
+}
+
+// deliver hands a built env to the oldest waiting Get, or keeps it
+// ready. With mu held.
+func (p *Pool[T]) deliver(e T) {
+	for len(p.waiters) > 0 {
+		h := p.waiters[0]
+		p.waiters = p.waiters[1:]
+		if !h.done {
+			h.done = true
+			h.pooled <- e
+			return
+		}
+	}
+	p.ready = append(p.ready, e)
+}
+
+// getHedged is Get on an empty pool with a build in progress that no
+// other Get waits for (mu held, released here): the pool's workers
+// build envs one after the other, so the one in progress is usually
+// done before a build started now; on 2 cores a build on demand took
+// ~100 ms under load, and the boot waited for all of it.
+func (p *Pool[T]) getHedged() (T, bool, error) {
+	h := &hedge[T]{pooled: make(chan T, 1), own: make(chan buildResult[T], 1)}
+	p.waiters = append(p.waiters, h)
+	p.wg.Add(1) // Close waits for the own build too
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		e, err := p.timedBuild()
+		p.mu.Lock()
+		if !h.done {
+			h.done = true
+			p.waiters = slices.DeleteFunc(p.waiters, func(w *hedge[T]) bool { return w == h })
+			if err == nil {
+				p.st.OnDemand++
+			}
+			p.mu.Unlock()
+			h.own <- buildResult[T]{e, err}
+			return
+		}
+		// The Get took a builder's env: this one refills the pool.
+		if err == nil && !p.closed && len(p.ready) < p.size {
+			p.st.Built++
+			p.deliver(e)
+			p.mu.Unlock()
+			return
+		}
+		p.mu.Unlock()
+		if err == nil {
+			_ = p.release(e)
+		}
+	}()
+	select {
+	case e := <-h.pooled:
+		p.mu.Lock()
+		p.st.Taken++
+		p.mu.Unlock()
+		return e, true, nil
+	case r := <-h.own:
+		if r.err != nil {
+			return r.e, false, fmt.Errorf("env pool: build on demand: %w", r.err)
+		}
+		return r.e, false, nil
 	}
 }
 
 // Get returns a ready env (fromPool true), or builds one on the spot when
 // the pool is empty (fromPool false: count it as a cold env in metrics).
+// While a builder has an env in progress that no other Get waits for,
+// Get takes that one if it is done before its own (fromPool true; its
+// own then refills the pool).
 // A closed pool is errdefs.ErrShutdown. The caller owns the env: Adopt
 // or Release it.
 func (p *Pool[T]) Get() (e T, fromPool bool, err error) {
@@ -238,6 +322,9 @@ func (p *Pool[T]) Get() (e T, fromPool bool, err error) {
 		default:
 		}
 		return e, true, nil
+	}
+	if p.inflight > len(p.waiters) {
+		return p.getHedged()
 	}
 	p.st.OnDemand++
 	p.mu.Unlock()
