@@ -128,13 +128,7 @@ func TestDaemonKilled(t *testing.T) {
 	if len(instances) == 0 {
 		t.Fatal("no live instance after invoke (keep-alive should keep one)")
 	}
-	var oldGroups []string
-	all, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", parent, "*"))
-	for _, g := range all {
-		if st, err := os.Stat(g); err == nil && st.IsDir() {
-			oldGroups = append(oldGroups, g)
-		}
-	}
+	oldGroups := testutil.CgroupDirs(filepath.Join(parent, "*"))
 	if len(oldGroups) == 0 {
 		t.Fatal("no instance cgroups while the daemon runs")
 	}
@@ -242,7 +236,7 @@ for line in sys.stdin:
 			t.Errorf("line %q: want counter %d, pid 1, its own hostname, seccomp 2", l, i+2)
 		}
 	}
-	if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/catalyzer-cli"); len(dirs) != 0 {
+	if dirs := testutil.CgroupDirs("catalyzer-cli"); len(dirs) != 0 {
 		t.Errorf("cgroups left: %v", dirs)
 	}
 }
@@ -259,7 +253,7 @@ func TestRestoreSandboxFailureLeavesNothing(t *testing.T) {
 		if m := mountsUnder(t, "/run/catalyzer/sandbox/catalyzer-cli"); len(m) != 0 {
 			t.Errorf("%s: mounts left: %v", what, m)
 		}
-		if dirs, _ := filepath.Glob("/sys/fs/cgroup/*/catalyzer-cli"); len(dirs) != 0 {
+		if dirs := testutil.CgroupDirs("catalyzer-cli"); len(dirs) != 0 {
 			t.Errorf("%s: cgroups left: %v", what, dirs)
 		}
 		if _, err := os.Stat("/run/catalyzer/sandbox/catalyzer-cli"); err == nil {
@@ -279,7 +273,7 @@ func TestRestoreSandboxFailureLeavesNothing(t *testing.T) {
 	py := filepath.Join(dir, "py3")
 	b, err := os.ReadFile("/usr/bin/python3")
 	if err != nil {
-		t.Skip("needs /usr/bin/python3")
+		testutil.Missing(t, "needs /usr/bin/python3: %v", err)
 	}
 	os.WriteFile(py, b, 0o755)
 	img, _, _ := checkpointPython(t, py, "import sys\nfor l in sys.stdin: print(l, flush=True)")

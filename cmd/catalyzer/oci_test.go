@@ -176,12 +176,8 @@ func (e *containerdEnv) checkNothingLeft() {
 	if ents, _ := os.ReadDir(filepath.Join(e.runcRoot, e.ns)); len(ents) > 0 {
 		t.Errorf("runtime state left under %s: %v", e.runcRoot, ents)
 	}
-	left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", e.ns, "*"))
-	more, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", e.ns, "*"))
-	for _, d := range append(left, more...) {
-		if st, err := os.Stat(d); err == nil && st.IsDir() {
-			t.Errorf("cgroup left: %s", d)
-		}
+	for _, d := range testutil.CgroupDirs(filepath.Join(e.ns, "*")) {
+		t.Errorf("cgroup left: %s", d)
 	}
 	pids, _ := procfs.PIDs()
 	for _, pid := range pids {

@@ -197,7 +197,7 @@ func TestCreateFailureUndone(t *testing.T) {
 	if ents, _ := os.ReadDir(r.Dir); len(ents) != 0 {
 		t.Errorf("state left: %v", ents)
 	}
-	if m, _ := filepath.Glob("/sys/fs/cgroup/*/catalyzer-oci-test/testcreatefailureundone"); len(m) != 0 {
+	if m := testutil.CgroupDirs("catalyzer-oci-test/testcreatefailureundone"); len(m) != 0 {
 		t.Errorf("cgroups left: %v", m)
 	}
 }

@@ -151,16 +151,24 @@ func countFDs() int {
 }
 
 func countCgroups(parent string) int {
-	n := 0
+	return len(CgroupDirs(filepath.Join(parent, "*")))
+}
+
+// CgroupDirs lists the cgroup directories matching the glob rel on this
+// host, whatever its cgroup version: /sys/fs/cgroup/<rel> (v2) and
+// /sys/fs/cgroup/<controller>/<rel> (v1 and hybrid), so that a check for
+// cgroups left behind cannot pass vacuously on either.
+func CgroupDirs(rel string) []string {
+	var dirs []string
 	for _, root := range []string{"/sys/fs/cgroup", "/sys/fs/cgroup/*"} {
-		dirs, _ := filepath.Glob(filepath.Join(root, parent, "*"))
-		for _, d := range dirs {
+		matches, _ := filepath.Glob(filepath.Join(root, rel))
+		for _, d := range matches {
 			if st, err := os.Stat(d); err == nil && st.IsDir() {
-				n++
+				dirs = append(dirs, d)
 			}
 		}
 	}
-	return n
+	return dirs
 }
 
 // CgroupFile is the path of a cgroup's control file on this host: on
