@@ -331,6 +331,79 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	return cmd, parent, nil
 }
 
+// reexecCmd is this binary re-executed as arg0 (the init's verb), given
+// the preserved fds and extra after them (initEnv says how many were
+// preserved), with the container's stdio (nil: ours).
+func reexecCmd(arg0 string, preserve int, extra []*os.File, stdin, stdout, stderr *os.File) *exec.Cmd {
+	return &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{arg0},
+		Env:         []string{initEnv + "=" + strconv.Itoa(preserve)},
+		ExtraFiles:  extra,
+		Stdin:       orFile(stdin, os.Stdin),
+		Stdout:      orFile(stdout, os.Stdout),
+		Stderr:      orFile(stderr, os.Stderr),
+		SysProcAttr: &syscall.SysProcAttr{},
+	}
+}
+
+// preservedFiles are the caller's fds 3..3+n-1, passed on to the
+// container as they are.
+func preservedFiles(n int) []*os.File {
+	extra := make([]*os.File, 0, n+3)
+	for i := 0; i < n; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	return extra
+}
+
+// socketPair is a connected pair of close-on-exec stream sockets, named
+// ours and theirs.
+func socketPair(ours, theirs string) (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), ours), os.NewFile(uintptr(fds[1]), theirs), nil
+}
+
+// cloneIntoCgroup has the child of attr cloned straight into the
+// unified (v2) directory of dirs (CLONE_INTO_CGROUP), so it never runs
+// outside it. It returns the directory's fd, to close once the child
+// started, or -1 when there is none or it cannot be opened: the caller
+// then adds the child itself.
+func cloneIntoCgroup(attr *syscall.SysProcAttr, dirs map[string]string) int {
+	dir, ok := dirs["unified"]
+	if !ok {
+		return -1
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	attr.UseCgroupFD, attr.CgroupFD = true, fd
+	return fd
+}
+
+// compileSeccomp compiles the spec's linux.seccomp (nil: none) for
+// container id.
+func compileSeccomp(id string, s *specs.Spec) ([]unix.SockFilter, error) {
+	if s.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	prog, err := seccomp.Compile(s.Linux.Seccomp, seccomp.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("container %s: seccomp: %w", id, err)
+	}
+	return prog, nil
+}
+
+// writePidFile writes pid to path, atomically: a reader never sees a
+// half-written pid.
+func writePidFile(path string, pid int) error {
+	return atomicfile.WriteFile(path, []byte(strconv.Itoa(pid)), 0o644)
+}
+
 // startJoined starts cmd from a locked OS thread that has joined the
 // namespaces in join (setns is per thread for all but the user
 // namespace). The thread is never given back to the Go scheduler: its
