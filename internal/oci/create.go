@@ -235,7 +235,6 @@ func withDefaultDevices(res *specs.LinuxResources) *specs.LinuxResources {
 // namespaces, in cg, having joined the namespaces the spec names by path,
 // and sends it its config. It returns the sync socket.
 func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.File, error) {
-	s := cfg.Spec
 	var c cleanup.Cleanup
 	defer c.Clean()
 	cfgR, cfgW, err := os.Pipe()
@@ -244,77 +243,16 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	}
 	c.Add(func() { cfgW.Close() })
 	defer cfgR.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	parent, child, err := socketPair("sync", "sync-init")
 	if err != nil {
 		return nil, nil, err
 	}
-	parent, child := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-init")
 	c.Add(func() { parent.Close() })
 	defer child.Close()
 
-	extra := make([]*os.File, 0, o.PreserveFDs+3)
-	for i := 0; i < o.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
-	}
-	if cfg.forkChan != nil {
-		// After the config pipe and the sync socket.
-		cfg.ForkChanFD = 3 + len(extra) + 2
-	}
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{"catalyzer-runc-init"},
-		Env:         []string{initEnv + "=" + strconv.Itoa(o.PreserveFDs)},
-		ExtraFiles:  append(extra, cfgR, child),
-		Stdin:       orFile(o.Stdin, os.Stdin),
-		Stdout:      orFile(o.Stdout, os.Stdout),
-		Stderr:      orFile(o.Stderr, os.Stderr),
-		SysProcAttr: &syscall.SysProcAttr{},
-	}
-	var join []specs.LinuxNamespace
-	for _, ns := range s.Linux.Namespaces {
-		switch {
-		case ns.Path != "":
-			join = append(join, ns)
-		case ns.Type == specs.CgroupNamespace:
-			// Unshared by the init once it is in its cgroup.
-		default:
-			cmd.SysProcAttr.Cloneflags |= nsFlags[ns.Type]
-		}
-	}
-	if hasNewNS(s, specs.UserNamespace) {
-		for _, m := range s.Linux.UIDMappings {
-			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		for _, m := range s.Linux.GIDMappings {
-			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		// Root of the new namespace: capabilities survive our exec.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	intoCgroup := false
-	if dir, ok := cg.Dirs()["unified"]; ok {
-		if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			defer unix.Close(fd)
-			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-			intoCgroup = true
-		}
-	}
-	join, mnt, err := splitMountNS(join)
+	cmd, intoCgroup, err := startInit(&cfg, cg, o, cfgR, child)
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.forkChan != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.forkChan)
-	}
-	cfg.MountNSFD = -1
-	if mnt != nil {
-		defer mnt.Close()
-		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
-		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
-	}
-	if err := startJoined(cmd, join); err != nil {
-		return nil, nil, fmt.Errorf("start init: %w", err)
 	}
 	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	if !intoCgroup {
@@ -329,6 +267,72 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	cfgW.Close()
 	c.Release()
 	return cmd, parent, nil
+}
+
+// startInit starts the init with the namespaces of cfg's spec, and in
+// cg when the kernel can clone it there (intoCgroup; if not, the caller
+// adds it). Its config pipe and sync socket are cfgR and child; cfg gets
+// the fd numbers of the fork channel and of the mount namespace it joins
+// itself. The fds opened for the start are closed once it is done.
+func startInit(cfg *initConfig, cg *cgroup.Group, o CreateOpts, cfgR, child *os.File) (cmd *exec.Cmd, intoCgroup bool, err error) {
+	extra := preservedFiles(o.PreserveFDs)
+	if cfg.forkChan != nil {
+		// After the config pipe and the sync socket.
+		cfg.ForkChanFD = 3 + len(extra) + 2
+	}
+	cmd = reexecCmd("catalyzer-runc-init", o.PreserveFDs, append(extra, cfgR, child), o.Stdin, o.Stdout, o.Stderr)
+	join := newNamespaces(cmd.SysProcAttr, cfg.Spec)
+	if fd := cloneIntoCgroup(cmd.SysProcAttr, cg.Dirs()); fd >= 0 {
+		defer unix.Close(fd)
+		intoCgroup = true
+	}
+	join, mnt, err := splitMountNS(join)
+	if err != nil {
+		return nil, false, err
+	}
+	if cfg.forkChan != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.forkChan)
+	}
+	cfg.MountNSFD = -1
+	if mnt != nil {
+		defer mnt.Close()
+		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
+	}
+	if err := startJoined(cmd, join); err != nil {
+		return nil, false, fmt.Errorf("start init: %w", err)
+	}
+	return cmd, intoCgroup, nil
+}
+
+// newNamespaces sets attr to clone the namespaces s makes new (all but
+// the cgroup namespace, which the init unshares once in its cgroup),
+// with s's id mappings when one is a user namespace, and returns those
+// s names by path, to join.
+func newNamespaces(attr *syscall.SysProcAttr, s *specs.Spec) []specs.LinuxNamespace {
+	var join []specs.LinuxNamespace
+	for _, ns := range s.Linux.Namespaces {
+		switch {
+		case ns.Path != "":
+			join = append(join, ns)
+		case ns.Type == specs.CgroupNamespace:
+			// Unshared by the init once it is in its cgroup.
+		default:
+			attr.Cloneflags |= nsFlags[ns.Type]
+		}
+	}
+	if hasNewNS(s, specs.UserNamespace) {
+		for _, m := range s.Linux.UIDMappings {
+			attr.UidMappings = append(attr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range s.Linux.GIDMappings {
+			attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		attr.GidMappingsEnableSetgroups = true
+		// Root of the new namespace: capabilities survive our exec.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	return join
 }
 
 // reexecCmd is this binary re-executed as arg0 (the init's verb), given
