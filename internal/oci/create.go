@@ -91,46 +91,24 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	var c cleanup.Cleanup
 	defer c.Clean()
 
-	if err := os.MkdirAll(r.Dir, 0o711); err != nil {
-		return nil, fmt.Errorf("state root %s: %w", r.Dir, err)
-	}
-	dir := r.dir(id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
-		}
-		return nil, fmt.Errorf("container %s: %w", id, err)
+	dir, err := r.makeStateDir(id)
+	if err != nil {
+		return nil, err
 	}
 	c.Add(func() { _ = os.RemoveAll(dir) })
 	fifo := ""
 	if ri == nil || ri.onStart {
-		fifo = filepath.Join(dir, fifoFile)
-		if err := unix.Mkfifo(fifo, 0o622); err != nil {
-			return nil, fmt.Errorf("container %s: exec fifo: %w", id, err)
-		}
-		_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
-	}
-	var prog []unix.SockFilter
-	if s.Linux.Seccomp != nil {
-		var err error
-		if prog, err = seccomp.Compile(s.Linux.Seccomp, seccomp.Options{}); err != nil {
-			return nil, fmt.Errorf("container %s: seccomp: %w", id, err)
+		if fifo, err = makeExecFifo(id, dir); err != nil {
+			return nil, err
 		}
 	}
-
-	if r := s.Linux.Resources; r != nil && r.Network != nil {
-		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
-			return nil, fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
-		}
-		return nil, fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
-	}
-	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
+	prog, err := compileSeccomp(id, s)
 	if err != nil {
 		return nil, err
 	}
-	cg, err := cgroup.NewSpec(cgPath, withDefaultDevices(s.Linux.Resources))
+	cg, cgPath, err := newCgroup(id, s)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", id, err)
+		return nil, err
 	}
 	c.Add(func() { _ = cg.Delete() })
 
@@ -143,13 +121,10 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	// other to the holder (template.go).
 	var chanOurs *os.File
 	if b.Boot.Template {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		if chanOurs, cfg.forkChan, err = socketPair("fork-channel", "fork-channel-template"); err != nil {
 			return nil, fmt.Errorf("container %s: fork channel: %w", id, err)
 		}
-		chanOurs = os.NewFile(uintptr(fds[0]), "fork-channel")
 		defer chanOurs.Close()
-		cfg.forkChan = os.NewFile(uintptr(fds[1]), "fork-channel-template")
 		defer cfg.forkChan.Close()
 	}
 	if ri != nil {
@@ -162,15 +137,7 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	defer sock.Close()
 
-	rec := &record{
-		Version: stateVersion, ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Pid: cmd.Process.Pid,
-		Created: time.Now().UTC(), Annotations: s.Annotations, CgroupPath: cgPath,
-		Hooks: s.Hooks, Boot: b.Boot,
-	}
-	if ri != nil && ri.onStart {
-		rec.RestoreCaps = s.Process.Capabilities
-	}
-	rec.PidStart, _ = procStart(rec.Pid)
+	rec := newRecord(id, b, cmd.Process.Pid, cgPath, ri)
 	rd := bufio.NewReader(sock)
 	if err := syncCreate(sock, rd, rec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
@@ -192,13 +159,77 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 		return nil, err
 	}
 	if o.PidFile != "" {
-		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(rec.Pid)), 0o644); err != nil {
+		if err := writePidFile(o.PidFile, rec.Pid); err != nil {
 			return nil, fmt.Errorf("container %s: pid file: %w", id, err)
 		}
 	}
 	c.Release()
 	// Not waited for: it is the shim's once we exit.
 	return rec, cmd.Process.Release()
+}
+
+// makeStateDir makes container id's state directory (and the state
+// root if need be); an id already there is a conflict.
+func (r Root) makeStateDir(id string) (string, error) {
+	if err := os.MkdirAll(r.Dir, 0o711); err != nil {
+		return "", fmt.Errorf("state root %s: %w", r.Dir, err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
+		}
+		return "", fmt.Errorf("container %s: %w", id, err)
+	}
+	return dir, nil
+}
+
+// makeExecFifo makes the exec fifo in dir, on which the init blocks
+// until start opens it (waitStart).
+func makeExecFifo(id, dir string) (string, error) {
+	fifo := filepath.Join(dir, fifoFile)
+	if err := unix.Mkfifo(fifo, 0o622); err != nil {
+		return "", fmt.Errorf("container %s: exec fifo: %w", id, err)
+	}
+	_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
+	return fifo, nil
+}
+
+// newCgroup makes the container's cgroup, with the spec's resources
+// and runc's default devices, and returns it with its path.
+func newCgroup(id string, s *specs.Spec) (*cgroup.Group, string, error) {
+	if r := s.Linux.Resources; r != nil && r.Network != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
+			return nil, "", fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
+		}
+		return nil, "", fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
+	}
+	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
+	if err != nil {
+		return nil, "", err
+	}
+	cg, err := cgroup.NewSpec(cgPath, withDefaultDevices(s.Linux.Resources))
+	if err != nil {
+		return nil, "", fmt.Errorf("container %s: %w", id, err)
+	}
+	return cg, cgPath, nil
+}
+
+// newRecord is the state record of container id, whose init is pid.
+// A container restored at start keeps the spec's capabilities for the
+// restored process (ri.onStart).
+func newRecord(id string, b *Bundle, pid int, cgPath string, ri *restoreInput) *record {
+	s := b.Spec
+	rec := &record{
+		Version: stateVersion, ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Pid: pid,
+		Created: time.Now().UTC(), Annotations: s.Annotations, CgroupPath: cgPath,
+		Hooks: s.Hooks, Boot: b.Boot,
+	}
+	if ri != nil && ri.onStart {
+		rec.RestoreCaps = s.Process.Capabilities
+	}
+	rec.PidStart, _ = procStart(rec.Pid)
+	return rec
 }
 
 // cgroupPath is the container's cgroup below every hierarchy root.
