@@ -138,14 +138,8 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	defer sock.Close()
 
 	rec := newRecord(id, b, cmd.Process.Pid, cgPath, ri)
-	rd := bufio.NewReader(sock)
-	if err := syncCreate(sock, rd, rec); err != nil {
+	if err := awaitCreated(sock, rec, ri, s); err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
-	}
-	if ri != nil && !ri.onStart {
-		if err := ri.restore(rec, rd, s); err != nil {
-			return nil, fmt.Errorf("container %s: %w", id, err)
-		}
 	}
 	if chanOurs != nil {
 		h, err := startHolder(dir, rec, o.PreserveFDs, chanOurs)
@@ -155,17 +149,39 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 		c.Add(func() { rec.stopHolder() })
 		defer func() { _ = h.Process.Release() }()
 	}
-	if err := r.save(rec); err != nil {
+	if err := r.saveState(rec, o.PidFile); err != nil {
 		return nil, err
-	}
-	if o.PidFile != "" {
-		if err := writePidFile(o.PidFile, rec.Pid); err != nil {
-			return nil, fmt.Errorf("container %s: pid file: %w", id, err)
-		}
 	}
 	c.Release()
 	// Not waited for: it is the shim's once we exit.
 	return rec, cmd.Process.Release()
+}
+
+// awaitCreated answers the init on sock until it reports created and,
+// for a restore now (ri and not ri.onStart), restores ri's image into it.
+func awaitCreated(sock *os.File, rec *record, ri *restoreInput, s *specs.Spec) error {
+	rd := bufio.NewReader(sock)
+	if err := syncCreate(sock, rd, rec); err != nil {
+		return err
+	}
+	if ri != nil && !ri.onStart {
+		return ri.restore(rec, rd, s)
+	}
+	return nil
+}
+
+// saveState saves rec and then, if asked, writes the pid file: once
+// the pid file is there, so is the state.
+func (r Root) saveState(rec *record, pidFile string) error {
+	if err := r.save(rec); err != nil {
+		return err
+	}
+	if pidFile != "" {
+		if err := writePidFile(pidFile, rec.Pid); err != nil {
+			return fmt.Errorf("container %s: pid file: %w", rec.ID, err)
+		}
+	}
+	return nil
 }
 
 // makeStateDir makes container id's state directory (and the state
