@@ -91,46 +91,24 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	var c cleanup.Cleanup
 	defer c.Clean()
 
-	if err := os.MkdirAll(r.Dir, 0o711); err != nil {
-		return nil, fmt.Errorf("state root %s: %w", r.Dir, err)
-	}
-	dir := r.dir(id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
-		}
-		return nil, fmt.Errorf("container %s: %w", id, err)
+	dir, err := r.makeStateDir(id)
+	if err != nil {
+		return nil, err
 	}
 	c.Add(func() { _ = os.RemoveAll(dir) })
 	fifo := ""
 	if ri == nil || ri.onStart {
-		fifo = filepath.Join(dir, fifoFile)
-		if err := unix.Mkfifo(fifo, 0o622); err != nil {
-			return nil, fmt.Errorf("container %s: exec fifo: %w", id, err)
-		}
-		_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
-	}
-	var prog []unix.SockFilter
-	if s.Linux.Seccomp != nil {
-		var err error
-		if prog, err = seccomp.Compile(s.Linux.Seccomp, seccomp.Options{}); err != nil {
-			return nil, fmt.Errorf("container %s: seccomp: %w", id, err)
+		if fifo, err = makeExecFifo(id, dir); err != nil {
+			return nil, err
 		}
 	}
-
-	if r := s.Linux.Resources; r != nil && r.Network != nil {
-		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
-			return nil, fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
-		}
-		return nil, fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
-	}
-	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
+	prog, err := compileSeccomp(id, s)
 	if err != nil {
 		return nil, err
 	}
-	cg, err := cgroup.NewSpec(cgPath, withDefaultDevices(s.Linux.Resources))
+	cg, cgPath, err := newCgroup(id, s)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", id, err)
+		return nil, err
 	}
 	c.Add(func() { _ = cg.Delete() })
 
@@ -143,13 +121,10 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	// other to the holder (template.go).
 	var chanOurs *os.File
 	if b.Boot.Template {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-		if err != nil {
+		if chanOurs, cfg.forkChan, err = socketPair("fork-channel", "fork-channel-template"); err != nil {
 			return nil, fmt.Errorf("container %s: fork channel: %w", id, err)
 		}
-		chanOurs = os.NewFile(uintptr(fds[0]), "fork-channel")
 		defer chanOurs.Close()
-		cfg.forkChan = os.NewFile(uintptr(fds[1]), "fork-channel-template")
 		defer cfg.forkChan.Close()
 	}
 	if ri != nil {
@@ -162,23 +137,9 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	defer sock.Close()
 
-	rec := &record{
-		Version: stateVersion, ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Pid: cmd.Process.Pid,
-		Created: time.Now().UTC(), Annotations: s.Annotations, CgroupPath: cgPath,
-		Hooks: s.Hooks, Boot: b.Boot,
-	}
-	if ri != nil && ri.onStart {
-		rec.RestoreCaps = s.Process.Capabilities
-	}
-	rec.PidStart, _ = procStart(rec.Pid)
-	rd := bufio.NewReader(sock)
-	if err := syncCreate(sock, rd, rec); err != nil {
+	rec := newRecord(id, b, cmd.Process.Pid, cgPath, ri)
+	if err := awaitCreated(sock, rec, ri, s); err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
-	}
-	if ri != nil && !ri.onStart {
-		if err := ri.restore(rec, rd, s); err != nil {
-			return nil, fmt.Errorf("container %s: %w", id, err)
-		}
 	}
 	if chanOurs != nil {
 		h, err := startHolder(dir, rec, o.PreserveFDs, chanOurs)
@@ -188,17 +149,103 @@ func (r Root) create(id string, b *Bundle, o CreateOpts, ri *restoreInput) (*rec
 		c.Add(func() { rec.stopHolder() })
 		defer func() { _ = h.Process.Release() }()
 	}
-	if err := r.save(rec); err != nil {
+	if err := r.saveState(rec, o.PidFile); err != nil {
 		return nil, err
-	}
-	if o.PidFile != "" {
-		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(rec.Pid)), 0o644); err != nil {
-			return nil, fmt.Errorf("container %s: pid file: %w", id, err)
-		}
 	}
 	c.Release()
 	// Not waited for: it is the shim's once we exit.
 	return rec, cmd.Process.Release()
+}
+
+// awaitCreated answers the init on sock until it reports created and,
+// for a restore now (ri and not ri.onStart), restores ri's image into it.
+func awaitCreated(sock *os.File, rec *record, ri *restoreInput, s *specs.Spec) error {
+	rd := bufio.NewReader(sock)
+	if err := syncCreate(sock, rd, rec); err != nil {
+		return err
+	}
+	if ri != nil && !ri.onStart {
+		return ri.restore(rec, rd, s)
+	}
+	return nil
+}
+
+// saveState saves rec and then, if asked, writes the pid file: once
+// the pid file is there, so is the state.
+func (r Root) saveState(rec *record, pidFile string) error {
+	if err := r.save(rec); err != nil {
+		return err
+	}
+	if pidFile != "" {
+		if err := writePidFile(pidFile, rec.Pid); err != nil {
+			return fmt.Errorf("container %s: pid file: %w", rec.ID, err)
+		}
+	}
+	return nil
+}
+
+// makeStateDir makes container id's state directory (and the state
+// root if need be); an id already there is a conflict.
+func (r Root) makeStateDir(id string) (string, error) {
+	if err := os.MkdirAll(r.Dir, 0o711); err != nil {
+		return "", fmt.Errorf("state root %s: %w", r.Dir, err)
+	}
+	dir := r.dir(id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("container with id %s already exists: %w", id, errdefs.ErrConflict)
+		}
+		return "", fmt.Errorf("container %s: %w", id, err)
+	}
+	return dir, nil
+}
+
+// makeExecFifo makes the exec fifo in dir, on which the init blocks
+// until start opens it (waitStart).
+func makeExecFifo(id, dir string) (string, error) {
+	fifo := filepath.Join(dir, fifoFile)
+	if err := unix.Mkfifo(fifo, 0o622); err != nil {
+		return "", fmt.Errorf("container %s: exec fifo: %w", id, err)
+	}
+	_ = os.Chmod(fifo, 0o622) // the umask must not take the write bits
+	return fifo, nil
+}
+
+// newCgroup makes the container's cgroup, with the spec's resources
+// and runc's default devices, and returns it with its path.
+func newCgroup(id string, s *specs.Spec) (*cgroup.Group, string, error) {
+	if r := s.Linux.Resources; r != nil && r.Network != nil {
+		if _, err := os.Stat("/sys/fs/cgroup/net_cls"); err != nil {
+			return nil, "", fmt.Errorf("container %s: linux.resources.network: no net_cls cgroup hierarchy here: %w", id, errdefs.ErrNotSupported)
+		}
+		return nil, "", fmt.Errorf("container %s: linux.resources.network (net_cls, net_prio): %w", id, errdefs.ErrNotSupported)
+	}
+	cgPath, err := cgroupPath(id, s.Linux.CgroupsPath)
+	if err != nil {
+		return nil, "", err
+	}
+	cg, err := cgroup.NewSpec(cgPath, withDefaultDevices(s.Linux.Resources))
+	if err != nil {
+		return nil, "", fmt.Errorf("container %s: %w", id, err)
+	}
+	return cg, cgPath, nil
+}
+
+// newRecord is the state record of container id, whose init is pid.
+// A container restored at start keeps the spec's capabilities for the
+// restored process (ri.onStart).
+func newRecord(id string, b *Bundle, pid int, cgPath string, ri *restoreInput) *record {
+	s := b.Spec
+	rec := &record{
+		Version: stateVersion, ID: id, Bundle: b.Dir, Rootfs: b.Rootfs, Pid: pid,
+		Created: time.Now().UTC(), Annotations: s.Annotations, CgroupPath: cgPath,
+		Hooks: s.Hooks, Boot: b.Boot,
+	}
+	if ri != nil && ri.onStart {
+		rec.RestoreCaps = s.Process.Capabilities
+	}
+	rec.PidStart, _ = procStart(rec.Pid)
+	return rec
 }
 
 // cgroupPath is the container's cgroup below every hierarchy root.
@@ -235,7 +282,6 @@ func withDefaultDevices(res *specs.LinuxResources) *specs.LinuxResources {
 // namespaces, in cg, having joined the namespaces the spec names by path,
 // and sends it its config. It returns the sync socket.
 func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.File, error) {
-	s := cfg.Spec
 	var c cleanup.Cleanup
 	defer c.Clean()
 	cfgR, cfgW, err := os.Pipe()
@@ -244,77 +290,16 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	}
 	c.Add(func() { cfgW.Close() })
 	defer cfgR.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	parent, child, err := socketPair("sync", "sync-init")
 	if err != nil {
 		return nil, nil, err
 	}
-	parent, child := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-init")
 	c.Add(func() { parent.Close() })
 	defer child.Close()
 
-	extra := make([]*os.File, 0, o.PreserveFDs+3)
-	for i := 0; i < o.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
-	}
-	if cfg.forkChan != nil {
-		// After the config pipe and the sync socket.
-		cfg.ForkChanFD = 3 + len(extra) + 2
-	}
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{"catalyzer-runc-init"},
-		Env:         []string{initEnv + "=" + strconv.Itoa(o.PreserveFDs)},
-		ExtraFiles:  append(extra, cfgR, child),
-		Stdin:       orFile(o.Stdin, os.Stdin),
-		Stdout:      orFile(o.Stdout, os.Stdout),
-		Stderr:      orFile(o.Stderr, os.Stderr),
-		SysProcAttr: &syscall.SysProcAttr{},
-	}
-	var join []specs.LinuxNamespace
-	for _, ns := range s.Linux.Namespaces {
-		switch {
-		case ns.Path != "":
-			join = append(join, ns)
-		case ns.Type == specs.CgroupNamespace:
-			// Unshared by the init once it is in its cgroup.
-		default:
-			cmd.SysProcAttr.Cloneflags |= nsFlags[ns.Type]
-		}
-	}
-	if hasNewNS(s, specs.UserNamespace) {
-		for _, m := range s.Linux.UIDMappings {
-			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		for _, m := range s.Linux.GIDMappings {
-			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
-		}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		// Root of the new namespace: capabilities survive our exec.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	intoCgroup := false
-	if dir, ok := cg.Dirs()["unified"]; ok {
-		if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-			defer unix.Close(fd)
-			cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-			intoCgroup = true
-		}
-	}
-	join, mnt, err := splitMountNS(join)
+	cmd, intoCgroup, err := startInit(&cfg, cg, o, cfgR, child)
 	if err != nil {
 		return nil, nil, err
-	}
-	if cfg.forkChan != nil {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.forkChan)
-	}
-	cfg.MountNSFD = -1
-	if mnt != nil {
-		defer mnt.Close()
-		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
-		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
-	}
-	if err := startJoined(cmd, join); err != nil {
-		return nil, nil, fmt.Errorf("start init: %w", err)
 	}
 	c.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	if !intoCgroup {
@@ -329,6 +314,145 @@ func spawnInit(cfg initConfig, cg *cgroup.Group, o CreateOpts) (*exec.Cmd, *os.F
 	cfgW.Close()
 	c.Release()
 	return cmd, parent, nil
+}
+
+// startInit starts the init with the namespaces of cfg's spec, and in
+// cg when the kernel can clone it there (intoCgroup; if not, the caller
+// adds it). Its config pipe and sync socket are cfgR and child; cfg gets
+// the fd numbers of the fork channel and of the mount namespace it joins
+// itself. The fds opened for the start are closed once it is done.
+func startInit(cfg *initConfig, cg *cgroup.Group, o CreateOpts, cfgR, child *os.File) (cmd *exec.Cmd, intoCgroup bool, err error) {
+	extra := preservedFiles(o.PreserveFDs)
+	if cfg.forkChan != nil {
+		// After the config pipe and the sync socket.
+		cfg.ForkChanFD = 3 + len(extra) + 2
+	}
+	cmd = reexecCmd("catalyzer-runc-init", o.PreserveFDs, append(extra, cfgR, child), o.Stdin, o.Stdout, o.Stderr)
+	join := newNamespaces(cmd.SysProcAttr, cfg.Spec)
+	if fd := cloneIntoCgroup(cmd.SysProcAttr, cg.Dirs()); fd >= 0 {
+		defer unix.Close(fd)
+		intoCgroup = true
+	}
+	join, mnt, err := splitMountNS(join)
+	if err != nil {
+		return nil, false, err
+	}
+	if cfg.forkChan != nil {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, cfg.forkChan)
+	}
+	cfg.MountNSFD = -1
+	if mnt != nil {
+		defer mnt.Close()
+		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
+	}
+	if err := startJoined(cmd, join); err != nil {
+		return nil, false, fmt.Errorf("start init: %w", err)
+	}
+	return cmd, intoCgroup, nil
+}
+
+// newNamespaces sets attr to clone the namespaces s makes new (all but
+// the cgroup namespace, which the init unshares once in its cgroup),
+// with s's id mappings when one is a user namespace, and returns those
+// s names by path, to join.
+func newNamespaces(attr *syscall.SysProcAttr, s *specs.Spec) []specs.LinuxNamespace {
+	var join []specs.LinuxNamespace
+	for _, ns := range s.Linux.Namespaces {
+		switch {
+		case ns.Path != "":
+			join = append(join, ns)
+		case ns.Type == specs.CgroupNamespace:
+			// Unshared by the init once it is in its cgroup.
+		default:
+			attr.Cloneflags |= nsFlags[ns.Type]
+		}
+	}
+	if hasNewNS(s, specs.UserNamespace) {
+		for _, m := range s.Linux.UIDMappings {
+			attr.UidMappings = append(attr.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range s.Linux.GIDMappings {
+			attr.GidMappings = append(attr.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		attr.GidMappingsEnableSetgroups = true
+		// Root of the new namespace: capabilities survive our exec.
+		attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	return join
+}
+
+// reexecCmd is this binary re-executed as arg0 (the init's verb), given
+// the preserved fds and extra after them (initEnv says how many were
+// preserved), with the container's stdio (nil: ours).
+func reexecCmd(arg0 string, preserve int, extra []*os.File, stdin, stdout, stderr *os.File) *exec.Cmd {
+	return &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{arg0},
+		Env:         []string{initEnv + "=" + strconv.Itoa(preserve)},
+		ExtraFiles:  extra,
+		Stdin:       orFile(stdin, os.Stdin),
+		Stdout:      orFile(stdout, os.Stdout),
+		Stderr:      orFile(stderr, os.Stderr),
+		SysProcAttr: &syscall.SysProcAttr{},
+	}
+}
+
+// preservedFiles are the caller's fds 3..3+n-1, passed on to the
+// container as they are.
+func preservedFiles(n int) []*os.File {
+	extra := make([]*os.File, 0, n+3)
+	for i := 0; i < n; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	return extra
+}
+
+// socketPair is a connected pair of close-on-exec stream sockets, named
+// ours and theirs.
+func socketPair(ours, theirs string) (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), ours), os.NewFile(uintptr(fds[1]), theirs), nil
+}
+
+// cloneIntoCgroup has the child of attr cloned straight into the
+// unified (v2) directory of dirs (CLONE_INTO_CGROUP), so it never runs
+// outside it. It returns the directory's fd, to close once the child
+// started, or -1 when there is none or it cannot be opened: the caller
+// then adds the child itself.
+func cloneIntoCgroup(attr *syscall.SysProcAttr, dirs map[string]string) int {
+	dir, ok := dirs["unified"]
+	if !ok {
+		return -1
+	}
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1
+	}
+	attr.UseCgroupFD, attr.CgroupFD = true, fd
+	return fd
+}
+
+// compileSeccomp compiles the spec's linux.seccomp (nil: none) for
+// container id.
+func compileSeccomp(id string, s *specs.Spec) ([]unix.SockFilter, error) {
+	if s.Linux.Seccomp == nil {
+		return nil, nil
+	}
+	prog, err := seccomp.Compile(s.Linux.Seccomp, seccomp.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("container %s: seccomp: %w", id, err)
+	}
+	return prog, nil
+}
+
+// writePidFile writes pid to path, atomically: a reader never sees a
+// half-written pid.
+func writePidFile(path string, pid int) error {
+	return atomicfile.WriteFile(path, []byte(strconv.Itoa(pid)), 0o644)
 }
 
 // startJoined starts cmd from a locked OS thread that has joined the

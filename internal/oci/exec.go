@@ -8,16 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/catalyzer/catalyzer/internal/atomicfile"
 	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/errdefs"
-	"github.com/catalyzer/catalyzer/internal/sandbox/seccomp"
 )
 
 // ExecOpts are exec's options, as runc's.
@@ -47,31 +43,9 @@ func ReadProcess(path string) (*specs.Process, error) {
 // o.Process says. It returns once the process has exec'd; the process
 // is the caller's child.
 func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
-	switch st := c.Status(); st {
-	case Created, Running:
-	default:
-		return nil, refuse(c.state(), "exec in")
-	}
-	p := o.Process
-	if p == nil || len(p.Args) == 0 || !filepath.IsAbs(p.Cwd) {
-		return nil, invalid("container %s: exec: process needs args and an absolute cwd", c.rec.ID)
-	}
-	if p.Terminal != (o.ConsoleSocket != "") {
-		return nil, invalid("container %s: exec: a terminal needs --console-socket, and only it", c.rec.ID)
-	}
-	b, err := LoadBundle(c.rec.Bundle)
+	b, prog, err := c.checkExec(o)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
-	}
-	if hasNS(b.Spec, specs.UserNamespace) {
-		// setns(CLONE_NEWUSER) needs a single-threaded caller.
-		return nil, fmt.Errorf("container %s: exec into a user namespace: %w", c.rec.ID, errdefs.ErrNotSupported)
-	}
-	var prog []unix.SockFilter
-	if b.Spec.Linux.Seccomp != nil {
-		if prog, err = seccomp.Compile(b.Spec.Linux.Seccomp, seccomp.Options{}); err != nil {
-			return nil, fmt.Errorf("container %s: seccomp: %w", c.rec.ID, err)
-		}
+		return nil, err
 	}
 	var cl cleanup.Cleanup
 	defer cl.Clean()
@@ -81,64 +55,17 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 	}
 	defer cfgR.Close()
 	defer cfgW.Close()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	parent, child, err := socketPair("sync", "sync-exec")
 	if err != nil {
 		return nil, err
 	}
-	parent, child := os.NewFile(uintptr(fds[0]), "sync"), os.NewFile(uintptr(fds[1]), "sync-exec")
 	defer parent.Close()
 	defer child.Close()
-	extra := make([]*os.File, 0, o.PreserveFDs+3)
-	for i := 0; i < o.PreserveFDs; i++ {
-		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
-	}
-	extra = append(extra, cfgR, child)
-	cfg := initConfig{ID: c.rec.ID, Spec: &specs.Spec{Process: p}, Seccomp: prog, PreserveFDs: o.PreserveFDs,
+	cfg := initConfig{ID: c.rec.ID, Spec: &specs.Spec{Process: o.Process}, Seccomp: prog, PreserveFDs: o.PreserveFDs,
 		Exec: true, MountNSFD: -1, ConsoleFD: -1}
-	if o.ConsoleSocket != "" {
-		con, err := dialConsole(o.ConsoleSocket)
-		if err != nil {
-			return nil, fmt.Errorf("container %s: console socket: %w", c.rec.ID, err)
-		}
-		defer con.Close()
-		cfg.ConsoleFD = 3 + len(extra)
-		extra = append(extra, con)
-	}
-	cmd := &exec.Cmd{
-		Path:        "/proc/self/exe",
-		Args:        []string{"catalyzer-runc-exec"},
-		Env:         []string{initEnv + "=" + strconv.Itoa(o.PreserveFDs)},
-		ExtraFiles:  extra,
-		Stdin:       orFile(o.Stdin, os.Stdin),
-		Stdout:      orFile(o.Stdout, os.Stdout),
-		Stderr:      orFile(o.Stderr, os.Stderr),
-		SysProcAttr: &syscall.SysProcAttr{},
-	}
-	var join []specs.LinuxNamespace
-	for _, ns := range b.Spec.Linux.Namespaces {
-		join = append(join, specs.LinuxNamespace{Type: ns.Type, Path: fmt.Sprintf("/proc/%d/ns/%s", c.rec.Pid, nsProcName[ns.Type])})
-	}
-	intoCgroup := false
-	if c.cg != nil {
-		if dir, ok := c.cg.Dirs()["unified"]; ok {
-			if fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
-				defer unix.Close(fd)
-				cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-				intoCgroup = true
-			}
-		}
-	}
-	join, mnt, err := splitMountNS(join)
+	cmd, intoCgroup, err := c.startExec(o, b, &cfg, cfgR, child)
 	if err != nil {
-		return nil, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
-	}
-	if mnt != nil {
-		defer mnt.Close()
-		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
-		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
-	}
-	if err := startJoined(cmd, join); err != nil {
-		return nil, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
+		return nil, err
 	}
 	cl.Add(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	child.Close()
@@ -152,25 +79,107 @@ func (c *Container) Exec(o ExecOpts) (*os.Process, error) {
 		return nil, fmt.Errorf("container %s: exec: send config: %w", c.rec.ID, err)
 	}
 	cfgW.Close()
-	// EOF: it exec'd (the socket is close-on-exec); a line: its error.
-	line, err := io.ReadAll(parent)
-	if err != nil {
-		return nil, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
-	}
-	if len(line) > 0 {
-		var m syncMsg
-		if json.Unmarshal(line, &m) == nil && m.Type == msgError {
-			return nil, fmt.Errorf("container %s: exec: %s", c.rec.ID, m.Error)
-		}
-		return nil, fmt.Errorf("container %s: exec: unexpected %q", c.rec.ID, line)
+	if err := c.awaitExec(parent); err != nil {
+		return nil, err
 	}
 	if o.PidFile != "" {
-		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+		if err := writePidFile(o.PidFile, cmd.Process.Pid); err != nil {
 			return nil, fmt.Errorf("container %s: exec: pid file: %w", c.rec.ID, err)
 		}
 	}
 	cl.Release()
 	return cmd.Process, nil
+}
+
+// checkExec refuses an exec c cannot take (its state, o's process and
+// console, a user namespace) before anything is built, and returns c's
+// bundle and its compiled seccomp profile.
+func (c *Container) checkExec(o ExecOpts) (*Bundle, []unix.SockFilter, error) {
+	switch st := c.Status(); st {
+	case Created, Running:
+	default:
+		return nil, nil, refuse(c.state(), "exec in")
+	}
+	p := o.Process
+	if p == nil || len(p.Args) == 0 || !filepath.IsAbs(p.Cwd) {
+		return nil, nil, invalid("container %s: exec: process needs args and an absolute cwd", c.rec.ID)
+	}
+	if p.Terminal != (o.ConsoleSocket != "") {
+		return nil, nil, invalid("container %s: exec: a terminal needs --console-socket, and only it", c.rec.ID)
+	}
+	b, err := LoadBundle(c.rec.Bundle)
+	if err != nil {
+		return nil, nil, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
+	}
+	if hasNS(b.Spec, specs.UserNamespace) {
+		// setns(CLONE_NEWUSER) needs a single-threaded caller.
+		return nil, nil, fmt.Errorf("container %s: exec into a user namespace: %w", c.rec.ID, errdefs.ErrNotSupported)
+	}
+	prog, err := compileSeccomp(c.rec.ID, b.Spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, prog, nil
+}
+
+// startExec starts the exec'd process (this binary re-executed) in c's
+// namespaces, and in its cgroup when the kernel can clone it there
+// (intoCgroup; if not, the caller adds it). Its config pipe and sync
+// socket are cfgR and child; cfg gets the fd numbers of the console and
+// of the mount namespace it joins itself. The fds opened for the start
+// are closed once it is done.
+func (c *Container) startExec(o ExecOpts, b *Bundle, cfg *initConfig, cfgR, child *os.File) (cmd *exec.Cmd, intoCgroup bool, err error) {
+	extra := append(preservedFiles(o.PreserveFDs), cfgR, child)
+	if o.ConsoleSocket != "" {
+		con, err := dialConsole(o.ConsoleSocket)
+		if err != nil {
+			return nil, false, fmt.Errorf("container %s: console socket: %w", c.rec.ID, err)
+		}
+		defer con.Close()
+		cfg.ConsoleFD = 3 + len(extra)
+		extra = append(extra, con)
+	}
+	cmd = reexecCmd("catalyzer-runc-exec", o.PreserveFDs, extra, o.Stdin, o.Stdout, o.Stderr)
+	var join []specs.LinuxNamespace
+	for _, ns := range b.Spec.Linux.Namespaces {
+		join = append(join, specs.LinuxNamespace{Type: ns.Type, Path: fmt.Sprintf("/proc/%d/ns/%s", c.rec.Pid, nsProcName[ns.Type])})
+	}
+	if c.cg != nil {
+		if fd := cloneIntoCgroup(cmd.SysProcAttr, c.cg.Dirs()); fd >= 0 {
+			defer unix.Close(fd)
+			intoCgroup = true
+		}
+	}
+	join, mnt, err := splitMountNS(join)
+	if err != nil {
+		return nil, false, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
+	}
+	if mnt != nil {
+		defer mnt.Close()
+		cfg.MountNSFD = 3 + len(cmd.ExtraFiles)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, mnt)
+	}
+	if err := startJoined(cmd, join); err != nil {
+		return nil, false, fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
+	}
+	return cmd, intoCgroup, nil
+}
+
+// awaitExec waits on the sync socket until the exec'd process has
+// exec'd: EOF (the socket is close-on-exec), or a line with its error.
+func (c *Container) awaitExec(parent *os.File) error {
+	line, err := io.ReadAll(parent)
+	if err != nil {
+		return fmt.Errorf("container %s: exec: %w", c.rec.ID, err)
+	}
+	if len(line) > 0 {
+		var m syncMsg
+		if json.Unmarshal(line, &m) == nil && m.Type == msgError {
+			return fmt.Errorf("container %s: exec: %s", c.rec.ID, m.Error)
+		}
+		return fmt.Errorf("container %s: exec: unexpected %q", c.rec.ID, line)
+	}
+	return nil
 }
 
 // runExec is the exec'd process's side, already in the container's

@@ -116,6 +116,9 @@ func send(sock *os.File, m syncMsg) error {
 	return err
 }
 
+// runInit is the init's side of create (and, with cfg.Exec, of exec):
+// it reads its config, sets the container up around itself and execs
+// the container's process, or the restorer. It returns only on failure.
 func runInit(cfgF, sock *os.File) error {
 	var cfg initConfig
 	if err := json.NewDecoder(cfgF).Decode(&cfg); err != nil {
@@ -135,27 +138,46 @@ func runInit(cfgF, sock *os.File) error {
 	if cfg.Exec {
 		return runExec(&cfg)
 	}
-	s := cfg.Spec
-	rd := bufio.NewReader(sock)
+	if err := setupContainer(&cfg, sock); err != nil {
+		return err
+	}
+	if cfg.Restore {
+		return enterAndExecRestorer(&cfg, sock)
+	}
+	return enterAndExecProcess(&cfg, sock)
+}
 
+// setupContainer builds the container around the init, still in the
+// runtime's root: its cgroup namespace and rootfs, then the hooks that
+// run before pivot_root.
+func setupContainer(cfg *initConfig, sock *os.File) error {
 	// create put us in the container's cgroup before sending the config:
 	// a cgroup namespace made now is rooted there.
-	if hasNewNS(s, specs.CgroupNamespace) {
+	if hasNewNS(cfg.Spec, specs.CgroupNamespace) {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return initErr("namespaces", err, "unshare cgroup namespace")
 		}
 	}
-	if err := prepareRootfs(&cfg); err != nil {
+	if err := prepareRootfs(cfg); err != nil {
 		return err
 	}
-	// prestart and createRuntime hooks run in the runtime's namespaces,
-	// after ours exist and before pivot_root.
+	return createHooks(cfg, sock)
+}
+
+// createHooks runs the hooks of the create: prestart and createRuntime
+// in the runtime's namespaces (create runs them when asked on sock),
+// after ours exist and before pivot_root; then createContainer, here.
+func createHooks(cfg *initConfig, sock *os.File) error {
+	s := cfg.Spec
+	if s.Hooks == nil {
+		return nil
+	}
 	//lint:ignore SA1019 prestart is deprecated but still honoured (runc runs it)
-	if s.Hooks != nil && (len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0) {
+	if len(s.Hooks.Prestart) > 0 || len(s.Hooks.CreateRuntime) > 0 {
 		if err := send(sock, syncMsg{Type: msgHooks}); err != nil {
 			return initErr("hooks", err, "sync")
 		}
-		line, err := rd.ReadBytes('\n')
+		line, err := bufio.NewReader(sock).ReadBytes('\n')
 		var m syncMsg
 		if err == nil {
 			err = json.Unmarshal(line, &m)
@@ -164,28 +186,35 @@ func runInit(cfgF, sock *os.File) error {
 			return initErr("hooks", errors.Join(err, errors.New(m.Error)), "createRuntime hooks")
 		}
 	}
-	if s.Hooks != nil {
-		st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateCreating, Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: s.Annotations}
-		if err := runHooks("createContainer", s.Hooks.CreateContainer, st); err != nil {
-			return initErr("hooks", err, "createContainer")
-		}
+	st := specs.State{Version: specs.Version, ID: cfg.ID, Status: specs.StateCreating, Pid: os.Getpid(), Bundle: cfg.Bundle, Annotations: s.Annotations}
+	if err := runHooks("createContainer", s.Hooks.CreateContainer, st); err != nil {
+		return initErr("hooks", err, "createContainer")
 	}
-	if cfg.Restore {
-		fifoFD := -1
-		if cfg.Fifo != "" {
-			var err error
-			if fifoFD, err = unix.Open(cfg.Fifo, unix.O_PATH|unix.O_CLOEXEC, 0); err != nil {
-				return initErr("fifo", err, "open %s", cfg.Fifo)
-			}
-		}
-		if err := enterRootfs(&cfg); err != nil {
+	return nil
+}
+
+// enterAndExecRestorer moves into the container's root and execs the
+// restorer, for create (or start, with an exec fifo) to restore the
+// image into.
+func enterAndExecRestorer(cfg *initConfig, sock *os.File) error {
+	fifoFD := -1
+	if cfg.Fifo != "" {
+		var err error
+		if fifoFD, err = openFifo(cfg.Fifo); err != nil {
 			return err
 		}
-		if err := finishRootfs(&cfg); err != nil {
-			return err
-		}
-		return execRestorer(&cfg, sock, fifoFD)
 	}
+	if err := enterRoot(cfg); err != nil {
+		return err
+	}
+	return execRestorer(cfg, sock, fifoFD)
+}
+
+// enterAndExecProcess moves into the container's root, readies its
+// process, reports created and, once start has opened the exec fifo,
+// runs the startContainer hooks and execs the process.
+func enterAndExecProcess(cfg *initConfig, sock *os.File) error {
+	s := cfg.Spec
 	var console *os.File
 	if cfg.ConsoleSocket != "" {
 		c, err := dialConsole(cfg.ConsoleSocket)
@@ -196,14 +225,11 @@ func runInit(cfgF, sock *os.File) error {
 	}
 	// The fifo is opened (O_PATH) before pivot_root, reopened for writing
 	// through /proc/self/fd once created.
-	fifoFD, err := unix.Open(cfg.Fifo, unix.O_PATH|unix.O_CLOEXEC, 0)
+	fifoFD, err := openFifo(cfg.Fifo)
 	if err != nil {
-		return initErr("fifo", err, "open %s", cfg.Fifo)
-	}
-	if err := enterRootfs(&cfg); err != nil {
 		return err
 	}
-	if err := finishRootfs(&cfg); err != nil {
+	if err := enterRoot(cfg); err != nil {
 		return err
 	}
 	if console != nil {
@@ -228,10 +254,29 @@ func runInit(cfgF, sock *os.File) error {
 	if err := waitStart(fifoFD); err != nil {
 		return err
 	}
-	if err := startContainerHooks(&cfg); err != nil {
+	if err := startContainerHooks(cfg); err != nil {
 		return err
 	}
 	return execProcess(proc, argv0, cfg.Seccomp)
+}
+
+// openFifo opens the exec fifo O_PATH: from the runtime's root, where
+// its host path is.
+func openFifo(path string) (int, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, initErr("fifo", err, "open %s", path)
+	}
+	return fd, nil
+}
+
+// enterRoot pivots into the container's root (enterRootfs) and sets up
+// what is set from inside it (finishRootfs).
+func enterRoot(cfg *initConfig) error {
+	if err := enterRootfs(cfg); err != nil {
+		return err
+	}
+	return finishRootfs(cfg)
 }
 
 // waitStart blocks until start opens the exec fifo (open at fifoFD,
