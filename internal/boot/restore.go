@@ -414,7 +414,11 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 	st, err := r.Fork.WaitBuilt(ctx, e.fn.Name)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("dropped")
+		// Only e.stop ends ctx: the function was deleted or redeployed
+		// before its template was built. The caller's request names a
+		// function that is gone (or another version of it): 404, as the
+		// platform answers for a boot of a deleted function.
+		return nil, fmt.Errorf("function was deleted or replaced before its template was built (%w): %w", err, errdefs.ErrNotFound)
 	case st.State == BuildFailed:
 		// The template's own error: what it wraps (ErrNotSupported for a
 		// multi-threaded runtime) must reach the caller (501, not 500).
