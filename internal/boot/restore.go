@@ -557,16 +557,17 @@ func parseReconnect(b []byte) (map[int]int, error) {
 	return m, nil
 }
 
-// ImageInfo describes a function's checkpoint image for operators.
+// ImageInfo describes a function's checkpoint image for operators. It is
+// no wire format: the API shows it through its own type (wire.Image).
 type ImageInfo struct {
-	Status string `json:"status"`
-	Dir    string `json:"dir,omitempty"`
+	Status string
+	Dir    string
 	// PagesBytes is what pages.img occupies on disk (it is sparse);
 	// PagesApparent its size.
-	PagesBytes    int64 `json:"pages_bytes,omitempty"`
-	PagesApparent int64 `json:"pages_apparent_bytes,omitempty"`
-	PlanEntries   int   `json:"plan_entries,omitempty"`
-	WorkingSet    int64 `json:"working_set_bytes,omitempty"`
+	PagesBytes    int64
+	PagesApparent int64
+	PlanEntries   int
+	WorkingSet    int64
 }
 
 // Info describes name's image.
