@@ -609,6 +609,10 @@ const (
 	rsStderr  = 5
 )
 
+// boot restores an instance of fn from its image: it waits for the
+// image, opens it again when cold (and reads pages.img ahead when
+// prefetch), takes a prepared restorer, runs the plan in it and reseeds
+// the restored agent. Each step is a phase of the instance's boot.
 func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*Instance, error) {
 	r.init()
 	start := agent.Monotonic()
@@ -616,30 +620,15 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	if cold {
 		mode = ModeCold
 	}
-	e := r.imgs.get(fn.Name)
-	if e == nil {
-		return nil, fmt.Errorf("boot %s: no image: %w", fn.Name, errdefs.ErrNotReady)
-	}
-	select {
-	case <-e.built:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("boot %s: waiting for its image to be built: %w: %w", fn.Name, ctx.Err(), errdefs.ErrNotReady)
-	}
-	if e.err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, e.err)
+	e, err := r.built(ctx, fn.Name)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 	}
 	clock := timing.Start()
-	phase := clock.Mark
 	img := e.img
 	if cold {
-		var err error
-		if img, err = image.Open(e.dir); err != nil {
+		if img, err = openCold(e.dir, prefetch, clock); err != nil {
 			return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-		}
-		phase("open")
-		if prefetch {
-			readAhead(filepath.Join(e.dir, image.PagesFile))
-			phase("readahead")
 		}
 	}
 	x, fromPool, err := e.pool.Get()
@@ -649,7 +638,53 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	if r.OnEnv != nil {
 		r.OnEnv(fn.Name, fromPool)
 	}
-	phase("env")
+	clock.Mark("env")
+	inst, err := r.restoreInto(ctx, fn, e, img, x, mode, start, clock)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	if cold {
+		r.recordWorkingSetAfterFirst(e, img, inst)
+	}
+	return inst, nil
+}
+
+// built waits until name's image is built (or ctx ends) and returns its
+// entry, or why the image cannot serve a boot.
+func (r *Restore) built(ctx context.Context, name string) (*imageEntry, error) {
+	e := r.imgs.get(name)
+	if e == nil {
+		return nil, fmt.Errorf("no image: %w", errdefs.ErrNotReady)
+	}
+	select {
+	case <-e.built:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for its image to be built: %w: %w", ctx.Err(), errdefs.ErrNotReady)
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e, nil
+}
+
+// openCold opens the image in dir from disk, as a cold boot does, and
+// with prefetch starts reading its pages.img into the page cache.
+func openCold(dir string, prefetch bool, clock *timing.Clock) (*image.Image, error) {
+	img, err := image.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	clock.Mark("open")
+	if prefetch {
+		readAhead(filepath.Join(dir, image.PagesFile))
+		clock.Mark("readahead")
+	}
+	return img, nil
+}
+
+// restoreInto runs img's plan in the prepared restorer x and reseeds the
+// restored agent: fn's instance, ready to invoke. On error x is destroyed.
+func (r *Restore) restoreInto(ctx context.Context, fn Function, e *imageEntry, img *image.Image, x *restorer, mode Mode, start int64, clock *timing.Clock) (*Instance, error) {
 	pid, st, err := image.Restore(r.tr, img, image.RestoreOptions{
 		Tracee:    x.tc,
 		Reconnect: e.reconnect,
@@ -671,7 +706,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 		x.sb.Destroy()
 		go x.cmd.Wait()
 		x.io.close()
-		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(x.io.stderr))
+		return nil, fmt.Errorf("%w%s", err, stderrHint(x.io.stderr))
 	}
 	cmd, sb, pipes := x.cmd, x.sb, x.io
 	cl := cleanup.Make(func() { sb.Destroy(); pipes.close() })
@@ -682,32 +717,33 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	clock.Add("restore-", st.Phases)
 	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Forked(ctx); err != nil {
-		return nil, fmt.Errorf("boot %s: restored instance %d: %w%s", fn.Name, pid, err, stderrHint(pipes.stderr))
+		return nil, fmt.Errorf("restored instance %d: %w%s", pid, err, stderrHint(pipes.stderr))
 	}
-	phase("reseed")
+	clock.Mark("reseed")
 	cl.Release()
-	inst := newInstance(sb.ID(), mode, fn, start, clock.Phases, sb, conn, pipes.stdout, pipes.stderr)
-	if !cold {
-		return inst, nil
-	}
-	// The first invocation of a cold boot that had no working set yet
-	// records one (the pages it touched) for the next cold boots.
+	return newInstance(sb.ID(), mode, fn, start, clock.Phases, sb, conn, pipes.stdout, pipes.stderr), nil
+}
+
+// recordWorkingSetAfterFirst makes the first invocation of the first cold
+// boot of an image that has no working set yet record one (the pages it
+// touched) for the next cold boots.
+func (r *Restore) recordWorkingSetAfterFirst(e *imageEntry, img *image.Image, inst *Instance) {
 	e.wsMu.Lock()
-	if !e.wsSet && len(img.WorkingSet) == 0 {
-		e.wsSet = true
-		inst.afterFirst = func() {
-			rs, err := image.RecordWorkingSet(inst.Pid(), img)
-			if r.OnWorkingSet != nil {
-				var n int64
-				for _, rg := range rs {
-					n += int64(rg.Len)
-				}
-				r.OnWorkingSet(fn.Name, n, err)
+	defer e.wsMu.Unlock()
+	if e.wsSet || len(img.WorkingSet) != 0 {
+		return
+	}
+	e.wsSet = true
+	inst.afterFirst = func() {
+		rs, err := image.RecordWorkingSet(inst.Pid(), img)
+		if r.OnWorkingSet != nil {
+			var n int64
+			for _, rg := range rs {
+				n += int64(rg.Len)
 			}
+			r.OnWorkingSet(e.fn.Name, n, err)
 		}
 	}
-	e.wsMu.Unlock()
-	return inst, nil
 }
 
 // readAhead starts reading all of path into the page cache and returns
