@@ -711,15 +711,15 @@ type TemplateInfo struct {
 	Pool           *sandbox.PoolStats
 }
 
-// Info describes name's template.
+// Info describes name's template. Status and details come from one
+// record: a template replaced meanwhile (by a redeploy) is seen building,
+// not as the old one's status over the new one's unset pool.
 func (f *Fork) Info(name string) TemplateInfo {
-	st := f.Status(name)
+	f.init()
+	t := f.tpls.get(name)
+	st := t.status()
 	info := TemplateInfo{Status: st.String()}
 	if st.State != Built {
-		return info
-	}
-	t := f.tpls.get(name)
-	if t == nil {
 		return info
 	}
 	ps := t.pool.Stats()

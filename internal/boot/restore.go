@@ -162,7 +162,11 @@ func (r *Restore) Drop(name string) {
 // Status is where name's image stands.
 func (r *Restore) Status(name string) BuildStatus {
 	r.init()
-	e := r.imgs.get(name)
+	return r.imgs.get(name).status()
+}
+
+// status is e's BuildStatus (NotBuilt for nil).
+func (e *imageEntry) status() BuildStatus {
 	if e == nil {
 		return BuildStatus{State: NotBuilt}
 	}
@@ -570,16 +574,16 @@ type ImageInfo struct {
 	WorkingSet    int64
 }
 
-// Info describes name's image.
+// Info describes name's image. Status and details come from one entry:
+// an image replaced meanwhile (by a redeploy) is seen building, and its
+// fields are read only once it is built.
 func (r *Restore) Info(name string) ImageInfo {
-	st := r.Status(name)
+	r.init()
+	e := r.imgs.get(name)
+	st := e.status()
 	info := ImageInfo{Status: st.String()}
 	if st.State != Built {
 		return info
-	}
-	e := r.imgs.get(name)
-	if e == nil {
-		return ImageInfo{Status: NotBuilt.String()} // dropped meanwhile
 	}
 	info.Dir = e.dir
 	var fst unix.Stat_t
