@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/catalyzer/catalyzer/internal/errdefs"
 )
 
 func TestBuildStatusString(t *testing.T) {
@@ -66,5 +68,25 @@ func TestRegistry(t *testing.T) {
 	}
 	if _, ok := r.put("h", b); ok || r.get("g") != nil || r.replace("g", nil, b) {
 		t.Fatal("a closed registry kept something")
+	}
+}
+
+// TestRestoreDroppedWhileWaiting: an image whose function is dropped
+// while it waits for the template fails as ErrNotFound (the API's 404:
+// the function is gone), not as an internal error (500).
+func TestRestoreDroppedWhileWaiting(t *testing.T) {
+	f := &Fork{}
+	f.init()
+	defer f.tr.Close()
+	// A template that never finishes building.
+	f.tpls.put("f", &template{built: make(chan struct{}), replaced: make(chan struct{}), stop: make(chan struct{})})
+	got := make(chan error, 1)
+	r := &Restore{Fork: f, Dir: t.TempDir(), OnImage: func(_ string, err error) { got <- err }}
+	defer r.Close()
+	r.Prepare(Function{Name: "f"})
+	r.Drop("f") // waits for the image build to end
+	err := <-got
+	if k := errdefs.Classify(err); !errors.Is(err, errdefs.ErrNotFound) || k.Status != 404 {
+		t.Fatalf("image of a dropped function: %v (status %d), want ErrNotFound (404)", err, k.Status)
 	}
 }

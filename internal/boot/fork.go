@@ -698,26 +698,28 @@ func (f *Fork) floorOnce(ctx context.Context, t *template, devnull *os.File, eve
 	return time.Duration(res.EntryNS - start), nil
 }
 
-// TemplateInfo describes a function's template for operators.
+// TemplateInfo describes a function's template for operators. It is no
+// wire format: the API shows it through its own type (wire.Template), so
+// a field renamed here changes no JSON.
 type TemplateInfo struct {
-	Status string `json:"status"`
-	Pid    int    `json:"pid,omitempty"`
+	Status string
+	Pid    int
 	// KilledAtFreeze counts the processes the template's init left
 	// running, killed when it was frozen.
-	KilledAtFreeze int                `json:"killed_at_freeze,omitempty"`
-	PSSKB          int64              `json:"pss_kb,omitempty"`
-	Pool           *sandbox.PoolStats `json:"pool,omitempty"`
+	KilledAtFreeze int
+	PSSKB          int64
+	Pool           *sandbox.PoolStats
 }
 
-// Info describes name's template.
+// Info describes name's template. Status and details come from one
+// record: a template replaced meanwhile (by a redeploy) is seen building,
+// not as the old one's status over the new one's unset pool.
 func (f *Fork) Info(name string) TemplateInfo {
-	st := f.Status(name)
+	f.init()
+	t := f.tpls.get(name)
+	st := t.status()
 	info := TemplateInfo{Status: st.String()}
 	if st.State != Built {
-		return info
-	}
-	t := f.tpls.get(name)
-	if t == nil {
 		return info
 	}
 	ps := t.pool.Stats()

@@ -162,7 +162,11 @@ func (r *Restore) Drop(name string) {
 // Status is where name's image stands.
 func (r *Restore) Status(name string) BuildStatus {
 	r.init()
-	e := r.imgs.get(name)
+	return r.imgs.get(name).status()
+}
+
+// status is e's BuildStatus (NotBuilt for nil).
+func (e *imageEntry) status() BuildStatus {
 	if e == nil {
 		return BuildStatus{State: NotBuilt}
 	}
@@ -414,7 +418,11 @@ func (r *Restore) checkpoint(e *imageEntry) (*image.Image, error) {
 	st, err := r.Fork.WaitBuilt(ctx, e.fn.Name)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("dropped")
+		// Only e.stop ends ctx: the function was deleted or redeployed
+		// before its template was built. The caller's request names a
+		// function that is gone (or another version of it): 404, as the
+		// platform answers for a boot of a deleted function.
+		return nil, fmt.Errorf("function was deleted or replaced before its template was built (%w): %w", err, errdefs.ErrNotFound)
 	case st.State == BuildFailed:
 		// The template's own error: what it wraps (ErrNotSupported for a
 		// multi-threaded runtime) must reach the caller (501, not 500).
@@ -553,28 +561,29 @@ func parseReconnect(b []byte) (map[int]int, error) {
 	return m, nil
 }
 
-// ImageInfo describes a function's checkpoint image for operators.
+// ImageInfo describes a function's checkpoint image for operators. It is
+// no wire format: the API shows it through its own type (wire.Image).
 type ImageInfo struct {
-	Status string `json:"status"`
-	Dir    string `json:"dir,omitempty"`
+	Status string
+	Dir    string
 	// PagesBytes is what pages.img occupies on disk (it is sparse);
 	// PagesApparent its size.
-	PagesBytes    int64 `json:"pages_bytes,omitempty"`
-	PagesApparent int64 `json:"pages_apparent_bytes,omitempty"`
-	PlanEntries   int   `json:"plan_entries,omitempty"`
-	WorkingSet    int64 `json:"working_set_bytes,omitempty"`
+	PagesBytes    int64
+	PagesApparent int64
+	PlanEntries   int
+	WorkingSet    int64
 }
 
-// Info describes name's image.
+// Info describes name's image. Status and details come from one entry:
+// an image replaced meanwhile (by a redeploy) is seen building, and its
+// fields are read only once it is built.
 func (r *Restore) Info(name string) ImageInfo {
-	st := r.Status(name)
+	r.init()
+	e := r.imgs.get(name)
+	st := e.status()
 	info := ImageInfo{Status: st.String()}
 	if st.State != Built {
 		return info
-	}
-	e := r.imgs.get(name)
-	if e == nil {
-		return ImageInfo{Status: NotBuilt.String()} // dropped meanwhile
 	}
 	info.Dir = e.dir
 	var fst unix.Stat_t
@@ -604,6 +613,10 @@ const (
 	rsStderr  = 5
 )
 
+// boot restores an instance of fn from its image: it waits for the
+// image, opens it again when cold (and reads pages.img ahead when
+// prefetch), takes a prepared restorer, runs the plan in it and reseeds
+// the restored agent. Each step is a phase of the instance's boot.
 func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*Instance, error) {
 	r.init()
 	start := agent.Monotonic()
@@ -611,30 +624,15 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	if cold {
 		mode = ModeCold
 	}
-	e := r.imgs.get(fn.Name)
-	if e == nil {
-		return nil, fmt.Errorf("boot %s: no image: %w", fn.Name, errdefs.ErrNotReady)
-	}
-	select {
-	case <-e.built:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("boot %s: waiting for its image to be built: %w: %w", fn.Name, ctx.Err(), errdefs.ErrNotReady)
-	}
-	if e.err != nil {
-		return nil, fmt.Errorf("boot %s: %w", fn.Name, e.err)
+	e, err := r.built(ctx, fn.Name)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
 	}
 	clock := timing.Start()
-	phase := clock.Mark
 	img := e.img
 	if cold {
-		var err error
-		if img, err = image.Open(e.dir); err != nil {
+		if img, err = openCold(e.dir, prefetch, clock); err != nil {
 			return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
-		}
-		phase("open")
-		if prefetch {
-			readAhead(filepath.Join(e.dir, image.PagesFile))
-			phase("readahead")
 		}
 	}
 	x, fromPool, err := e.pool.Get()
@@ -644,7 +642,53 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	if r.OnEnv != nil {
 		r.OnEnv(fn.Name, fromPool)
 	}
-	phase("env")
+	clock.Mark("env")
+	inst, err := r.restoreInto(ctx, fn, e, img, x, mode, start, clock)
+	if err != nil {
+		return nil, fmt.Errorf("boot %s: %w", fn.Name, err)
+	}
+	if cold {
+		r.recordWorkingSetAfterFirst(e, img, inst)
+	}
+	return inst, nil
+}
+
+// built waits until name's image is built (or ctx ends) and returns its
+// entry, or why the image cannot serve a boot.
+func (r *Restore) built(ctx context.Context, name string) (*imageEntry, error) {
+	e := r.imgs.get(name)
+	if e == nil {
+		return nil, fmt.Errorf("no image: %w", errdefs.ErrNotReady)
+	}
+	select {
+	case <-e.built:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for its image to be built: %w: %w", ctx.Err(), errdefs.ErrNotReady)
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return e, nil
+}
+
+// openCold opens the image in dir from disk, as a cold boot does, and
+// with prefetch starts reading its pages.img into the page cache.
+func openCold(dir string, prefetch bool, clock *timing.Clock) (*image.Image, error) {
+	img, err := image.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	clock.Mark("open")
+	if prefetch {
+		readAhead(filepath.Join(dir, image.PagesFile))
+		clock.Mark("readahead")
+	}
+	return img, nil
+}
+
+// restoreInto runs img's plan in the prepared restorer x and reseeds the
+// restored agent: fn's instance, ready to invoke. On error x is destroyed.
+func (r *Restore) restoreInto(ctx context.Context, fn Function, e *imageEntry, img *image.Image, x *restorer, mode Mode, start int64, clock *timing.Clock) (*Instance, error) {
 	pid, st, err := image.Restore(r.tr, img, image.RestoreOptions{
 		Tracee:    x.tc,
 		Reconnect: e.reconnect,
@@ -666,7 +710,7 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 		x.sb.Destroy()
 		go x.cmd.Wait()
 		x.io.close()
-		return nil, fmt.Errorf("boot %s: %w%s", fn.Name, err, stderrHint(x.io.stderr))
+		return nil, fmt.Errorf("%w%s", err, stderrHint(x.io.stderr))
 	}
 	cmd, sb, pipes := x.cmd, x.sb, x.io
 	cl := cleanup.Make(func() { sb.Destroy(); pipes.close() })
@@ -677,32 +721,33 @@ func (r *Restore) boot(ctx context.Context, fn Function, cold, prefetch bool) (*
 	clock.Add("restore-", st.Phases)
 	conn := agent.NewConn(pipes.parent)
 	if _, err := conn.Forked(ctx); err != nil {
-		return nil, fmt.Errorf("boot %s: restored instance %d: %w%s", fn.Name, pid, err, stderrHint(pipes.stderr))
+		return nil, fmt.Errorf("restored instance %d: %w%s", pid, err, stderrHint(pipes.stderr))
 	}
-	phase("reseed")
+	clock.Mark("reseed")
 	cl.Release()
-	inst := newInstance(sb.ID(), mode, fn, start, clock.Phases, sb, conn, pipes.stdout, pipes.stderr)
-	if !cold {
-		return inst, nil
-	}
-	// The first invocation of a cold boot that had no working set yet
-	// records one (the pages it touched) for the next cold boots.
+	return newInstance(sb.ID(), mode, fn, start, clock.Phases, sb, conn, pipes.stdout, pipes.stderr), nil
+}
+
+// recordWorkingSetAfterFirst makes the first invocation of the first cold
+// boot of an image that has no working set yet record one (the pages it
+// touched) for the next cold boots.
+func (r *Restore) recordWorkingSetAfterFirst(e *imageEntry, img *image.Image, inst *Instance) {
 	e.wsMu.Lock()
-	if !e.wsSet && len(img.WorkingSet) == 0 {
-		e.wsSet = true
-		inst.afterFirst = func() {
-			rs, err := image.RecordWorkingSet(inst.Pid(), img)
-			if r.OnWorkingSet != nil {
-				var n int64
-				for _, rg := range rs {
-					n += int64(rg.Len)
-				}
-				r.OnWorkingSet(fn.Name, n, err)
+	defer e.wsMu.Unlock()
+	if e.wsSet || len(img.WorkingSet) != 0 {
+		return
+	}
+	e.wsSet = true
+	inst.afterFirst = func() {
+		rs, err := image.RecordWorkingSet(inst.Pid(), img)
+		if r.OnWorkingSet != nil {
+			var n int64
+			for _, rg := range rs {
+				n += int64(rg.Len)
 			}
+			r.OnWorkingSet(e.fn.Name, n, err)
 		}
 	}
-	e.wsMu.Unlock()
-	return inst, nil
 }
 
 // readAhead starts reading all of path into the page cache and returns

@@ -569,9 +569,10 @@ func bootBreakdown(inst *boot.Instance, entryNs int64) (int64, []timing.Phase) {
 	return total.Microseconds(), phases
 }
 
-// engineFor resolves mode to an engine for function name. auto prefers
-// fork when the function's template is ready, else scratch; explicit
-// modes are taken as asked (never a silent fallback).
+// engineFor resolves mode to an engine for function name. auto takes the
+// fastest engine ready now: fork when the function's template is ready,
+// else warm restore when its image is, else scratch (which needs
+// neither); explicit modes are taken as asked (never a silent fallback).
 func (p *Platform) engineFor(mode boot.Mode, name string, o invokeOptions) boot.Engine {
 	if mode == boot.ModeCold && o.noPrefetch {
 		return p.restore.ColdWithoutPrefetch()
