@@ -139,7 +139,9 @@
 // stopped), and none runs its own code until all are set up. Measured
 // (BenchmarkForkThreads, a C template of 9 threads, p50 of 300 forks,
 // 2-vCPU VM, three interleaved runs): 1.9-2.7 ms per fork one thread
-// after another, 0.8-1.7 ms side by side. A thread's
+// after another, 0.8-1.7 ms side by side; with the VM loaded (load
+// 9-14) 2.8 against 2.7 ms (medians of six runs): the overlap needs an
+// idle CPU, and each thread's stops remain. A thread's
 // capabilities are its recorded ones Within ThreadSetup.Limit; the kernel
 // clears a new thread's rseq, robust list and sigaltstack, which its batch
 // sets again. A thread that was inside a syscall resumes from normalised
