@@ -398,28 +398,14 @@ func TestBootNoLeaks(t *testing.T) {
 	}
 }
 
-// TestColdPrefetchKnob: once the first cold boot recorded the working
-// set, cold boots prefetch it (a restore-prefetch phase), and prefetch=false
+// TestColdPrefetchKnob: a cold boot reads the image's pages.img ahead
+// (a readahead phase) before the plan copies it, and prefetch=false
 // (catalyzer bench --no-prefetch) boots cold without it.
 func TestColdPrefetchKnob(t *testing.T) {
 	e := newEnv(t, platform.Config{})
 	e.deploy("pf", wire.DeployRequest{Runtime: "python", Handler: "main.handler", CodePath: filepath.Join(examples(t), "python", "hello")})
 	e.requireImage(t, "pf")
 	ctx := context.Background()
-	if _, err := e.c.Invoke(ctx, "pf", "cold", nil); err != nil { // records the working set
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		v, err := e.c.Instances(ctx, "pf")
-		if err == nil && v.Image.WorkingSet > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no working set recorded: %+v %v", v.Image, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	with, err := e.c.Invoke(ctx, "pf", "cold", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -428,10 +414,10 @@ func TestColdPrefetchKnob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := with.Phases["restore-prefetch"]; !ok {
-		t.Errorf("cold boot phases %v: no restore-prefetch", with.Phases)
+	if _, ok := with.Phases["readahead"]; !ok || with.Boot != "cold" {
+		t.Errorf("cold boot: boot %s, phases %v: no readahead", with.Boot, with.Phases)
 	}
-	if _, ok := without.Phases["restore-prefetch"]; ok || without.Boot != "cold" {
+	if _, ok := without.Phases["readahead"]; ok || without.Boot != "cold" {
 		t.Errorf("cold boot with prefetch=false: boot %s, phases %v", without.Boot, without.Phases)
 	}
 }

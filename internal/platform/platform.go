@@ -475,7 +475,7 @@ type InvokeOption func(*invokeOptions)
 
 type invokeOptions struct{ noPrefetch bool }
 
-// NoPrefetch makes a cold boot skip the working-set prefetch (a
+// NoPrefetch makes a cold boot skip the readahead of its pages.img (a
 // benchmark knob: catalyzer bench --no-prefetch).
 func NoPrefetch() InvokeOption { return func(o *invokeOptions) { o.noPrefetch = true } }
 

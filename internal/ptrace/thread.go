@@ -101,7 +101,7 @@ func (t *Tracee) threadState(pid int) (ThreadState, error) {
 	st.Robust = [2]uint64{le.Uint64(res.Data(rh, 8)), le.Uint64(res.Data(rl, 8))}
 	st.SigMask = le.Uint64(res.Data(mask, 8))
 	err = t.tr.Do(func() error {
-		return t.ptrace(unix.PTRACE_GET_RSEQ_CONFIGURATION, unsafe.Sizeof(st.RSeq), uintptr(unsafe.Pointer(&st.RSeq)))
+		return t.ptracePtr(unix.PTRACE_GET_RSEQ_CONFIGURATION, unsafe.Sizeof(st.RSeq), unsafe.Pointer(&st.RSeq))
 	})
 	if err != nil {
 		return st, fmt.Errorf("thread %d: rseq configuration: %w", t.pid, err)
@@ -270,7 +270,7 @@ func (t *Tracee) SetSigMask(mask uint64) error {
 		if err := t.stopped("set signal mask of"); err != nil {
 			return err
 		}
-		if err := t.ptrace(unix.PTRACE_SETSIGMASK, 8, uintptr(unsafe.Pointer(&mask))); err != nil {
+		if err := t.ptracePtr(unix.PTRACE_SETSIGMASK, 8, unsafe.Pointer(&mask)); err != nil {
 			return fmt.Errorf("set signal mask of %d: %w", t.pid, err)
 		}
 		return nil
