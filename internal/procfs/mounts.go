@@ -45,6 +45,23 @@ func Mounts(pid int) ([]Mount, error) {
 	return readLive(pid, "mountinfo", ParseMountInfo)
 }
 
+// MountPointsUnder lists the mount points at or below dir (Mount.Under)
+// in pid's mount namespace, parents first (mountinfo's order), a point
+// stacked k times k times.
+func MountPointsUnder(pid int, dir string) ([]string, error) {
+	ms, err := Mounts(pid)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if m.Under(dir) {
+			out = append(out, m.MountPoint)
+		}
+	}
+	return out, nil
+}
+
 // ParseMountInfo parses the text of /proc/PID/mountinfo, one Mount a line:
 //
 //	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue

@@ -414,3 +414,19 @@ func TestStatusUints(t *testing.T) {
 		}
 	}
 }
+
+// TestMountPointsUnder: this process's /proc is listed under /proc and
+// under /, and not under a sibling that shares its prefix.
+func TestMountPointsUnder(t *testing.T) {
+	has := func(dir string) bool {
+		t.Helper()
+		ps, err := MountPointsUnder(Self, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.Contains(ps, "/proc")
+	}
+	if !has("/proc") || !has("/") || has("/pro") {
+		t.Errorf("/proc under /proc %v, / %v, /pro %v", has("/proc"), has("/"), has("/pro"))
+	}
+}

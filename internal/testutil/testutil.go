@@ -75,15 +75,9 @@ func Take(t testing.TB, parent string, dirs ...string) Snapshot {
 // appears k times). It fails t if mountinfo cannot be read.
 func MountsUnder(t testing.TB, dir string) []string {
 	t.Helper()
-	ms, err := procfs.Mounts(procfs.Self)
+	out, err := procfs.MountPointsUnder(procfs.Self, dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var out []string
-	for _, m := range ms {
-		if m.Under(dir) {
-			out = append(out, m.MountPoint)
-		}
 	}
 	return out
 }

@@ -123,18 +123,7 @@ func MaskPath(p string) error {
 }
 
 // MountsUnder lists the mount points at or below dir in the caller's
-// mount namespace, parents first (mountinfo's order), a point stacked k
-// times k times.
+// mount namespace, parents first, a point stacked k times k times.
 func MountsUnder(dir string) ([]string, error) {
-	ms, err := procfs.Mounts(procfs.Self)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, m := range ms {
-		if m.Under(dir) {
-			out = append(out, m.MountPoint)
-		}
-	}
-	return out, nil
+	return procfs.MountPointsUnder(procfs.Self, dir)
 }
