@@ -3,7 +3,6 @@ package boot
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -27,6 +26,7 @@ import (
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 	"github.com/catalyzer/catalyzer/internal/sandbox"
 	"github.com/catalyzer/catalyzer/internal/sandbox/cgroup"
+	"github.com/catalyzer/catalyzer/internal/sandbox/initwire"
 	"github.com/catalyzer/catalyzer/internal/sfork"
 	"github.com/catalyzer/catalyzer/internal/timing"
 )
@@ -837,14 +837,8 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	// Non-dumpable, as fork instances are (they inherit it from their
 	// template): only the daemon may open its memory.
 	b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_SET_DUMPABLE), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
-	filter := make([]byte, 0, 8*len(prog))
-	for _, ins := range prog {
-		filter = binary.LittleEndian.AppendUint16(filter, ins.Code)
-		filter = append(filter, ins.Jt, ins.Jf)
-		filter = binary.LittleEndian.AppendUint32(filter, ins.K)
-	}
-	farg := b.Bytes(filter)
-	fprog := b.Space(16)
+	farg := b.Bytes(initwire.EncodeFilter(prog))
+	fprog := b.Space(ptrace.SockFprogSize)
 	// Synced to every thread (a restore's re-created threads exist by
 	// now; TSYNC_ESRCH: a failure is an error, not a tid).
 	b.Add(unix.SYS_SECCOMP, ptrace.Lit(unix.SECCOMP_SET_MODE_FILTER),
@@ -853,10 +847,7 @@ func LockdownBatch(t *ptrace.Tracee) (*ptrace.Batch, error) {
 	if err != nil {
 		return nil, err
 	}
-	fp := binary.LittleEndian.AppendUint16(nil, uint16(len(prog)))
-	fp = append(fp, 0, 0, 0, 0, 0, 0)
-	fp = binary.LittleEndian.AppendUint64(fp, uint64(addr))
-	b.SetBytes(fprog, fp)
+	b.SetBytes(fprog, ptrace.SockFprog(uint16(len(prog)), uint64(addr)))
 	return b, nil
 }
 

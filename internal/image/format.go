@@ -611,11 +611,9 @@ func recordOf(st ptrace.ThreadState) threadRecord {
 	return r
 }
 
-// Linux's bound on pids (PID_MAX_LIMIT on 64-bit) and the stack_t flags a
-// sigaltstack may show.
+// Linux's bound on pids (PID_MAX_LIMIT on 64-bit).
 const (
 	pidMaxLimit   = 1 << 22
-	ssAutodisarm  = 1 << 31
 	robustHeadLen = 24 // sizeof(struct robust_list_head)
 )
 
@@ -638,8 +636,8 @@ func (r threadRecord) state(i int) (ptrace.ThreadState, error) {
 		return ptrace.ThreadState{}, bad("rseq registration %+v", r.RSeq)
 	case r.Robust[0] != 0 && (r.Robust[1] != robustHeadLen || r.Robust[0] >= taskSize):
 		return ptrace.ThreadState{}, bad("robust list %#x+%d", r.Robust[0], r.Robust[1])
-	case binary.LittleEndian.Uint32(r.AltStack[8:])&^(ssOnstack|ssDisable|ssAutodisarm) != 0:
-		return ptrace.ThreadState{}, bad("sigaltstack flags %#x", binary.LittleEndian.Uint32(r.AltStack[8:]))
+	case ptrace.StackTFlagsOf(r.AltStack)&^(ptrace.SSOnstack|ptrace.SSDisable|ptrace.SSAutodisarm) != 0:
+		return ptrace.ThreadState{}, bad("sigaltstack flags %#x", ptrace.StackTFlagsOf(r.AltStack))
 	case c.Effective&^c.Permitted != 0 || c.Ambient&^(c.Permitted&c.Inheritable) != 0:
 		return ptrace.ThreadState{}, bad("capabilities %+v are not a set a thread can have", c)
 	case r.Regs.Rip >= taskSize || r.Regs.Rsp >= taskSize || r.Regs.Fs_base >= taskSize || r.Regs.Gs_base >= taskSize || r.TIDAddress >= taskSize:

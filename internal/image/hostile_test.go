@@ -41,7 +41,7 @@ func withThread(c *compiled) {
 	st := ptrace.ThreadState{NSTID: 7, Comm: "worker", TIDAddress: 0x10000100, SigMask: 1 << 9,
 		Caps: ptrace.ThreadCaps{Permitted: 3, Effective: 1, Bounding: 0xff}}
 	st.Regs.Rip, st.Regs.Rsp, st.Regs.Fs_base = 0x10000010, 0x10001ff0, 0x10001000
-	binary.LittleEndian.PutUint32(st.AltStack[8:], ssDisable)
+	binary.LittleEndian.PutUint32(st.AltStack[ptrace.StackTFlags:], ptrace.SSDisable)
 	c.threads = append(c.threads, st)
 	for _, th := range ptrace.AddThreadClones(c.b, []ptrace.ThreadState{st}) {
 		args, _ := th.Args.DataOffset()

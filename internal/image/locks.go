@@ -1,7 +1,6 @@
 package image
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -156,15 +155,12 @@ func (p *planner) addLocks() {
 					if l.Class == "OFDLCK" {
 						cmd = unix.F_OFD_SETLK
 					}
-					var fl [32]byte // struct flock
-					le := binary.LittleEndian
-					le.PutUint16(fl[0:], uint16(lockType(l)))
-					le.PutUint16(fl[2:], unix.SEEK_SET)
-					le.PutUint64(fl[8:], uint64(l.Start))
+					length := int64(0) // to the end of the file
 					if l.End >= 0 {
-						le.PutUint64(fl[16:], uint64(l.End-l.Start+1))
+						length = l.End - l.Start + 1
 					}
-					p.b.Add(unix.SYS_FCNTL, fd, ptrace.Lit(cmd), p.b.Bytes(fl[:]))
+					fl := ptrace.Flock(int16(lockType(l)), unix.SEEK_SET, l.Start, length)
+					p.b.Add(unix.SYS_FCNTL, fd, ptrace.Lit(cmd), p.b.Bytes(fl))
 				}
 			}
 		}

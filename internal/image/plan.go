@@ -407,10 +407,8 @@ func (p *planner) attributes() {
 			p.b.Add(unix.SYS_RT_SIGACTION, ptrace.Lit(int64(sig)), p.b.Bytes(p.s.sigact[sig][:]), ptrace.Lit(0), ptrace.Lit(8))
 		}
 	}
-	if flags := int32(le.Uint32(p.s.altstack[8:])); flags&ssDisable == 0 {
-		ss := p.s.altstack
-		le.PutUint32(ss[8:], uint32(flags&^ssOnstack))
-		p.b.Add(unix.SYS_SIGALTSTACK, p.b.Bytes(ss[:]), ptrace.Lit(0))
+	if ss, ok := ptrace.AltStackRestore(p.s.altstack); ok {
+		p.b.Add(unix.SYS_SIGALTSTACK, p.b.Bytes(ss), ptrace.Lit(0))
 	}
 
 	// mm fields.
@@ -497,11 +495,6 @@ func kernelID() string {
 	}
 	return cstring(u.Release[:]) + " " + cstring(u.Version[:])
 }
-
-const (
-	ssOnstack = 1
-	ssDisable = 2
-)
 
 // reloc adds a relocation of the batch being written.
 func (p *planner) reloc(r Reloc) {

@@ -495,17 +495,13 @@ func StartRestorerAsPid(tr *ptrace.Tracer, files []*os.File, want int, execAddr 
 		}
 		b := ptrace.NewBatch()
 		tid := b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(want)))
-		args := b.Space(88) // struct clone_args (version 2: with set_tid)
-		ref := b.Add(unix.SYS_CLONE3, args, ptrace.Lit(88)).With(ptrace.ForkPoint)
+		args := b.Space(ptrace.CloneArgsSize)
+		ref := b.Add(unix.SYS_CLONE3, args, ptrace.Lit(ptrace.CloneArgsSize)).With(ptrace.ForkPoint)
 		addr, err := first.DataAddr(b, tid)
 		if err != nil {
 			return err
 		}
-		ca := make([]byte, 88)
-		binary.LittleEndian.PutUint64(ca[0:], unix.CLONE_PARENT) // flags
-		binary.LittleEndian.PutUint64(ca[64:], uint64(addr))     // set_tid
-		binary.LittleEndian.PutUint64(ca[72:], 1)                // set_tid_size
-		b.SetBytes(args, ca)
+		b.SetBytes(args, ptrace.CloneArgs{Flags: unix.CLONE_PARENT, SetTID: uint64(addr), SetTIDSize: 1}.Bytes())
 		res, err := first.Exec(b)
 		if err != nil {
 			if errors.Is(err, unix.EEXIST) {

@@ -269,23 +269,15 @@ func (img *Image) addTimersSignals(b *ptrace.Batch, mainTID int) {
 	le := binary.LittleEndian
 	pid := b.Add(unix.SYS_GETPID).Result()
 	for _, t := range img.Timers {
-		sev := make([]byte, 64) // struct sigevent: value, signo, notify, tid
-		le.PutUint64(sev[0:], t.Value)
-		le.PutUint32(sev[8:], uint32(t.Signo))
-		le.PutUint32(sev[12:], uint32(t.Notify))
 		tid := t.TID
 		if t.Notify == procfs.SigevThreadID && tid == int32(img.hdr.MainTID) {
 			tid = int32(mainTID)
 		}
-		le.PutUint32(sev[16:], uint32(tid))
-		sevArg := b.Bytes(sev)
+		sevArg := b.Bytes(ptrace.Sigevent(t.Value, t.Signo, t.Notify, tid))
 		id := b.Bytes(le.AppendUint32(nil, uint32(t.ID)))
 		b.Add(unix.SYS_TIMER_CREATE, ptrace.Lit(int64(t.Clock)), sevArg, id)
-		spec := make([]byte, 32)
-		for k, v := range t.Spec {
-			le.PutUint64(spec[8*k:], uint64(v))
-		}
 		if t.Spec[2] != 0 || t.Spec[3] != 0 {
+			spec := ptrace.Itimerspec(unix.Timespec{Sec: t.Spec[0], Nsec: t.Spec[1]}, unix.Timespec{Sec: t.Spec[2], Nsec: t.Spec[3]})
 			b.Add(unix.SYS_TIMER_SETTIME, ptrace.Lit(int64(t.ID)), ptrace.Lit(0), b.Bytes(spec), ptrace.Lit(0))
 		}
 	}

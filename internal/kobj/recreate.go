@@ -96,16 +96,12 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 	case Timerfd:
 		fd := b.Add(unix.SYS_TIMERFD_CREATE, ptrace.Lit(int64(o.Timer.Clock)), ptrace.Lit(nonblock|unix.TFD_CLOEXEC)).Result()
 		if o.Timer.Value != 0 || o.Timer.Interval != 0 {
-			its := make([]byte, 32) // struct itimerspec: interval, value
-			le := binary.LittleEndian
-			le.PutUint64(its[0:], uint64(o.Timer.Interval/1e9))
-			le.PutUint64(its[8:], uint64(o.Timer.Interval%1e9))
 			value := o.Timer.Value
 			if value == 0 {
 				value = 1 // armed with only an interval left: fire at once, then periodically
 			}
-			le.PutUint64(its[16:], uint64(value/1e9))
-			le.PutUint64(its[24:], uint64(value%1e9))
+			its := ptrace.Itimerspec(unix.Timespec{Sec: o.Timer.Interval / 1e9, Nsec: o.Timer.Interval % 1e9},
+				unix.Timespec{Sec: value / 1e9, Nsec: value % 1e9})
 			b.Add(unix.SYS_TIMERFD_SETTIME, fd, ptrace.Lit(0), b.Bytes(its), ptrace.Lit(0))
 		}
 		if o.Timer.Ticks > 0 {
@@ -118,9 +114,7 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 	case Epoll:
 		fd := b.Add(unix.SYS_EPOLL_CREATE1, ptrace.Lit(unix.EPOLL_CLOEXEC)).Result()
 		for _, w := range o.Watches {
-			ev := make([]byte, 12) // struct epoll_event, packed on x86-64
-			binary.LittleEndian.PutUint32(ev[0:], w.Events)
-			binary.LittleEndian.PutUint64(ev[4:], w.Data)
+			ev := ptrace.EpollEvent(w.Events, w.Data)
 			ref := b.Add(unix.SYS_EPOLL_CTL, fd, ptrace.Lit(unix.EPOLL_CTL_ADD), ptrace.Lit(int64(w.FD)), b.Bytes(ev))
 			if !made[w.FD] {
 				ref.With(ptrace.IgnoreError)

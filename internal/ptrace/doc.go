@@ -109,6 +109,14 @@
 // (FuzzDecodeBatch); Batch builds canonical batches (header, entries, data,
 // results).
 //
+// The kernel structs a batch's syscalls read from its data area
+// (clone_args, iovec, msghdr, sock_fprog, stack_t, itimerspec,
+// epoll_event, flock, sigevent, the capset header and data) are laid out
+// once, in kstruct.go: x86-64 layouts with a size constant and named
+// field offsets each, and a builder (CloneArgs.Bytes, Iovec, Msghdr, ...)
+// that every package writing one uses; kstruct_test.go checks each
+// against x/sys/unix's types.
+//
 // # Re-creating threads
 //
 // Both the sfork engine (in each child) and a restore (in the restorer)

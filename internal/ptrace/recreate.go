@@ -19,27 +19,13 @@ import (
 const ThreadCloneFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
 	unix.CLONE_THREAD | unix.CLONE_SYSVSEM | unix.CLONE_SETTLS | unix.CLONE_CHILD_CLEARTID
 
-// CloneArgsSize is the size of the struct clone_args ThreadCloneArgs
-// makes (CLONE_ARGS_SIZE_VER2); CloneArgsSetTID the offset of its set_tid
-// pointer.
-const (
-	CloneArgsSize   = 88
-	CloneArgsSetTID = 64
-)
-
 // ThreadCloneArgs is the struct clone_args that re-creates st's thread:
 // ThreadCloneFlags, its clear_child_tid, its TLS (fs_base), one tid
 // (set_tid_size 1) whose pointer is left 0, exit signal 0, no stack (the
 // thread starts on its creator's and gets its own registers before it
 // runs).
 func ThreadCloneArgs(st ThreadState) []byte {
-	le := binary.LittleEndian
-	a := make([]byte, CloneArgsSize)
-	le.PutUint64(a[0:], ThreadCloneFlags)
-	le.PutUint64(a[16:], st.TIDAddress)
-	le.PutUint64(a[56:], st.Regs.Fs_base)
-	le.PutUint64(a[72:], 1)
-	return a
+	return CloneArgs{Flags: ThreadCloneFlags, ChildTID: st.TIDAddress, TLS: st.Regs.Fs_base, SetTIDSize: 1}.Bytes()
 }
 
 // ThreadClone is the clone3 entry AddThreadClones added for one thread.
@@ -286,7 +272,6 @@ func (t *Tracee) OwnRestart(r Regs) Regs {
 // threadBatch is the batch a re-created thread runs to take st's state,
 // with capabilities caps.
 func threadBatch(st ThreadState, caps ThreadCaps, lastCap int, extra func(*Batch)) *Batch {
-	le := binary.LittleEndian
 	b := NewBatch()
 	if st.RSeq.Ptr != 0 {
 		b.Add(unix.SYS_RSEQ, Lit(int64(st.RSeq.Ptr)), Lit(int64(st.RSeq.Size)), Lit(0), Lit(int64(st.RSeq.Signature)))
@@ -294,10 +279,8 @@ func threadBatch(st ThreadState, caps ThreadCaps, lastCap int, extra func(*Batch
 	if st.Robust[0] != 0 {
 		b.Add(unix.SYS_SET_ROBUST_LIST, Lit(int64(st.Robust[0])), Lit(int64(st.Robust[1])))
 	}
-	if flags := int32(le.Uint32(st.AltStack[8:])); flags&ssDisable == 0 {
-		ss := st.AltStack
-		le.PutUint32(ss[8:], uint32(flags&^ssOnstack))
-		b.Add(unix.SYS_SIGALTSTACK, b.Bytes(ss[:]), Lit(0))
+	if ss, ok := AltStackRestore(st.AltStack); ok {
+		b.Add(unix.SYS_SIGALTSTACK, b.Bytes(ss), Lit(0))
 	}
 	if st.Comm != "" {
 		b.Add(unix.SYS_PRCTL, Lit(unix.PR_SET_NAME), b.String(st.Comm))
@@ -325,14 +308,7 @@ func threadBatch(st ThreadState, caps ThreadCaps, lastCap int, extra func(*Batch
 // AddCapset adds capset(2) of the calling thread's effective, permitted
 // and inheritable sets to b (version 3: two 32-bit halves each).
 func AddCapset(b *Batch, effective, permitted, inheritable uint64) {
-	hdr := make([]byte, 8)
-	binary.LittleEndian.PutUint32(hdr, unix.LINUX_CAPABILITY_VERSION_3)
-	data := make([]byte, 24)
-	for i, v := range []uint64{effective, permitted, inheritable} {
-		binary.LittleEndian.PutUint32(data[4*i:], uint32(v))
-		binary.LittleEndian.PutUint32(data[12+4*i:], uint32(v>>32))
-	}
-	b.Add(unix.SYS_CAPSET, b.Bytes(hdr), b.Bytes(data))
+	b.Add(unix.SYS_CAPSET, b.Bytes(CapHeaderV3(0)), b.Bytes(CapDataV3(effective, permitted, inheritable)))
 }
 
 // Release lets every thread run (PTRACE_DETACH each); the main thread is
@@ -387,9 +363,3 @@ func ReapKilled(tids []int, within time.Duration) []int {
 	}
 	return slices.Sorted(maps.Keys(pending))
 }
-
-// sigaltstack flags (stack_t.ss_flags).
-const (
-	ssOnstack = 1
-	ssDisable = 2
-)

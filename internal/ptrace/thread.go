@@ -33,7 +33,7 @@ type ThreadState struct {
 	Regs       Regs   // normalised (NormalizeRestart): resumes by re-issuing an interrupted syscall
 	XState     []byte // FPU, SSE, AVX... (PTRACE_GETREGSET NT_X86_XSTATE)
 	SigMask    uint64 // blocked signals, bit n-1 for signal n
-	AltStack   [24]byte
+	AltStack   [StackTSize]byte
 	TIDAddress uint64 // clear_child_tid (set_tid_address)
 	Robust     [2]uint64
 	RSeq       RSeq
@@ -83,7 +83,7 @@ func (t *Tracee) threadState(pid int) (ThreadState, error) {
 		return st, err
 	}
 	b := NewBatch()
-	ss := b.Space(24)
+	ss := b.Space(StackTSize)
 	b.Add(unix.SYS_SIGALTSTACK, Lit(0), ss)
 	tid := b.Space(8)
 	b.Add(unix.SYS_PRCTL, Lit(unix.PR_GET_TID_ADDRESS), tid)
@@ -96,7 +96,7 @@ func (t *Tracee) threadState(pid int) (ThreadState, error) {
 		return st, fmt.Errorf("thread %d: query batch: %w", t.pid, err)
 	}
 	le := binary.LittleEndian
-	copy(st.AltStack[:], res.Data(ss, 24))
+	copy(st.AltStack[:], res.Data(ss, StackTSize))
 	st.TIDAddress = le.Uint64(res.Data(tid, 8))
 	st.Robust = [2]uint64{le.Uint64(res.Data(rh, 8)), le.Uint64(res.Data(rl, 8))}
 	st.SigMask = le.Uint64(res.Data(mask, 8))

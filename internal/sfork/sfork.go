@@ -395,7 +395,7 @@ func (t *Template) fork(c Child) (Forked, error) {
 			}
 			return fmt.Errorf("template batch: %w", err)
 		}
-		if flags := binary.LittleEndian.Uint32(res.Data(msg, 56)[48:]); flags&unix.MSG_CTRUNC != 0 {
+		if flags := binary.LittleEndian.Uint32(res.Data(msg, ptrace.MsghdrSize)[ptrace.MsghdrFlags:]); flags&unix.MSG_CTRUNC != 0 {
 			return fmt.Errorf("template batch: received files truncated (MSG_CTRUNC)")
 		}
 		held := res.Data(cbuf, unix.CmsgSpace(4*len(fds)))
@@ -540,8 +540,8 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	}
 	iobuf := b.Space(8)
 	cbuf = b.Space(unix.CmsgSpace(4 * n))
-	iov := b.Space(16)
-	msg = b.Space(56)
+	iov := b.Space(ptrace.IovecSize)
+	msg = b.Space(ptrace.MsghdrSize)
 	b.Add(unix.SYS_RECVMSG, ptrace.Lit(int64(t.chanFD)), msg, ptrace.Lit(unix.MSG_CMSG_CLOEXEC))
 	flags := int64(0) // exit signal 0: no SIGCHLD to the frozen template
 	if c.NewPID {
@@ -551,10 +551,8 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		// clone3 reads the cgroup fd from its struct, where no run-time
 		// relocation reaches: put the received fd on a fixed number.
 		b.Add(unix.SYS_DUP2, ptrace.Load32(cbuf, unix.CmsgLen(0)+4*len(c.Files)), ptrace.Lit(cgroupFD))
-		args := make([]byte, 88) // struct clone_args, CLONE_ARGS_SIZE_VER2
-		binary.LittleEndian.PutUint64(args[0:], uint64(flags|unix.CLONE_INTO_CGROUP))
-		binary.LittleEndian.PutUint64(args[80:], cgroupFD)
-		b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(88)).With(ptrace.ForkPoint)
+		args := ptrace.CloneArgs{Flags: uint64(flags | unix.CLONE_INTO_CGROUP), Cgroup: cgroupFD}.Bytes()
+		b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(ptrace.CloneArgsSize)).With(ptrace.ForkPoint)
 	} else {
 		b.Add(unix.SYS_CLONE, ptrace.Lit(flags), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0)).With(ptrace.ForkPoint)
 	}
@@ -634,17 +632,8 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		}
 		return uint64(addr)
 	}
-	le := binary.LittleEndian
-	iv := make([]byte, 16)
-	le.PutUint64(iv[0:], must(iobuf))
-	le.PutUint64(iv[8:], 1)
-	b.SetBytes(iov, iv)
-	m := make([]byte, 56) // struct msghdr
-	le.PutUint64(m[16:], must(iov))
-	le.PutUint64(m[24:], 1)
-	le.PutUint64(m[32:], must(cbuf))
-	le.PutUint64(m[40:], uint64(unix.CmsgSpace(4*n)))
-	b.SetBytes(msg, m)
+	b.SetBytes(iov, ptrace.Iovec(must(iobuf), 1))
+	b.SetBytes(msg, ptrace.Msghdr(must(iov), 1, must(cbuf), uint64(unix.CmsgSpace(4*n))))
 	for _, th := range threads {
 		th.SetTIDPointer(b, must(th.TID))
 	}
