@@ -20,6 +20,12 @@ type Init struct {
 	Handler     string `json:"handler"`      // "main.handler", or the native executable
 	CodeDir     string `json:"code_dir"`     // where the function's code is, e.g. /var/task
 	OutputLimit int    `json:"output_limit"` // bytes of stdout and of stderr kept per invocation; 0 = DefaultOutputLimit
+	// Template is set only when the instance will be frozen as a fork
+	// template (and its forks checkpointed for warm and cold boots): the
+	// agent may then spend init time that every clone saves, which a
+	// scratch boot must not pay (the Java agent's young collection,
+	// docs/JAVA.md). Omitted when false, so older agents see what they did.
+	Template bool `json:"template,omitempty"`
 }
 
 // Ready answers Init and Forked, agent -> daemon.

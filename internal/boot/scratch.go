@@ -120,7 +120,7 @@ func (s *Scratch) boot(ctx context.Context, f Function, template bool, extra []*
 	execDone := time.Now()
 
 	conn := agent.NewConn(pipes.parent)
-	if _, err := conn.Init(ctx, InitMsg(f, CodeMount)); err != nil {
+	if _, err := conn.Init(ctx, bootInit(f, template)); err != nil {
 		return nil, fmt.Errorf("boot %s: init: %w%s", f.Name, err, stderrHint(pipes.stderr))
 	}
 	phases = append(phases, timing.Phase{Name: "init", D: time.Since(execDone)})
@@ -254,6 +254,14 @@ func InitMsg(f Function, codeDir string) agent.Init {
 		CodeDir:     codeDir,
 		OutputLimit: f.OutputLimit,
 	}
+}
+
+// bootInit is the init message of an instance of f booted by Scratch.boot,
+// marked as a template's when it will be frozen as one (Fork).
+func bootInit(f Function, template bool) agent.Init {
+	m := InitMsg(f, CodeMount)
+	m.Template = template
+	return m
 }
 
 // InstanceEnv is the environment of f's runtime: a fixed base, then the

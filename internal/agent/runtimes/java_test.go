@@ -348,3 +348,30 @@ func TestJavaVersionMismatch(t *testing.T) {
 		t.Fatalf("init version 3: %v", err)
 	}
 }
+
+// TestJavaTemplateCollects: an init marked as a template's ends with a
+// collection (its young generation emptied for the clones, docs/JAVA.md),
+// seen by a weak reference made at class init being cleared before the
+// first call. The referent is an array larger than the -Xms8m heap's eden,
+// so it is allocated in the old generation, where only a full collection
+// (System.gc() with the serial collector) clears it: the young ones any
+// init may run of its own accord do not. An unmarked init keeps it.
+func TestJavaTemplateCollects(t *testing.T) {
+	needFile(t, runtimes.Java)
+	dir := compileJava(t, map[string]string{"t/Gc.java": `package t;
+public class Gc {
+    static final java.lang.ref.WeakReference<Object> W = new java.lang.ref.WeakReference<>(new byte[3 << 20]);
+    public static Object h(java.util.Map<String, Object> e) { return W.get() == null; }
+}
+`}, false)
+	for _, tpl := range []bool{false, true} {
+		in := interpreted(t, "java", dir)
+		if _, err := in.conn.Init(ctx(t), agent.Init{Function: "f", Runtime: "java", Handler: "t.Gc::h", CodeDir: dir, Template: tpl}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := javaInvoke(t, in, `{}`)
+		if err != nil || string(res.Output) != fmt.Sprint(tpl) {
+			t.Fatalf("template %v: init's garbage collected before the first call: %s %v", tpl, res.Output, err)
+		}
+	}
+}

@@ -172,6 +172,15 @@ public final class Main {
         } catch (ReflectiveOperationException | IOException | RuntimeException e) {
             reseedError = e;
         }
+        if (Boolean.TRUE.equals(m.get("template"))) {
+            // A template's young generation is full of init's garbage:
+            // left there, every clone's first allocations run the young
+            // collection of it, copying in each clone the pages it
+            // touches (~680 page faults in the VM thread). Collected here
+            // once, in the template only: a scratch boot would just pay
+            // for it (docs/JAVA.md, "Boot latency").
+            System.gc();
+        }
         ready();
     }
 
