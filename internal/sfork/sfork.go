@@ -529,36 +529,90 @@ func (t *Template) killChild(child *ptrace.Tracee, threads []int) {
 // the received control message and the msghdr.
 func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	b = ptrace.NewBatch()
+	t.addLeftovers(b)
+	r := t.addReceive(b, c)
+	addClone(b, c, r)
+
+	// The child.
+	addJoin(b, c, r)
+	addFiles(b, c, r)
+	// Fresh copies of the template's event objects, pipes and shared
+	// memory, after the dups: an epoll that watched the control channel
+	// watches the child's own.
+	if t.objects != nil {
+		t.objects.AddTo(b)
+	}
+	// The template's other threads, re-created with their tids (set_tid
+	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new
+	// thread drops it in its own batch). They start stopped (traced
+	// clone), and fork gives each its state before it runs.
+	threads := ptrace.AddThreadClones(b, t.states)
+	addDrop(b, c)
+
+	t.setPointers(b, r, threads)
+	return b, r.cbuf, r.msg
+}
+
+// received is where the fork batch's recvmsg puts the child's files, in
+// its data area.
+type received struct {
+	n     int        // files received, the cgroup's included
+	iobuf ptrace.Arg // the one byte of the message
+	cbuf  ptrace.Arg // the control message: the fds
+	iov   ptrace.Arg
+	msg   ptrace.Arg
+}
+
+// fd is the argument that loads the number of received file i.
+func (r received) fd(i int) ptrace.Arg { return ptrace.Load32(r.cbuf, unix.CmsgLen(0)+4*i) }
+
+// addLeftovers adds to b, for the template, the closing of files the last
+// fork left it holding and the reaping of forks that exited.
+func (t *Template) addLeftovers(b *ptrace.Batch) {
 	for _, fd := range t.held {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
 	}
 	b.Add(unix.SYS_WAIT4, ptrace.Lit(-1), ptrace.Lit(0), ptrace.Lit(unix.WNOHANG|unix.WALL), ptrace.Lit(0)).
 		With(ptrace.RepeatWhilePositive | ptrace.IgnoreError)
-	n := len(c.Files) // files received, the cgroup's included
+}
+
+// addReceive adds to b the template's recvmsg of c's files on the fork
+// channel, into space it reserves in b's data area.
+func (t *Template) addReceive(b *ptrace.Batch, c Child) received {
+	r := received{n: len(c.Files)}
 	if c.Cgroup != nil {
-		n++
+		r.n++
 	}
-	iobuf := b.Space(8)
-	cbuf = b.Space(unix.CmsgSpace(4 * n))
-	iov := b.Space(ptrace.IovecSize)
-	msg = b.Space(ptrace.MsghdrSize)
-	b.Add(unix.SYS_RECVMSG, ptrace.Lit(int64(t.chanFD)), msg, ptrace.Lit(unix.MSG_CMSG_CLOEXEC))
+	r.iobuf = b.Space(8)
+	r.cbuf = b.Space(unix.CmsgSpace(4 * r.n))
+	r.iov = b.Space(ptrace.IovecSize)
+	r.msg = b.Space(ptrace.MsghdrSize)
+	b.Add(unix.SYS_RECVMSG, ptrace.Lit(int64(t.chanFD)), r.msg, ptrace.Lit(unix.MSG_CMSG_CLOEXEC))
+	return r
+}
+
+// addClone adds to b the ForkPoint: a clone with c's PID namespace, into
+// c's cgroup (clone3) if it has one.
+func addClone(b *ptrace.Batch, c Child, r received) {
 	flags := int64(0) // exit signal 0: no SIGCHLD to the frozen template
 	if c.NewPID {
 		flags |= unix.CLONE_NEWPID
 	}
-	if c.Cgroup != nil {
-		// clone3 reads the cgroup fd from its struct, where no run-time
-		// relocation reaches: put the received fd on a fixed number.
-		b.Add(unix.SYS_DUP2, ptrace.Load32(cbuf, unix.CmsgLen(0)+4*len(c.Files)), ptrace.Lit(cgroupFD))
-		args := ptrace.CloneArgs{Flags: uint64(flags | unix.CLONE_INTO_CGROUP), Cgroup: cgroupFD}.Bytes()
-		b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(ptrace.CloneArgsSize)).With(ptrace.ForkPoint)
-	} else {
+	if c.Cgroup == nil {
 		b.Add(unix.SYS_CLONE, ptrace.Lit(flags), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0)).With(ptrace.ForkPoint)
+		return
 	}
+	// clone3 reads the cgroup fd from its struct, where no run-time
+	// relocation reaches: put the received fd on a fixed number.
+	b.Add(unix.SYS_DUP2, r.fd(len(c.Files)), ptrace.Lit(cgroupFD))
+	args := ptrace.CloneArgs{Flags: uint64(flags | unix.CLONE_INTO_CGROUP), Cgroup: cgroupFD}.Bytes()
+	b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(ptrace.CloneArgsSize)).With(ptrace.ForkPoint)
+}
 
-	// The child.
-	recv := func(i int) ptrace.Arg { return ptrace.Load32(cbuf, unix.CmsgLen(0)+4*i) }
+// addJoin adds to b the child's way into its env: the raised
+// capabilities, the join, the working directory, its proc, its mounts
+// and a read-only root.
+func addJoin(b *ptrace.Batch, c Child, r received) {
 	if c.Raise != nil {
 		AddCapset(b, *c.Raise)
 	}
@@ -571,7 +625,7 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		b.Add(unix.SYS_CLOSE, fsfd.Result())
 	}
 	if c.Join >= 0 {
-		b.Add(unix.SYS_SETNS, recv(c.Join), ptrace.Lit(int64(c.JoinFlags)))
+		b.Add(unix.SYS_SETNS, r.fd(c.Join), ptrace.Lit(int64(c.JoinFlags)))
 	}
 	if c.Chdir != "" {
 		b.Add(unix.SYS_CHDIR, b.String(c.Chdir))
@@ -590,15 +644,21 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		binary.LittleEndian.PutUint64(attr, unix.MOUNT_ATTR_RDONLY)
 		b.Add(unix.SYS_MOUNT_SETATTR, ptrace.Lit(unix.AT_FDCWD), b.String("/"), ptrace.Lit(unix.AT_RECURSIVE), b.Bytes(attr), ptrace.Lit(32))
 	}
+}
+
+// addFiles adds to b the child's fd moves: the received files onto their
+// numbers (c.Dups), then every received file, c.Close and the cgroup's
+// fixed number closed.
+func addFiles(b *ptrace.Batch, c Child, r received) {
 	for _, d := range c.Dups {
 		if d.CloseOnExec {
-			b.Add(unix.SYS_DUP3, recv(d.File), ptrace.Lit(int64(d.Target)), ptrace.Lit(unix.O_CLOEXEC))
+			b.Add(unix.SYS_DUP3, r.fd(d.File), ptrace.Lit(int64(d.Target)), ptrace.Lit(unix.O_CLOEXEC))
 		} else {
-			b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
+			b.Add(unix.SYS_DUP2, r.fd(d.File), ptrace.Lit(int64(d.Target)))
 		}
 	}
-	for i := 0; i < n; i++ {
-		b.Add(unix.SYS_CLOSE, recv(i)).With(ptrace.IgnoreError)
+	for i := 0; i < r.n; i++ {
+		b.Add(unix.SYS_CLOSE, r.fd(i)).With(ptrace.IgnoreError)
 	}
 	for _, fd := range c.Close {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
@@ -606,25 +666,23 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	if c.Cgroup != nil {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(cgroupFD)).With(ptrace.IgnoreError)
 	}
-	// Fresh copies of the template's event objects, pipes and shared
-	// memory, after the dups: an epoll that watched the control channel
-	// watches the child's own.
-	if t.objects != nil {
-		t.objects.AddTo(b)
-	}
-	// The template's other threads, re-created with their tids (set_tid
-	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new
-	// thread drops it in its own batch). They start stopped (traced
-	// clone), and fork gives each its state before it runs.
-	threads := ptrace.AddThreadClones(b, t.states)
+}
+
+// addDrop adds to b the child's final capability drop: the bounding set,
+// then its capability sets.
+func addDrop(b *ptrace.Batch, c Child) {
 	for _, cp := range c.DropBounding {
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
 	}
 	if c.Final != nil {
 		AddCapset(b, *c.Final)
 	}
+}
 
-	// Pointers inside the msghdr and iovec: known once every entry is in.
+// setPointers fills in the pointers inside the msghdr and iovec and the
+// threads' tid pointers: addresses in the tracee, known once every entry
+// is in b.
+func (t *Template) setPointers(b *ptrace.Batch, r received, threads []ptrace.ThreadClone) {
 	must := func(a ptrace.Arg) uint64 {
 		addr, err := t.tracee.DataAddr(b, a)
 		if err != nil {
@@ -632,12 +690,11 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		}
 		return uint64(addr)
 	}
-	b.SetBytes(iov, ptrace.Iovec(must(iobuf), 1))
-	b.SetBytes(msg, ptrace.Msghdr(must(iov), 1, must(cbuf), uint64(unix.CmsgSpace(4*n))))
+	b.SetBytes(r.iov, ptrace.Iovec(must(r.iobuf), 1))
+	b.SetBytes(r.msg, ptrace.Msghdr(must(r.iov), 1, must(r.cbuf), uint64(unix.CmsgSpace(4*r.n))))
 	for _, th := range threads {
 		th.SetTIDPointer(b, must(th.TID))
 	}
-	return b, cbuf, msg
 }
 
 // threadCaps bounds the capabilities of the child's re-created threads
