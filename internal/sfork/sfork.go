@@ -69,6 +69,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
@@ -363,11 +364,59 @@ func (t *Template) fork(c Child) (Forked, error) {
 	if t.dead {
 		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, ErrTemplateDead)
 	}
-	var out Forked
+	f := &forking{c: c, ready: make(chan error, 1)}
 	clock := timing.Start()
-	phase := func(name string) { clock.Mark(name); out.Phases = clock.Phases }
+	f.phase = func(name string) { clock.Mark(name); f.out.Phases = clock.Phases }
+	// Whatever there is of the child when a step fails dies here.
+	undo := cleanup.Make(func() { t.killChild(f.child, f.orphans) })
+	defer undo.Clean()
 
 	// 1. Files over the fork channel.
+	var err error
+	if f.sent, err = t.sendFiles(c); err != nil {
+		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+	}
+	f.phase("send")
+	// 2. The fork batch: the template clones, the child sets itself up.
+	if err := t.tr.Do(func() error { return t.cloneChild(f) }); err != nil {
+		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+	}
+	f.out.Pid = f.child.Pid()
+	// 3. Ready, then the child runs the template's code.
+	if err := <-f.ready; err != nil {
+		return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, f.out.Pid, err)
+	}
+	f.phase("ready")
+	err = t.tr.Do(func() error {
+		if err := f.child.SetRegs(t.regs); err != nil {
+			return err
+		}
+		return f.child.Detach()
+	})
+	if err != nil {
+		return Forked{}, fmt.Errorf("fork %d: resume child %d: %w", t.pid, f.out.Pid, err)
+	}
+	f.phase("resume")
+	undo.Release()
+	return f.out, nil
+}
+
+// forking is one fork under way: what it reports, and what there is of
+// the child to kill should it fail.
+type forking struct {
+	c     Child
+	out   Forked
+	phase func(name string) // marks a phase in out
+	sent  int               // files sent to the template, the cgroup's included
+
+	child   *ptrace.Tracee // once attached
+	orphans []int          // threads a failed child batch re-created
+	ready   chan error     // c.Ready's result, once the child runs its batch
+}
+
+// sendFiles sends c's files, then its cgroup, to the template over the
+// fork channel, and returns how many it sent.
+func (t *Template) sendFiles(c Child) (int, error) {
 	fds := make([]int, len(c.Files))
 	for i, f := range c.Files {
 		fds[i] = int(f.Fd())
@@ -376,102 +425,99 @@ func (t *Template) fork(c Child) (Forked, error) {
 		fds = append(fds, int(c.Cgroup.Fd()))
 	}
 	if _, _, err := t.conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
-		return Forked{}, fmt.Errorf("fork %d: send files: %w", t.pid, err)
+		return 0, fmt.Errorf("send files: %w", err)
 	}
-	phase("send")
+	return len(fds), nil
+}
 
-	var child *ptrace.Tracee
-	var orphans []int // threads a failed child batch re-created
-	ready := make(chan error, 1)
-	err := t.tr.Do(func() error {
-		b, cbuf, msg := t.batch(c)
-		before := t.tracee.RoundTrips()
-		res, err := t.tracee.Exec(b)
-		out.RoundTrips += t.tracee.RoundTrips() - before
-		if err != nil {
-			if errors.Is(err, ptrace.ErrExited) || gone(t.pid) {
-				t.dead = true
-				return fmt.Errorf("%w: %w", ErrTemplateDead, err)
-			}
-			return fmt.Errorf("template batch: %w", err)
+// cloneChild runs the fork batch on the tracer thread: the template's
+// part, which clones the child, then, once f has the child attached, the
+// child's part.
+func (t *Template) cloneChild(f *forking) error {
+	b, cbuf, msg := t.batch(f.c)
+	pid, err := t.runTemplate(f, b, cbuf, msg)
+	if err != nil {
+		return err
+	}
+	f.phase("clone")
+	f.child, err = t.tracee.Adopt(pid)
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("attach child %d: %w", pid, err)
+	}
+	f.phase("attach")
+	return t.setUpChild(f, b)
+}
+
+// runTemplate runs the template's part of b: it receives f's files (and
+// holds them from then on: t.held) and clones. It returns the child's
+// pid.
+func (t *Template) runTemplate(f *forking, b *ptrace.Batch, cbuf, msg ptrace.Arg) (int, error) {
+	before := t.tracee.RoundTrips()
+	res, err := t.tracee.Exec(b)
+	f.out.RoundTrips += t.tracee.RoundTrips() - before
+	if err != nil {
+		if errors.Is(err, ptrace.ErrExited) || gone(t.pid) {
+			t.dead = true
+			return 0, fmt.Errorf("%w: %w", ErrTemplateDead, err)
 		}
-		if flags := binary.LittleEndian.Uint32(res.Data(msg, ptrace.MsghdrSize)[ptrace.MsghdrFlags:]); flags&unix.MSG_CTRUNC != 0 {
-			return fmt.Errorf("template batch: received files truncated (MSG_CTRUNC)")
+		return 0, fmt.Errorf("template batch: %w", err)
+	}
+	if flags := binary.LittleEndian.Uint32(res.Data(msg, ptrace.MsghdrSize)[ptrace.MsghdrFlags:]); flags&unix.MSG_CTRUNC != 0 {
+		return 0, fmt.Errorf("template batch: received files truncated (MSG_CTRUNC)")
+	}
+	held := res.Data(cbuf, unix.CmsgSpace(4*f.sent))
+	t.held = t.held[:0]
+	for i := 0; i < f.sent; i++ {
+		t.held = append(t.held, int(int32(binary.LittleEndian.Uint32(held[unix.CmsgLen(0)+4*i:]))))
+	}
+	if f.c.Cgroup != nil {
+		t.held = append(t.held, cgroupFD)
+	}
+	if res.Status != ptrace.StatusForkParent || len(res.Children) != 1 {
+		return 0, fmt.Errorf("template batch ended with %v and children %v, want a fork parent with one child", res.Status, res.Children)
+	}
+	return res.Children[0], nil
+}
+
+// setUpChild runs the child's part of b, with c.Ready alongside, then
+// gives the threads it re-created their states.
+func (t *Template) setUpChild(f *forking, b *ptrace.Batch) error {
+	child := f.child
+	// Ready (cgroup attach) runs while the child runs its setup
+	// batch: both must be done before it runs template code.
+	if ready, fn := f.ready, f.c.Ready; fn != nil {
+		pid := child.Pid()
+		go func() { ready <- fn(pid) }()
+	} else {
+		ready <- nil
+	}
+	before := child.RoundTrips()
+	cres, err := child.Resume(b)
+	f.out.RoundTrips += child.RoundTrips() - before
+	if err != nil {
+		<-f.ready
+		if cres != nil {
+			// Threads the batch re-created before it failed: traced,
+			// their deaths come to us, and the child's only after.
+			f.orphans = cres.Children
 		}
-		held := res.Data(cbuf, unix.CmsgSpace(4*len(fds)))
-		t.held = t.held[:0]
-		for i := range fds {
-			t.held = append(t.held, int(int32(binary.LittleEndian.Uint32(held[unix.CmsgLen(0)+4*i:]))))
-		}
-		if c.Cgroup != nil {
-			t.held = append(t.held, cgroupFD)
-		}
-		if res.Status != ptrace.StatusForkParent || len(res.Children) != 1 {
-			return fmt.Errorf("template batch ended with %v and children %v, want a fork parent with one child", res.Status, res.Children)
-		}
-		phase("clone")
-		child, err = t.tracee.Adopt(res.Children[0])
-		if err != nil {
-			unix.Kill(res.Children[0], unix.SIGKILL)
-			return fmt.Errorf("attach child %d: %w", res.Children[0], err)
-		}
-		phase("attach")
-		// Ready (cgroup attach) runs while the child runs its setup
-		// batch: both must be done before it runs template code.
-		if c.Ready != nil {
-			pid := child.Pid()
-			go func() { ready <- c.Ready(pid) }()
-		} else {
-			ready <- nil
-		}
-		before = child.RoundTrips()
-		cres, err := child.Resume(b)
-		out.RoundTrips += child.RoundTrips() - before
-		if err != nil {
-			<-ready
-			if cres != nil {
-				// Threads the batch re-created before it failed: traced,
-				// their deaths come to us, and the child's only after.
-				orphans = cres.Children
-			}
-			return fmt.Errorf("child %d setup: %w", child.Pid(), err)
-		}
-		phase("join")
-		if len(t.states) > 0 {
-			threads, err := child.RestoreThreads(t.states, cres.Children, ptrace.ThreadSetup{Limit: c.threadCaps()})
-			if err == nil {
-				err = threads.Release()
-			}
-			if err != nil {
-				<-ready
-				return fmt.Errorf("child %d threads: %w", child.Pid(), err)
-			}
-			phase("threads")
-		}
+		return fmt.Errorf("child %d setup: %w", child.Pid(), err)
+	}
+	f.phase("join")
+	if len(t.states) == 0 {
 		return nil
-	})
+	}
+	threads, err := child.RestoreThreads(t.states, cres.Children, ptrace.ThreadSetup{Limit: f.c.threadCaps()})
+	if err == nil {
+		err = threads.Release()
+	}
 	if err != nil {
-		t.killChild(child, orphans)
-		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+		<-f.ready
+		return fmt.Errorf("child %d threads: %w", child.Pid(), err)
 	}
-	out.Pid = child.Pid()
-	if err := <-ready; err != nil {
-		t.killChild(child, orphans)
-		return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, out.Pid, err)
-	}
-	phase("ready")
-	err = t.tr.Do(func() error {
-		if err := child.SetRegs(t.regs); err != nil {
-			return err
-		}
-		return child.Detach()
-	})
-	if err != nil {
-		t.killChild(child, orphans)
-		return Forked{}, fmt.Errorf("fork %d: resume child %d: %w", t.pid, out.Pid, err)
-	}
-	phase("resume")
-	return out, nil
+	f.phase("threads")
+	return nil
 }
 
 // Reap collects the template's dead children (forks that exited): their
