@@ -36,19 +36,9 @@ func restoreCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			// Reconnected fds (only 0, 1, 2 from the CLI) get ours.
-			std := []*os.File{os.Stdin, os.Stdout, os.Stderr}
-			var files []*os.File
-			reconnect := map[int]int{}
-			for _, fd := range img.FDs {
-				if fd.Kind != image.FDReconnect {
-					continue
-				}
-				if fd.Fd < 0 || fd.Fd > 2 {
-					return fmt.Errorf("image fd %d must be reconnected; the CLI reconnects only 0, 1 and 2", fd.Fd)
-				}
-				reconnect[int(fd.Fd)] = 3 + len(files)
-				files = append(files, std[fd.Fd])
+			files, reconnect, err := reconnectStdio(img)
+			if err != nil {
+				return err
 			}
 			tr := ptrace.NewTracer()
 			defer tr.Close()
@@ -58,45 +48,85 @@ func restoreCommand() *cli.Command {
 				}
 				return restoreInSandbox(tr, img, files, reconnect, cmd.Bool("prefetch"), cmd.Bool("stats"), cmd.String("pid-file"))
 			}
-			var proc *os.Process
-			var tc *ptrace.Tracee
-			if !cmd.Bool("new-pid") {
-				proc, tc, err = image.StartRestorerAsPid(tr, files, img.Pid(), img.ExecAddr())
-				if err != nil {
-					fmt.Fprintf(os.Stderr, "catalyzer: %v; restoring with a new pid (libc's cached thread id will be stale)\n", err)
-				}
-			}
-			if proc == nil {
-				c, t, err := image.StartRestorer(tr, files)
-				if err != nil {
-					return err
-				}
-				proc, tc = c.Process, t
-			}
-			pid, st, err := image.Restore(tr, img, image.RestoreOptions{Tracee: tc, Reconnect: reconnect, Prefetch: cmd.Bool("prefetch")})
-			if err != nil {
-				proc.Wait()
-				return err
-			}
-			if cmd.Bool("stats") {
-				printStats(st)
-			}
-			if f := cmd.String("pid-file"); f != "" {
-				if err := os.WriteFile(f, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
-					return err
-				}
-			}
-			if cmd.Bool("detach") {
-				proc.Release()
-				return nil
-			}
-			ps, err := proc.Wait()
-			if err != nil {
-				return err
-			}
-			return exitCode(ps.ExitCode())
+			return restoreOnHost(tr, img, files, reconnect, cmd)
 		},
 	}
+}
+
+// reconnectStdio gives the image's reconnected fds ours: the files to
+// pass, and where each fd finds its file among them (from fd 3). The CLI
+// reconnects only 0, 1 and 2.
+func reconnectStdio(img *image.Image) ([]*os.File, map[int]int, error) {
+	std := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+	var files []*os.File
+	reconnect := map[int]int{}
+	for _, fd := range img.FDs {
+		if fd.Kind != image.FDReconnect {
+			continue
+		}
+		if fd.Fd < 0 || fd.Fd > 2 {
+			return nil, nil, fmt.Errorf("image fd %d must be reconnected; the CLI reconnects only 0, 1 and 2", fd.Fd)
+		}
+		reconnect[int(fd.Fd)] = 3 + len(files)
+		files = append(files, std[fd.Fd])
+	}
+	return files, reconnect, nil
+}
+
+// restoreOnHost restores img in the host namespaces, then waits for the
+// process (its exit status is this command's) unless --detach.
+func restoreOnHost(tr *ptrace.Tracer, img *image.Image, files []*os.File, reconnect map[int]int, cmd *cli.Command) error {
+	proc, tc, err := startRestorer(tr, img, files, cmd.Bool("new-pid"))
+	if err != nil {
+		return err
+	}
+	pid, st, err := image.Restore(tr, img, image.RestoreOptions{Tracee: tc, Reconnect: reconnect, Prefetch: cmd.Bool("prefetch")})
+	if err != nil {
+		proc.Wait()
+		return err
+	}
+	if cmd.Bool("stats") {
+		printStats(st)
+	}
+	if err := writePidFile(cmd.String("pid-file"), pid); err != nil {
+		return err
+	}
+	if cmd.Bool("detach") {
+		proc.Release()
+		return nil
+	}
+	ps, err := proc.Wait()
+	if err != nil {
+		return err
+	}
+	return exitCode(ps.ExitCode())
+}
+
+// startRestorer starts the process img is restored into: with img's pid
+// unless newPid, or when that pid cannot be had (it says so), a new one.
+func startRestorer(tr *ptrace.Tracer, img *image.Image, files []*os.File, newPid bool) (*os.Process, *ptrace.Tracee, error) {
+	if !newPid {
+		proc, tc, err := image.StartRestorerAsPid(tr, files, img.Pid(), img.ExecAddr())
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "catalyzer: %v; restoring with a new pid (libc's cached thread id will be stale)\n", err)
+		}
+		if proc != nil {
+			return proc, tc, nil
+		}
+	}
+	c, tc, err := image.StartRestorer(tr, files)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Process, tc, nil
+}
+
+// writePidFile writes pid to file, if one was asked for.
+func writePidFile(file string, pid int) error {
+	if file == "" {
+		return nil
+	}
+	return os.WriteFile(file, []byte(strconv.Itoa(pid)+"\n"), 0o644)
 }
 
 // restoreInSandbox restores img into a fresh sandbox (boot.RestoreInSandbox),
@@ -111,10 +141,8 @@ func restoreInSandbox(tr *ptrace.Tracer, img *image.Image, files []*os.File, rec
 	if stats {
 		printStats(rs.Stats)
 	}
-	if pidFile != "" {
-		if err := os.WriteFile(pidFile, []byte(strconv.Itoa(rs.Pid)+"\n"), 0o644); err != nil {
-			return err
-		}
+	if err := writePidFile(pidFile, rs.Pid); err != nil {
+		return err
 	}
 	code, err := rs.Wait()
 	if err != nil {

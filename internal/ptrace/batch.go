@@ -294,104 +294,151 @@ func Validate(buf []byte) error {
 // computed) or outside the data area. Errors wrap errdefs.ErrInvalid.
 // The returned Batch encodes to the canonical layout.
 func Decode(buf []byte) (*Batch, error) {
-	bad := func(format string, a ...any) error {
-		return fmt.Errorf("batch: %s: %w", fmt.Sprintf(format, a...), errdefs.ErrInvalid)
+	h, err := decodeHeader(buf)
+	if err != nil {
+		return nil, err
 	}
+	if err := h.checkRegions(); err != nil {
+		return nil, err
+	}
+	b := &Batch{data: append([]byte(nil), buf[h.dataOff:h.dataOff+h.dataSize]...)}
+	b.entries = make([]Entry, 0, h.count)
+	for i := uint64(0); i < h.count; i++ {
+		e, err := decodeEntry(buf[h.entriesOff+i*entrySize:], i, h.dataSize)
+		if err != nil {
+			return nil, err
+		}
+		b.entries = append(b.entries, e)
+	}
+	return b, nil
+}
+
+// badBatch is the error Decode returns for what format describes.
+func badBatch(format string, a ...any) error {
+	return fmt.Errorf("batch: %s: %w", fmt.Sprintf(format, a...), errdefs.ErrInvalid)
+}
+
+// header is the layout a binary batch's header declares, in uint64 so
+// that sums of its uint32 fields cannot overflow.
+type header struct {
+	count, entriesOff, dataOff, dataSize, resultsOff, total uint64
+}
+
+// decodeHeader reads and checks buf's header: magic, version, sizes,
+// flags, reserved bytes, the entry count and the total size against the
+// buffer. Where the regions lie is checkRegions' job.
+func decodeHeader(buf []byte) (header, error) {
 	if len(buf) < headerSize {
-		return nil, bad("%d bytes is shorter than the header", len(buf))
+		return header{}, badBatch("%d bytes is shorter than the header", len(buf))
 	}
 	le := binary.LittleEndian
 	if m := le.Uint32(buf[0:]); m != BatchMagic {
-		return nil, bad("bad magic %#x", m)
+		return header{}, badBatch("bad magic %#x", m)
 	}
 	if v := le.Uint16(buf[4:]); v != BatchVersion {
-		return nil, bad("unsupported version %d (want %d)", v, BatchVersion)
+		return header{}, badBatch("unsupported version %d (want %d)", v, BatchVersion)
 	}
 	if hs := le.Uint16(buf[6:]); hs != headerSize {
-		return nil, bad("header size %d (want %d)", hs, headerSize)
+		return header{}, badBatch("header size %d (want %d)", hs, headerSize)
 	}
-	count := uint64(le.Uint32(buf[8:]))
+	h := header{count: uint64(le.Uint32(buf[8:]))}
 	if es := le.Uint32(buf[12:]); es != entrySize {
-		return nil, bad("entry size %d (want %d)", es, entrySize)
+		return header{}, badBatch("entry size %d (want %d)", es, entrySize)
 	}
-	entriesOff := uint64(le.Uint32(buf[16:]))
-	dataOff := uint64(le.Uint32(buf[20:]))
-	dataSize := uint64(le.Uint32(buf[24:]))
-	resultsOff := uint64(le.Uint32(buf[28:]))
-	total := uint64(le.Uint32(buf[32:]))
+	h.entriesOff = uint64(le.Uint32(buf[16:]))
+	h.dataOff = uint64(le.Uint32(buf[20:]))
+	h.dataSize = uint64(le.Uint32(buf[24:]))
+	h.resultsOff = uint64(le.Uint32(buf[28:]))
+	h.total = uint64(le.Uint32(buf[32:]))
 	if f := le.Uint32(buf[36:]); f != 0 {
-		return nil, bad("unknown header flags %#x", f)
+		return header{}, badBatch("unknown header flags %#x", f)
 	}
 	for i := 40; i < headerSize; i++ {
 		if buf[i] != 0 {
-			return nil, bad("reserved header byte %d is not zero", i)
+			return header{}, badBatch("reserved header byte %d is not zero", i)
 		}
 	}
-	if count > MaxEntries {
-		return nil, bad("%d entries (max %d)", count, MaxEntries)
+	if h.count > MaxEntries {
+		return header{}, badBatch("%d entries (max %d)", h.count, MaxEntries)
 	}
-	if total > uint64(len(buf)) {
-		return nil, bad("total size %d exceeds the buffer (%d bytes)", total, len(buf))
+	if h.total > uint64(len(buf)) {
+		return header{}, badBatch("total size %d exceeds the buffer (%d bytes)", h.total, len(buf))
 	}
+	return h, nil
+}
+
+// checkRegions checks that the header, entries, data and results regions
+// are 8-byte aligned, inside the batch and disjoint.
+func (h header) checkRegions() error {
 	type region struct {
 		name     string
 		off, end uint64
 	}
 	regs := []region{
 		{"header", 0, headerSize},
-		{"entries", entriesOff, entriesOff + count*entrySize},
-		{"data", dataOff, dataOff + dataSize},
-		{"results", resultsOff, resultsOff + resultsHead + 8*count},
+		{"entries", h.entriesOff, h.entriesOff + h.count*entrySize},
+		{"data", h.dataOff, h.dataOff + h.dataSize},
+		{"results", h.resultsOff, h.resultsOff + resultsHead + 8*h.count},
 	}
 	for _, r := range regs {
 		if r.off%8 != 0 {
-			return nil, bad("%s offset %d is not 8-byte aligned", r.name, r.off)
+			return badBatch("%s offset %d is not 8-byte aligned", r.name, r.off)
 		}
-		if r.end > total {
-			return nil, bad("%s [%d, %d) outside the batch (%d bytes)", r.name, r.off, r.end, total)
+		if r.end > h.total {
+			return badBatch("%s [%d, %d) outside the batch (%d bytes)", r.name, r.off, r.end, h.total)
 		}
 	}
 	for i := range regs {
 		for j := i + 1; j < len(regs); j++ {
 			a, c := regs[i], regs[j]
 			if a.off < c.end && c.off < a.end {
-				return nil, bad("%s and %s overlap", a.name, c.name)
+				return badBatch("%s and %s overlap", a.name, c.name)
 			}
 		}
 	}
-	b := &Batch{data: append([]byte(nil), buf[dataOff:dataOff+dataSize]...)}
-	b.entries = make([]Entry, 0, count)
-	for i := uint64(0); i < count; i++ {
-		p := buf[entriesOff+i*entrySize:]
-		e := Entry{Nr: le.Uint32(p[0:]), Flags: Flag(le.Uint16(p[4:])), Reloc: le.Uint32(p[8:])}
-		if e.Flags&^knownFlags != 0 {
-			return nil, bad("entry %d: unknown flags %#x", i, uint16(e.Flags&^knownFlags))
-		}
-		if le.Uint16(p[6:]) != 0 || le.Uint32(p[12:]) != 0 {
-			return nil, bad("entry %d: reserved field is not zero", i)
-		}
-		if e.Reloc>>12 != 0 {
-			return nil, bad("entry %d: relocation bits above argument 6: %#x", i, e.Reloc)
-		}
-		for k := range e.Args {
-			a := le.Uint64(p[16+8*k:])
-			e.Args[k] = a
-			switch (e.Reloc >> (2 * k)) & 3 {
-			case RelocResult:
-				if a >= i {
-					return nil, bad("entry %d: argument %d uses the result of entry %d, which has not run yet", i, k, a)
-				}
-			case RelocData:
-				if a > dataSize {
-					return nil, bad("entry %d: argument %d points at data offset %d, past the data area (%d bytes)", i, k, a, dataSize)
-				}
-			case RelocLoad32:
-				if a > dataSize || dataSize-a < 4 || a%4 != 0 {
-					return nil, bad("entry %d: argument %d loads 4 bytes at data offset %d (data area %d bytes, must be aligned)", i, k, a, dataSize)
-				}
-			}
-		}
-		b.entries = append(b.entries, e)
+	return nil
+}
+
+// decodeEntry reads entry i from p and checks its flags, reserved fields
+// and relocations (dataSize: the data area's size).
+func decodeEntry(p []byte, i, dataSize uint64) (Entry, error) {
+	le := binary.LittleEndian
+	e := Entry{Nr: le.Uint32(p[0:]), Flags: Flag(le.Uint16(p[4:])), Reloc: le.Uint32(p[8:])}
+	if e.Flags&^knownFlags != 0 {
+		return Entry{}, badBatch("entry %d: unknown flags %#x", i, uint16(e.Flags&^knownFlags))
 	}
-	return b, nil
+	if le.Uint16(p[6:]) != 0 || le.Uint32(p[12:]) != 0 {
+		return Entry{}, badBatch("entry %d: reserved field is not zero", i)
+	}
+	if e.Reloc>>12 != 0 {
+		return Entry{}, badBatch("entry %d: relocation bits above argument 6: %#x", i, e.Reloc)
+	}
+	for k := range e.Args {
+		a := le.Uint64(p[16+8*k:])
+		e.Args[k] = a
+		if err := checkReloc(i, k, (e.Reloc>>(2*k))&3, a, dataSize); err != nil {
+			return Entry{}, err
+		}
+	}
+	return e, nil
+}
+
+// checkReloc checks argument k (value a, relocation kind) of entry i: a
+// result must be an earlier entry's, data must lie in the data area.
+func checkReloc(i uint64, k int, kind uint32, a, dataSize uint64) error {
+	switch kind {
+	case RelocResult:
+		if a >= i {
+			return badBatch("entry %d: argument %d uses the result of entry %d, which has not run yet", i, k, a)
+		}
+	case RelocData:
+		if a > dataSize {
+			return badBatch("entry %d: argument %d points at data offset %d, past the data area (%d bytes)", i, k, a, dataSize)
+		}
+	case RelocLoad32:
+		if a > dataSize || dataSize-a < 4 || a%4 != 0 {
+			return badBatch("entry %d: argument %d loads 4 bytes at data offset %d (data area %d bytes, must be aligned)", i, k, a, dataSize)
+		}
+	}
+	return nil
 }

@@ -69,6 +69,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/cleanup"
 	"github.com/catalyzer/catalyzer/internal/kobj"
 	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
@@ -363,11 +364,59 @@ func (t *Template) fork(c Child) (Forked, error) {
 	if t.dead {
 		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, ErrTemplateDead)
 	}
-	var out Forked
+	f := &forking{c: c, ready: make(chan error, 1)}
 	clock := timing.Start()
-	phase := func(name string) { clock.Mark(name); out.Phases = clock.Phases }
+	f.phase = func(name string) { clock.Mark(name); f.out.Phases = clock.Phases }
+	// Whatever there is of the child when a step fails dies here.
+	undo := cleanup.Make(func() { t.killChild(f.child, f.orphans) })
+	defer undo.Clean()
 
 	// 1. Files over the fork channel.
+	var err error
+	if f.sent, err = t.sendFiles(c); err != nil {
+		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+	}
+	f.phase("send")
+	// 2. The fork batch: the template clones, the child sets itself up.
+	if err := t.tr.Do(func() error { return t.cloneChild(f) }); err != nil {
+		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+	}
+	f.out.Pid = f.child.Pid()
+	// 3. Ready, then the child runs the template's code.
+	if err := <-f.ready; err != nil {
+		return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, f.out.Pid, err)
+	}
+	f.phase("ready")
+	err = t.tr.Do(func() error {
+		if err := f.child.SetRegs(t.regs); err != nil {
+			return err
+		}
+		return f.child.Detach()
+	})
+	if err != nil {
+		return Forked{}, fmt.Errorf("fork %d: resume child %d: %w", t.pid, f.out.Pid, err)
+	}
+	f.phase("resume")
+	undo.Release()
+	return f.out, nil
+}
+
+// forking is one fork under way: what it reports, and what there is of
+// the child to kill should it fail.
+type forking struct {
+	c     Child
+	out   Forked
+	phase func(name string) // marks a phase in out
+	sent  int               // files sent to the template, the cgroup's included
+
+	child   *ptrace.Tracee // once attached
+	orphans []int          // threads a failed child batch re-created
+	ready   chan error     // c.Ready's result, once the child runs its batch
+}
+
+// sendFiles sends c's files, then its cgroup, to the template over the
+// fork channel, and returns how many it sent.
+func (t *Template) sendFiles(c Child) (int, error) {
 	fds := make([]int, len(c.Files))
 	for i, f := range c.Files {
 		fds[i] = int(f.Fd())
@@ -376,102 +425,99 @@ func (t *Template) fork(c Child) (Forked, error) {
 		fds = append(fds, int(c.Cgroup.Fd()))
 	}
 	if _, _, err := t.conn.WriteMsgUnix([]byte{'F'}, unix.UnixRights(fds...), nil); err != nil {
-		return Forked{}, fmt.Errorf("fork %d: send files: %w", t.pid, err)
+		return 0, fmt.Errorf("send files: %w", err)
 	}
-	phase("send")
+	return len(fds), nil
+}
 
-	var child *ptrace.Tracee
-	var orphans []int // threads a failed child batch re-created
-	ready := make(chan error, 1)
-	err := t.tr.Do(func() error {
-		b, cbuf, msg := t.batch(c)
-		before := t.tracee.RoundTrips()
-		res, err := t.tracee.Exec(b)
-		out.RoundTrips += t.tracee.RoundTrips() - before
-		if err != nil {
-			if errors.Is(err, ptrace.ErrExited) || gone(t.pid) {
-				t.dead = true
-				return fmt.Errorf("%w: %w", ErrTemplateDead, err)
-			}
-			return fmt.Errorf("template batch: %w", err)
+// cloneChild runs the fork batch on the tracer thread: the template's
+// part, which clones the child, then, once f has the child attached, the
+// child's part.
+func (t *Template) cloneChild(f *forking) error {
+	b, cbuf, msg := t.batch(f.c)
+	pid, err := t.runTemplate(f, b, cbuf, msg)
+	if err != nil {
+		return err
+	}
+	f.phase("clone")
+	f.child, err = t.tracee.Adopt(pid)
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("attach child %d: %w", pid, err)
+	}
+	f.phase("attach")
+	return t.setUpChild(f, b)
+}
+
+// runTemplate runs the template's part of b: it receives f's files (and
+// holds them from then on: t.held) and clones. It returns the child's
+// pid.
+func (t *Template) runTemplate(f *forking, b *ptrace.Batch, cbuf, msg ptrace.Arg) (int, error) {
+	before := t.tracee.RoundTrips()
+	res, err := t.tracee.Exec(b)
+	f.out.RoundTrips += t.tracee.RoundTrips() - before
+	if err != nil {
+		if errors.Is(err, ptrace.ErrExited) || gone(t.pid) {
+			t.dead = true
+			return 0, fmt.Errorf("%w: %w", ErrTemplateDead, err)
 		}
-		if flags := binary.LittleEndian.Uint32(res.Data(msg, ptrace.MsghdrSize)[ptrace.MsghdrFlags:]); flags&unix.MSG_CTRUNC != 0 {
-			return fmt.Errorf("template batch: received files truncated (MSG_CTRUNC)")
+		return 0, fmt.Errorf("template batch: %w", err)
+	}
+	if flags := binary.LittleEndian.Uint32(res.Data(msg, ptrace.MsghdrSize)[ptrace.MsghdrFlags:]); flags&unix.MSG_CTRUNC != 0 {
+		return 0, fmt.Errorf("template batch: received files truncated (MSG_CTRUNC)")
+	}
+	held := res.Data(cbuf, unix.CmsgSpace(4*f.sent))
+	t.held = t.held[:0]
+	for i := 0; i < f.sent; i++ {
+		t.held = append(t.held, int(int32(binary.LittleEndian.Uint32(held[unix.CmsgLen(0)+4*i:]))))
+	}
+	if f.c.Cgroup != nil {
+		t.held = append(t.held, cgroupFD)
+	}
+	if res.Status != ptrace.StatusForkParent || len(res.Children) != 1 {
+		return 0, fmt.Errorf("template batch ended with %v and children %v, want a fork parent with one child", res.Status, res.Children)
+	}
+	return res.Children[0], nil
+}
+
+// setUpChild runs the child's part of b, with c.Ready alongside, then
+// gives the threads it re-created their states.
+func (t *Template) setUpChild(f *forking, b *ptrace.Batch) error {
+	child := f.child
+	// Ready (cgroup attach) runs while the child runs its setup
+	// batch: both must be done before it runs template code.
+	if ready, fn := f.ready, f.c.Ready; fn != nil {
+		pid := child.Pid()
+		go func() { ready <- fn(pid) }()
+	} else {
+		ready <- nil
+	}
+	before := child.RoundTrips()
+	cres, err := child.Resume(b)
+	f.out.RoundTrips += child.RoundTrips() - before
+	if err != nil {
+		<-f.ready
+		if cres != nil {
+			// Threads the batch re-created before it failed: traced,
+			// their deaths come to us, and the child's only after.
+			f.orphans = cres.Children
 		}
-		held := res.Data(cbuf, unix.CmsgSpace(4*len(fds)))
-		t.held = t.held[:0]
-		for i := range fds {
-			t.held = append(t.held, int(int32(binary.LittleEndian.Uint32(held[unix.CmsgLen(0)+4*i:]))))
-		}
-		if c.Cgroup != nil {
-			t.held = append(t.held, cgroupFD)
-		}
-		if res.Status != ptrace.StatusForkParent || len(res.Children) != 1 {
-			return fmt.Errorf("template batch ended with %v and children %v, want a fork parent with one child", res.Status, res.Children)
-		}
-		phase("clone")
-		child, err = t.tracee.Adopt(res.Children[0])
-		if err != nil {
-			unix.Kill(res.Children[0], unix.SIGKILL)
-			return fmt.Errorf("attach child %d: %w", res.Children[0], err)
-		}
-		phase("attach")
-		// Ready (cgroup attach) runs while the child runs its setup
-		// batch: both must be done before it runs template code.
-		if c.Ready != nil {
-			pid := child.Pid()
-			go func() { ready <- c.Ready(pid) }()
-		} else {
-			ready <- nil
-		}
-		before = child.RoundTrips()
-		cres, err := child.Resume(b)
-		out.RoundTrips += child.RoundTrips() - before
-		if err != nil {
-			<-ready
-			if cres != nil {
-				// Threads the batch re-created before it failed: traced,
-				// their deaths come to us, and the child's only after.
-				orphans = cres.Children
-			}
-			return fmt.Errorf("child %d setup: %w", child.Pid(), err)
-		}
-		phase("join")
-		if len(t.states) > 0 {
-			threads, err := child.RestoreThreads(t.states, cres.Children, ptrace.ThreadSetup{Limit: c.threadCaps()})
-			if err == nil {
-				err = threads.Release()
-			}
-			if err != nil {
-				<-ready
-				return fmt.Errorf("child %d threads: %w", child.Pid(), err)
-			}
-			phase("threads")
-		}
+		return fmt.Errorf("child %d setup: %w", child.Pid(), err)
+	}
+	f.phase("join")
+	if len(t.states) == 0 {
 		return nil
-	})
+	}
+	threads, err := child.RestoreThreads(t.states, cres.Children, ptrace.ThreadSetup{Limit: f.c.threadCaps()})
+	if err == nil {
+		err = threads.Release()
+	}
 	if err != nil {
-		t.killChild(child, orphans)
-		return Forked{}, fmt.Errorf("fork %d: %w", t.pid, err)
+		<-f.ready
+		return fmt.Errorf("child %d threads: %w", child.Pid(), err)
 	}
-	out.Pid = child.Pid()
-	if err := <-ready; err != nil {
-		t.killChild(child, orphans)
-		return Forked{}, fmt.Errorf("fork %d: child %d: %w", t.pid, out.Pid, err)
-	}
-	phase("ready")
-	err = t.tr.Do(func() error {
-		if err := child.SetRegs(t.regs); err != nil {
-			return err
-		}
-		return child.Detach()
-	})
-	if err != nil {
-		t.killChild(child, orphans)
-		return Forked{}, fmt.Errorf("fork %d: resume child %d: %w", t.pid, out.Pid, err)
-	}
-	phase("resume")
-	return out, nil
+	f.phase("threads")
+	return nil
 }
 
 // Reap collects the template's dead children (forks that exited): their
@@ -529,36 +575,90 @@ func (t *Template) killChild(child *ptrace.Tracee, threads []int) {
 // the received control message and the msghdr.
 func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	b = ptrace.NewBatch()
+	t.addLeftovers(b)
+	r := t.addReceive(b, c)
+	addClone(b, c, r)
+
+	// The child.
+	addJoin(b, c, r)
+	addFiles(b, c, r)
+	// Fresh copies of the template's event objects, pipes and shared
+	// memory, after the dups: an epoll that watched the control channel
+	// watches the child's own.
+	if t.objects != nil {
+		t.objects.AddTo(b)
+	}
+	// The template's other threads, re-created with their tids (set_tid
+	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new
+	// thread drops it in its own batch). They start stopped (traced
+	// clone), and fork gives each its state before it runs.
+	threads := ptrace.AddThreadClones(b, t.states)
+	addDrop(b, c)
+
+	t.setPointers(b, r, threads)
+	return b, r.cbuf, r.msg
+}
+
+// received is where the fork batch's recvmsg puts the child's files, in
+// its data area.
+type received struct {
+	n     int        // files received, the cgroup's included
+	iobuf ptrace.Arg // the one byte of the message
+	cbuf  ptrace.Arg // the control message: the fds
+	iov   ptrace.Arg
+	msg   ptrace.Arg
+}
+
+// fd is the argument that loads the number of received file i.
+func (r received) fd(i int) ptrace.Arg { return ptrace.Load32(r.cbuf, unix.CmsgLen(0)+4*i) }
+
+// addLeftovers adds to b, for the template, the closing of files the last
+// fork left it holding and the reaping of forks that exited.
+func (t *Template) addLeftovers(b *ptrace.Batch) {
 	for _, fd := range t.held {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
 	}
 	b.Add(unix.SYS_WAIT4, ptrace.Lit(-1), ptrace.Lit(0), ptrace.Lit(unix.WNOHANG|unix.WALL), ptrace.Lit(0)).
 		With(ptrace.RepeatWhilePositive | ptrace.IgnoreError)
-	n := len(c.Files) // files received, the cgroup's included
+}
+
+// addReceive adds to b the template's recvmsg of c's files on the fork
+// channel, into space it reserves in b's data area.
+func (t *Template) addReceive(b *ptrace.Batch, c Child) received {
+	r := received{n: len(c.Files)}
 	if c.Cgroup != nil {
-		n++
+		r.n++
 	}
-	iobuf := b.Space(8)
-	cbuf = b.Space(unix.CmsgSpace(4 * n))
-	iov := b.Space(ptrace.IovecSize)
-	msg = b.Space(ptrace.MsghdrSize)
-	b.Add(unix.SYS_RECVMSG, ptrace.Lit(int64(t.chanFD)), msg, ptrace.Lit(unix.MSG_CMSG_CLOEXEC))
+	r.iobuf = b.Space(8)
+	r.cbuf = b.Space(unix.CmsgSpace(4 * r.n))
+	r.iov = b.Space(ptrace.IovecSize)
+	r.msg = b.Space(ptrace.MsghdrSize)
+	b.Add(unix.SYS_RECVMSG, ptrace.Lit(int64(t.chanFD)), r.msg, ptrace.Lit(unix.MSG_CMSG_CLOEXEC))
+	return r
+}
+
+// addClone adds to b the ForkPoint: a clone with c's PID namespace, into
+// c's cgroup (clone3) if it has one.
+func addClone(b *ptrace.Batch, c Child, r received) {
 	flags := int64(0) // exit signal 0: no SIGCHLD to the frozen template
 	if c.NewPID {
 		flags |= unix.CLONE_NEWPID
 	}
-	if c.Cgroup != nil {
-		// clone3 reads the cgroup fd from its struct, where no run-time
-		// relocation reaches: put the received fd on a fixed number.
-		b.Add(unix.SYS_DUP2, ptrace.Load32(cbuf, unix.CmsgLen(0)+4*len(c.Files)), ptrace.Lit(cgroupFD))
-		args := ptrace.CloneArgs{Flags: uint64(flags | unix.CLONE_INTO_CGROUP), Cgroup: cgroupFD}.Bytes()
-		b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(ptrace.CloneArgsSize)).With(ptrace.ForkPoint)
-	} else {
+	if c.Cgroup == nil {
 		b.Add(unix.SYS_CLONE, ptrace.Lit(flags), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0)).With(ptrace.ForkPoint)
+		return
 	}
+	// clone3 reads the cgroup fd from its struct, where no run-time
+	// relocation reaches: put the received fd on a fixed number.
+	b.Add(unix.SYS_DUP2, r.fd(len(c.Files)), ptrace.Lit(cgroupFD))
+	args := ptrace.CloneArgs{Flags: uint64(flags | unix.CLONE_INTO_CGROUP), Cgroup: cgroupFD}.Bytes()
+	b.Add(unix.SYS_CLONE3, b.Bytes(args), ptrace.Lit(ptrace.CloneArgsSize)).With(ptrace.ForkPoint)
+}
 
-	// The child.
-	recv := func(i int) ptrace.Arg { return ptrace.Load32(cbuf, unix.CmsgLen(0)+4*i) }
+// addJoin adds to b the child's way into its env: the raised
+// capabilities, the join, the working directory, its proc, its mounts
+// and a read-only root.
+func addJoin(b *ptrace.Batch, c Child, r received) {
 	if c.Raise != nil {
 		AddCapset(b, *c.Raise)
 	}
@@ -571,7 +671,7 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		b.Add(unix.SYS_CLOSE, fsfd.Result())
 	}
 	if c.Join >= 0 {
-		b.Add(unix.SYS_SETNS, recv(c.Join), ptrace.Lit(int64(c.JoinFlags)))
+		b.Add(unix.SYS_SETNS, r.fd(c.Join), ptrace.Lit(int64(c.JoinFlags)))
 	}
 	if c.Chdir != "" {
 		b.Add(unix.SYS_CHDIR, b.String(c.Chdir))
@@ -590,15 +690,21 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		binary.LittleEndian.PutUint64(attr, unix.MOUNT_ATTR_RDONLY)
 		b.Add(unix.SYS_MOUNT_SETATTR, ptrace.Lit(unix.AT_FDCWD), b.String("/"), ptrace.Lit(unix.AT_RECURSIVE), b.Bytes(attr), ptrace.Lit(32))
 	}
+}
+
+// addFiles adds to b the child's fd moves: the received files onto their
+// numbers (c.Dups), then every received file, c.Close and the cgroup's
+// fixed number closed.
+func addFiles(b *ptrace.Batch, c Child, r received) {
 	for _, d := range c.Dups {
 		if d.CloseOnExec {
-			b.Add(unix.SYS_DUP3, recv(d.File), ptrace.Lit(int64(d.Target)), ptrace.Lit(unix.O_CLOEXEC))
+			b.Add(unix.SYS_DUP3, r.fd(d.File), ptrace.Lit(int64(d.Target)), ptrace.Lit(unix.O_CLOEXEC))
 		} else {
-			b.Add(unix.SYS_DUP2, recv(d.File), ptrace.Lit(int64(d.Target)))
+			b.Add(unix.SYS_DUP2, r.fd(d.File), ptrace.Lit(int64(d.Target)))
 		}
 	}
-	for i := 0; i < n; i++ {
-		b.Add(unix.SYS_CLOSE, recv(i)).With(ptrace.IgnoreError)
+	for i := 0; i < r.n; i++ {
+		b.Add(unix.SYS_CLOSE, r.fd(i)).With(ptrace.IgnoreError)
 	}
 	for _, fd := range c.Close {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd))).With(ptrace.IgnoreError)
@@ -606,25 +712,23 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 	if c.Cgroup != nil {
 		b.Add(unix.SYS_CLOSE, ptrace.Lit(cgroupFD)).With(ptrace.IgnoreError)
 	}
-	// Fresh copies of the template's event objects, pipes and shared
-	// memory, after the dups: an epoll that watched the control channel
-	// watches the child's own.
-	if t.objects != nil {
-		t.objects.AddTo(b)
-	}
-	// The template's other threads, re-created with their tids (set_tid
-	// needs CAP_CHECKPOINT_RESTORE, held until the drop below; each new
-	// thread drops it in its own batch). They start stopped (traced
-	// clone), and fork gives each its state before it runs.
-	threads := ptrace.AddThreadClones(b, t.states)
+}
+
+// addDrop adds to b the child's final capability drop: the bounding set,
+// then its capability sets.
+func addDrop(b *ptrace.Batch, c Child) {
 	for _, cp := range c.DropBounding {
 		b.Add(unix.SYS_PRCTL, ptrace.Lit(unix.PR_CAPBSET_DROP), ptrace.Lit(int64(cp)))
 	}
 	if c.Final != nil {
 		AddCapset(b, *c.Final)
 	}
+}
 
-	// Pointers inside the msghdr and iovec: known once every entry is in.
+// setPointers fills in the pointers inside the msghdr and iovec and the
+// threads' tid pointers: addresses in the tracee, known once every entry
+// is in b.
+func (t *Template) setPointers(b *ptrace.Batch, r received, threads []ptrace.ThreadClone) {
 	must := func(a ptrace.Arg) uint64 {
 		addr, err := t.tracee.DataAddr(b, a)
 		if err != nil {
@@ -632,12 +736,11 @@ func (t *Template) batch(c Child) (b *ptrace.Batch, cbuf, msg ptrace.Arg) {
 		}
 		return uint64(addr)
 	}
-	b.SetBytes(iov, ptrace.Iovec(must(iobuf), 1))
-	b.SetBytes(msg, ptrace.Msghdr(must(iov), 1, must(cbuf), uint64(unix.CmsgSpace(4*n))))
+	b.SetBytes(r.iov, ptrace.Iovec(must(r.iobuf), 1))
+	b.SetBytes(r.msg, ptrace.Msghdr(must(r.iov), 1, must(r.cbuf), uint64(unix.CmsgSpace(4*r.n))))
 	for _, th := range threads {
 		th.SetTIDPointer(b, must(th.TID))
 	}
-	return b, cbuf, msg
 }
 
 // threadCaps bounds the capabilities of the child's re-created threads
