@@ -682,7 +682,12 @@ func TestOCIContainerdTemplate(t *testing.T) {
 	if err != nil || terr != nil || strings.TrimSpace(tst["Tgid"]) != strconv.Itoa(fr.Holder) || fr.Threads != 1 {
 		t.Errorf("template %d: TracerPid %d (of %q), threads %d; want a thread of the holder %d and 1 thread (%v, %v)", fr.Pid, tracer, tst["Tgid"], fr.Threads, fr.Holder, err, terr)
 	}
-	// The holder answers on its socket.
+	// The holder answers on its socket, which only root may use.
+	if st, err := os.Stat(filepath.Join(root, "tpl", "holder.sock")); err != nil {
+		t.Errorf("holder.sock: %v", err)
+	} else if st.Mode().Perm() != 0o600 {
+		t.Errorf("holder.sock mode %v, want 0600", st.Mode().Perm())
+	}
 	c, err := net.Dial("unix", filepath.Join(root, "tpl", "holder.sock"))
 	if err != nil {
 		t.Fatalf("holder socket: %v", err)

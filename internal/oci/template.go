@@ -182,6 +182,10 @@ func (h *holder) run() error {
 		return fmt.Errorf("listen %s: %w", sock, err)
 	}
 	defer ln.Close()
+	// Only root may ask the holder anything: the state dir is 0711.
+	if err := os.Chmod(sock, 0o600); err != nil {
+		return fmt.Errorf("chmod %s: %w", sock, err)
+	}
 	h.frozenInfo = Frozen{Pid: h.pid, Holder: os.Getpid(), Threads: 1 + len(tpl.Threads()), At: time.Now().UTC()}
 	go h.serve(ln)
 	// Last: the file says the socket serves.
