@@ -511,7 +511,7 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	var nameless, fifos []procfs.FD
+	var nameless, fifos, sockets []procfs.FD
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -569,7 +569,11 @@ func (s *state) collectFDs(opts Options) error {
 				return err
 			}
 		case strings.HasPrefix(f.link, "socket:["):
-			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
+			// Internet sockets holding no connection: made again by
+			// objects.bin (kobj.CaptureSockets), which refuses the
+			// others by name.
+			sockets = append(sockets, o)
+			continue
 		case strings.HasPrefix(f.link, "anon_inode:"):
 			return &UnsupportedError{pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
 		default:
@@ -601,6 +605,15 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		s.objects.Objects = append(s.objects.Objects, objs...)
 	}
+	objs, err := kobj.CaptureSockets(pid, sockets)
+	if err != nil {
+		var se *kobj.SharedError
+		if errors.As(err, &se) && len(se.Objects) > 0 {
+			return &UnsupportedError{pid, se.Objects[0].What, se.Objects[0].Why}
+		}
+		return fmt.Errorf("checkpoint %d: %w", pid, err)
+	}
+	s.objects.Objects = append(s.objects.Objects, objs...)
 	return s.captureFiles(nameless)
 }
 

@@ -148,6 +148,8 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 				}
 			}
 		}
+	case Socket:
+		ends[0] = addSocket(b, o, nonblock)
 	case Pipe:
 		p := b.Space(8)
 		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))

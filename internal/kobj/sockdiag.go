@@ -112,42 +112,13 @@ func dumpUnix(nl int) (map[uint64]unixSocket, error) {
 // reports whether the dump is done (NLMSG_DONE).
 func parseUnixDiag(b []byte, out map[uint64]unixSocket) (bool, error) {
 	le := binary.LittleEndian
-	bad := errors.New("sock_diag reply malformed")
-	for len(b) > 0 {
-		if len(b) < 16 {
-			return false, bad
-		}
-		n, typ := int(le.Uint32(b)), le.Uint16(b[4:])
-		if n < 16 || n > len(b) {
-			return false, bad
-		}
-		msg := b[16:n]
-		b = b[min(len(b), (n+3)&^3):]
-		switch typ {
-		case unix.NLMSG_DONE:
-			return true, nil
-		case unix.NLMSG_ERROR:
-			if len(msg) >= 4 {
-				if e := int32(le.Uint32(msg)); e != 0 {
-					return false, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
-				}
-			}
-			continue
-		case sockDiagByFamily:
-		default:
-			continue
-		}
+	return walkDiag(b, func(msg []byte) error {
 		if len(msg) < 16 { // struct unix_diag_msg
-			return false, bad
+			return errMalformed
 		}
 		s := unixSocket{Type: int(msg[1])}
 		ino := uint64(le.Uint32(msg[4:]))
-		for attrs := msg[16:]; len(attrs) >= 4; {
-			l, t := int(le.Uint16(attrs)), le.Uint16(attrs[2:])
-			if l < 4 || l > len(attrs) {
-				return false, bad
-			}
-			v := attrs[4:l]
+		err := walkAttrs(msg[16:], func(t uint16, v []byte) {
 			switch t {
 			case unixDiagName:
 				s.Named = true
@@ -160,9 +131,57 @@ func parseUnixDiag(b []byte, out map[uint64]unixSocket) (bool, error) {
 					s.Shutdown = v[0]
 				}
 			}
-			attrs = attrs[min(len(attrs), (l+3)&^3):]
-		}
+		})
 		out[ino] = s
+		return err
+	})
+}
+
+var errMalformed = errors.New("sock_diag reply malformed")
+
+// walkDiag calls each with the payload of every sock_diag message in one
+// datagram of a dump; it reports whether the dump is done (NLMSG_DONE).
+func walkDiag(b []byte, each func(msg []byte) error) (bool, error) {
+	le := binary.LittleEndian
+	for len(b) > 0 {
+		if len(b) < 16 {
+			return false, errMalformed
+		}
+		n, typ := int(le.Uint32(b)), le.Uint16(b[4:])
+		if n < 16 || n > len(b) {
+			return false, errMalformed
+		}
+		msg := b[16:n]
+		b = b[min(len(b), (n+3)&^3):]
+		switch typ {
+		case unix.NLMSG_DONE:
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if len(msg) >= 4 {
+				if e := int32(le.Uint32(msg)); e != 0 {
+					return false, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
+				}
+			}
+		case sockDiagByFamily:
+			if err := each(msg); err != nil {
+				return false, err
+			}
+		}
 	}
 	return false, nil
+}
+
+// walkAttrs calls each with the type and value of every netlink
+// attribute in b.
+func walkAttrs(b []byte, each func(t uint16, v []byte)) error {
+	le := binary.LittleEndian
+	for len(b) >= 4 {
+		l, t := int(le.Uint16(b)), le.Uint16(b[2:])
+		if l < 4 || l > len(b) {
+			return errMalformed
+		}
+		each(t, b[4:l])
+		b = b[min(len(b), (l+3)&^3):]
+	}
+	return nil
 }

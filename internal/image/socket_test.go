@@ -1,0 +1,129 @@
+package image
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/catalyzer/catalyzer/internal/ptrace"
+	"github.com/catalyzer/catalyzer/internal/testutil"
+)
+
+// inetVictim holds internet sockets: fd 3 a UDP socket bound to
+// 127.0.0.1 (SO_BROADCAST), fd 4 a UDP socket connected to fd 3, fd 5 a
+// TCP listener (SO_REUSEADDR, SO_LINGER 30 s, backlog 7), fd 6 an
+// unbound IPv6 UDP socket (IPV6_V6ONLY), fd 7 an unbound TCP socket
+// (TCP_NODELAY). 'p' prints their
+// state; 'a' accepts a connection on fd 5 and writes "hi" to it; 'u'
+// receives a datagram on fd 3; 'c' sends one from fd 4 and receives it on
+// fd 3; 'b' binds fd 7 to 127.0.0.1.
+const inetVictim = `
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+static int port(int fd, int peer) {
+	struct sockaddr_in a; socklen_t l = sizeof a;
+	if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&a, &l)) return -1;
+	return ntohs(a.sin_port);
+}
+static int opt(int fd, int level, int name) { int v = -1; socklen_t l = sizeof v; getsockopt(fd, level, name, &v, &l); return v; }
+int main(void) {
+	close_range(3, ~0U, 0);
+	struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int one = 1;
+	int u = socket(AF_INET, SOCK_DGRAM, 0), c = socket(AF_INET, SOCK_DGRAM, 0), l = socket(AF_INET, SOCK_STREAM, 0);
+	int v6 = socket(AF_INET6, SOCK_DGRAM, 0), t = socket(AF_INET, SOCK_STREAM, 0);
+	if (u != 3 || c != 4 || l != 5 || v6 != 6 || t != 7) return 1;
+	setsockopt(u, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(v6, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	struct linger lg = {1, 30};
+	setsockopt(l, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+	setsockopt(t, SOL_TCP, TCP_NODELAY, &one, sizeof one);
+	if (bind(u, (struct sockaddr *)&lo, sizeof lo) || bind(l, (struct sockaddr *)&lo, sizeof lo) || listen(l, 7)) return 2;
+	struct sockaddr_in ua; socklen_t ul = sizeof ua;
+	getsockname(u, (struct sockaddr *)&ua, &ul);
+	if (connect(c, (struct sockaddr *)&ua, ul)) return 3;
+	setvbuf(stdout, NULL, _IONBF, 0);
+	char ch, buf[64];
+	while (read(0, &ch, 1) == 1) {
+		if (ch == 'p') {
+			struct tcp_info ti; socklen_t tl = sizeof ti; getsockopt(l, SOL_TCP, TCP_INFO, &ti, &tl);
+			struct linger g; socklen_t gl = sizeof g; getsockopt(l, SOL_SOCKET, SO_LINGER, &g, &gl);
+			printf("udp=%d bc=%d conn=%d peer=%d tcp=%d ra=%d listen=%d backlog=%u linger=%d/%d v6only=%d unbound=%d nodelay=%d\n",
+			       port(u, 0), opt(u, SOL_SOCKET, SO_BROADCAST), port(c, 0), port(c, 1), port(l, 0),
+			       opt(l, SOL_SOCKET, SO_REUSEADDR), opt(l, SOL_SOCKET, SO_ACCEPTCONN), ti.tcpi_sacked,
+			       g.l_onoff, g.l_linger, opt(v6, IPPROTO_IPV6, IPV6_V6ONLY), port(t, 0), opt(t, SOL_TCP, TCP_NODELAY));
+		} else if (ch == 'a') {
+			int s = accept(l, NULL, NULL);
+			printf("accepted %d\n", s >= 0 && write(s, "hi", 2) == 2);
+			close(s);
+		} else if (ch == 'u' || ch == 'c') {
+			if (ch == 'c') send(c, "via4", 4, 0);
+			struct sockaddr_in from; socklen_t fl = sizeof from;
+			int n = recvfrom(u, buf, sizeof buf - 1, 0, (struct sockaddr *)&from, &fl);
+			buf[n > 0 ? n : 0] = 0;
+			printf("got %s from %d\n", buf, ntohs(from.sin_port));
+		} else if (ch == 'b') {
+			printf("bind %d\n", bind(t, (struct sockaddr *)&lo, sizeof lo));
+		}
+	}
+	return 0;
+}
+`
+
+// TestInetSockets checkpoints a process holding UDP sockets (bound,
+// connected) and TCP sockets (listening, unbound), and uses each restored
+// one: a connection to the listener, datagrams to the bound socket and
+// from the connected one.
+func TestInetSockets(t *testing.T) {
+	testutil.RequiresRoot(t)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	v := startVictim(t, gccBuild(t, "sockets", inetVictim))
+	before := v.ask(t, 'p')
+	if !strings.Contains(before, "bc=1") || !strings.Contains(before, "backlog=7") || !strings.Contains(before, "unbound=0") ||
+		!strings.Contains(before, "linger=1/30") || !strings.Contains(before, "nodelay=1") {
+		t.Fatalf("victim: %q", before)
+	}
+	p, img := roundTrip(t, tr, v)
+	if got := p.ask(t, 'p'); got != before {
+		t.Fatalf("restored: %q, want %q (image %s)", got, before, img.Objects.Summary())
+	}
+	conn, err := net.Dial("tcp", "127.0.0.1:"+field(t, before, "tcp"))
+	if err != nil {
+		t.Fatalf("connect to the restored listener: %v", err)
+	}
+	defer conn.Close()
+	if got := p.ask(t, 'a'); got != "accepted 1" {
+		t.Errorf("accept: %q", got)
+	}
+	buf := make([]byte, 8)
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "hi" {
+		t.Errorf("read from the accepted connection: %q, %v", buf[:n], err)
+	}
+	u, err := net.Dial("udp", "127.0.0.1:"+field(t, before, "udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	if _, err := u.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	from := u.LocalAddr().(*net.UDPAddr).Port
+	if got, want := p.ask(t, 'u'), fmt.Sprintf("got ping from %d", from); got != want {
+		t.Errorf("datagram to the restored socket: %q, want %q", got, want)
+	}
+	if got, want := p.ask(t, 'c'), "got via4 from "+field(t, before, "conn"); got != want {
+		t.Errorf("datagram from the restored connected socket: %q, want %q", got, want)
+	}
+	if got := p.ask(t, 'b'); got != "bind 0" {
+		t.Errorf("bind of the restored unbound socket: %q", got)
+	}
+}
