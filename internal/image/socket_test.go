@@ -3,6 +3,8 @@ package image
 import (
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -125,5 +127,136 @@ func TestInetSockets(t *testing.T) {
 	}
 	if got := p.ask(t, 'b'); got != "bind 0" {
 		t.Errorf("bind of the restored unbound socket: %q", got)
+	}
+}
+
+// unixVictim holds unix sockets outside a pair, under directory argv[1]:
+// fd 3 unbound (stream, SO_PASSCRED), fd 4 a datagram socket bound to
+// DIR/srv.sock, fd 5 one connected to it, fd 6 a stream listener on
+// DIR/l.sock (backlog 5), fd 7 a datagram socket bound to an abstract
+// name. 'p' prints their state; 'd' sends from fd 5 and receives on fd
+// 4; 'a' accepts on fd 6 and writes "hi".
+const unixVictim = `
+#define _GNU_SOURCE
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+static struct sockaddr_un un(const char *dir, const char *name) {
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof a.sun_path, "%s%s", dir, name);
+	return a;
+}
+static const char *name(int fd, int peer) {
+	static char out[2][128]; static int k;
+	struct sockaddr_un a; socklen_t l = sizeof a;
+	char *o = out[k++ % 2];
+	if ((peer ? getpeername : getsockname)(fd, (struct sockaddr *)&a, &l)) return "-";
+	if (l <= sizeof(sa_family_t)) return "unbound";
+	if (a.sun_path[0] == 0) { snprintf(o, 128, "@%.*s", (int)(l - sizeof(sa_family_t) - 1), a.sun_path + 1); return o; }
+	const char *s = strrchr(a.sun_path, '/');
+	snprintf(o, 128, "%s", s ? s + 1 : a.sun_path);
+	return o;
+}
+int main(int argc, char **argv) {
+	close_range(3, ~0U, 0);
+	int one = 1;
+	int u = socket(AF_UNIX, SOCK_STREAM, 0), srv = socket(AF_UNIX, SOCK_DGRAM, 0), cl = socket(AF_UNIX, SOCK_DGRAM, 0);
+	int l = socket(AF_UNIX, SOCK_STREAM, 0), ab = socket(AF_UNIX, SOCK_DGRAM, 0);
+	if (u != 3 || srv != 4 || cl != 5 || l != 6 || ab != 7) return 1;
+	setsockopt(u, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+	struct sockaddr_un sa = un(argv[1], "/srv.sock"), la = un(argv[1], "/l.sock"), aa = {.sun_family = AF_UNIX};
+	snprintf(aa.sun_path + 1, sizeof aa.sun_path - 1, "cz-test-%d", getpid());
+	socklen_t al = sizeof(sa_family_t) + 1 + strlen(aa.sun_path + 1);
+	if (bind(srv, (struct sockaddr *)&sa, sizeof sa) || connect(cl, (struct sockaddr *)&sa, sizeof sa) ||
+	    bind(l, (struct sockaddr *)&la, sizeof la) || listen(l, 5) || bind(ab, (struct sockaddr *)&aa, al)) return 2;
+	setvbuf(stdout, NULL, _IONBF, 0);
+	char ch, buf[64];
+	while (read(0, &ch, 1) == 1) {
+		if (ch == 'p') {
+			int v = 0; socklen_t vl = sizeof v; getsockopt(u, SOL_SOCKET, SO_PASSCRED, &v, &vl);
+			int acc = 0; vl = sizeof acc; getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, &acc, &vl);
+			printf("u=%s passcred=%d srv=%s cl=%s peer=%s l=%s listen=%d ab=%s\n", name(u, 0), v, name(srv, 0),
+			       name(cl, 0), name(cl, 1), name(l, 0), acc, strncmp(name(ab, 0), "@cz-test-", 9) ? "wrong" : "abstract");
+		} else if (ch == 'd') {
+			send(cl, "dgram", 5, 0);
+			int n = recv(srv, buf, sizeof buf - 1, 0);
+			buf[n > 0 ? n : 0] = 0;
+			printf("got %s\n", buf);
+		} else if (ch == 'a') {
+			int s = accept(l, NULL, NULL);
+			printf("accepted %d\n", s >= 0 && write(s, "hi", 2) == 2);
+			close(s);
+		}
+	}
+	return 0;
+}
+`
+
+// TestUnixSockets checkpoints a process holding unix sockets that are not
+// pairs (unbound, bound to paths and an abstract name, connected to one
+// of its own, listening), restores it over the socket files its dead
+// process left (unlinked and bound again), and uses them. Attack: a file
+// put at a socket's path that is not a socket is never unlinked: the
+// restore fails on it and it stays.
+func TestUnixSockets(t *testing.T) {
+	testutil.RequiresRoot(t)
+	tr := ptrace.NewTracer()
+	defer tr.Close()
+	dir := t.TempDir()
+	v := startVictim(t, gccBuild(t, "unixsock", unixVictim), dir)
+	const want = "u=unbound passcred=1 srv=srv.sock cl=unbound peer=srv.sock l=l.sock listen=1 ab=abstract"
+	if got := v.ask(t, 'p'); got != want {
+		t.Fatalf("victim: %q, want %q", got, want)
+	}
+	img, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.cmd.Wait()
+
+	// A regular file where the listener's socket file was.
+	lpath := filepath.Join(dir, "l.sock")
+	if err := os.Remove(lpath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lpath, []byte("keep"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, tc, err := StartRestorer(tr, []*os.File{os.Stdin, os.Stdout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = Restore(tr, img, RestoreOptions{Tracee: tc, Reconnect: map[int]int{0: 3, 1: 4}})
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err == nil {
+		t.Fatal("restored over a regular file at a socket's path")
+	}
+	if b, rerr := os.ReadFile(lpath); rerr != nil || string(b) != "keep" {
+		t.Fatalf("the file at the socket's path after the refused restore: %q, %v (restore: %v)", b, rerr, err)
+	}
+	t.Logf("over a regular file: %v", err)
+	os.Remove(lpath)
+
+	p, _ := restore(t, tr, img, false)
+	if got := p.ask(t, 'p'); got != want {
+		t.Fatalf("restored: %q, want %q (image %s)", got, want, img.Objects.Summary())
+	}
+	if got := p.ask(t, 'd'); got != "got dgram" {
+		t.Errorf("datagram through the restored pair of sockets: %q", got)
+	}
+	conn, err := net.Dial("unix", lpath)
+	if err != nil {
+		t.Fatalf("connect to the restored listener: %v", err)
+	}
+	defer conn.Close()
+	if got := p.ask(t, 'a'); got != "accepted 1" {
+		t.Errorf("accept: %q", got)
+	}
+	buf := make([]byte, 8)
+	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "hi" {
+		t.Errorf("read from the accepted connection: %q, %v", buf[:n], err)
 	}
 }

@@ -258,6 +258,9 @@ type limits struct {
 	fileBytes      int // data in File objects
 	extents        int
 	version        uint16
+	// unixNames are the unix socket addresses bound so far, true for a
+	// datagram socket's (what a later one may connect to).
+	unixNames map[string]bool
 }
 
 // decodeObject reads one object and checks it against the kind's rules
@@ -366,7 +369,7 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 			return o, errors.New("a socket object in a table of version 3 or less")
 		}
 		var err error
-		if o.Sock, err = decodeSocket(r); err != nil {
+		if o.Sock, err = decodeSocket(r, l); err != nil {
 			return o, err
 		}
 	default:

@@ -46,6 +46,9 @@ func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 				}
 				addFile(b, o, fd, above)
 			default:
+				if o.Kind == Socket && files[i] == staleSocket {
+					o.Sock.unlink = true
+				}
 				addObject(b, o, made, above)
 			}
 		}

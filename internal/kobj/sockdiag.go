@@ -17,18 +17,28 @@ import (
 const (
 	sockDiagByFamily = 20
 	udiagShowName    = 0x01
+	udiagShowVFS     = 0x02
 	udiagShowPeer    = 0x04
+	udiagShowRQLen   = 0x10
 	unixDiagName     = 0
+	unixDiagVFS      = 1
 	unixDiagPeer     = 2
+	unixDiagRQLen    = 4
 	unixDiagShutdown = 6
 )
 
 // unixSocket is what sock_diag says of one unix socket.
 type unixSocket struct {
 	Type     int
+	State    uint8  // TCP_LISTEN (10) for a listening one
 	Peer     uint64 // inode of the socket it is connected to, 0 if none
 	Named    bool   // bound to a path or an abstract name
+	Name     []byte // its sun_path bytes (a path's with its NUL, an abstract name's from its leading NUL)
+	FileIno  uint64 // the inode of the file a path names, 0 if none
 	Shutdown uint8
+	// Queue is, for a listening socket, the connections waiting to be
+	// accepted and Backlog its bound; for others, the bytes queued.
+	Queue, Backlog uint32
 }
 
 // unixSockets lists the unix sockets of pid's network namespace by inode.
@@ -90,7 +100,7 @@ func dumpUnix(nl int) (map[uint64]unixSocket, error) {
 	le.PutUint32(req[8:], 1)
 	req[16] = unix.AF_UNIX
 	le.PutUint32(req[20:], ^uint32(0)) // every state
-	le.PutUint32(req[28:], udiagShowName|udiagShowPeer)
+	le.PutUint32(req[28:], udiagShowName|udiagShowVFS|udiagShowPeer|udiagShowRQLen)
 	if err := unix.Sendto(nl, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return nil, fmt.Errorf("sock_diag request: %w", err)
 	}
@@ -116,12 +126,21 @@ func parseUnixDiag(b []byte, out map[uint64]unixSocket) (bool, error) {
 		if len(msg) < 16 { // struct unix_diag_msg
 			return errMalformed
 		}
-		s := unixSocket{Type: int(msg[1])}
+		s := unixSocket{Type: int(msg[1]), State: msg[2]}
 		ino := uint64(le.Uint32(msg[4:]))
 		err := walkAttrs(msg[16:], func(t uint16, v []byte) {
 			switch t {
 			case unixDiagName:
 				s.Named = true
+				s.Name = append([]byte(nil), v...)
+			case unixDiagVFS:
+				if len(v) >= 8 {
+					s.FileIno = uint64(le.Uint32(v))
+				}
+			case unixDiagRQLen:
+				if len(v) >= 8 {
+					s.Queue, s.Backlog = le.Uint32(v), le.Uint32(v[4:])
+				}
 			case unixDiagPeer:
 				if len(v) >= 4 {
 					s.Peer = uint64(le.Uint32(v))

@@ -39,6 +39,10 @@ type SocketInfo struct {
 	// none; Linger its SO_LINGER, nil if a fresh socket's (off, 0 s).
 	Device string
 	Linger *Linger
+	// unlink: the restore found a socket file at Addr's path (the old
+	// socket's, left by its process): unlinked before the bind. Set by
+	// AddWithFiles from CreateFiles' look, never decoded.
+	unlink bool
 }
 
 // Linger is a socket's SO_LINGER.
@@ -153,6 +157,11 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 	var refused []procfs.Object
 	byLink := map[string]int{}
 	var diag map[uint64]uint8 // inode -> shutdown state, asked once
+	var unixDiag map[uint64]unixSocket
+	held := map[uint64]bool{}
+	for _, f := range fds {
+		held[socketIno(f.Link)] = true
+	}
 	for _, f := range fds {
 		fd := FD{Num: f.Num, CloseOnExec: f.Info.Flags&unix.O_CLOEXEC != 0}
 		if i, ok := byLink[f.Link]; ok {
@@ -168,7 +177,17 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fd %d (%s): %w", f.Num, f.Link, err)
 		}
-		if why == "" && info.Type == unix.SOCK_DGRAM {
+		if why == "" && info.Family == unix.AF_UNIX {
+			if unixDiag == nil {
+				if unixDiag, err = unixSockets(pid); err != nil {
+					return nil, err
+				}
+			}
+			why, err = unixState(pid, &info, socketIno(f.Link), unixDiag, held)
+			if err != nil {
+				return nil, fmt.Errorf("fd %d (%s): %w", f.Num, f.Link, err)
+			}
+		} else if why == "" && info.Type == unix.SOCK_DGRAM {
 			if diag == nil {
 				if diag, err = inetShutdowns(pid); err != nil {
 					return nil, err
@@ -182,6 +201,18 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 		}
 		byLink[f.Link] = len(objs)
 		objs = append(objs, Object{Kind: Socket, Sock: info, Descs: []Desc{{Flags: f.Info.Flags & StatusFlags, FDs: []FD{fd}}}})
+	}
+	// A unix datagram socket connected to another is made after it:
+	// those without a peer first (a connected one's peer has none, or
+	// it is refused here).
+	slices.SortStableFunc(objs, func(a, b Object) int { return len(a.Sock.Peer) - len(b.Sock.Peer) })
+	for i, o := range objs {
+		if o.Sock.Family == unix.AF_UNIX && o.Sock.Peer != nil &&
+			!slices.ContainsFunc(objs[:i], func(p Object) bool { return string(p.Sock.Addr) == string(o.Sock.Peer) }) {
+			f := o.Descs[0].FDs[0].Num
+			refused = append(refused, procfs.Object{What: fmt.Sprintf("fd %d (socket)", f), FD: f,
+				Why: "unix datagram sockets connected to each other are not checkpointed"})
+		}
 	}
 	if len(refused) > 0 {
 		return nil, &SharedError{Pid: pid, Objects: refused}
@@ -205,7 +236,7 @@ func readSocket(s int) (info SocketInfo, why string, err error) {
 	switch info.Family {
 	case unix.AF_INET, unix.AF_INET6:
 	case unix.AF_UNIX:
-		return info, "unix sockets other than a connected pair whose two ends the process holds are not checkpointed (declare the control channel as reconnect)", nil
+		return readUnix(s, info)
 	case unix.AF_NETLINK:
 		return info, "netlink sockets are not checkpointed", nil
 	case unix.AF_PACKET:
@@ -270,16 +301,8 @@ func readSocket(s int) (info SocketInfo, why string, err error) {
 		if v, err := get(unix.SOL_UDP, unix.UDP_CORK); err == nil && v != 0 {
 			return info, "a corked UDP socket (UDP_CORK) is not checkpointed: the data it holds back cannot be read", nil
 		}
-		// A peek leaves the queue as it is. A pending error (an ICMP
-		// report) is returned, and cleared, by it as by SO_ERROR: the
-		// checkpoint refuses the socket then, so nothing is lost.
-		var buf [1]byte
-		switch _, _, err := unix.Recvfrom(s, buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC); err {
-		case unix.EAGAIN:
-		case nil:
-			return info, "a datagram socket with datagrams queued is not checkpointed (their source addresses cannot be given back)", nil
-		default:
-			return info, fmt.Sprintf("a datagram socket with an error pending (%v) is not checkpointed", err), nil
+		if why := queued(s); why != "" {
+			return info, why, nil
 		}
 	}
 	if info.Protocol == unix.IPPROTO_UDPLITE {
@@ -291,6 +314,23 @@ func readSocket(s int) (info SocketInfo, why string, err error) {
 	}
 	info.Opts, why, err = changedOpts(s, info)
 	return info, why, err
+}
+
+// queued says why the datagram socket s cannot be carried over: it has
+// datagrams queued, or an error pending; "" if neither. A peek leaves
+// the queue as it is. A pending error (an ICMP report) is returned, and
+// cleared, by it as by SO_ERROR: the checkpoint refuses the socket then,
+// so nothing is lost.
+func queued(s int) string {
+	var buf [1]byte
+	switch _, _, err := unix.Recvfrom(s, buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_TRUNC); err {
+	case unix.EAGAIN:
+		return ""
+	case nil:
+		return "a datagram socket with datagrams queued is not checkpointed (their source addresses cannot be given back)"
+	default:
+		return fmt.Sprintf("a datagram socket with an error pending (%v) is not checkpointed", err)
+	}
 }
 
 // filterLen is the number of instructions of the BPF filter attached to
@@ -460,6 +500,24 @@ func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(int64(level)), ptrace.Lit(int64(name)),
 			b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(v))), ptrace.Lit(4))
 	}
+	if s.Family == unix.AF_UNIX {
+		for _, opt := range s.Opts {
+			setInt(opt.Level, opt.Name, opt.Value)
+		}
+		if s.unlink {
+			b.Add(unix.SYS_UNLINKAT, ptrace.Lit(unix.AT_FDCWD), b.String(unixPath(s.Addr)), ptrace.Lit(0))
+		}
+		if len(s.Addr) > 0 {
+			b.Add(unix.SYS_BIND, fd, b.Bytes(s.Addr), ptrace.Lit(int64(len(s.Addr))))
+		}
+		if len(s.Peer) > 0 {
+			b.Add(unix.SYS_CONNECT, fd, b.Bytes(s.Peer), ptrace.Lit(int64(len(s.Peer))))
+		}
+		if s.Listening {
+			b.Add(unix.SYS_LISTEN, fd, ptrace.Lit(int64(s.Backlog)))
+		}
+		return fd
+	}
 	freebind := 0
 	for _, opt := range s.Opts {
 		if opt.Level == unix.SOL_IP && opt.Name == unix.IP_FREEBIND {
@@ -534,7 +592,7 @@ func encodeSocket(b []byte, s SocketInfo) []byte {
 // (which is bound); options of sockOpts, each once, within their range;
 // an interface name; a linger time.
 // The restorer binds, connects and listens on nothing else.
-func decodeSocket(r *reader) (SocketInfo, error) {
+func decodeSocket(r *reader, l *limits) (SocketInfo, error) {
 	var s SocketInfo
 	s.Family, s.Type, s.Protocol = int(r.u8()), int(r.u8()), int(r.u8())
 	s.Shutdown = r.u8()
@@ -557,10 +615,15 @@ func decodeSocket(r *reader) (SocketInfo, error) {
 	}
 	switch s.Family {
 	case unix.AF_INET, unix.AF_INET6:
+	case unix.AF_UNIX:
+		if err := decodeUnix(&s, l); err != nil {
+			return s, err
+		}
 	default:
 		return s, fmt.Errorf("socket family %d", s.Family)
 	}
 	switch {
+	case s.Family == unix.AF_UNIX:
 	case s.Type == unix.SOCK_DGRAM && (s.Protocol == unix.IPPROTO_UDP || s.Protocol == unix.IPPROTO_UDPLITE):
 		if s.Listening || s.Backlog != 0 {
 			return s, errors.New("a listening datagram socket")
@@ -582,8 +645,10 @@ func decodeSocket(r *reader) (SocketInfo, error) {
 		return s, fmt.Errorf("socket shutdown state %d", s.Shutdown)
 	}
 	for _, a := range [][]byte{s.Addr, s.Peer} {
-		if err := checkInetAddr(s.Family, a); err != nil {
-			return s, err
+		if s.Family != unix.AF_UNIX {
+			if err := checkInetAddr(s.Family, a); err != nil {
+				return s, err
+			}
 		}
 	}
 	if n > MaxSockOpts {
@@ -595,7 +660,7 @@ func decodeSocket(r *reader) (SocketInfo, error) {
 			return s, r.err
 		}
 		k, ok := knownOpt(s.Family, s.Protocol, o.Level, o.Name)
-		if !ok || o.Value < 0 || o.Value > k.max {
+		if !ok || o.Value < 0 || o.Value > k.max || (s.Family == unix.AF_UNIX && o.Level != unix.SOL_SOCKET) {
 			return s, fmt.Errorf("socket option %d/%d = %d", o.Level, o.Name, o.Value)
 		}
 		if slices.ContainsFunc(s.Opts, func(p SockOpt) bool { return p.Level == o.Level && p.Name == o.Name }) {
@@ -612,6 +677,9 @@ func decodeSocket(r *reader) (SocketInfo, error) {
 	}
 	if err := checkDevice(s.Device); err != nil {
 		return s, err
+	}
+	if s.Family == unix.AF_UNIX && s.Device != "" {
+		return s, errors.New("a unix socket bound to a device")
 	}
 	switch {
 	case set == 0 && on == 0 && secs == 0:

@@ -1,0 +1,235 @@
+package kobj
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Unix sockets outside a pair a checkpoint carries over: unbound ones,
+// ones bound to an absolute path or an abstract name, listening ones
+// with no connection waiting, and datagram sockets connected to a bound
+// one the process holds too. A path's socket file is the one the socket
+// made (sock_diag's inode); at restore a socket file still at the path
+// (the dead process's) is unlinked before the bind, and nothing else is.
+
+// readUnix is readSocket for a unix socket: what its copy s tells (the
+// rest is sock_diag's: unixState).
+func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
+	switch info.Type {
+	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
+	default:
+		return info, fmt.Sprintf("unix sockets of type %d are not checkpointed", info.Type), nil
+	}
+	if n, err := filterLen(s); err != nil || n != 0 {
+		return info, "a socket with a BPF filter attached is not checkpointed", nil
+	}
+	if info.Type != unix.SOCK_STREAM {
+		if why := queued(s); why != "" {
+			return info, why, nil
+		}
+	}
+	var why string
+	var err error
+	info.Opts, why, err = changedOpts(s, info)
+	return info, why, err
+}
+
+// unixState fills in what sock_diag says of the unix socket ino: its
+// name, its peer, whether it listens. held are the inodes of the
+// process's sockets.
+func unixState(pid int, info *SocketInfo, ino uint64, diag map[uint64]unixSocket, held map[uint64]bool) (string, error) {
+	us, ok := diag[ino]
+	if !ok {
+		return "", errors.New("not in the sock_diag dump of its network namespace")
+	}
+	if us.Shutdown != 0 {
+		return "a shut down unix socket outside a pair is not checkpointed", nil
+	}
+	if us.Peer != 0 {
+		if info.Type != unix.SOCK_DGRAM {
+			return "a connected unix socket whose peer is not the other end of a pair the process holds (an accepted connection, or one to a socket outside) is not checkpointed", nil
+		}
+		peer, ok := diag[us.Peer]
+		if !ok || !held[us.Peer] || !peer.Named {
+			return "a unix datagram socket connected to a socket outside the process is not checkpointed", nil
+		}
+		info.Peer = unixRaw(peer.Name)
+	}
+	if us.Named {
+		if len(us.Name) > 0 && us.Name[0] != 0 {
+			path := string(bytes.TrimRight(us.Name, "\x00"))
+			if !strings.HasPrefix(path, "/") {
+				return fmt.Sprintf("a unix socket bound to a relative path (%s) is not checkpointed", path), nil
+			}
+			if why, err := sameSocketFile(pid, path, us.FileIno); why != "" || err != nil {
+				return why, err
+			}
+		}
+		info.Addr = unixRaw(us.Name)
+		if err := checkUnixAddr(info.Addr); err != nil {
+			return fmt.Sprintf("a unix socket bound to %q is not checkpointed", us.Name), nil
+		}
+	}
+	if us.State == 10 { // TCP_LISTEN
+		if us.Queue != 0 {
+			return fmt.Sprintf("a listening unix socket with %d connections waiting to be accepted is not checkpointed", us.Queue), nil
+		}
+		if !us.Named {
+			return "a listening unix socket without a name is not checkpointed", nil
+		}
+		info.Listening, info.Backlog = true, int(min(us.Backlog, 65535))
+	}
+	return "", nil
+}
+
+// sameSocketFile says why path, in pid's root, is not the socket file
+// ino (removed, replaced): "" if it is.
+func sameSocketFile(pid int, path string, ino uint64) (string, error) {
+	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("open the process's root: %w", err)
+	}
+	defer unix.Close(root)
+	var st unix.Stat_t
+	ok, err := socketFileIn(root, path, &st)
+	if err != nil {
+		return "", err
+	}
+	if !ok || st.Ino != ino {
+		return fmt.Sprintf("a unix socket whose file %s was removed or replaced is not checkpointed", path), nil
+	}
+	return "", nil
+}
+
+// socketFileIn reports whether path, resolved in the root directory
+// root, is a socket file (st: its stat); false without error if nothing
+// is there.
+func socketFileIn(root int, path string, st *unix.Stat_t) (bool, error) {
+	fd, err := unix.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+	if err == unix.ENOENT {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer unix.Close(fd)
+	if err := unix.Fstat(fd, st); err != nil {
+		return false, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st.Mode&unix.S_IFMT == unix.S_IFSOCK, nil
+}
+
+// unixRaw is a raw sockaddr_un of sun_path bytes name.
+func unixRaw(name []byte) []byte {
+	return append(binary.LittleEndian.AppendUint16(nil, unix.AF_UNIX), name...)
+}
+
+// unixPath is the path a raw sockaddr_un names, "" for an abstract one.
+func unixPath(a []byte) string {
+	if len(a) < 3 || a[2] == 0 {
+		return ""
+	}
+	return string(a[2 : len(a)-1])
+}
+
+// checkUnixAddr checks a raw sockaddr_un: an abstract name (a NUL, then
+// 1 to 107 bytes), or an absolute path without "..", not under /proc,
+// ended by its only NUL.
+func checkUnixAddr(a []byte) error {
+	if len(a) < 3 || len(a) > 2+108 || int(binary.LittleEndian.Uint16(a)) != unix.AF_UNIX {
+		return fmt.Errorf("unix socket address %q", a)
+	}
+	if a[2] == 0 {
+		if len(a) < 4 {
+			return errors.New("an empty abstract unix socket name")
+		}
+		return nil
+	}
+	p := unixPath(a)
+	if a[len(a)-1] != 0 || strings.IndexByte(p, 0) >= 0 || !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") ||
+		strings.Contains(p+"/", "/../") || strings.Contains(p+"/", "/./") || strings.HasPrefix(p+"/", "/proc/") {
+		return fmt.Errorf("unix socket path %q", p)
+	}
+	return nil
+}
+
+// decodeUnix checks a unix socket's state: a stream, datagram or
+// seqpacket socket of protocol 0, not shut down, bound to a valid
+// address no other socket of the table has; a peer only for a datagram
+// socket, and only the address of one bound before it in the table; a
+// listening one bound. (decodeSocket refuses a device.)
+func decodeUnix(s *SocketInfo, l *limits) error {
+	switch s.Type {
+	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
+	default:
+		return fmt.Errorf("unix socket type %d", s.Type)
+	}
+	if s.Protocol != 0 || s.Shutdown != 0 {
+		return errors.New("a unix socket with a protocol or a shutdown state")
+	}
+	if s.Listening && (s.Type == unix.SOCK_DGRAM || s.Addr == nil) {
+		return errors.New("a listening unix socket that is a datagram one or unbound")
+	}
+	if !s.Listening && s.Backlog != 0 {
+		return errors.New("a backlog without listen")
+	}
+	if s.Peer != nil && (s.Type != unix.SOCK_DGRAM || !l.unixNames[string(s.Peer)]) {
+		return errors.New("a unix socket connected to no datagram socket bound before it")
+	}
+	if s.Addr != nil {
+		if err := checkUnixAddr(s.Addr); err != nil {
+			return err
+		}
+		if _, dup := l.unixNames[string(s.Addr)]; dup {
+			return fmt.Errorf("unix socket address %q bound twice", s.Addr)
+		}
+		if l.unixNames == nil {
+			l.unixNames = map[string]bool{}
+		}
+		l.unixNames[string(s.Addr)] = s.Type == unix.SOCK_DGRAM
+	}
+	return nil
+}
+
+// staleSockets looks, in the root of the stopped process pid (the copy),
+// at the path of each unix socket of t bound to one: a socket file there
+// is marked staleSocket. Anything else there is left alone, and the bind
+// fails on it (EADDRINUSE).
+func (t *Table) staleSockets(pid int) (Files, error) {
+	var out Files
+	root := -1
+	defer func() {
+		if root >= 0 {
+			unix.Close(root)
+		}
+	}()
+	for i, o := range t.Objects {
+		p := unixPath(o.Sock.Addr)
+		if o.Kind != Socket || o.Sock.Family != unix.AF_UNIX || p == "" {
+			continue
+		}
+		if root < 0 {
+			var err error
+			if root, err = unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+				return nil, fmt.Errorf("open the restored process's root: %w", err)
+			}
+		}
+		var st unix.Stat_t
+		ok, err := socketFileIn(root, p, &st)
+		if err != nil {
+			return nil, fmt.Errorf("unix socket path: %w", err)
+		}
+		if ok {
+			if out == nil {
+				out = Files{}
+			}
+			out[i] = staleSocket
+		}
+	}
+	return out, nil
+}
