@@ -28,7 +28,7 @@ func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
 	if n, err := filterLen(s); err != nil || n != 0 {
 		return info, "a socket with a BPF filter attached is not checkpointed", nil
 	}
-	if info.Type != unix.SOCK_STREAM {
+	if info.Type == unix.SOCK_DGRAM { // a seqpacket one with a queue is connected: refused by unixState
 		if why := queued(s); why != "" {
 			return info, why, nil
 		}
@@ -63,9 +63,6 @@ func unixState(pid int, info *SocketInfo, ino uint64, diag map[uint64]unixSocket
 	if us.Named {
 		if len(us.Name) > 0 && us.Name[0] != 0 {
 			path := string(bytes.TrimRight(us.Name, "\x00"))
-			if !strings.HasPrefix(path, "/") {
-				return fmt.Sprintf("a unix socket bound to a relative path (%s) is not checkpointed", path), nil
-			}
 			if why, err := sameSocketFile(pid, path, us.FileIno); why != "" || err != nil {
 				return why, err
 			}
@@ -87,30 +84,35 @@ func unixState(pid int, info *SocketInfo, ino uint64, diag map[uint64]unixSocket
 	return "", nil
 }
 
-// sameSocketFile says why path, in pid's root, is not the socket file
-// ino (removed, replaced): "" if it is.
+// sameSocketFile says why path, in pid's root (a relative one: from its
+// cwd, where the restore binds it again), is not the socket file ino
+// (removed, replaced, or bound from another directory): "" if it is.
 func sameSocketFile(pid int, path string, ino uint64) (string, error) {
-	root, err := unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return "", fmt.Errorf("open the process's root: %w", err)
-	}
-	defer unix.Close(root)
 	var st unix.Stat_t
-	ok, err := socketFileIn(root, path, &st)
+	ok, err := socketFileOf(pid, path, &st)
 	if err != nil {
 		return "", err
 	}
 	if !ok || st.Ino != ino {
-		return fmt.Sprintf("a unix socket whose file %s was removed or replaced is not checkpointed", path), nil
+		return fmt.Sprintf("a unix socket whose file %s was removed or replaced (or, a relative path, is not under its cwd now) is not checkpointed", path), nil
 	}
 	return "", nil
 }
 
-// socketFileIn reports whether path, resolved in the root directory
-// root, is a socket file (st: its stat); false without error if nothing
-// is there.
-func socketFileIn(root int, path string, st *unix.Stat_t) (bool, error) {
-	fd, err := unix.Openat2(root, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
+// socketFileOf reports whether path is a socket file (st: its stat) for
+// process pid: an absolute path resolved in its root, a relative one
+// beneath its cwd; false without error if nothing is there.
+func socketFileOf(pid int, path string, st *unix.Stat_t) (bool, error) {
+	base, resolve := "root", uint64(unix.RESOLVE_IN_ROOT)
+	if !strings.HasPrefix(path, "/") {
+		base, resolve = "cwd", unix.RESOLVE_BENEATH
+	}
+	dir, err := unix.Open(fmt.Sprintf("/proc/%d/%s", pid, base), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("open the process's %s: %w", base, err)
+	}
+	defer unix.Close(dir)
+	fd, err := unix.Openat2(dir, path, &unix.OpenHow{Flags: unix.O_PATH | unix.O_NOFOLLOW | unix.O_CLOEXEC, Resolve: resolve | unix.RESOLVE_NO_MAGICLINKS})
 	if err == unix.ENOENT {
 		return false, nil
 	}
@@ -138,8 +140,9 @@ func unixPath(a []byte) string {
 }
 
 // checkUnixAddr checks a raw sockaddr_un: an abstract name (a NUL, then
-// 1 to 107 bytes), or an absolute path without "..", not under /proc,
-// ended by its only NUL.
+// 1 to 107 bytes), or a path without "." or ".." components, not under
+// /proc, ended by its only NUL (a relative one is bound from the
+// restored cwd, as it was).
 func checkUnixAddr(a []byte) error {
 	if len(a) < 3 || len(a) > 2+108 || int(binary.LittleEndian.Uint16(a)) != unix.AF_UNIX {
 		return fmt.Errorf("unix socket address %q", a)
@@ -151,8 +154,8 @@ func checkUnixAddr(a []byte) error {
 		return nil
 	}
 	p := unixPath(a)
-	if a[len(a)-1] != 0 || strings.IndexByte(p, 0) >= 0 || !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") ||
-		strings.Contains(p+"/", "/../") || strings.Contains(p+"/", "/./") || strings.HasPrefix(p+"/", "/proc/") {
+	if a[len(a)-1] != 0 || strings.IndexByte(p, 0) >= 0 || strings.HasSuffix(p, "/") || strings.Contains(p, "//") ||
+		strings.Contains("/"+p+"/", "/../") || strings.Contains("/"+p+"/", "/./") || strings.HasPrefix(p+"/", "/proc/") {
 		return fmt.Errorf("unix socket path %q", p)
 	}
 	return nil
@@ -196,31 +199,20 @@ func decodeUnix(s *SocketInfo, l *limits) error {
 	return nil
 }
 
-// staleSockets looks, in the root of the stopped process pid (the copy),
-// at the path of each unix socket of t bound to one: a socket file there
-// is marked staleSocket. Anything else there is left alone, and the bind
-// fails on it (EADDRINUSE).
+// staleSockets looks at the path of each unix socket of t bound to one,
+// for the stopped process pid (the copy: in its root, a relative path
+// from its cwd, which the plan gave it): a socket file there is marked
+// staleSocket. Anything else there is left alone, and the bind fails on
+// it (EADDRINUSE).
 func (t *Table) staleSockets(pid int) (Files, error) {
 	var out Files
-	root := -1
-	defer func() {
-		if root >= 0 {
-			unix.Close(root)
-		}
-	}()
 	for i, o := range t.Objects {
 		p := unixPath(o.Sock.Addr)
 		if o.Kind != Socket || o.Sock.Family != unix.AF_UNIX || p == "" {
 			continue
 		}
-		if root < 0 {
-			var err error
-			if root, err = unix.Open(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
-				return nil, fmt.Errorf("open the restored process's root: %w", err)
-			}
-		}
 		var st unix.Stat_t
-		ok, err := socketFileIn(root, p, &st)
+		ok, err := socketFileOf(pid, p, &st)
 		if err != nil {
 			return nil, fmt.Errorf("unix socket path: %w", err)
 		}
