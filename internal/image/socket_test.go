@@ -134,10 +134,13 @@ func TestInetSockets(t *testing.T) {
 // fd 3 unbound (stream, SO_PASSCRED), fd 4 a datagram socket bound to
 // DIR/srv.sock, fd 5 one connected to it, fd 6 a stream listener on
 // DIR/l.sock (backlog 5), fd 7 a datagram socket bound to an abstract
-// name. 'p' prints their state; 'd' sends from fd 5 and receives on fd
-// 4; 'a' accepts on fd 6 and writes "hi".
+// name, fd 8 the end of a datagram pair whose other end was closed. Fd 4
+// has "queued" queued from fd 5, fd 8 "left". 'p' prints their state;
+// 'd' sends from fd 5 and receives twice on fd 4; 'o' receives on fd 8
+// and sends on it; 'a' accepts on fd 6 and writes "hi".
 const unixVictim = `
 #define _GNU_SOURCE
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -171,6 +174,9 @@ int main(int argc, char **argv) {
 	socklen_t al = sizeof(sa_family_t) + 1 + strlen(aa.sun_path + 1);
 	if (bind(srv, (struct sockaddr *)&sa, sizeof sa) || connect(cl, (struct sockaddr *)&sa, sizeof sa) ||
 	    bind(l, (struct sockaddr *)&la, sizeof la) || listen(l, 5) || bind(ab, (struct sockaddr *)&aa, al)) return 2;
+	int pr[2];
+	if (send(cl, "queued", 6, 0) != 6 || socketpair(AF_UNIX, SOCK_DGRAM, 0, pr) || pr[0] != 8 ||
+	    send(pr[1], "left", 4, 0) != 4 || close(pr[1])) return 3;
 	setvbuf(stdout, NULL, _IONBF, 0);
 	char ch, buf[64];
 	while (read(0, &ch, 1) == 1) {
@@ -181,9 +187,16 @@ int main(int argc, char **argv) {
 			       name(cl, 0), name(cl, 1), name(l, 0), acc, strncmp(name(ab, 0), "@cz-test-", 9) ? "wrong" : "abstract");
 		} else if (ch == 'd') {
 			send(cl, "dgram", 5, 0);
-			int n = recv(srv, buf, sizeof buf - 1, 0);
+			char b2[64];
+			int n = recv(srv, buf, sizeof buf - 1, 0), m = recv(srv, b2, sizeof b2 - 1, 0);
 			buf[n > 0 ? n : 0] = 0;
-			printf("got %s\n", buf);
+			b2[m > 0 ? m : 0] = 0;
+			printf("got %s %s\n", buf, b2);
+		} else if (ch == 'o') {
+			int n = recv(8, buf, sizeof buf - 1, MSG_DONTWAIT);
+			buf[n > 0 ? n : 0] = 0;
+			int e = send(8, "x", 1, MSG_DONTWAIT) < 0 ? errno : 0;
+			printf("orphan %s send %d\n", buf, e);
 		} else if (ch == 'a') {
 			int s = accept(l, NULL, NULL);
 			printf("accepted %d\n", s >= 0 && write(s, "hi", 2) == 2);
@@ -244,7 +257,10 @@ func TestUnixSockets(t *testing.T) {
 	if got := p.ask(t, 'p'); got != want {
 		t.Fatalf("restored: %q, want %q (image %s)", got, want, img.Objects.Summary())
 	}
-	if got := p.ask(t, 'd'); got != "got dgram" {
+	if got := p.ask(t, 'o'); got != "orphan left send 111" {
+		t.Errorf("the pair end whose other end was closed: %q, want %q", got, "orphan left send 111 (ECONNREFUSED)")
+	}
+	if got := p.ask(t, 'd'); got != "got queued dgram" {
 		t.Errorf("datagram through the restored pair of sockets: %q", got)
 	}
 	conn, err := net.Dial("unix", lpath)

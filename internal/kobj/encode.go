@@ -30,7 +30,8 @@ import (
 //	          socket   (version 4) family u8, type u8, protocol u8, shutdown u8, listening u8, 0 u8,
 //	                   backlog u16, address u8 and its bytes, peer u8 and its bytes (raw
 //	                   sockaddr_in/in6), options u8, then per option level i32, name i32, value i32,
-//	                   device u8 and its name, linger set u8, on u8, 0 u16, seconds i32
+//	                   device u8 and its name, linger set u8, on u8, 0 u16, seconds i32, orphan u8,
+//	                   datagrams u8, then per datagram from u8 and its bytes, bytes u32 and the bytes
 //	        then per desc: end u8, flags u32, (a file's only) offset i64, fds u32,
 //	          then per fd num i32, cloexec u8
 //
@@ -212,6 +213,11 @@ func decode(b []byte) (*Table, error) {
 		}
 		t.Objects = append(t.Objects, o)
 	}
+	for _, a := range budget.senders {
+		if !budget.unixNames[string(a)] {
+			return nil, fmt.Errorf("a datagram queued from %q, which no datagram socket of the table is bound to", a)
+		}
+	}
 	var total, largest uint64
 	for i := range int(nMem) {
 		m := Memory{Start: r.u64(), End: r.u64(), Prot: int(int32(r.u32()))}
@@ -261,6 +267,9 @@ type limits struct {
 	// unixNames are the unix socket addresses bound so far, true for a
 	// datagram socket's (what a later one may connect to).
 	unixNames map[string]bool
+	// senders are the addresses queued datagrams came from: each must
+	// be a datagram socket's of the table (checked at its end).
+	senders [][]byte
 }
 
 // decodeObject reads one object and checks it against the kind's rules

@@ -40,9 +40,14 @@ func sample() *Table {
 				Device: "lo", Linger: &Linger{On: true, Seconds: 30}}},
 			{Kind: Socket, Descs: []Desc{{FDs: []FD{{53, false}}}}, Sock: SocketInfo{
 				Family: unix.AF_UNIX, Type: unix.SOCK_DGRAM, Addr: unixRaw([]byte("/tmp/srv.sock\x00")),
-				Opts: []SockOpt{{unix.SOL_SOCKET, unix.SO_PASSCRED, 1}}}},
+				Opts:   []SockOpt{{unix.SOL_SOCKET, unix.SO_PASSCRED, 1}},
+				Queued: []Datagram{{Data: []byte("anon")}, {From: unixRaw([]byte("rel/self\x00")), Data: []byte("later sender")}}}},
 			{Kind: Socket, Descs: []Desc{{FDs: []FD{{54, false}}}}, Sock: SocketInfo{
 				Family: unix.AF_UNIX, Type: unix.SOCK_DGRAM, Peer: unixRaw([]byte("/tmp/srv.sock\x00"))}},
+			{Kind: Socket, Descs: []Desc{{FDs: []FD{{57, false}}}}, Sock: SocketInfo{
+				Family: unix.AF_UNIX, Type: unix.SOCK_DGRAM, Orphan: true, Queued: []Datagram{{Data: []byte("left")}, {Data: []byte{}}}}},
+			{Kind: Socket, Descs: []Desc{{FDs: []FD{{56, false}}}}, Sock: SocketInfo{
+				Family: unix.AF_UNIX, Type: unix.SOCK_DGRAM, Addr: unixRaw([]byte("rel/self\x00")), Peer: unixRaw([]byte("rel/self\x00"))}},
 			{Kind: Socket, Descs: []Desc{{FDs: []FD{{55, false}}}}, Sock: SocketInfo{
 				Family: unix.AF_UNIX, Type: unix.SOCK_SEQPACKET, Addr: unixRaw([]byte("\x00abstract")), Listening: true, Backlog: 16}},
 		},
@@ -154,24 +159,38 @@ func TestDecodeRefuses(t *testing.T) {
 		"unix in proc":         mutate(func(s *Table) { s.Objects[11].Sock.Addr = unixRaw([]byte("/proc/1/x\x00")) }),
 		"unix no NUL":          mutate(func(s *Table) { s.Objects[11].Sock.Addr = unixRaw([]byte("/tmp/srv.sock")) }),
 		"unix inner NUL":       mutate(func(s *Table) { s.Objects[11].Sock.Addr = unixRaw([]byte("/tmp/a\x00b\x00")) }),
-		"unix too long":        mutate(func(s *Table) { s.Objects[13].Sock.Addr = unixRaw(make([]byte, 109)) }),
-		"unix empty abstract":  mutate(func(s *Table) { s.Objects[13].Sock.Addr = unixRaw([]byte{0}) }),
+		"unix too long":        mutate(func(s *Table) { s.Objects[15].Sock.Addr = unixRaw(make([]byte, 109)) }),
+		"unix empty abstract":  mutate(func(s *Table) { s.Objects[15].Sock.Addr = unixRaw([]byte{0}) }),
 		"unix peer unbound":    mutate(func(s *Table) { s.Objects[12].Sock.Peer = unixRaw([]byte("/tmp/other\x00")) }),
-		"unix peer listener":   mutate(func(s *Table) { s.Objects[12].Sock.Peer = s.Objects[13].Sock.Addr }),
+		"unix peer listener":   mutate(func(s *Table) { s.Objects[12].Sock.Peer = s.Objects[15].Sock.Addr }),
 		"unix peer later": mutate(func(s *Table) {
 			s.Objects[11], s.Objects[12] = s.Objects[12], s.Objects[11]
 			s.Objects[11].Descs, s.Objects[12].Descs = s.Objects[12].Descs, s.Objects[11].Descs
 		}),
 		"unix stream peer":      mutate(func(s *Table) { s.Objects[12].Sock.Type = unix.SOCK_STREAM }),
-		"unix bound twice":      mutate(func(s *Table) { s.Objects[13].Sock.Addr = s.Objects[11].Sock.Addr }),
+		"unix bound twice":      mutate(func(s *Table) { s.Objects[15].Sock.Addr = s.Objects[11].Sock.Addr }),
 		"unix protocol":         mutate(func(s *Table) { s.Objects[11].Sock.Protocol = 1 }),
 		"unix shutdown":         mutate(func(s *Table) { s.Objects[11].Sock.Shutdown = 1 }),
 		"unix device":           mutate(func(s *Table) { s.Objects[11].Sock.Device = "lo" }),
 		"unix ip option":        mutate(func(s *Table) { s.Objects[11].Sock.Opts[0] = SockOpt{unix.SOL_IP, unix.IP_FREEBIND, 1} }),
 		"unix listening dgram":  mutate(func(s *Table) { s.Objects[11].Sock.Listening = true; s.Objects[11].Sock.Backlog = 1 }),
-		"unix unbound listener": mutate(func(s *Table) { s.Objects[13].Sock.Addr = nil }),
+		"unix unbound listener": mutate(func(s *Table) { s.Objects[15].Sock.Addr = nil }),
 		"unix raw type":         mutate(func(s *Table) { s.Objects[11].Sock.Type = unix.SOCK_RAW }),
-		"socket two descs":      mutate(func(s *Table) { s.Objects[9].Descs = append(s.Objects[9].Descs, Desc{FDs: []FD{{60, false}}}) }),
+		"orphan bound":          mutate(func(s *Table) { s.Objects[13].Sock.Addr = unixRaw([]byte("/tmp/o\x00")) }),
+		"orphan from":           mutate(func(s *Table) { s.Objects[13].Sock.Queued[0].From = s.Objects[11].Sock.Addr }),
+		"orphan inet":           mutate(func(s *Table) { s.Objects[9].Sock.Orphan = true }),
+		"queued at inet":        mutate(func(s *Table) { s.Objects[9].Sock.Queued = []Datagram{{Data: []byte("x")}} }),
+		"queued at stream":      mutate(func(s *Table) { s.Objects[15].Sock.Queued = []Datagram{{Data: []byte("x")}} }),
+		"queued at unbound":     mutate(func(s *Table) { s.Objects[13].Sock.Orphan = false }),
+		"queued from nowhere":   mutate(func(s *Table) { s.Objects[11].Sock.Queued[1].From = unixRaw([]byte("/tmp/none\x00")) }),
+		"queued from stream":    mutate(func(s *Table) { s.Objects[11].Sock.Queued[1].From = s.Objects[15].Sock.Addr }),
+		"queued too many":       mutate(func(s *Table) { s.Objects[13].Sock.Queued = make([]Datagram, MaxMessages+1) }),
+		"queued too much":       mutate(func(s *Table) { s.Objects[13].Sock.Queued[0].Data = make([]byte, MaxQueued+1) }),
+		"unbound at connected":  mutate(func(s *Table) { s.Objects[14].Sock.Queued = []Datagram{{Data: []byte("x")}} }),
+		"not from the peer": mutate(func(s *Table) {
+			s.Objects[14].Sock.Queued = []Datagram{{From: s.Objects[11].Sock.Addr, Data: []byte("x")}}
+		}),
+		"socket two descs": mutate(func(s *Table) { s.Objects[9].Descs = append(s.Objects[9].Descs, Desc{FDs: []FD{{60, false}}}) }),
 		"file data": mutate(func(s *Table) {
 			s.Objects[7].File.Size = MaxFileSize
 			s.Objects[7].File.Extents[0].Data = make([]byte, MaxFileData+1)

@@ -34,6 +34,9 @@ func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 	// Epolls after every object they may watch (and in the order
 	// Capture gave them: an epoll after the epolls it watches).
 	for _, epolls := range []bool{false, true} {
+		if epolls {
+			t.addQueued(b) // every socket on its numbers now
+		}
 		for i, o := range t.Objects {
 			switch {
 			case (o.Kind == Epoll) != epolls:

@@ -39,10 +39,27 @@ type SocketInfo struct {
 	// none; Linger its SO_LINGER, nil if a fresh socket's (off, 0 s).
 	Device string
 	Linger *Linger
+	// Queued are the datagrams queued to be read at a unix datagram
+	// socket, each sent again from its sender at restore: From is the
+	// address of the table's socket that sent it, nil for an unbound
+	// sender (sent from a socket of the restore's own, or, for an
+	// Orphan, from the other end of its pair).
+	Queued []Datagram
+	// Orphan: an unbound unix datagram socket whose peer is gone, the
+	// end of a socket pair whose other end was closed (with datagrams
+	// queued here, or not): made as a pair, the other end closed once
+	// they are sent again.
+	Orphan bool
 	// unlink: the restore found a socket file at Addr's path (the old
 	// socket's, left by its process): unlinked before the bind. Set by
 	// AddWithFiles from CreateFiles' look, never decoded.
 	unlink bool
+}
+
+// Datagram is a datagram queued at a socket.
+type Datagram struct {
+	From []byte
+	Data []byte
 }
 
 // Linger is a socket's SO_LINGER.
@@ -204,11 +221,23 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 	}
 	// A unix datagram socket connected to another is made after it:
 	// those without a peer first (a connected one's peer has none, or
-	// it is refused here).
+	// is itself, or it is refused here).
 	slices.SortStableFunc(objs, func(a, b Object) int { return len(a.Sock.Peer) - len(b.Sock.Peer) })
+	for _, o := range objs {
+		for _, d := range o.Sock.Queued {
+			if d.From != nil && !slices.ContainsFunc(objs, func(p Object) bool {
+				return p.Sock.Type == unix.SOCK_DGRAM && string(p.Sock.Addr) == string(d.From)
+			}) {
+				f := o.Descs[0].FDs[0].Num
+				refused = append(refused, procfs.Object{What: fmt.Sprintf("fd %d (socket)", f), FD: f,
+					Why: fmt.Sprintf("a unix socket with datagrams queued from %q, a socket outside the process, is not checkpointed", d.From[2:])})
+				break
+			}
+		}
+	}
 	for i, o := range objs {
 		if o.Sock.Family == unix.AF_UNIX && o.Sock.Peer != nil &&
-			!slices.ContainsFunc(objs[:i], func(p Object) bool { return string(p.Sock.Addr) == string(o.Sock.Peer) }) {
+			!slices.ContainsFunc(objs[:i+1], func(p Object) bool { return string(p.Sock.Addr) == string(o.Sock.Peer) }) {
 			f := o.Descs[0].FDs[0].Num
 			refused = append(refused, procfs.Object{What: fmt.Sprintf("fd %d (socket)", f), FD: f,
 				Why: "unix datagram sockets connected to each other are not checkpointed"})
@@ -495,7 +524,20 @@ func parseInetDiag(b []byte, out map[uint64]uint8) (bool, error) {
 // the descriptor it is on.
 func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 	s := o.Sock
-	fd := b.Add(unix.SYS_SOCKET, ptrace.Lit(int64(s.Family)), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(int64(s.Protocol))).Result()
+	var fd ptrace.Arg
+	if s.Orphan {
+		// A pair: what was queued here is sent from the other end,
+		// which is closed then, as the process's was.
+		p := b.Space(8)
+		b.Add(unix.SYS_SOCKETPAIR, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(0), p)
+		fd = ptrace.Load32(p, 0)
+		for _, d := range s.Queued {
+			b.Add(unix.SYS_SENDTO, ptrace.Load32(p, 4), b.Bytes(d.Data), ptrace.Lit(int64(len(d.Data))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
+		}
+		b.Add(unix.SYS_CLOSE, ptrace.Load32(p, 4))
+	} else {
+		fd = b.Add(unix.SYS_SOCKET, ptrace.Lit(int64(s.Family)), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(int64(s.Protocol))).Result()
+	}
 	setInt := func(level, name, v int) {
 		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(int64(level)), ptrace.Lit(int64(name)),
 			b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(v))), ptrace.Lit(4))
@@ -580,10 +622,19 @@ func encodeSocket(b []byte, s SocketInfo) []byte {
 	b = append(b, byte(len(s.Device)))
 	b = append(b, s.Device...)
 	if s.Linger == nil {
-		return append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+		b = append(b, 0, 0, 0, 0, 0, 0, 0, 0)
+	} else {
+		b = append(b, 1, byte(btoi(s.Linger.On)), 0, 0)
+		b = le.AppendUint32(b, uint32(s.Linger.Seconds))
 	}
-	b = append(b, 1, byte(btoi(s.Linger.On)), 0, 0)
-	return le.AppendUint32(b, uint32(s.Linger.Seconds))
+	b = append(b, byte(btoi(s.Orphan)), byte(len(s.Queued)))
+	for _, d := range s.Queued {
+		b = append(b, byte(len(d.From)))
+		b = append(b, d.From...)
+		b = le.AppendUint32(b, uint32(len(d.Data)))
+		b = append(b, d.Data...)
+	}
+	return b
 }
 
 // decodeSocket reads a Socket's state and checks it: an internet UDP,
@@ -687,6 +738,33 @@ func decodeSocket(r *reader, l *limits) (SocketInfo, error) {
 		s.Linger = &Linger{On: on == 1, Seconds: secs}
 	default:
 		return s, fmt.Errorf("SO_LINGER %d %d %d", set, on, secs)
+	}
+	orphan, err := flag(r.u8())
+	if err != nil {
+		return s, err
+	}
+	s.Orphan = orphan
+	nq, bytes := int(r.u8()), 0
+	if nq > MaxMessages {
+		return s, fmt.Errorf("%d datagrams queued (at most %d)", nq, MaxMessages)
+	}
+	for range nq {
+		var d Datagram
+		if n := int(r.u8()); n > 0 {
+			d.From = append([]byte(nil), r.take(n)...)
+		}
+		n := int(r.u32())
+		if bytes += n; n < 0 || bytes > MaxQueued {
+			return s, fmt.Errorf("more than %d bytes of datagrams queued", MaxQueued)
+		}
+		d.Data = append([]byte{}, r.take(n)...)
+		if r.err != nil {
+			return s, r.err
+		}
+		s.Queued = append(s.Queued, d)
+	}
+	if err := checkQueued(&s, l); err != nil {
+		return s, err
 	}
 	return s, nil
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
 // Unix sockets outside a pair a checkpoint carries over: unbound ones,
@@ -29,9 +31,11 @@ func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
 		return info, "a socket with a BPF filter attached is not checkpointed", nil
 	}
 	if info.Type == unix.SOCK_DGRAM { // a seqpacket one with a queue is connected: refused by unixState
-		if why := queued(s); why != "" {
-			return info, why, nil
+		q, why, err := peekDatagrams(s)
+		if why != "" || err != nil {
+			return info, why, err
 		}
+		info.Queued = q
 	}
 	var why string
 	var err error
@@ -50,15 +54,22 @@ func unixState(pid int, info *SocketInfo, ino uint64, diag map[uint64]unixSocket
 	if us.Shutdown != 0 {
 		return "a shut down unix socket outside a pair is not checkpointed", nil
 	}
-	if us.Peer != 0 {
-		if info.Type != unix.SOCK_DGRAM {
-			return "a connected unix socket whose peer is not the other end of a pair the process holds (an accepted connection, or one to a socket outside) is not checkpointed", nil
-		}
-		peer, ok := diag[us.Peer]
-		if !ok || !held[us.Peer] || !peer.Named {
+	peer, live := diag[us.Peer]
+	switch {
+	case us.Peer != 0 && info.Type != unix.SOCK_DGRAM:
+		return "a connected unix socket whose peer is not the other end of a pair the process holds (an accepted connection, or one to a socket outside) is not checkpointed", nil
+	case us.Peer != 0 && live:
+		if !held[us.Peer] || !peer.Named {
 			return "a unix datagram socket connected to a socket outside the process is not checkpointed", nil
 		}
 		info.Peer = unixRaw(peer.Name)
+	case !us.Named && (us.Peer != 0 || len(info.Queued) > 0):
+		// Reachable by no address, its peer gone (closed: a socket
+		// sock_diag no longer shows, or no peer at all): the end of a
+		// pair whose other end was closed.
+		info.Orphan = true
+	case us.Peer != 0:
+		return "a bound unix datagram socket connected to a socket that is gone is not checkpointed", nil
 	}
 	if us.Named {
 		if len(us.Name) > 0 && us.Name[0] != 0 {
@@ -164,7 +175,8 @@ func checkUnixAddr(a []byte) error {
 // decodeUnix checks a unix socket's state: a stream, datagram or
 // seqpacket socket of protocol 0, not shut down, bound to a valid
 // address no other socket of the table has; a peer only for a datagram
-// socket, and only the address of one bound before it in the table; a
+// socket, and only the address of one bound before it in the table or
+// its own; a
 // listening one bound. (decodeSocket refuses a device.)
 func decodeUnix(s *SocketInfo, l *limits) error {
 	switch s.Type {
@@ -181,9 +193,6 @@ func decodeUnix(s *SocketInfo, l *limits) error {
 	if !s.Listening && s.Backlog != 0 {
 		return errors.New("a backlog without listen")
 	}
-	if s.Peer != nil && (s.Type != unix.SOCK_DGRAM || !l.unixNames[string(s.Peer)]) {
-		return errors.New("a unix socket connected to no datagram socket bound before it")
-	}
 	if s.Addr != nil {
 		if err := checkUnixAddr(s.Addr); err != nil {
 			return err
@@ -195,6 +204,9 @@ func decodeUnix(s *SocketInfo, l *limits) error {
 			l.unixNames = map[string]bool{}
 		}
 		l.unixNames[string(s.Addr)] = s.Type == unix.SOCK_DGRAM
+	}
+	if s.Peer != nil && (s.Type != unix.SOCK_DGRAM || !l.unixNames[string(s.Peer)]) {
+		return errors.New("a unix socket connected to no datagram socket bound before it (or itself)")
 	}
 	return nil
 }
@@ -224,4 +236,134 @@ func (t *Table) staleSockets(pid int) (Files, error) {
 		}
 	}
 	return out, nil
+}
+
+// peekDatagrams reads the datagrams queued at the unix datagram socket s
+// (a copy of the process's), with their senders' addresses, leaving them
+// queued: peeks from a peek offset that each peek advances, then the
+// socket's own offset is given back. why is set for a queue that cannot
+// be sent again (descriptors or credentials in flight, too much).
+func peekDatagrams(s int) (q []Datagram, why string, err error) {
+	off, err := unix.GetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF)
+	if err != nil {
+		return nil, "", fmt.Errorf("SO_PEEK_OFF: %w", err)
+	}
+	if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, 0); err != nil {
+		return nil, "", fmt.Errorf("SO_PEEK_OFF: %w", err)
+	}
+	defer unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_PEEK_OFF, off)
+	buf := make([]byte, MaxQueued+1)
+	oob := make([]byte, unix.CmsgSpace(64*4))
+	total := 0
+	for {
+		n, oobn, _, from, err := unix.Recvmsg(s, buf, oob, unix.MSG_PEEK|unix.MSG_DONTWAIT|unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EAGAIN {
+			return q, "", nil
+		}
+		if err != nil {
+			return nil, fmt.Sprintf("a unix datagram socket with an error pending (%v) is not checkpointed", err), nil
+		}
+		if oobn > 0 {
+			closeRights(oob[:oobn])
+			return nil, "a unix datagram socket with descriptors or credentials in flight is not checkpointed", nil
+		}
+		if total += n; total > MaxQueued || len(q) >= MaxMessages {
+			return nil, fmt.Sprintf("a unix datagram socket with more than %d bytes or %d datagrams queued is not checkpointed", MaxQueued, MaxMessages), nil
+		}
+		d := Datagram{Data: append([]byte{}, buf[:n]...)}
+		if a, ok := from.(*unix.SockaddrUnix); ok && a.Name != "" {
+			if a.Name[0] == '@' {
+				d.From = unixRaw(append([]byte{0}, a.Name[1:]...))
+			} else {
+				d.From = unixRaw(append([]byte(a.Name), 0))
+			}
+		}
+		q = append(q, d)
+	}
+}
+
+// closeRights closes the descriptors a peek installed in us.
+func closeRights(oob []byte) {
+	cms, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return
+	}
+	for _, cm := range cms {
+		if fds, err := unix.ParseUnixRights(&cm); err == nil {
+			for _, f := range fds {
+				unix.Close(f)
+			}
+		}
+	}
+}
+
+// checkQueued checks a socket's queued datagrams: only at a unix datagram
+// socket; at an Orphan (unbound, unconnected) only from unbound senders;
+// at another, which must be bound to be sent to, from its peer if it has
+// one, else from unbound senders or the table's bound datagram sockets
+// (checked once the table is read: l.senders).
+func checkQueued(s *SocketInfo, l *limits) error {
+	if (len(s.Queued) > 0 || s.Orphan) && (s.Family != unix.AF_UNIX || s.Type != unix.SOCK_DGRAM) {
+		return errors.New("datagrams queued at, or an orphan, socket other than a unix datagram one")
+	}
+	if s.Orphan && (s.Addr != nil || s.Peer != nil) {
+		return errors.New("an orphan socket bound or connected")
+	}
+	if len(s.Queued) == 0 {
+		return nil
+	}
+	if !s.Orphan && s.Addr == nil {
+		return errors.New("datagrams queued at an unbound socket")
+	}
+	for _, d := range s.Queued {
+		if d.From == nil {
+			if s.Peer != nil {
+				return errors.New("a datagram from an unbound sender at a connected socket")
+			}
+			continue
+		}
+		if s.Orphan || (s.Peer != nil && string(d.From) != string(s.Peer)) {
+			return errors.New("a datagram from a socket that could not have sent it")
+		}
+		if err := checkUnixAddr(d.From); err != nil {
+			return err
+		}
+		l.senders = append(l.senders, d.From)
+	}
+	return nil
+}
+
+// addQueued sends again the datagrams queued at each bound unix socket
+// of t, once every object is on its numbers: each from its sender's
+// descriptor, or from a socket of the batch's own for an unbound sender.
+func (t *Table) addQueued(b *ptrace.Batch) {
+	senders := map[string]int{} // address -> descriptor number
+	for _, o := range t.Objects {
+		if o.Kind == Socket && o.Sock.Family == unix.AF_UNIX && o.Sock.Addr != nil {
+			senders[string(o.Sock.Addr)] = o.Descs[0].FDs[0].Num
+		}
+	}
+	for _, o := range t.Objects {
+		s := o.Sock
+		if o.Kind != Socket || s.Orphan || len(s.Queued) == 0 {
+			continue
+		}
+		to := b.Bytes(s.Addr)
+		var own ptrace.Arg
+		for _, d := range s.Queued {
+			var from ptrace.Arg
+			if d.From == nil {
+				if own == (ptrace.Arg{}) {
+					own = b.Add(unix.SYS_SOCKET, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(unix.SOCK_DGRAM|unix.SOCK_CLOEXEC), ptrace.Lit(0)).Result()
+				}
+				from = own
+			} else {
+				from = ptrace.Lit(int64(senders[string(d.From)]))
+			}
+			b.Add(unix.SYS_SENDTO, from, b.Bytes(d.Data), ptrace.Lit(int64(len(d.Data))), ptrace.Lit(unix.MSG_DONTWAIT), to, ptrace.Lit(int64(len(s.Addr))))
+		}
+		if own != (ptrace.Arg{}) {
+			b.Add(unix.SYS_CLOSE, own)
+		}
+	}
 }
