@@ -141,7 +141,7 @@ func TestDecodeRefuses(t *testing.T) {
 		"addr port 0":          mutate(func(s *Table) { s.Objects[9].Sock.Peer[2], s.Objects[9].Sock.Peer[3] = 0, 0 }),
 		"addr padding":         mutate(func(s *Table) { s.Objects[9].Sock.Addr[15] = 1 }),
 		"flow label":           mutate(func(s *Table) { s.Objects[10].Sock.Addr[5] = 1 }),
-		"unknown option":       mutate(func(s *Table) { s.Objects[9].Sock.Opts[0].Name = unix.SO_RCVBUF }),
+		"unknown option":       mutate(func(s *Table) { s.Objects[9].Sock.Opts[0].Name = unix.SO_SNDBUFFORCE }),
 		"v6 option on v4":      mutate(func(s *Table) { s.Objects[9].Sock.Opts[0] = SockOpt{unix.SOL_IPV6, unix.IPV6_V6ONLY, 1} }),
 		"option range":         mutate(func(s *Table) { s.Objects[9].Sock.Opts[1].Value = 256 }),
 		"negative option":      mutate(func(s *Table) { s.Objects[9].Sock.Opts[0].Value = -1 }),

@@ -4,7 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"unsafe"
 
@@ -113,6 +115,12 @@ var sockOpts = []sockOpt{
 	{unix.SOL_SOCKET, unix.SO_PRIORITY, 6, 0, 0},
 	{unix.SOL_SOCKET, unix.SO_RCVLOWAT, maxInt32, 0, 0},
 	{unix.SOL_SOCKET, unix.SO_MARK, maxInt32, 0, 0},
+	// Sizes the process set (a fresh socket's are the defaults), set
+	// again as half (the kernel doubles what it is given), then the
+	// locks as they were (setting a size locks it).
+	{unix.SOL_SOCKET, unix.SO_SNDBUF, maxInt32, 0, 0},
+	{unix.SOL_SOCKET, unix.SO_RCVBUF, maxInt32, 0, 0},
+	{unix.SOL_SOCKET, soBufLock, 3, 0, 0},
 	{unix.SOL_IP, unix.IP_FREEBIND, 1, 0, 0},
 	{unix.SOL_IP, unix.IP_TOS, 255, unix.AF_INET, 0},
 	{unix.SOL_IP, unix.IP_TTL, 255, unix.AF_INET, 0},
@@ -135,8 +143,10 @@ func (o sockOpt) applies(family, proto int) bool {
 	return (o.family == 0 || o.family == family) && (o.proto == 0 || o.proto == proto)
 }
 
-// UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV (linux/udp.h; not in x/sys).
+// UDPLITE_SEND_CSCOV, UDPLITE_RECV_CSCOV (linux/udp.h) and SO_BUF_LOCK
+// (asm-generic/socket.h): not in x/sys.
 const (
+	soBufLock        = 72
 	udpliteSendCscov = 10
 	udpliteRecvCscov = 11
 )
@@ -442,9 +452,30 @@ func changedOpts(s int, info SocketInfo) (opts []SockOpt, why string, err error)
 		if v < 0 || v > o.max {
 			return nil, fmt.Sprintf("socket option %d/%d = %d is out of the range a restore sets again (0 to %d)", o.level, o.name, v, o.max), nil
 		}
+		if why := bufferAboveMax(o, v); why != "" {
+			return nil, why, nil
+		}
 		opts = append(opts, SockOpt{Level: o.level, Name: o.name, Value: v})
 	}
 	return opts, "", nil
+}
+
+// bufferAboveMax says why a buffer size v of option o cannot be set again
+// without privilege: it is above net.core.wmem_max or rmem_max (set with
+// SO_SNDBUFFORCE, SO_RCVBUFFORCE); "" if it can.
+func bufferAboveMax(o sockOpt, v int) string {
+	sysctl := map[int]string{unix.SO_SNDBUF: "wmem_max", unix.SO_RCVBUF: "rmem_max"}[o.name]
+	if o.level != unix.SOL_SOCKET || sysctl == "" {
+		return ""
+	}
+	b, err := os.ReadFile("/proc/sys/net/core/" + sysctl)
+	if err != nil {
+		return fmt.Sprintf("a socket buffer size the process set is not checkpointed here (net.core.%s: %v)", sysctl, err)
+	}
+	if lim, err := strconv.Atoi(strings.TrimSpace(string(b))); err != nil || v/2 > lim {
+		return fmt.Sprintf("a socket buffer of %d bytes, above net.core.%s (set with SO_SNDBUFFORCE or SO_RCVBUFFORCE), is not checkpointed", v, sysctl)
+	}
+	return ""
 }
 
 // inetShutdowns asks sock_diag, in pid's network namespace, for the
@@ -539,6 +570,9 @@ func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 		fd = b.Add(unix.SYS_SOCKET, ptrace.Lit(int64(s.Family)), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(int64(s.Protocol))).Result()
 	}
 	setInt := func(level, name, v int) {
+		if level == unix.SOL_SOCKET && (name == unix.SO_SNDBUF || name == unix.SO_RCVBUF) {
+			v /= 2 // the kernel keeps twice what it is given
+		}
 		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(int64(level)), ptrace.Lit(int64(name)),
 			b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(v))), ptrace.Lit(4))
 	}
