@@ -13,13 +13,13 @@ import (
 )
 
 // inetVictim holds internet sockets: fd 3 a UDP socket bound to
-// 127.0.0.1 (SO_BROADCAST), fd 4 a UDP socket connected to fd 3, fd 5 a
-// TCP listener (SO_REUSEADDR, SO_LINGER 30 s, backlog 7), fd 6 an
-// unbound IPv6 UDP socket (IPV6_V6ONLY), fd 7 an unbound TCP socket
-// (TCP_NODELAY). 'p' prints their
-// state; 'a' accepts a connection on fd 5 and writes "hi" to it; 'u'
-// receives a datagram on fd 3; 'c' sends one from fd 4 and receives it on
-// fd 3; 'b' binds fd 7 to 127.0.0.1.
+// 127.0.0.1 (SO_BROADCAST, SO_RCVTIMEO 2.5 s), fd 4 a UDP socket
+// connected to fd 3, fd 5 a TCP listener (SO_REUSEADDR, SO_LINGER 30 s,
+// backlog 7), fd 6 an unbound IPv6 UDP socket (IPV6_V6ONLY), fd 7 an
+// unbound TCP socket (TCP_NODELAY). 'p' prints their state; 'a' accepts a
+// connection on fd 5 and writes "hi" to it; 'u' receives a datagram on
+// fd 3; 'c' sends one from fd 4 and receives it on fd 3; 'b' binds fd 7
+// to 127.0.0.1.
 const inetVictim = `
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -28,6 +28,7 @@ const inetVictim = `
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 static int port(int fd, int peer) {
 	struct sockaddr_in a; socklen_t l = sizeof a;
@@ -48,6 +49,8 @@ int main(void) {
 	struct linger lg = {1, 30};
 	setsockopt(l, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 	setsockopt(t, SOL_TCP, TCP_NODELAY, &one, sizeof one);
+	struct timeval tv = {2, 500000};
+	setsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 	if (bind(u, (struct sockaddr *)&lo, sizeof lo) || bind(l, (struct sockaddr *)&lo, sizeof lo) || listen(l, 7)) return 2;
 	struct sockaddr_in ua; socklen_t ul = sizeof ua;
 	getsockname(u, (struct sockaddr *)&ua, &ul);
@@ -58,8 +61,9 @@ int main(void) {
 		if (ch == 'p') {
 			struct tcp_info ti; socklen_t tl = sizeof ti; getsockopt(l, SOL_TCP, TCP_INFO, &ti, &tl);
 			struct linger g; socklen_t gl = sizeof g; getsockopt(l, SOL_SOCKET, SO_LINGER, &g, &gl);
-			printf("udp=%d bc=%d conn=%d peer=%d tcp=%d ra=%d listen=%d backlog=%u linger=%d/%d v6only=%d unbound=%d nodelay=%d\n",
-			       port(u, 0), opt(u, SOL_SOCKET, SO_BROADCAST), port(c, 0), port(c, 1), port(l, 0),
+			struct timeval rt; socklen_t rl = sizeof rt; getsockopt(u, SOL_SOCKET, SO_RCVTIMEO, &rt, &rl);
+			printf("rcvtimeo=%ld.%06ld udp=%d bc=%d conn=%d peer=%d tcp=%d ra=%d listen=%d backlog=%u linger=%d/%d v6only=%d unbound=%d nodelay=%d\n",
+			       (long)rt.tv_sec, (long)rt.tv_usec, port(u, 0), opt(u, SOL_SOCKET, SO_BROADCAST), port(c, 0), port(c, 1), port(l, 0),
 			       opt(l, SOL_SOCKET, SO_REUSEADDR), opt(l, SOL_SOCKET, SO_ACCEPTCONN), ti.tcpi_sacked,
 			       g.l_onoff, g.l_linger, opt(v6, IPPROTO_IPV6, IPV6_V6ONLY), port(t, 0), opt(t, SOL_TCP, TCP_NODELAY));
 		} else if (ch == 'a') {
@@ -91,7 +95,7 @@ func TestInetSockets(t *testing.T) {
 	v := startVictim(t, gccBuild(t, "sockets", inetVictim))
 	before := v.ask(t, 'p')
 	if !strings.Contains(before, "bc=1") || !strings.Contains(before, "backlog=7") || !strings.Contains(before, "unbound=0") ||
-		!strings.Contains(before, "linger=1/30") || !strings.Contains(before, "nodelay=1") {
+		!strings.Contains(before, "linger=1/30") || !strings.Contains(before, "rcvtimeo=2.500000") || !strings.Contains(before, "nodelay=1") {
 		t.Fatalf("victim: %q", before)
 	}
 	p, img := roundTrip(t, tr, v)

@@ -30,7 +30,8 @@ import (
 //	          socket   (version 4) family u8, type u8, protocol u8, shutdown u8, listening u8, 0 u8,
 //	                   backlog u16, address u8 and its bytes, peer u8 and its bytes (raw
 //	                   sockaddr_in/in6), options u8, then per option level i32, name i32, value i32,
-//	                   device u8 and its name, linger set u8, on u8, 0 u16, seconds i32, orphan u8,
+//	                   device u8 and its name, linger set u8, on u8, 0 u16, seconds i32, SO_RCVTIMEO i64 and
+//	                   SO_SNDTIMEO i64 (µs), orphan u8,
 //	                   datagrams u8, then per datagram from u8 and its bytes, bytes u32 and the bytes
 //	        then per desc: end u8, flags u32, (a file's only) offset i64, fds u32,
 //	          then per fd num i32, cloexec u8

@@ -37,7 +37,7 @@ func sample() *Table {
 				Family: unix.AF_INET6, Type: unix.SOCK_STREAM, Protocol: unix.IPPROTO_TCP, Listening: true, Backlog: 128,
 				Addr:   inet6Raw(&unix.SockaddrInet6{Port: 8080, ZoneId: 1}),
 				Opts:   []SockOpt{{unix.SOL_IPV6, unix.IPV6_V6ONLY, 1}, {unix.SOL_TCP, unix.TCP_NODELAY, 1}},
-				Device: "lo", Linger: &Linger{On: true, Seconds: 30}}},
+				Device: "lo", Linger: &Linger{On: true, Seconds: 30}, RcvTimeo: 2500000, SndTimeo: 1}},
 			{Kind: Socket, Descs: []Desc{{FDs: []FD{{53, false}}}}, Sock: SocketInfo{
 				Family: unix.AF_UNIX, Type: unix.SOCK_DGRAM, Addr: unixRaw([]byte("/tmp/srv.sock\x00")),
 				Opts:   []SockOpt{{unix.SOL_SOCKET, unix.SO_PASSCRED, 1}},
@@ -190,6 +190,8 @@ func TestDecodeRefuses(t *testing.T) {
 		"not from the peer": mutate(func(s *Table) {
 			s.Objects[14].Sock.Queued = []Datagram{{From: s.Objects[11].Sock.Addr, Data: []byte("x")}}
 		}),
+		"timeout negative": mutate(func(s *Table) { s.Objects[10].Sock.RcvTimeo = -1 }),
+		"timeout huge":     mutate(func(s *Table) { s.Objects[10].Sock.SndTimeo = maxTimeo + 1 }),
 		"socket two descs": mutate(func(s *Table) { s.Objects[9].Descs = append(s.Objects[9].Descs, Desc{FDs: []FD{{60, false}}}) }),
 		"file data": mutate(func(s *Table) {
 			s.Objects[7].File.Size = MaxFileSize

@@ -37,6 +37,9 @@ type SocketInfo struct {
 	Backlog   int
 	Shutdown  uint8 // sock_diag's: 1 receive, 2 send
 	Opts      []SockOpt
+	// RcvTimeo and SndTimeo are SO_RCVTIMEO and SO_SNDTIMEO, in
+	// microseconds (0: none).
+	RcvTimeo, SndTimeo int64
 	// Device is the interface it is bound to (SO_BINDTODEVICE), "" if
 	// none; Linger its SO_LINGER, nil if a fresh socket's (off, 0 s).
 	Device string
@@ -99,8 +102,11 @@ type sockOpt struct {
 
 const maxInt32 = 1<<31 - 1
 
-// sockOpts are the integer options carried over. Buffer sizes and the
-// like are not: a restored socket has the defaults there. SO_MARK needs
+// sockOpts are the integer options carried over (with SO_RCVTIMEO,
+// SO_SNDTIMEO, SO_LINGER and SO_BINDTODEVICE, read apart). Others (the
+// congestion control, multicast group memberships, which no getsockopt
+// lists, SO_TIMESTAMPING...) are not: a restored socket has the defaults
+// there. SO_MARK needs
 // CAP_NET_ADMIN to be set again, which a restorer without it reports.
 var sockOpts = []sockOpt{
 	{unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, 0, 0},
@@ -115,6 +121,11 @@ var sockOpts = []sockOpt{
 	{unix.SOL_SOCKET, unix.SO_PRIORITY, 6, 0, 0},
 	{unix.SOL_SOCKET, unix.SO_RCVLOWAT, maxInt32, 0, 0},
 	{unix.SOL_SOCKET, unix.SO_MARK, maxInt32, 0, 0},
+	{unix.SOL_SOCKET, unix.SO_PEEK_OFF, maxInt32, 0, 0},
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMP_OLD, 1, 0, 0},
+	{unix.SOL_SOCKET, unix.SO_TIMESTAMPNS_OLD, 1, 0, 0},
+	{unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1, 0, 0},
+	{unix.SOL_SOCKET, unix.SO_SELECT_ERR_QUEUE, 1, 0, 0},
 	// Sizes the process set (a fresh socket's are the defaults), set
 	// again as half (the kernel doubles what it is given), then the
 	// locks as they were (setting a size locks it).
@@ -126,16 +137,30 @@ var sockOpts = []sockOpt{
 	{unix.SOL_IP, unix.IP_TTL, 255, unix.AF_INET, 0},
 	{unix.SOL_IP, unix.IP_RECVERR, 1, unix.AF_INET, 0},
 	{unix.SOL_IP, unix.IP_PKTINFO, 1, unix.AF_INET, 0},
+	{unix.SOL_IP, unix.IP_RECVTTL, 1, unix.AF_INET, 0},
+	{unix.SOL_IP, unix.IP_RECVTOS, 1, unix.AF_INET, 0},
+	{unix.SOL_IP, unix.IP_MTU_DISCOVER, 5, unix.AF_INET, 0},
+	{unix.SOL_IP, unix.IP_MULTICAST_TTL, 255, unix.AF_INET, 0},
+	{unix.SOL_IP, unix.IP_MULTICAST_LOOP, 1, unix.AF_INET, 0},
+	{unix.SOL_IP, unix.IP_MULTICAST_ALL, 1, unix.AF_INET, 0},
 	{unix.SOL_IPV6, unix.IPV6_V6ONLY, 1, unix.AF_INET6, 0},
 	{unix.SOL_IPV6, unix.IPV6_RECVPKTINFO, 1, unix.AF_INET6, 0},
 	{unix.SOL_IPV6, unix.IPV6_RECVERR, 1, unix.AF_INET6, 0},
 	{unix.SOL_IPV6, unix.IPV6_TCLASS, 255, unix.AF_INET6, 0},
+	{unix.SOL_IPV6, unix.IPV6_UNICAST_HOPS, 255, unix.AF_INET6, 0},
+	{unix.SOL_IPV6, unix.IPV6_MULTICAST_HOPS, 255, unix.AF_INET6, 0},
+	{unix.SOL_IPV6, unix.IPV6_MULTICAST_LOOP, 1, unix.AF_INET6, 0},
 	{unix.SOL_TCP, unix.TCP_NODELAY, 1, 0, unix.IPPROTO_TCP},
 	{unix.SOL_TCP, unix.TCP_CORK, 1, 0, unix.IPPROTO_TCP},
 	{unix.SOL_TCP, unix.TCP_KEEPIDLE, 32767, 0, unix.IPPROTO_TCP},
 	{unix.SOL_TCP, unix.TCP_KEEPINTVL, 32767, 0, unix.IPPROTO_TCP},
 	{unix.SOL_TCP, unix.TCP_KEEPCNT, 127, 0, unix.IPPROTO_TCP},
 	{unix.SOL_TCP, unix.TCP_USER_TIMEOUT, maxInt32, 0, unix.IPPROTO_TCP},
+	{unix.SOL_TCP, unix.TCP_SYNCNT, 127, 0, unix.IPPROTO_TCP},
+	{unix.SOL_TCP, unix.TCP_MAXSEG, 32767, 0, unix.IPPROTO_TCP},
+	{unix.SOL_TCP, unix.TCP_WINDOW_CLAMP, maxInt32, 0, unix.IPPROTO_TCP},
+	{unix.SOL_TCP, unix.TCP_NOTSENT_LOWAT, maxInt32, 0, unix.IPPROTO_TCP},
+	{unix.SOL_TCP, unix.TCP_FASTOPEN, maxInt32, 0, unix.IPPROTO_TCP},
 }
 
 // applies reports whether o is an option of sockets of family and proto.
@@ -302,6 +327,12 @@ func readSocket(s int) (info SocketInfo, why string, err error) {
 	if checkDevice(info.Device) != nil {
 		return info, fmt.Sprintf("a socket bound to device %q is not checkpointed", info.Device), nil
 	}
+	if info.RcvTimeo, info.SndTimeo, err = timeouts(s); err != nil {
+		return info, "", err
+	}
+	if info.RcvTimeo > maxTimeo || info.SndTimeo > maxTimeo {
+		return info, "a socket timeout above a year is not checkpointed", nil
+	}
 	l, err := unix.GetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER)
 	if err != nil {
 		return info, "", fmt.Errorf("SO_LINGER: %w", err)
@@ -371,6 +402,24 @@ func queued(s int) string {
 		return fmt.Sprintf("a datagram socket with an error pending (%v) is not checkpointed", err)
 	}
 }
+
+// timeouts are s's SO_RCVTIMEO and SO_SNDTIMEO in microseconds.
+func timeouts(s int) (rcv, snd int64, err error) {
+	for _, t := range []struct {
+		name int
+		to   *int64
+	}{{unix.SO_RCVTIMEO, &rcv}, {unix.SO_SNDTIMEO, &snd}} {
+		tv, err := unix.GetsockoptTimeval(s, unix.SOL_SOCKET, t.name)
+		if err != nil {
+			return 0, 0, fmt.Errorf("getsockopt(SOL_SOCKET, %d): %w", t.name, err)
+		}
+		*t.to = tv.Sec*1e6 + tv.Usec
+	}
+	return rcv, snd, nil
+}
+
+// maxTimeo bounds a socket timeout in an image (a year, in µs).
+const maxTimeo = 365 * 24 * 3600 * 1e6
 
 // filterLen is the number of instructions of the BPF filter attached to
 // s, 0 if none (SO_GET_FILTER with no room asks only that).
@@ -576,6 +625,16 @@ func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(int64(level)), ptrace.Lit(int64(name)),
 			b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(v))), ptrace.Lit(4))
 	}
+	for _, t := range []struct {
+		name int
+		us   int64
+	}{{unix.SO_RCVTIMEO, s.RcvTimeo}, {unix.SO_SNDTIMEO, s.SndTimeo}} {
+		if t.us != 0 {
+			tv := binary.LittleEndian.AppendUint64(nil, uint64(t.us/1e6))
+			tv = binary.LittleEndian.AppendUint64(tv, uint64(t.us%1e6))
+			b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(unix.SOL_SOCKET), ptrace.Lit(int64(t.name)), b.Bytes(tv), ptrace.Lit(16))
+		}
+	}
 	if s.Family == unix.AF_UNIX {
 		for _, opt := range s.Opts {
 			setInt(opt.Level, opt.Name, opt.Value)
@@ -661,6 +720,8 @@ func encodeSocket(b []byte, s SocketInfo) []byte {
 		b = append(b, 1, byte(btoi(s.Linger.On)), 0, 0)
 		b = le.AppendUint32(b, uint32(s.Linger.Seconds))
 	}
+	b = le.AppendUint64(b, uint64(s.RcvTimeo))
+	b = le.AppendUint64(b, uint64(s.SndTimeo))
 	b = append(b, byte(btoi(s.Orphan)), byte(len(s.Queued)))
 	for _, d := range s.Queued {
 		b = append(b, byte(len(d.From)))
@@ -772,6 +833,10 @@ func decodeSocket(r *reader, l *limits) (SocketInfo, error) {
 		s.Linger = &Linger{On: on == 1, Seconds: secs}
 	default:
 		return s, fmt.Errorf("SO_LINGER %d %d %d", set, on, secs)
+	}
+	s.RcvTimeo, s.SndTimeo = int64(r.u64()), int64(r.u64())
+	if s.RcvTimeo < 0 || s.RcvTimeo > maxTimeo || s.SndTimeo < 0 || s.SndTimeo > maxTimeo {
+		return s, fmt.Errorf("socket timeouts %d, %d µs", s.RcvTimeo, s.SndTimeo)
 	}
 	orphan, err := flag(r.u8())
 	if err != nil {

@@ -39,6 +39,12 @@ func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
 	}
 	var why string
 	var err error
+	if info.RcvTimeo, info.SndTimeo, err = timeouts(s); err != nil {
+		return info, "", err
+	}
+	if info.RcvTimeo > maxTimeo || info.SndTimeo > maxTimeo {
+		return info, "a socket timeout above a year is not checkpointed", nil
+	}
 	info.Opts, why, err = changedOpts(s, info)
 	return info, why, err
 }
