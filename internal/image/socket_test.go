@@ -102,18 +102,7 @@ func TestInetSockets(t *testing.T) {
 	if got := p.ask(t, 'p'); got != before {
 		t.Fatalf("restored: %q, want %q (image %s)", got, before, img.Objects.Summary())
 	}
-	conn, err := net.Dial("tcp", "127.0.0.1:"+field(t, before, "tcp"))
-	if err != nil {
-		t.Fatalf("connect to the restored listener: %v", err)
-	}
-	defer conn.Close()
-	if got := p.ask(t, 'a'); got != "accepted 1" {
-		t.Errorf("accept: %q", got)
-	}
-	buf := make([]byte, 8)
-	if n, err := conn.Read(buf); err != nil || string(buf[:n]) != "hi" {
-		t.Errorf("read from the accepted connection: %q, %v", buf[:n], err)
-	}
+	connectRestored(t, p, "tcp", "127.0.0.1:"+field(t, before, "tcp"))
 	u, err := net.Dial("udp", "127.0.0.1:"+field(t, before, "udp"))
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +256,14 @@ func TestUnixSockets(t *testing.T) {
 	if got := p.ask(t, 'd'); got != "got queued dgram" {
 		t.Errorf("datagram through the restored pair of sockets: %q", got)
 	}
-	conn, err := net.Dial("unix", lpath)
+	connectRestored(t, p, "unix", lpath)
+}
+
+// connectRestored connects to the restored process p's listener at addr,
+// has p accept ('a') and reads the "hi" it writes.
+func connectRestored(t *testing.T, p *proc, network, addr string) {
+	t.Helper()
+	conn, err := net.Dial(network, addr)
 	if err != nil {
 		t.Fatalf("connect to the restored listener: %v", err)
 	}

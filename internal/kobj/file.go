@@ -294,7 +294,9 @@ func (t *Table) hasFiles() bool {
 // descriptor (pidfd_getfd): file contents never go through a batch. It
 // must run before the batch AddWithFiles builds, which gives each file its owner,
 // mode, seals and times, opens its descriptions and unlinks a ghost's
-// name. A table without files needs no call.
+// name. It also looks, from here, at the path of each unix socket the
+// table binds to one in the process's root (staleSockets). A table
+// without files or such sockets needs no call.
 func (t *Table) CreateFiles(pid int, exec func(*ptrace.Batch) (*ptrace.Results, error)) (Files, error) {
 	stale, err := t.staleSockets(pid)
 	if err != nil || !t.hasFiles() {

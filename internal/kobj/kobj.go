@@ -24,9 +24,11 @@ const (
 	// Fifo is a named pipe, reopened by its path, with the bytes queued
 	// in it: only a checkpoint captures these (CaptureFIFOs).
 	Fifo
-	// Socket is an internet socket that holds no connection (UDP,
-	// UDP-Lite, a TCP listener or a TCP socket never connected): only a
-	// checkpoint captures these (CaptureSockets).
+	// Socket is a socket outside an in-process pair: an internet one
+	// that holds no connection (UDP, UDP-Lite, a TCP listener or a TCP
+	// socket never connected) or a unix one unbound, bound, listening or
+	// connected to one of the process's own: only a checkpoint captures
+	// these (CaptureSockets).
 	Socket
 )
 

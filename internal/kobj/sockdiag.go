@@ -45,17 +45,26 @@ type unixSocket struct {
 // The netlink socket that asks must live in that namespace: it is made on
 // a thread of its own that enters the namespace and leaves it again.
 func unixSockets(pid int) (map[uint64]unixSocket, error) {
-	ns, err := procfs.OpenNamespace(pid, "net")
+	nl, err := diagSocket(pid)
 	if err != nil {
 		return nil, err
+	}
+	defer unix.Close(nl)
+	return dumpUnix(nl)
+}
+
+// diagSocket is a NETLINK_SOCK_DIAG socket in pid's network namespace.
+func diagSocket(pid int) (int, error) {
+	ns, err := procfs.OpenNamespace(pid, "net")
+	if err != nil {
+		return -1, err
 	}
 	defer ns.Close()
 	nl, err := socketIn(ns)
 	if err != nil {
-		return nil, fmt.Errorf("sock_diag: %w", err)
+		return -1, fmt.Errorf("sock_diag: %w", err)
 	}
-	defer unix.Close(nl)
-	return dumpUnix(nl)
+	return nl, nil
 }
 
 // socketIn makes a NETLINK_SOCK_DIAG socket in the network namespace ns.

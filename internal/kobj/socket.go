@@ -16,16 +16,17 @@ import (
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
-// Internet sockets a checkpoint carries over: UDP and UDP-Lite sockets
-// (unbound, bound, connected, shut down) and TCP sockets that hold no
-// connection (unbound, bound, listening). Each is made again with the
-// same family, type and protocol, the options of sockOpts that differ
-// from a fresh socket's, its address and its peer, its shutdown state and
-// its backlog. What the kernel keeps for a connection (TCP sequence
-// numbers and queues, a datagram's source address) cannot be given back
-// by socket calls: those are refused by name.
+// Sockets a checkpoint carries over outside an in-process pair (unix
+// ones: unixsock.go). Internet ones: UDP and UDP-Lite sockets (unbound,
+// bound, connected, shut down) and TCP sockets that hold no connection
+// (unbound, bound, listening). Each is made again with the same family,
+// type and protocol, the options of sockOpts that differ from a fresh
+// socket's, its address and its peer, its shutdown state and its backlog.
+// What the kernel keeps for a connection (TCP sequence numbers and
+// queues, a datagram's source address) cannot be given back by socket
+// calls: those are refused by name.
 
-// SocketInfo is the state of an internet socket (a Socket object).
+// SocketInfo is the state of a socket (a Socket object).
 type SocketInfo struct {
 	Family, Type, Protocol int
 	// Addr is the address it is bound to and Peer the one a datagram
@@ -531,14 +532,9 @@ func bufferAboveMax(o sockOpt, v int) string {
 // shutdown state of every UDP and UDP-Lite socket (no socket option
 // reads it), by inode.
 func inetShutdowns(pid int) (map[uint64]uint8, error) {
-	ns, err := procfs.OpenNamespace(pid, "net")
+	nl, err := diagSocket(pid)
 	if err != nil {
 		return nil, err
-	}
-	defer ns.Close()
-	nl, err := socketIn(ns)
-	if err != nil {
-		return nil, fmt.Errorf("sock_diag: %w", err)
 	}
 	defer unix.Close(nl)
 	out := map[uint64]uint8{}
