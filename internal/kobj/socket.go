@@ -56,6 +56,9 @@ type SocketInfo struct {
 	// queued here, or not): made as a pair, the other end closed once
 	// they are sent again.
 	Orphan bool
+	// peered: getpeername succeeds (a unix socket connected, its peer
+	// perhaps gone). Read at capture, never encoded.
+	peered bool
 	// unlink: the restore found a socket file at Addr's path (the old
 	// socket's, left by its process): unlinked before the bind. Set by
 	// AddWithFiles from CreateFiles' look, never decoded.
@@ -243,7 +246,9 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 		} else if why == "" && info.Type == unix.SOCK_DGRAM {
 			if diag == nil {
 				if diag, err = inetShutdowns(pid); err != nil {
-					return nil, err
+					// udp_diag not loaded, say: without the
+					// shutdown state the socket is not carried.
+					why = fmt.Sprintf("the shutdown state of a UDP socket cannot be read here (%v)", err)
 				}
 			}
 			info.Shutdown = diag[socketIno(f.Link)]

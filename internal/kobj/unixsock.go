@@ -30,6 +30,8 @@ func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
 	if n, err := filterLen(s); err != nil || n != 0 {
 		return info, "a socket with a BPF filter attached is not checkpointed", nil
 	}
+	_, err := unix.Getpeername(s)
+	info.peered = err == nil
 	if info.Type == unix.SOCK_DGRAM { // a seqpacket one with a queue is connected: refused by unixState
 		q, why, err := peekDatagrams(s)
 		if why != "" || err != nil {
@@ -38,7 +40,6 @@ func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
 		info.Queued = q
 	}
 	var why string
-	var err error
 	if info.RcvTimeo, info.SndTimeo, err = timeouts(s); err != nil {
 		return info, "", err
 	}
@@ -62,20 +63,24 @@ func unixState(pid int, info *SocketInfo, ino uint64, diag map[uint64]unixSocket
 	}
 	peer, live := diag[us.Peer]
 	switch {
-	case us.Peer != 0 && info.Type != unix.SOCK_DGRAM:
+	case (us.Peer != 0 || info.peered) && info.Type != unix.SOCK_DGRAM:
 		return "a connected unix socket whose peer is not the other end of a pair the process holds (an accepted connection, or one to a socket outside) is not checkpointed", nil
 	case us.Peer != 0 && live:
 		if !held[us.Peer] || !peer.Named {
 			return "a unix datagram socket connected to a socket outside the process is not checkpointed", nil
 		}
 		info.Peer = unixRaw(peer.Name)
-	case !us.Named && (us.Peer != 0 || len(info.Queued) > 0):
-		// Reachable by no address, its peer gone (closed: a socket
-		// sock_diag no longer shows, or no peer at all): the end of a
-		// pair whose other end was closed.
-		info.Orphan = true
 	case us.Peer != 0:
+		return "a unix datagram socket connected to a socket sock_diag does not show (in another network namespace) is not checkpointed", nil
+	case info.peered && !us.Named:
+		// Connected (getpeername says so) to a socket that is gone
+		// (sock_diag shows a dead peer as 0): the end of a pair whose
+		// other end was closed.
+		info.Orphan = true
+	case info.peered:
 		return "a bound unix datagram socket connected to a socket that is gone is not checkpointed", nil
+	case !us.Named && len(info.Queued) > 0:
+		return "an unbound, unconnected unix socket with datagrams queued is not checkpointed", nil
 	}
 	if us.Named {
 		if len(us.Name) > 0 && us.Name[0] != 0 {
