@@ -511,7 +511,7 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		return fmt.Errorf("checkpoint %d: %w", pid, err)
 	}
-	var nameless, fifos []procfs.FD
+	var nameless, fifos, sockets []procfs.FD
 	made := map[int]bool{}
 	for _, fd := range s.objects.FDs() {
 		made[fd] = true
@@ -569,7 +569,11 @@ func (s *state) collectFDs(opts Options) error {
 				return err
 			}
 		case strings.HasPrefix(f.link, "socket:["):
-			return &UnsupportedError{pid, what, "sockets are not checkpointed (declare the control channel as reconnect)"}
+			// Internet sockets holding no connection: made again by
+			// objects.bin (kobj.CaptureSockets), which refuses the
+			// others by name.
+			sockets = append(sockets, o)
+			continue
 		case strings.HasPrefix(f.link, "anon_inode:"):
 			return &UnsupportedError{pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
 		default:
@@ -593,15 +597,26 @@ func (s *state) collectFDs(opts Options) error {
 		}
 		objs, err := kobj.CaptureFIFOs(pid, fifos, data)
 		if err != nil {
-			var se *kobj.SharedError
-			if errors.As(err, &se) && len(se.Objects) > 0 {
-				return &UnsupportedError{pid, se.Objects[0].What, se.Objects[0].Why}
-			}
-			return fmt.Errorf("checkpoint %d: %w", pid, err)
+			return s.captureError(err)
 		}
 		s.objects.Objects = append(s.objects.Objects, objs...)
 	}
+	objs, err := kobj.CaptureSockets(pid, sockets)
+	if err != nil {
+		return s.captureError(err)
+	}
+	s.objects.Objects = append(s.objects.Objects, objs...)
 	return s.captureFiles(nameless)
+}
+
+// captureError is a kobj capture's error as the checkpoint's: its first
+// refusal as an UnsupportedError naming the object.
+func (s *state) captureError(err error) error {
+	var se *kobj.SharedError
+	if errors.As(err, &se) && len(se.Objects) > 0 {
+		return &UnsupportedError{s.pid, se.Objects[0].What, se.Objects[0].Why}
+	}
+	return fmt.Errorf("checkpoint %d: %w", s.pid, err)
 }
 
 // shareDescriptions finds the fds reopened by path that share an open
@@ -641,11 +656,7 @@ func (s *state) captureFiles(fds []procfs.FD) error {
 	}
 	objs, err := kobj.CaptureFiles(s.pid, fds)
 	if err != nil {
-		var se *kobj.SharedError
-		if errors.As(err, &se) && len(se.Objects) > 0 {
-			return &UnsupportedError{s.pid, se.Objects[0].What, se.Objects[0].Why}
-		}
-		return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+		return s.captureError(err)
 	}
 	uid, _ := s.status.Uint("Uid", 10)
 	gid, _ := s.status.Uint("Gid", 10)

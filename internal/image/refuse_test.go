@@ -11,11 +11,23 @@ import (
 	"github.com/catalyzer/catalyzer/internal/testutil"
 )
 
+// socketVictim holds a TCP listener (fd 3, carried over) and both ends
+// of a connection to it (fds 4 and 5: refused, they need TCP_REPAIR).
 const socketVictim = `
+#define _GNU_SOURCE
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#define _GNU_SOURCE
-int main(void) { close_range(3, ~0U, 0); int s = socket(AF_INET, SOCK_STREAM, 0); char c; while (read(0, &c, 1) == 1) write(1, "ok\n", 3); return s; }
+int main(void) {
+	close_range(3, ~0U, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t l = sizeof a;
+	int s = socket(AF_INET, SOCK_STREAM, 0), c = socket(AF_INET, SOCK_STREAM, 0);
+	if (bind(s, (struct sockaddr *)&a, l) || listen(s, 1) || getsockname(s, (struct sockaddr *)&a, &l) ||
+	    connect(c, (struct sockaddr *)&a, l) || accept(s, 0, 0) != 5) return 1;
+	char ch; while (read(0, &ch, 1) == 1) write(1, "ok\n", 3);
+	return 0;
+}
 `
 
 // threadVictim has a thread under an allow-all seccomp filter that its
@@ -57,8 +69,9 @@ func TestRefusals(t *testing.T) {
 		v.ask(t, 'p')
 		_, err := Checkpoint(tr, v.pid, filepath.Join(t.TempDir(), "img"), Options{Reconnect: []int{0, 1}})
 		var ue *UnsupportedError
-		if !errors.As(err, &ue) || !errors.Is(err, errdefs.ErrNotSupported) || !strings.Contains(err.Error(), "fd 3 (socket:") {
-			t.Fatalf("got %v, want a refusal naming fd 3 (socket)", err)
+		if !errors.As(err, &ue) || !errors.Is(err, errdefs.ErrNotSupported) || !strings.Contains(err.Error(), "fd 4 (socket:") ||
+			!strings.Contains(err.Error(), "TCP_REPAIR") {
+			t.Fatalf("got %v, want a refusal naming fd 4 (socket) and TCP connections", err)
 		}
 		t.Log(err)
 		if l := v.ask(t, 'p'); l != "ok" {

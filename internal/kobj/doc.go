@@ -28,10 +28,16 @@
 // CaptureObjects is Capture without that last refusal, for a checkpoint,
 // which has rules of its own for files and sockets (package image keeps
 // the Table in its objects.bin). A checkpoint adds files without a name
-// (CaptureFiles) and FIFOs (CaptureFIFOs: reopened by their path, with
+// (CaptureFiles), FIFOs (CaptureFIFOs: reopened by their path, with
 // the bytes queued in them; the path must be checked by the caller, and
 // at restore a path that is not a pipe stops the batch at F_GETPIPE_SZ
-// before anything is written or put on a descriptor).
+// before anything is written or put on a descriptor) and sockets outside
+// a pair (CaptureSockets: internet UDP sockets and TCP sockets holding no
+// connection, unix sockets unbound, bound, listening or connected to one
+// of the process's own, each with its options; every other socket is
+// refused by name). Capture, for a fork, never takes those: every copy
+// would bind the template's addresses again, so a template holding one
+// stays refused.
 //
 // Table.AddTo appends to a ptrace batch the syscalls that, run by the
 // copy, replace each object with a fresh one in the same state, on the
@@ -61,6 +67,13 @@
 //	           process's network namespace); then shutdown(2) of each end
 //	           shut down in a direction (sock_diag's state; a stream
 //	           pair's must mirror, one call sets both ends)
+//	socket     socket(family, type, protocol) (a socketpair for the end of
+//	           a datagram pair whose other end was closed); setsockopt of
+//	           each option the process set; bind (a unix path's stale
+//	           socket file unlinked first, if CreateFiles found one: never
+//	           another file), connect, shutdown, listen(backlog); after
+//	           every object, the datagrams that were queued at each
+//	           socket, sent again from their senders
 //	FIFO       openat(path, O_RDWR|O_NONBLOCK), a helper that keeps every
 //	           other open from blocking and must be a pipe (F_GETPIPE_SZ);
 //	           F_SETPIPE_SZ; a write of the bytes it held; an openat of

@@ -14,7 +14,7 @@ import (
 // The encoding of a Table (little-endian; docs/IMAGE.md draws it):
 //
 //	header  magic "CZKO" u32, version u16, 0 u16, objects u32, memory u32, scratch u64
-//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair, 7 file, 8 FIFO), descs u8, 0 u16, then by kind:
+//	object  kind u8 (1 eventfd, 2 timerfd, 3 signalfd, 4 epoll, 5 pipe, 6 socket pair, 7 file, 8 FIFO, 9 socket), descs u8, 0 u16, then by kind:
 //	          eventfd  count u64, semaphore u8
 //	          timerfd  clock i32, setflags i32, ticks u64, value i64, interval i64 (ns)
 //	          signalfd mask u64
@@ -27,15 +27,22 @@ import (
 //	                   mtime sec i64 nsec i64, seals i32, extents u32, then per extent
 //	                   offset i64, bytes u32 and the bytes
 //	          FIFO     (version 3) path u32 and its bytes, size i32, bytes u32, then the bytes
+//	          socket   (version 4) family u8, type u8, protocol u8, shutdown u8, listening u8, 0 u8,
+//	                   backlog u16, address u8 and its bytes, peer u8 and its bytes (raw
+//	                   sockaddr_in/in6), options u8, then per option level i32, name i32, value i32,
+//	                   device u8 and its name, linger set u8, on u8, 0 u16, seconds i32, SO_RCVTIMEO i64 and
+//	                   SO_SNDTIMEO i64 (µs), orphan u8,
+//	                   datagrams u8, then per datagram from u8 and its bytes, bytes u32 and the bytes
 //	        then per desc: end u8, flags u32, (a file's only) offset i64, fds u32,
 //	          then per fd num i32, cloexec u8
 //
-// Versions 1 (no file objects, no offsets) and 2 (no FIFOs) are read too.
+// Versions 1 (no file objects, no offsets), 2 (no FIFOs) and 3 (no
+// sockets) are read too.
 //
 //	memory  start u64, end u64, prot i32
 const (
 	encodeMagic   = 0x4f4b5a43 // "CZKO"
-	EncodeVersion = 3
+	EncodeVersion = 4
 	maxFDNum      = 1 << 20 // fs.nr_open's ceiling
 )
 
@@ -95,6 +102,8 @@ func (t *Table) Encode() []byte {
 			b = le.AppendUint32(b, uint32(o.PipeSize))
 			b = le.AppendUint32(b, uint32(len(o.Data)))
 			b = append(b, o.Data...)
+		case Socket:
+			b = encodeSocket(b, o.Sock)
 		}
 		for _, d := range o.Descs {
 			b = append(b, byte(d.End))
@@ -205,6 +214,11 @@ func decode(b []byte) (*Table, error) {
 		}
 		t.Objects = append(t.Objects, o)
 	}
+	for _, a := range budget.senders {
+		if !budget.unixNames[string(a)] {
+			return nil, fmt.Errorf("a datagram queued from %q, which no datagram socket of the table is bound to", a)
+		}
+	}
 	var total, largest uint64
 	for i := range int(nMem) {
 		m := Memory{Start: r.u64(), End: r.u64(), Prot: int(int32(r.u32()))}
@@ -251,6 +265,12 @@ type limits struct {
 	fileBytes      int // data in File objects
 	extents        int
 	version        uint16
+	// unixNames are the unix socket addresses bound so far, true for a
+	// datagram socket's (what a later one may connect to).
+	unixNames map[string]bool
+	// senders are the addresses queued datagrams came from: each must
+	// be a datagram socket's of the table (checked at its end).
+	senders [][]byte
 }
 
 // decodeObject reads one object and checks it against the kind's rules
@@ -352,6 +372,14 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 			return o, errors.New("a FIFO object in a version 1 or 2 table")
 		}
 		if err := decodeFifo(r, l, &o); err != nil {
+			return o, err
+		}
+	case Socket:
+		if l.version < 4 {
+			return o, errors.New("a socket object in a table of version 3 or less")
+		}
+		var err error
+		if o.Sock, err = decodeSocket(r, l); err != nil {
 			return o, err
 		}
 	default:

@@ -294,10 +294,13 @@ func (t *Table) hasFiles() bool {
 // descriptor (pidfd_getfd): file contents never go through a batch. It
 // must run before the batch AddWithFiles builds, which gives each file its owner,
 // mode, seals and times, opens its descriptions and unlinks a ghost's
-// name. A table without files needs no call.
+// name. It also looks, from here, at the path of each unix socket the
+// table binds to one in the process's root (staleSockets). A table
+// without files or such sockets needs no call.
 func (t *Table) CreateFiles(pid int, exec func(*ptrace.Batch) (*ptrace.Results, error)) (Files, error) {
-	if !t.hasFiles() {
-		return nil, nil
+	stale, err := t.staleSockets(pid)
+	if err != nil || !t.hasFiles() {
+		return stale, err
 	}
 	above := 0
 	for _, n := range t.FDs() {
@@ -331,6 +334,9 @@ func (t *Table) CreateFiles(pid int, exec func(*ptrace.Batch) (*ptrace.Results, 
 	}
 	defer unix.Close(pidfd)
 	files := Files{}
+	for i, v := range stale {
+		files[i] = v
+	}
 	for k, i := range idx {
 		n := int(res.Value(refs[k]))
 		files[i] = n
@@ -342,8 +348,14 @@ func (t *Table) CreateFiles(pid int, exec func(*ptrace.Batch) (*ptrace.Results, 
 }
 
 // Files are the descriptors CreateFiles made a table's files on in one
-// copy, by index in Objects: for AddWithFiles.
+// copy, by index in Objects: for AddWithFiles. A Socket's entry, if any,
+// is staleSocket.
 type Files map[int]int
+
+// staleSocket marks a Socket in Files whose path holds a socket file in
+// the copy's root: its old socket's, left there (a socket file outlives
+// its socket), unlinked before the bind.
+const staleSocket = -2
 
 // fillFile writes f's data and size into the copy's descriptor n.
 func fillFile(pidfd, n int, f FileInfo) error {

@@ -24,9 +24,15 @@ const (
 	// Fifo is a named pipe, reopened by its path, with the bytes queued
 	// in it: only a checkpoint captures these (CaptureFIFOs).
 	Fifo
+	// Socket is a socket outside an in-process pair: an internet one
+	// that holds no connection (UDP, UDP-Lite, a TCP listener or a TCP
+	// socket never connected) or a unix one unbound, bound, listening or
+	// connected to one of the process's own: only a checkpoint captures
+	// these (CaptureSockets).
+	Socket
 )
 
-var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair", File: "file", Fifo: "FIFO"}
+var kindNames = map[Kind]string{Eventfd: "eventfd", Timerfd: "timerfd", Signalfd: "signalfd", Epoll: "epoll", Pipe: "pipe", SocketPair: "socket pair", File: "file", Fifo: "FIFO", Socket: "socket"}
 
 func (k Kind) String() string {
 	if n, ok := kindNames[k]; ok {
@@ -76,6 +82,8 @@ type Object struct {
 	// Fifo: its path; its descriptions keep their access mode
 	// (Desc.Flags within O_ACCMODE|StatusFlags).
 	Path string
+	// Socket: its family, type, addresses, options...
+	Sock SocketInfo
 }
 
 // Desc is an open file description and the descriptors that refer to it.
@@ -163,7 +171,7 @@ func (t *Table) Summary() string {
 		}
 	}
 	var parts []string
-	for k := Eventfd; k <= Fifo; k++ {
+	for k := Eventfd; k <= Socket; k++ {
 		if count[k] == 0 {
 			continue
 		}

@@ -34,6 +34,9 @@ func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 	// Epolls after every object they may watch (and in the order
 	// Capture gave them: an epoll after the epolls it watches).
 	for _, epolls := range []bool{false, true} {
+		if epolls {
+			t.addQueued(b) // every socket on its numbers now
+		}
 		for i, o := range t.Objects {
 			switch {
 			case (o.Kind == Epoll) != epolls:
@@ -46,6 +49,9 @@ func (t *Table) AddWithFiles(b *ptrace.Batch, files Files) {
 				}
 				addFile(b, o, fd, above)
 			default:
+				if o.Kind == Socket && files[i] == staleSocket {
+					o.Sock.unlink = true
+				}
 				addObject(b, o, made, above)
 			}
 		}
@@ -142,6 +148,8 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 				}
 			}
 		}
+	case Socket:
+		ends[0] = addSocket(b, o, nonblock)
 	case Pipe:
 		p := b.Space(8)
 		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))
