@@ -279,130 +279,180 @@ func decodeObject(r *reader, l *limits) (Object, error) {
 	o := Object{Kind: Kind(r.u8())}
 	nDesc := int(r.u8())
 	r.u16()
+	if err := decodeState(r, l, &o); err != nil {
+		return o, err
+	}
+	if err := decodeDescs(r, l, &o, nDesc); err != nil {
+		return o, err
+	}
+	return o, r.err
+}
+
+// decodeState reads the kind's part of o (what follows its header), the
+// kinds a table of an older version cannot hold refused.
+func decodeState(r *reader, l *limits, o *Object) error {
 	switch o.Kind {
 	case Eventfd:
-		o.Eventfd.Count = r.u64()
-		sem, err := flag(r.u8())
-		if err != nil || o.Eventfd.Count == ^uint64(0) {
-			return o, errors.New("bad eventfd state")
-		}
-		o.Eventfd.Semaphore = sem
+		return decodeEventfd(r, o)
 	case Timerfd:
-		o.Timer.Clock = int(int32(r.u32()))
-		o.Timer.SetFlags = int(int32(r.u32()))
-		o.Timer.Ticks = r.u64()
-		o.Timer.Value, o.Timer.Interval = int64(r.u64()), int64(r.u64())
-		switch o.Timer.Clock {
-		case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
-		default:
-			return o, fmt.Errorf("timerfd clock %d", o.Timer.Clock)
-		}
-		if o.Timer.SetFlags&^unix.TFD_TIMER_ABSTIME != 0 || o.Timer.Value < 0 || o.Timer.Interval < 0 {
-			return o, errors.New("bad timer setting")
-		}
+		return decodeTimerfd(r, o)
 	case Signalfd:
 		o.SigMask = r.u64()
+		return nil
 	case Epoll:
-		n := int(r.u32())
-		if l.watches += n; n < 0 || l.watches > MaxWatches {
-			return o, fmt.Errorf("more than %d epoll watches", MaxWatches)
-		}
-		for range n {
-			w := Watch{FD: int(int32(r.u32())), Events: r.u32(), Data: r.u64()}
-			if r.err != nil {
-				return o, r.err
-			}
-			if w.FD < 0 || w.FD >= maxFDNum {
-				return o, fmt.Errorf("watch of fd %d", w.FD)
-			}
-			o.Watches = append(o.Watches, w)
-		}
+		return decodeEpoll(r, l, o)
 	case Pipe:
-		o.PipeSize = int(int32(r.u32()))
-		n := int(r.u32())
-		if l.bytes += n; n < 0 || l.bytes > MaxData {
-			return o, fmt.Errorf("pipes hold more than %d bytes", MaxData)
-		}
-		if o.PipeSize < 4096 || o.PipeSize > 1<<30 || n > o.PipeSize {
-			return o, fmt.Errorf("pipe of %d bytes holding %d", o.PipeSize, n)
-		}
-		if n > 0 {
-			o.Data = append([]byte(nil), r.take(n)...)
-		}
+		return decodePipe(r, l, o)
 	case SocketPair:
-		o.SockType = int(int32(r.u32()))
-		switch o.SockType {
-		case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
-		default:
-			return o, fmt.Errorf("socket type %d", o.SockType)
-		}
-		if l.version >= 3 {
-			o.Shutdown = [2]uint8{r.u8(), r.u8()}
-			if o.Shutdown[0] > 3 || o.Shutdown[1] > 3 || (o.SockType != unix.SOCK_DGRAM && !mirrored(o.Shutdown)) {
-				return o, fmt.Errorf("socket pair shutdown states %v", o.Shutdown)
-			}
-		}
-		for end := range o.Queued {
-			n, bytes := int(r.u32()), 0
-			if n < 0 || n > MaxMessages || (o.SockType == unix.SOCK_STREAM && n > 1) {
-				return o, fmt.Errorf("%d messages queued at end %d", n, end)
-			}
-			for range n {
-				m := int(r.u32())
-				if bytes += m; m < 0 || bytes > MaxQueued {
-					return o, fmt.Errorf("more than %d bytes queued at end %d", MaxQueued, end)
-				}
-				msg := r.take(m)
-				if r.err != nil {
-					return o, r.err
-				}
-				o.Queued[end] = append(o.Queued[end], append([]byte{}, msg...))
-			}
-		}
+		return decodeSocketPair(r, l, o)
 	case File:
 		if l.version < 2 {
-			return o, errors.New("a file object in a version 1 table")
+			return errors.New("a file object in a version 1 table")
 		}
 		var err error
-		if o.File, err = decodeFile(r, l); err != nil {
-			return o, err
-		}
+		o.File, err = decodeFile(r, l)
+		return err
 	case Fifo:
 		if l.version < 3 {
-			return o, errors.New("a FIFO object in a version 1 or 2 table")
+			return errors.New("a FIFO object in a version 1 or 2 table")
 		}
-		if err := decodeFifo(r, l, &o); err != nil {
-			return o, err
-		}
+		return decodeFifo(r, l, o)
 	case Socket:
 		if l.version < 4 {
-			return o, errors.New("a socket object in a table of version 3 or less")
+			return errors.New("a socket object in a table of version 3 or less")
 		}
 		var err error
-		if o.Sock, err = decodeSocket(r, l); err != nil {
-			return o, err
-		}
+		o.Sock, err = decodeSocket(r, l)
+		return err
 	default:
-		return o, fmt.Errorf("unknown kind %d", o.Kind)
+		return fmt.Errorf("unknown kind %d", o.Kind)
 	}
+}
+
+func decodeEventfd(r *reader, o *Object) error {
+	o.Eventfd.Count = r.u64()
+	sem, err := flag(r.u8())
+	if err != nil || o.Eventfd.Count == ^uint64(0) {
+		return errors.New("bad eventfd state")
+	}
+	o.Eventfd.Semaphore = sem
+	return nil
+}
+
+func decodeTimerfd(r *reader, o *Object) error {
+	o.Timer.Clock = int(int32(r.u32()))
+	o.Timer.SetFlags = int(int32(r.u32()))
+	o.Timer.Ticks = r.u64()
+	o.Timer.Value, o.Timer.Interval = int64(r.u64()), int64(r.u64())
+	switch o.Timer.Clock {
+	case unix.CLOCK_REALTIME, unix.CLOCK_MONOTONIC, unix.CLOCK_BOOTTIME, unix.CLOCK_REALTIME_ALARM, unix.CLOCK_BOOTTIME_ALARM:
+	default:
+		return fmt.Errorf("timerfd clock %d", o.Timer.Clock)
+	}
+	if o.Timer.SetFlags&^unix.TFD_TIMER_ABSTIME != 0 || o.Timer.Value < 0 || o.Timer.Interval < 0 {
+		return errors.New("bad timer setting")
+	}
+	return nil
+}
+
+func decodeEpoll(r *reader, l *limits, o *Object) error {
+	n := int(r.u32())
+	if l.watches += n; n < 0 || l.watches > MaxWatches {
+		return fmt.Errorf("more than %d epoll watches", MaxWatches)
+	}
+	for range n {
+		w := Watch{FD: int(int32(r.u32())), Events: r.u32(), Data: r.u64()}
+		if r.err != nil {
+			return r.err
+		}
+		if w.FD < 0 || w.FD >= maxFDNum {
+			return fmt.Errorf("watch of fd %d", w.FD)
+		}
+		o.Watches = append(o.Watches, w)
+	}
+	return nil
+}
+
+func decodePipe(r *reader, l *limits, o *Object) error {
+	o.PipeSize = int(int32(r.u32()))
+	n := int(r.u32())
+	if err := checkBuffered(l, o.PipeSize, n, "pipe", "pipes"); err != nil {
+		return err
+	}
+	if n > 0 {
+		o.Data = append([]byte(nil), r.take(n)...)
+	}
+	return nil
+}
+
+func decodeSocketPair(r *reader, l *limits, o *Object) error {
+	o.SockType = int(int32(r.u32()))
+	switch o.SockType {
+	case unix.SOCK_STREAM, unix.SOCK_DGRAM, unix.SOCK_SEQPACKET:
+	default:
+		return fmt.Errorf("socket type %d", o.SockType)
+	}
+	if l.version >= 3 {
+		o.Shutdown = [2]uint8{r.u8(), r.u8()}
+		if o.Shutdown[0] > 3 || o.Shutdown[1] > 3 || (o.SockType != unix.SOCK_DGRAM && !mirrored(o.Shutdown)) {
+			return fmt.Errorf("socket pair shutdown states %v", o.Shutdown)
+		}
+	}
+	for end := range o.Queued {
+		n, bytes := int(r.u32()), 0
+		if n < 0 || n > MaxMessages || (o.SockType == unix.SOCK_STREAM && n > 1) {
+			return fmt.Errorf("%d messages queued at end %d", n, end)
+		}
+		for range n {
+			m := int(r.u32())
+			if bytes += m; m < 0 || bytes > MaxQueued {
+				return fmt.Errorf("more than %d bytes queued at end %d", MaxQueued, end)
+			}
+			msg := r.take(m)
+			if r.err != nil {
+				return r.err
+			}
+			o.Queued[end] = append(o.Queued[end], append([]byte{}, msg...))
+		}
+	}
+	return nil
+}
+
+// checkBuffered checks a pipe's or FIFO's size and the n bytes it holds,
+// counting them against the table's limit; what and all name the object
+// and the kinds whose bytes count against the limit, in errors.
+func checkBuffered(l *limits, size, n int, what, all string) error {
+	if l.bytes += n; n < 0 || l.bytes > MaxData {
+		return fmt.Errorf("%s hold more than %d bytes", all, MaxData)
+	}
+	if size < 4096 || size > 1<<30 || n > size {
+		return fmt.Errorf("%s of %d bytes holding %d", what, size, n)
+	}
+	return nil
+}
+
+// decodeDescs reads o's nDesc descriptions: a file or FIFO has one or
+// more, on end 0; a pipe or socket pair one per end, in end order; any
+// other kind exactly one.
+func decodeDescs(r *reader, l *limits, o *Object, nDesc int) error {
 	if o.Kind == File || o.Kind == Fifo {
 		if nDesc < 1 {
-			return o, errors.New("a file without descriptions")
+			return errors.New("a file without descriptions")
 		}
 	} else if want := 1 + btoi(o.Kind == Pipe || o.Kind == SocketPair); nDesc != want {
-		return o, fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
+		return fmt.Errorf("%s with %d descriptions, want %d", o.Kind, nDesc, want)
 	}
 	for k := range nDesc {
 		d, err := decodeDesc(r, l, o.Kind)
 		if err != nil {
-			return o, fmt.Errorf("description %d: %w", k, err)
+			return fmt.Errorf("description %d: %w", k, err)
 		}
 		if d.End != k*btoi(o.Kind == Pipe || o.Kind == SocketPair) {
-			return o, fmt.Errorf("description %d is of end %d", k, d.End)
+			return fmt.Errorf("description %d is of end %d", k, d.End)
 		}
 		o.Descs = append(o.Descs, d)
 	}
-	return o, r.err
+	return nil
 }
 
 func decodeDesc(r *reader, l *limits, kind Kind) (Desc, error) {

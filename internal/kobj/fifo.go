@@ -127,11 +127,8 @@ func decodeFifo(r *reader, l *limits, o *Object) error {
 	if err := checkPath(o.Path); err != nil {
 		return fmt.Errorf("FIFO %w", err)
 	}
-	if l.bytes += m; m < 0 || l.bytes > MaxData {
-		return fmt.Errorf("pipes and FIFOs hold more than %d bytes", MaxData)
-	}
-	if o.PipeSize < 4096 || o.PipeSize > 1<<30 || m > o.PipeSize {
-		return fmt.Errorf("FIFO of %d bytes holding %d", o.PipeSize, m)
+	if err := checkBuffered(l, o.PipeSize, m, "FIFO", "pipes and FIFOs"); err != nil {
+		return err
 	}
 	if m > 0 {
 		o.Data = append([]byte(nil), r.take(m)...)
