@@ -142,29 +142,68 @@ func (c *capturer) refuse(fd int, why string) {
 // file descriptions (kcmp), and those into objects: one per anon-inode
 // description, one per pipe inode. Each takes its state from its fdinfo.
 func (c *capturer) objects() error {
-	fds, err := procfs.FDs(c.pid)
+	descs, err := c.descriptions()
 	if err != nil {
 		return err
 	}
-	type desc struct {
-		first procfs.FD
-		d     Desc
+	g := grouping{pipes: map[string]int{}, pairs: map[uint64]int{}}
+	for _, d := range descs {
+		f := d.first
+		o := Object{Kind: kindOf(f.Link), Descs: []Desc{d.d}}
+		if o.Kind == SocketPair && g.socks == nil {
+			if g.socks, err = unixSockets(c.pid); err != nil {
+				return err
+			}
+		}
+		keep := true // a new object
+		switch o.Kind {
+		case Eventfd, Timerfd, Signalfd:
+			if why := anonState(f, &o); why != "" {
+				c.refuse(f.Num, why)
+				keep = false
+			}
+		case Pipe:
+			keep = c.pipeEnd(&g, f, d.d)
+		case SocketPair:
+			keep = c.pairEnd(&g, f, d.d, &o)
+		}
+		if keep {
+			c.t.Objects = append(c.t.Objects, o)
+		}
 	}
-	var descs []*desc
+	return nil
+}
+
+// description is an open file description of the process: the first
+// descriptor found on it, and what the table records of it.
+type description struct {
+	first procfs.FD
+	d     Desc
+}
+
+// descriptions indexes the process's descriptors in c.byFD and groups
+// those of the kinds kobj re-creates (and not skipped) by open file
+// description, in the order of their first descriptors.
+func (c *capturer) descriptions() ([]*description, error) {
+	fds, err := procfs.FDs(c.pid)
+	if err != nil {
+		return nil, err
+	}
+	var descs []*description
 	for i := range fds {
 		f := &fds[i]
 		c.byFD[f.Num] = f
 		if slices.Contains(c.skip, f.Num) || kindOf(f.Link) == 0 {
 			continue
 		}
-		var into *desc
+		var into *description
 		for _, d := range descs {
 			if d.first.Link != f.Link {
 				continue
 			}
 			same, err := sameFile(c.pid, d.first.Num, f.Num)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if same {
 				into = d
@@ -172,7 +211,7 @@ func (c *capturer) objects() error {
 			}
 		}
 		if into == nil {
-			into = &desc{first: *f, d: Desc{Flags: f.Info.Flags & StatusFlags}}
+			into = &description{first: *f, d: Desc{Flags: f.Info.Flags & StatusFlags}}
 			if f.Info.Flags&unix.O_ACCMODE == unix.O_WRONLY {
 				into.d.End = 1
 			}
@@ -180,84 +219,95 @@ func (c *capturer) objects() error {
 		}
 		into.d.FDs = append(into.d.FDs, FD{Num: f.Num, CloseOnExec: f.Info.Flags&unix.O_CLOEXEC != 0})
 	}
-	pipes := map[string]int{} // link -> index in t.Objects
-	var socks map[uint64]unixSocket
-	pairs := map[uint64]int{} // socket inode -> index in t.Objects
-	for _, d := range descs {
-		f := d.first
-		o := Object{Kind: kindOf(f.Link), Descs: []Desc{d.d}}
-		if o.Kind == SocketPair && socks == nil {
-			var err error
-			if socks, err = unixSockets(c.pid); err != nil {
-				return err
-			}
+	return descs, nil
+}
+
+// grouping is what objects has made of pipes and socket pairs so far,
+// for the description of a second end to join its object.
+type grouping struct {
+	pipes map[string]int        // link -> index in t.Objects
+	socks map[uint64]unixSocket // the process's unix sockets, read at the first pair
+	pairs map[uint64]int        // socket inode -> index in t.Objects
+}
+
+// anonState gives an eventfd, timerfd or signalfd object the state its
+// fdinfo shows, or says why it cannot: the state is not there or cannot
+// be re-created.
+func anonState(f procfs.FD, o *Object) (why string) {
+	switch o.Kind {
+	case Eventfd:
+		if f.Object.Eventfd == nil {
+			return "its fdinfo shows no eventfd-count"
 		}
-		switch o.Kind {
-		case Eventfd:
-			if f.Object.Eventfd == nil {
-				c.refuse(f.Num, "its fdinfo shows no eventfd-count")
-				continue
-			}
-			o.Eventfd = *f.Object.Eventfd
-		case Timerfd:
-			if f.Object.Timer == nil {
-				c.refuse(f.Num, "its fdinfo shows no timer setting")
-				continue
-			}
-			if f.Object.Timer.SetFlags&unix.TFD_TIMER_CANCEL_ON_SET != 0 {
-				c.refuse(f.Num, "a timerfd with TFD_TIMER_CANCEL_ON_SET cannot be re-created")
-				continue
-			}
-			o.Timer = *f.Object.Timer
-		case Signalfd:
-			if f.Object.SigMask == nil {
-				c.refuse(f.Num, "its fdinfo shows no sigmask")
-				continue
-			}
-			o.SigMask = *f.Object.SigMask
-		case Pipe:
-			if i, ok := pipes[f.Link]; ok {
-				p := &c.t.Objects[i]
-				if slices.ContainsFunc(p.Descs, func(e Desc) bool { return e.End == d.d.End }) {
-					c.refuse(f.Num, "a pipe end opened twice (two descriptions of one end) is not re-created")
-					continue
-				}
-				p.Descs = append(p.Descs, d.d)
-				continue
-			}
-			pipes[f.Link] = len(c.t.Objects)
-		case SocketPair:
-			ino := socketIno(f.Link)
-			us, ok := socks[ino]
-			if !ok || us.Peer == 0 || us.Named {
-				continue // not a unix socket pair: others() says why it is shared
-			}
-			if i, ok := pairs[us.Peer]; ok {
-				p := &c.t.Objects[i]
-				if len(p.Descs) == 2 {
-					c.refuse(f.Num, "a socket pair end opened twice is not re-created")
-					continue
-				}
-				d.d.End = 1
-				p.Descs = append(p.Descs, d.d)
-				p.Shutdown[1] = us.Shutdown
-				if p.SockType != unix.SOCK_DGRAM && !mirrored(p.Shutdown) {
-					// Shut down before it was connected: no
-					// shutdown(2) of a connected pair makes that.
-					c.refuse(f.Num, fmt.Sprintf("a socket pair whose ends' shutdown states do not mirror each other (%d, %d) is not re-created", p.Shutdown[0], p.Shutdown[1]))
-				}
-				continue
-			}
-			if peer, ok := socks[us.Peer]; !ok || peer.Peer != ino {
-				continue // its peer is not this socket's: not a pair
-			}
-			o.SockType = us.Type
-			o.Shutdown[0] = us.Shutdown
-			pairs[ino] = len(c.t.Objects)
+		o.Eventfd = *f.Object.Eventfd
+	case Timerfd:
+		if f.Object.Timer == nil {
+			return "its fdinfo shows no timer setting"
 		}
-		c.t.Objects = append(c.t.Objects, o)
+		if f.Object.Timer.SetFlags&unix.TFD_TIMER_CANCEL_ON_SET != 0 {
+			return "a timerfd with TFD_TIMER_CANCEL_ON_SET cannot be re-created"
+		}
+		o.Timer = *f.Object.Timer
+	case Signalfd:
+		if f.Object.SigMask == nil {
+			return "its fdinfo shows no sigmask"
+		}
+		o.SigMask = *f.Object.SigMask
 	}
-	return nil
+	return ""
+}
+
+// pipeEnd adds description d of a pipe to the pipe's object where one was
+// made already (false), refusing a second description of one end; true
+// for a pipe's first, which makes the object.
+func (c *capturer) pipeEnd(g *grouping, f procfs.FD, d Desc) bool {
+	i, ok := g.pipes[f.Link]
+	if !ok {
+		g.pipes[f.Link] = len(c.t.Objects)
+		return true
+	}
+	p := &c.t.Objects[i]
+	if slices.ContainsFunc(p.Descs, func(e Desc) bool { return e.End == d.End }) {
+		c.refuse(f.Num, "a pipe end opened twice (two descriptions of one end) is not re-created")
+		return false
+	}
+	p.Descs = append(p.Descs, d)
+	return false
+}
+
+// pairEnd is pipeEnd for a unix socket pair both of whose ends the
+// process may hold: true for the first end found (o made of it), false
+// for the second (added to its peer's object as end 1) and for a socket
+// that is not one end of a pair.
+func (c *capturer) pairEnd(g *grouping, f procfs.FD, d Desc, o *Object) bool {
+	ino := socketIno(f.Link)
+	us, ok := g.socks[ino]
+	if !ok || us.Peer == 0 || us.Named {
+		return false // not a unix socket pair: others() says why it is shared
+	}
+	if i, ok := g.pairs[us.Peer]; ok {
+		p := &c.t.Objects[i]
+		if len(p.Descs) == 2 {
+			c.refuse(f.Num, "a socket pair end opened twice is not re-created")
+			return false
+		}
+		d.End = 1
+		p.Descs = append(p.Descs, d)
+		p.Shutdown[1] = us.Shutdown
+		if p.SockType != unix.SOCK_DGRAM && !mirrored(p.Shutdown) {
+			// Shut down before it was connected: no
+			// shutdown(2) of a connected pair makes that.
+			c.refuse(f.Num, fmt.Sprintf("a socket pair whose ends' shutdown states do not mirror each other (%d, %d) is not re-created", p.Shutdown[0], p.Shutdown[1]))
+		}
+		return false
+	}
+	if peer, ok := g.socks[us.Peer]; !ok || peer.Peer != ino {
+		return false // its peer is not this socket's: not a pair
+	}
+	o.SockType = us.Type
+	o.Shutdown[0] = us.Shutdown
+	g.pairs[ino] = len(c.t.Objects)
+	return true
 }
 
 // mirrored reports whether a stream pair's shutdown states are each
