@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/catalyzer/catalyzer/internal/procfs"
 	"github.com/catalyzer/catalyzer/internal/ptrace"
 )
 
@@ -91,76 +92,7 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 	if len(o.Descs) == 1 && o.Descs[0].Flags&unix.O_NONBLOCK != 0 {
 		nonblock = unix.O_NONBLOCK // EFD_, TFD_, SFD_NONBLOCK alike
 	}
-	var ends [2]ptrace.Arg // the created descriptors, by end
-	switch o.Kind {
-	case Eventfd:
-		flags := nonblock | unix.EFD_CLOEXEC
-		if o.Eventfd.Semaphore {
-			flags |= unix.EFD_SEMAPHORE
-		}
-		ends[0] = b.Add(unix.SYS_EVENTFD2, ptrace.Lit(int64(o.Eventfd.Count)), ptrace.Lit(flags)).Result()
-	case Timerfd:
-		fd := b.Add(unix.SYS_TIMERFD_CREATE, ptrace.Lit(int64(o.Timer.Clock)), ptrace.Lit(nonblock|unix.TFD_CLOEXEC)).Result()
-		if o.Timer.Value != 0 || o.Timer.Interval != 0 {
-			value := o.Timer.Value
-			if value == 0 {
-				value = 1 // armed with only an interval left: fire at once, then periodically
-			}
-			its := ptrace.Itimerspec(unix.Timespec{Sec: o.Timer.Interval / 1e9, Nsec: o.Timer.Interval % 1e9},
-				unix.Timespec{Sec: value / 1e9, Nsec: value % 1e9})
-			b.Add(unix.SYS_TIMERFD_SETTIME, fd, ptrace.Lit(0), b.Bytes(its), ptrace.Lit(0))
-		}
-		if o.Timer.Ticks > 0 {
-			b.Add(unix.SYS_IOCTL, fd, ptrace.Lit(tfdIocSetTicks), b.Bytes(binary.LittleEndian.AppendUint64(nil, o.Timer.Ticks)))
-		}
-		ends[0] = fd
-	case Signalfd:
-		mask := binary.LittleEndian.AppendUint64(nil, o.SigMask)
-		ends[0] = b.Add(unix.SYS_SIGNALFD4, ptrace.Lit(-1), b.Bytes(mask), ptrace.Lit(8), ptrace.Lit(nonblock|unix.SFD_CLOEXEC)).Result()
-	case Epoll:
-		fd := b.Add(unix.SYS_EPOLL_CREATE1, ptrace.Lit(unix.EPOLL_CLOEXEC)).Result()
-		for _, w := range o.Watches {
-			ev := ptrace.EpollEvent(w.Events, w.Data)
-			ref := b.Add(unix.SYS_EPOLL_CTL, fd, ptrace.Lit(unix.EPOLL_CTL_ADD), ptrace.Lit(int64(w.FD)), b.Bytes(ev))
-			if !made[w.FD] {
-				ref.With(ptrace.IgnoreError)
-			}
-		}
-		ends[0] = fd
-	case SocketPair:
-		p := b.Space(8)
-		b.Add(unix.SYS_SOCKETPAIR, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(int64(o.SockType)|unix.SOCK_CLOEXEC), ptrace.Lit(0), p)
-		ends[0], ends[1] = ptrace.Load32(p, 0), ptrace.Load32(p, 4)
-		// What was queued to be read at one end is sent from the other.
-		for end, q := range o.Queued {
-			for _, m := range q {
-				b.Add(unix.SYS_SENDTO, ends[1-end], b.Bytes(m), ptrace.Lit(int64(len(m))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
-			}
-		}
-		// Shut down once the bytes are in (SHUT_RD 0, WR 1, RDWR 2 are
-		// the state bits less one). A stream pair's shutdown sets its
-		// peer's mirror state too: one call gives both.
-		for end, sh := range o.Shutdown {
-			if sh != 0 {
-				b.Add(unix.SYS_SHUTDOWN, ends[end], ptrace.Lit(int64(sh)-1))
-				if o.SockType != unix.SOCK_DGRAM {
-					break
-				}
-			}
-		}
-	case Socket:
-		ends[0] = addSocket(b, o, nonblock)
-	case Pipe:
-		p := b.Space(8)
-		b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))
-		ends[0], ends[1] = ptrace.Load32(p, 0), ptrace.Load32(p, 4)
-		if o.PipeSize > 0 && o.PipeSize != 65536 {
-			b.Add(unix.SYS_FCNTL, ends[1], ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(o.PipeSize)))
-		}
-		if len(o.Data) > 0 {
-			b.Add(unix.SYS_WRITE, ends[1], b.Bytes(o.Data), ptrace.Lit(int64(len(o.Data))))
-		}
-	}
+	ends := createObject(b, o, made, nonblock)
 	for i, e := range ends {
 		if e != (ptrace.Arg{}) {
 			ends[i] = b.Add(unix.SYS_FCNTL, e, ptrace.Lit(unix.F_DUPFD_CLOEXEC), ptrace.Lit(int64(above))).Result()
@@ -179,6 +111,106 @@ func addObject(b *ptrace.Batch, o Object, made map[int]bool, above int) {
 			b.Add(unix.SYS_CLOSE, e)
 		}
 	}
+}
+
+// createObject adds the syscalls that create o with its state, close on
+// exec and nonblocking as given; it returns the created descriptors, by
+// end.
+func createObject(b *ptrace.Batch, o Object, made map[int]bool, nonblock int64) (ends [2]ptrace.Arg) {
+	switch o.Kind {
+	case Eventfd:
+		flags := nonblock | unix.EFD_CLOEXEC
+		if o.Eventfd.Semaphore {
+			flags |= unix.EFD_SEMAPHORE
+		}
+		ends[0] = b.Add(unix.SYS_EVENTFD2, ptrace.Lit(int64(o.Eventfd.Count)), ptrace.Lit(flags)).Result()
+	case Timerfd:
+		ends[0] = createTimerfd(b, o.Timer, nonblock)
+	case Signalfd:
+		mask := binary.LittleEndian.AppendUint64(nil, o.SigMask)
+		ends[0] = b.Add(unix.SYS_SIGNALFD4, ptrace.Lit(-1), b.Bytes(mask), ptrace.Lit(8), ptrace.Lit(nonblock|unix.SFD_CLOEXEC)).Result()
+	case Epoll:
+		ends[0] = createEpoll(b, o.Watches, made)
+	case SocketPair:
+		ends = createSocketPair(b, o)
+	case Socket:
+		ends[0] = addSocket(b, o, nonblock)
+	case Pipe:
+		ends = createPipe(b, o)
+	}
+	return ends
+}
+
+// createTimerfd creates a timerfd armed and with the expirations of t.
+func createTimerfd(b *ptrace.Batch, t procfs.TimerInfo, nonblock int64) ptrace.Arg {
+	fd := b.Add(unix.SYS_TIMERFD_CREATE, ptrace.Lit(int64(t.Clock)), ptrace.Lit(nonblock|unix.TFD_CLOEXEC)).Result()
+	if t.Value != 0 || t.Interval != 0 {
+		value := t.Value
+		if value == 0 {
+			value = 1 // armed with only an interval left: fire at once, then periodically
+		}
+		its := ptrace.Itimerspec(unix.Timespec{Sec: t.Interval / 1e9, Nsec: t.Interval % 1e9},
+			unix.Timespec{Sec: value / 1e9, Nsec: value % 1e9})
+		b.Add(unix.SYS_TIMERFD_SETTIME, fd, ptrace.Lit(0), b.Bytes(its), ptrace.Lit(0))
+	}
+	if t.Ticks > 0 {
+		b.Add(unix.SYS_IOCTL, fd, ptrace.Lit(tfdIocSetTicks), b.Bytes(binary.LittleEndian.AppendUint64(nil, t.Ticks)))
+	}
+	return fd
+}
+
+// createEpoll creates an epoll with watches; the registration of a
+// descriptor made does not hold (the caller's) may fail.
+func createEpoll(b *ptrace.Batch, watches []Watch, made map[int]bool) ptrace.Arg {
+	fd := b.Add(unix.SYS_EPOLL_CREATE1, ptrace.Lit(unix.EPOLL_CLOEXEC)).Result()
+	for _, w := range watches {
+		ev := ptrace.EpollEvent(w.Events, w.Data)
+		ref := b.Add(unix.SYS_EPOLL_CTL, fd, ptrace.Lit(unix.EPOLL_CTL_ADD), ptrace.Lit(int64(w.FD)), b.Bytes(ev))
+		if !made[w.FD] {
+			ref.With(ptrace.IgnoreError)
+		}
+	}
+	return fd
+}
+
+// createSocketPair creates a socket pair with o's queued messages and
+// shutdown states.
+func createSocketPair(b *ptrace.Batch, o Object) (ends [2]ptrace.Arg) {
+	p := b.Space(8)
+	b.Add(unix.SYS_SOCKETPAIR, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(int64(o.SockType)|unix.SOCK_CLOEXEC), ptrace.Lit(0), p)
+	ends[0], ends[1] = ptrace.Load32(p, 0), ptrace.Load32(p, 4)
+	// What was queued to be read at one end is sent from the other.
+	for end, q := range o.Queued {
+		for _, m := range q {
+			b.Add(unix.SYS_SENDTO, ends[1-end], b.Bytes(m), ptrace.Lit(int64(len(m))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
+		}
+	}
+	// Shut down once the bytes are in (SHUT_RD 0, WR 1, RDWR 2 are
+	// the state bits less one). A stream pair's shutdown sets its
+	// peer's mirror state too: one call gives both.
+	for end, sh := range o.Shutdown {
+		if sh != 0 {
+			b.Add(unix.SYS_SHUTDOWN, ends[end], ptrace.Lit(int64(sh)-1))
+			if o.SockType != unix.SOCK_DGRAM {
+				break
+			}
+		}
+	}
+	return ends
+}
+
+// createPipe creates a pipe of o's size holding o's bytes.
+func createPipe(b *ptrace.Batch, o Object) (ends [2]ptrace.Arg) {
+	p := b.Space(8)
+	b.Add(unix.SYS_PIPE2, p, ptrace.Lit(unix.O_CLOEXEC))
+	ends[0], ends[1] = ptrace.Load32(p, 0), ptrace.Load32(p, 4)
+	if o.PipeSize > 0 && o.PipeSize != 65536 {
+		b.Add(unix.SYS_FCNTL, ends[1], ptrace.Lit(unix.F_SETPIPE_SZ), ptrace.Lit(int64(o.PipeSize)))
+	}
+	if len(o.Data) > 0 {
+		b.Add(unix.SYS_WRITE, ends[1], b.Bytes(o.Data), ptrace.Lit(int64(len(o.Data))))
+	}
+	return ends
 }
 
 // putOn dup3s src onto each of fds, with its close-on-exec flag.
