@@ -57,88 +57,108 @@ type EpollWatch struct {
 // given twice (a second "tfd:" is a second watch), is an error wrapping
 // ErrFormat.
 func ParseObjectInfo(b []byte) (ObjectInfo, error) {
-	var oi ObjectInfo
-	var timer TimerInfo
-	timerSeen := 0
-	seen := map[string]bool{}
-	bad := func(line string) (ObjectInfo, error) {
-		return ObjectInfo{}, fmt.Errorf("fdinfo %q: %w", line, ErrFormat)
-	}
+	p := objectParser{seen: map[string]bool{}}
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok {
+		parse, known := objectLines[k]
+		if !ok || !known {
 			continue
 		}
-		v = strings.TrimSpace(v)
 		if k != "tfd" {
-			switch k {
-			case "eventfd-count", "eventfd-semaphore", "sigmask", "clockid", "ticks", "settime flags", "it_value", "it_interval":
-				if seen[k] {
-					return bad(line)
-				}
-				seen[k] = true
+			if p.seen[k] {
+				return ObjectInfo{}, fmt.Errorf("fdinfo %q: %w", line, ErrFormat)
 			}
+			p.seen[k] = true
 		}
-		var err error
-		switch k {
-		case "eventfd-count":
-			var n uint64
-			if n, err = strconv.ParseUint(v, 16, 64); err == nil {
-				if oi.Eventfd == nil {
-					oi.Eventfd = &EventfdInfo{}
-				}
-				oi.Eventfd.Count = n
-			}
-		case "eventfd-semaphore":
-			if v != "0" && v != "1" {
-				return bad(line)
-			}
-			if oi.Eventfd == nil {
-				oi.Eventfd = &EventfdInfo{}
-			}
-			oi.Eventfd.Semaphore = v == "1"
-		case "sigmask":
-			var m uint64
-			if m, err = strconv.ParseUint(v, 16, 64); err == nil {
-				oi.SigMask = &m
-			}
-		case "clockid":
-			timer.Clock, err = strconv.Atoi(v)
-			timerSeen++
-		case "ticks":
-			timer.Ticks, err = strconv.ParseUint(v, 10, 64)
-			timerSeen++
-		case "settime flags":
-			var f uint64
-			f, err = strconv.ParseUint(v, 8, 32)
-			timer.SetFlags = int(f)
-			timerSeen++
-		case "it_value":
-			timer.Value, err = parseTimespec(v)
-			timerSeen++
-		case "it_interval":
-			timer.Interval, err = parseTimespec(v)
-			timerSeen++
-		case "tfd":
-			var w EpollWatch
-			if w, err = parseWatch(v); err == nil {
-				oi.Watches = append(oi.Watches, w)
-			}
-		default:
-			continue
+		if err := parse(&p, strings.TrimSpace(v)); err != nil {
+			return ObjectInfo{}, fmt.Errorf("fdinfo %q: %w", line, ErrFormat)
 		}
-		if err != nil {
-			return bad(line)
+	}
+	timerSeen := 0
+	for _, k := range timerLines {
+		if p.seen[k] {
+			timerSeen++
 		}
 	}
 	switch timerSeen {
 	case 0:
-	case 5:
-		oi.Timer = &timer
+	case len(timerLines):
+		p.oi.Timer = &p.timer
 	default:
 		return ObjectInfo{}, fmt.Errorf("fdinfo: timerfd lines incomplete (%d of 5): %w", timerSeen, ErrFormat)
 	}
-	return oi, nil
+	return p.oi, nil
+}
+
+// objectParser is what ParseObjectInfo has read so far.
+type objectParser struct {
+	oi    ObjectInfo
+	timer TimerInfo // set only when all of timerLines are there
+	seen  map[string]bool
+}
+
+// eventfd is the eventfd part, made at its first line.
+func (p *objectParser) eventfd() *EventfdInfo {
+	if p.oi.Eventfd == nil {
+		p.oi.Eventfd = &EventfdInfo{}
+	}
+	return p.oi.Eventfd
+}
+
+// timerLines are the lines of a timerfd's setting: all or none.
+var timerLines = []string{"clockid", "ticks", "settime flags", "it_value", "it_interval"}
+
+// objectLines parse the value of each kind-specific line into p.
+var objectLines = map[string]func(p *objectParser, v string) error{
+	"eventfd-count": func(p *objectParser, v string) error {
+		n, err := strconv.ParseUint(v, 16, 64)
+		if err == nil {
+			p.eventfd().Count = n
+		}
+		return err
+	},
+	"eventfd-semaphore": func(p *objectParser, v string) error {
+		if v != "0" && v != "1" {
+			return ErrFormat
+		}
+		p.eventfd().Semaphore = v == "1"
+		return nil
+	},
+	"sigmask": func(p *objectParser, v string) error {
+		m, err := strconv.ParseUint(v, 16, 64)
+		if err == nil {
+			p.oi.SigMask = &m
+		}
+		return err
+	},
+	"clockid": func(p *objectParser, v string) (err error) {
+		p.timer.Clock, err = strconv.Atoi(v)
+		return err
+	},
+	"ticks": func(p *objectParser, v string) (err error) {
+		p.timer.Ticks, err = strconv.ParseUint(v, 10, 64)
+		return err
+	},
+	"settime flags": func(p *objectParser, v string) error {
+		f, err := strconv.ParseUint(v, 8, 32)
+		p.timer.SetFlags = int(f)
+		return err
+	},
+	"it_value": func(p *objectParser, v string) (err error) {
+		p.timer.Value, err = parseTimespec(v)
+		return err
+	},
+	"it_interval": func(p *objectParser, v string) (err error) {
+		p.timer.Interval, err = parseTimespec(v)
+		return err
+	},
+	"tfd": func(p *objectParser, v string) error {
+		w, err := parseWatch(v)
+		if err == nil {
+			p.oi.Watches = append(p.oi.Watches, w)
+		}
+		return err
+	},
 }
 
 // parseTimespec parses "(SEC, NSEC)" into nanoseconds.
