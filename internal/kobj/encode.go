@@ -57,75 +57,89 @@ func (t *Table) Encode() []byte {
 	b = le.AppendUint64(b, t.Scratch)
 	for _, o := range t.Objects {
 		b = append(b, byte(o.Kind), byte(len(o.Descs)), 0, 0)
-		switch o.Kind {
-		case Eventfd:
-			b = le.AppendUint64(b, o.Eventfd.Count)
-			sem := byte(0)
-			if o.Eventfd.Semaphore {
-				sem = 1
-			}
-			b = append(b, sem)
-		case Timerfd:
-			b = le.AppendUint32(b, uint32(o.Timer.Clock))
-			b = le.AppendUint32(b, uint32(o.Timer.SetFlags))
-			b = le.AppendUint64(b, o.Timer.Ticks)
-			b = le.AppendUint64(b, uint64(o.Timer.Value))
-			b = le.AppendUint64(b, uint64(o.Timer.Interval))
-		case Signalfd:
-			b = le.AppendUint64(b, o.SigMask)
-		case Epoll:
-			b = le.AppendUint32(b, uint32(len(o.Watches)))
-			for _, w := range o.Watches {
-				b = le.AppendUint32(b, uint32(w.FD))
-				b = le.AppendUint32(b, w.Events)
-				b = le.AppendUint64(b, w.Data)
-			}
-		case Pipe:
-			b = le.AppendUint32(b, uint32(o.PipeSize))
-			b = le.AppendUint32(b, uint32(len(o.Data)))
-			b = append(b, o.Data...)
-		case SocketPair:
-			b = le.AppendUint32(b, uint32(o.SockType))
-			b = append(b, o.Shutdown[0], o.Shutdown[1])
-			for _, q := range o.Queued {
-				b = le.AppendUint32(b, uint32(len(q)))
-				for _, m := range q {
-					b = le.AppendUint32(b, uint32(len(m)))
-					b = append(b, m...)
-				}
-			}
-		case File:
-			b = encodeFile(b, o.File)
-		case Fifo:
-			b = le.AppendUint32(b, uint32(len(o.Path)))
-			b = append(b, o.Path...)
-			b = le.AppendUint32(b, uint32(o.PipeSize))
-			b = le.AppendUint32(b, uint32(len(o.Data)))
-			b = append(b, o.Data...)
-		case Socket:
-			b = encodeSocket(b, o.Sock)
-		}
-		for _, d := range o.Descs {
-			b = append(b, byte(d.End))
-			b = le.AppendUint32(b, d.Flags)
-			if o.Kind == File {
-				b = le.AppendUint64(b, uint64(d.Pos))
-			}
-			b = le.AppendUint32(b, uint32(len(d.FDs)))
-			for _, f := range d.FDs {
-				b = le.AppendUint32(b, uint32(f.Num))
-				ce := byte(0)
-				if f.CloseOnExec {
-					ce = 1
-				}
-				b = append(b, ce)
-			}
-		}
+		b = encodeState(b, o)
+		b = encodeDescs(b, o)
 	}
 	for _, m := range t.Memory {
 		b = le.AppendUint64(b, m.Start)
 		b = le.AppendUint64(b, m.End)
 		b = le.AppendUint32(b, uint32(m.Prot))
+	}
+	return b
+}
+
+// encodeState appends the kind's part of o, as decodeState reads it.
+func encodeState(b []byte, o Object) []byte {
+	le := binary.LittleEndian
+	switch o.Kind {
+	case Eventfd:
+		b = le.AppendUint64(b, o.Eventfd.Count)
+		sem := byte(0)
+		if o.Eventfd.Semaphore {
+			sem = 1
+		}
+		b = append(b, sem)
+	case Timerfd:
+		b = le.AppendUint32(b, uint32(o.Timer.Clock))
+		b = le.AppendUint32(b, uint32(o.Timer.SetFlags))
+		b = le.AppendUint64(b, o.Timer.Ticks)
+		b = le.AppendUint64(b, uint64(o.Timer.Value))
+		b = le.AppendUint64(b, uint64(o.Timer.Interval))
+	case Signalfd:
+		b = le.AppendUint64(b, o.SigMask)
+	case Epoll:
+		b = le.AppendUint32(b, uint32(len(o.Watches)))
+		for _, w := range o.Watches {
+			b = le.AppendUint32(b, uint32(w.FD))
+			b = le.AppendUint32(b, w.Events)
+			b = le.AppendUint64(b, w.Data)
+		}
+	case Pipe:
+		b = le.AppendUint32(b, uint32(o.PipeSize))
+		b = le.AppendUint32(b, uint32(len(o.Data)))
+		b = append(b, o.Data...)
+	case SocketPair:
+		b = le.AppendUint32(b, uint32(o.SockType))
+		b = append(b, o.Shutdown[0], o.Shutdown[1])
+		for _, q := range o.Queued {
+			b = le.AppendUint32(b, uint32(len(q)))
+			for _, m := range q {
+				b = le.AppendUint32(b, uint32(len(m)))
+				b = append(b, m...)
+			}
+		}
+	case File:
+		b = encodeFile(b, o.File)
+	case Fifo:
+		b = le.AppendUint32(b, uint32(len(o.Path)))
+		b = append(b, o.Path...)
+		b = le.AppendUint32(b, uint32(o.PipeSize))
+		b = le.AppendUint32(b, uint32(len(o.Data)))
+		b = append(b, o.Data...)
+	case Socket:
+		b = encodeSocket(b, o.Sock)
+	}
+	return b
+}
+
+// encodeDescs appends o's descriptions, as decodeDescs reads them.
+func encodeDescs(b []byte, o Object) []byte {
+	le := binary.LittleEndian
+	for _, d := range o.Descs {
+		b = append(b, byte(d.End))
+		b = le.AppendUint32(b, d.Flags)
+		if o.Kind == File {
+			b = le.AppendUint64(b, uint64(d.Pos))
+		}
+		b = le.AppendUint32(b, uint32(len(d.FDs)))
+		for _, f := range d.FDs {
+			b = le.AppendUint32(b, uint32(f.Num))
+			ce := byte(0)
+			if f.CloseOnExec {
+				ce = 1
+			}
+			b = append(b, ce)
+		}
 	}
 	return b
 }
