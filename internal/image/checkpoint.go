@@ -485,6 +485,10 @@ var allowedDevices = map[string]bool{
 	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true, "/dev/urandom": true,
 }
 
+// collectFDs records the open descriptors: each is reopened by the plan
+// (files by path, reconnected ones), made again with its state by
+// objects.bin (kobj: event objects, pipes, FIFOs, sockets, files without
+// a name), dropped, or refused by name.
 func (s *state) collectFDs(opts Options) error {
 	pid := s.pid
 	// In increasing order, as the plan restores them.
@@ -492,94 +496,20 @@ func (s *state) collectFDs(opts Options) error {
 	if err != nil {
 		return err
 	}
-	reconnect := map[int]bool{}
-	for _, fd := range opts.Reconnect {
-		reconnect[fd] = true
+	reconnect := fdSet(opts.Reconnect)
+	drop := fdSet(opts.Drop)
+	if err := s.captureObjects(opts); err != nil {
+		return err
 	}
-	drop := map[int]bool{}
-	for _, fd := range opts.Drop {
-		drop[fd] = true
-	}
-	// Event objects and pipes with both ends inside: re-created with
-	// their state by kobj (a pipe's bytes are read with tee, so the
-	// process, which may go on, keeps them).
-	if s.objects, err = kobj.CaptureObjects(pid, append(slices.Clone(opts.Reconnect), opts.Drop...)); err != nil {
-		var se *kobj.SharedError
-		if errors.As(err, &se) && len(se.Objects) > 0 {
-			o := se.Objects[0]
-			return &UnsupportedError{pid, o.What, o.Why + " (declare it reconnect, or drop it)"}
-		}
-		return fmt.Errorf("checkpoint %d: %w", pid, err)
-	}
-	var nameless, fifos, sockets []procfs.FD
-	made := map[int]bool{}
-	for _, fd := range s.objects.FDs() {
-		made[fd] = true
-	}
+	made := fdSet(s.objects.FDs())
+	var later kobjFDs
 	for _, o := range open {
-		fd := o.Num
-		if drop[fd] || made[fd] {
+		if drop[o.Num] || made[o.Num] {
 			continue
 		}
-		f := fdState{fd: fd, link: o.Link, info: o.Info, dupOf: -1}
-		what := fmt.Sprintf("fd %d (%s)", fd, f.link)
-		switch {
-		case reconnect[fd]:
-			f.kind = FDReconnect
-			delete(reconnect, fd)
-		case strings.HasPrefix(f.link, "/"):
-			if strings.HasPrefix(f.link, "/proc/") {
-				return &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
-			}
-			if strings.HasPrefix(f.link, "/dev/zero (deleted)") {
-				return &UnsupportedError{pid, what, "a descriptor of shared anonymous memory is not checkpointed"}
-			}
-			if strings.HasPrefix(f.link, "/memfd:") || strings.HasSuffix(f.link, " (deleted)") {
-				// A file without a name: made again, with its
-				// contents, by objects.bin (kobj.CaptureFiles).
-				nameless = append(nameless, o)
-				continue
-			}
-			st, err := procfs.StatFD(pid, fd)
-			if err != nil {
-				return err
-			}
-			if err := s.checkFileIdentity(what, f.link, st.Dev, st.Ino); err != nil {
-				return err
-			}
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFIFO:
-				// Reopened by its path with its queued bytes, by
-				// objects.bin (kobj.CaptureFIFOs).
-				if len(o.Info.Locks) > 0 {
-					return &UnsupportedError{pid, what, "file locks on a FIFO are not checkpointed"}
-				}
-				fifos = append(fifos, o)
-				continue
-			case unix.S_IFREG, unix.S_IFDIR:
-			case unix.S_IFCHR:
-				if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
-					return &UnsupportedError{pid, what, "character device not on the allow-list"}
-				}
-			default:
-				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
-			}
-			f.kind = FDFile
-			if f.locks, err = parseLocks(what, pid, o.Info.Locks); err != nil {
-				return err
-			}
-		case strings.HasPrefix(f.link, "socket:["):
-			// Internet sockets holding no connection: made again by
-			// objects.bin (kobj.CaptureSockets), which refuses the
-			// others by name.
-			sockets = append(sockets, o)
-			continue
-		case strings.HasPrefix(f.link, "anon_inode:"):
-			return &UnsupportedError{pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
-		default:
-			return &UnsupportedError{pid, what, "unknown kind of descriptor"}
+		if err := s.classifyFD(o, reconnect, &later); err != nil {
+			return err
 		}
-		s.fds = append(s.fds, f)
 	}
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
@@ -590,23 +520,142 @@ func (s *state) collectFDs(opts Options) error {
 	if err := s.placeLocks(); err != nil {
 		return err
 	}
-	if len(fifos) > 0 {
+	return s.captureLater(later)
+}
+
+// fdSet is fds as a set.
+func fdSet(fds []int) map[int]bool {
+	set := map[int]bool{}
+	for _, fd := range fds {
+		set[fd] = true
+	}
+	return set
+}
+
+// kobjFDs are the descriptors that objects.bin makes again, set aside by
+// classifyFD and captured by captureLater once every fd is classified.
+type kobjFDs struct {
+	nameless, fifos, sockets []procfs.FD
+}
+
+// captureObjects captures the event objects and pipes with both ends
+// inside: re-created with their state by kobj (a pipe's bytes are read
+// with tee, so the process, which may go on, keeps them). The fds
+// declared reconnect or drop are not captured.
+func (s *state) captureObjects(opts Options) error {
+	var err error
+	if s.objects, err = kobj.CaptureObjects(s.pid, append(slices.Clone(opts.Reconnect), opts.Drop...)); err != nil {
+		var se *kobj.SharedError
+		if errors.As(err, &se) && len(se.Objects) > 0 {
+			o := se.Objects[0]
+			return &UnsupportedError{s.pid, o.What, o.Why + " (declare it reconnect, or drop it)"}
+		}
+		return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+	}
+	return nil
+}
+
+// classifyFD records o, an fd that kobj did not capture: a reconnected
+// one (taken out of reconnect) or a file reopened by path in s.fds, one
+// that objects.bin makes again in later, or an UnsupportedError.
+func (s *state) classifyFD(o procfs.FD, reconnect map[int]bool, later *kobjFDs) error {
+	fd := o.Num
+	f := fdState{fd: fd, link: o.Link, info: o.Info, dupOf: -1}
+	what := fmt.Sprintf("fd %d (%s)", fd, f.link)
+	switch {
+	case reconnect[fd]:
+		f.kind = FDReconnect
+		delete(reconnect, fd)
+	case strings.HasPrefix(f.link, "/"):
+		keep, err := s.classifyPath(&f, o, what, later)
+		if err != nil || !keep {
+			return err
+		}
+	case strings.HasPrefix(f.link, "socket:["):
+		// Internet sockets holding no connection: made again by
+		// objects.bin (kobj.CaptureSockets), which refuses the others
+		// by name.
+		later.sockets = append(later.sockets, o)
+		return nil
+	case strings.HasPrefix(f.link, "anon_inode:"):
+		return &UnsupportedError{s.pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
+	default:
+		return &UnsupportedError{s.pid, what, "unknown kind of descriptor"}
+	}
+	s.fds = append(s.fds, f)
+	return nil
+}
+
+// classifyPath classifies f, an fd whose link is a path: a file or
+// directory the plan reopens (keep: f is filled in), a FIFO or a file
+// without a name that objects.bin makes again (set aside in later), or
+// one that is refused.
+func (s *state) classifyPath(f *fdState, o procfs.FD, what string, later *kobjFDs) (keep bool, err error) {
+	pid, fd := s.pid, f.fd
+	if strings.HasPrefix(f.link, "/proc/") {
+		return false, &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
+	}
+	if strings.HasPrefix(f.link, "/dev/zero (deleted)") {
+		return false, &UnsupportedError{pid, what, "a descriptor of shared anonymous memory is not checkpointed"}
+	}
+	if strings.HasPrefix(f.link, "/memfd:") || strings.HasSuffix(f.link, " (deleted)") {
+		// A file without a name: made again, with its contents, by
+		// objects.bin (kobj.CaptureFiles).
+		later.nameless = append(later.nameless, o)
+		return false, nil
+	}
+	st, err := procfs.StatFD(pid, fd)
+	if err != nil {
+		return false, err
+	}
+	if err := s.checkFileIdentity(what, f.link, st.Dev, st.Ino); err != nil {
+		return false, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		// Reopened by its path with its queued bytes, by objects.bin
+		// (kobj.CaptureFIFOs).
+		if len(o.Info.Locks) > 0 {
+			return false, &UnsupportedError{pid, what, "file locks on a FIFO are not checkpointed"}
+		}
+		later.fifos = append(later.fifos, o)
+		return false, nil
+	case unix.S_IFREG, unix.S_IFDIR:
+	case unix.S_IFCHR:
+		if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
+			return false, &UnsupportedError{pid, what, "character device not on the allow-list"}
+		}
+	default:
+		return false, &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
+	}
+	f.kind = FDFile
+	if f.locks, err = parseLocks(what, pid, o.Info.Locks); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// captureLater captures what classifyFD set aside, into the objects:
+// the FIFOs (after the objects' data, which their bytes are counted
+// with), the sockets, then the files without a name.
+func (s *state) captureLater(later kobjFDs) error {
+	if len(later.fifos) > 0 {
 		data := 0
 		for _, o := range s.objects.Objects {
 			data += len(o.Data)
 		}
-		objs, err := kobj.CaptureFIFOs(pid, fifos, data)
+		objs, err := kobj.CaptureFIFOs(s.pid, later.fifos, data)
 		if err != nil {
 			return s.captureError(err)
 		}
 		s.objects.Objects = append(s.objects.Objects, objs...)
 	}
-	objs, err := kobj.CaptureSockets(pid, sockets)
+	objs, err := kobj.CaptureSockets(s.pid, later.sockets)
 	if err != nil {
 		return s.captureError(err)
 	}
 	s.objects.Objects = append(s.objects.Objects, objs...)
-	return s.captureFiles(nameless)
+	return s.captureFiles(later.nameless)
 }
 
 // captureError is a kobj capture's error as the checkpoint's: its first
