@@ -293,7 +293,45 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	return s.write(t, dir, opts)
 }
 
+// collectTracee records what the stopped tracee and its threads (stopped
+// by the caller, threads) hold: the threads' state, the signals and
+// timers, what the process has (queryProcess), then its mappings.
 func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) error {
+	if err := s.collectThreads(t, threads); err != nil {
+		return err
+	}
+	mi, err := procfs.Thread(s.pid, s.pid)
+	if err != nil {
+		return err
+	}
+	s.mainTID = mi.NSTID
+	if err := s.readSignals(threads); err != nil {
+		return err
+	}
+	timers, err := s.readTimers()
+	if err != nil {
+		return err
+	}
+	if err := s.queryProcess(t, timers); err != nil {
+		return err
+	}
+
+	addr, size := t.ExecutorRegion()
+	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
+	// Maps last: after the executor went in, so that it is left out.
+	if s.vmas, err = procfs.Maps(s.pid); err != nil {
+		return err
+	}
+	// Which mappings grow down (the main thread's stack): smaps alone
+	// says. Without it, "[stack]" is the one.
+	s.gd, _ = growsDown(s.pid)
+	return nil
+}
+
+// collectThreads records the main thread's state (t's) and the other
+// threads', refusing what cannot be restored: rseq flags, too many
+// threads, seccomp filters that differ, xstate of another size.
+func (s *state) collectThreads(t *ptrace.Tracee, threads []ptrace.ThreadState) error {
 	th, err := t.ThreadState()
 	if err != nil {
 		return err
@@ -325,21 +363,13 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		st.Regs.Orig_rax = ^uint64(0)
 		s.threads = append(s.threads, st)
 	}
+	return nil
+}
 
-	mi, err := procfs.Thread(s.pid, s.pid)
-	if err != nil {
-		return err
-	}
-	s.mainTID = mi.NSTID
-	if err := s.readSignals(threads); err != nil {
-		return err
-	}
-	timers, err := s.readTimers()
-	if err != nil {
-		return err
-	}
-
-	// What the process has, not the thread: signal handlers, brk, timers.
+// queryProcess asks the tracee, in one batch, what the process has, not
+// the thread: signal handlers, brk, attributes, interval timers and the
+// POSIX timers (timers, from readTimers).
+func (s *state) queryProcess(t *ptrace.Tracee, timers []procfs.PosixTimer) error {
 	b := ptrace.NewBatch()
 	var acts [65]ptrace.Arg
 	for sig := 1; sig <= 64; sig++ {
@@ -375,16 +405,6 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 	for w := range its {
 		copy(s.itimers[w][:], res.Data(its[w], 32))
 	}
-
-	addr, size := t.ExecutorRegion()
-	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
-	// Maps last: after the executor went in, so that it is left out.
-	if s.vmas, err = procfs.Maps(s.pid); err != nil {
-		return err
-	}
-	// Which mappings grow down (the main thread's stack): smaps alone
-	// says. Without it, "[stack]" is the one.
-	s.gd, _ = growsDown(s.pid)
 	return nil
 }
 
