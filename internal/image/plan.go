@@ -413,9 +413,33 @@ func (p *planner) descriptors() {
 
 // attributes (step 5b) restores cwd, umask, personality, signal handlers,
 // altstack, the mm fields, comm, clear_child_tid, robust list, rseq,
-// rlimits, credentials, then the signal mask and timers.
+// rlimits, the other threads, credentials, then the signal mask and
+// timers.
 func (p *planner) attributes() {
-	le := binary.LittleEndian
+	p.processState()
+	p.mmFields()
+	p.threadRegistrations()
+	for r := 0; r < numRlimits; r++ {
+		l := p.s.rlimits[r]
+		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
+	}
+	p.threadClones()
+	// Timers take their own ids again (Restore makes them once the
+	// threads have their masks): a switch that needs
+	// CAP_CHECKPOINT_RESTORE, which the credentials drop.
+	if len(p.s.timers) > 0 {
+		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prTimerCreateRestoreIDs), ptrace.Lit(prTimerCreateRestoreIDsOn), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+	}
+	// Credentials last: dropping them may drop the capabilities the
+	// entries above need.
+	p.setCredentials()
+	p.addAttrs()
+	p.maskAndTimers()
+}
+
+// processState restores the session, cwd, umask, personality, signal
+// handlers and altstack.
+func (p *planner) processState() {
 	if p.s.sessionLeader {
 		// The restorer leads no group: it is a child of its starter.
 		p.b.Add(unix.SYS_SETSID)
@@ -433,8 +457,13 @@ func (p *planner) attributes() {
 	if ss, ok := ptrace.AltStackRestore(p.s.altstack); ok {
 		p.b.Add(unix.SYS_SIGALTSTACK, p.b.Bytes(ss), ptrace.Lit(0))
 	}
+}
 
-	// mm fields.
+// mmFields restores the mm fields in one PR_SET_MM_MAP: the layout from
+// stat, brk, auxv (its pointer a RelocDataPtr) and the exe file, opened
+// for the call.
+func (p *planner) mmFields() {
+	le := binary.LittleEndian
 	st := func(n int) uint64 { v, _ := p.s.stat.Uint(n); return v }
 	exeFD := int64(-1)
 	if p.s.exe != "" {
@@ -454,6 +483,11 @@ func (p *planner) attributes() {
 		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(exeFD))
 		delete(p.fds, int(exeFD))
 	}
+}
+
+// threadRegistrations restores what the main thread registered with the
+// kernel: comm, clear_child_tid, robust list, rseq.
+func (p *planner) threadRegistrations() {
 	if p.s.comm != "" {
 		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetName), p.b.String(p.s.comm))
 	}
@@ -464,28 +498,23 @@ func (p *planner) attributes() {
 	if p.s.rseq.Ptr != 0 {
 		p.b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(p.s.rseq.Ptr)), ptrace.Lit(int64(p.s.rseq.Size)), ptrace.Lit(0), ptrace.Lit(int64(p.s.rseq.Signature)))
 	}
-	for r := 0; r < numRlimits; r++ {
-		l := p.s.rlimits[r]
-		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
-	}
-	// The other threads, with the memory, files and attributes they
-	// share in place, and before the credentials drop the
-	// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in
-	// each clone_args is the data area's address: a relocation.
+}
+
+// threadClones re-creates the other threads, with the memory, files and
+// attributes they share in place, and before the credentials drop the
+// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in each
+// clone_args is the data area's address: a relocation.
+func (p *planner) threadClones() {
 	p.c.threads = p.s.threads
 	for _, th := range ptrace.AddThreadClones(p.b, p.s.threads) {
 		args, _ := th.Args.DataOffset()
 		tid, _ := th.TID.DataOffset()
 		p.reloc(Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
 	}
-	// Timers take their own ids again (Restore makes them once the
-	// threads have their masks): a switch that needs
-	// CAP_CHECKPOINT_RESTORE, which the credentials drop.
-	if len(p.s.timers) > 0 {
-		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prTimerCreateRestoreIDs), ptrace.Lit(prTimerCreateRestoreIDsOn), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
-	}
-	// Credentials last: dropping them may drop the capabilities the
-	// entries above need.
+}
+
+// setCredentials sets the groups, gids and uids from status.
+func (p *planner) setCredentials() {
 	uid, _ := p.s.status.Uint("Uid", 10)
 	gid, _ := p.s.status.Uint("Gid", 10)
 	var groups []byte
@@ -500,8 +529,12 @@ func (p *planner) attributes() {
 	}
 	p.b.Add(unix.SYS_SETRESGID, ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)))
 	p.b.Add(unix.SYS_SETRESUID, ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)))
-	p.addAttrs()
-	// Signal mask and timers at the very end (the timers start counting).
+}
+
+// maskAndTimers sets the signal mask and the interval timers, at the very
+// end of the plan: the timers start counting.
+func (p *planner) maskAndTimers() {
+	le := binary.LittleEndian
 	p.b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_SETMASK), p.b.Bytes(u64s(p.s.sigmask)), ptrace.Lit(0), ptrace.Lit(8))
 	for w := range p.s.itimers {
 		it := p.s.itimers[w]
