@@ -293,7 +293,45 @@ func CheckpointTracee(t *ptrace.Tracee, dir string, opts Options) (*Image, error
 	return s.write(t, dir, opts)
 }
 
+// collectTracee records what the stopped tracee and its threads (stopped
+// by the caller, threads) hold: the threads' state, the signals and
+// timers, what the process has (queryProcess), then its mappings.
 func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) error {
+	if err := s.collectThreads(t, threads); err != nil {
+		return err
+	}
+	mi, err := procfs.Thread(s.pid, s.pid)
+	if err != nil {
+		return err
+	}
+	s.mainTID = mi.NSTID
+	if err := s.readSignals(threads); err != nil {
+		return err
+	}
+	timers, err := s.readTimers()
+	if err != nil {
+		return err
+	}
+	if err := s.queryProcess(t, timers); err != nil {
+		return err
+	}
+
+	addr, size := t.ExecutorRegion()
+	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
+	// Maps last: after the executor went in, so that it is left out.
+	if s.vmas, err = procfs.Maps(s.pid); err != nil {
+		return err
+	}
+	// Which mappings grow down (the main thread's stack): smaps alone
+	// says. Without it, "[stack]" is the one.
+	s.gd, _ = growsDown(s.pid)
+	return nil
+}
+
+// collectThreads records the main thread's state (t's) and the other
+// threads', refusing what cannot be restored: rseq flags, too many
+// threads, seccomp filters that differ, xstate of another size.
+func (s *state) collectThreads(t *ptrace.Tracee, threads []ptrace.ThreadState) error {
 	th, err := t.ThreadState()
 	if err != nil {
 		return err
@@ -325,21 +363,13 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 		st.Regs.Orig_rax = ^uint64(0)
 		s.threads = append(s.threads, st)
 	}
+	return nil
+}
 
-	mi, err := procfs.Thread(s.pid, s.pid)
-	if err != nil {
-		return err
-	}
-	s.mainTID = mi.NSTID
-	if err := s.readSignals(threads); err != nil {
-		return err
-	}
-	timers, err := s.readTimers()
-	if err != nil {
-		return err
-	}
-
-	// What the process has, not the thread: signal handlers, brk, timers.
+// queryProcess asks the tracee, in one batch, what the process has, not
+// the thread: signal handlers, brk, attributes, interval timers and the
+// POSIX timers (timers, from readTimers).
+func (s *state) queryProcess(t *ptrace.Tracee, timers []procfs.PosixTimer) error {
 	b := ptrace.NewBatch()
 	var acts [65]ptrace.Arg
 	for sig := 1; sig <= 64; sig++ {
@@ -375,16 +405,6 @@ func (s *state) collectTracee(t *ptrace.Tracee, threads []ptrace.ThreadState) er
 	for w := range its {
 		copy(s.itimers[w][:], res.Data(its[w], 32))
 	}
-
-	addr, size := t.ExecutorRegion()
-	s.execLo, s.execHi = uint64(addr), uint64(addr)+uint64(size)
-	// Maps last: after the executor went in, so that it is left out.
-	if s.vmas, err = procfs.Maps(s.pid); err != nil {
-		return err
-	}
-	// Which mappings grow down (the main thread's stack): smaps alone
-	// says. Without it, "[stack]" is the one.
-	s.gd, _ = growsDown(s.pid)
 	return nil
 }
 
@@ -485,6 +505,10 @@ var allowedDevices = map[string]bool{
 	"/dev/null": true, "/dev/zero": true, "/dev/full": true, "/dev/random": true, "/dev/urandom": true,
 }
 
+// collectFDs records the open descriptors: each is reopened by the plan
+// (files by path, reconnected ones), made again with its state by
+// objects.bin (kobj: event objects, pipes, FIFOs, sockets, files without
+// a name), dropped, or refused by name.
 func (s *state) collectFDs(opts Options) error {
 	pid := s.pid
 	// In increasing order, as the plan restores them.
@@ -492,94 +516,20 @@ func (s *state) collectFDs(opts Options) error {
 	if err != nil {
 		return err
 	}
-	reconnect := map[int]bool{}
-	for _, fd := range opts.Reconnect {
-		reconnect[fd] = true
+	reconnect := fdSet(opts.Reconnect)
+	drop := fdSet(opts.Drop)
+	if err := s.captureObjects(opts); err != nil {
+		return err
 	}
-	drop := map[int]bool{}
-	for _, fd := range opts.Drop {
-		drop[fd] = true
-	}
-	// Event objects and pipes with both ends inside: re-created with
-	// their state by kobj (a pipe's bytes are read with tee, so the
-	// process, which may go on, keeps them).
-	if s.objects, err = kobj.CaptureObjects(pid, append(slices.Clone(opts.Reconnect), opts.Drop...)); err != nil {
-		var se *kobj.SharedError
-		if errors.As(err, &se) && len(se.Objects) > 0 {
-			o := se.Objects[0]
-			return &UnsupportedError{pid, o.What, o.Why + " (declare it reconnect, or drop it)"}
-		}
-		return fmt.Errorf("checkpoint %d: %w", pid, err)
-	}
-	var nameless, fifos, sockets []procfs.FD
-	made := map[int]bool{}
-	for _, fd := range s.objects.FDs() {
-		made[fd] = true
-	}
+	made := fdSet(s.objects.FDs())
+	var later kobjFDs
 	for _, o := range open {
-		fd := o.Num
-		if drop[fd] || made[fd] {
+		if drop[o.Num] || made[o.Num] {
 			continue
 		}
-		f := fdState{fd: fd, link: o.Link, info: o.Info, dupOf: -1}
-		what := fmt.Sprintf("fd %d (%s)", fd, f.link)
-		switch {
-		case reconnect[fd]:
-			f.kind = FDReconnect
-			delete(reconnect, fd)
-		case strings.HasPrefix(f.link, "/"):
-			if strings.HasPrefix(f.link, "/proc/") {
-				return &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
-			}
-			if strings.HasPrefix(f.link, "/dev/zero (deleted)") {
-				return &UnsupportedError{pid, what, "a descriptor of shared anonymous memory is not checkpointed"}
-			}
-			if strings.HasPrefix(f.link, "/memfd:") || strings.HasSuffix(f.link, " (deleted)") {
-				// A file without a name: made again, with its
-				// contents, by objects.bin (kobj.CaptureFiles).
-				nameless = append(nameless, o)
-				continue
-			}
-			st, err := procfs.StatFD(pid, fd)
-			if err != nil {
-				return err
-			}
-			if err := s.checkFileIdentity(what, f.link, st.Dev, st.Ino); err != nil {
-				return err
-			}
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFIFO:
-				// Reopened by its path with its queued bytes, by
-				// objects.bin (kobj.CaptureFIFOs).
-				if len(o.Info.Locks) > 0 {
-					return &UnsupportedError{pid, what, "file locks on a FIFO are not checkpointed"}
-				}
-				fifos = append(fifos, o)
-				continue
-			case unix.S_IFREG, unix.S_IFDIR:
-			case unix.S_IFCHR:
-				if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
-					return &UnsupportedError{pid, what, "character device not on the allow-list"}
-				}
-			default:
-				return &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
-			}
-			f.kind = FDFile
-			if f.locks, err = parseLocks(what, pid, o.Info.Locks); err != nil {
-				return err
-			}
-		case strings.HasPrefix(f.link, "socket:["):
-			// Internet sockets holding no connection: made again by
-			// objects.bin (kobj.CaptureSockets), which refuses the
-			// others by name.
-			sockets = append(sockets, o)
-			continue
-		case strings.HasPrefix(f.link, "anon_inode:"):
-			return &UnsupportedError{pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
-		default:
-			return &UnsupportedError{pid, what, "unknown kind of descriptor"}
+		if err := s.classifyFD(o, reconnect, &later); err != nil {
+			return err
 		}
-		s.fds = append(s.fds, f)
 	}
 	for fd := range reconnect {
 		return fmt.Errorf("checkpoint %d: reconnect fd %d is not open: %w", pid, fd, errdefs.ErrInvalid)
@@ -590,23 +540,142 @@ func (s *state) collectFDs(opts Options) error {
 	if err := s.placeLocks(); err != nil {
 		return err
 	}
-	if len(fifos) > 0 {
+	return s.captureLater(later)
+}
+
+// fdSet is fds as a set.
+func fdSet(fds []int) map[int]bool {
+	set := map[int]bool{}
+	for _, fd := range fds {
+		set[fd] = true
+	}
+	return set
+}
+
+// kobjFDs are the descriptors that objects.bin makes again, set aside by
+// classifyFD and captured by captureLater once every fd is classified.
+type kobjFDs struct {
+	nameless, fifos, sockets []procfs.FD
+}
+
+// captureObjects captures the event objects and pipes with both ends
+// inside: re-created with their state by kobj (a pipe's bytes are read
+// with tee, so the process, which may go on, keeps them). The fds
+// declared reconnect or drop are not captured.
+func (s *state) captureObjects(opts Options) error {
+	var err error
+	if s.objects, err = kobj.CaptureObjects(s.pid, append(slices.Clone(opts.Reconnect), opts.Drop...)); err != nil {
+		var se *kobj.SharedError
+		if errors.As(err, &se) && len(se.Objects) > 0 {
+			o := se.Objects[0]
+			return &UnsupportedError{s.pid, o.What, o.Why + " (declare it reconnect, or drop it)"}
+		}
+		return fmt.Errorf("checkpoint %d: %w", s.pid, err)
+	}
+	return nil
+}
+
+// classifyFD records o, an fd that kobj did not capture: a reconnected
+// one (taken out of reconnect) or a file reopened by path in s.fds, one
+// that objects.bin makes again in later, or an UnsupportedError.
+func (s *state) classifyFD(o procfs.FD, reconnect map[int]bool, later *kobjFDs) error {
+	fd := o.Num
+	f := fdState{fd: fd, link: o.Link, info: o.Info, dupOf: -1}
+	what := fmt.Sprintf("fd %d (%s)", fd, f.link)
+	switch {
+	case reconnect[fd]:
+		f.kind = FDReconnect
+		delete(reconnect, fd)
+	case strings.HasPrefix(f.link, "/"):
+		keep, err := s.classifyPath(&f, o, what, later)
+		if err != nil || !keep {
+			return err
+		}
+	case strings.HasPrefix(f.link, "socket:["):
+		// Internet sockets holding no connection: made again by
+		// objects.bin (kobj.CaptureSockets), which refuses the others
+		// by name.
+		later.sockets = append(later.sockets, o)
+		return nil
+	case strings.HasPrefix(f.link, "anon_inode:"):
+		return &UnsupportedError{s.pid, what, strings.TrimPrefix(f.link, "anon_inode:") + " is not checkpointed"}
+	default:
+		return &UnsupportedError{s.pid, what, "unknown kind of descriptor"}
+	}
+	s.fds = append(s.fds, f)
+	return nil
+}
+
+// classifyPath classifies f, an fd whose link is a path: a file or
+// directory the plan reopens (keep: f is filled in), a FIFO or a file
+// without a name that objects.bin makes again (set aside in later), or
+// one that is refused.
+func (s *state) classifyPath(f *fdState, o procfs.FD, what string, later *kobjFDs) (keep bool, err error) {
+	pid, fd := s.pid, f.fd
+	if strings.HasPrefix(f.link, "/proc/") {
+		return false, &UnsupportedError{pid, what, "files under /proc are not checkpointed"}
+	}
+	if strings.HasPrefix(f.link, "/dev/zero (deleted)") {
+		return false, &UnsupportedError{pid, what, "a descriptor of shared anonymous memory is not checkpointed"}
+	}
+	if strings.HasPrefix(f.link, "/memfd:") || strings.HasSuffix(f.link, " (deleted)") {
+		// A file without a name: made again, with its contents, by
+		// objects.bin (kobj.CaptureFiles).
+		later.nameless = append(later.nameless, o)
+		return false, nil
+	}
+	st, err := procfs.StatFD(pid, fd)
+	if err != nil {
+		return false, err
+	}
+	if err := s.checkFileIdentity(what, f.link, st.Dev, st.Ino); err != nil {
+		return false, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		// Reopened by its path with its queued bytes, by objects.bin
+		// (kobj.CaptureFIFOs).
+		if len(o.Info.Locks) > 0 {
+			return false, &UnsupportedError{pid, what, "file locks on a FIFO are not checkpointed"}
+		}
+		later.fifos = append(later.fifos, o)
+		return false, nil
+	case unix.S_IFREG, unix.S_IFDIR:
+	case unix.S_IFCHR:
+		if !allowedDevices[f.link] && !strings.HasPrefix(f.link, "/dev/pts/") {
+			return false, &UnsupportedError{pid, what, "character device not on the allow-list"}
+		}
+	default:
+		return false, &UnsupportedError{pid, what, fmt.Sprintf("file type %#o is not checkpointed", st.Mode&unix.S_IFMT)}
+	}
+	f.kind = FDFile
+	if f.locks, err = parseLocks(what, pid, o.Info.Locks); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// captureLater captures what classifyFD set aside, into the objects:
+// the FIFOs (after the objects' data, which their bytes are counted
+// with), the sockets, then the files without a name.
+func (s *state) captureLater(later kobjFDs) error {
+	if len(later.fifos) > 0 {
 		data := 0
 		for _, o := range s.objects.Objects {
 			data += len(o.Data)
 		}
-		objs, err := kobj.CaptureFIFOs(pid, fifos, data)
+		objs, err := kobj.CaptureFIFOs(s.pid, later.fifos, data)
 		if err != nil {
 			return s.captureError(err)
 		}
 		s.objects.Objects = append(s.objects.Objects, objs...)
 	}
-	objs, err := kobj.CaptureSockets(pid, sockets)
+	objs, err := kobj.CaptureSockets(s.pid, later.sockets)
 	if err != nil {
 		return s.captureError(err)
 	}
 	s.objects.Objects = append(s.objects.Objects, objs...)
-	return s.captureFiles(nameless)
+	return s.captureFiles(later.nameless)
 }
 
 // captureError is a kobj capture's error as the checkpoint's: its first

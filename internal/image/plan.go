@@ -231,87 +231,25 @@ func (p *planner) clearRestorer() {
 // VMA, copies the CoW'ed pages of private file mappings in, sets final
 // protections and closes those fds.
 func (p *planner) mapMemory(vmas []dumpVMA) {
-	var pages ptrace.Ref
-	var pagesFD int
-	var files map[string]int
-	var fileFDs []int
-	open := func() {
-		path := p.b.Space(4096)
-		pages = p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
-		pathOff, _ := path.DataOffset()
-		p.reloc(Reloc{Kind: RelocPagesPath, Batch: uint32(len(p.c.done)), Entry: uint32(pages.Index()), DataOff: uint32(pathOff), Value: 4096})
-		pagesFD = p.fds.alloc()
-		files = map[string]int{}
-		fileFDs = nil
-	}
-	closeAll := func() {
-		p.b.Add(unix.SYS_CLOSE, pages.Result())
-		delete(p.fds, pagesFD)
-		for _, fd := range fileFDs {
-			p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd)))
-			delete(p.fds, fd)
-		}
-	}
-	open()
+	m := p.openMemFiles()
 	for _, v := range vmas {
 		if batchSize(p.b) > planBatchSplit && v.kind != VMAVDSO {
 			// This batch is full: the rest of the memory goes on in a
 			// batch of its own, which opens pages.img and the files
 			// again (a result is a batch's own).
-			closeAll()
+			p.closeMemFiles(m)
 			p.c.done = append(p.c.done, p.b)
 			p.c.b = ptrace.NewBatch()
 			p.b = p.c.b
-			open()
+			m = p.openMemFiles()
 		}
 		vm := VMA{Start: v.Start, End: v.End, PagesOff: v.pages, Prot: protOf(v.Perms), Kind: v.kind}
 		p.c.vmas = append(p.c.vmas, vm)
-		length := ptrace.Lit(int64(v.Len()))
 		switch v.kind {
 		case VMAAnon:
-			if v.growsDown || (p.s.copyAnon && v.pages != noPages) {
-				p.c.mapCopied(v, pages)
-			} else if v.pages != noPages {
-				p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
-					ptrace.Lit(unix.MAP_PRIVATE|unix.MAP_FIXED), pages.Result(), ptrace.Lit(int64(v.pages)))
-			} else {
-				flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS
-				if vm.Prot&protWrite == 0 {
-					flags |= unix.MAP_NORESERVE
-				}
-				p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
-					ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
-			}
+			p.mapAnon(v, vm, m.pages)
 		case VMAFilePriv, VMAFileShared:
-			mode := unix.O_RDONLY
-			flags := unix.MAP_PRIVATE | unix.MAP_FIXED
-			if v.kind == VMAFileShared {
-				flags = unix.MAP_SHARED | unix.MAP_FIXED
-				if v.Perms.Write || v.mayWrite {
-					mode = unix.O_RDWR
-				}
-			}
-			key := fmt.Sprintf("%d:%s", mode, v.Path)
-			fd, ok := files[key]
-			if !ok {
-				p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(v.Path), ptrace.Lit(int64(mode|unix.O_CLOEXEC)))
-				fd = p.fds.alloc()
-				files[key] = fd
-				fileFDs = append(fileFDs, fd)
-			}
-			prot := vm.Prot
-			if len(v.runs) > 0 {
-				prot |= protWrite
-			}
-			p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(prot)),
-				ptrace.Lit(int64(flags)), ptrace.Lit(int64(fd)), ptrace.Lit(int64(v.Offset)))
-			for _, r := range v.runs {
-				p.b.Add(unix.SYS_PREAD64, pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
-					ptrace.Lit(int64(v.pages+r[0]-v.Start)))
-			}
-			if prot != vm.Prot {
-				p.b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)))
-			}
+			p.mapFile(v, vm, m)
 		}
 		if v.kind != VMAVDSO {
 			for _, adv := range p.s.advice[v.Start] {
@@ -319,7 +257,92 @@ func (p *planner) mapMemory(vmas []dumpVMA) {
 			}
 		}
 	}
-	closeAll()
+	p.closeMemFiles(m)
+}
+
+// memFiles are the descriptors one batch of mapMemory maps from:
+// pages.img (pages, at pagesFD) and the mapped files, each opened once
+// per mode (files, by "mode:path"; fileFDs in the order opened).
+type memFiles struct {
+	pages   ptrace.Ref
+	pagesFD int
+	files   map[string]int
+	fileFDs []int
+}
+
+// openMemFiles opens pages.img in the batch being written (its path a
+// RelocPagesPath) and starts its table of mapped files.
+func (p *planner) openMemFiles() *memFiles {
+	path := p.b.Space(4096)
+	pages := p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), path, ptrace.Lit(unix.O_RDONLY|unix.O_CLOEXEC))
+	pathOff, _ := path.DataOffset()
+	p.reloc(Reloc{Kind: RelocPagesPath, Batch: uint32(len(p.c.done)), Entry: uint32(pages.Index()), DataOff: uint32(pathOff), Value: 4096})
+	return &memFiles{pages: pages, pagesFD: p.fds.alloc(), files: map[string]int{}}
+}
+
+// closeMemFiles closes what m opened: pages.img, then the files.
+func (p *planner) closeMemFiles(m *memFiles) {
+	p.b.Add(unix.SYS_CLOSE, m.pages.Result())
+	delete(p.fds, m.pagesFD)
+	for _, fd := range m.fileFDs {
+		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(int64(fd)))
+		delete(p.fds, fd)
+	}
+}
+
+// mapAnon maps v, an anonymous VMA: copied in (a stack, or every one
+// when copyAnon), mapped privately from pages.img, or zero-filled when
+// it has no pages.
+func (p *planner) mapAnon(v dumpVMA, vm VMA, pages ptrace.Ref) {
+	length := ptrace.Lit(int64(v.Len()))
+	if v.growsDown || (p.s.copyAnon && v.pages != noPages) {
+		p.c.mapCopied(v, pages)
+	} else if v.pages != noPages {
+		p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
+			ptrace.Lit(unix.MAP_PRIVATE|unix.MAP_FIXED), pages.Result(), ptrace.Lit(int64(v.pages)))
+	} else {
+		flags := unix.MAP_PRIVATE | unix.MAP_FIXED | unix.MAP_ANONYMOUS
+		if vm.Prot&protWrite == 0 {
+			flags |= unix.MAP_NORESERVE
+		}
+		p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)),
+			ptrace.Lit(int64(flags)), ptrace.Lit(-1), ptrace.Lit(0))
+	}
+}
+
+// mapFile maps v, a file VMA, from its file (opened once per mode in m),
+// writable while its CoW'ed pages are read in from pages.img.
+func (p *planner) mapFile(v dumpVMA, vm VMA, m *memFiles) {
+	length := ptrace.Lit(int64(v.Len()))
+	mode := unix.O_RDONLY
+	flags := unix.MAP_PRIVATE | unix.MAP_FIXED
+	if v.kind == VMAFileShared {
+		flags = unix.MAP_SHARED | unix.MAP_FIXED
+		if v.Perms.Write || v.mayWrite {
+			mode = unix.O_RDWR
+		}
+	}
+	key := fmt.Sprintf("%d:%s", mode, v.Path)
+	fd, ok := m.files[key]
+	if !ok {
+		p.b.Add(unix.SYS_OPENAT, ptrace.Lit(unix.AT_FDCWD), p.b.String(v.Path), ptrace.Lit(int64(mode|unix.O_CLOEXEC)))
+		fd = p.fds.alloc()
+		m.files[key] = fd
+		m.fileFDs = append(m.fileFDs, fd)
+	}
+	prot := vm.Prot
+	if len(v.runs) > 0 {
+		prot |= protWrite
+	}
+	p.b.Add(unix.SYS_MMAP, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(prot)),
+		ptrace.Lit(int64(flags)), ptrace.Lit(int64(fd)), ptrace.Lit(int64(v.Offset)))
+	for _, r := range v.runs {
+		p.b.Add(unix.SYS_PREAD64, m.pages.Result(), ptrace.Lit(int64(r[0])), ptrace.Lit(int64(r[1]-r[0])),
+			ptrace.Lit(int64(v.pages+r[0]-v.Start)))
+	}
+	if prot != vm.Prot {
+		p.b.Add(unix.SYS_MPROTECT, ptrace.Lit(int64(v.Start)), length, ptrace.Lit(int64(vm.Prot)))
+	}
 }
 
 // planBatchSplit is the size past which mapMemory starts a new batch of
@@ -390,9 +413,33 @@ func (p *planner) descriptors() {
 
 // attributes (step 5b) restores cwd, umask, personality, signal handlers,
 // altstack, the mm fields, comm, clear_child_tid, robust list, rseq,
-// rlimits, credentials, then the signal mask and timers.
+// rlimits, the other threads, credentials, then the signal mask and
+// timers.
 func (p *planner) attributes() {
-	le := binary.LittleEndian
+	p.processState()
+	p.mmFields()
+	p.threadRegistrations()
+	for r := 0; r < numRlimits; r++ {
+		l := p.s.rlimits[r]
+		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
+	}
+	p.threadClones()
+	// Timers take their own ids again (Restore makes them once the
+	// threads have their masks): a switch that needs
+	// CAP_CHECKPOINT_RESTORE, which the credentials drop.
+	if len(p.s.timers) > 0 {
+		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prTimerCreateRestoreIDs), ptrace.Lit(prTimerCreateRestoreIDsOn), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
+	}
+	// Credentials last: dropping them may drop the capabilities the
+	// entries above need.
+	p.setCredentials()
+	p.addAttrs()
+	p.maskAndTimers()
+}
+
+// processState restores the session, cwd, umask, personality, signal
+// handlers and altstack.
+func (p *planner) processState() {
 	if p.s.sessionLeader {
 		// The restorer leads no group: it is a child of its starter.
 		p.b.Add(unix.SYS_SETSID)
@@ -410,8 +457,13 @@ func (p *planner) attributes() {
 	if ss, ok := ptrace.AltStackRestore(p.s.altstack); ok {
 		p.b.Add(unix.SYS_SIGALTSTACK, p.b.Bytes(ss), ptrace.Lit(0))
 	}
+}
 
-	// mm fields.
+// mmFields restores the mm fields in one PR_SET_MM_MAP: the layout from
+// stat, brk, auxv (its pointer a RelocDataPtr) and the exe file, opened
+// for the call.
+func (p *planner) mmFields() {
+	le := binary.LittleEndian
 	st := func(n int) uint64 { v, _ := p.s.stat.Uint(n); return v }
 	exeFD := int64(-1)
 	if p.s.exe != "" {
@@ -431,6 +483,11 @@ func (p *planner) attributes() {
 		p.b.Add(unix.SYS_CLOSE, ptrace.Lit(exeFD))
 		delete(p.fds, int(exeFD))
 	}
+}
+
+// threadRegistrations restores what the main thread registered with the
+// kernel: comm, clear_child_tid, robust list, rseq.
+func (p *planner) threadRegistrations() {
 	if p.s.comm != "" {
 		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prSetName), p.b.String(p.s.comm))
 	}
@@ -441,28 +498,23 @@ func (p *planner) attributes() {
 	if p.s.rseq.Ptr != 0 {
 		p.b.Add(unix.SYS_RSEQ, ptrace.Lit(int64(p.s.rseq.Ptr)), ptrace.Lit(int64(p.s.rseq.Size)), ptrace.Lit(0), ptrace.Lit(int64(p.s.rseq.Signature)))
 	}
-	for r := 0; r < numRlimits; r++ {
-		l := p.s.rlimits[r]
-		p.b.Add(unix.SYS_PRLIMIT64, ptrace.Lit(0), ptrace.Lit(int64(r)), p.b.Bytes(u64s(l.Cur, l.Max)), ptrace.Lit(0))
-	}
-	// The other threads, with the memory, files and attributes they
-	// share in place, and before the credentials drop the
-	// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in
-	// each clone_args is the data area's address: a relocation.
+}
+
+// threadClones re-creates the other threads, with the memory, files and
+// attributes they share in place, and before the credentials drop the
+// CAP_CHECKPOINT_RESTORE that set_tid needs. The set_tid pointer in each
+// clone_args is the data area's address: a relocation.
+func (p *planner) threadClones() {
 	p.c.threads = p.s.threads
 	for _, th := range ptrace.AddThreadClones(p.b, p.s.threads) {
 		args, _ := th.Args.DataOffset()
 		tid, _ := th.TID.DataOffset()
 		p.reloc(Reloc{Kind: RelocDataPtr, DataOff: uint32(args + ptrace.CloneArgsSetTID), Value: uint64(tid)})
 	}
-	// Timers take their own ids again (Restore makes them once the
-	// threads have their masks): a switch that needs
-	// CAP_CHECKPOINT_RESTORE, which the credentials drop.
-	if len(p.s.timers) > 0 {
-		p.b.Add(unix.SYS_PRCTL, ptrace.Lit(prTimerCreateRestoreIDs), ptrace.Lit(prTimerCreateRestoreIDsOn), ptrace.Lit(0), ptrace.Lit(0), ptrace.Lit(0))
-	}
-	// Credentials last: dropping them may drop the capabilities the
-	// entries above need.
+}
+
+// setCredentials sets the groups, gids and uids from status.
+func (p *planner) setCredentials() {
 	uid, _ := p.s.status.Uint("Uid", 10)
 	gid, _ := p.s.status.Uint("Gid", 10)
 	var groups []byte
@@ -477,8 +529,12 @@ func (p *planner) attributes() {
 	}
 	p.b.Add(unix.SYS_SETRESGID, ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)), ptrace.Lit(int64(gid)))
 	p.b.Add(unix.SYS_SETRESUID, ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)), ptrace.Lit(int64(uid)))
-	p.addAttrs()
-	// Signal mask and timers at the very end (the timers start counting).
+}
+
+// maskAndTimers sets the signal mask and the interval timers, at the very
+// end of the plan: the timers start counting.
+func (p *planner) maskAndTimers() {
+	le := binary.LittleEndian
 	p.b.Add(unix.SYS_RT_SIGPROCMASK, ptrace.Lit(unix.SIG_SETMASK), p.b.Bytes(u64s(p.s.sigmask)), ptrace.Lit(0), ptrace.Lit(8))
 	for w := range p.s.itimers {
 		it := p.s.itimers[w]

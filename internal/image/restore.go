@@ -95,184 +95,294 @@ func Restore(tr *ptrace.Tracer, img *Image, r RestoreOptions) (pid int, st Stats
 			err = fmt.Errorf("restore %s into %d: %w", img.Dir, pid, err)
 		}
 	}()
-	kernelOnce.Do(func() { kernelStr = kernelID() })
-	if k := cstring(img.hdr.Kernel[:]); k != kernelStr {
-		return pid, st, fmt.Errorf("image taken on kernel %q, this is %q (the vDSO layout may differ): %w", k, kernelStr, errdefs.ErrNotSupported)
+	if err := img.checkRestorable(t); err != nil {
+		return pid, st, err
 	}
-	if len(img.plans) == 0 {
-		return pid, st, fmt.Errorf("image has no plan: %w", errdefs.ErrInvalid)
-	}
-	if len(img.Threads) > 0 && !t.TracesClones() {
-		return pid, st, fmt.Errorf("the image has %d threads to re-create, the restorer does not trace clones: %w", len(img.Threads), errdefs.ErrInvalid)
-	}
-	batches := make([]*ptrace.Batch, len(img.plans))
-	for i, pb := range img.plans {
-		batches[i] = pb.Clone()
-	}
+	batches := img.clonePlans()
 	b := batches[len(batches)-1]
-	auxv, err := procfs.Auxv(pid)
+	rvdso, err := restorerVDSO(pid)
 	if err != nil {
 		return pid, st, err
 	}
-	rvdso, _ := procfs.AuxvValue(auxv, procfs.AtSysinfoEhdr)
 	phase("prepare")
 
-	var prefetched []Range
 	if r.Prefetch && len(img.WorkingSet) > 0 {
 		if err := img.prefetch(); err != nil {
 			return pid, st, err
 		}
-		prefetched = img.WorkingSet
-		img.addPopulate(b, prefetched)
+		img.addPopulate(b, img.WorkingSet)
 		phase("prefetch")
 	}
 
+	run := &restoreRun{img: img, t: t, r: r, st: &st, phase: phase}
 	before := t.RoundTrips()
 	err = tr.Do(func() error {
-		if err := t.InstallExecutorAt(img.ExecAddr()); err != nil {
-			return err
-		}
-		phase("executor")
-		if r.Prelude != nil {
-			if _, err := t.Exec(r.Prelude); err != nil {
-				return fmt.Errorf("prelude: %w", err)
-			}
-			phase("prelude")
-		}
-		for _, rl := range img.Relocs {
-			b := batches[rl.Batch]
-			switch rl.Kind {
-			case RelocVDSO:
-				if rvdso == 0 {
-					return fmt.Errorf("restorer has no vDSO")
-				}
-				b.SetArg(int(rl.Entry), int(rl.Arg), rvdso+rl.Value)
-			case RelocFD:
-				fd, ok := r.Reconnect[int(rl.Value)]
-				if !ok {
-					return fmt.Errorf("image fd %d must be reconnected: no descriptor given: %w", rl.Value, errdefs.ErrInvalid)
-				}
-				b.SetArg(int(rl.Entry), int(rl.Arg), uint64(fd))
-			case RelocPagesPath:
-				p, err := filepath.Abs(filepath.Join(img.Dir, PagesFile))
-				if err != nil {
-					return err
-				}
-				if r.PagesPath != "" {
-					p = r.PagesPath
-				}
-				if uint64(len(p)) >= rl.Value {
-					return fmt.Errorf("path %q longer than %d bytes: %w", p, rl.Value-1, errdefs.ErrInvalid)
-				}
-				b.SetBytes(b.DataAt(int(rl.DataOff)), append([]byte(p), 0))
-			case RelocDataPtr:
-				addr, err := t.DataAddr(b, b.DataAt(int(rl.Value)))
-				if err != nil {
-					return err
-				}
-				b.SetBytes(b.DataAt(int(rl.DataOff)), binary.LittleEndian.AppendUint64(nil, uint64(addr)))
-			}
-		}
-		phase("relocate")
-		// The memory batches first, if the plan has more than one; the
-		// last holds the rest (and the thread clones, whose children
-		// its results give).
-		for _, mb := range batches[:len(batches)-1] {
-			if _, err := t.Exec(mb); err != nil {
-				return fmt.Errorf("plan: %w", err)
-			}
-			st.Entries += mb.Len()
-		}
-		res, err := t.Exec(b)
+		res, err := run.build(batches, rvdso)
 		if err != nil {
-			return img.planError(b, err)
-		}
-		st.Entries += b.Len()
-		phase("plan")
-		// The shared memory, event objects and pipes, from objects.bin: a
-		// batch of our own making (kobj.AddTo of the validated table), not
-		// the plan's.
-		if img.Objects != nil && (len(img.Objects.Objects) > 0 || len(img.Objects.Memory) > 0) {
-			// Files without a name first: made and filled (their
-			// contents never go through a batch), then finished by
-			// AddWithFiles' batch.
-			files, err := img.Objects.CreateFiles(pid, t.Exec)
-			if err != nil {
-				return err
-			}
-			ob := ptrace.NewBatch()
-			img.Objects.AddWithFiles(ob, files)
-			if _, err := t.Exec(ob); err != nil {
-				return fmt.Errorf("re-create event objects (%s): %w", img.Objects.Summary(), err)
-			}
-			st.Entries += ob.Len()
-			phase("objects")
-		}
-		if r.Epilogue != nil {
-			eb, err := r.Epilogue(t)
-			if err != nil {
-				return fmt.Errorf("epilogue: %w", err)
-			}
-			if _, err := t.Exec(eb); err != nil {
-				return fmt.Errorf("epilogue: %w", err)
-			}
-			phase("epilogue")
-		}
-		var threads *ptrace.Recreated
-		if len(img.Threads) > 0 {
-			if threads, err = t.RestoreThreads(img.Threads, res.Children, ptrace.ThreadSetup{Extra: img.credentials, Limit: r.ThreadCaps}); err != nil {
-				return fmt.Errorf("threads: %w", err)
-			}
-			defer func() {
-				if threads != nil { // not released: an error below
-					threads.Kill()
-				}
-			}()
-			phase("threads")
-		}
-		if len(img.Timers) > 0 || len(img.Signals) > 0 {
-			// Every thread has its mask: the signals stay queued.
-			me, err := procfs.Thread(pid, pid)
-			if err != nil {
-				return err
-			}
-			tb := ptrace.NewBatch()
-			img.addTimersSignals(tb, me.NSTID)
-			if _, err := t.Exec(tb); err != nil {
-				return fmt.Errorf("timers and signals: %w", err)
-			}
-			phase("timers")
-		}
-		// Its restart block is the restorer's (ptrace.OwnRestart).
-		if err := t.SetRegs(t.OwnRestart(img.Regs())); err != nil {
 			return err
 		}
-		if len(img.XState) > 0 {
-			if err := t.SetXState(img.XState); err != nil {
-				return err
-			}
-		}
-		phase("registers")
-		if !r.KeepExecutor {
-			if err := t.RemoveExecutor(); err != nil {
-				return err
-			}
-			phase("remove-executor")
-		}
-		if threads != nil {
-			if err := threads.Release(); err != nil {
-				return err
-			}
-			threads = nil
-		}
-		st.RoundTrips = t.RoundTrips() - before
-		if err := t.Detach(); err != nil {
-			return err
-		}
-		phase("detach")
-		return nil
+		return run.resume(res, before)
 	})
 	return pid, st, err
+}
+
+// restoreRun is what the steps of one Restore that run in the restorer
+// share: the restorer, the options, and the Stats they fill in.
+type restoreRun struct {
+	img   *Image
+	t     *ptrace.Tracee
+	r     RestoreOptions
+	st    *Stats
+	phase func(name string)
+}
+
+// build makes the image's process in the restorer, still stopped: the
+// executor, the caller's Prelude, the relocated plan, then the objects. It
+// returns the results of the plan's last batch (the thread clones').
+func (run *restoreRun) build(batches []*ptrace.Batch, rvdso uint64) (*ptrace.Results, error) {
+	img, t, r := run.img, run.t, run.r
+	if err := t.InstallExecutorAt(img.ExecAddr()); err != nil {
+		return nil, err
+	}
+	run.phase("executor")
+	if r.Prelude != nil {
+		if _, err := t.Exec(r.Prelude); err != nil {
+			return nil, fmt.Errorf("prelude: %w", err)
+		}
+		run.phase("prelude")
+	}
+	if err := img.relocate(t, batches, rvdso, r); err != nil {
+		return nil, err
+	}
+	run.phase("relocate")
+	res, n, err := img.runPlan(t, batches)
+	run.st.Entries += n
+	if err != nil {
+		return nil, err
+	}
+	run.phase("plan")
+	if img.Objects != nil && (len(img.Objects.Objects) > 0 || len(img.Objects.Memory) > 0) {
+		n, err := img.recreateObjects(t, t.Pid())
+		if err != nil {
+			return nil, err
+		}
+		run.st.Entries += n
+		run.phase("objects")
+	}
+	return res, nil
+}
+
+// resume finishes the built process and lets it go: the caller's
+// Epilogue, the threads' state (res gives their tids), timers and
+// signals, the main thread's registers, then the executor's removal, the
+// threads' release and the detach. before is the round-trip count at the
+// start, for Stats. The re-created threads are this step's to undo: on an
+// error it kills them (the restorer is Restore's).
+func (run *restoreRun) resume(res *ptrace.Results, before uint64) (err error) {
+	img, t, r := run.img, run.t, run.r
+	if r.Epilogue != nil {
+		if err := runEpilogue(t, r.Epilogue); err != nil {
+			return err
+		}
+		run.phase("epilogue")
+	}
+	var threads *ptrace.Recreated
+	if len(img.Threads) > 0 {
+		if threads, err = t.RestoreThreads(img.Threads, res.Children, ptrace.ThreadSetup{Extra: img.credentials, Limit: r.ThreadCaps}); err != nil {
+			return fmt.Errorf("threads: %w", err)
+		}
+		defer func() {
+			if threads != nil { // not released: an error below
+				threads.Kill()
+			}
+		}()
+		run.phase("threads")
+	}
+	if len(img.Timers) > 0 || len(img.Signals) > 0 {
+		if err := img.restoreTimersSignals(t, t.Pid()); err != nil {
+			return err
+		}
+		run.phase("timers")
+	}
+	if err := img.loadRegisters(t); err != nil {
+		return err
+	}
+	run.phase("registers")
+	if !r.KeepExecutor {
+		if err := t.RemoveExecutor(); err != nil {
+			return err
+		}
+		run.phase("remove-executor")
+	}
+	if threads != nil {
+		if err := threads.Release(); err != nil {
+			return err
+		}
+		threads = nil
+	}
+	run.st.RoundTrips = t.RoundTrips() - before
+	if err := t.Detach(); err != nil {
+		return err
+	}
+	run.phase("detach")
+	return nil
+}
+
+// checkRestorable refuses, before anything runs in the restorer, an image
+// that this kernel or this restorer cannot take.
+func (img *Image) checkRestorable(t *ptrace.Tracee) error {
+	kernelOnce.Do(func() { kernelStr = kernelID() })
+	if k := cstring(img.hdr.Kernel[:]); k != kernelStr {
+		return fmt.Errorf("image taken on kernel %q, this is %q (the vDSO layout may differ): %w", k, kernelStr, errdefs.ErrNotSupported)
+	}
+	if len(img.plans) == 0 {
+		return fmt.Errorf("image has no plan: %w", errdefs.ErrInvalid)
+	}
+	if len(img.Threads) > 0 && !t.TracesClones() {
+		return fmt.Errorf("the image has %d threads to re-create, the restorer does not trace clones: %w", len(img.Threads), errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+// clonePlans copies the image's plan batches: relocation patches the
+// copies, so the image can be restored again.
+func (img *Image) clonePlans() []*ptrace.Batch {
+	batches := make([]*ptrace.Batch, len(img.plans))
+	for i, pb := range img.plans {
+		batches[i] = pb.Clone()
+	}
+	return batches
+}
+
+// restorerVDSO is the address of the restorer's vDSO (0: it has none),
+// which RelocVDSO entries are relative to.
+func restorerVDSO(pid int) (uint64, error) {
+	auxv, err := procfs.Auxv(pid)
+	if err != nil {
+		return 0, err
+	}
+	rvdso, _ := procfs.AuxvValue(auxv, procfs.AtSysinfoEhdr)
+	return rvdso, nil
+}
+
+// relocate patches the plan's batches with what only the restorer knows:
+// its vDSO, the descriptors that replace reconnected fds, the path of
+// pages.img as it sees it, and the addresses of the batches' data.
+func (img *Image) relocate(t *ptrace.Tracee, batches []*ptrace.Batch, rvdso uint64, r RestoreOptions) error {
+	for _, rl := range img.Relocs {
+		b := batches[rl.Batch]
+		switch rl.Kind {
+		case RelocVDSO:
+			if rvdso == 0 {
+				return fmt.Errorf("restorer has no vDSO")
+			}
+			b.SetArg(int(rl.Entry), int(rl.Arg), rvdso+rl.Value)
+		case RelocFD:
+			fd, ok := r.Reconnect[int(rl.Value)]
+			if !ok {
+				return fmt.Errorf("image fd %d must be reconnected: no descriptor given: %w", rl.Value, errdefs.ErrInvalid)
+			}
+			b.SetArg(int(rl.Entry), int(rl.Arg), uint64(fd))
+		case RelocPagesPath:
+			p, err := filepath.Abs(filepath.Join(img.Dir, PagesFile))
+			if err != nil {
+				return err
+			}
+			if r.PagesPath != "" {
+				p = r.PagesPath
+			}
+			if uint64(len(p)) >= rl.Value {
+				return fmt.Errorf("path %q longer than %d bytes: %w", p, rl.Value-1, errdefs.ErrInvalid)
+			}
+			b.SetBytes(b.DataAt(int(rl.DataOff)), append([]byte(p), 0))
+		case RelocDataPtr:
+			addr, err := t.DataAddr(b, b.DataAt(int(rl.Value)))
+			if err != nil {
+				return err
+			}
+			b.SetBytes(b.DataAt(int(rl.DataOff)), binary.LittleEndian.AppendUint64(nil, uint64(addr)))
+		}
+	}
+	return nil
+}
+
+// runPlan runs the relocated plan: the memory batches first, if the plan
+// has more than one; the last holds the rest (and the thread clones,
+// whose children its results give). It returns the last batch's results
+// and the number of entries run, also on error.
+func (img *Image) runPlan(t *ptrace.Tracee, batches []*ptrace.Batch) (*ptrace.Results, int, error) {
+	n := 0
+	for _, mb := range batches[:len(batches)-1] {
+		if _, err := t.Exec(mb); err != nil {
+			return nil, n, fmt.Errorf("plan: %w", err)
+		}
+		n += mb.Len()
+	}
+	b := batches[len(batches)-1]
+	res, err := t.Exec(b)
+	if err != nil {
+		return nil, n, img.planError(b, err)
+	}
+	return res, n + b.Len(), nil
+}
+
+// recreateObjects re-creates the shared memory, event objects and pipes
+// from objects.bin: a batch of our own making (kobj.AddTo of the
+// validated table), not the plan's. It returns the entries it ran.
+func (img *Image) recreateObjects(t *ptrace.Tracee, pid int) (int, error) {
+	// Files without a name first: made and filled (their contents never
+	// go through a batch), then finished by AddWithFiles' batch.
+	files, err := img.Objects.CreateFiles(pid, t.Exec)
+	if err != nil {
+		return 0, err
+	}
+	ob := ptrace.NewBatch()
+	img.Objects.AddWithFiles(ob, files)
+	if _, err := t.Exec(ob); err != nil {
+		return 0, fmt.Errorf("re-create event objects (%s): %w", img.Objects.Summary(), err)
+	}
+	return ob.Len(), nil
+}
+
+// runEpilogue builds the caller's epilogue batch and runs it.
+func runEpilogue(t *ptrace.Tracee, epilogue func(*ptrace.Tracee) (*ptrace.Batch, error)) error {
+	eb, err := epilogue(t)
+	if err != nil {
+		return fmt.Errorf("epilogue: %w", err)
+	}
+	if _, err := t.Exec(eb); err != nil {
+		return fmt.Errorf("epilogue: %w", err)
+	}
+	return nil
+}
+
+// restoreTimersSignals re-arms the timers and queues the pending signals,
+// once every thread has its mask: the signals stay queued.
+func (img *Image) restoreTimersSignals(t *ptrace.Tracee, pid int) error {
+	me, err := procfs.Thread(pid, pid)
+	if err != nil {
+		return err
+	}
+	tb := ptrace.NewBatch()
+	img.addTimersSignals(tb, me.NSTID)
+	if _, err := t.Exec(tb); err != nil {
+		return fmt.Errorf("timers and signals: %w", err)
+	}
+	return nil
+}
+
+// loadRegisters gives the main thread the checkpointed registers and
+// extended state. Its restart block is the restorer's (ptrace.OwnRestart).
+func (img *Image) loadRegisters(t *ptrace.Tracee) error {
+	if err := t.SetRegs(t.OwnRestart(img.Regs())); err != nil {
+		return err
+	}
+	if len(img.XState) > 0 {
+		if err := t.SetXState(img.XState); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // planError is the error of a plan that failed: a thread's clone3 that

@@ -360,65 +360,92 @@ var dataWriters = map[uint32][2]int{
 // thread's size.
 func validateThreads(img *Image, b *ptrace.Batch, relocs []Reloc) error {
 	ents, data := b.Entries(), b.Data()
-	type span struct{ lo, hi uint64 }
-	var guarded []span
+	var guarded cloneSpans
 	seen := map[int]bool{}
 	k := 0
 	for i, e := range ents {
 		if e.Nr != unix.SYS_CLONE3 {
 			continue
 		}
-		bad := func(why string, a ...any) error {
-			return invalid("plan entry %d (clone3): %s", i, fmt.Sprintf(why, a...))
-		}
 		if k >= len(img.Threads) {
-			return bad("more clone3 entries than the %d thread records", len(img.Threads))
+			return invalid("plan entry %d (clone3): %s", i, fmt.Sprintf("more clone3 entries than the %d thread records", len(img.Threads)))
 		}
 		st := img.Threads[k]
 		k++
+		tid, err := checkThreadClone(i, e, st, img, data, relocs, seen)
+		if err != nil {
+			return err
+		}
 		off := e.Args[0]
-		if e.Flags != 0 {
-			return bad("flags %#x (a thread's clone3 stops the plan on error, and is no fork point)", e.Flags)
-		}
-		if e.Reloc != ptrace.RelocData || e.Args[1] != ptrace.CloneArgsSize || off%8 != 0 || off+ptrace.CloneArgsSize > uint64(len(data)) {
-			return bad("its clone_args must be %d bytes of the data area", ptrace.CloneArgsSize)
-		}
-		if !bytes.Equal(data[off:off+ptrace.CloneArgsSize], ptrace.ThreadCloneArgs(st)) {
-			return bad("clone_args are not those that re-create thread %d", st.NSTID)
-		}
-		ptr := -1
-		for j, r := range relocs {
-			if r.Kind == RelocDataPtr && uint64(r.DataOff) == off+ptrace.CloneArgsSetTID {
-				ptr = j
-			}
-		}
-		if ptr < 0 {
-			return bad("no relocation sets its set_tid pointer")
-		}
-		tid := relocs[ptr].Value
-		if tid%4 != 0 || tid+4 > uint64(len(data)) || binary.LittleEndian.Uint32(data[tid:]) != uint32(st.NSTID) {
-			return bad("set_tid does not point at thread %d's tid", st.NSTID)
-		}
-		if seen[st.NSTID] {
-			return bad("thread %d twice", st.NSTID)
-		}
-		seen[st.NSTID] = true
-		if len(st.XState) != len(img.XState) {
-			return bad("thread %d has %d bytes of xstate, the main thread %d", st.NSTID, len(st.XState), len(img.XState))
-		}
 		guarded = append(guarded, span{off, off + ptrace.CloneArgsSize}, span{tid, tid + 4})
 	}
 	if k != len(img.Threads) {
 		return invalid("plan re-creates %d threads, the image records %d", k, len(img.Threads))
 	}
-	hits := func(lo, hi uint64) bool {
-		for _, g := range guarded {
-			if lo < g.hi && g.lo < hi {
-				return true
-			}
-		}
-		return false
+	return guarded.checkUntouched(ents, relocs)
+}
+
+// checkThreadClone checks plan entry i, e, the clone3 of thread record st
+// (its tid not yet in seen, then added): its flags, its clone_args, its
+// set_tid pointer's relocation and the tid it points at, its xstate's
+// size. It returns the data offset of that tid.
+func checkThreadClone(i int, e ptrace.Entry, st ptrace.ThreadState, img *Image, data []byte, relocs []Reloc, seen map[int]bool) (uint64, error) {
+	bad := func(why string, a ...any) error {
+		return invalid("plan entry %d (clone3): %s", i, fmt.Sprintf(why, a...))
 	}
+	off := e.Args[0]
+	if e.Flags != 0 {
+		return 0, bad("flags %#x (a thread's clone3 stops the plan on error, and is no fork point)", e.Flags)
+	}
+	if e.Reloc != ptrace.RelocData || e.Args[1] != ptrace.CloneArgsSize || off%8 != 0 || off+ptrace.CloneArgsSize > uint64(len(data)) {
+		return 0, bad("its clone_args must be %d bytes of the data area", ptrace.CloneArgsSize)
+	}
+	if !bytes.Equal(data[off:off+ptrace.CloneArgsSize], ptrace.ThreadCloneArgs(st)) {
+		return 0, bad("clone_args are not those that re-create thread %d", st.NSTID)
+	}
+	ptr := -1
+	for j, r := range relocs {
+		if r.Kind == RelocDataPtr && uint64(r.DataOff) == off+ptrace.CloneArgsSetTID {
+			ptr = j
+		}
+	}
+	if ptr < 0 {
+		return 0, bad("no relocation sets its set_tid pointer")
+	}
+	tid := relocs[ptr].Value
+	if tid%4 != 0 || tid+4 > uint64(len(data)) || binary.LittleEndian.Uint32(data[tid:]) != uint32(st.NSTID) {
+		return 0, bad("set_tid does not point at thread %d's tid", st.NSTID)
+	}
+	if seen[st.NSTID] {
+		return 0, bad("thread %d twice", st.NSTID)
+	}
+	seen[st.NSTID] = true
+	if len(st.XState) != len(img.XState) {
+		return 0, bad("thread %d has %d bytes of xstate, the main thread %d", st.NSTID, len(st.XState), len(img.XState))
+	}
+	return tid, nil
+}
+
+// span is [lo, hi) of a batch's data area.
+type span struct{ lo, hi uint64 }
+
+// cloneSpans are the bytes of the threads' clone_args and tids, which
+// only their own clone3 entries and set_tid relocations may touch.
+type cloneSpans []span
+
+// hits reports whether [lo, hi) touches one of the spans.
+func (g cloneSpans) hits(lo, hi uint64) bool {
+	for _, s := range g {
+		if lo < s.hi && s.lo < hi {
+			return true
+		}
+	}
+	return false
+}
+
+// checkUntouched refuses a relocation (other than a set_tid pointer) or
+// an entry writing through a data pointer (dataWriters) into the spans.
+func (g cloneSpans) checkUntouched(ents []ptrace.Entry, relocs []Reloc) error {
 	for i, r := range relocs {
 		var lo, hi uint64
 		switch r.Kind {
@@ -429,13 +456,13 @@ func validateThreads(img *Image, b *ptrace.Batch, relocs []Reloc) error {
 		default:
 			continue
 		}
-		if hits(lo, hi) && !(r.Kind == RelocDataPtr && isSetTID(ents, uint64(r.DataOff))) {
+		if g.hits(lo, hi) && !(r.Kind == RelocDataPtr && isSetTID(ents, uint64(r.DataOff))) {
 			return invalid("relocation %d writes into a thread's clone_args", i)
 		}
 	}
 	for i, e := range ents {
 		w, ok := dataWriters[e.Nr]
-		if ok && (e.Reloc>>(2*w[0]))&3 == ptrace.RelocData && hits(e.Args[w[0]], e.Args[w[0]]+uint64(w[1])) {
+		if ok && (e.Reloc>>(2*w[0]))&3 == ptrace.RelocData && g.hits(e.Args[w[0]], e.Args[w[0]]+uint64(w[1])) {
 			return invalid("plan entry %d (%s) writes into a thread's clone_args", i, ptrace.SyscallName(uintptr(e.Nr)))
 		}
 	}
