@@ -740,14 +740,39 @@ func encodeSocket(b []byte, s SocketInfo) []byte {
 // an interface name; a linger time.
 // The restorer binds, connects and listens on nothing else.
 func decodeSocket(r *reader, l *limits) (SocketInfo, error) {
-	var s SocketInfo
+	s, nopts, err := decodeSocketHead(r)
+	if err != nil {
+		return s, err
+	}
+	if err := checkSocketKind(&s, l); err != nil {
+		return s, err
+	}
+	if err := decodeSockOpts(r, &s, nopts); err != nil {
+		return s, err
+	}
+	if err := decodeApartOpts(r, &s); err != nil {
+		return s, err
+	}
+	if err := decodeQueued(r, &s); err != nil {
+		return s, err
+	}
+	if err := checkQueued(&s, l); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// decodeSocketHead reads a Socket's kind, shutdown state, listen state,
+// addresses and the number of its integer options (read after the kind
+// is checked, which they depend on).
+func decodeSocketHead(r *reader) (s SocketInfo, nopts int, err error) {
 	s.Family, s.Type, s.Protocol = int(r.u8()), int(r.u8()), int(r.u8())
 	s.Shutdown = r.u8()
 	listening, err := flag(r.u8())
 	r.u8()
 	s.Backlog = int(r.u16())
 	if err != nil {
-		return s, err
+		return s, 0, err
 	}
 	s.Listening = listening
 	for _, a := range []*[]byte{&s.Addr, &s.Peer} {
@@ -756,97 +781,121 @@ func decodeSocket(r *reader, l *limits) (SocketInfo, error) {
 			*a = append([]byte(nil), r.take(n)...)
 		}
 	}
-	n := int(r.u8())
-	if r.err != nil {
-		return s, r.err
-	}
+	nopts = int(r.u8())
+	return s, nopts, r.err
+}
+
+// checkSocketKind checks s's family, type and protocol and the states
+// and addresses that kind can have (a unix socket's: decodeUnix).
+func checkSocketKind(s *SocketInfo, l *limits) error {
 	switch s.Family {
 	case unix.AF_INET, unix.AF_INET6:
 	case unix.AF_UNIX:
-		if err := decodeUnix(&s, l); err != nil {
-			return s, err
+		if err := decodeUnix(s, l); err != nil {
+			return err
 		}
 	default:
-		return s, fmt.Errorf("socket family %d", s.Family)
+		return fmt.Errorf("socket family %d", s.Family)
 	}
 	switch {
 	case s.Family == unix.AF_UNIX:
 	case s.Type == unix.SOCK_DGRAM && (s.Protocol == unix.IPPROTO_UDP || s.Protocol == unix.IPPROTO_UDPLITE):
 		if s.Listening || s.Backlog != 0 {
-			return s, errors.New("a listening datagram socket")
+			return errors.New("a listening datagram socket")
 		}
 	case s.Type == unix.SOCK_STREAM && s.Protocol == unix.IPPROTO_TCP:
 		if s.Peer != nil || s.Shutdown != 0 {
-			return s, errors.New("a connected or shut down TCP socket")
+			return errors.New("a connected or shut down TCP socket")
 		}
 		if s.Listening && s.Addr == nil {
-			return s, errors.New("an unbound listening socket")
+			return errors.New("an unbound listening socket")
 		}
 		if !s.Listening && s.Backlog != 0 {
-			return s, errors.New("a backlog without listen")
+			return errors.New("a backlog without listen")
 		}
 	default:
-		return s, fmt.Errorf("socket type %d, protocol %d", s.Type, s.Protocol)
+		return fmt.Errorf("socket type %d, protocol %d", s.Type, s.Protocol)
 	}
 	if s.Shutdown > 3 {
-		return s, fmt.Errorf("socket shutdown state %d", s.Shutdown)
+		return fmt.Errorf("socket shutdown state %d", s.Shutdown)
+	}
+	if s.Family == unix.AF_UNIX {
+		return nil
 	}
 	for _, a := range [][]byte{s.Addr, s.Peer} {
-		if s.Family != unix.AF_UNIX {
-			if err := checkInetAddr(s.Family, a); err != nil {
-				return s, err
-			}
+		if err := checkInetAddr(s.Family, a); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// decodeSockOpts reads s's n integer options: each of sockOpts for its
+// kind (a unix socket's at SOL_SOCKET only), once, within its range.
+func decodeSockOpts(r *reader, s *SocketInfo, n int) error {
 	if n > MaxSockOpts {
-		return s, fmt.Errorf("%d socket options (at most %d)", n, MaxSockOpts)
+		return fmt.Errorf("%d socket options (at most %d)", n, MaxSockOpts)
 	}
 	for range n {
 		o := SockOpt{Level: int(int32(r.u32())), Name: int(int32(r.u32())), Value: int(int32(r.u32()))}
 		if r.err != nil {
-			return s, r.err
+			return r.err
 		}
 		k, ok := knownOpt(s.Family, s.Protocol, o.Level, o.Name)
 		if !ok || o.Value < 0 || o.Value > k.max || (s.Family == unix.AF_UNIX && o.Level != unix.SOL_SOCKET) {
-			return s, fmt.Errorf("socket option %d/%d = %d", o.Level, o.Name, o.Value)
+			return fmt.Errorf("socket option %d/%d = %d", o.Level, o.Name, o.Value)
 		}
 		if slices.ContainsFunc(s.Opts, func(p SockOpt) bool { return p.Level == o.Level && p.Name == o.Name }) {
-			return s, fmt.Errorf("socket option %d/%d given twice", o.Level, o.Name)
+			return fmt.Errorf("socket option %d/%d given twice", o.Level, o.Name)
 		}
 		s.Opts = append(s.Opts, o)
 	}
+	return nil
+}
+
+// decodeApartOpts reads the options sockOpts leaves out: the interface
+// (none for a unix socket), SO_LINGER (absent, or not a fresh socket's)
+// and the timeouts (at most maxTimeo).
+func decodeApartOpts(r *reader, s *SocketInfo) error {
 	s.Device = string(r.take(int(r.u8())))
 	set, on := r.u8(), r.u8()
 	r.u16()
 	secs := int(int32(r.u32()))
 	if r.err != nil {
-		return s, r.err
+		return r.err
 	}
 	if err := checkDevice(s.Device); err != nil {
-		return s, err
+		return err
 	}
 	if s.Family == unix.AF_UNIX && s.Device != "" {
-		return s, errors.New("a unix socket bound to a device")
+		return errors.New("a unix socket bound to a device")
 	}
 	switch {
 	case set == 0 && on == 0 && secs == 0:
 	case set == 1 && on <= 1 && secs >= 0 && (on == 1 || secs != 0):
 		s.Linger = &Linger{On: on == 1, Seconds: secs}
 	default:
-		return s, fmt.Errorf("SO_LINGER %d %d %d", set, on, secs)
+		return fmt.Errorf("SO_LINGER %d %d %d", set, on, secs)
 	}
 	s.RcvTimeo, s.SndTimeo = int64(r.u64()), int64(r.u64())
 	if s.RcvTimeo < 0 || s.RcvTimeo > maxTimeo || s.SndTimeo < 0 || s.SndTimeo > maxTimeo {
-		return s, fmt.Errorf("socket timeouts %d, %d µs", s.RcvTimeo, s.SndTimeo)
+		return fmt.Errorf("socket timeouts %d, %d µs", s.RcvTimeo, s.SndTimeo)
 	}
+	return nil
+}
+
+// decodeQueued reads whether s is an Orphan and the datagrams queued at
+// it, within MaxMessages and MaxQueued bytes (their senders are checked
+// by checkQueued).
+func decodeQueued(r *reader, s *SocketInfo) error {
 	orphan, err := flag(r.u8())
 	if err != nil {
-		return s, err
+		return err
 	}
 	s.Orphan = orphan
 	nq, bytes := int(r.u8()), 0
 	if nq > MaxMessages {
-		return s, fmt.Errorf("%d datagrams queued (at most %d)", nq, MaxMessages)
+		return fmt.Errorf("%d datagrams queued (at most %d)", nq, MaxMessages)
 	}
 	for range nq {
 		var d Datagram
@@ -855,18 +904,15 @@ func decodeSocket(r *reader, l *limits) (SocketInfo, error) {
 		}
 		n := int(r.u32())
 		if bytes += n; n < 0 || bytes > MaxQueued {
-			return s, fmt.Errorf("more than %d bytes of datagrams queued", MaxQueued)
+			return fmt.Errorf("more than %d bytes of datagrams queued", MaxQueued)
 		}
 		d.Data = append([]byte{}, r.take(n)...)
 		if r.err != nil {
-			return s, r.err
+			return r.err
 		}
 		s.Queued = append(s.Queued, d)
 	}
-	if err := checkQueued(&s, l); err != nil {
-		return s, err
-	}
-	return s, nil
+	return nil
 }
 
 // checkInetAddr checks that a is empty or a sockaddr_in (sockaddr_in6)
