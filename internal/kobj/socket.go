@@ -293,103 +293,153 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 // readSocket reads the state of the socket s (a copy of the process's):
 // why says what keeps it from being carried over.
 func readSocket(s int) (info SocketInfo, why string, err error) {
-	get := func(level, name int) (int, error) { return unix.GetsockoptInt(s, level, name) }
-	if info.Family, err = get(unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil {
-		return info, "", fmt.Errorf("SO_DOMAIN: %w", err)
-	}
-	if info.Type, err = get(unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
-		return info, "", fmt.Errorf("SO_TYPE: %w", err)
-	}
-	if info.Protocol, err = get(unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil {
-		return info, "", fmt.Errorf("SO_PROTOCOL: %w", err)
-	}
-	switch info.Family {
-	case unix.AF_INET, unix.AF_INET6:
-	case unix.AF_UNIX:
-		return readUnix(s, info)
-	case unix.AF_NETLINK:
-		return info, "netlink sockets are not checkpointed", nil
-	case unix.AF_PACKET:
-		return info, "packet sockets are not checkpointed", nil
-	default:
-		return info, fmt.Sprintf("sockets of address family %d are not checkpointed", info.Family), nil
-	}
-	switch {
-	case info.Type == unix.SOCK_DGRAM && (info.Protocol == unix.IPPROTO_UDP || info.Protocol == unix.IPPROTO_UDPLITE):
-	case info.Type == unix.SOCK_STREAM && info.Protocol == unix.IPPROTO_TCP:
-	case info.Protocol == unix.IPPROTO_ICMP || info.Protocol == unix.IPPROTO_ICMPV6:
-		return info, "ICMP sockets are not checkpointed", nil
-	case info.Type == unix.SOCK_RAW:
-		return info, "raw sockets are not checkpointed", nil
-	default:
-		return info, fmt.Sprintf("internet sockets of type %d, protocol %d are not checkpointed", info.Type, info.Protocol), nil
-	}
-	if n, err := filterLen(s); err != nil || n != 0 {
-		return info, "a socket with a BPF filter attached is not checkpointed", nil
-	}
-	if info.Device, err = unix.GetsockoptString(s, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err != nil {
-		return info, "", fmt.Errorf("SO_BINDTODEVICE: %w", err)
-	}
-	if checkDevice(info.Device) != nil {
-		return info, fmt.Sprintf("a socket bound to device %q is not checkpointed", info.Device), nil
-	}
-	if info.RcvTimeo, info.SndTimeo, err = timeouts(s); err != nil {
+	if info, err = readSocketKind(s); err != nil {
 		return info, "", err
 	}
-	if info.RcvTimeo > maxTimeo || info.SndTimeo > maxTimeo {
-		return info, "a socket timeout above a year is not checkpointed", nil
+	if info.Family == unix.AF_UNIX {
+		return readUnix(s, info)
 	}
-	l, err := unix.GetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER)
-	if err != nil {
-		return info, "", fmt.Errorf("SO_LINGER: %w", err)
+	if why := inetKindRefused(info); why != "" {
+		return info, why, nil
 	}
-	if l.Onoff != 0 || l.Linger != 0 {
-		if l.Linger < 0 {
-			return info, fmt.Sprintf("a socket lingering %d s is not checkpointed", l.Linger), nil
-		}
-		info.Linger = &Linger{On: l.Onoff != 0, Seconds: int(l.Linger)}
+	if why, err := readApartOpts(s, &info); why != "" || err != nil {
+		return info, why, err
 	}
 	if info.Addr, err = sockName(s, unix.Getsockname); err != nil {
 		return info, "", fmt.Errorf("getsockname: %w", err)
 	}
 	if info.Type == unix.SOCK_STREAM {
-		ti, err := unix.GetsockoptTCPInfo(s, unix.SOL_TCP, unix.TCP_INFO)
-		if err != nil {
-			return info, "", fmt.Errorf("TCP_INFO: %w", err)
-		}
-		switch ti.State {
-		case 7: // TCP_CLOSE: never connected, or a connection that was closed
-			if ti.Segs_out != 0 || ti.Segs_in != 0 {
-				return info, "a closed TCP connection is not checkpointed", nil
-			}
-		case 10: // TCP_LISTEN; tcp_get_info's unacked and sacked are the accept queue and its bound
-			if ti.Unacked != 0 {
-				return info, fmt.Sprintf("a listening TCP socket with %d connections waiting to be accepted is not checkpointed", ti.Unacked), nil
-			}
-			info.Listening, info.Backlog = true, int(ti.Sacked)
-		default:
-			return info, "TCP connections are not checkpointed (they need TCP_REPAIR)", nil
-		}
+		why, err = readTCPState(s, &info)
 	} else {
-		if info.Peer, err = sockName(s, unix.Getpeername); err != nil && err != unix.ENOTCONN {
-			return info, "", fmt.Errorf("getpeername: %w", err)
-		}
-		if v, err := get(unix.SOL_UDP, unix.UDP_CORK); err == nil && v != 0 {
-			return info, "a corked UDP socket (UDP_CORK) is not checkpointed: the data it holds back cannot be read", nil
-		}
-		if why := queued(s); why != "" {
-			return info, why, nil
-		}
+		why, err = readUDPState(s, &info)
+	}
+	if why != "" || err != nil {
+		return info, why, err
 	}
 	if info.Protocol == unix.IPPROTO_UDPLITE {
 		for _, name := range []int{udpliteSendCscov, udpliteRecvCscov} {
-			if v, err := get(unix.IPPROTO_UDPLITE, name); err == nil && v != 0 {
+			if v, err := unix.GetsockoptInt(s, unix.IPPROTO_UDPLITE, name); err == nil && v != 0 {
 				return info, "UDP-Lite checksum coverage is not checkpointed", nil
 			}
 		}
 	}
 	info.Opts, why, err = changedOpts(s, info)
 	return info, why, err
+}
+
+// readSocketKind reads s's family, type and protocol.
+func readSocketKind(s int) (info SocketInfo, err error) {
+	get := func(level, name int) (int, error) { return unix.GetsockoptInt(s, level, name) }
+	if info.Family, err = get(unix.SOL_SOCKET, unix.SO_DOMAIN); err != nil {
+		return info, fmt.Errorf("SO_DOMAIN: %w", err)
+	}
+	if info.Type, err = get(unix.SOL_SOCKET, unix.SO_TYPE); err != nil {
+		return info, fmt.Errorf("SO_TYPE: %w", err)
+	}
+	if info.Protocol, err = get(unix.SOL_SOCKET, unix.SO_PROTOCOL); err != nil {
+		return info, fmt.Errorf("SO_PROTOCOL: %w", err)
+	}
+	return info, nil
+}
+
+// inetKindRefused says why a socket of info's kind, not a unix one, is
+// not carried over: "" for an internet UDP, UDP-Lite or TCP socket.
+func inetKindRefused(info SocketInfo) string {
+	switch info.Family {
+	case unix.AF_INET, unix.AF_INET6:
+	case unix.AF_NETLINK:
+		return "netlink sockets are not checkpointed"
+	case unix.AF_PACKET:
+		return "packet sockets are not checkpointed"
+	default:
+		return fmt.Sprintf("sockets of address family %d are not checkpointed", info.Family)
+	}
+	switch {
+	case info.Type == unix.SOCK_DGRAM && (info.Protocol == unix.IPPROTO_UDP || info.Protocol == unix.IPPROTO_UDPLITE):
+	case info.Type == unix.SOCK_STREAM && info.Protocol == unix.IPPROTO_TCP:
+	case info.Protocol == unix.IPPROTO_ICMP || info.Protocol == unix.IPPROTO_ICMPV6:
+		return "ICMP sockets are not checkpointed"
+	case info.Type == unix.SOCK_RAW:
+		return "raw sockets are not checkpointed"
+	default:
+		return fmt.Sprintf("internet sockets of type %d, protocol %d are not checkpointed", info.Type, info.Protocol)
+	}
+	return ""
+}
+
+// readApartOpts reads what of the internet socket s sockOpts leaves out:
+// a BPF filter (refused), the interface, the timeouts and SO_LINGER.
+func readApartOpts(s int, info *SocketInfo) (why string, err error) {
+	if n, err := filterLen(s); err != nil || n != 0 {
+		return "a socket with a BPF filter attached is not checkpointed", nil
+	}
+	if info.Device, err = unix.GetsockoptString(s, unix.SOL_SOCKET, unix.SO_BINDTODEVICE); err != nil {
+		return "", fmt.Errorf("SO_BINDTODEVICE: %w", err)
+	}
+	if checkDevice(info.Device) != nil {
+		return fmt.Sprintf("a socket bound to device %q is not checkpointed", info.Device), nil
+	}
+	if why, err := readTimeouts(s, info); why != "" || err != nil {
+		return why, err
+	}
+	l, err := unix.GetsockoptLinger(s, unix.SOL_SOCKET, unix.SO_LINGER)
+	if err != nil {
+		return "", fmt.Errorf("SO_LINGER: %w", err)
+	}
+	if l.Onoff != 0 || l.Linger != 0 {
+		if l.Linger < 0 {
+			return fmt.Sprintf("a socket lingering %d s is not checkpointed", l.Linger), nil
+		}
+		info.Linger = &Linger{On: l.Onoff != 0, Seconds: int(l.Linger)}
+	}
+	return "", nil
+}
+
+// readTimeouts reads s's SO_RCVTIMEO and SO_SNDTIMEO into info; one
+// above maxTimeo is refused.
+func readTimeouts(s int, info *SocketInfo) (why string, err error) {
+	if info.RcvTimeo, info.SndTimeo, err = timeouts(s); err != nil {
+		return "", err
+	}
+	if info.RcvTimeo > maxTimeo || info.SndTimeo > maxTimeo {
+		return "a socket timeout above a year is not checkpointed", nil
+	}
+	return "", nil
+}
+
+// readTCPState reads the state of the TCP socket s: one that never
+// connected, or a listening one with nothing to accept (its backlog).
+func readTCPState(s int, info *SocketInfo) (why string, err error) {
+	ti, err := unix.GetsockoptTCPInfo(s, unix.SOL_TCP, unix.TCP_INFO)
+	if err != nil {
+		return "", fmt.Errorf("TCP_INFO: %w", err)
+	}
+	switch ti.State {
+	case 7: // TCP_CLOSE: never connected, or a connection that was closed
+		if ti.Segs_out != 0 || ti.Segs_in != 0 {
+			return "a closed TCP connection is not checkpointed", nil
+		}
+	case 10: // TCP_LISTEN; tcp_get_info's unacked and sacked are the accept queue and its bound
+		if ti.Unacked != 0 {
+			return fmt.Sprintf("a listening TCP socket with %d connections waiting to be accepted is not checkpointed", ti.Unacked), nil
+		}
+		info.Listening, info.Backlog = true, int(ti.Sacked)
+	default:
+		return "TCP connections are not checkpointed (they need TCP_REPAIR)", nil
+	}
+	return "", nil
+}
+
+// readUDPState reads the peer of the UDP (UDP-Lite) socket s; one
+// corked, or with datagrams or an error queued, is refused.
+func readUDPState(s int, info *SocketInfo) (why string, err error) {
+	if info.Peer, err = sockName(s, unix.Getpeername); err != nil && err != unix.ENOTCONN {
+		return "", fmt.Errorf("getpeername: %w", err)
+	}
+	if v, err := unix.GetsockoptInt(s, unix.SOL_UDP, unix.UDP_CORK); err == nil && v != 0 {
+		return "a corked UDP socket (UDP_CORK) is not checkpointed: the data it holds back cannot be read", nil
+	}
+	return queued(s), nil
 }
 
 // queued says why the datagram socket s cannot be carried over: it has

@@ -39,13 +39,10 @@ func readUnix(s int, info SocketInfo) (SocketInfo, string, error) {
 		}
 		info.Queued = q
 	}
+	if why, err := readTimeouts(s, &info); why != "" || err != nil {
+		return info, why, err
+	}
 	var why string
-	if info.RcvTimeo, info.SndTimeo, err = timeouts(s); err != nil {
-		return info, "", err
-	}
-	if info.RcvTimeo > maxTimeo || info.SndTimeo > maxTimeo {
-		return info, "a socket timeout above a year is not checkpointed", nil
-	}
 	info.Opts, why, err = changedOpts(s, info)
 	return info, why, err
 }
