@@ -655,27 +655,48 @@ func parseInetDiag(b []byte, out map[uint64]uint8) (bool, error) {
 // the descriptor it is on.
 func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 	s := o.Sock
-	var fd ptrace.Arg
-	if s.Orphan {
-		// A pair: what was queued here is sent from the other end,
-		// which is closed then, as the process's was.
-		p := b.Space(8)
-		b.Add(unix.SYS_SOCKETPAIR, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(0), p)
-		fd = ptrace.Load32(p, 0)
-		for _, d := range s.Queued {
-			b.Add(unix.SYS_SENDTO, ptrace.Load32(p, 4), b.Bytes(d.Data), ptrace.Lit(int64(len(d.Data))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
-		}
-		b.Add(unix.SYS_CLOSE, ptrace.Load32(p, 4))
+	fd := addNewSocket(b, s, nonblock)
+	addTimeouts(b, fd, s)
+	if s.Family == unix.AF_UNIX {
+		addUnixState(b, fd, s)
 	} else {
-		fd = b.Add(unix.SYS_SOCKET, ptrace.Lit(int64(s.Family)), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(int64(s.Protocol))).Result()
+		freebind := addInetOpts(b, fd, s)
+		addInetState(b, fd, s, freebind)
 	}
-	setInt := func(level, name, v int) {
-		if level == unix.SOL_SOCKET && (name == unix.SO_SNDBUF || name == unix.SO_RCVBUF) {
-			v /= 2 // the kernel keeps twice what it is given
-		}
-		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(int64(level)), ptrace.Lit(int64(name)),
-			b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(v))), ptrace.Lit(4))
+	return fd
+}
+
+// addNewSocket appends the call that makes a socket of s's kind (for an
+// Orphan, a pair, its datagrams sent from the other end) and returns its
+// descriptor.
+func addNewSocket(b *ptrace.Batch, s SocketInfo, nonblock int64) ptrace.Arg {
+	if !s.Orphan {
+		return b.Add(unix.SYS_SOCKET, ptrace.Lit(int64(s.Family)), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(int64(s.Protocol))).Result()
 	}
+	// A pair: what was queued here is sent from the other end,
+	// which is closed then, as the process's was.
+	p := b.Space(8)
+	b.Add(unix.SYS_SOCKETPAIR, ptrace.Lit(unix.AF_UNIX), ptrace.Lit(int64(s.Type)|unix.SOCK_CLOEXEC|nonblock), ptrace.Lit(0), p)
+	for _, d := range s.Queued {
+		b.Add(unix.SYS_SENDTO, ptrace.Load32(p, 4), b.Bytes(d.Data), ptrace.Lit(int64(len(d.Data))), ptrace.Lit(unix.MSG_DONTWAIT), ptrace.Lit(0), ptrace.Lit(0))
+	}
+	b.Add(unix.SYS_CLOSE, ptrace.Load32(p, 4))
+	return ptrace.Load32(p, 0)
+}
+
+// addSetInt appends setsockopt of the integer option level/name to v on
+// fd; a buffer size is given as half (the kernel keeps twice what it is
+// given).
+func addSetInt(b *ptrace.Batch, fd ptrace.Arg, level, name, v int) {
+	if level == unix.SOL_SOCKET && (name == unix.SO_SNDBUF || name == unix.SO_RCVBUF) {
+		v /= 2
+	}
+	b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(int64(level)), ptrace.Lit(int64(name)),
+		b.Bytes(binary.LittleEndian.AppendUint32(nil, uint32(v))), ptrace.Lit(4))
+}
+
+// addTimeouts appends the setsockopt calls of s's timeouts that are set.
+func addTimeouts(b *ptrace.Batch, fd ptrace.Arg, s SocketInfo) {
 	for _, t := range []struct {
 		name int
 		us   int64
@@ -686,31 +707,38 @@ func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 			b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(unix.SOL_SOCKET), ptrace.Lit(int64(t.name)), b.Bytes(tv), ptrace.Lit(16))
 		}
 	}
-	if s.Family == unix.AF_UNIX {
-		for _, opt := range s.Opts {
-			setInt(opt.Level, opt.Name, opt.Value)
-		}
-		if s.unlink {
-			b.Add(unix.SYS_UNLINKAT, ptrace.Lit(unix.AT_FDCWD), b.String(unixPath(s.Addr)), ptrace.Lit(0))
-		}
-		if len(s.Addr) > 0 {
-			b.Add(unix.SYS_BIND, fd, b.Bytes(s.Addr), ptrace.Lit(int64(len(s.Addr))))
-		}
-		if len(s.Peer) > 0 {
-			b.Add(unix.SYS_CONNECT, fd, b.Bytes(s.Peer), ptrace.Lit(int64(len(s.Peer))))
-		}
-		if s.Listening {
-			b.Add(unix.SYS_LISTEN, fd, ptrace.Lit(int64(s.Backlog)))
-		}
-		return fd
+}
+
+// addUnixState appends the calls that give the unix socket fd s's
+// options, name (its old socket file unlinked first), peer and listen.
+func addUnixState(b *ptrace.Batch, fd ptrace.Arg, s SocketInfo) {
+	for _, opt := range s.Opts {
+		addSetInt(b, fd, opt.Level, opt.Name, opt.Value)
 	}
-	freebind := 0
+	if s.unlink {
+		b.Add(unix.SYS_UNLINKAT, ptrace.Lit(unix.AT_FDCWD), b.String(unixPath(s.Addr)), ptrace.Lit(0))
+	}
+	if len(s.Addr) > 0 {
+		b.Add(unix.SYS_BIND, fd, b.Bytes(s.Addr), ptrace.Lit(int64(len(s.Addr))))
+	}
+	if len(s.Peer) > 0 {
+		b.Add(unix.SYS_CONNECT, fd, b.Bytes(s.Peer), ptrace.Lit(int64(len(s.Peer))))
+	}
+	if s.Listening {
+		b.Add(unix.SYS_LISTEN, fd, ptrace.Lit(int64(s.Backlog)))
+	}
+}
+
+// addInetOpts appends the calls that give the internet socket fd s's
+// options, interface and SO_LINGER, all but IP_FREEBIND: its value,
+// returned, is set around the bind (addInetState).
+func addInetOpts(b *ptrace.Batch, fd ptrace.Arg, s SocketInfo) (freebind int) {
 	for _, opt := range s.Opts {
 		if opt.Level == unix.SOL_IP && opt.Name == unix.IP_FREEBIND {
 			freebind = opt.Value
-			continue // around the bind, below
+			continue
 		}
-		setInt(opt.Level, opt.Name, opt.Value)
+		addSetInt(b, fd, opt.Level, opt.Name, opt.Value)
 	}
 	if s.Device != "" {
 		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(unix.SOL_SOCKET), ptrace.Lit(unix.SO_BINDTODEVICE), b.String(s.Device), ptrace.Lit(int64(len(s.Device)+1)))
@@ -720,15 +748,22 @@ func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 		l = binary.LittleEndian.AppendUint32(l, uint32(s.Linger.Seconds))
 		b.Add(unix.SYS_SETSOCKOPT, fd, ptrace.Lit(unix.SOL_SOCKET), ptrace.Lit(unix.SO_LINGER), b.Bytes(l), ptrace.Lit(8))
 	}
+	return freebind
+}
+
+// addInetState appends the calls that give the internet socket fd s's
+// address (bound with IP_FREEBIND on, then the process's freebind),
+// peer, shutdown state and listen.
+func addInetState(b *ptrace.Batch, fd ptrace.Arg, s SocketInfo, freebind int) {
 	if len(s.Addr) > 0 {
 		// The address may be one the process bound with IP_FREEBIND
 		// and then turned it off, or one that has left the host: bound
 		// with it on, then given the process's setting.
-		setInt(unix.SOL_IP, unix.IP_FREEBIND, 1)
+		addSetInt(b, fd, unix.SOL_IP, unix.IP_FREEBIND, 1)
 		b.Add(unix.SYS_BIND, fd, b.Bytes(s.Addr), ptrace.Lit(int64(len(s.Addr))))
 	}
 	if len(s.Addr) > 0 || freebind != 0 {
-		setInt(unix.SOL_IP, unix.IP_FREEBIND, freebind)
+		addSetInt(b, fd, unix.SOL_IP, unix.IP_FREEBIND, freebind)
 	}
 	if len(s.Peer) > 0 {
 		b.Add(unix.SYS_CONNECT, fd, b.Bytes(s.Peer), ptrace.Lit(int64(len(s.Peer))))
@@ -745,7 +780,6 @@ func addSocket(b *ptrace.Batch, o Object, nonblock int64) ptrace.Arg {
 	if s.Listening {
 		b.Add(unix.SYS_LISTEN, fd, ptrace.Lit(int64(s.Backlog)))
 	}
-	return fd
 }
 
 func encodeSocket(b []byte, s SocketInfo) []byte {
