@@ -209,49 +209,22 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 		return nil, fmt.Errorf("pidfd: %w", err)
 	}
 	defer unix.Close(pidfd)
+	c := sockCapture{pid: pid, pidfd: pidfd, held: map[uint64]bool{}}
+	for _, f := range fds {
+		c.held[socketIno(f.Link)] = true
+	}
 	var objs []Object
 	var refused []procfs.Object
 	byLink := map[string]int{}
-	var diag map[uint64]uint8 // inode -> shutdown state, asked once
-	var unixDiag map[uint64]unixSocket
-	held := map[uint64]bool{}
-	for _, f := range fds {
-		held[socketIno(f.Link)] = true
-	}
 	for _, f := range fds {
 		fd := FD{Num: f.Num, CloseOnExec: f.Info.Flags&unix.O_CLOEXEC != 0}
 		if i, ok := byLink[f.Link]; ok {
 			objs[i].Descs[0].FDs = append(objs[i].Descs[0].FDs, fd)
 			continue
 		}
-		s, err := unix.PidfdGetfd(pidfd, f.Num, 0)
+		info, why, err := c.read(f)
 		if err != nil {
-			return nil, fmt.Errorf("fd %d: pidfd_getfd: %w", f.Num, err)
-		}
-		info, why, err := readSocket(s)
-		unix.Close(s)
-		if err != nil {
-			return nil, fmt.Errorf("fd %d (%s): %w", f.Num, f.Link, err)
-		}
-		if why == "" && info.Family == unix.AF_UNIX {
-			if unixDiag == nil {
-				if unixDiag, err = unixSockets(pid); err != nil {
-					return nil, err
-				}
-			}
-			why, err = unixState(pid, &info, socketIno(f.Link), unixDiag, held)
-			if err != nil {
-				return nil, fmt.Errorf("fd %d (%s): %w", f.Num, f.Link, err)
-			}
-		} else if why == "" && info.Type == unix.SOCK_DGRAM {
-			if diag == nil {
-				if diag, err = inetShutdowns(pid); err != nil {
-					// udp_diag not loaded, say: without the
-					// shutdown state the socket is not carried.
-					why = fmt.Sprintf("the shutdown state of a UDP socket cannot be read here (%v)", err)
-				}
-			}
-			info.Shutdown = diag[socketIno(f.Link)]
+			return nil, err
 		}
 		if why != "" {
 			refused = append(refused, procfs.Object{What: fmt.Sprintf("fd %d (%s)", f.Num, f.Link), Why: why, FD: f.Num})
@@ -264,6 +237,64 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 	// those without a peer first (a connected one's peer has none, or
 	// is itself, or it is refused here).
 	slices.SortStableFunc(objs, func(a, b Object) int { return len(a.Sock.Peer) - len(b.Sock.Peer) })
+	refused = append(refused, foreignSenders(objs)...)
+	refused = append(refused, crossConnected(objs)...)
+	if len(refused) > 0 {
+		return nil, &SharedError{Pid: pid, Objects: refused}
+	}
+	return objs, nil
+}
+
+// sockCapture is what CaptureSockets reads of the process pid once for
+// all its sockets: held are the inodes of the sockets it holds at the
+// descriptors captured; diag and unixDiag are sock_diag's answers, asked
+// at the first socket that needs them.
+type sockCapture struct {
+	pid, pidfd int
+	held       map[uint64]bool
+	diag       map[uint64]uint8 // inode -> shutdown state
+	unixDiag   map[uint64]unixSocket
+}
+
+// read reads the state of the socket at the process's descriptor f: why
+// says what keeps it from being carried over.
+func (c *sockCapture) read(f procfs.FD) (info SocketInfo, why string, err error) {
+	s, err := unix.PidfdGetfd(c.pidfd, f.Num, 0)
+	if err != nil {
+		return info, "", fmt.Errorf("fd %d: pidfd_getfd: %w", f.Num, err)
+	}
+	info, why, err = readSocket(s)
+	unix.Close(s)
+	if err != nil {
+		return info, "", fmt.Errorf("fd %d (%s): %w", f.Num, f.Link, err)
+	}
+	if why == "" && info.Family == unix.AF_UNIX {
+		if c.unixDiag == nil {
+			if c.unixDiag, err = unixSockets(c.pid); err != nil {
+				return info, "", err
+			}
+		}
+		why, err = unixState(c.pid, &info, socketIno(f.Link), c.unixDiag, c.held)
+		if err != nil {
+			return info, "", fmt.Errorf("fd %d (%s): %w", f.Num, f.Link, err)
+		}
+	} else if why == "" && info.Type == unix.SOCK_DGRAM {
+		if c.diag == nil {
+			if c.diag, err = inetShutdowns(c.pid); err != nil {
+				// udp_diag not loaded, say: without the
+				// shutdown state the socket is not carried.
+				why = fmt.Sprintf("the shutdown state of a UDP socket cannot be read here (%v)", err)
+			}
+		}
+		info.Shutdown = c.diag[socketIno(f.Link)]
+	}
+	return info, why, nil
+}
+
+// foreignSenders refuses each unix socket of objs with a datagram
+// queued from an address no datagram socket of objs is bound to.
+func foreignSenders(objs []Object) []procfs.Object {
+	var refused []procfs.Object
 	for _, o := range objs {
 		for _, d := range o.Sock.Queued {
 			if d.From != nil && !slices.ContainsFunc(objs, func(p Object) bool {
@@ -276,6 +307,13 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 			}
 		}
 	}
+	return refused
+}
+
+// crossConnected refuses each unix socket of objs (in the order they are
+// made) whose peer is neither made before it nor itself.
+func crossConnected(objs []Object) []procfs.Object {
+	var refused []procfs.Object
 	for i, o := range objs {
 		if o.Sock.Family == unix.AF_UNIX && o.Sock.Peer != nil &&
 			!slices.ContainsFunc(objs[:i+1], func(p Object) bool { return string(p.Sock.Addr) == string(o.Sock.Peer) }) {
@@ -284,10 +322,7 @@ func CaptureSockets(pid int, fds []procfs.FD) ([]Object, error) {
 				Why: "unix datagram sockets connected to each other are not checkpointed"})
 		}
 	}
-	if len(refused) > 0 {
-		return nil, &SharedError{Pid: pid, Objects: refused}
-	}
-	return objs, nil
+	return refused
 }
 
 // readSocket reads the state of the socket s (a copy of the process's):
