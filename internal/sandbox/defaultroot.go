@@ -5,13 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/catalyzer/catalyzer/internal/filecopy"
 )
 
 // The embedded default root: what a sandbox sees as "/" when its config
@@ -187,15 +188,7 @@ func copyRegular(src, dst string, mode fs.FileMode) error {
 		return nil // vanished or unreadable: not shown
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode&^0o7022|0o444)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return filecopy.ToNew(dst, in, mode&^0o7022|0o444)
 }
 
 // treeHash names a tree by its content: paths, kinds, modes, link targets
