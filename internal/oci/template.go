@@ -222,13 +222,7 @@ func (h *holder) run() error {
 // told to stop.
 func (h *holder) waitReady(conn *net.UnixConn, term <-chan os.Signal) (bool, error) {
 	said := make(chan error, 1)
-	go func() {
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err == nil && strings.TrimSpace(line) != "ready" {
-			err = fmt.Errorf("the template wrote %q on its fork channel, want \"ready\"", line)
-		}
-		said <- err
-	}()
+	go func() { said <- readReady(conn) }()
 	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
 		if !h.templateAlive() {
 			return false, nil
@@ -255,6 +249,28 @@ func (h *holder) waitReady(conn *net.UnixConn, term <-chan os.Signal) (bool, err
 		case <-time.After(delay):
 		}
 	}
+}
+
+// readyLineMax bounds what the holder reads of a template's readiness
+// line: the tenant writes it, and the holder runs as host root.
+const readyLineMax = 64
+
+// readReady reads the template's readiness line from r: nil for
+// "ready", io.EOF (or ErrUnexpectedEOF) when r closes first, an error
+// naming what it wrote otherwise. It reads at most readyLineMax bytes.
+func readReady(r io.Reader) error {
+	line, err := bufio.NewReader(io.LimitReader(r, readyLineMax)).ReadString('\n')
+	switch {
+	case err == io.EOF && len(line) == readyLineMax:
+		return fmt.Errorf("the template wrote %d bytes on its fork channel without a newline, want \"ready\"", readyLineMax)
+	case err == io.EOF && line != "":
+		return io.ErrUnexpectedEOF
+	case err != nil:
+		return err
+	case strings.TrimSpace(line) != "ready":
+		return fmt.Errorf("the template wrote %q on its fork channel, want \"ready\"", line)
+	}
+	return nil
 }
 
 func (h *holder) templateAlive() bool {
