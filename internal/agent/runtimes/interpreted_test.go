@@ -370,3 +370,31 @@ func TestVersionMismatch(t *testing.T) {
 		})
 	}
 }
+
+// TestPythonTemplateWarm: a template's init runs the agent's own invoke
+// path (Agent.warm) but never the tenant's handler, and leaves no frame
+// or output behind: the first invocation is the handler's first call and
+// sees only its own output.
+func TestPythonTemplateWarm(t *testing.T) {
+	dir := writeCode(t, map[string]string{"main.py": `calls = 0
+def count(event, context):
+    global calls
+    calls += 1
+    print("call", calls)
+    return calls
+`})
+	in := interpreted(t, "python", dir)
+	if _, err := in.conn.Init(ctx(t), agent.Init{Function: "fn-python", Runtime: "python", Handler: "main.count", CodeDir: dir, Template: true}); err != nil {
+		t.Fatalf("template init: %v", err)
+	}
+	if _, err := in.conn.Forked(ctx(t)); err != nil {
+		t.Fatalf("forked: %v", err)
+	}
+	res, err := in.conn.Invoke(ctx(t), agent.Invoke{ID: "first"})
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	if string(res.Output) != "1" || res.Stdout != "call 1\n" || res.ID != "first" {
+		t.Fatalf("first invocation after a template init: output %s stdout %q id %q, want 1, %q, first", res.Output, res.Stdout, res.ID, "call 1\n")
+	}
+}
